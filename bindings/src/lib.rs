@@ -1,0 +1,1 @@
+//! emrshare-ffi

@@ -1,0 +1,620 @@
+//! Content extraction signatures (DESIGN section 4) as SD-JWT (RFC 9901), signed ES256.
+//!
+//! The doctor signs a [`Record`]: each non-CEAS part becomes a salted, selectively disclosable
+//! claim under `parts` (128-bit salts, so a removed low-entropy part cannot be guessed from its
+//! digest); CEAS parts are plain claims, present in every extraction by construction. The
+//! issuer JWT also carries `iss` (doctor), `sub` (patient), `iat`, `emr_id`, `emr_schema`,
+//! `emr_ceas`, and `cnf.jwk` (RFC 7800): the patient's key, which signs the key-binding JWT
+//! when the patient presents the record to an institution.
+//!
+//! Verification ([`verify`]) checks the issuer signature, every disclosure digest, that no
+//! disclosure is duplicated or unreferenced, the CEAS, and the key binding when required, and
+//! returns a [`VerifiedRecord`]: a value that only a successful verification can make.
+
+use crate::jws::{self, JwsError};
+use crate::keys::{KeyError, PartyId, PrivateKeySet, PublicKeySet, SigningKey, VerifyingKey};
+use crate::record::{Ceas, Record, RecordError};
+use crate::strict_json::{self, StrictJsonError};
+use crate::{b64, hazmat};
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+
+/// `typ` of our issuer JWTs.
+pub const SD_JWT_TYP: &str = "emr+sd-jwt";
+/// `typ` of key-binding JWTs (RFC 9901 section 4.3).
+pub const KB_JWT_TYP: &str = "kb+jwt";
+pub const MAX_SD_JWT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_DISCLOSURES: usize = 1024;
+const MAX_NESTING: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CesError {
+    #[error("malformed SD-JWT: {0}")]
+    Malformed(&'static str),
+    #[error("SD-JWT of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("issuer JWT: {0}")]
+    IssuerJwt(JwsError),
+    #[error("key-binding JWT: {0}")]
+    KeyBindingJwt(JwsError),
+    #[error("unsupported _sd_alg {0:?} (only sha-256)")]
+    UnsupportedDigest(String),
+    #[error("the same disclosure appears twice")]
+    DuplicateDisclosure,
+    #[error("a digest is referenced more than once in the payload")]
+    DuplicateDigest,
+    #[error("a disclosure is not referenced by the issuer-signed payload")]
+    UnreferencedDisclosure,
+    #[error("a disclosure conflicts with claim {0:?}")]
+    ClaimConflict(String),
+    #[error("a disclosure is of the wrong kind for where it is referenced")]
+    DisclosureKind,
+    #[error("required claim {0:?} is missing or malformed")]
+    MissingClaim(&'static str),
+    #[error("CEAS part {0:?} is missing from the presentation")]
+    CeasPartMissing(String),
+    #[error("the record was issued by {found}, not the expected {expected}")]
+    WrongIssuer { expected: PartyId, found: String },
+    #[error("the record belongs to another holder")]
+    WrongHolder,
+    #[error("a key-binding JWT is required but absent")]
+    KeyBindingMissing,
+    #[error("key-binding JWT audience does not match")]
+    KeyBindingAudience,
+    #[error("key-binding JWT nonce does not match")]
+    KeyBindingNonce,
+    #[error("key-binding JWT issued outside the accepted time window")]
+    KeyBindingTime,
+    #[error("key-binding JWT sd_hash does not match the presentation")]
+    KeyBindingHash,
+    #[error("the record is expired or not yet valid")]
+    Validity,
+    #[error("no disclosable part named {0:?}")]
+    UnknownPart(String),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Json(#[from] StrictJsonError),
+}
+
+/// One disclosure, as encoded and as decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disclosure {
+    encoded: String,
+    /// `Some` for an object property, `None` for an array element.
+    name: Option<String>,
+    value: Value,
+}
+
+impl Disclosure {
+    fn new_property(name: &str, value: &Value) -> Self {
+        let salt = b64::encode(hazmat::random_array::<16>());
+        let encoded = b64::encode(json!([salt, name, value]).to_string());
+        Self {
+            encoded,
+            name: Some(name.to_owned()),
+            value: value.clone(),
+        }
+    }
+
+    fn parse(encoded: &str) -> Result<Self, CesError> {
+        let json = b64::decode(encoded).map_err(|_| CesError::Malformed("disclosure encoding"))?;
+        let Value::Array(items) = strict_json::parse_value(&json)? else {
+            return Err(CesError::Malformed("disclosure is not a JSON array"));
+        };
+        let (name, value) = match items.as_slice() {
+            [Value::String(_salt), Value::String(name), value] => {
+                (Some(name.clone()), value.clone())
+            }
+            [Value::String(_salt), value] => (None, value.clone()),
+            _ => {
+                return Err(CesError::Malformed(
+                    "disclosure is not [salt, name, value] or [salt, value]",
+                ));
+            }
+        };
+        if name.as_deref().is_some_and(|n| n == "_sd" || n == "...") {
+            return Err(CesError::Malformed("disclosure uses a reserved claim name"));
+        }
+        Ok(Self {
+            encoded: encoded.to_owned(),
+            name,
+            value,
+        })
+    }
+
+    /// The claim name, for object-property disclosures.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn digest(&self) -> String {
+        b64::encode(hazmat::sha256(self.encoded.as_bytes()))
+    }
+}
+
+/// An SD-JWT: issuer JWT, disclosures, optional key-binding JWT. Unverified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdJwt {
+    issuer_jwt: String,
+    disclosures: Vec<Disclosure>,
+    key_binding: Option<String>,
+}
+
+/// Options for [`issue`].
+#[derive(Debug, Clone, Copy)]
+pub struct IssueOptions {
+    /// Unix time of issue.
+    pub issued_at: u64,
+    /// Decoy digests added to `_sd` to hide how many parts were made disclosable.
+    pub decoys: usize,
+}
+
+/// The doctor signs `record` for `patient`; non-CEAS parts become selectively disclosable.
+pub fn issue(
+    doctor: &PrivateKeySet,
+    patient: &PublicKeySet,
+    record: &Record,
+    ceas: &Ceas,
+    options: IssueOptions,
+) -> Result<SdJwt, CesError> {
+    ceas.check(record)?;
+    let mut plain = Map::new();
+    let mut disclosures = Vec::new();
+    for (name, value) in record.parts() {
+        if ceas.contains(name) {
+            plain.insert(name.clone(), value.clone());
+        } else {
+            disclosures.push(Disclosure::new_property(name, value));
+        }
+    }
+    let mut digests: Vec<String> = disclosures.iter().map(Disclosure::digest).collect();
+    digests.extend(
+        (0..options.decoys).map(|_| b64::encode(hazmat::sha256(&hazmat::random_array::<16>()))),
+    );
+    // Sorted, so the order reveals nothing about which digest is which part (RFC 9901 4.2.4.1).
+    digests.sort_unstable();
+    if !digests.is_empty() {
+        plain.insert("_sd".into(), digests.into());
+    }
+    let payload = json!({
+        "iss": doctor.id.as_str(),
+        "sub": patient.id.as_str(),
+        "iat": options.issued_at,
+        "emr_id": record.record_id(),
+        "emr_schema": record.schema(),
+        "emr_ceas": ceas.names().collect::<Vec<_>>(),
+        "cnf": {"jwk": patient.signing.to_jwk(None)},
+        "_sd_alg": "sha-256",
+        "parts": plain,
+    });
+    let header = jws::Header::es256(SD_JWT_TYP, Some(doctor.id.signing_kid()));
+    let issuer_jwt = jws::sign(&doctor.signing, &header, &payload);
+    Ok(SdJwt {
+        issuer_jwt,
+        disclosures,
+        key_binding: None,
+    })
+}
+
+impl SdJwt {
+    /// Parses the `~`-separated form. Structure only: nothing is verified.
+    pub fn parse(text: &str) -> Result<Self, CesError> {
+        if text.len() > MAX_SD_JWT_BYTES {
+            return Err(CesError::TooLarge(text.len()));
+        }
+        let text = text.trim_ascii();
+        let mut components: Vec<&str> = text.split('~').collect();
+        if components.len() < 2 {
+            return Err(CesError::Malformed("no '~' separator"));
+        }
+        if components.len() - 2 > MAX_DISCLOSURES {
+            return Err(CesError::TooLarge(text.len()));
+        }
+        let last = components.pop().expect("at least two components");
+        let key_binding = (!last.is_empty()).then(|| last.to_owned());
+        let issuer_jwt = components.remove(0).to_owned();
+        if issuer_jwt.split('.').count() != 3 {
+            return Err(CesError::Malformed("issuer JWT is not a compact JWS"));
+        }
+        let disclosures = components
+            .into_iter()
+            .map(|c| {
+                if c.is_empty() {
+                    Err(CesError::Malformed("empty disclosure"))
+                } else {
+                    Disclosure::parse(c)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = HashSet::new();
+        if !disclosures.iter().all(|d| seen.insert(d.encoded.as_str())) {
+            return Err(CesError::DuplicateDisclosure);
+        }
+        Ok(Self {
+            issuer_jwt,
+            disclosures,
+            key_binding,
+        })
+    }
+
+    /// `<issuer JWT>~<disclosure>~...~`, the part a key-binding JWT's `sd_hash` covers.
+    fn without_key_binding(&self) -> String {
+        let mut out = self.issuer_jwt.clone();
+        out.push('~');
+        for d in &self.disclosures {
+            out.push_str(&d.encoded);
+            out.push('~');
+        }
+        out
+    }
+
+    pub fn serialize(&self) -> String {
+        let mut out = self.without_key_binding();
+        if let Some(kb) = &self.key_binding {
+            out.push_str(kb);
+        }
+        out
+    }
+
+    pub fn disclosures(&self) -> &[Disclosure] {
+        &self.disclosures
+    }
+
+    pub fn has_key_binding(&self) -> bool {
+        self.key_binding.is_some()
+    }
+
+    /// Keeps only the disclosures of the named parts (CEAS parts are plain claims and always
+    /// stay); drops any key binding. Naming a part that is neither disclosable here nor a plain
+    /// part is an error, so a typo cannot silently disclose less than intended.
+    pub fn extract(&self, keep: &[&str]) -> Result<Self, CesError> {
+        let payload = jws::unverified_payload(&self.issuer_jwt).map_err(CesError::IssuerJwt)?;
+        let plain = payload.get("parts").and_then(Value::as_object);
+        for name in keep {
+            let disclosable = self.disclosures.iter().any(|d| d.name() == Some(name));
+            let is_plain = plain.is_some_and(|p| p.contains_key(*name));
+            if !disclosable && !is_plain {
+                return Err(CesError::UnknownPart(name.to_string()));
+            }
+        }
+        let disclosures = self
+            .disclosures
+            .iter()
+            .filter(|d| d.name().is_some_and(|n| keep.contains(&n)))
+            .cloned()
+            .collect();
+        Ok(Self {
+            issuer_jwt: self.issuer_jwt.clone(),
+            disclosures,
+            key_binding: None,
+        })
+    }
+
+    /// Appends a key-binding JWT signed by the holder (RFC 9901 section 4.3).
+    pub fn bind(&self, holder: &SigningKey, audience: &str, nonce: &str, issued_at: u64) -> Self {
+        let presented = self.without_key_binding();
+        let sd_hash = b64::encode(hazmat::sha256(presented.as_bytes()));
+        let payload =
+            json!({"aud": audience, "nonce": nonce, "iat": issued_at, "sd_hash": sd_hash});
+        let kb = jws::sign(holder, &jws::Header::es256(KB_JWT_TYP, None), &payload);
+        Self {
+            key_binding: Some(kb),
+            ..self.clone()
+        }
+    }
+}
+
+/// What a key-binding JWT must say, when the verifier requires one.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyBindingRequirement<'a> {
+    pub audience: &'a str,
+    pub nonce: &'a str,
+}
+
+/// What the verifier expects.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyPolicy<'a> {
+    /// The doctor: `iss` must be this ID, signed by this key.
+    pub issuer: &'a PublicKeySet,
+    /// The patient, when known: `sub` and `cnf.jwk` must be theirs.
+    pub holder: Option<&'a PublicKeySet>,
+    /// Require a key-binding JWT with this audience and nonce.
+    pub key_binding: Option<KeyBindingRequirement<'a>>,
+    /// Current Unix time.
+    pub now: u64,
+    /// Allowed clock difference, and the maximum age of a key-binding JWT, in seconds.
+    pub max_skew: u64,
+}
+
+impl<'a> VerifyPolicy<'a> {
+    pub fn new(issuer: &'a PublicKeySet, now: u64) -> Self {
+        Self {
+            issuer,
+            holder: None,
+            key_binding: None,
+            now,
+            max_skew: 300,
+        }
+    }
+}
+
+/// A record whose doctor signature, disclosures, CEAS and (if present or required) key
+/// binding have been verified. Only [`verify`] makes one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedRecord {
+    issuer: PartyId,
+    patient: String,
+    record_id: String,
+    schema: String,
+    issued_at: u64,
+    ceas: Vec<String>,
+    parts: Map<String, Value>,
+    holder_key: Option<VerifyingKey>,
+    key_bound: bool,
+}
+
+impl VerifiedRecord {
+    pub fn issuer(&self) -> &PartyId {
+        &self.issuer
+    }
+    pub fn patient(&self) -> &str {
+        &self.patient
+    }
+    pub fn record_id(&self) -> &str {
+        &self.record_id
+    }
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+    pub fn ceas(&self) -> &[String] {
+        &self.ceas
+    }
+    /// The disclosed parts (CEAS parts included).
+    pub fn parts(&self) -> &Map<String, Value> {
+        &self.parts
+    }
+    /// The patient's key from `cnf.jwk`.
+    pub fn holder_key(&self) -> Option<&VerifyingKey> {
+        self.holder_key.as_ref()
+    }
+    /// True if a key-binding JWT was present and valid.
+    pub fn key_bound(&self) -> bool {
+        self.key_bound
+    }
+
+    /// A JSON summary: issuer, patient, record ID, schema, parts, key binding.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "iss": self.issuer.as_str(),
+            "sub": self.patient,
+            "record_id": self.record_id,
+            "schema": self.schema,
+            "iat": self.issued_at,
+            "ceas": self.ceas,
+            "parts": self.parts,
+            "key_bound": self.key_bound,
+        })
+    }
+}
+
+/// Verifies an SD-JWT presentation against `policy`.
+pub fn verify(sd_jwt: &SdJwt, policy: &VerifyPolicy) -> Result<VerifiedRecord, CesError> {
+    let issuer = jws::verify(&sd_jwt.issuer_jwt, &policy.issuer.signing, SD_JWT_TYP)
+        .map_err(CesError::IssuerJwt)?;
+    let Value::Object(mut payload) = issuer.payload else {
+        unreachable!("jws::verify checks for an object")
+    };
+    match payload.remove("_sd_alg") {
+        None => {}
+        Some(Value::String(alg)) if alg == "sha-256" => {}
+        Some(other) => return Err(CesError::UnsupportedDigest(other.to_string())),
+    }
+    let by_digest: HashMap<String, &Disclosure> =
+        sd_jwt.disclosures.iter().map(|d| (d.digest(), d)).collect();
+    let mut unfolder = Unfolder {
+        by_digest,
+        seen: HashSet::new(),
+        used: HashSet::new(),
+    };
+    let claims = unfolder.unfold(&Value::Object(payload), 0)?;
+    if unfolder.used.len() != sd_jwt.disclosures.len() {
+        return Err(CesError::UnreferencedDisclosure);
+    }
+    let claims = claims.as_object().expect("unfolding keeps objects");
+    let text = |name: &'static str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or(CesError::MissingClaim(name))
+    };
+    let iss = text("iss")?;
+    if iss != policy.issuer.id.as_str() {
+        return Err(CesError::WrongIssuer {
+            expected: policy.issuer.id.clone(),
+            found: iss.chars().take(128).collect(),
+        });
+    }
+    check_validity(claims, policy)?;
+    let parts = claims
+        .get("parts")
+        .and_then(Value::as_object)
+        .ok_or(CesError::MissingClaim("parts"))?
+        .clone();
+    let ceas: Vec<String> = match claims.get("emr_ceas") {
+        None => Vec::new(),
+        Some(v) => {
+            strict_json::from_value(v.clone()).map_err(|_| CesError::MissingClaim("emr_ceas"))?
+        }
+    };
+    if let Some(missing) = ceas.iter().find(|name| !parts.contains_key(*name)) {
+        return Err(CesError::CeasPartMissing(missing.clone()));
+    }
+    let holder_key = match claims.get("cnf").and_then(|c| c.get("jwk")) {
+        None => None,
+        Some(jwk) => Some(VerifyingKey::from_jwk(&strict_json::from_value(
+            jwk.clone(),
+        )?)?),
+    };
+    let patient = text("sub")?.to_owned();
+    if let Some(holder) = policy.holder {
+        if holder_key.as_ref() != Some(&holder.signing) || patient != holder.id.as_str() {
+            return Err(CesError::WrongHolder);
+        }
+    }
+    let key_bound = check_key_binding(sd_jwt, holder_key.as_ref(), policy)?;
+    Ok(VerifiedRecord {
+        issuer: policy.issuer.id.clone(),
+        patient,
+        record_id: text("emr_id")?.to_owned(),
+        schema: text("emr_schema")?.to_owned(),
+        issued_at: claims
+            .get("iat")
+            .and_then(Value::as_u64)
+            .ok_or(CesError::MissingClaim("iat"))?,
+        ceas,
+        parts,
+        holder_key,
+        key_bound,
+    })
+}
+
+fn check_validity(claims: &Map<String, Value>, policy: &VerifyPolicy) -> Result<(), CesError> {
+    let time = |name| {
+        claims
+            .get(name)
+            .map(|v| v.as_u64().ok_or(CesError::Validity))
+            .transpose()
+    };
+    let late = policy.now.saturating_add(policy.max_skew);
+    if time("iat")?.is_some_and(|iat| iat > late)
+        || time("nbf")?.is_some_and(|nbf| nbf > late)
+        || time("exp")?.is_some_and(|exp| exp <= policy.now)
+    {
+        return Err(CesError::Validity);
+    }
+    Ok(())
+}
+
+/// Verifies the key-binding JWT if there is one; requires one if the policy says so.
+fn check_key_binding(
+    sd_jwt: &SdJwt,
+    holder_key: Option<&VerifyingKey>,
+    policy: &VerifyPolicy,
+) -> Result<bool, CesError> {
+    let Some(kb) = &sd_jwt.key_binding else {
+        return match policy.key_binding {
+            Some(_) => Err(CesError::KeyBindingMissing),
+            None => Ok(false),
+        };
+    };
+    let holder_key = holder_key.ok_or(CesError::MissingClaim("cnf"))?;
+    let verified = jws::verify(kb, holder_key, KB_JWT_TYP).map_err(CesError::KeyBindingJwt)?;
+    let claim = |name| verified.payload.get(name).and_then(Value::as_str);
+    let expected_hash = b64::encode(hazmat::sha256(sd_jwt.without_key_binding().as_bytes()));
+    if claim("sd_hash") != Some(expected_hash.as_str()) {
+        return Err(CesError::KeyBindingHash);
+    }
+    let iat = verified
+        .payload
+        .get("iat")
+        .and_then(Value::as_u64)
+        .ok_or(CesError::MissingClaim("iat"))?;
+    if iat > policy.now.saturating_add(policy.max_skew)
+        || iat < policy.now.saturating_sub(policy.max_skew)
+    {
+        return Err(CesError::KeyBindingTime);
+    }
+    if let Some(required) = policy.key_binding {
+        if claim("aud") != Some(required.audience) {
+            return Err(CesError::KeyBindingAudience);
+        }
+        if claim("nonce") != Some(required.nonce) {
+            return Err(CesError::KeyBindingNonce);
+        }
+    }
+    Ok(true)
+}
+
+/// Replaces digests in the payload by the disclosed claims, recursively (RFC 9901 7.1).
+struct Unfolder<'a> {
+    by_digest: HashMap<String, &'a Disclosure>,
+    /// Every digest met in the payload, disclosed or not: each may appear once.
+    seen: HashSet<String>,
+    /// Digests whose disclosure was used.
+    used: HashSet<String>,
+}
+
+impl<'a> Unfolder<'a> {
+    fn take(&mut self, digest: &Value) -> Result<Option<&'a Disclosure>, CesError> {
+        let digest = digest
+            .as_str()
+            .ok_or(CesError::Malformed("digest is not a string"))?;
+        if !self.seen.insert(digest.to_owned()) {
+            return Err(CesError::DuplicateDigest);
+        }
+        let found = self.by_digest.get(digest).copied();
+        if found.is_some() {
+            self.used.insert(digest.to_owned());
+        }
+        Ok(found)
+    }
+
+    fn unfold(&mut self, value: &Value, depth: usize) -> Result<Value, CesError> {
+        if depth > MAX_NESTING {
+            return Err(CesError::Malformed("nesting too deep"));
+        }
+        match value {
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (name, inner) in map.iter().filter(|(name, _)| *name != "_sd") {
+                    out.insert(name.clone(), self.unfold(inner, depth + 1)?);
+                }
+                let digests = match map.get("_sd") {
+                    None => &Vec::new(),
+                    Some(Value::Array(digests)) => digests,
+                    Some(_) => return Err(CesError::Malformed("_sd is not an array")),
+                };
+                for digest in digests {
+                    let Some(disclosure) = self.take(digest)? else {
+                        continue;
+                    };
+                    let name = disclosure.name.clone().ok_or(CesError::DisclosureKind)?;
+                    let disclosed = self.unfold(&disclosure.value, depth + 1)?;
+                    if out.insert(name.clone(), disclosed).is_some() {
+                        return Err(CesError::ClaimConflict(name));
+                    }
+                }
+                Ok(Value::Object(out))
+            }
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item
+                        .as_object()
+                        .filter(|o| o.len() == 1)
+                        .and_then(|o| o.get("..."))
+                    {
+                        Some(digest) => {
+                            let Some(disclosure) = self.take(digest)? else {
+                                continue;
+                            };
+                            if disclosure.name.is_some() {
+                                return Err(CesError::DisclosureKind);
+                            }
+                            out.push(self.unfold(&disclosure.value, depth + 1)?);
+                        }
+                        None => out.push(self.unfold(item, depth + 1)?),
+                    }
+                }
+                Ok(Value::Array(out))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! Envelopes: JWE (RFC 7516) with `RSA-OAEP-256` key wrapping and `A256CBC-HS512` content
+//! encryption (RFC 7518 section 5.2: AES-256-CBC, then HMAC-SHA-512/256 over the AAD, IV and
+//! ciphertext). Nothing else is accepted.
+//!
+//! - One recipient: compact serialization, `alg`/`enc`/`kid` in the protected header.
+//! - Several: general JSON serialization, `enc` protected, `alg`/`kid` per recipient, one
+//!   content key wrapped once per recipient. [`Envelope::add_recipient`] grants a new reader
+//!   without re-encrypting the content.
+//!
+//! Opening checks the MAC in constant time before any decryption, and a failed key unwrap
+//! continues with a random key (RFC 7516 section 11.5) so the two failures look alike.
+
+use crate::b64;
+use crate::hazmat::{self, a256cbc_hs512};
+use crate::keys::{DecryptionKey, EncryptionKey, PrivateKeySet, PublicKeySet};
+use crate::strict_json::{self, StrictJsonError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+pub const ALG: &str = "RSA-OAEP-256";
+pub const ENC: &str = "A256CBC-HS512";
+
+/// Inputs larger than this are refused before parsing (16 MiB of content is about 21.4 MiB
+/// of compact JWE; larger attachments use the chunked stream format).
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024 * 1024;
+/// More recipients than this are refused (each costs an RSA decryption attempt).
+pub const MAX_RECIPIENTS: usize = 256;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JweError {
+    #[error("malformed JWE: {0}")]
+    Malformed(&'static str),
+    #[error("JWE lacks the {0:?} member")]
+    Missing(&'static str),
+    #[error("JWE header parameter {0:?} appears more than once")]
+    DuplicateHeader(String),
+    #[error("unsupported JWE key management algorithm {0:?} (only RSA-OAEP-256)")]
+    UnsupportedAlgorithm(String),
+    #[error("unsupported JWE content encryption {0:?} (only A256CBC-HS512)")]
+    UnsupportedEncryption(String),
+    #[error("compressed JWE (zip) is refused")]
+    Compressed,
+    #[error("JWE with critical header parameters is refused")]
+    Critical,
+    #[error("JWE of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("JWE has too many recipients")]
+    TooManyRecipients,
+    #[error("JWE has no recipients")]
+    NoRecipients,
+    #[error("this envelope cannot use the compact serialization")]
+    NotCompact,
+    #[error("decryption failed: wrong key or tampered envelope")]
+    Decrypt,
+    #[error("key wrapping failed")]
+    Wrap,
+    #[error(transparent)]
+    Json(#[from] StrictJsonError),
+}
+
+/// Who an envelope is sealed to: an RSA-OAEP-256 key and the `kid` that names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub kid: &'a str,
+    pub key: &'a EncryptionKey,
+}
+
+type Header = Map<String, Value>;
+
+#[derive(Debug, Clone, PartialEq)]
+struct RecipientEntry {
+    header: Option<Header>,
+    encrypted_key: Vec<u8>,
+}
+
+/// A parsed, structurally valid JWE. Its contents are unauthenticated until opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    protected_b64: String,
+    protected: Header,
+    unprotected: Option<Header>,
+    aad_b64: Option<String>,
+    recipients: Vec<RecipientEntry>,
+    iv: [u8; a256cbc_hs512::IV_LEN],
+    ciphertext: Vec<u8>,
+    tag: [u8; a256cbc_hs512::TAG_LEN],
+}
+
+fn header(pairs: &[(&str, &str)]) -> Header {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(*v)))
+        .collect()
+}
+
+impl Envelope {
+    /// Encrypts `plaintext` to every recipient under one fresh content key.
+    pub fn seal(
+        plaintext: &[u8],
+        recipients: &[Recipient],
+        content_type: Option<&str>,
+    ) -> Result<Self, JweError> {
+        if recipients.is_empty() {
+            return Err(JweError::NoRecipients);
+        }
+        if recipients.len() > MAX_RECIPIENTS {
+            return Err(JweError::TooManyRecipients);
+        }
+        let cek = Zeroizing::new(hazmat::random_array::<{ a256cbc_hs512::KEY_LEN }>());
+        let mut protected = header(&[("enc", ENC)]);
+        if let [only] = recipients {
+            protected.extend(header(&[("alg", ALG), ("kid", only.kid)]));
+        }
+        if let Some(cty) = content_type {
+            protected.insert("cty".into(), cty.into());
+        }
+        let entries = recipients
+            .iter()
+            .map(|r| {
+                let header =
+                    (recipients.len() > 1).then(|| header(&[("alg", ALG), ("kid", r.kid)]));
+                Ok(RecipientEntry {
+                    header,
+                    encrypted_key: r.key.wrap(cek.as_ref()).map_err(|_| JweError::Wrap)?,
+                })
+            })
+            .collect::<Result<Vec<_>, JweError>>()?;
+        let protected_b64 = b64::encode(serde_json::to_vec(&protected).expect("header serializes"));
+        let iv = hazmat::random_array();
+        let (ciphertext, tag) =
+            a256cbc_hs512::encrypt(&cek, &iv, protected_b64.as_bytes(), plaintext);
+        Ok(Self {
+            protected_b64,
+            protected,
+            unprotected: None,
+            aad_b64: None,
+            recipients: entries,
+            iv,
+            ciphertext,
+            tag,
+        })
+    }
+
+    /// Seals to parties' published encryption keys.
+    pub fn seal_to(
+        plaintext: &[u8],
+        parties: &[&PublicKeySet],
+        content_type: Option<&str>,
+    ) -> Result<Self, JweError> {
+        let kids: Vec<String> = parties.iter().map(|p| p.id.encryption_kid()).collect();
+        let recipients: Vec<Recipient> = parties
+            .iter()
+            .zip(&kids)
+            .map(|(p, kid)| Recipient {
+                kid,
+                key: &p.encryption,
+            })
+            .collect();
+        Self::seal(plaintext, &recipients, content_type)
+    }
+
+    /// The authenticated data: the protected header, and the JSON `aad` member if any.
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = self.protected_b64.as_bytes().to_vec();
+        if let Some(extra) = &self.aad_b64 {
+            aad.push(b'.');
+            aad.extend_from_slice(extra.as_bytes());
+        }
+        aad
+    }
+
+    /// The merged header of one recipient (layers are disjoint, checked at parse time).
+    fn merged_header(&self, entry: &RecipientEntry) -> Header {
+        let mut merged = self.protected.clone();
+        for layer in [&self.unprotected, &entry.header].into_iter().flatten() {
+            merged.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        merged
+    }
+
+    fn recipient_kid(&self, entry: &RecipientEntry) -> Option<String> {
+        self.merged_header(entry)
+            .get("kid")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// The `kid` of every recipient, in order (`None` where a recipient has none).
+    pub fn recipient_kids(&self) -> Vec<Option<String>> {
+        self.recipients
+            .iter()
+            .map(|r| self.recipient_kid(r))
+            .collect()
+    }
+
+    /// The `cty` (content type) of the protected header, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.protected.get("cty").and_then(Value::as_str)
+    }
+
+    /// Unwraps the content key for `key`: the recipient named `kid` if there is one, else
+    /// each recipient in turn. Never tells a wrong key from a tampered envelope.
+    fn unwrap_cek(&self, key: &DecryptionKey, kid: Option<&str>) -> Zeroizing<[u8; 64]> {
+        let named: Vec<&RecipientEntry> = self
+            .recipients
+            .iter()
+            .filter(|r| kid.is_some() && self.recipient_kid(r).as_deref() == kid)
+            .collect();
+        let candidates = if named.is_empty() {
+            self.recipients.iter().collect()
+        } else {
+            named
+        };
+        for entry in candidates {
+            if let Ok(cek) = key.unwrap(&entry.encrypted_key) {
+                if let Ok(cek) = <[u8; 64]>::try_from(cek.as_slice()) {
+                    return Zeroizing::new(cek);
+                }
+            }
+        }
+        Zeroizing::new(hazmat::random_array())
+    }
+
+    /// Decrypts with a decryption key, preferring the recipient named `kid`.
+    pub fn open_with(
+        &self,
+        key: &DecryptionKey,
+        kid: Option<&str>,
+    ) -> Result<Zeroizing<Vec<u8>>, JweError> {
+        let cek = self.unwrap_cek(key, kid);
+        a256cbc_hs512::decrypt(&cek, &self.iv, &self.aad(), &self.ciphertext, &self.tag)
+            .map_err(|_| JweError::Decrypt)
+    }
+
+    /// Decrypts with a party's keys.
+    pub fn open(&self, keys: &PrivateKeySet) -> Result<Zeroizing<Vec<u8>>, JweError> {
+        self.open_with(&keys.decryption, Some(&keys.id.encryption_kid()))
+    }
+
+    /// Grants `new` access: unwraps the content key with `holder`'s keys (checking the MAC), wraps
+    /// it to `new`. The content ciphertext is unchanged. A compact-style envelope (alg and kid
+    /// in the protected header) first moves them to its recipient's header, which changes the
+    /// AAD, so only the 32-byte tag is recomputed.
+    pub fn add_recipient(
+        &mut self,
+        holder: &PrivateKeySet,
+        new: Recipient,
+    ) -> Result<(), JweError> {
+        if self.recipients.len() >= MAX_RECIPIENTS {
+            return Err(JweError::TooManyRecipients);
+        }
+        let cek = self.unwrap_cek(&holder.decryption, Some(&holder.id.encryption_kid()));
+        a256cbc_hs512::decrypt(&cek, &self.iv, &self.aad(), &self.ciphertext, &self.tag)
+            .map_err(|_| JweError::Decrypt)?;
+        let in_protected: Header = ["alg", "kid"]
+            .iter()
+            .filter_map(|name| self.protected.remove(*name).map(|v| (name.to_string(), v)))
+            .collect();
+        if !in_protected.is_empty() {
+            let [only] = self.recipients.as_mut_slice() else {
+                return Err(JweError::Malformed(
+                    "per-recipient parameters in the protected header",
+                ));
+            };
+            only.header
+                .get_or_insert_with(Header::new)
+                .extend(in_protected);
+            self.protected_b64 =
+                b64::encode(serde_json::to_vec(&self.protected).expect("header serializes"));
+            self.tag = a256cbc_hs512::retag(&cek, &self.iv, &self.aad(), &self.ciphertext);
+        }
+        let encrypted_key = new.key.wrap(cek.as_ref()).map_err(|_| JweError::Wrap)?;
+        self.recipients.push(RecipientEntry {
+            header: Some(header(&[("alg", ALG), ("kid", new.kid)])),
+            encrypted_key,
+        });
+        Ok(())
+    }
+
+    /// Compact serialization; only for one recipient with everything in the protected header.
+    pub fn to_compact(&self) -> Result<String, JweError> {
+        let [only] = self.recipients.as_slice() else {
+            return Err(JweError::NotCompact);
+        };
+        if only.header.is_some() || self.unprotected.is_some() || self.aad_b64.is_some() {
+            return Err(JweError::NotCompact);
+        }
+        Ok([
+            self.protected_b64.clone(),
+            b64::encode(&only.encrypted_key),
+            b64::encode(self.iv),
+            b64::encode(&self.ciphertext),
+            b64::encode(self.tag),
+        ]
+        .join("."))
+    }
+
+    /// General JSON serialization.
+    pub fn to_json(&self) -> String {
+        let json = GeneralJson {
+            protected: Some(self.protected_b64.clone()),
+            unprotected: self.unprotected.clone(),
+            aad: self.aad_b64.clone(),
+            recipients: Some(
+                self.recipients
+                    .iter()
+                    .map(|r| RecipientJson {
+                        header: r.header.clone(),
+                        encrypted_key: Some(b64::encode(&r.encrypted_key)),
+                    })
+                    .collect(),
+            ),
+            header: None,
+            encrypted_key: None,
+            iv: Some(b64::encode(self.iv)),
+            ciphertext: Some(b64::encode(&self.ciphertext)),
+            tag: Some(b64::encode(self.tag)),
+        };
+        serde_json::to_string(&json).expect("JWE serializes")
+    }
+
+    /// Compact when possible, else general JSON.
+    pub fn serialize(&self) -> String {
+        self.to_compact().unwrap_or_else(|_| self.to_json())
+    }
+
+    /// Parses either serialization (compact, general or flattened JSON) and validates the
+    /// structure and algorithms. Leading and trailing ASCII whitespace is ignored.
+    pub fn parse(input: &[u8]) -> Result<Self, JweError> {
+        if input.len() > MAX_ENVELOPE_BYTES {
+            return Err(JweError::TooLarge(input.len()));
+        }
+        let trimmed = input.trim_ascii();
+        if trimmed.first() == Some(&b'{') {
+            Self::parse_json(trimmed)
+        } else {
+            Self::parse_compact(trimmed)
+        }
+    }
+
+    fn parse_compact(input: &[u8]) -> Result<Self, JweError> {
+        let text = std::str::from_utf8(input).map_err(|_| JweError::Malformed("not ASCII"))?;
+        let parts: Vec<&str> = text.split('.').collect();
+        let [protected_b64, encrypted_key, iv, ciphertext, tag] = parts[..] else {
+            return Err(JweError::Malformed(
+                "compact JWE has five dot-separated parts",
+            ));
+        };
+        Self::build(
+            protected_b64.to_owned(),
+            None,
+            None,
+            vec![RecipientJson {
+                header: None,
+                encrypted_key: Some(encrypted_key.to_owned()),
+            }],
+            iv,
+            ciphertext,
+            tag,
+        )
+    }
+
+    fn parse_json(input: &[u8]) -> Result<Self, JweError> {
+        let json: GeneralJson = strict_json::parse(input)?;
+        let recipients = match (json.recipients, json.header, json.encrypted_key) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(JweError::Malformed("both general and flattened members"));
+            }
+            (Some(recipients), None, None) => recipients,
+            (None, header, encrypted_key) => vec![RecipientJson {
+                header,
+                encrypted_key,
+            }],
+        };
+        Self::build(
+            json.protected.ok_or(JweError::Missing("protected"))?,
+            json.unprotected,
+            json.aad,
+            recipients,
+            json.iv.as_deref().ok_or(JweError::Missing("iv"))?,
+            json.ciphertext
+                .as_deref()
+                .ok_or(JweError::Missing("ciphertext"))?,
+            json.tag.as_deref().ok_or(JweError::Missing("tag"))?,
+        )
+    }
+
+    fn build(
+        protected_b64: String,
+        unprotected: Option<Header>,
+        aad_b64: Option<String>,
+        recipients: Vec<RecipientJson>,
+        iv: &str,
+        ciphertext: &str,
+        tag: &str,
+    ) -> Result<Self, JweError> {
+        if recipients.is_empty() {
+            return Err(JweError::NoRecipients);
+        }
+        if recipients.len() > MAX_RECIPIENTS {
+            return Err(JweError::TooManyRecipients);
+        }
+        if protected_b64.len() > MAX_HEADER_BYTES {
+            return Err(JweError::Malformed("protected header too large"));
+        }
+        let protected_json = b64::decode(&protected_b64)
+            .map_err(|_| JweError::Malformed("protected header encoding"))?;
+        let protected: Header = strict_json::parse(&protected_json)?;
+        if let Some(aad) = &aad_b64 {
+            b64::decode(aad).map_err(|_| JweError::Malformed("aad encoding"))?;
+        }
+        let entries = recipients
+            .into_iter()
+            .map(|r| {
+                let encrypted_key = r.encrypted_key.ok_or(JweError::Missing("encrypted_key"))?;
+                let encrypted_key = b64::decode(encrypted_key)
+                    .map_err(|_| JweError::Malformed("encrypted_key encoding"))?;
+                Ok(RecipientEntry {
+                    header: r.header,
+                    encrypted_key,
+                })
+            })
+            .collect::<Result<Vec<_>, JweError>>()?;
+        let envelope = Self {
+            protected_b64,
+            protected,
+            unprotected,
+            aad_b64,
+            recipients: entries,
+            iv: b64::decode_array(iv).map_err(|_| JweError::Malformed("iv must be 16 bytes"))?,
+            ciphertext: b64::decode(ciphertext)
+                .map_err(|_| JweError::Malformed("ciphertext encoding"))?,
+            tag: b64::decode_array(tag).map_err(|_| JweError::Malformed("tag must be 32 bytes"))?,
+        };
+        if envelope.ciphertext.is_empty() || envelope.ciphertext.len() % 16 != 0 {
+            return Err(JweError::Malformed("ciphertext is not whole AES blocks"));
+        }
+        for entry in &envelope.recipients {
+            envelope.check_header(entry)?;
+        }
+        Ok(envelope)
+    }
+
+    /// One recipient's header layers: disjoint, only our algorithms, no zip, no crit.
+    fn check_header(&self, entry: &RecipientEntry) -> Result<(), JweError> {
+        let layers: Vec<&Header> = [
+            Some(&self.protected),
+            self.unprotected.as_ref(),
+            entry.header.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for name in layers.iter().flat_map(|layer| layer.keys()) {
+            if !seen.insert(name.as_str()) {
+                return Err(JweError::DuplicateHeader(name.clone()));
+            }
+        }
+        let merged = self.merged_header(entry);
+        if merged.contains_key("zip") {
+            return Err(JweError::Compressed);
+        }
+        if merged.contains_key("crit") {
+            return Err(JweError::Critical);
+        }
+        let text = |name: &'static str| match merged.get(name) {
+            None => Err(JweError::Missing(name)),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(JweError::Malformed("header parameter is not a string")),
+        };
+        let alg = text("alg")?;
+        if alg != ALG {
+            return Err(JweError::UnsupportedAlgorithm(alg));
+        }
+        let enc = text("enc")?;
+        if enc != ENC {
+            return Err(JweError::UnsupportedEncryption(enc));
+        }
+        if merged.get("kid").is_some_and(|k| !k.is_string()) {
+            return Err(JweError::Malformed("kid is not a string"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecipientJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header: Option<Header>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encrypted_key: Option<String>,
+}
+
+/// The general and flattened JSON serializations share these members (RFC 7516 section 7.2).
+#[derive(Serialize, Deserialize)]
+struct GeneralJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    protected: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unprotected: Option<Header>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aad: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recipients: Option<Vec<RecipientJson>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    header: Option<Header>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encrypted_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ciphertext: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
+}

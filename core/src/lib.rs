@@ -1,0 +1,29 @@
+//! # emrshare-core
+//!
+//! The cryptographic heart of emrshare, sans I/O: it never opens a socket or a file.
+//!
+//! - [`keys`]: ES256 signing keys and RSA-OAEP-256 encryption keys, their JWK forms, party
+//!   identities (registered names, or RFC 7638 thumbprints for patients), passphrase wrapping
+//!   ([`keys::wrap`]) and unlinkable per-transaction keys ([`keys::txkeys`]).
+//! - [`jwe`]: envelopes, JWE with `RSA-OAEP-256` + `A256CBC-HS512`, compact and general JSON.
+//! - [`jws`]: compact ES256 JWS, the signature layer under SD-JWT.
+//! - [`ces`]: content extraction signatures as SD-JWT (RFC 9901): issue, extract, present with a
+//!   key-binding JWT, verify.
+//! - [`record`]: the medical record model (named parts, schema tag, the BPDS seven parts).
+//!
+//! Raw primitives live in a crate-private `hazmat` module; everything public works on typed,
+//! validated values. Secrets zeroize on drop and print as `[redacted]`.
+
+pub mod b64;
+pub mod ces;
+mod hazmat;
+pub mod jwe;
+pub mod jws;
+pub mod keys;
+pub mod record;
+pub mod strict_json;
+
+pub use ces::{SdJwt, VerifiedRecord};
+pub use jwe::Envelope;
+pub use keys::{PartyId, PrivateKeySet, PublicKeySet};
+pub use record::Record;
