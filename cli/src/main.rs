@@ -1,1 +1,286 @@
-fn main() {}
+//! `emrshare`: the desktop client of emrshare. Each subcommand is one step a party takes:
+//! make keys, sign a record (doctor), extract and present it (patient), verify it (anyone),
+//! seal and open envelopes. `demo` runs the whole visit story on a sample record.
+
+mod demo;
+mod files;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use emrshare_core::PrivateKeySet;
+use emrshare_core::ces::{self, IssueOptions, KeyBindingRequirement, SdJwt, VerifyPolicy};
+use emrshare_core::jwe::{Envelope, MAX_ENVELOPE_BYTES};
+use emrshare_core::keys::{PartyId, RsaBits};
+use emrshare_core::record::{Ceas, Record};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(
+    name = "emrshare",
+    version,
+    about = "Hold, verify, redact and share electronic medical records"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a party's keys (ES256 signing + RSA-OAEP-256 encryption) as a private JWK Set;
+    /// prints the public set.
+    Keygen {
+        /// Registered ID (e.g. hospital:st-marys). Omit for a patient: the ID is then the
+        /// RFC 7638 thumbprint of the signing key.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long, default_value_t = 3072)]
+        rsa_bits: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// Encrypt the key file under the passphrase in EMRSHARE_PASSPHRASE (Argon2id).
+        #[arg(long)]
+        wrap: bool,
+        /// Replace an existing key file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public JWK Set of a private key file.
+    Pubkey {
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Content extraction signatures (SD-JWT).
+    #[command(subcommand)]
+    Ces(CesCommand),
+    /// Encrypt to one or more recipients (compact JWE for one, general JSON for several).
+    Seal {
+        /// A recipient's public key set; repeat for several.
+        #[arg(long = "to", required = true)]
+        to: Vec<PathBuf>,
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// Content type recorded in the protected header (cty).
+        #[arg(long)]
+        cty: Option<String>,
+    },
+    /// Decrypt an envelope with a private key set.
+    Open {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+    },
+    /// Run the visit story on a sample record: keys, sign, verify, extract, seal, open,
+    /// present with key binding, verify; prints each step.
+    Demo {
+        /// Keep the generated files in this folder.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CesCommand {
+    /// Doctor: sign a record (a JSON object of named parts) for a patient.
+    Sign {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        patient: PathBuf,
+        #[arg(long)]
+        record: PathBuf,
+        /// Parts every extraction must keep (default for BPDS records: gender,age,medical_history).
+        #[arg(long, value_delimiter = ',')]
+        ceas: Option<Vec<String>>,
+        #[arg(long)]
+        record_id: Option<String>,
+        /// Decoy digests to hide the number of parts.
+        #[arg(long, default_value_t = 0)]
+        decoys: usize,
+    },
+    /// Patient: keep only some parts; optionally bind the presentation to a verifier.
+    Extract {
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// Parts to disclose besides the CEAS parts (default: none).
+        #[arg(long, value_delimiter = ',')]
+        disclose: Vec<String>,
+        #[command(flatten)]
+        binding: HolderBinding,
+    },
+    /// Anyone: verify a record or presentation; prints the disclosed parts as JSON.
+    Verify {
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// The doctor's public key set.
+        #[arg(long)]
+        issuer: PathBuf,
+        /// Require a key-binding JWT for this audience...
+        #[arg(long, requires = "nonce")]
+        aud: Option<String>,
+        /// ...and this nonce.
+        #[arg(long, requires = "aud")]
+        nonce: Option<String>,
+        /// The patient's public key set: the record must be theirs.
+        #[arg(long)]
+        holder: Option<PathBuf>,
+        /// Allowed clock skew and key-binding age, in seconds.
+        #[arg(long, default_value_t = 300)]
+        max_skew: u64,
+    },
+}
+
+#[derive(Args)]
+struct HolderBinding {
+    /// The patient's private key set, to sign a key-binding JWT.
+    #[arg(long, requires_all = ["aud", "nonce"])]
+    holder_key: Option<PathBuf>,
+    #[arg(long, requires = "holder_key")]
+    aud: Option<String>,
+    #[arg(long, requires = "holder_key")]
+    nonce: Option<String>,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("emrshare: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Keygen {
+            id,
+            rsa_bits,
+            out,
+            wrap,
+            force,
+        } => {
+            let id = id.map(PartyId::new).transpose()?;
+            let keys = PrivateKeySet::generate(id, RsaBits::from_bits(rsa_bits)?);
+            let contents = files::private_key_file(&keys, wrap)?;
+            files::write_private_file(&out, contents.as_bytes(), force)?;
+            println!("{}", keys.public().to_json());
+        }
+        Command::Pubkey { key } => {
+            println!("{}", files::load_private_keys(&key)?.public().to_json())
+        }
+        Command::Ces(command) => run_ces(command)?,
+        Command::Seal { to, input, cty } => {
+            let parties = to
+                .iter()
+                .map(|p| files::load_public_keys(p))
+                .collect::<Result<Vec<_>>>()?;
+            let plaintext = files::read_input(input.as_deref(), MAX_ENVELOPE_BYTES * 3 / 4)?;
+            let envelope = Envelope::seal_to(
+                &plaintext,
+                &parties.iter().collect::<Vec<_>>(),
+                cty.as_deref(),
+            )?;
+            files::write_stdout(envelope.serialize().as_bytes())?;
+            println!();
+        }
+        Command::Open { key, input } => {
+            let keys = files::load_private_keys(&key)?;
+            let envelope =
+                Envelope::parse(&files::read_input(input.as_deref(), MAX_ENVELOPE_BYTES)?)?;
+            files::write_stdout(&envelope.open(&keys)?)?;
+        }
+        Command::Demo { keep } => demo::run(keep)?,
+    }
+    Ok(())
+}
+
+fn run_ces(command: CesCommand) -> Result<()> {
+    match command {
+        CesCommand::Sign {
+            key,
+            patient,
+            record,
+            ceas,
+            record_id,
+            decoys,
+        } => {
+            let doctor = files::load_private_keys(&key)?;
+            let patient = files::load_public_keys(&patient)?;
+            let record_bytes = files::read_input(Some(&record), ces::MAX_SD_JWT_BYTES / 2)?;
+            let record =
+                Record::from_json(&record_bytes, record_id.as_deref()).context("invalid record")?;
+            let ceas = match ceas {
+                Some(names) => Ceas::new(names.into_iter().filter(|n| !n.is_empty())),
+                None => Ceas::default_for(&record),
+            };
+            let sd_jwt = ces::issue(
+                &doctor,
+                &patient,
+                &record,
+                &ceas,
+                IssueOptions {
+                    issued_at: now(),
+                    decoys,
+                },
+            )?;
+            println!("{}", sd_jwt.serialize());
+        }
+        CesCommand::Extract {
+            input,
+            disclose,
+            binding,
+        } => {
+            let sd_jwt = SdJwt::parse(&files::read_text(input.as_deref(), ces::MAX_SD_JWT_BYTES)?)?;
+            let keep: Vec<&str> = disclose
+                .iter()
+                .map(String::as_str)
+                .filter(|n| !n.is_empty())
+                .collect();
+            let mut extracted = sd_jwt.extract(&keep)?;
+            if let (Some(key), Some(aud), Some(nonce)) =
+                (binding.holder_key, binding.aud, binding.nonce)
+            {
+                let holder = files::load_private_keys(&key)?;
+                extracted = extracted.bind(&holder.signing, &aud, &nonce, now());
+            }
+            println!("{}", extracted.serialize());
+        }
+        CesCommand::Verify {
+            input,
+            issuer,
+            aud,
+            nonce,
+            holder,
+            max_skew,
+        } => {
+            let sd_jwt = SdJwt::parse(&files::read_text(input.as_deref(), ces::MAX_SD_JWT_BYTES)?)?;
+            let issuer = files::load_public_keys(&issuer)?;
+            let holder = holder.map(|h| files::load_public_keys(&h)).transpose()?;
+            let key_binding = match (&aud, &nonce) {
+                (Some(audience), Some(nonce)) => Some(KeyBindingRequirement { audience, nonce }),
+                _ => None,
+            };
+            let policy = VerifyPolicy {
+                holder: holder.as_ref(),
+                key_binding,
+                max_skew,
+                ..VerifyPolicy::new(&issuer, now())
+            };
+            let verified = ces::verify(&sd_jwt, &policy).context("verification failed")?;
+            println!("{}", serde_json::to_string_pretty(&verified.to_json())?);
+        }
+    }
+    Ok(())
+}

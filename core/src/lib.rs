@@ -27,3 +27,13 @@ pub use ces::{SdJwt, VerifiedRecord};
 pub use jwe::Envelope;
 pub use keys::{PartyId, PrivateKeySet, PublicKeySet};
 pub use record::Record;
+
+/// SHA-256 of a blob: how stored ciphertexts are addressed and indexed.
+pub fn content_hash(data: &[u8]) -> [u8; 32] {
+    hazmat::sha256(data)
+}
+
+/// A fresh 128-bit random nonce, base64url (for key-binding JWTs and handshakes).
+pub fn make_nonce() -> String {
+    b64::encode(hazmat::random_array::<16>())
+}
