@@ -618,3 +618,79 @@ impl<'a> Unfolder<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 9901 sections 4.2.1 and 4.2.2: example disclosures and their digests.
+    #[test]
+    fn rfc9901_disclosure_digests() {
+        let property = Disclosure::parse(
+            "WyJfMjZiYzRMVC1hYzZxMktJNmNCVzVlcyIsICJmYW1pbHlfbmFtZSIsICJNw7ZiaXVzIl0",
+        )
+        .unwrap();
+        assert_eq!(property.name(), Some("family_name"));
+        assert_eq!(property.value, json!("Möbius"));
+        assert_eq!(
+            property.digest(),
+            "X9yH0Ajrdm1Oij4tWso9UzzKJvPoDxwmuEcO3XAdRC0"
+        );
+        let element = Disclosure::parse("WyJsa2x4RjVqTVlsR1RQVW92TU5JdkNBIiwgIkZSIl0").unwrap();
+        assert_eq!(element.name(), None);
+        assert_eq!(element.value, json!("FR"));
+        assert_eq!(
+            element.digest(),
+            "w0I8EKcdCtUPkGCNUrfwVp2xEgNjtoIDlOxc9-PlOhs"
+        );
+    }
+
+    #[test]
+    fn malformed_disclosures_are_refused() {
+        for bad in [
+            json!([]),
+            json!(["salt"]),
+            json!([1, "name", "v"]),
+            json!(["salt", 2, "v"]),
+            json!(["salt", "_sd", "v"]),
+            json!(["salt", "...", "v"]),
+            json!(["s", "n", "v", "extra"]),
+            json!({"salt": "s"}),
+        ] {
+            assert!(
+                Disclosure::parse(&b64::encode(bad.to_string())).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Disclosure::parse("not base64!").is_err());
+        assert!(Disclosure::parse(&b64::encode(r#"["s","n",1,]"#)).is_err());
+    }
+
+    #[test]
+    fn array_element_disclosures_unfold_in_place() {
+        let element = Disclosure::parse("WyJsa2x4RjVqTVlsR1RQVW92TU5JdkNBIiwgIkZSIl0").unwrap();
+        let by_digest = HashMap::from([(element.digest(), &element)]);
+        let mut unfolder = Unfolder {
+            by_digest,
+            seen: HashSet::new(),
+            used: HashSet::new(),
+        };
+        let payload = json!({"nationalities": ["DE", {"...": element.digest()}, {"...": "undisclosed-decoy"}]});
+        assert_eq!(
+            unfolder.unfold(&payload, 0).unwrap(),
+            json!({"nationalities": ["DE", "FR"]})
+        );
+        // An array-element disclosure referenced from an object's _sd is the wrong kind.
+        let by_digest = HashMap::from([(element.digest(), &element)]);
+        let mut unfolder = Unfolder {
+            by_digest,
+            seen: HashSet::new(),
+            used: HashSet::new(),
+        };
+        let payload = json!({"_sd": [element.digest()]});
+        assert!(matches!(
+            unfolder.unfold(&payload, 0),
+            Err(CesError::DisclosureKind)
+        ));
+    }
+}

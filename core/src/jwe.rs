@@ -423,6 +423,10 @@ impl Envelope {
                 })
             })
             .collect::<Result<Vec<_>, JweError>>()?;
+        // Algorithms first: a foreign envelope gets "unsupported", not a size complaint.
+        for entry in &entries {
+            check_header(&protected, unprotected.as_ref(), entry.header.as_ref())?;
+        }
         let envelope = Self {
             protected_b64,
             protected,
@@ -437,55 +441,47 @@ impl Envelope {
         if envelope.ciphertext.is_empty() || envelope.ciphertext.len() % 16 != 0 {
             return Err(JweError::Malformed("ciphertext is not whole AES blocks"));
         }
-        for entry in &envelope.recipients {
-            envelope.check_header(entry)?;
-        }
         Ok(envelope)
-    }
-
-    /// One recipient's header layers: disjoint, only our algorithms, no zip, no crit.
-    fn check_header(&self, entry: &RecipientEntry) -> Result<(), JweError> {
-        let layers: Vec<&Header> = [
-            Some(&self.protected),
-            self.unprotected.as_ref(),
-            entry.header.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let mut seen = std::collections::BTreeSet::new();
-        for name in layers.iter().flat_map(|layer| layer.keys()) {
-            if !seen.insert(name.as_str()) {
-                return Err(JweError::DuplicateHeader(name.clone()));
-            }
-        }
-        let merged = self.merged_header(entry);
-        if merged.contains_key("zip") {
-            return Err(JweError::Compressed);
-        }
-        if merged.contains_key("crit") {
-            return Err(JweError::Critical);
-        }
-        let text = |name: &'static str| match merged.get(name) {
-            None => Err(JweError::Missing(name)),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(JweError::Malformed("header parameter is not a string")),
-        };
-        let alg = text("alg")?;
-        if alg != ALG {
-            return Err(JweError::UnsupportedAlgorithm(alg));
-        }
-        let enc = text("enc")?;
-        if enc != ENC {
-            return Err(JweError::UnsupportedEncryption(enc));
-        }
-        if merged.get("kid").is_some_and(|k| !k.is_string()) {
-            return Err(JweError::Malformed("kid is not a string"));
-        }
-        Ok(())
     }
 }
 
+/// One recipient's header layers: disjoint, only our algorithms, no zip, no crit.
+fn check_header(
+    protected: &Header,
+    unprotected: Option<&Header>,
+    recipient: Option<&Header>,
+) -> Result<(), JweError> {
+    let layers = [Some(protected), unprotected, recipient];
+    let mut merged = Header::new();
+    for (name, value) in layers.into_iter().flatten().flat_map(|layer| layer.iter()) {
+        if merged.insert(name.clone(), value.clone()).is_some() {
+            return Err(JweError::DuplicateHeader(name.clone()));
+        }
+    }
+    if merged.contains_key("zip") {
+        return Err(JweError::Compressed);
+    }
+    if merged.contains_key("crit") {
+        return Err(JweError::Critical);
+    }
+    let text = |name: &'static str| match merged.get(name) {
+        None => Err(JweError::Missing(name)),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(JweError::Malformed("header parameter is not a string")),
+    };
+    let alg = text("alg")?;
+    if alg != ALG {
+        return Err(JweError::UnsupportedAlgorithm(alg));
+    }
+    let enc = text("enc")?;
+    if enc != ENC {
+        return Err(JweError::UnsupportedEncryption(enc));
+    }
+    if merged.get("kid").is_some_and(|k| !k.is_string()) {
+        return Err(JweError::Malformed("kid is not a string"));
+    }
+    Ok(())
+}
 #[derive(Serialize, Deserialize)]
 struct RecipientJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,151 @@
+//! Envelope (JWE) behaviour through the public API: serializations, several recipients,
+//! adding a recipient, and that tampering or foreign input never opens and never panics.
+
+mod common;
+
+use common::{doctor, insurer, patient, stranger};
+use emrshare_core::b64;
+use emrshare_core::jwe::{Envelope, JweError, Recipient};
+use proptest::prelude::*;
+
+fn sealed_to_patient(plaintext: &[u8]) -> Envelope {
+    Envelope::seal_to(plaintext, &[&patient().public()], Some("text/plain")).unwrap()
+}
+
+#[test]
+fn one_recipient_is_compact_and_roundtrips() {
+    let env = sealed_to_patient(b"hello");
+    let compact = env.to_compact().unwrap();
+    assert_eq!(compact.split('.').count(), 5);
+    let parsed = Envelope::parse(compact.as_bytes()).unwrap();
+    assert_eq!(parsed, env);
+    assert_eq!(&parsed.open(patient()).unwrap()[..], b"hello");
+    assert_eq!(parsed.content_type(), Some("text/plain"));
+    assert_eq!(
+        parsed.recipient_kids(),
+        vec![Some(patient().id.encryption_kid())]
+    );
+}
+
+#[test]
+fn several_recipients_use_general_json_and_each_opens() {
+    let env =
+        Envelope::seal_to(b"shared", &[&patient().public(), &insurer().public()], None).unwrap();
+    assert!(matches!(env.to_compact(), Err(JweError::NotCompact)));
+    let json = env.serialize();
+    assert!(json.starts_with('{'));
+    let parsed = Envelope::parse(json.as_bytes()).unwrap();
+    assert_eq!(&parsed.open(patient()).unwrap()[..], b"shared");
+    assert_eq!(&parsed.open(insurer()).unwrap()[..], b"shared");
+    assert!(matches!(parsed.open(doctor()), Err(JweError::Decrypt)));
+}
+
+#[test]
+fn empty_plaintext_roundtrips() {
+    assert!(sealed_to_patient(b"").open(patient()).unwrap().is_empty());
+}
+
+#[test]
+fn add_recipient_keeps_the_content_ciphertext() {
+    let mut env = sealed_to_patient(b"record body");
+    let ciphertext_before = env
+        .to_compact()
+        .unwrap()
+        .split('.')
+        .nth(3)
+        .unwrap()
+        .to_owned();
+    let insurer_kid = insurer().id.encryption_kid();
+    env.add_recipient(
+        patient(),
+        Recipient {
+            kid: &insurer_kid,
+            key: &insurer().public().encryption,
+        },
+    )
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&env.to_json()).unwrap();
+    assert_eq!(json["ciphertext"], ciphertext_before.as_str());
+    assert_eq!(json["recipients"].as_array().unwrap().len(), 2);
+    let reparsed = Envelope::parse(env.serialize().as_bytes()).unwrap();
+    assert_eq!(&reparsed.open(insurer()).unwrap()[..], b"record body");
+    assert_eq!(&reparsed.open(patient()).unwrap()[..], b"record body");
+    // A third reader on an already multi-recipient envelope.
+    let kid = stranger().id.encryption_kid();
+    let mut again = reparsed.clone();
+    again
+        .add_recipient(
+            insurer(),
+            Recipient {
+                kid: &kid,
+                key: &stranger().public().encryption,
+            },
+        )
+        .unwrap();
+    assert_eq!(&again.open(stranger()).unwrap()[..], b"record body");
+}
+
+#[test]
+fn only_a_reader_can_add_recipients() {
+    let mut env = sealed_to_patient(b"x");
+    let kid = insurer().id.encryption_kid();
+    let result = env.add_recipient(
+        doctor(),
+        Recipient {
+            kid: &kid,
+            key: &insurer().public().encryption,
+        },
+    );
+    assert!(matches!(result, Err(JweError::Decrypt)));
+}
+
+#[test]
+fn wrong_key_and_tampering_fail_alike() {
+    let compact = sealed_to_patient(b"secret").to_compact().unwrap();
+    let wrong_key = Envelope::parse(compact.as_bytes())
+        .unwrap()
+        .open(insurer())
+        .unwrap_err();
+    let mut parts: Vec<String> = compact.split('.').map(str::to_owned).collect();
+    let mut ct = b64::decode(&parts[3]).unwrap();
+    ct[0] ^= 1;
+    parts[3] = b64::encode(ct);
+    let tampered = Envelope::parse(parts.join(".").as_bytes())
+        .unwrap()
+        .open(patient())
+        .unwrap_err();
+    assert_eq!(wrong_key.to_string(), tampered.to_string());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn seal_open_roundtrip(plaintext in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let env = sealed_to_patient(&plaintext);
+        let reparsed = Envelope::parse(env.serialize().as_bytes()).unwrap();
+        prop_assert_eq!(&reparsed.open(patient()).unwrap()[..], &plaintext[..]);
+    }
+
+    /// Any single-byte change to a compact envelope is refused at parse or open time.
+    #[test]
+    fn any_byte_change_is_refused(index in any::<prop::sample::Index>(), replacement in any::<u8>()) {
+        let compact = sealed_to_patient(b"lab results").to_compact().unwrap().into_bytes();
+        let i = index.index(compact.len());
+        prop_assume!(compact[i] != replacement);
+        let mut bad = compact.clone();
+        bad[i] = replacement;
+        let opened = Envelope::parse(&bad).and_then(|e| e.open(patient()));
+        prop_assert!(opened.is_err());
+    }
+
+    #[test]
+    fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Envelope::parse(&bytes);
+    }
+
+    #[test]
+    fn parse_never_panics_on_dotted_base64(parts in proptest::collection::vec("[A-Za-z0-9_-]{0,40}", 0..8)) {
+        let _ = Envelope::parse(parts.join(".").as_bytes());
+    }
+}
