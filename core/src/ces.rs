@@ -75,7 +75,7 @@ pub enum CesError {
     Record(#[from] RecordError),
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error(transparent)]
+    #[error("SD-JWT: {0}")]
     Json(#[from] StrictJsonError),
 }
 

@@ -56,7 +56,7 @@ pub enum JweError {
     Decrypt,
     #[error("key wrapping failed")]
     Wrap,
-    #[error(transparent)]
+    #[error("JWE: {0}")]
     Json(#[from] StrictJsonError),
 }
 

@@ -23,7 +23,7 @@ pub enum JwsError {
     Critical,
     #[error("JWS signature does not verify")]
     BadSignature,
-    #[error(transparent)]
+    #[error("JWS: {0}")]
     Json(#[from] StrictJsonError),
 }
 

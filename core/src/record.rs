@@ -40,7 +40,7 @@ pub enum RecordError {
     CeasPartMissing(String),
     #[error("invalid record ID or schema tag")]
     InvalidTag,
-    #[error(transparent)]
+    #[error("record: {0}")]
     Json(#[from] StrictJsonError),
 }
 

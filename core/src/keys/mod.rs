@@ -47,7 +47,7 @@ pub enum KeyError {
     IdMismatch { claimed: String },
     #[error("invalid PKCS#8 private key")]
     InvalidPkcs8,
-    #[error(transparent)]
+    #[error("key: {0}")]
     Json(#[from] StrictJsonError),
 }
 

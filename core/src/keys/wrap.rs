@@ -27,7 +27,7 @@ pub enum WrapError {
     Decrypt,
     #[error("wrapped content is not a {expected}")]
     ContentType { expected: &'static str },
-    #[error(transparent)]
+    #[error("wrapped secret: {0}")]
     Json(#[from] StrictJsonError),
     #[error(transparent)]
     Key(#[from] super::KeyError),
