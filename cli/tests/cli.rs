@@ -15,7 +15,10 @@ struct Run {
 
 fn emrshare(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_emrshare"));
-    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.env_remove("EMRSHARE_PASSPHRASE");
     for (k, v) in env {
         cmd.env(k, v);
@@ -24,7 +27,11 @@ fn emrshare(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.unwrap_or_default()).unwrap();
     drop(input);
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -42,9 +49,18 @@ fn ok(args: &[&str], stdin: Option<&[u8]>) -> String {
 fn fails(args: &[&str], stdin: Option<&[u8]>, expected: &str) {
     let run = emrshare(args, stdin, &[]);
     assert_ne!(run.code, 0, "emrshare {args:?} should fail");
-    assert_eq!(run.stderr.lines().count(), 1, "one stderr line expected: {:?}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().count(),
+        1,
+        "one stderr line expected: {:?}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    assert!(run.stderr.contains(expected), "stderr {:?} lacks {expected:?}", run.stderr);
+    assert!(
+        run.stderr.contains(expected),
+        "stderr {:?} lacks {expected:?}",
+        run.stderr
+    );
     assert!(run.stdout.is_empty(), "stdout on failure: {:?}", run.stdout);
 }
 
@@ -62,8 +78,14 @@ impl Parties {
 fn parties() -> &'static Parties {
     static PARTIES: OnceLock<Parties> = OnceLock::new();
     PARTIES.get_or_init(|| {
-        let parties = Parties { dir: tempfile::tempdir().unwrap() };
-        for (name, id) in [("doctor", Some("hospital:st-marys")), ("patient", None), ("insurer", Some("insurer:acme"))] {
+        let parties = Parties {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for (name, id) in [
+            ("doctor", Some("hospital:st-marys")),
+            ("patient", None),
+            ("insurer", Some("insurer:acme")),
+        ] {
             let key = parties.path(&format!("{name}.key.json"));
             let mut args = vec!["keygen", "--rsa-bits", "2048", "--out", &key];
             if let Some(id) = id {
@@ -87,9 +109,27 @@ fn p(name: &str) -> String {
 fn keygen_writes_an_owner_only_jwk_set_and_prints_the_public_one() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("k.json");
-    let public: Value = serde_json::from_str(&ok(&["keygen", "--id", "lab:x", "--rsa-bits", "2048", "--out", out.to_str().unwrap()], None)).unwrap();
+    let public: Value = serde_json::from_str(&ok(
+        &[
+            "keygen",
+            "--id",
+            "lab:x",
+            "--rsa-bits",
+            "2048",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    ))
+    .unwrap();
     assert_eq!(public["id"], "lab:x");
-    assert!(public["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()));
+    assert!(
+        public["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("d").is_none())
+    );
     let private: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(private["keys"][0]["kid"], "lab:x#sig");
     assert_eq!(private["keys"][1]["kid"], "lab:x#enc");
@@ -97,89 +137,292 @@ fn keygen_writes_an_owner_only_jwk_set_and_prints_the_public_one() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
-    let again: Value = serde_json::from_str(&ok(&["pubkey", "--key", out.to_str().unwrap()], None)).unwrap();
+    let again: Value =
+        serde_json::from_str(&ok(&["pubkey", "--key", out.to_str().unwrap()], None)).unwrap();
     assert_eq!(again, public);
-    fails(&["keygen", "--id", "lab:x", "--out", out.to_str().unwrap()], None, "exists");
+    fails(
+        &["keygen", "--id", "lab:x", "--out", out.to_str().unwrap()],
+        None,
+        "exists",
+    );
 }
 
 #[test]
 fn keygen_refuses_bad_sizes_and_ids() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("k.json");
-    fails(&["keygen", "--rsa-bits", "1024", "--out", out.to_str().unwrap()], None, "1024");
-    fails(&["keygen", "--id", "has space", "--out", out.to_str().unwrap()], None, "invalid party ID");
+    fails(
+        &[
+            "keygen",
+            "--rsa-bits",
+            "1024",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+        "1024",
+    );
+    fails(
+        &[
+            "keygen",
+            "--id",
+            "has space",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+        "invalid party ID",
+    );
     assert!(!out.exists());
 }
 
 #[test]
 fn patient_id_is_the_thumbprint() {
-    let public: Value = serde_json::from_slice(&std::fs::read(p("patient.pub.json")).unwrap()).unwrap();
+    let public: Value =
+        serde_json::from_slice(&std::fs::read(p("patient.pub.json")).unwrap()).unwrap();
     assert_eq!(public["id"].as_str().unwrap().len(), 43);
 }
 
 #[test]
 fn seal_and_open_one_and_several_recipients() {
-    let compact = ok(&["seal", "--to", &p("patient.pub.json")], Some(b"blood test"));
+    let compact = ok(
+        &["seal", "--to", &p("patient.pub.json")],
+        Some(b"blood test"),
+    );
     assert_eq!(compact.trim().split('.').count(), 5);
-    assert_eq!(ok(&["open", "--key", &p("patient.key.json")], Some(compact.as_bytes())), "blood test");
-    let json = ok(&["seal", "--to", &p("patient.pub.json"), "--to", &p("insurer.pub.json")], Some(b"shared"));
+    assert_eq!(
+        ok(
+            &["open", "--key", &p("patient.key.json")],
+            Some(compact.as_bytes())
+        ),
+        "blood test"
+    );
+    let json = ok(
+        &[
+            "seal",
+            "--to",
+            &p("patient.pub.json"),
+            "--to",
+            &p("insurer.pub.json"),
+        ],
+        Some(b"shared"),
+    );
     assert!(json.starts_with('{'));
-    assert_eq!(ok(&["open", "--key", &p("insurer.key.json")], Some(json.as_bytes())), "shared");
-    fails(&["open", "--key", &p("doctor.key.json")], Some(json.as_bytes()), "decryption failed");
+    assert_eq!(
+        ok(
+            &["open", "--key", &p("insurer.key.json")],
+            Some(json.as_bytes())
+        ),
+        "shared"
+    );
+    fails(
+        &["open", "--key", &p("doctor.key.json")],
+        Some(json.as_bytes()),
+        "decryption failed",
+    );
 }
 
 #[test]
 fn open_refuses_garbage_and_tampering_with_one_line() {
-    fails(&["open", "--key", &p("patient.key.json")], Some(b"not a jwe"), "malformed JWE");
-    fails(&["open", "--key", &p("patient.key.json")], Some(b"{\"protected\":1}"), "JWE");
+    fails(
+        &["open", "--key", &p("patient.key.json")],
+        Some(b"not a jwe"),
+        "malformed JWE",
+    );
+    fails(
+        &["open", "--key", &p("patient.key.json")],
+        Some(b"{\"protected\":1}"),
+        "JWE",
+    );
     let mut sealed = ok(&["seal", "--to", &p("patient.pub.json")], Some(b"x")).into_bytes();
     let i = sealed.len() - 10;
     sealed[i] = if sealed[i] == b'A' { b'B' } else { b'A' };
-    fails(&["open", "--key", &p("patient.key.json")], Some(&sealed), "decryption failed");
-    fails(&["open", "--key", "/nonexistent/key.json"], Some(b""), "cannot open");
-    fails(&["seal", "--to", &p("patient.key.json")], Some(b"x"), "private key members");
+    fails(
+        &["open", "--key", &p("patient.key.json")],
+        Some(&sealed),
+        "decryption failed",
+    );
+    fails(
+        &["open", "--key", "/nonexistent/key.json"],
+        Some(b""),
+        "cannot open",
+    );
+    fails(
+        &["seal", "--to", &p("patient.key.json")],
+        Some(b"x"),
+        "private key members",
+    );
 }
 
 #[test]
 fn ces_sign_extract_bind_verify() {
-    let signed = ok(&["ces", "sign", "--key", &p("doctor.key.json"), "--patient", &p("patient.pub.json"), "--record", &p("record.json")], None);
-    let verified: Value = serde_json::from_str(&ok(&["ces", "verify", "--issuer", &p("doctor.pub.json"), "--holder", &p("patient.pub.json")], Some(signed.as_bytes()))).unwrap();
+    let signed = ok(
+        &[
+            "ces",
+            "sign",
+            "--key",
+            &p("doctor.key.json"),
+            "--patient",
+            &p("patient.pub.json"),
+            "--record",
+            &p("record.json"),
+        ],
+        None,
+    );
+    let verified: Value = serde_json::from_str(&ok(
+        &[
+            "ces",
+            "verify",
+            "--issuer",
+            &p("doctor.pub.json"),
+            "--holder",
+            &p("patient.pub.json"),
+        ],
+        Some(signed.as_bytes()),
+    ))
+    .unwrap();
     assert_eq!(verified["parts"].as_object().unwrap().len(), 7);
     assert_eq!(verified["iss"], "hospital:st-marys");
     assert_eq!(verified["key_bound"], false);
 
-    let extract_args = ["ces", "extract", "--disclose", "prescription", "--holder-key", &p("patient.key.json"), "--aud", "insurer:acme", "--nonce", "n-42"];
+    let extract_args = [
+        "ces",
+        "extract",
+        "--disclose",
+        "prescription",
+        "--holder-key",
+        &p("patient.key.json"),
+        "--aud",
+        "insurer:acme",
+        "--nonce",
+        "n-42",
+    ];
     let shown = ok(&extract_args, Some(signed.as_bytes()));
-    let verify_args = ["ces", "verify", "--issuer", &p("doctor.pub.json"), "--aud", "insurer:acme", "--nonce", "n-42", "--holder", &p("patient.pub.json")];
+    let verify_args = [
+        "ces",
+        "verify",
+        "--issuer",
+        &p("doctor.pub.json"),
+        "--aud",
+        "insurer:acme",
+        "--nonce",
+        "n-42",
+        "--holder",
+        &p("patient.pub.json"),
+    ];
     let seen: Value = serde_json::from_str(&ok(&verify_args, Some(shown.as_bytes()))).unwrap();
-    let mut names: Vec<&str> = seen["parts"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut names: Vec<&str> = seen["parts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     names.sort();
     assert_eq!(names, ["age", "gender", "medical_history", "prescription"]);
     assert_eq!(seen["key_bound"], true);
 
-    let wrong_nonce = ["ces", "verify", "--issuer", &p("doctor.pub.json"), "--aud", "insurer:acme", "--nonce", "n-43"];
+    let wrong_nonce = [
+        "ces",
+        "verify",
+        "--issuer",
+        &p("doctor.pub.json"),
+        "--aud",
+        "insurer:acme",
+        "--nonce",
+        "n-43",
+    ];
     fails(&wrong_nonce, Some(shown.as_bytes()), "nonce");
-    fails(&["ces", "verify", "--issuer", &p("insurer.pub.json")], Some(signed.as_bytes()), "signature");
-    fails(&["ces", "verify", "--issuer", &p("doctor.pub.json"), "--holder", &p("insurer.pub.json")], Some(signed.as_bytes()), "another holder");
-    fails(&["ces", "extract", "--disclose", "diagnosis"], Some(signed.as_bytes()), "diagnosis");
-    fails(&["ces", "verify", "--issuer", &p("doctor.pub.json")], Some(b"garbage"), "SD-JWT");
+    fails(
+        &["ces", "verify", "--issuer", &p("insurer.pub.json")],
+        Some(signed.as_bytes()),
+        "signature",
+    );
+    fails(
+        &[
+            "ces",
+            "verify",
+            "--issuer",
+            &p("doctor.pub.json"),
+            "--holder",
+            &p("insurer.pub.json"),
+        ],
+        Some(signed.as_bytes()),
+        "another holder",
+    );
+    fails(
+        &["ces", "extract", "--disclose", "diagnosis"],
+        Some(signed.as_bytes()),
+        "diagnosis",
+    );
+    fails(
+        &["ces", "verify", "--issuer", &p("doctor.pub.json")],
+        Some(b"garbage"),
+        "SD-JWT",
+    );
 }
 
 #[test]
 fn ces_sign_with_custom_ceas_and_bad_records() {
-    let custom = ["ces", "sign", "--key", &p("doctor.key.json"), "--patient", &p("patient.pub.json"), "--record", &p("record.json"), "--ceas", "age,prescription"];
+    let custom = [
+        "ces",
+        "sign",
+        "--key",
+        &p("doctor.key.json"),
+        "--patient",
+        &p("patient.pub.json"),
+        "--record",
+        &p("record.json"),
+        "--ceas",
+        "age,prescription",
+    ];
     let signed = ok(&custom, None);
     let minimal = ok(&["ces", "extract"], Some(signed.as_bytes()));
-    let seen: Value = serde_json::from_str(&ok(&["ces", "verify", "--issuer", &p("doctor.pub.json")], Some(minimal.as_bytes()))).unwrap();
-    let mut names: Vec<&str> = seen["parts"].as_object().unwrap().keys().map(String::as_str).collect();
+    let seen: Value = serde_json::from_str(&ok(
+        &["ces", "verify", "--issuer", &p("doctor.pub.json")],
+        Some(minimal.as_bytes()),
+    ))
+    .unwrap();
+    let mut names: Vec<&str> = seen["parts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     names.sort();
     assert_eq!(names, ["age", "prescription"]);
     let bad = parties().path("bad-record.json");
     std::fs::write(&bad, "[1,2]").unwrap();
-    fails(&["ces", "sign", "--key", &p("doctor.key.json"), "--patient", &p("patient.pub.json"), "--record", &bad], None, "invalid record");
-    let missing_ceas = ["ces", "sign", "--key", &p("doctor.key.json"), "--patient", &p("patient.pub.json"), "--record", &p("record.json"), "--ceas", "blood_type"];
+    fails(
+        &[
+            "ces",
+            "sign",
+            "--key",
+            &p("doctor.key.json"),
+            "--patient",
+            &p("patient.pub.json"),
+            "--record",
+            &bad,
+        ],
+        None,
+        "invalid record",
+    );
+    let missing_ceas = [
+        "ces",
+        "sign",
+        "--key",
+        &p("doctor.key.json"),
+        "--patient",
+        &p("patient.pub.json"),
+        "--record",
+        &p("record.json"),
+        "--ceas",
+        "blood_type",
+    ];
     fails(&missing_ceas, None, "blood_type");
 }
 
@@ -189,15 +432,30 @@ fn wrapped_key_files_need_the_passphrase() {
     let out = dir.path().join("w.json");
     let out_s = out.to_str().unwrap();
     let env = [("EMRSHARE_PASSPHRASE", "correct horse")];
-    let run = emrshare(&["keygen", "--rsa-bits", "2048", "--wrap", "--out", out_s], None, &env);
+    let run = emrshare(
+        &["keygen", "--rsa-bits", "2048", "--wrap", "--out", out_s],
+        None,
+        &env,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let wrapped = std::fs::read_to_string(&out).unwrap();
     assert!(wrapped.contains("protected") && !wrapped.contains("\"d\""));
-    assert_eq!(emrshare(&["pubkey", "--key", out_s], None, &env).stdout, run.stdout);
+    assert_eq!(
+        emrshare(&["pubkey", "--key", out_s], None, &env).stdout,
+        run.stdout
+    );
     fails(&["pubkey", "--key", out_s], None, "EMRSHARE_PASSPHRASE");
-    let wrong = emrshare(&["pubkey", "--key", out_s], None, &[("EMRSHARE_PASSPHRASE", "wrong")]);
+    let wrong = emrshare(
+        &["pubkey", "--key", out_s],
+        None,
+        &[("EMRSHARE_PASSPHRASE", "wrong")],
+    );
     assert_ne!(wrong.code, 0);
-    assert!(wrong.stderr.contains("wrong passphrase"), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("wrong passphrase"),
+        "{}",
+        wrong.stderr
+    );
 }
 
 #[test]
@@ -206,7 +464,12 @@ fn demo_runs_the_visit_story_and_keeps_files() {
     let keep: PathBuf = dir.path().join("kept");
     let out = ok(&["demo", "--keep", keep.to_str().unwrap()], None);
     assert!(out.contains("all checks held"), "{out}");
-    for file in ["doctor.pub.json", "patient.key.json", "record.sd-jwt", "presentation.sd-jwt"] {
+    for file in [
+        "doctor.pub.json",
+        "patient.key.json",
+        "record.sd-jwt",
+        "presentation.sd-jwt",
+    ] {
         assert!(Path::new(&keep).join(file).exists(), "{file}");
     }
 }

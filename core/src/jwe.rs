@@ -69,6 +69,15 @@ pub struct Recipient<'a> {
 
 type Header = Map<String, Value>;
 
+/// An envelope's 64-byte A256CBC-HS512 content key. Zeroized on drop, never printed.
+pub struct ContentKey(Zeroizing<[u8; a256cbc_hs512::KEY_LEN]>);
+
+impl std::fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("ContentKey([redacted])")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 struct RecipientEntry {
     header: Option<Header>,
@@ -123,7 +132,7 @@ impl Envelope {
                     (recipients.len() > 1).then(|| header(&[("alg", ALG), ("kid", r.kid)]));
                 Ok(RecipientEntry {
                     header,
-                    encrypted_key: r.key.wrap(cek.as_ref()).map_err(|_| JweError::Wrap)?,
+                    encrypted_key: r.key.wrap_key(cek.as_ref()).map_err(|_| JweError::Wrap)?,
                 })
             })
             .collect::<Result<Vec<_>, JweError>>()?;
@@ -201,7 +210,8 @@ impl Envelope {
     }
 
     /// Unwraps the content key for `key`: the recipient named `kid` if there is one, else
-    /// each recipient in turn. Never tells a wrong key from a tampered envelope.
+    /// each recipient in turn. Never tells a wrong key from a tampered envelope: if no
+    /// recipient unwraps, the result is a random key that will fail the MAC.
     fn unwrap_cek(&self, key: &DecryptionKey, kid: Option<&str>) -> Zeroizing<[u8; 64]> {
         let named: Vec<&RecipientEntry> = self
             .recipients
@@ -214,7 +224,7 @@ impl Envelope {
             named
         };
         for entry in candidates {
-            if let Ok(cek) = key.unwrap(&entry.encrypted_key) {
+            if let Ok(cek) = key.unwrap_key(&entry.encrypted_key) {
                 if let Ok(cek) = <[u8; 64]>::try_from(cek.as_slice()) {
                     return Zeroizing::new(cek);
                 }
@@ -229,14 +239,24 @@ impl Envelope {
         key: &DecryptionKey,
         kid: Option<&str>,
     ) -> Result<Zeroizing<Vec<u8>>, JweError> {
-        let cek = self.unwrap_cek(key, kid);
-        a256cbc_hs512::decrypt(&cek, &self.iv, &self.aad(), &self.ciphertext, &self.tag)
-            .map_err(|_| JweError::Decrypt)
+        self.open_with_content_key(&ContentKey(self.unwrap_cek(key, kid)))
     }
 
     /// Decrypts with a party's keys.
     pub fn open(&self, keys: &PrivateKeySet) -> Result<Zeroizing<Vec<u8>>, JweError> {
         self.open_with(&keys.decryption, Some(&keys.id.encryption_kid()))
+    }
+
+    /// The content key, unwrapped with a party's keys: open several times, or re-wrap it for a
+    /// grantee, with one RSA operation. A wrong key gives a content key that fails to open.
+    pub fn unwrap_content_key(&self, keys: &PrivateKeySet) -> ContentKey {
+        ContentKey(self.unwrap_cek(&keys.decryption, Some(&keys.id.encryption_kid())))
+    }
+
+    /// Checks the MAC in constant time, then decrypts.
+    pub fn open_with_content_key(&self, key: &ContentKey) -> Result<Zeroizing<Vec<u8>>, JweError> {
+        a256cbc_hs512::decrypt(&key.0, &self.iv, &self.aad(), &self.ciphertext, &self.tag)
+            .map_err(|_| JweError::Decrypt)
     }
 
     /// Grants `new` access: unwraps the content key with `holder`'s keys (checking the MAC), wraps
@@ -271,7 +291,7 @@ impl Envelope {
                 b64::encode(serde_json::to_vec(&self.protected).expect("header serializes"));
             self.tag = a256cbc_hs512::retag(&cek, &self.iv, &self.aad(), &self.ciphertext);
         }
-        let encrypted_key = new.key.wrap(cek.as_ref()).map_err(|_| JweError::Wrap)?;
+        let encrypted_key = new.key.wrap_key(cek.as_ref()).map_err(|_| JweError::Wrap)?;
         self.recipients.push(RecipientEntry {
             header: Some(header(&[("alg", ALG), ("kid", new.kid)])),
             encrypted_key,

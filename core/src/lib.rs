@@ -10,6 +10,7 @@
 //! - [`ces`]: content extraction signatures as SD-JWT (RFC 9901): issue, extract, present with a
 //!   key-binding JWT, verify.
 //! - [`record`]: the medical record model (named parts, schema tag, the BPDS seven parts).
+//! - [`ledger`]: what full nodes and thin clients share: RFC 6962 Merkle trees and proofs.
 //!
 //! Raw primitives live in a crate-private `hazmat` module; everything public works on typed,
 //! validated values. Secrets zeroize on drop and print as `[redacted]`.
@@ -20,6 +21,7 @@ mod hazmat;
 pub mod jwe;
 pub mod jws;
 pub mod keys;
+pub mod ledger;
 pub mod record;
 pub mod strict_json;
 

@@ -41,6 +41,30 @@ fn several_recipients_use_general_json_and_each_opens() {
 }
 
 #[test]
+fn a_content_key_opens_without_rsa_and_a_wrong_one_fails() {
+    let env = sealed_to_patient(b"imaging report");
+    let key = env.unwrap_content_key(patient());
+    assert_eq!(
+        &env.open_with_content_key(&key).unwrap()[..],
+        b"imaging report"
+    );
+    assert_eq!(format!("{key:?}"), "ContentKey([redacted])");
+    let wrong = env.unwrap_content_key(insurer());
+    assert!(matches!(
+        env.open_with_content_key(&wrong),
+        Err(JweError::Decrypt)
+    ));
+}
+
+#[test]
+fn large_content_takes_the_pipelined_path_and_roundtrips() {
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 5).map(|i| (i % 253) as u8).collect();
+    let env = sealed_to_patient(&big);
+    let reparsed = Envelope::parse(env.serialize().as_bytes()).unwrap();
+    assert_eq!(&reparsed.open(patient()).unwrap()[..], &big[..]);
+}
+
+#[test]
 fn empty_plaintext_roundtrips() {
     assert!(sealed_to_patient(b"").open(patient()).unwrap().is_empty());
 }

@@ -11,7 +11,7 @@ pub mod wrap;
 
 pub use jwk::Jwk;
 
-use crate::hazmat::{self, PrimitiveError};
+use crate::hazmat;
 use crate::strict_json::{self, StrictJsonError};
 use aws_lc_rs::agreement;
 use aws_lc_rs::encoding::{AsBigEndian, AsDer};
@@ -45,6 +45,10 @@ pub enum KeyError {
     PrivateMemberInPublicSet,
     #[error("key set ID {claimed:?} does not match the key thumbprint")]
     IdMismatch { claimed: String },
+    #[error("secret too long to wrap with this key")]
+    WrapFailed,
+    #[error("key unwrap failed: wrong key or corrupted data")]
+    UnwrapFailed,
     #[error("invalid PKCS#8 private key")]
     InvalidPkcs8,
     #[error("key: {0}")]
@@ -349,8 +353,8 @@ impl EncryptionKey {
     }
 
     /// RSA-OAEP-256 encryption of a short secret (a content key).
-    pub(crate) fn wrap(&self, secret: &[u8]) -> Result<Vec<u8>, PrimitiveError> {
-        hazmat::rsa_oaep_sha256_encrypt(&self.oaep, secret)
+    pub fn wrap_key(&self, secret: &[u8]) -> Result<Vec<u8>, KeyError> {
+        hazmat::rsa_oaep_sha256_encrypt(&self.oaep, secret).map_err(|_| KeyError::WrapFailed)
     }
 }
 
@@ -438,8 +442,8 @@ impl DecryptionKey {
     }
 
     /// RSA-OAEP-256 decryption of a wrapped secret.
-    pub(crate) fn unwrap(&self, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, PrimitiveError> {
-        hazmat::rsa_oaep_sha256_decrypt(&self.oaep, wrapped)
+    pub fn unwrap_key(&self, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        hazmat::rsa_oaep_sha256_decrypt(&self.oaep, wrapped).map_err(|_| KeyError::UnwrapFailed)
     }
 }
 
@@ -650,6 +654,27 @@ mod tests {
         assert!(!p.signing.verifying_key().verify(b"msg", &sig[..63]));
         let other = SigningKey::generate();
         assert!(!other.verifying_key().verify(b"msg", &sig));
+    }
+
+    #[test]
+    fn key_wrap_roundtrips_and_refuses_foreign_or_damaged_input() {
+        let p = party();
+        let wrapped = p.decryption.encryption_key().wrap_key(&[9u8; 64]).unwrap();
+        assert_eq!(wrapped.len(), 256);
+        assert_eq!(&p.decryption.unwrap_key(&wrapped).unwrap()[..], &[9u8; 64]);
+        let mut damaged = wrapped.clone();
+        damaged[100] ^= 1;
+        assert!(matches!(
+            p.decryption.unwrap_key(&damaged),
+            Err(KeyError::UnwrapFailed)
+        ));
+        assert!(p.decryption.unwrap_key(&wrapped[1..]).is_err());
+        let other = DecryptionKey::generate(RsaBits::B2048);
+        assert!(other.unwrap_key(&wrapped).is_err());
+        assert!(matches!(
+            p.decryption.encryption_key().wrap_key(&[0u8; 300]),
+            Err(KeyError::WrapFailed)
+        ));
     }
 
     #[test]

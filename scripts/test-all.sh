@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite: what README calls "run the tests" and what CI runs (.ci/run).
+# Installs what it needs when missing (idempotent), runs every suite even if one fails,
+# and ends with one line "suites: N passed, N failed"; exits non-zero if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+failures=()
+
+suite() {
+  local name=$1
+  shift
+  echo
+  echo "=== $name"
+  local started=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "=== $name: ok ($((SECONDS - started)) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED ($((SECONDS - started)) s)"
+  fi
+}
+
+suite "format (cargo fmt --check)" cargo fmt --all -- --check
+suite "lints (cargo clippy -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
+suite "unit, integration, property and KAT tests (cargo test)" cargo test --workspace --locked
+suite "release build of the emrshare CLI" cargo build --release --locked -p emrshare-cli
+suite "interop with Python jwcrypto and sd-jwt" bash core/tests/interop/run.sh target/release/emrshare
+if [ -f core/fuzz/Cargo.toml ]; then
+  suite "fuzz targets compile (cargo check)" cargo check --manifest-path core/fuzz/Cargo.toml --bins
+fi
+suite "the README demo command" cargo run --release --locked -q -p emrshare-cli -- demo
+
+echo
+if [ "$failed" -gt 0 ]; then
+  printf 'failed suites:\n'
+  printf '  - %s\n' "${failures[@]}"
+fi
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
