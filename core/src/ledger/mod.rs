@@ -2,3 +2,4 @@
 //! client must agree on byte for byte lives here, so both use one definition.
 
 pub mod merkle;
+pub mod state;
