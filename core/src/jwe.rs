@@ -260,9 +260,9 @@ impl Envelope {
     }
 
     /// Grants `new` access: unwraps the content key with `holder`'s keys (checking the MAC), wraps
-    /// it to `new`. The content ciphertext is unchanged. A compact-style envelope (alg and kid
-    /// in the protected header) first moves them to its recipient's header, which changes the
-    /// AAD, so only the 32-byte tag is recomputed.
+    /// it to `new`. The content ciphertext is unchanged. Shared `alg`/`kid` (as in a compact
+    /// envelope) move to the per-recipient headers; when they leave the protected header the
+    /// AAD changes, so only the 32-byte tag is recomputed.
     pub fn add_recipient(
         &mut self,
         holder: &PrivateKeySet,
@@ -274,24 +274,25 @@ impl Envelope {
         let cek = self.unwrap_cek(&holder.decryption, Some(&holder.id.encryption_kid()));
         a256cbc_hs512::decrypt(&cek, &self.iv, &self.aad(), &self.ciphertext, &self.tag)
             .map_err(|_| JweError::Decrypt)?;
-        let in_protected: Header = ["alg", "kid"]
+        let encrypted_key = new.key.wrap_key(cek.as_ref()).map_err(|_| JweError::Wrap)?;
+        // The new reader needs its own alg and kid, so no shared layer may hold them. The
+        // unprotected header is not authenticated: fold it into every recipient. The protected
+        // one is: moving alg/kid out of it changes the AAD, so recompute the tag.
+        let shared = self.unprotected.take().unwrap_or_default();
+        let moved: Header = ["alg", "kid"]
             .iter()
             .filter_map(|name| self.protected.remove(*name).map(|v| (name.to_string(), v)))
             .collect();
-        if !in_protected.is_empty() {
-            let [only] = self.recipients.as_mut_slice() else {
-                return Err(JweError::Malformed(
-                    "per-recipient parameters in the protected header",
-                ));
-            };
-            only.header
-                .get_or_insert_with(Header::new)
-                .extend(in_protected);
+        for entry in &mut self.recipients {
+            let header = entry.header.get_or_insert_with(Header::new);
+            header.extend(shared.clone());
+            header.extend(moved.clone());
+        }
+        if !moved.is_empty() {
             self.protected_b64 =
                 b64::encode(serde_json::to_vec(&self.protected).expect("header serializes"));
             self.tag = a256cbc_hs512::retag(&cek, &self.iv, &self.aad(), &self.ciphertext);
         }
-        let encrypted_key = new.key.wrap_key(cek.as_ref()).map_err(|_| JweError::Wrap)?;
         self.recipients.push(RecipientEntry {
             header: Some(header(&[("alg", ALG), ("kid", new.kid)])),
             encrypted_key,

@@ -109,6 +109,39 @@ fn add_recipient_keeps_the_content_ciphertext() {
     assert_eq!(&again.open(stranger()).unwrap()[..], b"record body");
 }
 
+/// Found by the jwe_json fuzz target: `alg` (or `kid`) in a shared header must not be
+/// duplicated in the new recipient's header.
+#[test]
+fn add_recipient_to_envelopes_with_shared_headers() {
+    let env = Envelope::seal_to(b"body", &[&patient().public(), &doctor().public()], None).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&env.to_json()).unwrap();
+    for r in json["recipients"].as_array_mut().unwrap() {
+        r["header"].as_object_mut().unwrap().remove("alg");
+    }
+    json["unprotected"] = serde_json::json!({"alg": "RSA-OAEP-256", "x-note": "shared"});
+    let flattened = Envelope::seal_to(b"body", &[&patient().public()], None).unwrap();
+    let mut flat: serde_json::Value = serde_json::from_str(&flattened.to_json()).unwrap();
+    let recipient = flat["recipients"][0].clone();
+    flat.as_object_mut().unwrap().remove("recipients");
+    flat["encrypted_key"] = recipient["encrypted_key"].clone();
+    flat["unprotected"] = serde_json::json!({"x-note": "shared"});
+    for input in [json.to_string(), flat.to_string()] {
+        let mut env = Envelope::parse(input.as_bytes()).unwrap();
+        let kid = insurer().id.encryption_kid();
+        env.add_recipient(
+            patient(),
+            Recipient {
+                kid: &kid,
+                key: &insurer().public().encryption,
+            },
+        )
+        .unwrap();
+        let again = Envelope::parse(env.serialize().as_bytes()).unwrap();
+        assert_eq!(&again.open(insurer()).unwrap()[..], b"body");
+        assert_eq!(&again.open(patient()).unwrap()[..], b"body");
+    }
+}
+
 #[test]
 fn only_a_reader_can_add_recipients() {
     let mut env = sealed_to_patient(b"x");
