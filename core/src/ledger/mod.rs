@@ -1,5 +1,8 @@
 //! The ledger's shared definitions (DESIGN section 6): everything a full node and a thin
 //! client must agree on byte for byte lives here, so both use one definition.
 
+pub mod block;
 pub mod merkle;
 pub mod state;
+pub mod tx;
+pub mod verify;

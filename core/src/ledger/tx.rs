@@ -1,0 +1,296 @@
+//! Ledger transactions (DESIGN section 6). A transaction is a compact JWS (ES256, `typ`
+//! `emr-tx+jwt`) over its JSON body, signed by its sender; its ID is the SHA-256 of the JWS.
+//! Replay protection: each sender's transactions carry strictly increasing sequence numbers,
+//! which the node's state machine enforces.
+
+use super::state::hex32;
+use crate::jws::{self, JwsError};
+use crate::keys::{Jwk, KeyError, PartyId, SigningKey, VerifyingKey};
+use crate::strict_json::{self, StrictJsonError};
+use crate::{b64, hazmat};
+use serde::{Deserialize, Serialize};
+
+pub const TX_TYP: &str = "emr-tx+jwt";
+/// Largest accepted transaction, as JWS text.
+pub const MAX_TX_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TxError {
+    #[error("transaction of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("transaction signature: {0}")]
+    Signature(JwsError),
+    #[error("transaction: {0}")]
+    Json(#[from] StrictJsonError),
+    #[error("transaction key: {0}")]
+    Key(#[from] KeyError),
+    #[error("invalid transaction: {0}")]
+    Invalid(&'static str),
+}
+
+/// What a registered party is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Patient,
+    Doctor,
+    Hospital,
+    Insurer,
+    Researcher,
+    Node,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Read,
+    Copy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Granted,
+    Refused,
+}
+
+/// The body of a transaction, by type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TxBody {
+    /// A party registers its ID and public keys for a validity period (BPDST 4.2.2). Signed
+    /// by the key being registered.
+    RegisterIdentity {
+        id: PartyId,
+        role: Role,
+        signing_jwk: Jwk,
+        encryption_jwk: Jwk,
+        valid_from: u64,
+        valid_until: u64,
+    },
+    UpdateKeys {
+        id: PartyId,
+        signing_jwk: Jwk,
+        encryption_jwk: Jwk,
+    },
+    RevokeIdentity {
+        id: PartyId,
+    },
+    /// BPDS eq. 3-4: the index {url, hash of ciphertext, time} as a JWE to the patient, a
+    /// department tag for bread crumbs, and the link to the patient's previous entry.
+    UploadIndex {
+        department: String,
+        entry_jwe: String,
+        #[serde(default, with = "opt_hex32", skip_serializing_if = "Option::is_none")]
+        previous: Option<[u8; 32]>,
+    },
+    Grant {
+        grant_id: String,
+        grantee: PartyId,
+        record_id: String,
+        parts: Vec<String>,
+        actions: Vec<Action>,
+        not_after: u64,
+    },
+    RevokeGrant {
+        grant_id: String,
+    },
+    AccessLog {
+        accessor: PartyId,
+        record_id: String,
+        action: Action,
+        at: u64,
+        outcome: Outcome,
+    },
+    /// Evidence of misbehaviour, e.g. two signed headers of one height by one proposer.
+    Misbehaviour {
+        accused: PartyId,
+        evidence: Vec<String>,
+    },
+    CreditUpdate {
+        node: PartyId,
+        delta: i64,
+        reason: String,
+    },
+}
+
+/// A transaction: who sends it, in which chain, with which sequence number, what it does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transaction {
+    pub chain_id: String,
+    pub sender: PartyId,
+    pub sequence: u64,
+    pub body: TxBody,
+}
+
+/// A signed transaction as it travels: the JWS text and its decoded transaction. The
+/// signature is checked by [`SignedTransaction::verify`] against the sender's registered key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedTransaction {
+    jws: String,
+    tx: Transaction,
+}
+
+impl Transaction {
+    pub fn sign(self, key: &SigningKey) -> SignedTransaction {
+        let payload = serde_json::to_value(&self).expect("transactions serialize");
+        let jws = jws::sign(key, &jws::Header::es256(TX_TYP, None), &payload);
+        SignedTransaction { jws, tx: self }
+    }
+}
+
+impl SignedTransaction {
+    /// Decodes a JWS into a transaction without checking its signature (the signer's key
+    /// depends on state: look it up, then call [`verify`](Self::verify)).
+    pub fn parse(jws_text: &str) -> Result<Self, TxError> {
+        if jws_text.len() > MAX_TX_BYTES {
+            return Err(TxError::TooLarge(jws_text.len()));
+        }
+        let payload = jws::unverified_payload(jws_text).map_err(TxError::Signature)?;
+        let tx: Transaction = strict_json::from_value(payload)?;
+        Ok(Self {
+            jws: jws_text.to_owned(),
+            tx,
+        })
+    }
+
+    /// Checks the signature with the sender's key.
+    pub fn verify(&self, sender_key: &VerifyingKey) -> Result<&Transaction, TxError> {
+        jws::verify(&self.jws, sender_key, TX_TYP).map_err(TxError::Signature)?;
+        Ok(&self.tx)
+    }
+
+    /// For a RegisterIdentity, the key it registers is the key that must have signed it.
+    pub fn self_signing_key(&self) -> Result<Option<VerifyingKey>, TxError> {
+        match &self.tx.body {
+            TxBody::RegisterIdentity {
+                id, signing_jwk, ..
+            } => {
+                if id != &self.tx.sender {
+                    return Err(TxError::Invalid(
+                        "a registration must be sent by the ID it registers",
+                    ));
+                }
+                Ok(Some(VerifyingKey::from_jwk(signing_jwk)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub fn transaction(&self) -> &Transaction {
+        &self.tx
+    }
+
+    pub fn as_jws(&self) -> &str {
+        &self.jws
+    }
+
+    /// The transaction ID: SHA-256 of the JWS text.
+    pub fn id(&self) -> [u8; 32] {
+        hazmat::sha256(self.jws.as_bytes())
+    }
+
+    /// The transaction ID as text (base64url).
+    pub fn id_text(&self) -> String {
+        b64::encode(self.id())
+    }
+}
+
+mod opt_hex32 {
+    use super::hex32;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(hash) => hex32::serialize(hash, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| {
+            hex32::from_hex(&t)
+                .ok_or_else(|| serde::de::Error::custom("expected 64 lowercase hex digits"))
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(key: &SigningKey, id: &str) -> Transaction {
+        let enc = crate::keys::tests::party()
+            .decryption
+            .encryption_key()
+            .to_jwk(None);
+        Transaction {
+            chain_id: "test".into(),
+            sender: PartyId::new(id).unwrap(),
+            sequence: 0,
+            body: TxBody::RegisterIdentity {
+                id: PartyId::new(id).unwrap(),
+                role: Role::Hospital,
+                signing_jwk: key.verifying_key().to_jwk(None),
+                encryption_jwk: enc,
+                valid_from: 0,
+                valid_until: u64::MAX,
+            },
+        }
+    }
+
+    #[test]
+    fn signed_transactions_roundtrip_and_verify_with_the_right_key_only() {
+        let key = SigningKey::generate();
+        let signed = registration(&key, "hospital:a").sign(&key);
+        let parsed = SignedTransaction::parse(signed.as_jws()).unwrap();
+        assert_eq!(parsed, signed);
+        assert_eq!(parsed.id(), signed.id());
+        let self_key = parsed.self_signing_key().unwrap().unwrap();
+        assert_eq!(&self_key, key.verifying_key());
+        assert!(parsed.verify(&self_key).is_ok());
+        assert!(
+            parsed
+                .verify(SigningKey::generate().verifying_key())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn registration_for_another_id_is_refused() {
+        let key = SigningKey::generate();
+        let mut tx = registration(&key, "hospital:a");
+        tx.sender = PartyId::new("hospital:b").unwrap();
+        assert!(matches!(
+            tx.sign(&key).self_signing_key(),
+            Err(TxError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_transactions_are_typed_errors() {
+        let key = SigningKey::generate();
+        let h = jws::Header::es256(TX_TYP, None);
+        for payload in [
+            serde_json::json!({}),
+            serde_json::json!({"chain_id": "c", "sender": "a", "sequence": 0, "body": {"type": "unknown"}}),
+            serde_json::json!({"chain_id": "c", "sender": "a", "sequence": -1, "body": {"type": "revoke_grant", "grant_id": "g"}}),
+            serde_json::json!({"chain_id": "c", "sender": "bad id", "sequence": 0, "body": {"type": "revoke_grant", "grant_id": "g"}}),
+            serde_json::json!({"chain_id": "c", "sender": "a", "sequence": 0, "extra": 1, "body": {"type": "revoke_grant", "grant_id": "g"}}),
+            serde_json::json!({"chain_id": "c", "sender": "a", "sequence": 0, "body": {"type": "upload_index", "department": "d", "entry_jwe": "x", "previous": "zz"}}),
+        ] {
+            assert!(
+                SignedTransaction::parse(&jws::sign(&key, &h, &payload)).is_err(),
+                "{payload}"
+            );
+        }
+        assert!(matches!(
+            SignedTransaction::parse(&"a".repeat(MAX_TX_BYTES + 1)),
+            Err(TxError::TooLarge(_))
+        ));
+        assert!(SignedTransaction::parse("not.a.jws").is_err());
+    }
+}

@@ -1,0 +1,350 @@
+//! Thin-client verification of certified headers and state proofs, in the manner of the
+//! Tendermint light client: small checks composed into a [`Verdict`].
+//!
+//! The client trusts a validator set (from genesis, or from a set whose hash a trusted header
+//! committed to). It accepts a header only with a certificate carrying more than half of that
+//! set's auditors' valid, distinct votes, for a header of its chain, not older than the last
+//! header it accepted. Then state proofs under that header's state root are checked with
+//! [`StateProof::verify`](super::state::StateProof::verify). One honest majority suffices: a
+//! lying node is caught with certainty.
+
+use super::block::{CertifiedHeader, ValidatorSet, vote_message};
+use super::merkle::Hash;
+use super::state::{StateKey, StateProof, StateProofError};
+use crate::b64;
+use crate::keys::VerifyingKey;
+use std::collections::BTreeSet;
+
+/// Why a header is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReason {
+    #[error("header of chain {0:?}, not ours")]
+    WrongChain(String),
+    #[error("header height {height} is older than the last accepted {last}")]
+    Stale { height: u64, last: u64 },
+    #[error("header at the last accepted height differs from the accepted one")]
+    ConflictingHeader,
+    #[error("header names another validator set")]
+    WrongValidatorSet,
+    #[error("certificate is for another header")]
+    CertificateMismatch,
+    #[error("vote by {0}, who is not an auditor")]
+    UnknownVoter(String),
+    #[error("two votes by {0}")]
+    DuplicateVote(String),
+    #[error("invalid vote signature by {0}")]
+    BadVoteSignature(String),
+}
+
+/// The outcome of verifying a certified header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted; the client's last height moved to this header.
+    Success,
+    /// Valid votes, but not more than half of the auditors.
+    NotEnoughTrust { votes: usize, needed: usize },
+    /// Something is wrong: evidence against the node that served it.
+    Invalid(InvalidReason),
+}
+
+/// A header the client has accepted: proofs are checked against its state root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedHeader {
+    pub height: u64,
+    pub hash: Hash,
+    pub state_root: Hash,
+}
+
+/// The thin client's verifier state.
+#[derive(Debug, Clone)]
+pub struct LightClient {
+    chain_id: String,
+    validators: ValidatorSet,
+    auditor_keys: Vec<(String, VerifyingKey)>,
+    last: Option<TrustedHeader>,
+}
+
+impl LightClient {
+    /// A client trusting `validators` (checked) for `chain_id`.
+    pub fn new(
+        chain_id: &str,
+        validators: ValidatorSet,
+    ) -> Result<Self, super::block::ValidatorSetError> {
+        validators.check()?;
+        let auditor_keys = validators
+            .auditors()
+            .iter()
+            .map(|v| Ok((v.id.to_string(), VerifyingKey::from_jwk(&v.signing_jwk)?)))
+            .collect::<Result<Vec<_>, crate::keys::KeyError>>()?;
+        Ok(Self {
+            chain_id: chain_id.into(),
+            validators,
+            auditor_keys,
+            last: None,
+        })
+    }
+
+    pub fn last(&self) -> Option<&TrustedHeader> {
+        self.last.as_ref()
+    }
+
+    /// Verifies a certified header; on success it becomes the last trusted header.
+    pub fn verify_header(&mut self, certified: &CertifiedHeader) -> Verdict {
+        match self.check(certified) {
+            Ok(()) => {
+                let header = &certified.header;
+                self.last = Some(TrustedHeader {
+                    height: header.height,
+                    hash: header.hash(),
+                    state_root: header.state_root,
+                });
+                Verdict::Success
+            }
+            Err(verdict) => verdict,
+        }
+    }
+
+    fn check(&self, certified: &CertifiedHeader) -> Result<(), Verdict> {
+        let invalid = |reason| Err(Verdict::Invalid(reason));
+        let header = &certified.header;
+        if header.chain_id != self.chain_id {
+            return invalid(InvalidReason::WrongChain(
+                header.chain_id.chars().take(64).collect(),
+            ));
+        }
+        let hash = header.hash();
+        if let Some(last) = &self.last {
+            if header.height < last.height {
+                return invalid(InvalidReason::Stale {
+                    height: header.height,
+                    last: last.height,
+                });
+            }
+            if header.height == last.height && hash != last.hash {
+                return invalid(InvalidReason::ConflictingHeader);
+            }
+        }
+        if header.validators_hash != self.validators.hash() {
+            return invalid(InvalidReason::WrongValidatorSet);
+        }
+        if certified.certificate.header_hash != hash {
+            return invalid(InvalidReason::CertificateMismatch);
+        }
+        let message = vote_message(&self.chain_id, &hash);
+        let mut voters = BTreeSet::new();
+        for vote in &certified.certificate.votes {
+            let name: String = vote.validator.as_str().into();
+            let Some((_, key)) = self.auditor_keys.iter().find(|(id, _)| *id == name) else {
+                return invalid(InvalidReason::UnknownVoter(name));
+            };
+            if !voters.insert(name.clone()) {
+                return invalid(InvalidReason::DuplicateVote(name));
+            }
+            let signature = b64::decode(&vote.signature).unwrap_or_default();
+            if !key.verify(&message, &signature) {
+                return invalid(InvalidReason::BadVoteSignature(name));
+            }
+        }
+        let needed = self.validators.quorum();
+        if voters.len() < needed {
+            return Err(Verdict::NotEnoughTrust {
+                votes: voters.len(),
+                needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a state proof for `key` under the last trusted header; returns the value hash
+    /// there, or `None` for a proven absence.
+    pub fn verify_state(
+        &self,
+        key: &StateKey,
+        proof: &StateProof,
+    ) -> Result<Option<Hash>, StateProofError> {
+        let root = self
+            .last
+            .as_ref()
+            .map(|t| t.state_root)
+            .ok_or(StateProofError::RootMismatch)?;
+        proof.verify(&root, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::block::{CommitCertificate, Header, Validator, Vote};
+    use super::super::state::{StateTree, state_key, value_hash};
+    use super::*;
+    use crate::keys::{PartyId, SigningKey};
+
+    struct Consortium {
+        keys: Vec<(PartyId, SigningKey)>,
+        set: ValidatorSet,
+    }
+
+    /// 3 proposers and 3 auditors: a certificate needs 2 auditor votes.
+    fn consortium() -> Consortium {
+        let keys: Vec<_> = (0..6)
+            .map(|i| {
+                (
+                    PartyId::new(format!("node:{i}")).unwrap(),
+                    SigningKey::generate(),
+                )
+            })
+            .collect();
+        let validators = keys
+            .iter()
+            .map(|(id, k)| Validator {
+                id: id.clone(),
+                signing_jwk: k.verifying_key().to_jwk(None),
+                credit: 100,
+            })
+            .collect();
+        Consortium {
+            keys,
+            set: ValidatorSet {
+                validators,
+                proposers: 3,
+                auditors: 3,
+            },
+        }
+    }
+
+    fn header(c: &Consortium, height: u64, state_root: Hash) -> Header {
+        Header {
+            chain_id: "test".into(),
+            height,
+            slot: height,
+            previous: [0; 32],
+            time_ms: 0,
+            proposer: c.set.proposer_of(height).clone(),
+            tx_root: [0; 32],
+            state_root,
+            validators_hash: c.set.hash(),
+        }
+    }
+
+    fn certify(c: &Consortium, header: Header, voters: &[usize]) -> CertifiedHeader {
+        let votes = voters
+            .iter()
+            .map(|&i| Vote::sign(c.keys[i].0.clone(), &c.keys[i].1, &header))
+            .collect();
+        CertifiedHeader {
+            certificate: CommitCertificate {
+                header_hash: header.hash(),
+                votes,
+            },
+            header,
+        }
+    }
+
+    #[test]
+    fn accepts_a_majority_certificate_then_checks_proofs() {
+        let c = consortium();
+        let mut tree = StateTree::new();
+        let key = state_key("registry", "hospital:a");
+        tree.insert(key, value_hash(b"entry"));
+        let mut client = LightClient::new("test", c.set.clone()).unwrap();
+        assert_eq!(
+            client.verify_header(&certify(&c, header(&c, 1, tree.root()), &[3, 4])),
+            Verdict::Success
+        );
+        assert_eq!(
+            client.verify_state(&key, &tree.prove(&key)),
+            Ok(Some(value_hash(b"entry")))
+        );
+        let absent = state_key("registry", "hospital:b");
+        assert_eq!(client.verify_state(&absent, &tree.prove(&absent)), Ok(None));
+        // A proof from another state (a lying node) fails under the certified root.
+        let mut other = tree.clone();
+        other.insert(absent, value_hash(b"forged"));
+        assert!(client.verify_state(&absent, &other.prove(&absent)).is_err());
+    }
+
+    #[test]
+    fn refuses_minorities_strangers_duplicates_and_forgeries() {
+        let c = consortium();
+        let mut client = LightClient::new("test", c.set.clone()).unwrap();
+        let h = header(&c, 1, [1; 32]);
+        assert_eq!(
+            client.verify_header(&certify(&c, h.clone(), &[3])),
+            Verdict::NotEnoughTrust {
+                votes: 1,
+                needed: 2
+            }
+        );
+        // Proposers are not auditors: their votes do not count.
+        assert!(matches!(
+            client.verify_header(&certify(&c, h.clone(), &[0, 3])),
+            Verdict::Invalid(InvalidReason::UnknownVoter(_))
+        ));
+        assert!(matches!(
+            client.verify_header(&certify(&c, h.clone(), &[3, 3])),
+            Verdict::Invalid(InvalidReason::DuplicateVote(_))
+        ));
+        let mut forged = certify(&c, h.clone(), &[3, 4]);
+        forged.header.state_root = [9; 32];
+        assert!(matches!(
+            client.verify_header(&forged),
+            Verdict::Invalid(InvalidReason::CertificateMismatch)
+        ));
+        let mut bad_sig = certify(&c, h.clone(), &[3, 4]);
+        bad_sig.certificate.votes[1].signature = bad_sig.certificate.votes[0].signature.clone();
+        assert!(matches!(
+            client.verify_header(&bad_sig),
+            Verdict::Invalid(InvalidReason::BadVoteSignature(_))
+        ));
+        let mut other_chain = h.clone();
+        other_chain.chain_id = "other".into();
+        assert!(matches!(
+            client.verify_header(&certify(&c, other_chain, &[3, 4])),
+            Verdict::Invalid(InvalidReason::WrongChain(_))
+        ));
+        let mut other_set = h;
+        other_set.validators_hash = [7; 32];
+        assert!(matches!(
+            client.verify_header(&certify(&c, other_set, &[3, 4])),
+            Verdict::Invalid(InvalidReason::WrongValidatorSet)
+        ));
+        assert!(client.last().is_none());
+    }
+
+    #[test]
+    fn refuses_stale_and_conflicting_headers() {
+        let c = consortium();
+        let mut client = LightClient::new("test", c.set.clone()).unwrap();
+        assert_eq!(
+            client.verify_header(&certify(&c, header(&c, 5, [5; 32]), &[3, 4, 5])),
+            Verdict::Success
+        );
+        assert!(matches!(
+            client.verify_header(&certify(&c, header(&c, 4, [4; 32]), &[3, 4])),
+            Verdict::Invalid(InvalidReason::Stale { height: 4, last: 5 })
+        ));
+        assert!(matches!(
+            client.verify_header(&certify(&c, header(&c, 5, [6; 32]), &[3, 4])),
+            Verdict::Invalid(InvalidReason::ConflictingHeader)
+        ));
+        assert_eq!(
+            client.verify_header(&certify(&c, header(&c, 5, [5; 32]), &[4, 5])),
+            Verdict::Success
+        );
+        assert_eq!(
+            client.verify_header(&certify(&c, header(&c, 6, [6; 32]), &[4, 5])),
+            Verdict::Success
+        );
+        assert_eq!(client.last().unwrap().height, 6);
+    }
+
+    #[test]
+    fn validator_sets_are_checked() {
+        let c = consortium();
+        let mut bad = c.set.clone();
+        bad.auditors = 4;
+        assert!(LightClient::new("test", bad).is_err());
+        let mut dup = c.set.clone();
+        dup.validators[1].id = dup.validators[0].id.clone();
+        assert!(LightClient::new("test", dup).is_err());
+    }
+}
