@@ -128,10 +128,32 @@ mod tests {
         }
     }
 
+    /// Found by the strict_json and record fuzz targets: numbers beyond i64/u64 become floats,
+    /// which must survive serialize-then-parse unchanged (serde_json's `float_roundtrip`).
+    #[test]
+    fn large_numbers_roundtrip_exactly() {
+        for text in [
+            "[18446744073709551615,-9223867350324775808,1e308]",
+            "[-9223867350324775808]",
+            r#"{"a":455555555555555555555555555555555555555555555555555555555555555555555555555555552}"#,
+            "[0.1,2.2250738585072014e-308,1.7976931348623157e308,5e-324]",
+        ] {
+            let value = parse_value(text.as_bytes()).unwrap();
+            let again = parse_value(&serde_json::to_vec(&value).unwrap()).unwrap();
+            assert_eq!(again, value, "{text}");
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = parse_value(&bytes);
+        }
+
+        #[test]
+        fn floats_roundtrip(x in any::<f64>().prop_filter("finite", |x| x.is_finite())) {
+            let value = parse_value(serde_json::to_string(&x).unwrap().as_bytes()).unwrap();
+            prop_assert_eq!(value.as_f64(), Some(x));
         }
 
         #[test]
