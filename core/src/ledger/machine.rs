@@ -1,0 +1,611 @@
+//! The ledger state machine: applies signed transactions to the authenticated state,
+//! deterministically, so every node that applies the same blocks has the same state root.
+//!
+//! What the state holds (each entry is a value in the [`StateTree`], so each has membership
+//! and non-membership proofs under a certified header):
+//! - `registry/<id>`: the party's registry entry (role, keys, validity, revoked);
+//! - `sequence/<id>`: the last sequence number used by the sender (replay protection);
+//! - `grant/<grant id>`: a grant (grantor, grantee, record, parts, actions, not-after, revoked);
+//! - `index_head/<patient>`: the hash of the patient's latest index entry (each entry links
+//!   the previous one, so a node cannot hide one);
+//! - `crumbs/<patient>/<department>`: the heights of the blocks holding the patient's entries
+//!   of that department (MedBlock bread crumbs).
+
+use super::merkle::Hash;
+use super::state::{StateKey, StateProof, StateTree, state_key, value_hash};
+use super::tx::{Action, Role, SignedTransaction, TxBody, TxError};
+use crate::keys::{Jwk, PartyId, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("transaction for chain {0:?}")]
+    WrongChain(String),
+    #[error("sequence {got} where {expected} was expected (replayed or reordered)")]
+    Sequence { expected: u64, got: u64 },
+    #[error("sender {0} is not registered")]
+    UnknownSender(PartyId),
+    #[error("sender {0} is revoked or outside its validity period")]
+    InactiveSender(PartyId),
+    #[error("{0} is already registered")]
+    AlreadyRegistered(PartyId),
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
+    #[error("unknown grant")]
+    UnknownGrant,
+    #[error("index entry does not link the patient's previous entry")]
+    BrokenIndexChain,
+    #[error(transparent)]
+    Tx(#[from] TxError),
+}
+
+/// A party's entry in the identity registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryEntry {
+    pub id: PartyId,
+    pub role: Role,
+    pub signing_jwk: Jwk,
+    pub encryption_jwk: Jwk,
+    pub valid_from: u64,
+    pub valid_until: u64,
+    pub revoked: bool,
+}
+
+impl RegistryEntry {
+    pub fn is_active(&self, now: u64) -> bool {
+        !self.revoked && self.valid_from <= now && now < self.valid_until
+    }
+}
+
+/// A standing grant (BPDS data sharing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantEntry {
+    pub grantor: PartyId,
+    pub grantee: PartyId,
+    pub record_id: String,
+    pub parts: Vec<String>,
+    pub actions: Vec<Action>,
+    pub not_after: u64,
+    pub revoked: bool,
+}
+
+impl GrantEntry {
+    /// Whether the grant lets its grantee do `action` at time `now`.
+    pub fn allows(&self, action: Action, now: u64) -> bool {
+        !self.revoked && now <= self.not_after && self.actions.contains(&action)
+    }
+}
+
+/// The state: the authenticated map, plus the values it commits to.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerState {
+    tree: StateTree,
+    values: BTreeMap<StateKey, Vec<u8>>,
+}
+
+/// Where a transaction is applied: the chain, the block height and the block time.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub chain_id: &'a str,
+    pub height: u64,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+impl LedgerState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// The value at a key and the proof of it (or of its absence).
+    pub fn get_with_proof(&self, key: &StateKey) -> (Option<&[u8]>, StateProof) {
+        (
+            self.values.get(key).map(Vec::as_slice),
+            self.tree.prove(key),
+        )
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(&self, key: &StateKey) -> Option<T> {
+        self.values
+            .get(key)
+            .map(|bytes| serde_json::from_slice(bytes).expect("state values are valid JSON"))
+    }
+
+    fn put<T: Serialize>(&mut self, key: StateKey, value: &T) {
+        let bytes = serde_json::to_vec(value).expect("state values serialize");
+        self.tree.insert(key, value_hash(&bytes));
+        self.values.insert(key, bytes);
+    }
+
+    pub fn registry_entry(&self, id: &PartyId) -> Option<RegistryEntry> {
+        self.get(&registry_key(id))
+    }
+
+    pub fn grant(&self, grant_id: &str) -> Option<GrantEntry> {
+        self.get(&state_key("grant", grant_id))
+    }
+
+    pub fn index_head(&self, patient: &PartyId) -> Option<Hash> {
+        self.get::<String>(&state_key("index_head", patient.as_str()))
+            .and_then(|hex| super::state::hex32::from_hex(&hex))
+    }
+
+    pub fn crumbs(&self, patient: &PartyId, department: &str) -> Vec<u64> {
+        self.get(&crumbs_key(patient, department))
+            .unwrap_or_default()
+    }
+
+    /// Every registered ID of a role, sorted (the directory for decoys and k = all).
+    pub fn directory(&self, role: Role) -> Vec<PartyId> {
+        let mut ids: Vec<PartyId> = self
+            .values
+            .values()
+            .filter_map(|bytes| serde_json::from_slice::<RegistryEntry>(bytes).ok())
+            .filter(|entry| entry.role == role)
+            .map(|entry| entry.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Checks and applies one transaction; on error the state is unchanged.
+    pub fn apply(&mut self, signed: &SignedTransaction, ctx: Context) -> Result<(), ApplyError> {
+        let tx = signed.transaction();
+        if tx.chain_id != ctx.chain_id {
+            return Err(ApplyError::WrongChain(
+                tx.chain_id.chars().take(64).collect(),
+            ));
+        }
+        let sequence_key = state_key("sequence", tx.sender.as_str());
+        let expected = self.get::<u64>(&sequence_key).map_or(0, |last| last + 1);
+        if tx.sequence != expected {
+            return Err(ApplyError::Sequence {
+                expected,
+                got: tx.sequence,
+            });
+        }
+        let sender_key = match signed.self_signing_key()? {
+            Some(key) => {
+                if self.registry_entry(&tx.sender).is_some() {
+                    return Err(ApplyError::AlreadyRegistered(tx.sender.clone()));
+                }
+                key
+            }
+            None => {
+                let entry = self
+                    .registry_entry(&tx.sender)
+                    .ok_or_else(|| ApplyError::UnknownSender(tx.sender.clone()))?;
+                if !entry.is_active(ctx.now) {
+                    return Err(ApplyError::InactiveSender(tx.sender.clone()));
+                }
+                VerifyingKey::from_jwk(&entry.signing_jwk).map_err(TxError::from)?
+            }
+        };
+        signed.verify(&sender_key)?;
+        self.apply_body(&tx.sender, &tx.body, signed.id(), ctx)?;
+        self.put(sequence_key, &tx.sequence);
+        Ok(())
+    }
+
+    fn apply_body(
+        &mut self,
+        sender: &PartyId,
+        body: &TxBody,
+        tx_id: Hash,
+        ctx: Context,
+    ) -> Result<(), ApplyError> {
+        match body {
+            TxBody::RegisterIdentity {
+                id,
+                role,
+                signing_jwk,
+                encryption_jwk,
+                valid_from,
+                valid_until,
+            } => {
+                crate::keys::EncryptionKey::from_jwk(encryption_jwk).map_err(TxError::from)?;
+                if valid_from >= valid_until {
+                    return Err(ApplyError::NotAllowed("empty validity period"));
+                }
+                let entry = RegistryEntry {
+                    id: id.clone(),
+                    role: *role,
+                    signing_jwk: signing_jwk.clone(),
+                    encryption_jwk: encryption_jwk.clone(),
+                    valid_from: *valid_from,
+                    valid_until: *valid_until,
+                    revoked: false,
+                };
+                self.put(registry_key(id), &entry);
+            }
+            TxBody::UpdateKeys {
+                id,
+                signing_jwk,
+                encryption_jwk,
+            } => {
+                if id != sender {
+                    return Err(ApplyError::NotAllowed("only a party updates its own keys"));
+                }
+                VerifyingKey::from_jwk(signing_jwk).map_err(TxError::from)?;
+                crate::keys::EncryptionKey::from_jwk(encryption_jwk).map_err(TxError::from)?;
+                let mut entry = self
+                    .registry_entry(id)
+                    .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
+                entry.signing_jwk = signing_jwk.clone();
+                entry.encryption_jwk = encryption_jwk.clone();
+                self.put(registry_key(id), &entry);
+            }
+            TxBody::RevokeIdentity { id } => {
+                if id != sender {
+                    return Err(ApplyError::NotAllowed(
+                        "only a party revokes its own identity",
+                    ));
+                }
+                let mut entry = self
+                    .registry_entry(id)
+                    .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
+                entry.revoked = true;
+                self.put(registry_key(id), &entry);
+            }
+            TxBody::UploadIndex {
+                department,
+                previous,
+                ..
+            } => {
+                if *previous != self.index_head(sender) {
+                    return Err(ApplyError::BrokenIndexChain);
+                }
+                self.put(
+                    state_key("index_head", sender.as_str()),
+                    &super::state::hex32::to_hex(&tx_id),
+                );
+                let mut crumbs = self.crumbs(sender, department);
+                if crumbs.last() != Some(&ctx.height) {
+                    crumbs.push(ctx.height);
+                }
+                self.put(crumbs_key(sender, department), &crumbs);
+            }
+            TxBody::Grant {
+                grant_id,
+                grantee,
+                record_id,
+                parts,
+                actions,
+                not_after,
+            } => {
+                let key = state_key("grant", grant_id);
+                if self.values.contains_key(&key) {
+                    return Err(ApplyError::NotAllowed("grant ID already used"));
+                }
+                if self.registry_entry(grantee).is_none() {
+                    return Err(ApplyError::UnknownSender(grantee.clone()));
+                }
+                let grant = GrantEntry {
+                    grantor: sender.clone(),
+                    grantee: grantee.clone(),
+                    record_id: record_id.clone(),
+                    parts: parts.clone(),
+                    actions: actions.clone(),
+                    not_after: *not_after,
+                    revoked: false,
+                };
+                self.put(key, &grant);
+            }
+            TxBody::RevokeGrant { grant_id } => {
+                let mut grant = self.grant(grant_id).ok_or(ApplyError::UnknownGrant)?;
+                if &grant.grantor != sender {
+                    return Err(ApplyError::NotAllowed("only the grantor revokes a grant"));
+                }
+                grant.revoked = true;
+                self.put(state_key("grant", grant_id), &grant);
+            }
+            // Logged in the block itself; the state only advances the sender's sequence.
+            TxBody::AccessLog { .. }
+            | TxBody::Misbehaviour { .. }
+            | TxBody::CreditUpdate { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+pub fn registry_key(id: &PartyId) -> StateKey {
+    state_key("registry", id.as_str())
+}
+
+pub fn crumbs_key(patient: &PartyId, department: &str) -> StateKey {
+    state_key("crumbs", &format!("{patient}/{department}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tx::{Outcome, Transaction};
+    use super::*;
+    use crate::keys::SigningKey;
+
+    const CHAIN: &str = "test";
+    const NOW: u64 = 1_000;
+
+    struct Party {
+        id: PartyId,
+        key: SigningKey,
+        next: u64,
+    }
+
+    impl Party {
+        fn new(id: &str) -> Self {
+            Self {
+                id: PartyId::new(id).unwrap(),
+                key: SigningKey::generate(),
+                next: 0,
+            }
+        }
+
+        fn tx(&mut self, body: TxBody) -> SignedTransaction {
+            let tx = Transaction {
+                chain_id: CHAIN.into(),
+                sender: self.id.clone(),
+                sequence: self.next,
+                body,
+            };
+            self.next += 1;
+            tx.sign(&self.key)
+        }
+
+        fn register(&mut self, role: Role) -> SignedTransaction {
+            let body = TxBody::RegisterIdentity {
+                id: self.id.clone(),
+                role,
+                signing_jwk: self.key.verifying_key().to_jwk(None),
+                encryption_jwk: crate::keys::tests::party()
+                    .decryption
+                    .encryption_key()
+                    .to_jwk(None),
+                valid_from: 0,
+                valid_until: 10_000,
+            };
+            self.tx(body)
+        }
+    }
+
+    fn ctx(height: u64) -> Context<'static> {
+        Context {
+            chain_id: CHAIN,
+            height,
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn registration_then_proofs_of_entry_and_absence() {
+        let mut state = LedgerState::new();
+        let mut hospital = Party::new("hospital:a");
+        state
+            .apply(&hospital.register(Role::Hospital), ctx(1))
+            .unwrap();
+        let entry = state.registry_entry(&hospital.id).unwrap();
+        assert!(entry.is_active(NOW));
+        let (value, proof) = state.get_with_proof(&registry_key(&hospital.id));
+        assert_eq!(
+            proof.verify(&state.root(), &registry_key(&hospital.id)),
+            Ok(Some(value_hash(value.unwrap())))
+        );
+        let absent = registry_key(&PartyId::new("hospital:none").unwrap());
+        let (none, proof) = state.get_with_proof(&absent);
+        assert!(none.is_none());
+        assert_eq!(proof.verify(&state.root(), &absent), Ok(None));
+        assert_eq!(state.directory(Role::Hospital), vec![hospital.id.clone()]);
+        assert!(state.directory(Role::Insurer).is_empty());
+    }
+
+    #[test]
+    fn replays_reorders_and_foreign_chains_are_refused_without_changing_state() {
+        let mut state = LedgerState::new();
+        let mut a = Party::new("hospital:a");
+        let registration = a.register(Role::Hospital);
+        state.apply(&registration, ctx(1)).unwrap();
+        let root = state.root();
+        assert!(matches!(
+            state.apply(&registration, ctx(2)),
+            Err(ApplyError::Sequence {
+                expected: 1,
+                got: 0
+            })
+        ));
+        let _skipped = a.tx(TxBody::RevokeGrant {
+            grant_id: "x".into(),
+        });
+        let later = a.tx(TxBody::RevokeGrant {
+            grant_id: "y".into(),
+        });
+        assert!(matches!(
+            state.apply(&later, ctx(2)),
+            Err(ApplyError::Sequence {
+                expected: 1,
+                got: 2
+            })
+        ));
+        let foreign = Transaction {
+            chain_id: "other".into(),
+            sender: a.id.clone(),
+            sequence: 1,
+            body: TxBody::RevokeIdentity { id: a.id.clone() },
+        }
+        .sign(&a.key);
+        assert!(matches!(
+            state.apply(&foreign, ctx(2)),
+            Err(ApplyError::WrongChain(_))
+        ));
+        assert_eq!(state.root(), root);
+    }
+
+    #[test]
+    fn signatures_must_be_by_the_registered_key() {
+        let mut state = LedgerState::new();
+        let mut a = Party::new("hospital:a");
+        state.apply(&a.register(Role::Hospital), ctx(1)).unwrap();
+        let impostor_key = SigningKey::generate();
+        let forged = Transaction {
+            chain_id: CHAIN.into(),
+            sender: a.id.clone(),
+            sequence: 1,
+            body: TxBody::RevokeIdentity { id: a.id.clone() },
+        }
+        .sign(&impostor_key);
+        assert!(matches!(
+            state.apply(&forged, ctx(2)),
+            Err(ApplyError::Tx(_))
+        ));
+        let mut stranger = Party::new("hospital:b");
+        let unregistered = stranger.tx(TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        });
+        assert!(matches!(
+            state.apply(&unregistered, ctx(2)),
+            Err(ApplyError::UnknownSender(_))
+        ));
+        // Registering an ID twice, even with a new key, is refused.
+        let mut twin = Party::new("hospital:a");
+        twin.next = 1;
+        assert!(matches!(
+            state.apply(&twin.register(Role::Hospital), ctx(2)),
+            Err(ApplyError::AlreadyRegistered(_))
+        ));
+    }
+
+    #[test]
+    fn grants_are_made_checked_and_revoked_by_their_grantor_only() {
+        let mut state = LedgerState::new();
+        let mut patient = Party::new("patient-1");
+        let mut insurer = Party::new("insurer:acme");
+        state
+            .apply(&patient.register(Role::Patient), ctx(1))
+            .unwrap();
+        state
+            .apply(&insurer.register(Role::Insurer), ctx(1))
+            .unwrap();
+        let grant = patient.tx(TxBody::Grant {
+            grant_id: "g1".into(),
+            grantee: insurer.id.clone(),
+            record_id: "rec-1".into(),
+            parts: vec!["prescription".into()],
+            actions: vec![Action::Read],
+            not_after: NOW + 100,
+        });
+        state.apply(&grant, ctx(2)).unwrap();
+        let g = state.grant("g1").unwrap();
+        assert!(g.allows(Action::Read, NOW));
+        assert!(!g.allows(Action::Copy, NOW));
+        assert!(!g.allows(Action::Read, NOW + 101));
+        let hijack = insurer.tx(TxBody::RevokeGrant {
+            grant_id: "g1".into(),
+        });
+        assert!(matches!(
+            state.apply(&hijack, ctx(3)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        insurer.next -= 1;
+        state
+            .apply(
+                &patient.tx(TxBody::RevokeGrant {
+                    grant_id: "g1".into(),
+                }),
+                ctx(3),
+            )
+            .unwrap();
+        assert!(!state.grant("g1").unwrap().allows(Action::Read, NOW));
+        let log = insurer.tx(TxBody::AccessLog {
+            accessor: insurer.id.clone(),
+            record_id: "rec-1".into(),
+            action: Action::Read,
+            at: NOW,
+            outcome: Outcome::Refused,
+        });
+        state.apply(&log, ctx(4)).unwrap();
+    }
+
+    #[test]
+    fn index_entries_chain_and_leave_bread_crumbs() {
+        let mut state = LedgerState::new();
+        let mut patient = Party::new("patient-1");
+        state
+            .apply(&patient.register(Role::Patient), ctx(1))
+            .unwrap();
+        let first = patient.tx(TxBody::UploadIndex {
+            department: "cardiology".into(),
+            entry_jwe: "jwe-1".into(),
+            previous: None,
+        });
+        state.apply(&first, ctx(5)).unwrap();
+        assert_eq!(state.index_head(&patient.id), Some(first.id()));
+        // An entry that does not link the head (a node hiding the first) is refused.
+        let unlinked = patient.tx(TxBody::UploadIndex {
+            department: "cardiology".into(),
+            entry_jwe: "jwe-2".into(),
+            previous: None,
+        });
+        assert!(matches!(
+            state.apply(&unlinked, ctx(6)),
+            Err(ApplyError::BrokenIndexChain)
+        ));
+        patient.next -= 1;
+        let second = patient.tx(TxBody::UploadIndex {
+            department: "cardiology".into(),
+            entry_jwe: "jwe-2".into(),
+            previous: Some(first.id()),
+        });
+        state.apply(&second, ctx(7)).unwrap();
+        let third = patient.tx(TxBody::UploadIndex {
+            department: "radiology".into(),
+            entry_jwe: "jwe-3".into(),
+            previous: Some(second.id()),
+        });
+        state.apply(&third, ctx(7)).unwrap();
+        assert_eq!(state.crumbs(&patient.id, "cardiology"), vec![5, 7]);
+        assert_eq!(state.crumbs(&patient.id, "radiology"), vec![7]);
+        let (value, proof) = state.get_with_proof(&crumbs_key(&patient.id, "cardiology"));
+        assert_eq!(
+            proof.verify(&state.root(), &crumbs_key(&patient.id, "cardiology")),
+            Ok(Some(value_hash(value.unwrap())))
+        );
+    }
+
+    #[test]
+    fn revoked_or_expired_senders_cannot_act() {
+        let mut state = LedgerState::new();
+        let mut a = Party::new("hospital:a");
+        state.apply(&a.register(Role::Hospital), ctx(1)).unwrap();
+        state
+            .apply(&a.tx(TxBody::RevokeIdentity { id: a.id.clone() }), ctx(2))
+            .unwrap();
+        let after = a.tx(TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        });
+        assert!(matches!(
+            state.apply(&after, ctx(3)),
+            Err(ApplyError::InactiveSender(_))
+        ));
+        let mut b = Party::new("hospital:b");
+        state.apply(&b.register(Role::Hospital), ctx(1)).unwrap();
+        let late = b.tx(TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        });
+        assert!(matches!(
+            state.apply(
+                &late,
+                Context {
+                    chain_id: CHAIN,
+                    height: 9,
+                    now: 20_000
+                }
+            ),
+            Err(ApplyError::InactiveSender(_))
+        ));
+    }
+}
