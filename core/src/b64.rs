@@ -14,6 +14,17 @@ pub fn encode(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode_to_string(bytes)
 }
 
+/// Appends the unpadded base64url of `bytes` to `out` (no intermediate buffer: envelopes
+/// are megabytes, and fresh large buffers cost page faults).
+pub fn encode_into(bytes: impl AsRef<[u8]>, out: &mut String) {
+    URL_SAFE_NO_PAD.encode_append(bytes, out);
+}
+
+/// Length of the unpadded base64url of `n` bytes.
+pub const fn encoded_len(n: usize) -> usize {
+    n / 3 * 4 + (n % 3 * 4).div_ceil(3)
+}
+
 /// Decodes canonical unpadded base64url.
 pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, Base64Error> {
     URL_SAFE_NO_PAD.decode_to_vec(text).map_err(|_| Base64Error)
@@ -46,6 +57,14 @@ mod tests {
         #[test]
         fn roundtrip(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             prop_assert_eq!(decode(encode(&bytes)).unwrap(), bytes);
+        }
+
+        #[test]
+        fn encoded_len_and_encode_into_agree_with_encode(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let mut out = String::from("x.");
+            encode_into(&bytes, &mut out);
+            prop_assert_eq!(&out[2..], encode(&bytes));
+            prop_assert_eq!(encoded_len(bytes.len()), encode(&bytes).len());
         }
 
         #[test]

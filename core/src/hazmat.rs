@@ -124,10 +124,6 @@ pub(crate) mod a256cbc_hs512 {
         tag(split(key).0, aad, iv, ciphertext)
     }
 
-    /// Inputs at least this large are sealed by a two-stage pipeline.
-    pub(crate) const PIPELINE_MIN: usize = 256 * 1024;
-    const CHUNK: usize = 64 * 1024;
-
     pub(crate) fn encrypt(
         key: &[u8; KEY_LEN],
         iv: &[u8; IV_LEN],
@@ -135,71 +131,9 @@ pub(crate) mod a256cbc_hs512 {
         plaintext: &[u8],
     ) -> (Vec<u8>, [u8; TAG_LEN]) {
         let (mac_key, enc_key) = split(key);
-        if plaintext.len() < PIPELINE_MIN {
-            let ciphertext = aes256_cbc_encrypt(enc_key, iv, plaintext);
-            let tag = tag(mac_key, aad, iv, &ciphertext);
-            return (ciphertext, tag);
-        }
-        encrypt_pipelined(mac_key, enc_key, iv, aad, plaintext)
-    }
-
-    /// Encrypt-then-MAC lets the MAC of a chunk start as soon as that chunk is encrypted: CBC
-    /// encryption runs on this thread, HMAC-SHA-512 on a second one, so sealing large content
-    /// costs about the slower of the two passes instead of their sum. Same output, byte for
-    /// byte, as the one-thread path (CBC chains each chunk from the previous chunk's last
-    /// ciphertext block; only the final piece is padded).
-    fn encrypt_pipelined(
-        mac_key: &[u8],
-        enc_key: &[u8; 32],
-        iv: &[u8; IV_LEN],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> (Vec<u8>, [u8; TAG_LEN]) {
-        use aws_lc_rs::cipher::EncryptingKey;
-        let aad_bits = (aad.len() as u64).wrapping_mul(8).to_be_bytes();
-        let mut mac = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA512, mac_key));
-        mac.update(aad);
-        mac.update(iv);
-        let whole_chunks = plaintext.len() / CHUNK * CHUNK;
-        let (body, last) = plaintext.split_at(whole_chunks);
-        let (to_mac, from_cbc) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        std::thread::scope(|scope| {
-            let mac_stage = scope.spawn(move || {
-                let mut ciphertext = Vec::with_capacity(plaintext.len() + 16);
-                for chunk in from_cbc {
-                    mac.update(&chunk);
-                    ciphertext.extend_from_slice(&chunk);
-                }
-                mac.update(&aad_bits);
-                (ciphertext, mac.sign())
-            });
-            let cbc = EncryptingKey::cbc(
-                UnboundCipherKey::new(&AES_256, enc_key).expect("32-byte AES-256 key"),
-            )
-            .expect("AES-256-CBC is supported");
-            let mut chain = *iv;
-            for chunk in body.chunks(CHUNK) {
-                let mut block = chunk.to_vec();
-                cbc.less_safe_encrypt(
-                    &mut block,
-                    EncryptionContext::Iv128(FixedLength::from(chain)),
-                )
-                .expect("CBC over whole blocks cannot fail");
-                chain = block[block.len() - 16..].try_into().expect("16-byte block");
-                to_mac.send(block).expect("MAC stage is alive");
-            }
-            to_mac
-                .send(aes256_cbc_encrypt(enc_key, &chain, last))
-                .expect("MAC stage is alive");
-            drop(to_mac);
-            let (ciphertext, full_tag) = mac_stage.join().expect("MAC stage does not panic");
-            (
-                ciphertext,
-                full_tag.as_ref()[..TAG_LEN]
-                    .try_into()
-                    .expect("truncation to 32 bytes"),
-            )
-        })
+        let ciphertext = aes256_cbc_encrypt(enc_key, iv, plaintext);
+        let tag = tag(mac_key, aad, iv, &ciphertext);
+        (ciphertext, tag)
     }
 
     /// Checks the tag in constant time, and only then decrypts.
@@ -325,34 +259,6 @@ mod tests {
         let mut bad_iv = iv;
         bad_iv[0] ^= 1;
         assert!(a256cbc_hs512::decrypt(&key, &bad_iv, b"aad", &ct, &tag).is_err());
-    }
-
-    #[test]
-    fn pipelined_sealing_equals_one_thread_sealing() {
-        let key = random_array::<64>();
-        let iv = random_array::<16>();
-        let min = a256cbc_hs512::PIPELINE_MIN;
-        for len in [
-            min,
-            min + 1,
-            min + 15,
-            min + 16,
-            min + 64 * 1024,
-            5 * 64 * 1024 + 7,
-            1 << 20,
-        ] {
-            let plaintext: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            let (ct, tag) = a256cbc_hs512::encrypt(&key, &iv, b"aad", &plaintext);
-            let expected_ct = aes256_cbc_encrypt(key[32..].try_into().unwrap(), &iv, &plaintext);
-            assert_eq!(ct, expected_ct, "ciphertext, len {len}");
-            assert_eq!(
-                tag,
-                a256cbc_hs512::retag(&key, &iv, b"aad", &ct),
-                "tag, len {len}"
-            );
-            let opened = a256cbc_hs512::decrypt(&key, &iv, b"aad", &ct, &tag).unwrap();
-            assert_eq!(*opened, plaintext);
-        }
     }
 
     #[test]

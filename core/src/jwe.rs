@@ -308,14 +308,19 @@ impl Envelope {
         if only.header.is_some() || self.unprotected.is_some() || self.aad_b64.is_some() {
             return Err(JweError::NotCompact);
         }
-        Ok([
-            self.protected_b64.clone(),
-            b64::encode(&only.encrypted_key),
-            b64::encode(self.iv),
-            b64::encode(&self.ciphertext),
-            b64::encode(self.tag),
-        ]
-        .join("."))
+        let parts: [&[u8]; 4] = [&only.encrypted_key, &self.iv, &self.ciphertext, &self.tag];
+        let len = self.protected_b64.len()
+            + parts
+                .iter()
+                .map(|p| 1 + b64::encoded_len(p.len()))
+                .sum::<usize>();
+        let mut out = String::with_capacity(len);
+        out.push_str(&self.protected_b64);
+        for part in parts {
+            out.push('.');
+            b64::encode_into(part, &mut out);
+        }
+        Ok(out)
     }
 
     /// General JSON serialization.

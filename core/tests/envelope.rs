@@ -57,7 +57,7 @@ fn a_content_key_opens_without_rsa_and_a_wrong_one_fails() {
 }
 
 #[test]
-fn large_content_takes_the_pipelined_path_and_roundtrips() {
+fn multi_megabyte_content_roundtrips() {
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 5).map(|i| (i % 253) as u8).collect();
     let env = sealed_to_patient(&big);
     let reparsed = Envelope::parse(env.serialize().as_bytes()).unwrap();
