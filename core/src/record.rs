@@ -24,6 +24,7 @@ pub const BPDS_PARTS: [&str; 7] = [
 pub const BPDS_CEAS: [&str; 3] = ["gender", "age", "medical_history"];
 
 pub const MAX_PARTS: usize = 256;
+const MAX_DEPTH: usize = 32;
 const MAX_NAME_LEN: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,10 @@ pub enum RecordError {
     NotAnObject,
     #[error("CEAS names part {0:?}, which the record does not have")]
     CeasPartMissing(String),
+    #[error("a part value uses the SD-JWT reserved name {0:?}")]
+    ReservedNameInValue(String),
+    #[error("a part value is nested too deeply")]
+    TooDeep,
     #[error("invalid record ID or schema tag")]
     InvalidTag,
     #[error("record: {0}")]
@@ -48,12 +53,37 @@ fn valid_tag(tag: &str) -> bool {
     (1..=128).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// SD-JWT gives these member names meaning; in signed data they would be read as structure.
+fn is_reserved(name: &str) -> bool {
+    matches!(name, "_sd" | "..." | "_sd_alg")
+}
+
 fn check_part_name(name: &str) -> Result<(), RecordError> {
-    let reserved = matches!(name, "_sd" | "..." | "_sd_alg");
-    if reserved || name.is_empty() || name.len() > MAX_NAME_LEN {
+    if is_reserved(name) || name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(RecordError::InvalidPartName(name.to_owned()));
     }
     Ok(())
+}
+
+/// Part values must not contain SD-JWT's reserved names at any depth: the verifier would read
+/// a nested `_sd` as digests (letting whoever wrote the record plant a digest and later show
+/// a disclosure as if the doctor had signed it) and drop `{"...": x}` array elements.
+fn check_part_value(value: &Value, depth: usize) -> Result<(), RecordError> {
+    if depth > MAX_DEPTH {
+        return Err(RecordError::TooDeep);
+    }
+    match value {
+        Value::Object(members) => members.iter().try_for_each(|(name, inner)| {
+            if is_reserved(name) {
+                return Err(RecordError::ReservedNameInValue(name.clone()));
+            }
+            check_part_value(inner, depth + 1)
+        }),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| check_part_value(item, depth + 1)),
+        _ => Ok(()),
+    }
 }
 
 /// A record of named parts, ready to be signed.
@@ -79,7 +109,10 @@ impl Record {
         if parts.len() > MAX_PARTS {
             return Err(RecordError::TooManyParts);
         }
-        parts.keys().try_for_each(|name| check_part_name(name))?;
+        for (name, value) in &parts {
+            check_part_name(name)?;
+            check_part_value(value, 0)?;
+        }
         Ok(Self {
             schema: schema.into(),
             record_id: record_id.into(),
@@ -230,6 +263,31 @@ mod tests {
             Record::new(PARTS_SCHEMA, "", one),
             Err(RecordError::InvalidTag)
         ));
+    }
+
+    /// Found by the record fuzz target: reserved SD-JWT names nested inside part values.
+    #[test]
+    fn refuses_reserved_names_at_any_depth() {
+        for bad in [
+            r#"{"a":{"_sd":["x"]}}"#,
+            r#"{"a":[{"...":"x"}]}"#,
+            r#"{"a":{"_sd":1}}"#,
+            r#"{"a":{"b":[{"c":{"_sd_alg":"sha-256"}}]}}"#,
+        ] {
+            assert!(
+                matches!(
+                    Record::from_json(bad.as_bytes(), None),
+                    Err(RecordError::ReservedNameInValue(_))
+                ),
+                "{bad}"
+            );
+        }
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(40), "]".repeat(40));
+        assert!(matches!(
+            Record::from_json(deep.as_bytes(), None),
+            Err(RecordError::TooDeep)
+        ));
+        assert!(Record::from_json(br#"{"a":{"sd":["x"],"dots":"..."}}"#, None).is_ok());
     }
 
     #[test]

@@ -1,0 +1,248 @@
+//! Writes the fuzz fixtures (test-only key sets) and the seed corpora under `seeds/`.
+//!
+//!     cd core/fuzz && cargo run --example gen_seeds
+//!
+//! Regenerating replaces the fixture keys, which invalidates every signed or sealed seed, so
+//! always regenerate fixtures and seeds together (this program does both). The targets
+//! `include_bytes!` the fixtures, so rebuild them afterwards.
+
+#[path = "../fuzz_targets/common/consts.rs"]
+mod consts;
+
+use consts::*;
+use emrshare_core::ces::{self, IssueOptions};
+use emrshare_core::jwe::{Envelope, Recipient};
+use emrshare_core::keys::wrap::{self, KdfParams};
+use emrshare_core::keys::{Jwk, PartyId, RsaBits};
+use emrshare_core::record::{Ceas, Record, BPDS_SCHEMA};
+use emrshare_core::{b64, PrivateKeySet};
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write(rel: &str, bytes: impl AsRef<[u8]>) {
+    let path = root().join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, bytes).unwrap();
+    println!("wrote {}", Path::new(rel).display());
+}
+
+fn fixture(name: &str, id: Option<&str>) -> PrivateKeySet {
+    let rel = format!("fixtures/{name}.json");
+    if let Ok(json) = fs::read(root().join(&rel)) {
+        return PrivateKeySet::from_json(&json).unwrap();
+    }
+    let keys = PrivateKeySet::generate(id.map(|id| PartyId::new(id).unwrap()), RsaBits::B2048);
+    write(&rel, keys.to_json().as_bytes());
+    keys
+}
+
+fn fixed_record() -> Record {
+    let Value::Object(parts) = json!({
+        "name": "Alice Example",
+        "gender": "female",
+        "age": 42,
+        "id_number": "X1234567",
+        "medical_history": ["asthma (2009)", "appendectomy (2015)"],
+        "examination": {"blood_pressure": "128/82", "hba1c_percent": 5.4},
+        "prescription": [{"drug": "salbutamol", "dose": "100 ug", "when": "as needed"}]
+    }) else {
+        unreachable!()
+    };
+    Record::new(BPDS_SCHEMA, "rec-fuzz-seed-1", parts).unwrap()
+}
+
+fn main() {
+    // Fixtures: test-only keys, 2048-bit RSA to keep RSA operations cheap. Kept if present
+    // (delete fixtures/*.json to rotate them); every seed below is rewritten either way.
+    let issuer = fixture("issuer", Some(ISSUER_ID));
+    let holder = fixture("holder", None);
+    let recipient = fixture("jwe_recipient", None);
+    let other = fixture("jwe_other", Some("insurer:other"));
+
+    // jwe: compact to the fixture recipient (opens), compact to someone else (does not),
+    // general JSON to two recipients, a compact envelope after add_recipient (alg/kid moved
+    // to per-recipient headers), and a flattened JSON form of the first one.
+    let plaintext = serde_json::to_vec(fixed_record().parts()).unwrap();
+    let rpub = recipient.public();
+    let opub = other.public();
+    let compact = Envelope::seal_to(&plaintext, &[&rpub], Some("application/json")).unwrap();
+    let compact_text = compact.to_compact().unwrap();
+    write("fixtures/sealed_compact.jwe", &compact_text);
+    write("seeds/jwe_compact/to_fixture.jwe", &compact_text);
+    write(
+        "seeds/jwe_compact/to_other.jwe",
+        Envelope::seal_to(b"x", &[&opub], None).unwrap().to_compact().unwrap(),
+    );
+    write(
+        "seeds/jwe_compact/short_plaintext.jwe",
+        Envelope::seal_to(b"", &[&rpub], None).unwrap().to_compact().unwrap(),
+    );
+    let general = Envelope::seal_to(&plaintext, &[&opub, &rpub], Some("application/json")).unwrap();
+    write("seeds/jwe_json/general_two.json", general.to_json());
+    // The same envelope in shapes other JOSE libraries write (RFC 7516 7.2): the per-recipient
+    // `alg` in the shared unprotected header. Same protected header, so still authentic.
+    // Before 7088e47 these crashed jwe_json (add_recipient added a second `alg`, and the result
+    // no longer parsed); kept under regressions/ (pass it as an extra corpus dir).
+    let g: Value = serde_json::from_str(&general.to_json()).unwrap();
+    let mine = &g["recipients"][1];
+    assert_eq!(mine["header"]["kid"], json!(rpub.id.encryption_kid()));
+    write(
+        "regressions/jwe_json/flattened_shared_unprotected.json",
+        json!({"protected": g["protected"], "unprotected": mine["header"],
+               "encrypted_key": mine["encrypted_key"], "iv": g["iv"],
+               "ciphertext": g["ciphertext"], "tag": g["tag"]})
+        .to_string(),
+    );
+    let with_kid = |r: &Value| json!({"header": {"kid": r["header"]["kid"]}, "encrypted_key": r["encrypted_key"]});
+    write(
+        "regressions/jwe_json/general_unprotected_alg.json",
+        json!({"protected": g["protected"], "unprotected": {"alg": "RSA-OAEP-256"},
+               "recipients": [with_kid(&g["recipients"][0]), with_kid(mine)],
+               "iv": g["iv"], "ciphertext": g["ciphertext"], "tag": g["tag"]})
+        .to_string(),
+    );
+    let mut granted = Envelope::seal_to(b"granted", &[&rpub], None).unwrap();
+    let okid = opub.id.encryption_kid();
+    granted
+        .add_recipient(&recipient, Recipient { kid: &okid, key: &opub.encryption })
+        .unwrap();
+    write("seeds/jwe_json/after_add_recipient.json", granted.to_json());
+    write("seeds/jwe_json/compact_as_general.json", compact.to_json());
+    let parts: Vec<&str> = compact_text.split('.').collect();
+    write(
+        "seeds/jwe_json/flattened.json",
+        json!({"protected": parts[0], "encrypted_key": parts[1], "iv": parts[2],
+               "ciphertext": parts[3], "tag": parts[4]})
+        .to_string(),
+    );
+    write(
+        "seeds/jwe_json/flattened_unprotected_aad.json",
+        json!({"protected": parts[0], "unprotected": {"x-note": "n", "n": 1.5},
+               "header": {"x-r": [true, null]}, "aad": b64::encode("extra"),
+               "encrypted_key": parts[1], "iv": parts[2], "ciphertext": parts[3],
+               "tag": parts[4]})
+        .to_string(),
+    );
+
+    // sd_jwt: issued (all disclosures), with decoys, extracted, presented with key binding.
+    let record = fixed_record();
+    let ceas = Ceas::default_for(&record);
+    let hpub = holder.public();
+    let options = IssueOptions { issued_at: NOW - 60, decoys: 0 };
+    let issued = ces::issue(&issuer, &hpub, &record, &ceas, options).unwrap();
+    write("seeds/sd_jwt/issued.sdjwt", issued.serialize());
+    let decoyed = ces::issue(&issuer, &hpub, &record, &ceas, IssueOptions { decoys: 3, ..options }).unwrap();
+    write("seeds/sd_jwt/issued_decoys.sdjwt", decoyed.serialize());
+    let extracted = issued.extract(&["name", "prescription"]).unwrap();
+    write("seeds/sd_jwt/extracted.sdjwt", extracted.serialize());
+    let presented = extracted.bind(&holder.signing, AUD, NONCE, NOW - 60);
+    write("seeds/sd_jwt/presented_kb.sdjwt", presented.serialize());
+    let Value::Object(small) = json!({"allergies": ["penicillin"], "blood_type": "0+"}) else {
+        unreachable!()
+    };
+    let small = Record::new("emrshare/parts/v1", "rec-fuzz-seed-2", small).unwrap();
+    let small_sd = ces::issue(&issuer, &hpub, &small, &Ceas::new(["blood_type"]), options).unwrap();
+    write("seeds/sd_jwt/small_ceas.sdjwt", small_sd.serialize());
+    // Every verified seed must verify under the targets' policy.
+    let ipub = issuer.public();
+    for sd in [&issued, &decoyed, &extracted, &presented, &small_sd] {
+        ces::verify(sd, &ces::VerifyPolicy::new(&ipub, NOW)).expect("seed verifies");
+    }
+
+    // jws: the issuer JWT and the key-binding JWT alone.
+    let s = presented.serialize();
+    let comps: Vec<&str> = s.split('~').collect();
+    write("seeds/jws/issuer.jwt", comps[0]);
+    write("seeds/jws/kb.jwt", comps.last().unwrap());
+
+    // jwk: public and private sets, single JWKs of each kind.
+    write("seeds/jwk/issuer.pub.json", ipub.to_json());
+    write("seeds/jwk/holder.pub.json", hpub.to_json());
+    write("seeds/jwk/holder.priv.json", holder.to_json().as_bytes());
+    let jwk = |j: &Jwk| serde_json::to_string(j).unwrap();
+    write("seeds/jwk/ec_public.json", jwk(&issuer.signing.verifying_key().to_jwk(Some("k".into()))));
+    write("seeds/jwk/ec_private.json", jwk(&issuer.signing.to_jwk(None)));
+    write("seeds/jwk/rsa_public.json", jwk(&issuer.decryption.encryption_key().to_jwk(None)));
+    write("seeds/jwk/rsa_private.json", jwk(&issuer.decryption.to_jwk(Some("r".into()))));
+
+    // pkcs8: DER of both key kinds.
+    write("seeds/pkcs8/ec.der", issuer.signing.to_pkcs8().as_slice());
+    write("seeds/pkcs8/rsa.der", issuer.decryption.to_pkcs8().as_slice());
+
+    // wrapped_key: minimum-cost KDF so the fuzzer is not starved; a small secret and a
+    // wrapped private key set.
+    write(
+        "seeds/wrapped_key/small_secret.json",
+        wrap::wrap(b"master secret", PASSPHRASE, KdfParams::MINIMUM, "test").unwrap(),
+    );
+    write(
+        "seeds/wrapped_key/wrong_passphrase.json",
+        wrap::wrap(b"s", b"other", KdfParams::MINIMUM, "t").unwrap(),
+    );
+    write(
+        "seeds/wrapped_key/key_set.json",
+        holder.wrap_with_passphrase(PASSPHRASE, KdfParams::MINIMUM).unwrap(),
+    );
+
+    // record: a BPDS record and a generic one.
+    write("seeds/record/bpds.json", serde_json::to_vec(record.parts()).unwrap());
+    write("seeds/record/parts.json", br#"{"allergies":["penicillin"],"x":{"y":[1,2.5,null,true]}}"#);
+
+    // strict_json: a few shapes.
+    write("seeds/strict_json/object.json", br#"{"a":[1,{"b":null}],"c":"d\u00e9","e":-1.5e3}"#);
+    write("seeds/strict_json/dup.json", br#"{"a":1,"a":2}"#);
+    write("seeds/strict_json/big.json", br#"[18446744073709551615,-9223372036854775808,1e308,"\ud83d\ude00"]"#);
+
+    ledger_seeds();
+    b64_seeds();
+}
+
+/// The fixed trees of the `ledger_proofs` target (keep in sync with it).
+fn ledger_seeds() {
+    use emrshare_core::ledger::merkle;
+    let tree = ledger::state_tree();
+    let keys = ledger::keys();
+    for (sel, key) in keys.iter().enumerate().step_by(3) {
+        let mut seed = vec![0u8, sel as u8];
+        seed.extend(serde_json::to_vec(&tree.prove(key)).unwrap());
+        write(&format!("seeds/ledger_proofs/state_{sel}.bin"), seed);
+    }
+    let leaves = ledger::leaves();
+    let n = leaves.len() as u64;
+    for index in [0usize, 5, 31, 36] {
+        let mut seed = vec![1u8];
+        seed.extend((index as u64).to_be_bytes());
+        seed.extend(n.to_be_bytes());
+        seed.extend(leaves[index]);
+        for h in merkle::inclusion_proof(&leaves, index).unwrap() {
+            seed.extend(h);
+        }
+        write(&format!("seeds/ledger_proofs/inclusion_{index}.bin"), seed);
+    }
+    for old in [1usize, 8, 20, 37] {
+        let mut seed = vec![2u8];
+        seed.extend((old as u64).to_be_bytes());
+        seed.extend(n.to_be_bytes());
+        seed.extend(merkle::root(&leaves[..old]));
+        for h in merkle::consistency_proof(&leaves, old).unwrap() {
+            seed.extend(h);
+        }
+        write(&format!("seeds/ledger_proofs/consistency_{old}.bin"), seed);
+    }
+}
+
+fn b64_seeds() {
+    for (name, len) in [("short", 5usize), ("block", 48), ("long", 301)] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+        write(&format!("seeds/b64/{name}.txt"), b64::encode(bytes));
+    }
+    write("seeds/b64/bad_tail.txt", "QR");
+}
+
+#[path = "../fuzz_targets/common/ledger.rs"]
+mod ledger;
