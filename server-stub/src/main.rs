@@ -1,1 +1,99 @@
-fn main() {}
+//! `emrshare-node`: the reference full node of an emrshare consortium.
+//!
+//! `emrshare-node init --dir DIR` writes a local consortium (keys, genesis, one config per
+//! node); `emrshare-node run --config DIR/node-0/config.toml` starts one node.
+
+mod api;
+mod chain;
+mod config;
+mod node;
+mod store;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "emrshare-node",
+    version,
+    about = "The emrshare reference full node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a local consortium: genesis.json and node-<i>/{node.key.json,config.toml}.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Representative (proposer) nodes, RPN.
+        #[arg(long, default_value_t = 3)]
+        proposers: usize,
+        /// Audit nodes, ATN.
+        #[arg(long, default_value_t = 2)]
+        auditors: usize,
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+        #[arg(long, default_value_t = 500)]
+        slot_ms: u64,
+        #[arg(long, default_value = "emrshare-local")]
+        chain_id: String,
+    },
+    /// Run one node.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Init {
+            dir,
+            nodes,
+            proposers,
+            auditors,
+            base_port,
+            slot_ms,
+            chain_id,
+        } => {
+            let options = config::InitOptions {
+                nodes,
+                proposers,
+                auditors,
+                base_port,
+                slot_ms,
+                chain_id,
+            };
+            for path in config::init(&dir, &options)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::Run { config } => run(config::NodeConfig::load(&config)?),
+    }
+}
+
+#[tokio::main]
+async fn run(config: config::NodeConfig) -> Result<()> {
+    let listen = config.listen;
+    let node = node::Node::open(config)?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!("{} listening on {listen}", node.keys.id);
+    tokio::spawn(std::sync::Arc::clone(&node).run_consensus());
+    axum::serve(listener, api::router(node))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

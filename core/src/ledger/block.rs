@@ -173,3 +173,32 @@ pub struct Genesis {
     /// Unix time in milliseconds of slot 0.
     pub start_ms: u64,
 }
+
+/// A certified block as nodes exchange it: header, certificate, and the transactions as JWS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertifiedBlock {
+    pub header: Header,
+    pub certificate: CommitCertificate,
+    pub txs: Vec<String>,
+}
+
+impl CertifiedBlock {
+    pub fn certified_header(&self) -> CertifiedHeader {
+        CertifiedHeader {
+            header: self.header.clone(),
+            certificate: self.certificate.clone(),
+        }
+    }
+}
+
+/// A proposed block, before its certificate: what a proposer sends to the auditors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proposal {
+    pub header: Header,
+    pub txs: Vec<String>,
+    /// The proposer's ES256 signature over the header hash (vote message form), so a second
+    /// proposal at one height by the same proposer is evidence of equivocation.
+    pub proposer_signature: String,
+}

@@ -1,0 +1,208 @@
+//! The node's HTTP API, versioned under `/v1`, JSON bodies parsed strictly (duplicate members
+//! and unknown fields refused), every error a JSON `{"error": ...}` with a 4xx status.
+
+use crate::node::{Node, VoteReply};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use emrshare_core::keys::PartyId;
+use emrshare_core::ledger::block::{CertifiedBlock, Proposal};
+use emrshare_core::ledger::machine::registry_key;
+use emrshare_core::ledger::state::state_key;
+use emrshare_core::ledger::tx::Role;
+use emrshare_core::strict_json;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+type Shared = Arc<Node>;
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+/// A request body that did not parse: a 400 with the reason.
+struct BadBody(String);
+
+impl IntoResponse for BadBody {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BadBody> {
+    strict_json::parse(body).map_err(|e| BadBody(e.to_string()))
+}
+
+pub fn router(node: Shared) -> Router {
+    let limit = node.config.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/tx", post(submit))
+        .route("/v1/header/latest", get(latest_header))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/registry/lookup", post(lookup))
+        .route("/v1/directory/{role}", get(directory))
+        .route("/v1/grants/{grant_id}", get(grant))
+        .route("/v1/consensus/proposal", post(proposal))
+        .route("/v1/consensus/block", post(certified_block))
+        .route("/v1/consensus/tx", post(relayed_tx))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(node)
+}
+
+async fn health(State(node): State<Shared>) -> Json<Value> {
+    let chain = node.chain.lock().await;
+    Json(json!({"status": "ok", "id": node.keys.id.as_str(), "height": chain.height()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    jws: String,
+}
+
+async fn submit(State(node): State<Shared>, body: Bytes) -> Response {
+    let body: SubmitBody = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    match node.submit(&body.jws).await {
+        Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// A transaction relayed by a peer: stored, not relayed again.
+async fn relayed_tx(State(node): State<Shared>, body: Bytes) -> Response {
+    let body: SubmitBody = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    match node.accept_tx(&body.jws).await {
+        Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn latest_header(State(node): State<Shared>) -> Response {
+    let height = node.chain.lock().await.height();
+    match node.store.block(height) {
+        Ok(Some(block)) => Json(block.certified_header()).into_response(),
+        _ => error(StatusCode::NOT_FOUND, "no block yet"),
+    }
+}
+
+async fn block(State(node): State<Shared>, Path(height): Path<String>) -> Response {
+    let Ok(height) = height.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, "height is not a number");
+    };
+    match node.store.block(height) {
+        Ok(Some(block)) => Json(block).into_response(),
+        _ => error(StatusCode::NOT_FOUND, "no such block"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupBody {
+    ids: Vec<String>,
+}
+
+/// Registry entries of k IDs with membership or absence proofs under the latest certified
+/// header, in one answer: the thin client's k-anonymous lookup (DESIGN section 8).
+async fn lookup(State(node): State<Shared>, body: Bytes) -> Response {
+    let body: LookupBody = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if body.ids.is_empty() || body.ids.len() > node.config.limits.max_lookup_ids {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("between 1 and {} IDs", node.config.limits.max_lookup_ids),
+        );
+    }
+    let ids = match body
+        .ids
+        .into_iter()
+        .map(PartyId::new)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(ids) => ids,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let chain = node.chain.lock().await;
+    let Ok(Some(block)) = node.store.block(chain.height()) else {
+        return error(StatusCode::NOT_FOUND, "no block yet");
+    };
+    let entries: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let (value, proof) = chain.state().get_with_proof(&registry_key(id));
+            json!({"id": id.as_str(), "value": value.map(|v| String::from_utf8_lossy(v).into_owned()), "proof": proof})
+        })
+        .collect();
+    Json(json!({"header": block.certified_header(), "entries": entries})).into_response()
+}
+
+async fn directory(State(node): State<Shared>, Path(role): Path<String>) -> Response {
+    let Ok(role) = serde_json::from_value::<Role>(Value::String(role)) else {
+        return error(StatusCode::BAD_REQUEST, "unknown role");
+    };
+    let ids = node.chain.lock().await.state().directory(role);
+    Json(json!({"ids": ids})).into_response()
+}
+
+async fn grant(State(node): State<Shared>, Path(grant_id): Path<String>) -> Response {
+    let chain = node.chain.lock().await;
+    let (value, proof) = chain.state().get_with_proof(&state_key("grant", &grant_id));
+    Json(json!({"value": value.map(|v| String::from_utf8_lossy(v).into_owned()), "proof": proof}))
+        .into_response()
+}
+
+async fn proposal(State(node): State<Shared>, body: Bytes) -> Response {
+    let proposal: Proposal = match parse(&body) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let reply = node.vote(&proposal).await;
+    let status = if matches!(reply, VoteReply::Refused { .. }) {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(reply)).into_response()
+}
+
+async fn certified_block(State(node): State<Shared>, body: Bytes) -> Response {
+    let block: CertifiedBlock = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if block.header.height > node.chain.lock().await.height() + 1 {
+        node.catch_up().await;
+    }
+    match node.accept_block(&block).await {
+        Ok(()) => Json(json!({"height": block.header.height})).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+async fn metrics(State(node): State<Shared>) -> Response {
+    let height = node.chain.lock().await.height();
+    let mempool = node.store.mempool().map(|m| m.len()).unwrap_or(0);
+    let text = format!(
+        "# TYPE emrshare_height gauge\nemrshare_height {height}\n# TYPE emrshare_mempool_transactions gauge\nemrshare_mempool_transactions {mempool}\n"
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn openapi() -> Json<Value> {
+    Json(serde_json::from_str(include_str!("openapi.json")).expect("openapi.json is valid JSON"))
+}

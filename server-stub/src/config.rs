@@ -1,0 +1,160 @@
+//! Node configuration (one TOML file per node) and `emrshare-node init`, which writes a local
+//! consortium: per node a key file and a config, and one shared genesis file.
+
+use anyhow::{Context, Result, bail};
+use emrshare_core::PrivateKeySet;
+use emrshare_core::keys::{PartyId, RsaBits};
+use emrshare_core::ledger::block::{Genesis, Validator, ValidatorSet};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: PartyId,
+    pub listen: SocketAddr,
+    /// Relative paths are relative to the config file's folder.
+    pub data_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub genesis_file: PathBuf,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub id: PartyId,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_lookup_ids: usize,
+    pub max_txs_per_block: usize,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            max_lookup_ids: 1024,
+            max_txs_per_block: 2000,
+            request_timeout_ms: 2000,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut config: Self =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.data_dir,
+            &mut config.key_file,
+            &mut config.genesis_file,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+}
+
+pub fn load_genesis(path: &Path) -> Result<Genesis> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let genesis: Genesis = emrshare_core::strict_json::parse(&bytes)
+        .with_context(|| format!("invalid genesis {}", path.display()))?;
+    genesis.validators.check()?;
+    Ok(genesis)
+}
+
+/// What `init` writes.
+pub struct InitOptions {
+    pub nodes: usize,
+    pub proposers: usize,
+    pub auditors: usize,
+    pub base_port: u16,
+    pub slot_ms: u64,
+    pub chain_id: String,
+}
+
+/// Writes `dir/genesis.json` and `dir/node-<i>/{node.key.json,config.toml}`.
+pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
+    if options.proposers + options.auditors > options.nodes
+        || options.proposers == 0
+        || options.auditors == 0
+    {
+        bail!("need 1 <= proposers, 1 <= auditors, proposers + auditors <= nodes");
+    }
+    std::fs::create_dir_all(dir)?;
+    let keys: Vec<PrivateKeySet> = (0..options.nodes)
+        .map(|i| {
+            PrivateKeySet::generate(
+                Some(PartyId::new(format!("node:{i}")).expect("valid ID")),
+                RsaBits::B2048,
+            )
+        })
+        .collect();
+    let validators = keys
+        .iter()
+        .map(|k| Validator {
+            id: k.id.clone(),
+            signing_jwk: k.signing.verifying_key().to_jwk(None),
+            credit: 100,
+        })
+        .collect();
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let genesis = Genesis {
+        chain_id: options.chain_id.clone(),
+        validators: ValidatorSet {
+            validators,
+            proposers: options.proposers,
+            auditors: options.auditors,
+        },
+        slot_ms: options.slot_ms,
+        start_ms,
+    };
+    std::fs::write(
+        dir.join("genesis.json"),
+        serde_json::to_string_pretty(&genesis)?,
+    )?;
+    let url = |i: usize| format!("http://127.0.0.1:{}", options.base_port as usize + i);
+    let mut configs = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let node_dir = dir.join(format!("node-{i}"));
+        std::fs::create_dir_all(&node_dir)?;
+        std::fs::write(node_dir.join("node.key.json"), key.to_json().as_bytes())?;
+        let config = NodeConfig {
+            id: key.id.clone(),
+            listen: format!("127.0.0.1:{}", options.base_port as usize + i).parse()?,
+            data_dir: "data".into(),
+            key_file: "node.key.json".into(),
+            genesis_file: "../genesis.json".into(),
+            peers: (0..options.nodes)
+                .filter(|&j| j != i)
+                .map(|j| Peer {
+                    id: keys[j].id.clone(),
+                    url: url(j),
+                })
+                .collect(),
+            limits: Limits::default(),
+        };
+        let path = node_dir.join("config.toml");
+        std::fs::write(&path, toml::to_string_pretty(&config)?)?;
+        configs.push(path);
+    }
+    Ok(configs)
+}

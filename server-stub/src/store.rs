@@ -1,0 +1,106 @@
+//! Durable storage (redb, crash-safe: a committed write transaction survives `kill -9`).
+//! Certified blocks by height; the mempool of acknowledged transactions; the auditor's votes
+//! (one header per height, recorded before the vote is sent).
+
+use anyhow::Result;
+use emrshare_core::ledger::block::{CertifiedBlock, Proposal};
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::Path;
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const MEMPOOL: TableDefinition<&[u8], &str> = TableDefinition::new("mempool");
+const LOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("locks");
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let db = Database::create(dir.join("node.redb"))?;
+        let tx = db.begin_write()?;
+        tx.open_table(BLOCKS)?;
+        tx.open_table(MEMPOOL)?;
+        tx.open_table(LOCKS)?;
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Stores a block and removes its transactions from the mempool, atomically.
+    pub fn put_block(&self, block: &CertifiedBlock, tx_ids: &[[u8; 32]]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut blocks = tx.open_table(BLOCKS)?;
+            blocks.insert(block.header.height, serde_json::to_vec(block)?.as_slice())?;
+            let mut mempool = tx.open_table(MEMPOOL)?;
+            for id in tx_ids {
+                mempool.remove(id.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn blocks(&self) -> Result<Vec<CertifiedBlock>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(BLOCKS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            out.push(serde_json::from_slice(value.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<CertifiedBlock>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(BLOCKS)?;
+        Ok(match table.get(height)? {
+            Some(value) => Some(serde_json::from_slice(value.value())?),
+            None => None,
+        })
+    }
+
+    /// Records an acknowledged transaction durably (the acknowledgement follows the commit).
+    pub fn add_tx(&self, id: &[u8; 32], jws: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(MEMPOOL)?.insert(id.as_slice(), jws)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn mempool(&self) -> Result<Vec<String>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(MEMPOOL)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            out.push(entry?.1.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Locks on `proposal` at its height unless already locked; returns the lock in force.
+    /// Committed before the vote leaves the node, so a restarted auditor cannot vote twice.
+    pub fn lock_or_get(&self, proposal: &Proposal) -> Result<Proposal> {
+        let tx = self.db.begin_write()?;
+        let locked = {
+            let mut table = tx.open_table(LOCKS)?;
+            let existing = table
+                .get(proposal.header.height)?
+                .map(|v| v.value().to_vec());
+            match existing {
+                Some(bytes) => serde_json::from_slice(&bytes)?,
+                None => {
+                    table.insert(
+                        proposal.header.height,
+                        serde_json::to_vec(proposal)?.as_slice(),
+                    )?;
+                    proposal.clone()
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(locked)
+    }
+}
