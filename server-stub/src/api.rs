@@ -4,7 +4,7 @@
 use crate::node::{Node, VoteReply};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -50,6 +50,14 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/consensus/proposal", post(proposal))
         .route("/v1/consensus/block", post(certified_block))
         .route("/v1/consensus/tx", post(relayed_tx))
+        .route("/v1/consensus/lock/{height}", get(lock))
+        .route(
+            "/v1/blobs/{hash}",
+            get(get_blob)
+                .put(put_blob)
+                .layer(DefaultBodyLimit::max(node.config.limits.max_blob_bytes)),
+        )
+        .route("/v1/sequence/{id}", get(sequence))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -88,6 +96,17 @@ async fn relayed_tx(State(node): State<Shared>, body: Bytes) -> Response {
     match node.accept_tx(&body.jws).await {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// The proposal this node, as an auditor, is locked on at a height (or null).
+async fn lock(State(node): State<Shared>, Path(height): Path<String>) -> Response {
+    let Ok(height) = height.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, "height is not a number");
+    };
+    match node.store.lock(height) {
+        Ok(lock) => Json(lock).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -192,6 +211,70 @@ async fn certified_block(State(node): State<Shared>, body: Bytes) -> Response {
         Ok(()) => Json(json!({"height": block.header.height})).into_response(),
         Err(e) => error(StatusCode::CONFLICT, e),
     }
+}
+
+fn blob_hash(hex: &str) -> Result<[u8; 32], BadBody> {
+    emrshare_core::ledger::state::hex32::from_hex(hex)
+        .ok_or_else(|| BadBody("blob address is 64 lowercase hex digits".into()))
+}
+
+fn refusal((status, reason): crate::node::Refusal) -> Response {
+    error(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        reason,
+    )
+}
+
+async fn put_blob(
+    State(node): State<Shared>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let hash = match blob_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r.into_response(),
+    };
+    let Some(claim) = headers.get("x-emr-owner").and_then(|v| v.to_str().ok()) else {
+        return error(StatusCode::UNAUTHORIZED, "x-emr-owner claim required");
+    };
+    match node.put_blob(hash, &body, claim).await {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(json!({"hash": emrshare_core::ledger::state::hex32::to_hex(&hash)})),
+        )
+            .into_response(),
+        Err(r) => refusal(r),
+    }
+}
+
+async fn get_blob(
+    State(node): State<Shared>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let hash = match blob_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r.into_response(),
+    };
+    let Some(access) = headers.get("x-emr-access").and_then(|v| v.to_str().ok()) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "x-emr-access (a signed AccessLog transaction) required",
+        );
+    };
+    match node.get_blob(hash, access).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(r) => refusal(r),
+    }
+}
+
+async fn sequence(State(node): State<Shared>, Path(id): Path<String>) -> Response {
+    let Ok(id) = PartyId::new(id) else {
+        return error(StatusCode::BAD_REQUEST, "invalid ID");
+    };
+    let next = node.chain.lock().await.state().next_sequence(&id);
+    Json(json!({"next": next})).into_response()
 }
 
 async fn metrics(State(node): State<Shared>) -> Response {

@@ -35,6 +35,7 @@ pub struct Peer {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    pub max_blob_bytes: usize,
     pub max_lookup_ids: usize,
     pub max_txs_per_block: usize,
     pub request_timeout_ms: u64,
@@ -44,6 +45,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
+            max_blob_bytes: 64 * 1024 * 1024,
             max_lookup_ids: 1024,
             max_txs_per_block: 2000,
             request_timeout_ms: 2000,

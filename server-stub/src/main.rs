@@ -4,6 +4,7 @@
 //! node); `emrshare-node run --config DIR/node-0/config.toml` starts one node.
 
 mod api;
+mod blobs;
 mod chain;
 mod config;
 mod node;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 pub struct Node {
+    pub blobs: Box<dyn crate::blobs::BlobStore>,
     pub config: NodeConfig,
     pub keys: PrivateKeySet,
     pub chain: Mutex<Chain>,
@@ -62,7 +63,11 @@ impl Node {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.limits.request_timeout_ms))
             .build()?;
+        let blobs = Box::new(crate::blobs::FsBlobStore::new(
+            &config.data_dir.join("blobs"),
+        )?);
         Ok(Arc::new(Self {
+            blobs,
             config,
             keys,
             chain: Mutex::new(chain),
@@ -292,6 +297,12 @@ impl Node {
             }
             Chain::sign_proposal(&self.keys.signing, header, txs)
         };
+        // An auditor already locked at this height (a proposer crashed mid-collection) makes
+        // that proposal the one to finish: proposing a rival would split the auditors.
+        let proposal = self
+            .existing_lock(proposal.header.height)
+            .await
+            .unwrap_or(proposal);
         let (mut block, locked) = self.collect(&proposal).await;
         if block.is_none() {
             if let Some(other) = locked.into_iter().next() {
@@ -306,6 +317,32 @@ impl Node {
         }
     }
 
+    /// A proposal some auditor is locked on at `height`, if any answers with one.
+    async fn existing_lock(self: &Arc<Self>, height: u64) -> Option<Proposal> {
+        let auditors = self.auditors(&*self.chain.lock().await);
+        for peer in auditors {
+            let lock = match peer {
+                None => self.store.lock(height).ok().flatten(),
+                Some(peer) => {
+                    let reply = self
+                        .http
+                        .get(format!("{}/v1/consensus/lock/{height}", peer.url))
+                        .send()
+                        .await
+                        .ok()?;
+                    if !reply.status().is_success() {
+                        continue;
+                    }
+                    reply.json::<Option<Proposal>>().await.ok().flatten()
+                }
+            };
+            if lock.is_some() {
+                return lock;
+            }
+        }
+        None
+    }
+
     async fn broadcast(self: &Arc<Self>, block: &CertifiedBlock) {
         for peer in self.config.peers.clone() {
             let node = Arc::clone(self);
@@ -318,6 +355,26 @@ impl Node {
                     .send()
                     .await;
             });
+        }
+    }
+
+    /// Offers the mempool to every peer again: a transaction acknowledged just before a crash
+    /// (stored, not yet relayed) still reaches the proposers after the restart.
+    async fn relay_mempool(self: &Arc<Self>) {
+        let pending = self.store.mempool().unwrap_or_default();
+        for jws in pending
+            .into_iter()
+            .take(self.config.limits.max_txs_per_block)
+        {
+            for peer in &self.config.peers {
+                let body = serde_json::json!({"jws": jws});
+                let _ = self
+                    .http
+                    .post(format!("{}/v1/consensus/tx", peer.url))
+                    .json(&body)
+                    .send()
+                    .await;
+            }
         }
     }
 
@@ -372,7 +429,125 @@ impl Node {
             }
             if ticks % 10 == 0 {
                 self.catch_up().await;
+                self.relay_mempool().await;
             }
         }
+    }
+}
+
+/// Why a blob request is refused: an HTTP status and a reason.
+pub type Refusal = (u16, String);
+
+/// The `typ` of an owner's signed claim on an uploaded blob.
+pub const BLOB_CLAIM_TYP: &str = "emr-blob+jwt";
+/// How far the time in a claim or access log may be from the node's clock, in seconds.
+const MAX_SKEW_S: u64 = 300;
+
+impl Node {
+    /// Stores a blob whose SHA-256 is `hash`, owned by the registered party whose signed claim
+    /// `{"blob": hex, "owner": id, "iat": seconds}` comes with it.
+    pub async fn put_blob(&self, hash: [u8; 32], bytes: &[u8], claim: &str) -> Result<(), Refusal> {
+        use emrshare_core::keys::{PartyId, VerifyingKey};
+        if emrshare_core::content_hash(bytes) != hash {
+            return Err((400, "body does not hash to the blob address".into()));
+        }
+        let payload =
+            emrshare_core::jws::unverified_payload(claim).map_err(|e| (401, e.to_string()))?;
+        let owner = payload["owner"]
+            .as_str()
+            .and_then(|o| PartyId::new(o).ok())
+            .ok_or((401, "claim lacks owner".to_string()))?;
+        let entry = self
+            .chain
+            .lock()
+            .await
+            .state()
+            .registry_entry(&owner)
+            .ok_or((403, "owner is not registered".to_string()))?;
+        if !entry.is_active(now_ms() / 1000) {
+            return Err((403, "owner is not active".into()));
+        }
+        let key = VerifyingKey::from_jwk(&entry.signing_jwk).map_err(|e| (500, e.to_string()))?;
+        emrshare_core::jws::verify(claim, &key, BLOB_CLAIM_TYP)
+            .map_err(|e| (401, e.to_string()))?;
+        let iat = payload["iat"].as_u64().unwrap_or(0);
+        if payload["blob"].as_str()
+            != Some(emrshare_core::ledger::state::hex32::to_hex(&hash).as_str())
+            || now_ms() / 1000 > iat + MAX_SKEW_S
+            || iat > now_ms() / 1000 + MAX_SKEW_S
+        {
+            return Err((401, "claim is for another blob or stale".into()));
+        }
+        let current = self
+            .store
+            .claim_blob(&hash, owner.as_str())
+            .map_err(|e| (500, e.to_string()))?;
+        if current != owner.as_str() {
+            return Err((409, "blob already owned by another party".into()));
+        }
+        self.blobs
+            .put(&hash, bytes)
+            .map_err(|e| (500, e.to_string()))
+    }
+
+    /// Serves a blob to the party whose signed AccessLog transaction authorises the fetch
+    /// (the owner, or the grantee of a live grant for this blob), committing that log.
+    pub async fn get_blob(
+        self: &Arc<Self>,
+        hash: [u8; 32],
+        access: &str,
+    ) -> Result<Vec<u8>, Refusal> {
+        use emrshare_core::ledger::tx::{Action, Outcome, TxBody};
+        let tx = SignedTransaction::parse(access).map_err(|e| (401, e.to_string()))?;
+        let TxBody::AccessLog {
+            accessor,
+            record_id,
+            action,
+            at,
+            outcome,
+            grant_id,
+        } = &tx.transaction().body
+        else {
+            return Err((401, "access must be an AccessLog transaction".into()));
+        };
+        let now = now_ms() / 1000;
+        let hex = emrshare_core::ledger::state::hex32::to_hex(&hash);
+        if *record_id != hex
+            || *action != Action::Read
+            || *outcome != Outcome::Granted
+            || at.abs_diff(now) > MAX_SKEW_S
+        {
+            return Err((401, "access log is for another blob, action or time".into()));
+        }
+        let owner = self
+            .store
+            .blob_owner(&hash)
+            .map_err(|e| (500, e.to_string()))?
+            .ok_or((404, "no such blob".to_string()))?;
+        if accessor.as_str() != owner {
+            let grant_id = grant_id
+                .as_deref()
+                .ok_or((403, "not the owner, and no grant named".to_string()))?;
+            let grant = self
+                .chain
+                .lock()
+                .await
+                .state()
+                .grant(grant_id)
+                .ok_or((403, "no such grant".to_string()))?;
+            if &grant.grantee != accessor
+                || grant.record_id != hex
+                || grant.grantor.as_str() != owner
+                || !grant.allows(Action::Read, now)
+            {
+                return Err((403, "the grant does not allow this access".into()));
+            }
+        }
+        // Signature, registration and sequence are checked as the chain will check them.
+        self.submit(access).await.map_err(|e| (401, e))?;
+        self.blobs
+            .get(&hash)
+            .map_err(|e| (500, e.to_string()))?
+            .ok_or((404, "no such blob".to_string()))
     }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const MEMPOOL: TableDefinition<&[u8], &str> = TableDefinition::new("mempool");
 const LOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("locks");
+const BLOB_OWNERS: TableDefinition<&[u8], &str> = TableDefinition::new("blob_owners");
 
 pub struct Store {
     db: Database,
@@ -23,6 +24,7 @@ impl Store {
         tx.open_table(BLOCKS)?;
         tx.open_table(MEMPOOL)?;
         tx.open_table(LOCKS)?;
+        tx.open_table(BLOB_OWNERS)?;
         tx.commit()?;
         Ok(Self { db })
     }
@@ -78,6 +80,40 @@ impl Store {
             out.push(entry?.1.value().to_owned());
         }
         Ok(out)
+    }
+
+    /// Records the owner of a blob unless it has one; returns the owner in force.
+    pub fn claim_blob(&self, hash: &[u8; 32], owner: &str) -> Result<String> {
+        let tx = self.db.begin_write()?;
+        let current = {
+            let mut table = tx.open_table(BLOB_OWNERS)?;
+            let existing = table.get(hash.as_slice())?.map(|v| v.value().to_owned());
+            match existing {
+                Some(existing) => existing,
+                None => {
+                    table.insert(hash.as_slice(), owner)?;
+                    owner.to_owned()
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(current)
+    }
+
+    pub fn blob_owner(&self, hash: &[u8; 32]) -> Result<Option<String>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(BLOB_OWNERS)?;
+        Ok(table.get(hash.as_slice())?.map(|v| v.value().to_owned()))
+    }
+
+    /// The proposal this auditor is locked on at `height`, if any.
+    pub fn lock(&self, height: u64) -> Result<Option<Proposal>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(LOCKS)?;
+        Ok(match table.get(height)? {
+            Some(value) => Some(serde_json::from_slice(value.value())?),
+            None => None,
+        })
     }
 
     /// Locks on `proposal` at its height unless already locked; returns the lock in force.

@@ -137,6 +137,12 @@ impl LedgerState {
             .and_then(|hex| super::state::hex32::from_hex(&hex))
     }
 
+    /// The sequence number the sender's next transaction must carry.
+    pub fn next_sequence(&self, sender: &PartyId) -> u64 {
+        self.get::<u64>(&state_key("sequence", sender.as_str()))
+            .map_or(0, |last| last + 1)
+    }
+
     pub fn crumbs(&self, patient: &PartyId, department: &str) -> Vec<u64> {
         self.get(&crumbs_key(patient, department))
             .unwrap_or_default()
@@ -306,10 +312,15 @@ impl LedgerState {
                 grant.revoked = true;
                 self.put(state_key("grant", grant_id), &grant);
             }
+            TxBody::AccessLog { accessor, .. } => {
+                if accessor != sender {
+                    return Err(ApplyError::NotAllowed(
+                        "an access is logged by its accessor",
+                    ));
+                }
+            }
             // Logged in the block itself; the state only advances the sender's sequence.
-            TxBody::AccessLog { .. }
-            | TxBody::Misbehaviour { .. }
-            | TxBody::CreditUpdate { .. } => {}
+            TxBody::Misbehaviour { .. } | TxBody::CreditUpdate { .. } => {}
         }
         Ok(())
     }
@@ -526,8 +537,21 @@ mod tests {
             action: Action::Read,
             at: NOW,
             outcome: Outcome::Refused,
+            grant_id: Some("g1".into()),
         });
         state.apply(&log, ctx(4)).unwrap();
+        let on_behalf = insurer.tx(TxBody::AccessLog {
+            accessor: patient.id.clone(),
+            record_id: "rec-1".into(),
+            action: Action::Read,
+            at: NOW,
+            outcome: Outcome::Granted,
+            grant_id: None,
+        });
+        assert!(matches!(
+            state.apply(&on_behalf, ctx(4)),
+            Err(ApplyError::NotAllowed(_))
+        ));
     }
 
     #[test]

@@ -333,8 +333,8 @@ impl StateProof {
     }
 }
 
-/// Hashes as lowercase hex in JSON.
-pub(crate) mod hex32 {
+/// Hashes as lowercase hex in JSON (serde helpers, and `to_hex` / `from_hex`).
+pub mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn to_hex(bytes: &[u8]) -> String {
@@ -366,7 +366,7 @@ pub(crate) mod hex32 {
     }
 }
 
-pub(crate) mod hex32_vec {
+pub mod hex32_vec {
     use serde::{Deserialize, Deserializer, Serializer, de::Error, ser::SerializeSeq};
 
     pub fn serialize<S: Serializer>(hashes: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {

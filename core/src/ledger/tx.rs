@@ -95,12 +95,16 @@ pub enum TxBody {
     RevokeGrant {
         grant_id: String,
     },
+    /// An access to a record. A fetch of a blob through a grant is authorised by the
+    /// accessor's own signed AccessLog naming the grant, which the node then commits.
     AccessLog {
         accessor: PartyId,
         record_id: String,
         action: Action,
         at: u64,
         outcome: Outcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant_id: Option<String>,
     },
     /// Evidence of misbehaviour, e.g. two signed headers of one height by one proposer.
     Misbehaviour {
