@@ -7,7 +7,7 @@ use emrshare_core::keys::{PartyId, SigningKey, VerifyingKey};
 use emrshare_core::ledger::block::{
     CertifiedBlock, CommitCertificate, Genesis, Header, Proposal, tx_root, vote_message,
 };
-use emrshare_core::ledger::machine::{Context, LedgerState};
+use emrshare_core::ledger::machine::{ApplyError, Context, LedgerState};
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::tx::SignedTransaction;
 use emrshare_core::ledger::verify::{LightClient, Verdict};
@@ -82,6 +82,16 @@ impl Chain {
             height: header.height,
             now: header.time_ms / 1000,
         }
+    }
+
+    /// Whether `tx` would apply in the next block, built now (`now_ms`); the state is unchanged.
+    pub fn try_next(&self, tx: &SignedTransaction, now_ms: u64) -> Result<(), ApplyError> {
+        let ctx = Context {
+            chain_id: &self.genesis.chain_id,
+            height: self.height() + 1,
+            now: now_ms / 1000,
+        };
+        self.state.clone().apply(tx, ctx)
     }
 
     /// Applies `txs` to a copy of the state; returns it, or which transaction failed.

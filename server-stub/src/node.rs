@@ -15,6 +15,7 @@ use crate::store::Store;
 use anyhow::Result;
 use emrshare_core::PrivateKeySet;
 use emrshare_core::ledger::block::{CertifiedBlock, Proposal, Vote};
+use emrshare_core::ledger::machine::ApplyError;
 use emrshare_core::ledger::tx::SignedTransaction;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,25 +105,11 @@ impl Node {
     /// block would), stored durably, then acknowledged.
     pub async fn accept_tx(&self, jws: &str) -> Result<String, String> {
         let tx = SignedTransaction::parse(jws).map_err(|e| e.to_string())?;
-        {
-            let chain = self.chain.lock().await;
-            let (_, included) =
-                chain.build(&self.keys.id, u64::MAX, now_ms(), &[jws.to_owned()], 1);
-            if included.is_empty() {
-                let mut state = chain.state().clone();
-                let ctx = emrshare_core::ledger::machine::Context {
-                    chain_id: &chain.genesis.chain_id,
-                    height: chain.height() + 1,
-                    now: now_ms() / 1000,
-                };
-                if let Err(e) = state.apply(&tx, ctx) {
-                    // A sequence number ahead of the state may become valid once earlier
-                    // transactions of the same sender commit: accept those.
-                    if !matches!(e, emrshare_core::ledger::machine::ApplyError::Sequence { expected, got } if got > expected)
-                    {
-                        return Err(e.to_string());
-                    }
-                }
+        if let Err(e) = self.chain.lock().await.try_next(&tx, now_ms()) {
+            // A sequence number ahead of the state may become valid once earlier
+            // transactions of the same sender commit: accept those.
+            if !matches!(e, ApplyError::Sequence { expected, got } if got > expected) {
+                return Err(e.to_string());
             }
         }
         self.store
@@ -154,18 +141,12 @@ impl Node {
     /// Mempool transactions that can never apply any more (replays, bad signatures...), as
     /// opposed to those waiting for an earlier transaction of their sender.
     fn stale_mempool(&self, chain: &Chain) -> Vec<[u8; 32]> {
-        use emrshare_core::ledger::machine::{ApplyError, Context};
-        let ctx = Context {
-            chain_id: &chain.genesis.chain_id,
-            height: chain.height() + 1,
-            now: now_ms() / 1000,
-        };
         self.store
             .mempool()
             .unwrap_or_default()
             .iter()
             .filter_map(|jws| SignedTransaction::parse(jws).ok())
-            .filter(|tx| match chain.state().clone().apply(tx, ctx) {
+            .filter(|tx| match chain.try_next(tx, now_ms()) {
                 Ok(()) => false,
                 Err(ApplyError::Sequence { expected, got }) => got < expected,
                 Err(_) => true,
