@@ -81,13 +81,22 @@ pub fn load_genesis(path: &Path) -> Result<Genesis> {
     Ok(genesis)
 }
 
-/// What `init` writes.
+/// What `init` writes (also its command-line flags).
+#[derive(Debug, clap::Args)]
 pub struct InitOptions {
+    #[arg(long, default_value_t = 5)]
     pub nodes: usize,
+    /// Representative (proposer) nodes, RPN.
+    #[arg(long, default_value_t = 3)]
     pub proposers: usize,
+    /// Audit nodes, ATN.
+    #[arg(long, default_value_t = 2)]
     pub auditors: usize,
+    #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
+    #[arg(long, default_value_t = 500)]
     pub slot_ms: u64,
+    #[arg(long, default_value = "emrshare-local")]
     pub chain_id: String,
 }
 

@@ -31,20 +31,8 @@ enum Command {
     Init {
         #[arg(long)]
         dir: PathBuf,
-        #[arg(long, default_value_t = 5)]
-        nodes: usize,
-        /// Representative (proposer) nodes, RPN.
-        #[arg(long, default_value_t = 3)]
-        proposers: usize,
-        /// Audit nodes, ATN.
-        #[arg(long, default_value_t = 2)]
-        auditors: usize,
-        #[arg(long, default_value_t = 7100)]
-        base_port: u16,
-        #[arg(long, default_value_t = 500)]
-        slot_ms: u64,
-        #[arg(long, default_value = "emrshare-local")]
-        chain_id: String,
+        #[command(flatten)]
+        options: config::InitOptions,
     },
     /// Run one node.
     Run {
@@ -58,23 +46,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Init {
-            dir,
-            nodes,
-            proposers,
-            auditors,
-            base_port,
-            slot_ms,
-            chain_id,
-        } => {
-            let options = config::InitOptions {
-                nodes,
-                proposers,
-                auditors,
-                base_port,
-                slot_ms,
-                chain_id,
-            };
+        Command::Init { dir, options } => {
             for path in config::init(&dir, &options)? {
                 println!("{}", path.display());
             }

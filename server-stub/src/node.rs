@@ -86,18 +86,7 @@ impl Node {
     /// peers so that whichever proposer owns the next slot has it.
     pub async fn submit(self: &Arc<Self>, jws: &str) -> Result<String, String> {
         let id = self.accept_tx(jws).await?;
-        for peer in self.config.peers.clone() {
-            let node = Arc::clone(self);
-            let body = serde_json::json!({"jws": jws});
-            tokio::spawn(async move {
-                let _ = node
-                    .http
-                    .post(format!("{}/v1/consensus/tx", peer.url))
-                    .json(&body)
-                    .send()
-                    .await;
-            });
-        }
+        self.post_to_peers("/v1/consensus/tx", serde_json::json!({"jws": jws}));
         Ok(id)
     }
 
@@ -292,7 +281,10 @@ impl Node {
         }
         if let Some(block) = block {
             match self.accept_block(&block).await {
-                Ok(()) => self.broadcast(&block).await,
+                Ok(()) => self.post_to_peers(
+                    "/v1/consensus/block",
+                    serde_json::to_value(&block).expect("blocks serialize"),
+                ),
                 Err(e) => tracing::warn!("own certified block refused: {e}"),
             }
         }
@@ -324,15 +316,17 @@ impl Node {
         None
     }
 
-    async fn broadcast(self: &Arc<Self>, block: &CertifiedBlock) {
+    /// Sends `body` to `path` on every peer, in the background; an unreachable peer catches
+    /// up later, so failures are not retried here.
+    fn post_to_peers(self: &Arc<Self>, path: &'static str, body: serde_json::Value) {
         for peer in self.config.peers.clone() {
             let node = Arc::clone(self);
-            let block = block.clone();
+            let body = body.clone();
             tokio::spawn(async move {
                 let _ = node
                     .http
-                    .post(format!("{}/v1/consensus/block", peer.url))
-                    .json(&block)
+                    .post(format!("{}{path}", peer.url))
+                    .json(&body)
                     .send()
                     .await;
             });
@@ -347,15 +341,7 @@ impl Node {
             .into_iter()
             .take(self.config.limits.max_txs_per_block)
         {
-            for peer in &self.config.peers {
-                let body = serde_json::json!({"jws": jws});
-                let _ = self
-                    .http
-                    .post(format!("{}/v1/consensus/tx", peer.url))
-                    .json(&body)
-                    .send()
-                    .await;
-            }
+            self.post_to_peers("/v1/consensus/tx", serde_json::json!({"jws": jws}));
         }
     }
 
