@@ -3,14 +3,8 @@
 //! `emrshare-node init --dir DIR` writes a local consortium (keys, genesis, one config per
 //! node); `emrshare-node run --config DIR/node-0/config.toml` starts one node.
 
-mod api;
-mod blobs;
-mod chain;
-mod config;
-mod node;
-mod store;
-
 use anyhow::Result;
+use emrshare_node::config;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -58,15 +52,8 @@ fn main() -> Result<()> {
 
 #[tokio::main]
 async fn run(config: config::NodeConfig) -> Result<()> {
-    let listen = config.listen;
-    let node = node::Node::open(config)?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!("{} listening on {listen}", node.keys.id);
-    tokio::spawn(std::sync::Arc::clone(&node).run_consensus());
-    axum::serve(listener, api::router(node))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    emrshare_node::serve(config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
 }
