@@ -1,7 +1,7 @@
 //! The node's HTTP API, versioned under `/v1`, JSON bodies parsed strictly (duplicate members
 //! and unknown fields refused), every error a JSON `{"error": ...}` with a 4xx status.
 
-use crate::node::{Node, VoteReply};
+use crate::node::Node;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use emrshare_core::keys::PartyId;
-use emrshare_core::ledger::block::{CertifiedBlock, Proposal};
+use emrshare_core::ledger::block::{CertifiedBlock, Proposal, VoteReply};
 use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::state::state_key;
 use emrshare_core::ledger::tx::Role;
@@ -47,6 +47,7 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/registry/lookup", post(lookup))
         .route("/v1/directory/{role}", get(directory))
         .route("/v1/grants/{grant_id}", get(grant))
+        .route("/v1/validators", get(validators))
         .route("/v1/consensus/proposal", post(proposal))
         .route("/v1/consensus/block", post(certified_block))
         .route("/v1/consensus/tx", post(relayed_tx))
@@ -183,6 +184,18 @@ async fn grant(State(node): State<Shared>, Path(grant_id): Path<String>) -> Resp
     let (value, proof) = chain.state().get_with_proof(&state_key("grant", &grant_id));
     Json(json!({"value": value.map(|v| String::from_utf8_lossy(v).into_owned()), "proof": proof}))
         .into_response()
+}
+
+/// The validator set of the next block, the members' credit, and every change of set so far
+/// (each with the certified header a thin client follows it by).
+async fn validators(State(node): State<Shared>) -> Json<Value> {
+    let chain = node.chain.lock().await;
+    Json(json!({
+        "height": chain.height(),
+        "current": chain.validators(),
+        "members": chain.state().members(),
+        "transitions": chain.transitions(),
+    }))
 }
 
 async fn proposal(State(node): State<Shared>, body: Bytes) -> Response {

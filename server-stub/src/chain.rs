@@ -1,12 +1,17 @@
 //! The node's view of the chain: certified blocks applied to the ledger state machine of core.
 //! Only certified blocks change it; proposals are checked against a copy.
+//!
+//! Besides the transactions, a block has consensus effects computed by the rules in core's
+//! `dpos`: missed-slot penalties and the proposer's reward before its transactions, and, at
+//! the first block of a cycle, the ranking that names the validator set of the next block.
 
-use emrshare_core::b64;
 use emrshare_core::content_hash as sha256;
-use emrshare_core::keys::{PartyId, SigningKey, VerifyingKey};
+use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::block::{
-    CertifiedBlock, CommitCertificate, Genesis, Header, Proposal, tx_root, vote_message,
+    CertifiedBlock, CertifiedHeader, CommitCertificate, Genesis, Header, Proposal, ReleaseError,
+    ValidatorSet, tx_root,
 };
+use emrshare_core::ledger::dpos;
 use emrshare_core::ledger::machine::{ApplyError, Context, LedgerState};
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::tx::SignedTransaction;
@@ -32,12 +37,27 @@ pub enum ChainError {
     FutureSlot(u64),
     #[error("slot does not advance")]
     Slot,
+    #[error("header names the wrong validator set")]
+    ValidatorSet,
+    #[error("round {0} without a valid release of the previous round: {1}")]
+    Release(u32, ReleaseError),
+}
+
+/// A change of validator set: the last header under the old set, and the set it names next.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    pub last: CertifiedHeader,
+    pub next: ValidatorSet,
 }
 
 pub struct Chain {
     pub genesis: Genesis,
     state: LedgerState,
-    head: Option<Header>,
+    head: Option<CertifiedHeader>,
+    /// The validator set of the next block (named by the head's `next_validators_hash`).
+    set: ValidatorSet,
+    transitions: Vec<Transition>,
     client: LightClient,
 }
 
@@ -46,19 +66,31 @@ impl Chain {
         let client = LightClient::new(&genesis.chain_id, genesis.validators.clone())
             .expect("genesis was checked");
         Self {
+            state: LedgerState::genesis(&genesis.validators.validators),
+            set: genesis.validators.clone(),
             genesis,
-            state: LedgerState::new(),
             head: None,
+            transitions: Vec::new(),
             client,
         }
     }
 
     pub fn height(&self) -> u64 {
-        self.head.as_ref().map_or(0, |h| h.height)
+        self.head.as_ref().map_or(0, |h| h.header.height)
     }
 
     pub fn head(&self) -> Option<&Header> {
-        self.head.as_ref()
+        self.head.as_ref().map(|h| &h.header)
+    }
+
+    /// The validator set that proposes and certifies the next block.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.set
+    }
+
+    /// Every change of validator set so far, oldest first.
+    pub fn transitions(&self) -> &[Transition] {
+        &self.transitions
     }
 
     pub fn state(&self) -> &LedgerState {
@@ -71,8 +103,7 @@ impl Chain {
     }
 
     fn head_hash(&self) -> Hash {
-        self.head
-            .as_ref()
+        self.head()
             .map_or_else(|| self.genesis_hash(), Header::hash)
     }
 
@@ -94,9 +125,21 @@ impl Chain {
         self.state.clone().apply(tx, ctx)
     }
 
-    /// Applies `txs` to a copy of the state; returns it, or which transaction failed.
-    fn execute(&self, header: &Header, txs: &[String]) -> Result<LedgerState, ChainError> {
+    /// Applies a block's consensus effects, then `txs`, to a copy of the state; returns it
+    /// and the validator set of the following block, or which transaction failed.
+    fn execute(
+        &self,
+        header: &Header,
+        txs: &[String],
+    ) -> Result<(LedgerState, ValidatorSet), ChainError> {
         let mut state = self.state.clone();
+        let previous_slot = self.head().map(|h| h.slot);
+        if let Some(previous_slot) = previous_slot {
+            for missed in dpos::missed_proposers(previous_slot, header.slot, &self.set) {
+                state.adjust_credit(&missed, -dpos::MISSED_SLOT_PENALTY);
+            }
+        }
+        state.adjust_credit(&header.proposer, dpos::PROPOSAL_REWARD);
         for (index, jws) in txs.iter().enumerate() {
             let tx = SignedTransaction::parse(jws).map_err(|e| ChainError::Transaction {
                 index,
@@ -109,10 +152,31 @@ impl Chain {
                     reason: e.to_string(),
                 })?;
         }
-        Ok(state)
+        let next = self.next_set(header, &state);
+        Ok((state, next))
     }
 
-    fn check_contents(&self, header: &Header, txs: &[String]) -> Result<LedgerState, ChainError> {
+    /// The validator set of the block after `header`, whose state is `state`: re-ranked at
+    /// the first block of a cycle, otherwise the current one.
+    fn next_set(&self, header: &Header, state: &LedgerState) -> ValidatorSet {
+        let cycle_slots = self.genesis.validators.proposers;
+        if dpos::starts_cycle(self.head().map(|h| h.slot), header.slot, cycle_slots) {
+            dpos::next_set(
+                &self.set,
+                &state.members(),
+                self.genesis.validators.proposers,
+                self.genesis.validators.auditors,
+            )
+        } else {
+            self.set.clone()
+        }
+    }
+
+    fn check_contents(
+        &self,
+        header: &Header,
+        txs: &[String],
+    ) -> Result<(LedgerState, ValidatorSet), ChainError> {
         if header.height != self.height() + 1 {
             return Err(ChainError::Height {
                 expected: self.height() + 1,
@@ -122,33 +186,57 @@ impl Chain {
         if header.previous != self.head_hash() {
             return Err(ChainError::Previous);
         }
-        if self.head.as_ref().is_some_and(|h| header.slot <= h.slot) {
+        if self.head().is_some_and(|h| header.slot <= h.slot) {
             return Err(ChainError::Slot);
         }
-        let state = self.execute(header, txs)?;
+        if header.validators_hash != self.set.hash() {
+            return Err(ChainError::ValidatorSet);
+        }
+        let (state, next) = self.execute(header, txs)?;
         let parsed: Vec<SignedTransaction> = txs
             .iter()
             .filter_map(|t| SignedTransaction::parse(t).ok())
             .collect();
         if header.tx_root != tx_root(&parsed)
             || header.state_root != state.root()
-            || header.validators_hash != self.genesis.validators.hash()
+            || header.next_validators_hash != next.hash()
             || header.chain_id != self.genesis.chain_id
         {
             return Err(ChainError::Roots);
         }
-        Ok(state)
+        Ok((state, next))
     }
 
     /// Applies a certified block: certificate, height, link, transactions and roots checked.
     pub fn apply(&mut self, block: &CertifiedBlock) -> Result<(), ChainError> {
-        let state = self.check_contents(&block.header, &block.txs)?;
-        match self.client.verify_header(&block.certified_header()) {
+        let (state, next) = self.check_contents(&block.header, &block.txs)?;
+        let certified = block.certified_header();
+        match self.client.verify_header(&certified) {
             Verdict::Success => {}
             other => return Err(ChainError::Certificate(other)),
         }
+        if next != self.set {
+            match self.client.follow_transition(&certified, next.clone()) {
+                Verdict::Success => {}
+                other => return Err(ChainError::Certificate(other)),
+            }
+            tracing::info!(
+                "validator set changes after height {}: proposers {:?}, auditors {:?}",
+                block.header.height,
+                next.proposer_ids().map(|p| p.as_str()).collect::<Vec<_>>(),
+                next.auditors()
+                    .iter()
+                    .map(|v| v.id.as_str())
+                    .collect::<Vec<_>>()
+            );
+            self.transitions.push(Transition {
+                last: certified.clone(),
+                next: next.clone(),
+            });
+            self.set = next;
+        }
         self.state = state;
-        self.head = Some(block.header.clone());
+        self.head = Some(certified);
         Ok(())
     }
 
@@ -157,24 +245,30 @@ impl Chain {
         &self,
         proposer: &PartyId,
         slot: u64,
+        round: u32,
         time_ms: u64,
         candidates: &[String],
         max: usize,
     ) -> (Header, Vec<String>) {
-        let mut state = self.state.clone();
         let mut included = Vec::new();
         let mut parsed = Vec::new();
         let mut header = Header {
             chain_id: self.genesis.chain_id.clone(),
             height: self.height() + 1,
             slot,
+            round,
             previous: self.head_hash(),
             time_ms,
             proposer: proposer.clone(),
             tx_root: [0; 32],
             state_root: [0; 32],
-            validators_hash: self.genesis.validators.hash(),
+            validators_hash: self.set.hash(),
+            next_validators_hash: [0; 32],
         };
+        // The consensus effects first, exactly as `execute` applies them.
+        let (mut state, _) = self
+            .execute(&header, &[])
+            .expect("a block without transactions applies");
         for jws in candidates.iter().take(max * 2) {
             if included.len() >= max {
                 break;
@@ -189,16 +283,18 @@ impl Chain {
         }
         header.tx_root = tx_root(&parsed);
         header.state_root = state.root();
+        header.next_validators_hash = self.next_set(&header, &state).hash();
         (header, included)
     }
 
-    /// An auditor's check of a proposal: proposer owns the slot and signed it; contents valid.
+    /// An auditor's check of a proposal: proposer owns the slot and signed it; a round above
+    /// 0 comes with a valid release of the round before; contents valid.
     pub fn check_proposal(&self, proposal: &Proposal, current_slot: u64) -> Result<(), ChainError> {
         let header = &proposal.header;
         if header.slot > current_slot {
             return Err(ChainError::FutureSlot(header.slot));
         }
-        let owner = self.genesis.validators.proposer_of(header.slot);
+        let owner = self.set.proposer_of(header.slot);
         if owner != &header.proposer {
             return Err(ChainError::WrongProposer(
                 header.proposer.clone(),
@@ -206,40 +302,29 @@ impl Chain {
             ));
         }
         let key = self
-            .validator_key(owner)
+            .set
+            .key_of(owner)
             .ok_or(ChainError::ProposerSignature)?;
-        let signature = b64::decode(&proposal.proposer_signature).unwrap_or_default();
-        if !key.verify(&vote_message(&header.chain_id, &header.hash()), &signature) {
+        if !proposal.signed_header().is_signed_by(&key) {
             return Err(ChainError::ProposerSignature);
+        }
+        if header.round > 0 {
+            let release = proposal
+                .release
+                .as_ref()
+                .ok_or(ChainError::Release(header.round, ReleaseError::NotStalled))?;
+            if release.height != header.height || release.round + 1 != header.round {
+                return Err(ChainError::Release(header.round, ReleaseError::WrongRound));
+            }
+            release
+                .check(&self.genesis.chain_id, &self.set)
+                .map_err(|e| ChainError::Release(header.round, e))?;
         }
         self.check_contents(header, &proposal.txs).map(|_| ())
     }
 
-    pub fn validator_key(&self, id: &PartyId) -> Option<VerifyingKey> {
-        let v = self
-            .genesis
-            .validators
-            .validators
-            .iter()
-            .find(|v| &v.id == id)?;
-        VerifyingKey::from_jwk(&v.signing_jwk).ok()
-    }
-
     pub fn is_auditor(&self, id: &PartyId) -> bool {
-        self.genesis
-            .validators
-            .auditors()
-            .iter()
-            .any(|v| &v.id == id)
-    }
-
-    pub fn sign_proposal(key: &SigningKey, header: Header, txs: Vec<String>) -> Proposal {
-        let signature = b64::encode(key.sign(&vote_message(&header.chain_id, &header.hash())));
-        Proposal {
-            header,
-            txs,
-            proposer_signature: signature,
-        }
+        self.set.is_auditor(id)
     }
 
     pub fn certificate(

@@ -1,22 +1,32 @@
 //! A running node: the chain, the store, the peers, and the improved-DPoS slot loop.
 //!
-//! Each slot has one proposer (round-robin over the RPNs). The proposer builds a block from
-//! its mempool, signs it, and asks every auditor (ATN) to vote. An auditor checks everything,
-//! records its lock durably (one header per height), and only then votes. With more than
-//! half of the auditors' votes the proposer broadcasts the certified block; every node applies
-//! only certified blocks. An auditor already locked at that height answers with its locked
-//! proposal, and the proposer then gathers votes for that one instead, so a proposer that
-//! crashed after collecting some votes does not stall the height. A node that is behind
-//! fetches the blocks it lacks from its peers.
+//! Each slot has one proposer (round-robin over the RPNs of the validator set in force), and
+//! each slot should get a block, empty or not: a slot without one is a missed slot. The
+//! proposer builds a block from its mempool, signs it, and asks every auditor (ATN) to vote.
+//! An auditor checks everything, records its lock durably (one header per height and round),
+//! and only then votes. With more than half of the auditors' votes the proposer broadcasts the
+//! certified block; every node applies only certified blocks.
+//!
+//! An auditor already locked at that height answers with its locked proposal and its vote
+//! for it. The proposer then certifies that proposal if its votes suffice, or finishes it
+//! with the auditors not yet locked, or, when the locks prove that no header of that round
+//! can reach a majority, proposes again at the next round with that release proof. Two
+//! headers of one proposer for one slot and round among the locks are equivocation: the
+//! proposer submits them as a Misbehaviour transaction. A node that is behind fetches the
+//! blocks it lacks from its peers.
 
 use crate::chain::{Chain, ChainError};
 use crate::config::{NodeConfig, Peer};
 use crate::store::Store;
 use anyhow::Result;
 use emrshare_core::PrivateKeySet;
-use emrshare_core::ledger::block::{CertifiedBlock, Proposal, Vote};
+use emrshare_core::ledger::block::{
+    CertifiedBlock, Lock, Proposal, ReleaseProof, SignedHeader, Vote, VoteReply,
+};
 use emrshare_core::ledger::machine::ApplyError;
-use emrshare_core::ledger::tx::SignedTransaction;
+use emrshare_core::ledger::merkle::Hash;
+use emrshare_core::ledger::tx::{SignedTransaction, Transaction, TxBody};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -30,13 +40,21 @@ pub struct Node {
     pub http: reqwest::Client,
 }
 
-/// An auditor's answer to a proposal.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum VoteReply {
-    Vote { vote: Vote },
-    Locked { proposal: Proposal },
-    Refused { reason: String },
+/// What a proposer makes of the auditors' replies.
+enum Tally {
+    Certified(CertifiedBlock),
+    /// No header of this round can be certified: go to the next round with this proof and
+    /// the proposals seen (evidence, if one proposer signed two of them).
+    Released(ReleaseProof, Vec<Proposal>),
+    /// Another proposal can still be certified: gather votes for it.
+    Finish(Proposal),
+    Stuck,
+}
+
+/// Whether this is a test build told to equivocate.
+#[cfg(feature = "equivocate")]
+fn equivocating() -> bool {
+    std::env::var_os("EMRSHARE_TEST_EQUIVOCATE").is_some()
 }
 
 pub fn now_ms() -> u64 {
@@ -146,35 +164,36 @@ impl Node {
 
     /// The auditor side of a proposal.
     pub async fn vote(&self, proposal: &Proposal) -> VoteReply {
-        if !self.chain.lock().await.is_auditor(&self.keys.id) {
-            return VoteReply::Refused {
-                reason: "not an auditor".into(),
-            };
-        }
+        let refused = |reason: String| VoteReply::Refused { reason };
         if proposal.header.height > self.chain.lock().await.height() + 1 {
             self.catch_up().await;
         }
         let slot = self.current_slot().await;
-        if let Err(e) = self.chain.lock().await.check_proposal(proposal, slot) {
-            return VoteReply::Refused {
-                reason: e.to_string(),
-            };
+        {
+            let chain = self.chain.lock().await;
+            if !chain.is_auditor(&self.keys.id) {
+                return refused("not an auditor".into());
+            }
+            if let Err(e) = chain.check_proposal(proposal, slot) {
+                return refused(e.to_string());
+            }
         }
+        let sign = |header| Vote::sign(self.keys.id.clone(), &self.keys.signing, header);
         match self.store.lock_or_get(proposal) {
             Ok(locked) if locked.header == proposal.header => VoteReply::Vote {
-                vote: Vote::sign(self.keys.id.clone(), &self.keys.signing, &proposal.header),
+                vote: sign(&proposal.header),
             },
-            Ok(locked) => VoteReply::Locked { proposal: locked },
-            Err(e) => VoteReply::Refused {
-                reason: e.to_string(),
+            Ok(locked) => VoteReply::Locked {
+                vote: sign(&locked.header),
+                proposal: Box::new(locked),
             },
+            Err(e) => refused(e.to_string()),
         }
     }
 
     fn auditors(&self, chain: &Chain) -> Vec<Option<Peer>> {
         chain
-            .genesis
-            .validators
+            .validators()
             .auditors()
             .iter()
             .map(|v| {
@@ -207,113 +226,210 @@ impl Node {
         }
     }
 
-    /// Collects votes for `proposal`; returns the certified block or the proposals others
-    /// are locked on.
-    async fn collect(
-        self: &Arc<Self>,
-        proposal: &Proposal,
-    ) -> (Option<CertifiedBlock>, Vec<Proposal>) {
-        let (auditors, quorum) = {
-            let chain = self.chain.lock().await;
-            (self.auditors(&chain), chain.genesis.validators.quorum())
-        };
-        let asks = auditors.into_iter().map(|peer| {
+    /// Asks every auditor to vote for `proposal`.
+    async fn collect(self: &Arc<Self>, proposal: &Proposal) -> Vec<VoteReply> {
+        let auditors = self.auditors(&*self.chain.lock().await);
+        let asks = auditors.into_iter().enumerate().map(|(i, peer)| {
             let node = Arc::clone(self);
-            let proposal = proposal.clone();
+            let proposal = self.proposal_for_auditor(proposal, i);
             tokio::spawn(async move { node.ask_vote(peer, &proposal).await })
         });
-        let mut votes = Vec::new();
-        let mut locked = Vec::new();
+        let mut replies = Vec::new();
         for ask in asks.collect::<Vec<_>>() {
             match ask.await.ok().flatten() {
-                Some(VoteReply::Vote { vote }) => votes.push(vote),
-                Some(VoteReply::Locked { proposal }) => locked.push(proposal),
                 Some(VoteReply::Refused { reason }) => tracing::debug!("vote refused: {reason}"),
+                Some(reply) => replies.push(reply),
                 None => {}
             }
         }
-        if votes.len() >= quorum {
-            let certificate = Chain::certificate(&proposal.header, votes);
-            let block = CertifiedBlock {
-                header: proposal.header.clone(),
-                certificate,
-                txs: proposal.txs.clone(),
-            };
-            return (Some(block), locked);
+        replies
+    }
+
+    /// What `proposal` becomes for the `i`th auditor: itself, except in a build with the
+    /// `equivocate` feature whose `EMRSHARE_TEST_EQUIVOCATE` variable is set, where each
+    /// auditor gets its own version (a test of evidence and of the release of a split round).
+    fn proposal_for_auditor(&self, proposal: &Proposal, i: usize) -> Proposal {
+        #[cfg(feature = "equivocate")]
+        if equivocating() && proposal.header.proposer == self.keys.id && proposal.release.is_none()
+        {
+            let mut header = proposal.header.clone();
+            header.time_ms += i as u64;
+            tracing::warn!("equivocating: version {i} of slot {}", header.slot);
+            return Proposal::sign(&self.keys.signing, header, proposal.txs.clone(), None);
         }
-        (None, locked)
+        let _ = i;
+        proposal.clone()
+    }
+
+    /// Sorts the auditors' replies to `proposal` (see the module docs).
+    async fn tally(&self, proposal: &Proposal, replies: Vec<VoteReply>) -> Tally {
+        let (set, chain_id) = {
+            let chain = self.chain.lock().await;
+            (chain.validators().clone(), chain.genesis.chain_id.clone())
+        };
+        let mut by_header: BTreeMap<Hash, (Proposal, Vec<Vote>)> = BTreeMap::new();
+        for reply in replies {
+            let (p, vote) = match reply {
+                VoteReply::Vote { vote } => (proposal.clone(), vote),
+                VoteReply::Locked { proposal, vote } => (*proposal, vote),
+                VoteReply::Refused { .. } => continue,
+            };
+            let valid = set.is_auditor(&vote.validator)
+                && set
+                    .key_of(&vote.validator)
+                    .is_some_and(|key| vote.is_valid_for(&key, &p.header));
+            if valid {
+                let entry = by_header.entry(p.header.hash());
+                entry.or_insert((p, Vec::new())).1.push(vote);
+            }
+        }
+        if let Some((p, votes)) = by_header.values().find(|(_, v)| v.len() >= set.quorum()) {
+            return Tally::Certified(CertifiedBlock {
+                header: p.header.clone(),
+                certificate: Chain::certificate(&p.header, votes.clone()),
+                txs: p.txs.clone(),
+            });
+        }
+        let Some(round) = by_header.values().map(|(p, _)| p.header.round).max() else {
+            return Tally::Stuck;
+        };
+        let release = ReleaseProof {
+            height: proposal.header.height,
+            round,
+            locks: by_header
+                .values()
+                .filter(|(p, _)| p.header.round == round)
+                .flat_map(|(p, votes)| {
+                    votes.iter().map(|vote| Lock {
+                        header: p.header.clone(),
+                        vote: vote.clone(),
+                    })
+                })
+                .collect(),
+        };
+        let seen: Vec<Proposal> = by_header.into_values().map(|(p, _)| p).collect();
+        if release.check(&chain_id, &set).is_ok() {
+            return Tally::Released(release, seen);
+        }
+        seen.into_iter()
+            .find(|p| p.header != proposal.header && p.header.round >= proposal.header.round)
+            .map_or(Tally::Stuck, Tally::Finish)
     }
 
     /// One slot as its proposer.
     pub async fn propose(self: &Arc<Self>, slot: u64) {
-        let proposal = {
-            let chain = self.chain.lock().await;
-            if chain.head().is_some_and(|h| h.slot >= slot) {
+        let Some(mut proposal) = self.build_proposal(slot, 0, None).await else {
+            return;
+        };
+        for _ in 0..4 {
+            let replies = self.collect(&proposal).await;
+            // A misbehaving proposer leaves its split behind; the next proposer resolves it.
+            #[cfg(feature = "equivocate")]
+            if equivocating() {
                 return;
             }
-            let mempool = self.store.mempool().unwrap_or_default();
-            let (header, txs) = chain.build(
-                &self.keys.id,
-                slot,
-                now_ms(),
-                &mempool,
-                self.config.limits.max_txs_per_block,
-            );
-            if txs.is_empty()
-                && chain.height() > 0
-                && chain.head().is_some_and(|h| slot < h.slot + 8)
-            {
-                return; // nothing to do: an empty block at most every 8 slots, as a heartbeat
-            }
-            Chain::sign_proposal(&self.keys.signing, header, txs)
-        };
-        // An auditor already locked at this height (a proposer crashed mid-collection) makes
-        // that proposal the one to finish: proposing a rival would split the auditors.
-        let proposal = self
-            .existing_lock(proposal.header.height)
-            .await
-            .unwrap_or(proposal);
-        let (mut block, locked) = self.collect(&proposal).await;
-        if block.is_none() {
-            if let Some(other) = locked.into_iter().next() {
-                block = self.collect(&other).await.0;
-            }
-        }
-        if let Some(block) = block {
-            match self.accept_block(&block).await {
-                Ok(()) => self.post_to_peers(
-                    "/v1/consensus/block",
-                    serde_json::to_value(&block).expect("blocks serialize"),
-                ),
-                Err(e) => tracing::warn!("own certified block refused: {e}"),
+            match self.tally(&proposal, replies).await {
+                Tally::Certified(block) => {
+                    match self.accept_block(&block).await {
+                        Ok(()) => self.post_to_peers(
+                            "/v1/consensus/block",
+                            serde_json::to_value(&block).expect("blocks serialize"),
+                        ),
+                        Err(e) => tracing::warn!("own certified block refused: {e}"),
+                    }
+                    return;
+                }
+                Tally::Released(release, seen) => {
+                    tracing::info!(
+                        "height {} round {} released: no header of it can be certified",
+                        release.height,
+                        release.round
+                    );
+                    self.report_equivocation(&seen).await;
+                    let round = release.round + 1;
+                    match self.build_proposal(slot, round, Some(release)).await {
+                        Some(p) => proposal = p,
+                        None => return,
+                    }
+                }
+                Tally::Finish(other) => proposal = other,
+                Tally::Stuck => return,
             }
         }
     }
 
-    /// A proposal some auditor is locked on at `height`, if any answers with one.
-    async fn existing_lock(self: &Arc<Self>, height: u64) -> Option<Proposal> {
-        let auditors = self.auditors(&*self.chain.lock().await);
-        for peer in auditors {
-            let lock = match peer {
-                None => self.store.lock(height).ok().flatten(),
-                Some(peer) => {
-                    let reply = self
-                        .http
-                        .get(format!("{}/v1/consensus/lock/{height}", peer.url))
-                        .send()
-                        .await
-                        .ok()?;
-                    if !reply.status().is_success() {
-                        continue;
-                    }
-                    reply.json::<Option<Proposal>>().await.ok().flatten()
+    /// Our proposal for `slot` at `round`, unless the chain has moved past the slot.
+    async fn build_proposal(
+        &self,
+        slot: u64,
+        round: u32,
+        release: Option<ReleaseProof>,
+    ) -> Option<Proposal> {
+        let chain = self.chain.lock().await;
+        if chain.head().is_some_and(|h| h.slot >= slot) {
+            return None;
+        }
+        let mempool = self.store.mempool().unwrap_or_default();
+        let (header, txs) = chain.build(
+            &self.keys.id,
+            slot,
+            round,
+            now_ms(),
+            &mempool,
+            self.config.limits.max_txs_per_block,
+        );
+        Some(Proposal::sign(&self.keys.signing, header, txs, release))
+    }
+
+    /// Submits a Misbehaviour transaction for two proposals among `seen` that one proposer
+    /// signed for the same slot and round, if there are such.
+    async fn report_equivocation(self: &Arc<Self>, seen: &[Proposal]) {
+        for (i, a) in seen.iter().enumerate() {
+            for b in &seen[i + 1..] {
+                let (a, b) = (a.signed_header(), b.signed_header());
+                if a.conflicts_with(&b) {
+                    self.submit_evidence(a, b).await;
+                    return;
                 }
-            };
-            if lock.is_some() {
-                return lock;
             }
         }
-        None
+    }
+
+    async fn submit_evidence(self: &Arc<Self>, a: SignedHeader, b: SignedHeader) {
+        let accused = a.header.proposer.clone();
+        let sequence = {
+            let chain = self.chain.lock().await;
+            let committed = chain.state().next_sequence(&self.keys.id);
+            let pending = self
+                .store
+                .mempool()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|jws| SignedTransaction::parse(jws).ok())
+                .filter(|tx| tx.transaction().sender == self.keys.id)
+                .map(|tx| tx.transaction().sequence + 1)
+                .max()
+                .unwrap_or(0);
+            committed.max(pending)
+        };
+        let slot = a.header.slot;
+        let tx = Transaction {
+            chain_id: a.header.chain_id.clone(),
+            sender: self.keys.id.clone(),
+            sequence,
+            body: TxBody::Misbehaviour {
+                accused: accused.clone(),
+                evidence: vec![
+                    serde_json::to_string(&a).expect("headers serialize"),
+                    serde_json::to_string(&b).expect("headers serialize"),
+                ],
+            },
+        }
+        .sign(&self.keys.signing);
+        match self.submit(tx.as_jws()).await {
+            Ok(id) => tracing::warn!("{accused} equivocated at slot {slot}: evidence {id}"),
+            Err(e) => tracing::debug!("evidence against {accused} not submitted: {e}"),
+        }
     }
 
     /// Sends `body` to `path` on every peer, in the background; an unreachable peer catches
@@ -386,8 +502,7 @@ impl Node {
                     .chain
                     .lock()
                     .await
-                    .genesis
-                    .validators
+                    .validators()
                     .proposer_of(slot)
                     .clone();
                 if owner == self.keys.id {

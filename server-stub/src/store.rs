@@ -116,8 +116,10 @@ impl Store {
         })
     }
 
-    /// Locks on `proposal` at its height unless already locked; returns the lock in force.
-    /// Committed before the vote leaves the node, so a restarted auditor cannot vote twice.
+    /// Locks on `proposal` at its height unless already locked at its round or a later one;
+    /// returns the lock in force. A lock of an earlier round is replaced: the caller has
+    /// checked the proposal's release of that round. Committed before the vote leaves the
+    /// node, so a restarted auditor never signs two headers of one height and round.
     pub fn lock_or_get(&self, proposal: &Proposal) -> Result<Proposal> {
         let tx = self.db.begin_write()?;
         let locked = {
@@ -125,9 +127,13 @@ impl Store {
             let existing = table
                 .get(proposal.header.height)?
                 .map(|v| v.value().to_vec());
+            let existing: Option<Proposal> = match existing {
+                Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+                None => None,
+            };
             match existing {
-                Some(bytes) => serde_json::from_slice(&bytes)?,
-                None => {
+                Some(lock) if lock.header.round >= proposal.header.round => lock,
+                _ => {
                     table.insert(
                         proposal.header.height,
                         serde_json::to_vec(proposal)?.as_slice(),

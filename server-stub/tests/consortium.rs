@@ -9,6 +9,7 @@ use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::state::{StateProof, value_hash};
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_node::chain::Transition;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -200,9 +201,8 @@ fn verified_lookup(c: &Consortium, i: usize, id: &str) -> Option<bool> {
     if status != 200 {
         return None;
     }
-    let genesis = c.genesis();
-    let mut client = LightClient::new(&genesis.chain_id, genesis.validators).unwrap();
     let header: CertifiedHeader = serde_json::from_value(reply["header"].clone()).unwrap();
+    let mut client = thin_client(c, i, header.header.height);
     assert_eq!(
         client.verify_header(&header),
         Verdict::Success,
@@ -225,6 +225,50 @@ fn verified_lookup(c: &Consortium, i: usize, id: &str) -> Option<bool> {
         None => {
             assert_eq!(proven, None);
             Some(false)
+        }
+    }
+}
+
+/// Node `i`'s changes of validator set, oldest first.
+fn transitions(c: &Consortium, i: usize) -> Vec<Transition> {
+    serde_json::from_value(c.get(i, "/v1/validators").unwrap()["transitions"].clone()).unwrap()
+}
+
+/// A thin client that trusts genesis and has followed node `i`'s changes of validator set
+/// below `height`, each under the set before it.
+fn thin_client(c: &Consortium, i: usize, height: u64) -> LightClient {
+    let genesis = c.genesis();
+    let mut client = LightClient::new(&genesis.chain_id, genesis.validators).unwrap();
+    for t in transitions(c, i) {
+        if t.last.header.height < height {
+            assert_eq!(client.follow_transition(&t.last, t.next), Verdict::Success);
+        }
+    }
+    client
+}
+
+/// Verifies node `i`'s chain block by block from genesis, as a thin client: each header
+/// under the set in force, following each change of set at the header that names it.
+fn verify_chain(c: &Consortium, i: usize) {
+    let genesis = c.genesis();
+    let mut client = LightClient::new(&genesis.chain_id, genesis.validators).unwrap();
+    let transitions = transitions(c, i);
+    for h in 1..=c.height(i) {
+        let block: CertifiedBlock =
+            serde_json::from_value(c.get(i, &format!("/v1/blocks/{h}")).unwrap()).unwrap();
+        let header = block.certified_header();
+        assert_eq!(
+            client.verify_header(&header),
+            Verdict::Success,
+            "node {i} block {h}"
+        );
+        if header.header.next_validators_hash != header.header.validators_hash {
+            let next = transitions
+                .iter()
+                .find(|t| t.last == header)
+                .map(|t| t.next.clone())
+                .unwrap_or_else(|| panic!("node {i} lists no transition at block {h}"));
+            assert_eq!(client.follow_transition(&header, next), Verdict::Success);
         }
     }
 }
@@ -281,17 +325,7 @@ fn consortium_commits_everywhere_survives_a_killed_proposer_and_catches_up() {
     assert_eq!(status, 400, "{reply}");
 
     // Blocks verify as a chain: each links to the previous and carries a valid certificate.
-    let genesis = c.genesis();
-    let mut client = LightClient::new(&genesis.chain_id, genesis.validators).unwrap();
-    for h in 1..=c.height(2) {
-        let block: CertifiedBlock =
-            serde_json::from_value(c.get(2, &format!("/v1/blocks/{h}")).unwrap()).unwrap();
-        assert_eq!(
-            client.verify_header(&block.certified_header()),
-            Verdict::Success,
-            "block {h}"
-        );
-    }
+    verify_chain(&c, 2);
 }
 
 #[test]
@@ -395,18 +429,8 @@ fn kill_9_during_writes_loses_no_acknowledged_transaction() {
         })
     });
     // And every node's chain verifies from genesis.
-    let genesis = c.genesis();
     for i in 0..NODES {
-        let mut client = LightClient::new(&genesis.chain_id, genesis.validators.clone()).unwrap();
-        for h in 1..=c.height(i) {
-            let block: CertifiedBlock =
-                serde_json::from_value(c.get(i, &format!("/v1/blocks/{h}")).unwrap()).unwrap();
-            assert_eq!(
-                client.verify_header(&block.certified_header()),
-                Verdict::Success,
-                "node {i} block {h}"
-            );
-        }
+        verify_chain(&c, i);
     }
 }
 

@@ -21,6 +21,9 @@ pub struct Header {
     pub chain_id: String,
     pub height: u64,
     pub slot: u64,
+    /// 0, or the round after a release proof showed that no header of the previous round at
+    /// this height can be certified (DESIGN section 7).
+    pub round: u32,
     #[serde(with = "hex32")]
     pub previous: Hash,
     /// Unix time in milliseconds.
@@ -30,8 +33,14 @@ pub struct Header {
     pub tx_root: Hash,
     #[serde(with = "hex32")]
     pub state_root: Hash,
+    /// The validator set that certifies this header.
     #[serde(with = "hex32")]
     pub validators_hash: Hash,
+    /// The ranking computed from this block's state: the set in force for the next block if
+    /// that block starts a new cycle. A thin client follows a change of validator set through
+    /// the last certified header before it.
+    #[serde(with = "hex32")]
+    pub next_validators_hash: Hash,
 }
 
 impl Header {
@@ -114,6 +123,27 @@ impl ValidatorSet {
     pub fn proposer_of(&self, slot: u64) -> &PartyId {
         &self.validators[(slot % self.proposers as u64) as usize].id
     }
+
+    pub fn is_auditor(&self, id: &PartyId) -> bool {
+        self.auditors().iter().any(|v| &v.id == id)
+    }
+
+    pub fn key_of(&self, id: &PartyId) -> Option<VerifyingKey> {
+        let v = self.validators.iter().find(|v| &v.id == id)?;
+        VerifyingKey::from_jwk(&v.signing_jwk).ok()
+    }
+
+    /// Whether both sets give every member the same role (credit snapshots aside).
+    pub fn same_roles(&self, other: &ValidatorSet) -> bool {
+        self.proposers == other.proposers
+            && self.auditors == other.auditors
+            && self.validators.len() == other.validators.len()
+            && self
+                .validators
+                .iter()
+                .zip(&other.validators)
+                .all(|(a, b)| a.id == b.id && a.signing_jwk == b.signing_jwk)
+    }
 }
 
 /// The bytes an auditor signs to vote for a header.
@@ -141,6 +171,12 @@ impl Vote {
             validator,
             signature,
         }
+    }
+
+    /// Whether this is `key`'s valid signature over `header`.
+    pub fn is_valid_for(&self, key: &VerifyingKey, header: &Header) -> bool {
+        let signature = b64::decode(&self.signature).unwrap_or_default();
+        key.verify(&vote_message(&header.chain_id, &header.hash()), &signature)
     }
 }
 
@@ -199,6 +235,288 @@ pub struct Proposal {
     pub header: Header,
     pub txs: Vec<String>,
     /// The proposer's ES256 signature over the header hash (vote message form), so a second
-    /// proposal at one height by the same proposer is evidence of equivocation.
+    /// header for the same slot and round by the same proposer is evidence of equivocation.
     pub proposer_signature: String,
+    /// For a round above 0: the proof that the previous round at this height is stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseProof>,
+}
+
+impl Proposal {
+    /// Signs `header` as its proposer.
+    pub fn sign(
+        key: &SigningKey,
+        header: Header,
+        txs: Vec<String>,
+        release: Option<ReleaseProof>,
+    ) -> Self {
+        let proposer_signature =
+            b64::encode(key.sign(&vote_message(&header.chain_id, &header.hash())));
+        Self {
+            header,
+            txs,
+            proposer_signature,
+            release,
+        }
+    }
+
+    pub fn signed_header(&self) -> SignedHeader {
+        SignedHeader {
+            header: self.header.clone(),
+            proposer_signature: self.proposer_signature.clone(),
+        }
+    }
+}
+
+/// A header with its proposer's signature: one half of equivocation evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedHeader {
+    pub header: Header,
+    pub proposer_signature: String,
+}
+
+impl SignedHeader {
+    pub fn is_signed_by(&self, key: &VerifyingKey) -> bool {
+        let signature = b64::decode(&self.proposer_signature).unwrap_or_default();
+        key.verify(
+            &vote_message(&self.header.chain_id, &self.header.hash()),
+            &signature,
+        )
+    }
+
+    /// Whether `self` and `other` are two different headers of one proposer for one slot and
+    /// round: a proposer owns one header per slot and round, so this is equivocation (the
+    /// signatures still have to be checked against the proposer's key).
+    pub fn conflicts_with(&self, other: &SignedHeader) -> bool {
+        let (a, b) = (&self.header, &other.header);
+        a.chain_id == b.chain_id
+            && a.proposer == b.proposer
+            && a.height == b.height
+            && a.slot == b.slot
+            && a.round == b.round
+            && a.hash() != b.hash()
+    }
+}
+
+/// An auditor's answer to a proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VoteReply {
+    /// Its vote for the proposal.
+    Vote {
+        vote: Vote,
+    },
+    /// It is locked on another proposal at this height: that proposal and its vote for it.
+    Locked {
+        proposal: Box<Proposal>,
+        vote: Vote,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// One auditor's lock: the header it voted for at a height and round, and that vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub header: Header,
+    pub vote: Vote,
+}
+
+/// Proof that no header of `round` at `height` can be certified: signed locks of enough
+/// auditors that, for every header among them, its votes plus the auditors not in the proof
+/// stay below the quorum. Each auditor signs at most one header per height and round, so
+/// the round is dead and the auditors may lock again at `round + 1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseProof {
+    pub height: u64,
+    pub round: u32,
+    pub locks: Vec<Lock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("a lock is for another height or round")]
+    WrongRound,
+    #[error("a lock is by {0}, who is not an auditor")]
+    NotAnAuditor(String),
+    #[error("two locks by {0}")]
+    Duplicate(String),
+    #[error("invalid lock signature by {0}")]
+    BadSignature(String),
+    #[error("a header of that round could still be certified")]
+    NotStalled,
+}
+
+impl ReleaseProof {
+    /// Checks the proof against the auditors of `set`.
+    pub fn check(&self, chain_id: &str, set: &ValidatorSet) -> Result<(), ReleaseError> {
+        let mut voters = BTreeSet::new();
+        let mut per_header: std::collections::BTreeMap<Hash, usize> = Default::default();
+        for lock in &self.locks {
+            let h = &lock.header;
+            if h.height != self.height || h.round != self.round || h.chain_id != chain_id {
+                return Err(ReleaseError::WrongRound);
+            }
+            let name = lock.vote.validator.to_string();
+            if !set.is_auditor(&lock.vote.validator) {
+                return Err(ReleaseError::NotAnAuditor(name));
+            }
+            let key = set
+                .key_of(&lock.vote.validator)
+                .ok_or_else(|| ReleaseError::NotAnAuditor(name.clone()))?;
+            if !lock.vote.is_valid_for(&key, h) {
+                return Err(ReleaseError::BadSignature(name));
+            }
+            if !voters.insert(name.clone()) {
+                return Err(ReleaseError::Duplicate(name));
+            }
+            *per_header.entry(h.hash()).or_default() += 1;
+        }
+        let silent = set.auditors - voters.len();
+        if per_header.values().any(|&n| n + silent >= set.quorum()) || voters.is_empty() {
+            return Err(ReleaseError::NotStalled);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1 proposer and `auditors` auditors; returns the set and the auditors' keys.
+    fn set(auditors: usize) -> (ValidatorSet, Vec<(PartyId, SigningKey)>) {
+        let keys: Vec<_> = (0..=auditors)
+            .map(|i| {
+                (
+                    PartyId::new(format!("node:{i}")).unwrap(),
+                    SigningKey::generate(),
+                )
+            })
+            .collect();
+        let validators = keys
+            .iter()
+            .map(|(id, k)| Validator {
+                id: id.clone(),
+                signing_jwk: k.verifying_key().to_jwk(None),
+                credit: 100,
+            })
+            .collect();
+        let set = ValidatorSet {
+            validators,
+            proposers: 1,
+            auditors,
+        };
+        (set, keys)
+    }
+
+    fn header(time_ms: u64, round: u32) -> Header {
+        Header {
+            chain_id: "test".into(),
+            height: 3,
+            slot: 9,
+            round,
+            previous: [0; 32],
+            time_ms,
+            proposer: PartyId::new("node:0").unwrap(),
+            tx_root: [0; 32],
+            state_root: [0; 32],
+            validators_hash: [0; 32],
+            next_validators_hash: [0; 32],
+        }
+    }
+
+    fn lock(keys: &[(PartyId, SigningKey)], i: usize, header: &Header) -> Lock {
+        Lock {
+            header: header.clone(),
+            vote: Vote::sign(keys[i].0.clone(), &keys[i].1, header),
+        }
+    }
+
+    fn proof(locks: Vec<Lock>) -> ReleaseProof {
+        ReleaseProof {
+            height: 3,
+            round: 0,
+            locks,
+        }
+    }
+
+    #[test]
+    fn a_split_round_is_released() {
+        let (s, k) = set(2);
+        let (a, b) = (header(1, 0), header(2, 0));
+        assert_eq!(
+            proof(vec![lock(&k, 1, &a), lock(&k, 2, &b)]).check("test", &s),
+            Ok(())
+        );
+        // 3 auditors, quorum 2: one vote each on three headers.
+        let (s, k) = set(3);
+        let c = header(3, 0);
+        let split = vec![lock(&k, 1, &a), lock(&k, 2, &b), lock(&k, 3, &c)];
+        assert_eq!(proof(split).check("test", &s), Ok(()));
+    }
+
+    #[test]
+    fn a_round_that_may_still_certify_is_not_released() {
+        let (s, k) = set(2);
+        let (a, b) = (header(1, 0), header(2, 0));
+        // The silent auditor could still vote for a.
+        assert_eq!(
+            proof(vec![lock(&k, 1, &a)]).check("test", &s),
+            Err(ReleaseError::NotStalled)
+        );
+        assert_eq!(
+            proof(vec![]).check("test", &s),
+            Err(ReleaseError::NotStalled)
+        );
+        let (s3, k3) = set(3);
+        // a has one vote and one auditor is silent: 2 = quorum, a may still win.
+        assert_eq!(
+            proof(vec![lock(&k3, 1, &a), lock(&k3, 2, &b)]).check("test", &s3),
+            Err(ReleaseError::NotStalled)
+        );
+        // Duplicates, strangers, forged signatures and other rounds do not count.
+        assert_eq!(
+            proof(vec![lock(&k, 1, &a), lock(&k, 1, &b)]).check("test", &s),
+            Err(ReleaseError::Duplicate("node:1".into()))
+        );
+        assert_eq!(
+            proof(vec![lock(&k, 0, &a), lock(&k, 2, &b)]).check("test", &s),
+            Err(ReleaseError::NotAnAuditor("node:0".into()))
+        );
+        let mut forged = lock(&k, 2, &b);
+        forged.header = header(5, 0);
+        assert_eq!(
+            proof(vec![lock(&k, 1, &a), forged]).check("test", &s),
+            Err(ReleaseError::BadSignature("node:2".into()))
+        );
+        let later = header(2, 1);
+        assert_eq!(
+            proof(vec![lock(&k, 1, &a), lock(&k, 2, &later)]).check("test", &s),
+            Err(ReleaseError::WrongRound)
+        );
+        assert_eq!(
+            proof(vec![lock(&k, 1, &a), lock(&k, 2, &b)]).check("other", &s),
+            Err(ReleaseError::WrongRound)
+        );
+    }
+
+    #[test]
+    fn equivocation_is_two_headers_of_one_slot_and_round() {
+        let (_, k) = set(1);
+        let signed = |h: Header| Proposal::sign(&k[0].1, h, vec![], None).signed_header();
+        let a = signed(header(1, 0));
+        assert!(a.conflicts_with(&signed(header(2, 0))));
+        assert!(!a.conflicts_with(&a.clone()));
+        assert!(!a.conflicts_with(&signed(header(2, 1))));
+        let mut other_slot = header(2, 0);
+        other_slot.slot = 10;
+        assert!(!a.conflicts_with(&signed(other_slot)));
+        assert!(a.is_signed_by(k[0].1.verifying_key()));
+        assert!(!a.is_signed_by(k[1].1.verifying_key()));
+    }
 }

@@ -9,8 +9,13 @@
 //! - `index_head/<patient>`: the hash of the patient's latest index entry (each entry links
 //!   the previous one, so a node cannot hide one);
 //! - `crumbs/<patient>/<department>`: the heights of the blocks holding the patient's entries
-//!   of that department (MedBlock bread crumbs).
+//!   of that department (MedBlock bread crumbs);
+//! - `consensus/members`: the consortium members with their consensus keys and credit
+//!   scores (see [`dpos`](super::dpos));
+//! - `evidence/<accused>/<height>/<slot>/<round>`: equivocation evidence already punished.
 
+use super::block::{SignedHeader, Validator};
+use super::dpos::{EQUIVOCATION_PENALTY, Member};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateTree, state_key, value_hash};
 use super::tx::{Action, Role, SignedTransaction, TxBody, TxError};
@@ -36,6 +41,8 @@ pub enum ApplyError {
     UnknownGrant,
     #[error("index entry does not link the patient's previous entry")]
     BrokenIndexChain,
+    #[error("misbehaviour evidence refused: {0}")]
+    Evidence(&'static str),
     #[error(transparent)]
     Tx(#[from] TxError),
 }
@@ -98,6 +105,34 @@ pub struct Context<'a> {
 impl LedgerState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The state at genesis: the consortium members with their initial credit.
+    pub fn genesis(validators: &[Validator]) -> Self {
+        let mut state = Self::new();
+        let members: Vec<Member> = validators.iter().map(Member::from_genesis).collect();
+        state.put(members_key(), &members);
+        state
+    }
+
+    /// The consortium members in genesis order, with their current credit.
+    pub fn members(&self) -> Vec<Member> {
+        self.get(&members_key()).unwrap_or_default()
+    }
+
+    /// Changes a member's credit; a reward never lifts it above its initial credit.
+    pub fn adjust_credit(&mut self, id: &PartyId, delta: i64) {
+        let mut members = self.members();
+        let Some(member) = members.iter_mut().find(|m| &m.id == id) else {
+            return;
+        };
+        let credit = member.credit.saturating_add(delta);
+        member.credit = if delta > 0 {
+            credit.min(member.initial_credit.max(member.credit))
+        } else {
+            credit
+        };
+        self.put(members_key(), &members);
     }
 
     pub fn root(&self) -> Hash {
@@ -184,15 +219,28 @@ impl LedgerState {
                 }
                 key
             }
-            None => {
-                let entry = self
-                    .registry_entry(&tx.sender)
-                    .ok_or_else(|| ApplyError::UnknownSender(tx.sender.clone()))?;
-                if !entry.is_active(ctx.now) {
-                    return Err(ApplyError::InactiveSender(tx.sender.clone()));
+            None => match self.registry_entry(&tx.sender) {
+                Some(entry) => {
+                    if !entry.is_active(ctx.now) {
+                        return Err(ApplyError::InactiveSender(tx.sender.clone()));
+                    }
+                    VerifyingKey::from_jwk(&entry.signing_jwk).map_err(TxError::from)?
                 }
-                VerifyingKey::from_jwk(&entry.signing_jwk).map_err(TxError::from)?
-            }
+                // Consortium members sign consensus transactions with their consensus keys.
+                None => {
+                    let member = self
+                        .members()
+                        .into_iter()
+                        .find(|m| m.id == tx.sender)
+                        .ok_or_else(|| ApplyError::UnknownSender(tx.sender.clone()))?;
+                    if !matches!(tx.body, TxBody::Misbehaviour { .. }) {
+                        return Err(ApplyError::NotAllowed(
+                            "a consortium member's key signs only consensus transactions",
+                        ));
+                    }
+                    VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?
+                }
+            },
         };
         signed.verify(&sender_key)?;
         self.apply_body(&tx.sender, &tx.body, signed.id(), ctx)?;
@@ -319,11 +367,70 @@ impl LedgerState {
                     ));
                 }
             }
-            // Logged in the block itself; the state only advances the sender's sequence.
-            TxBody::Misbehaviour { .. } | TxBody::CreditUpdate { .. } => {}
+            TxBody::Misbehaviour { accused, evidence } => {
+                let key = self.check_equivocation(accused, evidence, ctx)?;
+                self.put(key, &true);
+                self.adjust_credit(accused, -EQUIVOCATION_PENALTY);
+            }
+            TxBody::CreditUpdate { .. } => {
+                return Err(ApplyError::NotAllowed(
+                    "credit changes are made by the chain itself (missed slots, evidence)",
+                ));
+            }
         }
         Ok(())
     }
+
+    /// Checks equivocation evidence: two different headers for one slot and round, both
+    /// signed by the accused member as their proposer, not punished before. Returns the key
+    /// that records the punishment.
+    fn check_equivocation(
+        &self,
+        accused: &PartyId,
+        evidence: &[String],
+        ctx: Context,
+    ) -> Result<StateKey, ApplyError> {
+        let [first, second] = evidence else {
+            return Err(ApplyError::Evidence("two signed headers expected"));
+        };
+        let parse = |text: &String| {
+            crate::strict_json::parse::<SignedHeader>(text.as_bytes())
+                .map_err(|_| ApplyError::Evidence("not a signed header"))
+        };
+        let (first, second) = (parse(first)?, parse(second)?);
+        if !first.conflicts_with(&second)
+            || &first.header.proposer != accused
+            || first.header.chain_id != ctx.chain_id
+        {
+            return Err(ApplyError::Evidence(
+                "not two headers of the accused for one slot and round",
+            ));
+        }
+        let member = self
+            .members()
+            .into_iter()
+            .find(|m| &m.id == accused)
+            .ok_or(ApplyError::Evidence("the accused is not a member"))?;
+        let key = VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?;
+        if !first.is_signed_by(&key) || !second.is_signed_by(&key) {
+            return Err(ApplyError::Evidence(
+                "a header is not signed by the accused",
+            ));
+        }
+        let h = &first.header;
+        let record = state_key(
+            "evidence",
+            &format!("{accused}/{}/{}/{}", h.height, h.slot, h.round),
+        );
+        if self.values.contains_key(&record) {
+            return Err(ApplyError::Evidence("already punished"));
+        }
+        Ok(record)
+    }
+}
+
+fn members_key() -> StateKey {
+    state_key("consensus", "members")
 }
 
 pub fn registry_key(id: &PartyId) -> StateKey {
@@ -631,5 +738,164 @@ mod tests {
             ),
             Err(ApplyError::InactiveSender(_))
         ));
+    }
+
+    /// Two members: node:0 (the accused) and node:1 (the reporter), both at credit 100.
+    fn consortium() -> (LedgerState, Party, Party) {
+        let (accused, reporter) = (Party::new("node:0"), Party::new("node:1"));
+        let validators: Vec<Validator> = [&accused, &reporter]
+            .iter()
+            .map(|p| Validator {
+                id: p.id.clone(),
+                signing_jwk: p.key.verifying_key().to_jwk(None),
+                credit: 100,
+            })
+            .collect();
+        (LedgerState::genesis(&validators), accused, reporter)
+    }
+
+    fn signed_header(by: &Party, slot: u64, round: u32, time_ms: u64) -> String {
+        let header = super::super::block::Header {
+            chain_id: CHAIN.into(),
+            height: 4,
+            slot,
+            round,
+            previous: [0; 32],
+            time_ms,
+            proposer: PartyId::new("node:0").unwrap(),
+            tx_root: [0; 32],
+            state_root: [0; 32],
+            validators_hash: [0; 32],
+            next_validators_hash: [0; 32],
+        };
+        let proposal = super::super::block::Proposal::sign(&by.key, header, vec![], None);
+        serde_json::to_string(&proposal.signed_header()).unwrap()
+    }
+
+    fn credit(state: &LedgerState, id: &str) -> i64 {
+        state
+            .members()
+            .into_iter()
+            .find(|m| m.id.as_str() == id)
+            .unwrap()
+            .credit
+    }
+
+    #[test]
+    fn equivocation_evidence_costs_credit_once() {
+        let (mut state, accused, mut reporter) = consortium();
+        let evidence = vec![
+            signed_header(&accused, 7, 0, 1),
+            signed_header(&accused, 7, 0, 2),
+        ];
+        let report = |reporter: &mut Party, evidence: &Vec<String>| {
+            reporter.tx(TxBody::Misbehaviour {
+                accused: accused.id.clone(),
+                evidence: evidence.clone(),
+            })
+        };
+        // A member signs with its consensus key without being in the registry.
+        state
+            .apply(&report(&mut reporter, &evidence), ctx(5))
+            .unwrap();
+        assert_eq!(credit(&state, "node:0"), 100 - EQUIVOCATION_PENALTY);
+        assert_eq!(credit(&state, "node:1"), 100);
+        let again = report(&mut reporter, &evidence);
+        assert!(matches!(
+            state.apply(&again, ctx(6)),
+            Err(ApplyError::Evidence("already punished"))
+        ));
+        assert_eq!(credit(&state, "node:0"), 100 - EQUIVOCATION_PENALTY);
+    }
+
+    #[test]
+    fn weak_or_forged_evidence_is_refused() {
+        let (state, accused, mut reporter) = consortium();
+        let stranger = Party::new("node:0");
+        let cases: Vec<(&str, Vec<String>)> = vec![
+            ("one header", vec![signed_header(&accused, 7, 0, 1)]),
+            (
+                "same header twice",
+                vec![
+                    signed_header(&accused, 7, 0, 1),
+                    signed_header(&accused, 7, 0, 1),
+                ],
+            ),
+            (
+                "different slots",
+                vec![
+                    signed_header(&accused, 7, 0, 1),
+                    signed_header(&accused, 8, 0, 2),
+                ],
+            ),
+            (
+                "different rounds",
+                vec![
+                    signed_header(&accused, 7, 0, 1),
+                    signed_header(&accused, 7, 1, 2),
+                ],
+            ),
+            (
+                "not signed by the accused",
+                vec![
+                    signed_header(&accused, 7, 0, 1),
+                    signed_header(&stranger, 7, 0, 2),
+                ],
+            ),
+            (
+                "not JSON",
+                vec!["{".into(), signed_header(&accused, 7, 0, 2)],
+            ),
+        ];
+        for (what, evidence) in cases {
+            let tx = reporter.tx(TxBody::Misbehaviour {
+                accused: accused.id.clone(),
+                evidence,
+            });
+            reporter.next -= 1; // a refused transaction does not use up the sequence
+            let mut copy = state.clone();
+            assert!(
+                matches!(copy.apply(&tx, ctx(5)), Err(ApplyError::Evidence(_))),
+                "{what}"
+            );
+            assert_eq!(copy.root(), state.root(), "{what}");
+        }
+    }
+
+    #[test]
+    fn members_sign_only_consensus_transactions_and_credit_is_capped() {
+        let (mut state, _, mut reporter) = consortium();
+        let grant = reporter.tx(TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        });
+        assert!(matches!(
+            state.apply(&grant, ctx(5)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        let mut outsider = Party::new("node:9");
+        let forged = outsider.tx(TxBody::Misbehaviour {
+            accused: reporter.id.clone(),
+            evidence: vec![],
+        });
+        assert!(matches!(
+            state.apply(&forged, ctx(5)),
+            Err(ApplyError::UnknownSender(_))
+        ));
+        let update = Party::new("node:1").tx(TxBody::CreditUpdate {
+            node: reporter.id.clone(),
+            delta: 50,
+            reason: "generous".into(),
+        });
+        assert!(state.apply(&update, ctx(5)).is_err());
+        let id = PartyId::new("node:1").unwrap();
+        state.adjust_credit(&id, 5);
+        assert_eq!(credit(&state, "node:1"), 100);
+        state.adjust_credit(&id, -30);
+        state.adjust_credit(&id, 1);
+        assert_eq!(credit(&state, "node:1"), 71);
+        // Unknown members are ignored: the state does not change.
+        let root = state.root();
+        state.adjust_credit(&PartyId::new("node:9").unwrap(), -5);
+        assert_eq!(state.root(), root);
     }
 }

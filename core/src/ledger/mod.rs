@@ -2,6 +2,7 @@
 //! client must agree on byte for byte lives here, so both use one definition.
 
 pub mod block;
+pub mod dpos;
 pub mod machine;
 pub mod merkle;
 pub mod state;

@@ -26,6 +26,8 @@ pub enum InvalidReason {
     ConflictingHeader,
     #[error("header names another validator set")]
     WrongValidatorSet,
+    #[error("the offered validator set is not the one the header names next")]
+    WrongNextValidatorSet,
     #[error("certificate is for another header")]
     CertificateMismatch,
     #[error("vote by {0}, who is not an auditor")]
@@ -70,12 +72,7 @@ impl LightClient {
         chain_id: &str,
         validators: ValidatorSet,
     ) -> Result<Self, super::block::ValidatorSetError> {
-        validators.check()?;
-        let auditor_keys = validators
-            .auditors()
-            .iter()
-            .map(|v| Ok((v.id.to_string(), VerifyingKey::from_jwk(&v.signing_jwk)?)))
-            .collect::<Result<Vec<_>, crate::keys::KeyError>>()?;
+        let auditor_keys = Self::auditor_keys(&validators)?;
         Ok(Self {
             chain_id: chain_id.into(),
             validators,
@@ -84,8 +81,48 @@ impl LightClient {
         })
     }
 
+    fn auditor_keys(
+        validators: &ValidatorSet,
+    ) -> Result<Vec<(String, VerifyingKey)>, super::block::ValidatorSetError> {
+        validators.check()?;
+        Ok(validators
+            .auditors()
+            .iter()
+            .map(|v| Ok((v.id.to_string(), VerifyingKey::from_jwk(&v.signing_jwk)?)))
+            .collect::<Result<Vec<_>, crate::keys::KeyError>>()?)
+    }
+
     pub fn last(&self) -> Option<&TrustedHeader> {
         self.last.as_ref()
+    }
+
+    /// The validator set the client trusts now.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.validators
+    }
+
+    /// Follows a change of validator set (a re-ranking at a cycle end): `last_of_cycle` is
+    /// the last certified header under the trusted set, and `next` the set it names next.
+    /// On success the header is the last trusted one and `next` the trusted set.
+    pub fn follow_transition(
+        &mut self,
+        last_of_cycle: &CertifiedHeader,
+        next: ValidatorSet,
+    ) -> Verdict {
+        if last_of_cycle.header.next_validators_hash != next.hash() {
+            return Verdict::Invalid(InvalidReason::WrongNextValidatorSet);
+        }
+        let Ok(keys) = Self::auditor_keys(&next) else {
+            return Verdict::Invalid(InvalidReason::WrongNextValidatorSet);
+        };
+        match self.verify_header(last_of_cycle) {
+            Verdict::Success => {
+                self.validators = next;
+                self.auditor_keys = keys;
+                Verdict::Success
+            }
+            other => other,
+        }
     }
 
     /// Verifies a certified header; on success it becomes the last trusted header.
@@ -216,12 +253,14 @@ mod tests {
             chain_id: "test".into(),
             height,
             slot: height,
+            round: 0,
             previous: [0; 32],
             time_ms: 0,
             proposer: c.set.proposer_of(height).clone(),
             tx_root: [0; 32],
             state_root,
             validators_hash: c.set.hash(),
+            next_validators_hash: c.set.hash(),
         }
     }
 
@@ -335,6 +374,54 @@ mod tests {
             Verdict::Success
         );
         assert_eq!(client.last().unwrap().height, 6);
+    }
+
+    #[test]
+    fn follows_a_validator_set_transition_and_only_a_certified_one() {
+        let c = consortium();
+        let mut client = LightClient::new("test", c.set.clone()).unwrap();
+        // The next cycle's set: node:3 drops out, node:0..2 propose... re-ranked as 1,2,4,5,0,3
+        // with 3 proposers and 2 auditors (node:5 and node:0 audit).
+        let mut next = c.set.clone();
+        next.validators = [1, 2, 4, 5, 0, 3]
+            .iter()
+            .map(|&i| c.set.validators[i].clone())
+            .collect();
+        next.auditors = 2;
+        let mut last = header(&c, 7, [7; 32]);
+        last.next_validators_hash = next.hash();
+        // A header under the new set is refused until the transition is followed.
+        let mut after = header(&c, 8, [8; 32]);
+        after.validators_hash = next.hash();
+        let after = certify(&c, after, &[5, 0]);
+        assert_eq!(
+            client.verify_header(&after),
+            Verdict::Invalid(InvalidReason::WrongValidatorSet)
+        );
+        // The offered set must be the one the header names.
+        assert_eq!(
+            client.follow_transition(&certify(&c, last.clone(), &[3, 4]), c.set.clone()),
+            Verdict::Invalid(InvalidReason::WrongNextValidatorSet)
+        );
+        // The transition header itself needs the old set's certificate.
+        assert!(matches!(
+            client.follow_transition(&certify(&c, last.clone(), &[4]), next.clone()),
+            Verdict::NotEnoughTrust { .. }
+        ));
+        assert_eq!(client.validators(), &c.set);
+        assert_eq!(
+            client.follow_transition(&certify(&c, last, &[3, 4]), next.clone()),
+            Verdict::Success
+        );
+        assert_eq!(client.validators(), &next);
+        // Old auditors no longer certify; the new ones do.
+        let mut forged = header(&c, 8, [8; 32]);
+        forged.validators_hash = next.hash();
+        assert!(matches!(
+            client.verify_header(&certify(&c, forged, &[3, 4])),
+            Verdict::Invalid(InvalidReason::UnknownVoter(_))
+        ));
+        assert_eq!(client.verify_header(&after), Verdict::Success);
     }
 
     #[test]
