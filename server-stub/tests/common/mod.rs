@@ -1,0 +1,290 @@
+//! The test harness for consortia of `emrshare-node` processes on 127.0.0.1: start, kill,
+//! restart, query, and verify answers as a thin client would.
+#![allow(dead_code)] // each test binary uses part of it
+
+use emrshare_core::keys::{PartyId, SigningKey};
+use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis};
+use emrshare_core::ledger::machine::registry_key;
+use emrshare_core::ledger::state::{StateProof, value_hash};
+use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
+use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_node::chain::Transition;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const NODES: usize = 5;
+
+/// One consortium at a time: four 5-node consortia on a 2-core machine slow every node enough
+/// to make proposals of consecutive slots overlap.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub struct Consortium {
+    equivocator: Option<usize>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+    pub dir: tempfile::TempDir,
+    pub base_port: u16,
+    children: Vec<Option<Child>>,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Drop for Consortium {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Consortium {
+    pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A consortium whose node `equivocator`, if any, runs with EMRSHARE_TEST_EQUIVOCATE set
+    /// (it misbehaves only in a build with the `equivocate` feature).
+    pub fn start_with(equivocator: Option<usize>) -> Self {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        // Distinct ports per process and per consortium within it (tests run in parallel).
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base_port = 20_000 + (std::process::id() % 2_000) as u16 * 20 + block * NODES as u16;
+        let status = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
+            .args([
+                "init",
+                "--dir",
+                dir.path().to_str().unwrap(),
+                "--nodes",
+                "5",
+                "--proposers",
+                "3",
+                "--auditors",
+                "2",
+            ])
+            .args([
+                "--base-port",
+                &base_port.to_string(),
+                "--slot-ms",
+                "300",
+                "--chain-id",
+                "test-chain",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        let mut consortium = Self {
+            equivocator,
+            _turn: turn,
+            dir,
+            base_port,
+            children: (0..NODES).map(|_| None).collect(),
+            http,
+        };
+        for i in 0..NODES {
+            consortium.spawn(i);
+        }
+        for i in 0..NODES {
+            consortium.wait_until(Duration::from_secs(20), |c| {
+                c.get(i, "/v1/health").is_some()
+            });
+        }
+        consortium
+    }
+
+    pub fn config(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}/config.toml"))
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{i}.log"))).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_emrshare-node"));
+        if self.equivocator == Some(i) {
+            command.env("EMRSHARE_TEST_EQUIVOCATE", "1");
+        }
+        let child = command
+            .args(["run", "--config", self.config(i).to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self, i: usize) {
+        let mut child = self.children[i].take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.base_port as usize + i)
+    }
+
+    pub fn get(&self, i: usize, path: &str) -> Option<Value> {
+        let reply = self.http.get(self.url(i, path)).send().ok()?;
+        reply
+            .status()
+            .is_success()
+            .then(|| reply.json().ok())
+            .flatten()
+    }
+
+    pub fn post(&self, i: usize, path: &str, body: &[u8]) -> (u16, Value) {
+        let reply = self
+            .http
+            .post(self.url(i, path))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .unwrap();
+        let status = reply.status().as_u16();
+        (status, reply.json().unwrap_or(Value::Null))
+    }
+
+    pub fn height(&self, i: usize) -> u64 {
+        self.get(i, "/v1/health")
+            .and_then(|h| h["height"].as_u64())
+            .unwrap_or(0)
+    }
+
+    pub fn wait_until(&self, limit: Duration, mut done: impl FnMut(&Self) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?}; logs in {}",
+                self.dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn genesis(&self) -> Genesis {
+        emrshare_core::strict_json::parse(
+            &std::fs::read(self.dir.path().join("genesis.json")).unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+pub fn registration(id: &str, key: &SigningKey) -> String {
+    registration_as(id, key, Role::Hospital)
+}
+
+pub fn registration_as(id: &str, key: &SigningKey, role: Role) -> String {
+    let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
+    Transaction {
+        chain_id: "test-chain".into(),
+        sender: PartyId::new(id).unwrap(),
+        sequence: 0,
+        body: TxBody::RegisterIdentity {
+            id: PartyId::new(id).unwrap(),
+            role,
+            signing_jwk: key.verifying_key().to_jwk(None),
+            encryption_jwk: enc.encryption_key().to_jwk(None),
+            valid_from: 0,
+            valid_until: u64::MAX,
+        },
+    }
+    .sign(key)
+    .as_jws()
+    .to_owned()
+}
+
+/// Looks `id` up at node `i` and verifies the answer as a thin client would, from genesis.
+pub fn verified_lookup(c: &Consortium, i: usize, id: &str) -> Option<bool> {
+    let (status, reply) = c.post(
+        i,
+        "/v1/registry/lookup",
+        json!({"ids": [id]}).to_string().as_bytes(),
+    );
+    if status != 200 {
+        return None;
+    }
+    let header: CertifiedHeader = serde_json::from_value(reply["header"].clone()).unwrap();
+    let mut client = thin_client(c, i, header.header.height);
+    assert_eq!(
+        client.verify_header(&header),
+        Verdict::Success,
+        "node {i} served a header that does not verify"
+    );
+    let entry = &reply["entries"][0];
+    let proof: StateProof = serde_json::from_value(entry["proof"].clone()).unwrap();
+    let proven = client
+        .verify_state(&registry_key(&PartyId::new(id).unwrap()), &proof)
+        .expect("proof verifies");
+    match entry["value"].as_str() {
+        Some(value) => {
+            assert_eq!(
+                proven,
+                Some(value_hash(value.as_bytes())),
+                "value does not match its proof"
+            );
+            Some(true)
+        }
+        None => {
+            assert_eq!(proven, None);
+            Some(false)
+        }
+    }
+}
+
+/// Node `i`'s changes of validator set, oldest first.
+pub fn transitions(c: &Consortium, i: usize) -> Vec<Transition> {
+    serde_json::from_value(c.get(i, "/v1/validators").unwrap()["transitions"].clone()).unwrap()
+}
+
+/// A thin client that trusts genesis and has followed node `i`'s changes of validator set
+/// below `height`, each under the set before it.
+pub fn thin_client(c: &Consortium, i: usize, height: u64) -> LightClient {
+    let genesis = c.genesis();
+    let mut client = LightClient::new(&genesis.chain_id, genesis.validators).unwrap();
+    for t in transitions(c, i) {
+        if t.last.header.height < height {
+            assert_eq!(client.follow_transition(&t.last, t.next), Verdict::Success);
+        }
+    }
+    client
+}
+
+/// Verifies node `i`'s chain block by block from genesis, as a thin client: each header
+/// under the set in force, following each change of set at the header that names it.
+pub fn verify_chain(c: &Consortium, i: usize) {
+    let genesis = c.genesis();
+    let mut client = LightClient::new(&genesis.chain_id, genesis.validators).unwrap();
+    let transitions = transitions(c, i);
+    for h in 1..=c.height(i) {
+        let block: CertifiedBlock =
+            serde_json::from_value(c.get(i, &format!("/v1/blocks/{h}")).unwrap()).unwrap();
+        let header = block.certified_header();
+        assert_eq!(
+            client.verify_header(&header),
+            Verdict::Success,
+            "node {i} block {h}"
+        );
+        if header.header.next_validators_hash != header.header.validators_hash {
+            let next = transitions
+                .iter()
+                .find(|t| t.last == header)
+                .map(|t| t.next.clone())
+                .unwrap_or_else(|| panic!("node {i} lists no transition at block {h}"));
+            assert_eq!(client.follow_transition(&header, next), Verdict::Success);
+        }
+    }
+}
+
+pub fn submit(c: &Consortium, i: usize, jws: &str) {
+    let (status, reply) = c.post(i, "/v1/tx", json!({"jws": jws}).to_string().as_bytes());
+    assert_eq!(status, 202, "{reply}");
+}
