@@ -1,7 +1,9 @@
-//! A 5-node consortium (3 proposers, 2 auditors, 600 ms slots) as real processes on
+//! A 5-node consortium (3 proposers, 2 auditors, 300 ms slots) as real processes on
 //! 127.0.0.1: transactions submitted to any node commit on all; answers verify under the
-//! thin-client rules from genesis alone; a killed proposer costs slots, not the chain; a
-//! killed and restarted node catches up; bad requests get JSON 4xx.
+//! thin-client rules from genesis alone (following changes of validator set); a killed
+//! proposer costs slots, not the chain; a killed and restarted node catches up; proposers
+//! and auditors killed in turn during writes lose no acknowledged transaction; bad requests
+//! get JSON 4xx.
 
 mod common;
 
@@ -119,8 +121,10 @@ fn kill_9_during_writes_loses_no_acknowledged_transaction() {
     let mut c = Consortium::start();
     let mut acknowledged = Vec::new();
     let mut n = 0;
-    for round in [0, 1, 2, 0, 1, 2] {
-        // Writes to every node, then SIGKILL one proposer.
+    // Proposers (0-2) and auditors (3, 4) in turn: an auditor killed while a proposer
+    // collects votes leaves a lock behind, which the release of a stalled round resolves.
+    for victim in [0, 3, 1, 4, 2, 3, 0, 4] {
+        // Writes to every node, then SIGKILL one.
         for target in 0..NODES {
             let id = format!("hospital:k{n}");
             n += 1;
@@ -137,15 +141,15 @@ fn kill_9_during_writes_loses_no_acknowledged_transaction() {
                 acknowledged.push(id);
             }
         }
-        c.kill(round);
+        c.kill(victim);
         std::thread::sleep(Duration::from_millis(200));
-        c.spawn(round);
+        c.spawn(victim);
         c.wait_until(Duration::from_secs(20), |c| {
-            c.get(round, "/v1/health").is_some()
+            c.get(victim, "/v1/health").is_some()
         });
     }
     assert!(
-        acknowledged.len() >= 15,
+        acknowledged.len() >= 20,
         "only {} writes acknowledged",
         acknowledged.len()
     );
