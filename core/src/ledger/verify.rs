@@ -9,10 +9,11 @@
 //! lying node is caught with certainty.
 
 use super::block::{CertifiedHeader, ValidatorSet, vote_message};
+use super::machine::{RegistryEntry, registry_key};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateProofError};
 use crate::b64;
-use crate::keys::VerifyingKey;
+use crate::keys::{EncryptionKey, KeyError, PartyId, PublicKeySet, VerifyingKey};
 use std::collections::BTreeSet;
 
 /// Why a header is not accepted.
@@ -55,6 +56,52 @@ pub struct TrustedHeader {
     pub height: u64,
     pub hash: Hash,
     pub state_root: Hash,
+}
+
+/// A registry entry proven under a header the client accepted. Only
+/// [`LightClient::verify_registry_entry`] makes one, so a step that takes it (encrypting to a
+/// party, checking its signature) knows the keys are the registered ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedEntry {
+    entry: RegistryEntry,
+    height: u64,
+}
+
+impl VerifiedEntry {
+    pub fn entry(&self) -> &RegistryEntry {
+        &self.entry
+    }
+
+    pub fn id(&self) -> &PartyId {
+        &self.entry.id
+    }
+
+    /// The height of the header the entry was proven under.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The registered keys.
+    pub fn public_keys(&self) -> Result<PublicKeySet, KeyError> {
+        Ok(PublicKeySet {
+            id: self.entry.id.clone(),
+            signing: VerifyingKey::from_jwk(&self.entry.signing_jwk)?,
+            encryption: EncryptionKey::from_jwk(&self.entry.encryption_jwk)?,
+        })
+    }
+}
+
+/// Why a served registry entry is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("no trusted header yet")]
+    NoTrustedHeader,
+    #[error(transparent)]
+    Proof(#[from] StateProofError),
+    #[error("the served value does not match its proof")]
+    ValueMismatch,
+    #[error("the proven value is not a registry entry for that ID")]
+    Malformed,
 }
 
 /// The thin client's verifier state.
@@ -190,6 +237,34 @@ impl LightClient {
             });
         }
         Ok(())
+    }
+
+    /// Checks a served registry entry of `id` (its JSON, or `None` for a claimed absence)
+    /// and its proof under the last trusted header: the proven entry, or a proven absence.
+    pub fn verify_registry_entry(
+        &self,
+        id: &PartyId,
+        value: Option<&[u8]>,
+        proof: &StateProof,
+    ) -> Result<Option<VerifiedEntry>, EntryError> {
+        let height = self
+            .last
+            .as_ref()
+            .ok_or(EntryError::NoTrustedHeader)?
+            .height;
+        let proven = self.verify_state(&registry_key(id), proof)?;
+        match (value, proven) {
+            (None, None) => Ok(None),
+            (Some(value), Some(hash)) if super::state::value_hash(value) == hash => {
+                let entry: RegistryEntry =
+                    serde_json::from_slice(value).map_err(|_| EntryError::Malformed)?;
+                if &entry.id != id {
+                    return Err(EntryError::Malformed);
+                }
+                Ok(Some(VerifiedEntry { entry, height }))
+            }
+            _ => Err(EntryError::ValueMismatch),
+        }
     }
 
     /// Checks a state proof for `key` under the last trusted header; returns the value hash
@@ -422,6 +497,85 @@ mod tests {
             Verdict::Invalid(InvalidReason::UnknownVoter(_))
         ));
         assert_eq!(client.verify_header(&after), Verdict::Success);
+    }
+
+    #[test]
+    fn registry_entries_are_accepted_only_with_their_proof() {
+        use super::super::machine::LedgerState;
+        use super::super::tx::{Role, Transaction, TxBody};
+        let c = consortium();
+        let id = PartyId::new("insurer:acme").unwrap();
+        let signing = SigningKey::generate();
+        let keys = crate::keys::tests::party();
+        let tx = Transaction {
+            chain_id: "test".into(),
+            sender: id.clone(),
+            sequence: 0,
+            body: TxBody::RegisterIdentity {
+                id: id.clone(),
+                role: Role::Insurer,
+                signing_jwk: signing.verifying_key().to_jwk(None),
+                encryption_jwk: keys.decryption.encryption_key().to_jwk(None),
+                valid_from: 0,
+                valid_until: 10,
+            },
+        }
+        .sign(&signing);
+        let mut state = LedgerState::new();
+        let ctx = super::super::machine::Context {
+            chain_id: "test",
+            height: 1,
+            now: 1,
+        };
+        state.apply(&tx, ctx).unwrap();
+        let mut client = LightClient::new("test", c.set.clone()).unwrap();
+        let (value, proof) = state.get_with_proof(&registry_key(&id));
+        let value = value.unwrap().to_vec();
+        assert_eq!(
+            client.verify_registry_entry(&id, Some(&value), &proof),
+            Err(EntryError::NoTrustedHeader)
+        );
+        client.verify_header(&certify(&c, header(&c, 1, state.root()), &[3, 4]));
+        let verified = client
+            .verify_registry_entry(&id, Some(&value), &proof)
+            .unwrap()
+            .unwrap();
+        assert_eq!(verified.id(), &id);
+        assert_eq!(verified.height(), 1);
+        assert_eq!(
+            verified.public_keys().unwrap().encryption,
+            *keys.decryption.encryption_key()
+        );
+        // A node that swaps the keys, hides the entry, or serves another ID's entry is caught.
+        let mut swapped: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        swapped["signing_jwk"] =
+            serde_json::to_value(SigningKey::generate().verifying_key().to_jwk(None)).unwrap();
+        let swapped = serde_json::to_vec(&swapped).unwrap();
+        assert_eq!(
+            client.verify_registry_entry(&id, Some(&swapped), &proof),
+            Err(EntryError::ValueMismatch)
+        );
+        assert_eq!(
+            client.verify_registry_entry(&id, None, &proof),
+            Err(EntryError::ValueMismatch)
+        );
+        let other = PartyId::new("insurer:other").unwrap();
+        assert!(
+            client
+                .verify_registry_entry(&other, Some(&value), &proof)
+                .is_err()
+        );
+        let (absent, absence) = state.get_with_proof(&registry_key(&other));
+        assert!(absent.is_none());
+        assert_eq!(
+            client.verify_registry_entry(&other, None, &absence),
+            Ok(None)
+        );
+        assert!(
+            client
+                .verify_registry_entry(&other, Some(&value), &absence)
+                .is_err()
+        );
     }
 
     #[test]
