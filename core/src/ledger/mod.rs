@@ -7,3 +7,4 @@ pub mod merkle;
 pub mod state;
 pub mod tx;
 pub mod verify;
+pub mod wire;
