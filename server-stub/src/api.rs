@@ -13,15 +13,28 @@ use emrshare_core::ledger::block::{CertifiedBlock, Proposal, VoteReply};
 use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::state::state_key;
 use emrshare_core::ledger::tx::Role;
+use emrshare_core::ledger::wire::{
+    BlobStored, BlockAccepted, DirectoryPage, ErrorBody, GrantAnswer, HealthAnswer, LookupEntry,
+    LookupRequest, LookupResponse, SequenceAnswer, SubmitRequest, SubmitResponse,
+};
 use emrshare_core::strict_json;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use std::sync::Arc;
 
 type Shared = Arc<Node>;
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": message.to_string()}))).into_response()
+    (status, Json(ErrorBody::new(message))).into_response()
+}
+
+/// An answer nesting ledger types (header, state proof), serialized through a `Value` as the
+/// node always has: members in sorted order (see `emrshare_core::ledger::wire`).
+fn sorted_json<T: Serialize>(answer: &T) -> Response {
+    match serde_json::to_value(answer) {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 /// A request body that did not parse: a 400 with the reason.
@@ -66,36 +79,34 @@ pub fn router(node: Shared) -> Router {
         .with_state(node)
 }
 
-async fn health(State(node): State<Shared>) -> Json<Value> {
+async fn health(State(node): State<Shared>) -> Json<HealthAnswer> {
     let chain = node.chain.lock().await;
-    Json(json!({"status": "ok", "id": node.keys.id.as_str(), "height": chain.height()}))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBody {
-    jws: String,
+    Json(HealthAnswer {
+        height: chain.height(),
+        id: node.keys.id.clone(),
+        status: HealthAnswer::OK.into(),
+    })
 }
 
 async fn submit(State(node): State<Shared>, body: Bytes) -> Response {
-    let body: SubmitBody = match parse(&body) {
+    let body: SubmitRequest = match parse(&body) {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
     match node.submit(&body.jws).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response(),
+        Ok(id) => (StatusCode::ACCEPTED, Json(SubmitResponse { id })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
 
 /// A transaction relayed by a peer: stored, not relayed again.
 async fn relayed_tx(State(node): State<Shared>, body: Bytes) -> Response {
-    let body: SubmitBody = match parse(&body) {
+    let body: SubmitRequest = match parse(&body) {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
     match node.accept_tx(&body.jws).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response(),
+        Ok(id) => (StatusCode::ACCEPTED, Json(SubmitResponse { id })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
@@ -129,16 +140,10 @@ async fn block(State(node): State<Shared>, Path(height): Path<String>) -> Respon
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LookupBody {
-    ids: Vec<String>,
-}
-
 /// Registry entries of k IDs with membership or absence proofs under the latest certified
 /// header, in one answer: the thin client's k-anonymous lookup (DESIGN section 8).
 async fn lookup(State(node): State<Shared>, body: Bytes) -> Response {
-    let body: LookupBody = match parse(&body) {
+    let body: LookupRequest = match parse(&body) {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
@@ -161,14 +166,21 @@ async fn lookup(State(node): State<Shared>, body: Bytes) -> Response {
     let Ok(Some(block)) = node.store.block(chain.height()) else {
         return error(StatusCode::NOT_FOUND, "no block yet");
     };
-    let entries: Vec<Value> = ids
-        .iter()
+    let entries: Vec<LookupEntry> = ids
+        .into_iter()
         .map(|id| {
-            let (value, proof) = chain.state().get_with_proof(&registry_key(id));
-            json!({"id": id.as_str(), "value": value.map(|v| String::from_utf8_lossy(v).into_owned()), "proof": proof})
+            let (value, proof) = chain.state().get_with_proof(&registry_key(&id));
+            LookupEntry {
+                id,
+                proof,
+                value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+            }
         })
         .collect();
-    Json(json!({"header": block.certified_header(), "entries": entries})).into_response()
+    sorted_json(&LookupResponse {
+        entries,
+        header: block.certified_header(),
+    })
 }
 
 async fn directory(State(node): State<Shared>, Path(role): Path<String>) -> Response {
@@ -176,14 +188,16 @@ async fn directory(State(node): State<Shared>, Path(role): Path<String>) -> Resp
         return error(StatusCode::BAD_REQUEST, "unknown role");
     };
     let ids = node.chain.lock().await.state().directory(role);
-    Json(json!({"ids": ids})).into_response()
+    Json(DirectoryPage { ids }).into_response()
 }
 
 async fn grant(State(node): State<Shared>, Path(grant_id): Path<String>) -> Response {
     let chain = node.chain.lock().await;
     let (value, proof) = chain.state().get_with_proof(&state_key("grant", &grant_id));
-    Json(json!({"value": value.map(|v| String::from_utf8_lossy(v).into_owned()), "proof": proof}))
-        .into_response()
+    sorted_json(&GrantAnswer {
+        proof,
+        value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+    })
 }
 
 /// The validator set of the next block, the members' credit, and every change of set so far
@@ -221,7 +235,10 @@ async fn certified_block(State(node): State<Shared>, body: Bytes) -> Response {
         node.catch_up().await;
     }
     match node.accept_block(&block).await {
-        Ok(()) => Json(json!({"height": block.header.height})).into_response(),
+        Ok(()) => Json(BlockAccepted {
+            height: block.header.height,
+        })
+        .into_response(),
         Err(e) => error(StatusCode::CONFLICT, e),
     }
 }
@@ -252,11 +269,7 @@ async fn put_blob(
         return error(StatusCode::UNAUTHORIZED, "x-emr-owner claim required");
     };
     match node.put_blob(hash, &body, claim).await {
-        Ok(()) => (
-            StatusCode::CREATED,
-            Json(json!({"hash": emrshare_core::ledger::state::hex32::to_hex(&hash)})),
-        )
-            .into_response(),
+        Ok(()) => (StatusCode::CREATED, Json(BlobStored { hash })).into_response(),
         Err(r) => refusal(r),
     }
 }
@@ -287,7 +300,7 @@ async fn sequence(State(node): State<Shared>, Path(id): Path<String>) -> Respons
         return error(StatusCode::BAD_REQUEST, "invalid ID");
     };
     let next = node.chain.lock().await.state().next_sequence(&id);
-    Json(json!({"next": next})).into_response()
+    Json(SequenceAnswer { next }).into_response()
 }
 
 async fn metrics(State(node): State<Shared>) -> Response {

@@ -8,3 +8,4 @@ pub mod merkle;
 pub mod state;
 pub mod tx;
 pub mod verify;
+pub mod wire;

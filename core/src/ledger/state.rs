@@ -169,7 +169,7 @@ impl Default for StateTree {
 
 /// What a proof says is at a key's position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", from = "TerminalRepr")]
 pub enum Terminal {
     /// Nothing: the key is absent.
     Empty,
@@ -182,8 +182,33 @@ pub enum Terminal {
     },
 }
 
+/// How a [`Terminal`] is read: as its serialized form, but `empty` as a struct variant, so
+/// that unknown members are refused there too (serde lets a unit variant of an internally
+/// tagged enum ignore them).
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum TerminalRepr {
+    Empty {},
+    Leaf {
+        #[serde(with = "hex32")]
+        key: StateKey,
+        #[serde(with = "hex32")]
+        value_hash: Hash,
+    },
+}
+
+impl From<TerminalRepr> for Terminal {
+    fn from(repr: TerminalRepr) -> Self {
+        match repr {
+            TerminalRepr::Empty {} => Terminal::Empty,
+            TerminalRepr::Leaf { key, value_hash } => Terminal::Leaf { key, value_hash },
+        }
+    }
+}
+
 /// A membership or non-membership proof: siblings from the root down, then the terminal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StateProof {
     #[serde(with = "hex32_vec")]
     pub siblings: Vec<Hash>,
