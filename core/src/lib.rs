@@ -10,7 +10,11 @@
 //! - [`ces`]: content extraction signatures as SD-JWT (RFC 9901): issue, extract, present with a
 //!   key-binding JWT, verify.
 //! - [`record`]: the medical record model (named parts, schema tag, the BPDS seven parts).
-//! - [`ledger`]: what full nodes and thin clients share: RFC 6962 Merkle trees and proofs.
+//! - [`ledger`]: what full nodes and thin clients share: RFC 6962 Merkle trees, the state map
+//!   with proofs, transactions, blocks and certificates, the improved-DPoS rules, the thin-client
+//!   verifier, and the node API's wire types.
+//! - [`lookup`]: the k-anonymous registry lookup: stable PRF-chosen decoys, and verification
+//!   of several nodes' answers with evidence against those that fail.
 //!
 //! Raw primitives live in a crate-private `hazmat` module; everything public works on typed,
 //! validated values. Secrets zeroize on drop and print as `[redacted]`.
@@ -22,6 +26,7 @@ pub mod jwe;
 pub mod jws;
 pub mod keys;
 pub mod ledger;
+pub mod lookup;
 pub mod record;
 pub mod strict_json;
 

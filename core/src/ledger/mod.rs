@@ -6,6 +6,8 @@ pub mod dpos;
 pub mod machine;
 pub mod merkle;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod tx;
 pub mod verify;
 pub mod wire;

@@ -172,12 +172,14 @@ mod tests {
             chain_id: "wire-test".into(),
             height: 7,
             slot: 12,
+            round: 0,
             previous: [1; 32],
             time_ms: 1_700_000_000_000,
             proposer: PartyId::new("node:0").unwrap(),
             tx_root: [2; 32],
             state_root: [3; 32],
             validators_hash: [4; 32],
+            next_validators_hash: [4; 32],
         };
         let vote = Vote::sign(PartyId::new("node:3").unwrap(), &key, &header);
         CertifiedHeader {
