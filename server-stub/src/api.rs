@@ -3,22 +3,23 @@
 
 use crate::node::Node;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use emrshare_core::keys::PartyId;
-use emrshare_core::ledger::block::{CertifiedBlock, Proposal, VoteReply};
-use emrshare_core::ledger::machine::registry_key;
-use emrshare_core::ledger::state::state_key;
+use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Proposal, VoteReply};
+use emrshare_core::ledger::machine::{crumbs_key, index_head_key, registry_key};
+use emrshare_core::ledger::state::{StateKey, state_key};
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::{
-    BlobStored, BlockAccepted, DirectoryPage, ErrorBody, GrantAnswer, HealthAnswer, LookupEntry,
-    LookupRequest, LookupResponse, SequenceAnswer, SubmitRequest, SubmitResponse,
+    BlobStored, BlockAccepted, DirectoryPage, ErrorBody, GrantAnswer, HealthAnswer, IndexAnswer,
+    LookupEntry, LookupRequest, LookupResponse, ProvenValue, SequenceAnswer, SubmitRequest,
+    SubmitResponse, ValidatorsAnswer,
 };
 use emrshare_core::strict_json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/directory/{role}", get(directory))
         .route("/v1/grants/{grant_id}", get(grant))
         .route("/v1/validators", get(validators))
+        .route("/v1/index/{patient}", get(index))
         .route("/v1/consensus/proposal", post(proposal))
         .route("/v1/consensus/block", post(certified_block))
         .route("/v1/consensus/tx", post(relayed_tx))
@@ -191,25 +193,74 @@ async fn directory(State(node): State<Shared>, Path(role): Path<String>) -> Resp
     Json(DirectoryPage { ids }).into_response()
 }
 
-async fn grant(State(node): State<Shared>, Path(grant_id): Path<String>) -> Response {
-    let chain = node.chain.lock().await;
-    let (value, proof) = chain.state().get_with_proof(&state_key("grant", &grant_id));
-    sorted_json(&GrantAnswer {
+/// A state value or its absence, with its proof.
+fn proven(state: &emrshare_core::ledger::machine::LedgerState, key: &StateKey) -> ProvenValue {
+    let (value, proof) = state.get_with_proof(key);
+    ProvenValue {
         proof,
         value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+    }
+}
+
+/// The latest certified header; the chain lock is held by the caller, so the state it reads
+/// is the one under this header.
+fn latest_certified(node: &Node, chain: &crate::chain::Chain) -> Option<CertifiedHeader> {
+    node.store
+        .block(chain.height())
+        .ok()
+        .flatten()
+        .map(|b| b.certified_header())
+}
+
+async fn grant(State(node): State<Shared>, Path(grant_id): Path<String>) -> Response {
+    let chain = node.chain.lock().await;
+    let Some(header) = latest_certified(&node, &chain) else {
+        return error(StatusCode::NOT_FOUND, "no block yet");
+    };
+    let grant = proven(chain.state(), &state_key("grant", &grant_id));
+    Json(GrantAnswer { grant, header }).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexQuery {
+    department: String,
+}
+
+/// A patient's index head and the bread crumbs of one department, with proofs.
+async fn index(
+    State(node): State<Shared>,
+    Path(patient): Path<String>,
+    Query(query): Query<IndexQuery>,
+) -> Response {
+    let Ok(patient) = PartyId::new(patient) else {
+        return error(StatusCode::BAD_REQUEST, "invalid patient ID");
+    };
+    if query.department.is_empty() || query.department.len() > 64 {
+        return error(StatusCode::BAD_REQUEST, "department is 1 to 64 characters");
+    }
+    let chain = node.chain.lock().await;
+    let Some(header) = latest_certified(&node, &chain) else {
+        return error(StatusCode::NOT_FOUND, "no block yet");
+    };
+    Json(IndexAnswer {
+        crumbs: proven(chain.state(), &crumbs_key(&patient, &query.department)),
+        head: proven(chain.state(), &index_head_key(&patient)),
+        header,
     })
+    .into_response()
 }
 
 /// The validator set of the next block, the members' credit, and every change of set so far
 /// (each with the certified header a thin client follows it by).
-async fn validators(State(node): State<Shared>) -> Json<Value> {
+async fn validators(State(node): State<Shared>) -> Json<ValidatorsAnswer> {
     let chain = node.chain.lock().await;
-    Json(json!({
-        "height": chain.height(),
-        "current": chain.validators(),
-        "members": chain.state().members(),
-        "transitions": chain.transitions(),
-    }))
+    Json(ValidatorsAnswer {
+        height: chain.height(),
+        current: chain.validators().clone(),
+        members: chain.state().members(),
+        transitions: chain.transitions().to_vec(),
+    })
 }
 
 async fn proposal(State(node): State<Shared>, body: Bytes) -> Response {

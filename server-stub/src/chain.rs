@@ -9,7 +9,7 @@ use emrshare_core::content_hash as sha256;
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::block::{
     CertifiedBlock, CertifiedHeader, CommitCertificate, Genesis, Header, Proposal, ReleaseError,
-    ValidatorSet, tx_root,
+    Transition, ValidatorSet, tx_root,
 };
 use emrshare_core::ledger::dpos;
 use emrshare_core::ledger::machine::{ApplyError, Context, LedgerState};
@@ -41,14 +41,6 @@ pub enum ChainError {
     ValidatorSet,
     #[error("round {0} without a valid release of the previous round: {1}")]
     Release(u32, ReleaseError),
-}
-
-/// A change of validator set: the last header under the old set, and the set it names next.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Transition {
-    pub last: CertifiedHeader,
-    pub next: ValidatorSet,
 }
 
 pub struct Chain {

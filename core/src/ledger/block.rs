@@ -228,6 +228,15 @@ impl CertifiedBlock {
     }
 }
 
+/// A change of validator set: the last certified header under the old set, which names the
+/// new set as its `next_validators_hash`, and that set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    pub last: CertifiedHeader,
+    pub next: ValidatorSet,
+}
+
 /// A proposed block, before its certificate: what a proposer sends to the auditors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

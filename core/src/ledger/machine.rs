@@ -168,7 +168,7 @@ impl LedgerState {
     }
 
     pub fn index_head(&self, patient: &PartyId) -> Option<Hash> {
-        self.get::<String>(&state_key("index_head", patient.as_str()))
+        self.get::<String>(&index_head_key(patient))
             .and_then(|hex| super::state::hex32::from_hex(&hex))
     }
 
@@ -317,7 +317,7 @@ impl LedgerState {
                     return Err(ApplyError::BrokenIndexChain);
                 }
                 self.put(
-                    state_key("index_head", sender.as_str()),
+                    index_head_key(sender),
                     &super::state::hex32::to_hex(&tx_id),
                 );
                 let mut crumbs = self.crumbs(sender, department);
@@ -435,6 +435,10 @@ fn members_key() -> StateKey {
 
 pub fn registry_key(id: &PartyId) -> StateKey {
     state_key("registry", id.as_str())
+}
+
+pub fn index_head_key(patient: &PartyId) -> StateKey {
+    state_key("index_head", patient.as_str())
 }
 
 pub fn crumbs_key(patient: &PartyId, department: &str) -> StateKey {

@@ -84,15 +84,45 @@ pub struct DirectoryPage {
     pub ids: Vec<PartyId>,
 }
 
-/// The answer to `GET /v1/grants/{grant_id}`: the grant's JSON as the state stores it (or
-/// `null`) and its state proof. The proof is under the node's current state root; it
-/// carries no certified header, so a thin client checks it against a root it trusts.
+/// A state value (its JSON exactly as the state stores it) or its absence (`null`), with its
+/// state proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GrantAnswer {
+pub struct ProvenValue {
     pub proof: StateProof,
     #[serde(deserialize_with = "present_option")]
     pub value: Option<String>,
+}
+
+/// The answer to `GET /v1/grants/{grant_id}`: the grant (or its absence) proven under the
+/// node's latest certified header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantAnswer {
+    pub grant: ProvenValue,
+    pub header: CertifiedHeader,
+}
+
+/// The answer to `GET /v1/index/{patient}?department=D`: the hash of the patient's latest
+/// index entry and the bread crumbs of that department (heights of the blocks holding the
+/// patient's entries), each proven under the node's latest certified header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexAnswer {
+    pub crumbs: ProvenValue,
+    pub head: ProvenValue,
+    pub header: CertifiedHeader,
+}
+
+/// The answer to `GET /v1/validators`: the validator set of the next block, the members
+/// with their credit, and every change of validator set so far, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorsAnswer {
+    pub current: super::block::ValidatorSet,
+    pub height: u64,
+    pub members: Vec<super::dpos::Member>,
+    pub transitions: Vec<super::block::Transition>,
 }
 
 /// The answer to `GET /v1/sequence/{id}`: the sequence number the party's next transaction
@@ -394,21 +424,23 @@ mod tests {
     #[test]
     fn grant_answers_roundtrip_present_and_absent() {
         let (present, absent, value) = proofs();
-        for answer in [
-            GrantAnswer {
+        for grant in [
+            ProvenValue {
                 proof: present,
                 value: Some(value),
             },
-            GrantAnswer {
+            ProvenValue {
                 proof: absent,
                 value: None,
             },
         ] {
+            let answer = GrantAnswer {
+                grant,
+                header: certified_header(),
+            };
             roundtrip(&answer);
-            let old = json!({"value": answer.value, "proof": answer.proof});
-            assert_eq!(serde_json::to_vec(&old).unwrap(), as_value_bytes(&answer));
             let decoded: GrantAnswer =
-                strict_json::parse(&serde_json::to_vec(&old).unwrap()).unwrap();
+                strict_json::parse(&serde_json::to_vec(&answer).unwrap()).unwrap();
             assert_eq!(decoded, answer);
         }
     }
@@ -463,12 +495,15 @@ mod tests {
         }
         let (proof, _, value) = proofs();
         let grant = serde_json::to_value(GrantAnswer {
-            proof,
-            value: Some(value),
+            grant: ProvenValue {
+                proof,
+                value: Some(value),
+            },
+            header: certified_header(),
         })
         .unwrap();
         refused::<GrantAnswer>(&with_member(&grant, &[], "grant_id", json!("g")));
-        refused::<GrantAnswer>(&with_member(&grant, &["proof"], "root", json!("00")));
+        refused::<GrantAnswer>(&with_member(&grant, &["grant", "proof"], "root", json!("00")));
         for bytes in [
             &br#"{"jws":"a.b.c","sequence":1}"#[..],
             br#"{"jws":"a.b.c","JWS":"a.b.c"}"#,
@@ -598,11 +633,14 @@ mod tests {
         }
         refused::<GrantAnswer>(&without_member(
             &serde_json::to_value(GrantAnswer {
-                proof: proofs().1,
-                value: None,
+                grant: ProvenValue {
+                    proof: proofs().1,
+                    value: None,
+                },
+                header: certified_header(),
             })
             .unwrap(),
-            &[],
+            &["grant"],
             "value",
         ));
         for bytes in [

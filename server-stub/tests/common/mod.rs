@@ -8,7 +8,7 @@ use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::state::{StateProof, value_hash};
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
-use emrshare_node::chain::Transition;
+use emrshare_core::ledger::block::Transition;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
