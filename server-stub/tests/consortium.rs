@@ -332,7 +332,7 @@ fn blobs_are_served_only_under_a_live_grant_and_every_fetch_is_logged() {
     submit(&c, 0, &patient.tx(&c, 0, grant));
     c.wait_until(Duration::from_secs(20), |c| {
         c.get(0, "/v1/grants/g-1")
-            .is_some_and(|g| g["value"].is_string())
+            .is_some_and(|g| g["grant"]["value"].is_string())
     });
     let fetched = insurer.fetch(&c, 0, &hash, Some("g-1"));
     assert_eq!(fetched.status().as_u16(), 200);
@@ -363,7 +363,7 @@ fn blobs_are_served_only_under_a_live_grant_and_every_fetch_is_logged() {
     );
     c.wait_until(Duration::from_secs(20), |c| {
         c.get(0, "/v1/grants/g-1").is_some_and(|g| {
-            g["value"]
+            g["grant"]["value"]
                 .as_str()
                 .is_some_and(|v| v.contains(r#""revoked":true"#))
         })

@@ -316,10 +316,7 @@ impl LedgerState {
                 if *previous != self.index_head(sender) {
                     return Err(ApplyError::BrokenIndexChain);
                 }
-                self.put(
-                    index_head_key(sender),
-                    &super::state::hex32::to_hex(&tx_id),
-                );
+                self.put(index_head_key(sender), &super::state::hex32::to_hex(&tx_id));
                 let mut crumbs = self.crumbs(sender, department);
                 if crumbs.last() != Some(&ctx.height) {
                     crumbs.push(ctx.height);

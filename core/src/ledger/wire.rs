@@ -503,7 +503,12 @@ mod tests {
         })
         .unwrap();
         refused::<GrantAnswer>(&with_member(&grant, &[], "grant_id", json!("g")));
-        refused::<GrantAnswer>(&with_member(&grant, &["grant", "proof"], "root", json!("00")));
+        refused::<GrantAnswer>(&with_member(
+            &grant,
+            &["grant", "proof"],
+            "root",
+            json!("00"),
+        ));
         for bytes in [
             &br#"{"jws":"a.b.c","sequence":1}"#[..],
             br#"{"jws":"a.b.c","JWS":"a.b.c"}"#,

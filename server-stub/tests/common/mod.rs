@@ -3,12 +3,12 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 use emrshare_core::keys::{PartyId, SigningKey};
+use emrshare_core::ledger::block::Transition;
 use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis};
 use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::state::{StateProof, value_hash};
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
-use emrshare_core::ledger::block::Transition;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
