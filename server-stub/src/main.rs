@@ -4,8 +4,8 @@
 //! node); `emrshare-node run --config DIR/node-0/config.toml` starts one node.
 
 use anyhow::Result;
-use emrshare_node::config;
 use clap::{Parser, Subcommand};
+use emrshare_node::config;
 use std::path::PathBuf;
 
 #[derive(Parser)]
