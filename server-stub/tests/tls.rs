@@ -16,13 +16,15 @@ const NODES: usize = 2;
 /// `n` consecutive free ports on 127.0.0.1, starting from a place that depends on the process
 /// (other test binaries, and other checkouts, may run consortia at the same time).
 fn free_ports(n: u16) -> u16 {
-    let mut base = 40_000 + (std::process::id() % 500) as u16 * 20;
+    // A block per call within this process (tests run in parallel), from a place that
+    // depends on the process; blocks found busy are skipped.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let start = 40_000 + (std::process::id() % 400) as u16 * 30;
     loop {
-        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
+        let base = start + NEXT.fetch_add(n, std::sync::atomic::Ordering::Relaxed) % 3_000;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
-        base = if base > 60_000 { 40_000 } else { base + n };
     }
 }
 
