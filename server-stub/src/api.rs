@@ -78,7 +78,33 @@ pub fn router(node: Shared) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(node)
+}
+
+/// axum's own rejections (405 for a wrong method, 413 for a body over the limit, 400 for a
+/// path parameter that is not UTF-8...) are plain text or empty: re-sent as JSON errors with
+/// the same status (and `Allow` header).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let mut json = match text.trim() {
+        "" => error(status, status.canonical_reason().unwrap_or("error")),
+        text => error(status, text),
+    };
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    json
 }
 
 async fn health(State(node): State<Shared>) -> Json<HealthAnswer> {
@@ -269,12 +295,14 @@ async fn proposal(State(node): State<Shared>, body: Bytes) -> Response {
         Err(r) => return r.into_response(),
     };
     let reply = node.vote(&proposal).await;
-    let status = if matches!(reply, VoteReply::Refused { .. }) {
+    let mut body = serde_json::json!(reply);
+    let status = if let VoteReply::Refused { reason } = &reply {
+        body["error"] = serde_json::json!(reason); // as every 4xx; proposers read `result` and `reason`
         StatusCode::CONFLICT
     } else {
         StatusCode::OK
     };
-    (status, Json(reply)).into_response()
+    (status, Json(body)).into_response()
 }
 
 async fn certified_block(State(node): State<Shared>, body: Bytes) -> Response {

@@ -22,6 +22,23 @@ pub struct NodeConfig {
     pub peers: Vec<Peer>,
     #[serde(default)]
     pub limits: Limits,
+    /// HTTPS for the API, and the CA that https peers are checked against. Without it the
+    /// node serves plain HTTP (loopback demos and tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// The `[tls]` section: PEM files; relative paths are relative to the config file's folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain (leaf first).
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// The CA that peers' certificates chain to; needed when peer URLs are https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,13 +77,19 @@ impl NodeConfig {
         let mut config: Self =
             toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut config.data_dir,
-            &mut config.key_file,
-            &mut config.genesis_file,
-        ] {
+        let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
+            }
+        };
+        resolve(&mut config.data_dir);
+        resolve(&mut config.key_file);
+        resolve(&mut config.genesis_file);
+        if let Some(tls) = &mut config.tls {
+            resolve(&mut tls.cert_file);
+            resolve(&mut tls.key_file);
+            if let Some(ca) = &mut tls.ca_file {
+                resolve(ca);
             }
         }
         Ok(config)
@@ -98,6 +121,10 @@ pub struct InitOptions {
     pub slot_ms: u64,
     #[arg(long, default_value = "emrshare-local")]
     pub chain_id: String,
+    /// Serve HTTPS: writes a consortium CA (ca.pem; its key is not kept) and a certificate per
+    /// node (node-<i>/tls.{cert,key}.pem, for 127.0.0.1 and localhost), and https peer URLs.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Writes `dir/genesis.json` and `dir/node-<i>/{node.key.json,config.toml}`.
@@ -142,12 +169,33 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
         dir.join("genesis.json"),
         serde_json::to_string_pretty(&genesis)?,
     )?;
-    let url = |i: usize| format!("http://127.0.0.1:{}", options.base_port as usize + i);
+    let scheme = if options.tls { "https" } else { "http" };
+    let url = |i: usize| format!("{scheme}://127.0.0.1:{}", options.base_port as usize + i);
+    let ca = if options.tls {
+        let ca = crate::tls::ConsortiumCa::generate(&options.chain_id)?;
+        std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+        Some(ca)
+    } else {
+        None
+    };
     let mut configs = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let node_dir = dir.join(format!("node-{i}"));
         std::fs::create_dir_all(&node_dir)?;
         std::fs::write(node_dir.join("node.key.json"), key.to_json().as_bytes())?;
+        let tls = match &ca {
+            Some(ca) => {
+                let (cert_pem, key_pem) = ca.issue(key.id.as_str())?;
+                std::fs::write(node_dir.join("tls.cert.pem"), cert_pem)?;
+                crate::tls::write_private(&node_dir.join("tls.key.pem"), key_pem.as_bytes())?;
+                Some(TlsConfig {
+                    cert_file: "tls.cert.pem".into(),
+                    key_file: "tls.key.pem".into(),
+                    ca_file: Some("../ca.pem".into()),
+                })
+            }
+            None => None,
+        };
         let config = NodeConfig {
             id: key.id.clone(),
             listen: format!("127.0.0.1:{}", options.base_port as usize + i).parse()?,
@@ -162,6 +210,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
                 })
                 .collect(),
             limits: Limits::default(),
+            tls,
         };
         let path = node_dir.join("config.toml");
         std::fs::write(&path, toml::to_string_pretty(&config)?)?;

@@ -79,8 +79,10 @@ impl Node {
         for block in store.blocks()? {
             chain.apply(&block)?;
         }
+        let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.as_deref());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.limits.request_timeout_ms))
+            .use_preconfigured_tls(crate::tls::client_config(ca_file)?)
             .build()?;
         let blobs = Box::new(crate::blobs::FsBlobStore::new(
             &config.data_dir.join("blobs"),

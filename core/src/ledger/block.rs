@@ -308,9 +308,10 @@ impl SignedHeader {
     }
 }
 
-/// An auditor's answer to a proposal.
+/// An auditor's answer to a proposal. A refusal is sent with status 409 and, like every
+/// error answer of the node, an `error` member too (ignored here).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "result", rename_all = "snake_case")]
 pub enum VoteReply {
     /// Its vote for the proposal.
     Vote {

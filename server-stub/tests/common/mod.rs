@@ -80,6 +80,8 @@ impl Consortium {
         assert!(status.success());
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(3))
+            // reqwest's rustls has no built-in provider here: hand it the node's (plain HTTP).
+            .use_preconfigured_tls(emrshare_node::tls::client_config(None).unwrap())
             .build()
             .unwrap();
         let mut consortium = Self {

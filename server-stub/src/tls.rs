@@ -1,0 +1,220 @@
+//! TLS for the node, with rustls on the aws-lc-rs provider: the server side from the `[tls]`
+//! PEM files, the peers' client side (trusting only the consortium CA), a TLS listener for
+//! `axum::serve`, and the certificates `init --tls` writes.
+
+use crate::config::TlsConfig;
+use anyhow::{Context, Result, anyhow, bail};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read TLS {what} {}", path.display()))
+}
+
+/// The certificates in a PEM file (`what` names the file in errors).
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let bytes = read_pem(path, what)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("TLS {what} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        bail!("TLS {what} {}: no PEM CERTIFICATE in it", path.display());
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    let bytes = read_pem(path, "key file")?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        pem::Error::NoItemsFound => {
+            anyhow!("TLS key file {}: no PEM private key in it", path.display())
+        }
+        e => anyhow!("TLS key file {}: {e}", path.display()),
+    })
+}
+
+/// The server side: the node's certificate chain and key, checked to belong together.
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>> {
+    let certs = read_certs(&tls.cert_file, "certificate file")?;
+    let key = read_key(&tls.key_file)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!(
+                "TLS certificate {} and key {} are not a usable pair",
+                tls.cert_file.display(),
+                tls.key_file.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client side the node uses towards its peers: it trusts the certificates in `ca_file`
+/// and nothing else (no https peer is reachable without one).
+pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    if let Some(path) = ca_file {
+        for cert in read_certs(path, "CA file")? {
+            roots
+                .add(cert)
+                .with_context(|| format!("TLS CA file {}: unusable certificate", path.display()))?;
+        }
+    }
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A listener for `axum::serve` that yields connections after their TLS handshake. Handshakes
+/// run in their own tasks (with a timeout), so a slow client does not hold up the others.
+/// Dropping the listener (at shutdown) closes the port and cancels unfinished handshakes.
+pub struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    handshakes: tokio::task::JoinSet<()>,
+    done: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> Self {
+        let (done, ready) = mpsc::channel(64);
+        Self {
+            tcp,
+            acceptor: TlsAcceptor::from(config),
+            handshakes: tokio::task::JoinSet::new(),
+            done,
+            ready,
+        }
+    }
+
+    fn handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
+        while self.handshakes.try_join_next().is_some() {}
+        let accept = self.acceptor.accept(stream);
+        let done = self.done.clone();
+        self.handshakes.spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                Ok(Ok(stream)) => {
+                    let _ = done.send((stream, peer)).await;
+                }
+                Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+            }
+        });
+    }
+}
+
+/// Cancel-safe (axum drops it at shutdown): a TCP connection accepted here is already handed
+/// to its handshake task when the future can next be dropped.
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let accepted = tokio::select! {
+                // Never `None`: the listener holds a sender.
+                Some(connection) = self.ready.recv() => return connection,
+                accepted = self.tcp.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.handshake(stream, peer),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The consortium CA of `init --tls`: issues one server certificate per node. Its key lives
+/// only in memory; re-run `init` to re-issue.
+pub struct ConsortiumCa(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
+
+fn validity(params: &mut rcgen::CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
+impl ConsortiumCa {
+    pub fn generate(chain_id: &str) -> Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("emrshare consortium CA ({chain_id})"),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params, 3650);
+        Ok(Self(rcgen::CertifiedIssuer::self_signed(
+            params,
+            KeyPair::generate()?,
+        )?))
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.0.pem()
+    }
+
+    /// A server certificate for `node` on 127.0.0.1 and localhost: (certificate, key) PEM.
+    pub fn issue(&self, node: &str) -> Result<(String, String)> {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::new(["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, node);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, 825);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.0)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// Writes a private key readable by its owner only (on Unix).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,1086 @@
+//! Bad requests to every route of the node API, against a real node process on 127.0.0.1:
+//! malformed, duplicate-member, unknown-field and wrongly typed JSON, bodies over the
+//! configured limits, bad path parameters, bad or missing signatures and auth headers,
+//! unknown paths and wrong methods. Each gets a 4xx with a JSON `{"error": ...}` body (never a
+//! 5xx, a plain-text rejection or a hang), and the node keeps answering /v1/health.
+
+use emrshare_core::keys::{PartyId, SigningKey};
+use emrshare_core::ledger::block::{CertifiedBlock, CommitCertificate, Header, Proposal, Vote};
+use emrshare_core::ledger::tx::{Action, Outcome, Role, Transaction, TxBody};
+use reqwest::Method;
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHAIN: &str = "neg-chain";
+/// Limits written into the node's config (smaller than the defaults, to test them cheaply).
+const MAX_BODY: usize = 8 * 1024;
+const MAX_BLOB: usize = 32 * 1024;
+const MAX_LOOKUP_IDS: usize = 8;
+
+/// `n` consecutive free ports on 127.0.0.1 (other test binaries and checkouts run nodes too).
+fn free_ports(n: u16) -> u16 {
+    // A block per call within this process (tests run in parallel), from a place that
+    // depends on the process; blocks found busy are skipped.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let start = 41_000 + (std::process::id() % 400) as u16 * 30;
+    loop {
+        let base = start + NEXT.fetch_add(n, std::sync::atomic::Ordering::Relaxed) % 3_000;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+/// One node of a 2-node consortium (node:0 proposes, node:1 audits): node:1 runs alone, so
+/// its chain stays at height 0 and every request reaches its checks.
+struct Node {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+    http: Client,
+    /// Cases checked, for the summary line.
+    cases: std::cell::Cell<usize>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("{} cases", self.cases.get());
+    }
+}
+
+impl Node {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let base_port = free_ports(2);
+        let status = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
+            .args(["init", "--dir", dir.path().to_str().unwrap()])
+            .args(["--nodes", "2", "--proposers", "1", "--auditors", "1"])
+            .args(["--base-port", &base_port.to_string()])
+            .args(["--slot-ms", "300", "--chain-id", CHAIN])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let config = dir.path().join("node-1/config.toml");
+        let mut table: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+        let limits = table["limits"].as_table_mut().unwrap();
+        limits.insert("max_body_bytes".into(), (MAX_BODY as i64).into());
+        limits.insert("max_blob_bytes".into(), (MAX_BLOB as i64).into());
+        limits.insert("max_lookup_ids".into(), (MAX_LOOKUP_IDS as i64).into());
+        std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
+
+        let log = std::fs::File::create(dir.path().join("node-1.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let http = Client::builder()
+            .timeout(Duration::from_secs(10))
+            .use_preconfigured_tls(emrshare_node::tls::client_config(None).unwrap())
+            .build()
+            .unwrap();
+        let mut node = Self {
+            dir,
+            port: base_port + 1,
+            child,
+            http,
+            cases: Default::default(),
+        };
+        let start = Instant::now();
+        while !node.healthy() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "node never answered; log in {}",
+                node.dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            node.child.try_wait().unwrap().is_none(),
+            "another node answered on port {}",
+            node.port
+        );
+        node
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    fn healthy(&self) -> bool {
+        self.http
+            .get(self.url("/v1/health"))
+            .send()
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    }
+
+    /// Sends `request`; the answer must come, with status `want` and a JSON error body.
+    fn refused(&self, what: &str, request: RequestBuilder, want: u16) {
+        let reply = request
+            .send()
+            .unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+        let status = reply.status().as_u16();
+        let content_type = reply
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .unwrap_or_default();
+        let allow = reply.headers().get("allow").is_some();
+        let body = reply.bytes().unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, want, "{what}: {text}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{what}: {status} with content-type {content_type:?}: {text}"
+        );
+        let error: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {text}"));
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: no error message: {text}"
+        );
+        if status == 405 {
+            assert!(allow, "{what}: 405 without an Allow header");
+        }
+        self.cases.set(self.cases.get() + 1);
+    }
+
+    fn post(&self, path: &str, body: impl Into<Vec<u8>>) -> RequestBuilder {
+        self.request(Method::POST, path)
+            .header("content-type", "application/json")
+            .body(body.into())
+    }
+
+    /// Still answering, and nothing panicked on the way (a handler panic only drops its
+    /// connection, so it shows in the log, not in the answers).
+    fn assert_alive(&self) {
+        assert!(
+            self.healthy(),
+            "node stopped answering; log in {}",
+            self.dir.path().display()
+        );
+        let log = std::fs::read_to_string(self.dir.path().join("node-1.log")).unwrap();
+        assert!(!log.contains("panicked"), "the node panicked: {log}");
+    }
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn signed(sender: &str, key: &SigningKey, chain_id: &str, body: TxBody) -> String {
+    Transaction {
+        chain_id: chain_id.into(),
+        sender: PartyId::new(sender).unwrap(),
+        sequence: 0,
+        body,
+    }
+    .sign(key)
+    .as_jws()
+    .to_owned()
+}
+
+fn registration(id: &str, key: &SigningKey, chain_id: &str) -> String {
+    let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
+    let body = TxBody::RegisterIdentity {
+        id: PartyId::new(id).unwrap(),
+        role: Role::Hospital,
+        signing_jwk: key.verifying_key().to_jwk(None),
+        encryption_jwk: enc.encryption_key().to_jwk(None),
+        valid_from: 0,
+        valid_until: u64::MAX,
+    };
+    signed(id, key, chain_id, body)
+}
+
+/// Replaces the signature segment of a JWS with another valid-looking one.
+fn forged(jws: &str) -> String {
+    let (signed_part, _) = jws.rsplit_once('.').unwrap();
+    let other = signed(
+        "hospital:other",
+        &SigningKey::generate(),
+        CHAIN,
+        TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        },
+    );
+    format!("{signed_part}.{}", other.rsplit_once('.').unwrap().1)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    emrshare_core::b64::encode(bytes)
+}
+
+/// Bodies no JSON endpoint accepts, whatever its schema.
+fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("empty body", b"".to_vec()),
+        ("not JSON", b"not json".to_vec()),
+        ("truncated object", b"{\"a\":".to_vec()),
+        ("array", b"[]".to_vec()),
+        ("null", b"null".to_vec()),
+        ("number", b"1".to_vec()),
+        ("string", b"\"x\"".to_vec()),
+        ("empty object", b"{}".to_vec()),
+        ("not UTF-8", b"{\"a\":\"\xff\xfe\"}".to_vec()),
+        ("byte order mark", b"\xef\xbb\xbf{}".to_vec()),
+        ("trailing garbage", b"{} x".to_vec()),
+        ("two documents", b"{}{}".to_vec()),
+        ("deep nesting", {
+            let mut deep = "[".repeat(3000);
+            deep.push_str(&"]".repeat(3000));
+            deep.into_bytes()
+        }),
+        ("single quotes", b"{'jws':'x'}".to_vec()),
+        ("comment", b"{/*c*/}".to_vec()),
+    ]
+}
+
+const JSON_ROUTES: [&str; 5] = [
+    "/v1/tx",
+    "/v1/consensus/tx",
+    "/v1/registry/lookup",
+    "/v1/consensus/proposal",
+    "/v1/consensus/block",
+];
+
+fn header(height: u64, slot: u64, proposer: &str) -> Header {
+    Header {
+        chain_id: CHAIN.into(),
+        height,
+        slot,
+        round: 0,
+        previous: [0; 32],
+        time_ms: now_s() * 1000,
+        proposer: PartyId::new(proposer).unwrap(),
+        tx_root: [0; 32],
+        state_root: [0; 32],
+        validators_hash: [0; 32],
+        next_validators_hash: [0; 32],
+    }
+}
+
+fn proposal(header: Header) -> Proposal {
+    Proposal::sign(&SigningKey::generate(), header, Vec::new(), None)
+}
+
+fn certified(header: Header, votes: Vec<Vote>) -> CertifiedBlock {
+    CertifiedBlock {
+        certificate: CommitCertificate {
+            header_hash: header.hash(),
+            votes,
+        },
+        header,
+        txs: Vec::new(),
+    }
+}
+
+/// Edits one member of a JSON document (`path` of object keys) and returns the text.
+fn edited(value: &impl serde::Serialize, path: &[&str], new: Value) -> String {
+    let mut doc = serde_json::to_value(value).unwrap();
+    let mut at = &mut doc;
+    for key in &path[..path.len() - 1] {
+        at = &mut at[*key];
+    }
+    at[path[path.len() - 1]] = new;
+    doc.to_string()
+}
+
+/// Adds a member to the object at `path` (empty: the top level).
+fn with_extra(value: &impl serde::Serialize, path: &[&str]) -> String {
+    let mut doc = serde_json::to_value(value).unwrap();
+    let mut at = &mut doc;
+    for key in path {
+        at = &mut at[*key];
+    }
+    at["surprise"] = json!(1);
+    doc.to_string()
+}
+
+/// Repeats the first member named `name` (same value) in the JSON text.
+fn with_duplicate(text: &str, name: &str) -> String {
+    let start = text.find(&format!("\"{name}\":")).unwrap();
+    let doc: Value = serde_json::from_str(text).unwrap();
+    let mut value = None;
+    // The value of the first member of that name, depth first.
+    fn find<'a>(v: &'a Value, name: &str, out: &mut Option<&'a Value>) {
+        if out.is_some() {
+            return;
+        }
+        if let Some(map) = v.as_object() {
+            if let Some(found) = map.get(name) {
+                *out = Some(found);
+                return;
+            }
+            for v in map.values() {
+                find(v, name, out);
+            }
+        }
+    }
+    find(&doc, name, &mut value);
+    let member = format!("\"{name}\":{},", value.unwrap());
+    format!("{}{member}{}", &text[..start], &text[start..])
+}
+
+#[test]
+fn json_bodies_malformed_duplicate_unknown_or_mistyped_get_400() {
+    let node = Node::start();
+    for route in JSON_ROUTES {
+        for (what, body) in malformed_bodies() {
+            node.refused(&format!("{route}: {what}"), node.post(route, body), 400);
+        }
+        // The same without a content type, or with another one: still parsed, still refused.
+        node.refused(
+            &format!("{route}: text/plain"),
+            node.request(Method::POST, route)
+                .header("content-type", "text/plain")
+                .body("not json"),
+            400,
+        );
+        node.refused(
+            &format!("{route}: no content type"),
+            node.request(Method::POST, route).body("{"),
+            400,
+        );
+    }
+    node.assert_alive();
+
+    // Transactions, as clients and peers send them.
+    for route in ["/v1/tx", "/v1/consensus/tx"] {
+        let cases: [(&str, &str); 9] = [
+            ("duplicate member", r#"{"jws":"a.b.c","jws":"a.b.c"}"#),
+            ("unknown field", r#"{"jws":"a.b.c","extra":1}"#),
+            ("wrong-case field", r#"{"JWS":"a.b.c"}"#),
+            ("number", r#"{"jws":1}"#),
+            ("null", r#"{"jws":null}"#),
+            ("array", r#"{"jws":["a.b.c"]}"#),
+            ("object", r#"{"jws":{"a":1}}"#),
+            ("bool", r#"{"jws":true}"#),
+            ("escaped NUL", r#"{"jws":"a\u0000.b.c"}"#),
+        ];
+        for (what, body) in cases {
+            node.refused(&format!("{route}: {what}"), node.post(route, body), 400);
+        }
+    }
+
+    // Lookups.
+    let route = "/v1/registry/lookup";
+    let cases: [(&str, &str); 9] = [
+        ("duplicate member", r#"{"ids":["a"],"ids":["b"]}"#),
+        ("unknown field", r#"{"ids":["a"],"k":3}"#),
+        ("ids a string", r#"{"ids":"a"}"#),
+        ("ids numbers", r#"{"ids":[1]}"#),
+        ("ids null", r#"{"ids":null}"#),
+        ("nested ids", r#"{"ids":[["a"]]}"#),
+        ("ids an object", r#"{"ids":{"a":1}}"#),
+        ("id null", r#"{"ids":[null]}"#),
+        ("duplicate member in duplicate", r#"{"ids":[],"ids":[]}"#),
+    ];
+    for (what, body) in cases {
+        node.refused(&format!("{route}: {what}"), node.post(route, body), 400);
+    }
+
+    // Proposals and certified blocks: every level of the document is strict.
+    let p = proposal(header(1, 0, "node:0"));
+    let b = certified(header(1, 0, "node:0"), Vec::new());
+    let p_text = serde_json::to_string(&p).unwrap();
+    let b_text = serde_json::to_string(&b).unwrap();
+    let cases: Vec<(&str, &str, String)> = vec![
+        (
+            "proposal",
+            "duplicate member",
+            with_duplicate(&p_text, "txs"),
+        ),
+        (
+            "proposal",
+            "duplicate in header",
+            with_duplicate(&p_text, "height"),
+        ),
+        ("proposal", "unknown field", with_extra(&p, &[])),
+        (
+            "proposal",
+            "unknown header field",
+            with_extra(&p, &["header"]),
+        ),
+        (
+            "proposal",
+            "height a string",
+            edited(&p, &["header", "height"], json!("1")),
+        ),
+        (
+            "proposal",
+            "negative height",
+            edited(&p, &["header", "height"], json!(-1)),
+        ),
+        (
+            "proposal",
+            "fractional slot",
+            edited(&p, &["header", "slot"], json!(1.5)),
+        ),
+        (
+            "proposal",
+            "height over u64",
+            p_text.replace("\"height\":1", "\"height\":18446744073709551616"),
+        ),
+        (
+            "proposal",
+            "short previous hash",
+            edited(&p, &["header", "previous"], json!("00")),
+        ),
+        (
+            "proposal",
+            "uppercase hash",
+            edited(&p, &["header", "tx_root"], json!("AB".repeat(32))),
+        ),
+        (
+            "proposal",
+            "invalid proposer ID",
+            edited(&p, &["header", "proposer"], json!("bad id")),
+        ),
+        ("proposal", "txs a string", edited(&p, &["txs"], json!("x"))),
+        (
+            "proposal",
+            "signature a number",
+            edited(&p, &["proposer_signature"], json!(7)),
+        ),
+        ("proposal", "header missing", {
+            let mut v = serde_json::to_value(&p).unwrap();
+            v.as_object_mut().unwrap().remove("header");
+            v.to_string()
+        }),
+        (
+            "block",
+            "duplicate member",
+            with_duplicate(&b_text, "certificate"),
+        ),
+        (
+            "block",
+            "duplicate in certificate",
+            with_duplicate(&b_text, "votes"),
+        ),
+        ("block", "unknown field", with_extra(&b, &[])),
+        (
+            "block",
+            "unknown certificate field",
+            with_extra(&b, &["certificate"]),
+        ),
+        (
+            "block",
+            "votes not a list",
+            edited(&b, &["certificate", "votes"], json!({})),
+        ),
+        (
+            "block",
+            "vote missing signature",
+            edited(
+                &b,
+                &["certificate", "votes"],
+                json!([{"validator": "node:1"}]),
+            ),
+        ),
+        (
+            "block",
+            "header a number",
+            edited(&b, &["header"], json!(1)),
+        ),
+        (
+            "block",
+            "hash not hex",
+            edited(&b, &["certificate", "header_hash"], json!("zz".repeat(32))),
+        ),
+    ];
+    for (kind, what, body) in cases {
+        let route = if kind == "proposal" {
+            "/v1/consensus/proposal"
+        } else {
+            "/v1/consensus/block"
+        };
+        node.refused(&format!("{route}: {what}"), node.post(route, body), 400);
+    }
+    node.assert_alive();
+}
+
+#[test]
+fn bodies_over_the_configured_limits_get_413() {
+    let node = Node::start();
+    for route in JSON_ROUTES {
+        for size in [MAX_BODY + 1, 2 * MAX_BODY] {
+            let mut body = br#"{"jws":""#.to_vec();
+            body.resize(size - 2, b'a');
+            body.extend_from_slice(br#""}"#);
+            node.refused(
+                &format!("{route}: {size} bytes"),
+                node.post(route, body),
+                413,
+            );
+        }
+        // Chunked, so no Content-Length to refuse up front.
+        let reader = std::io::Cursor::new(vec![b' '; 2 * MAX_BODY]);
+        node.refused(
+            &format!("{route}: chunked {} bytes", 2 * MAX_BODY),
+            node.request(Method::POST, route)
+                .body(reqwest::blocking::Body::new(reader)),
+            413,
+        );
+        // Exactly at the limit: read, then refused for what it is.
+        let mut body = br#"{"jws":""#.to_vec();
+        body.resize(MAX_BODY - 2, b'a');
+        body.extend_from_slice(br#""}"#);
+        node.refused(
+            &format!("{route}: at the limit"),
+            node.post(route, body),
+            400,
+        );
+    }
+    // Blobs have their own, larger limit.
+    let hash = "ab".repeat(32);
+    let put = |size: usize| {
+        node.request(Method::PUT, &format!("/v1/blobs/{hash}"))
+            .header("x-emr-owner", "a.b.c")
+            .body(vec![7u8; size])
+    };
+    node.refused("blob over the blob limit", put(MAX_BLOB + 1), 413);
+    node.refused("blob far over the blob limit", put(2 * MAX_BLOB), 413);
+    // Over the JSON limit but within the blob limit: read, then refused for its hash.
+    node.refused("blob over the JSON limit only", put(2 * MAX_BODY), 400);
+    node.assert_alive();
+}
+
+#[test]
+fn signatures_lookup_sizes_and_consensus_messages_are_checked() {
+    let node = Node::start();
+    let key = SigningKey::generate();
+    let good = registration("hospital:neg", &key, CHAIN);
+
+    for route in ["/v1/tx", "/v1/consensus/tx"] {
+        let body = |jws: &str| json!({ "jws": jws }).to_string();
+        let (head, rest) = good.split_once('.').unwrap();
+        let payload = rest.split_once('.').unwrap().0;
+        let none_header = b64(br#"{"alg":"none","typ":"emr-tx+jwt"}"#);
+        let hs_header = b64(br#"{"alg":"HS256","typ":"emr-tx+jwt"}"#);
+        let cases: Vec<(&str, String)> = vec![
+            ("not a JWS", body("hello")),
+            ("two segments", body(&format!("{head}.{payload}"))),
+            ("four segments", body(&format!("{good}.x"))),
+            (
+                "unsigned (empty signature)",
+                body(&format!("{head}.{payload}.")),
+            ),
+            ("alg none", body(&format!("{none_header}.{payload}."))),
+            (
+                "alg HS256",
+                body(&format!("{hs_header}.{payload}.{}", b64(b"mac"))),
+            ),
+            ("signature of another message", body(&forged(&good))),
+            (
+                "signature not base64",
+                body(&format!("{head}.{payload}.!!!")),
+            ),
+            (
+                "payload not a transaction",
+                body(&format!("{head}.{}.{}", b64(b"{}"), b64(b"s"))),
+            ),
+            (
+                "signed by a key other than the registered one",
+                body(&{
+                    let enc = emrshare_core::keys::DecryptionKey::generate(
+                        emrshare_core::keys::RsaBits::B2048,
+                    );
+                    let body = TxBody::RegisterIdentity {
+                        id: PartyId::new("hospital:neg2").unwrap(),
+                        role: Role::Hospital,
+                        signing_jwk: key.verifying_key().to_jwk(None),
+                        encryption_jwk: enc.encryption_key().to_jwk(None),
+                        valid_from: 0,
+                        valid_until: u64::MAX,
+                    };
+                    signed("hospital:neg2", &SigningKey::generate(), CHAIN, body)
+                }),
+            ),
+            (
+                "another chain",
+                body(&registration("hospital:neg3", &key, "other-chain")),
+            ),
+            (
+                "unregistered sender",
+                body(&signed(
+                    "hospital:nobody",
+                    &key,
+                    CHAIN,
+                    TxBody::RevokeGrant {
+                        grant_id: "g".into(),
+                    },
+                )),
+            ),
+        ];
+        for (what, body) in cases {
+            node.refused(&format!("{route}: {what}"), node.post(route, body), 400);
+        }
+    }
+    // The control: a well-formed, properly signed transaction is accepted.
+    let reply = node
+        .post("/v1/tx", json!({ "jws": good }).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 202);
+
+    // Lookups: between 1 and the configured number of valid IDs.
+    let route = "/v1/registry/lookup";
+    let ids =
+        |n: usize| json!({"ids": (0..n).map(|i| format!("hospital:{i}")).collect::<Vec<_>>()});
+    let cases: Vec<(&str, Value, u16)> = vec![
+        ("empty lookup", json!({"ids": []}), 400),
+        ("one ID too many", ids(MAX_LOOKUP_IDS + 1), 400),
+        ("many too many", ids(200), 400),
+        ("invalid ID", json!({"ids": ["bad id"]}), 400),
+        ("empty ID", json!({"ids": [""]}), 400),
+        ("ID too long", json!({"ids": ["a".repeat(129)]}), 400),
+        ("non-ASCII ID", json!({"ids": ["hôpital"]}), 400),
+        (
+            "valid IDs among invalid",
+            json!({"ids": ["hospital:a", "bad id"]}),
+            400,
+        ),
+        // Valid, but this node has no certified block to prove against yet.
+        ("no block yet", ids(MAX_LOOKUP_IDS), 404),
+    ];
+    for (what, body, want) in cases {
+        node.refused(
+            &format!("{route}: {what}"),
+            node.post(route, body.to_string()),
+            want,
+        );
+    }
+
+    // Proposals to this auditor: well-formed but not acceptable.
+    let route = "/v1/consensus/proposal";
+    let unsigned = Proposal {
+        proposer_signature: String::new(),
+        ..proposal(header(1, 0, "node:0"))
+    };
+    let cases: Vec<(&str, Proposal)> = vec![
+        ("signed by a stranger", proposal(header(1, 0, "node:0"))),
+        ("unsigned", unsigned),
+        (
+            "wrong proposer for the slot",
+            proposal(header(1, 0, "node:1")),
+        ),
+        (
+            "slot in the future",
+            proposal(header(1, u64::MAX, "node:0")),
+        ),
+        ("height u64::MAX", proposal(header(u64::MAX, 0, "node:0"))),
+        ("unknown proposer", proposal(header(1, 0, "node:9"))),
+    ];
+    for (what, p) in cases {
+        node.refused(
+            &format!("{route}: {what}"),
+            node.post(route, serde_json::to_string(&p).unwrap()),
+            409,
+        );
+    }
+
+    // Proposers still read a refusal as one.
+    let reply = node
+        .post(
+            route,
+            serde_json::to_string(&proposal(header(1, 0, "node:0"))).unwrap(),
+        )
+        .send()
+        .unwrap();
+    assert!(matches!(
+        reply
+            .json::<emrshare_core::ledger::block::VoteReply>()
+            .unwrap(),
+        emrshare_core::ledger::block::VoteReply::Refused { .. }
+    ));
+
+    // Certified blocks without a valid certificate.
+    let route = "/v1/consensus/block";
+    let h = header(1, 0, "node:0");
+    let stranger_vote = Vote::sign(PartyId::new("node:1").unwrap(), &SigningKey::generate(), &h);
+    let mut wrong_hash = certified(h.clone(), vec![stranger_vote.clone()]);
+    wrong_hash.certificate.header_hash = [9; 32];
+    let cases: Vec<(&str, CertifiedBlock)> = vec![
+        ("no votes", certified(h.clone(), Vec::new())),
+        (
+            "forged vote",
+            certified(h.clone(), vec![stranger_vote.clone()]),
+        ),
+        ("certificate for another header", wrong_hash),
+        (
+            "vote by a non-auditor",
+            certified(
+                h.clone(),
+                vec![Vote::sign(
+                    PartyId::new("node:0").unwrap(),
+                    &SigningKey::generate(),
+                    &h,
+                )],
+            ),
+        ),
+        (
+            "height u64::MAX",
+            certified(header(u64::MAX, 0, "node:0"), Vec::new()),
+        ),
+    ];
+    for (what, block) in cases {
+        node.refused(
+            &format!("{route}: {what}"),
+            node.post(route, serde_json::to_string(&block).unwrap()),
+            409,
+        );
+    }
+    // The control: a block at a height already held is acknowledged without effect.
+    let old = certified(header(0, 0, "node:0"), Vec::new());
+    let reply = node
+        .post(route, serde_json::to_string(&old).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 200);
+    assert_eq!(
+        node.http
+            .get(node.url("/v1/health"))
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()["height"],
+        0,
+        "nothing was applied"
+    );
+    node.assert_alive();
+}
+
+#[test]
+fn bad_path_parameters_get_400() {
+    let node = Node::start();
+    let heights = [
+        "x",
+        "-1",
+        "1.5",
+        "1e3",
+        "0x1",
+        "%201",
+        "18446744073709551616",
+        "99999999999999999999999999",
+        "%FF",
+        "1%00",
+        "%E2%82%AC",
+    ];
+    for route in ["/v1/blocks", "/v1/consensus/lock"] {
+        for h in heights {
+            node.refused(
+                &format!("{route}/{h}"),
+                node.request(Method::GET, &format!("{route}/{h}")),
+                400,
+            );
+        }
+    }
+    for role in [
+        "wizard",
+        "Hospital",
+        "HOSPITAL",
+        "%FF",
+        "hospital%00",
+        "%22hospital%22",
+        "%20",
+    ] {
+        node.refused(
+            &format!("directory {role}"),
+            node.request(Method::GET, &format!("/v1/directory/{role}")),
+            400,
+        );
+    }
+    let long_id = "a".repeat(129);
+    for id in [
+        "bad%20id",
+        "%FF",
+        long_id.as_str(),
+        "h%C3%B4pital",
+        "%00",
+        "a%2Fb",
+    ] {
+        node.refused(
+            &format!("sequence {id}"),
+            node.request(Method::GET, &format!("/v1/sequence/{id}")),
+            400,
+        );
+    }
+    for grant in ["%FF", "%C0%80", "a%FFb"] {
+        node.refused(
+            &format!("grant {grant}"),
+            node.request(Method::GET, &format!("/v1/grants/{grant}")),
+            400,
+        );
+    }
+    let hashes = [
+        "zz".to_owned(),
+        "ab".repeat(31) + "a",
+        "ab".repeat(32) + "a",
+        "AB".repeat(32),
+        "ag".repeat(32),
+        "%FF".to_owned(),
+        "%20".repeat(64),
+    ];
+    for hash in &hashes {
+        node.refused(
+            &format!("GET blob {hash}"),
+            node.request(Method::GET, &format!("/v1/blobs/{hash}"))
+                .header("x-emr-access", "a.b.c"),
+            400,
+        );
+        node.refused(
+            &format!("PUT blob {hash}"),
+            node.request(Method::PUT, &format!("/v1/blobs/{hash}"))
+                .header("x-emr-owner", "a.b.c")
+                .body("x"),
+            400,
+        );
+    }
+    // Controls: well-formed parameters get answers.
+    for path in [
+        "/v1/blocks/18446744073709551615",
+        "/v1/consensus/lock/18446744073709551615",
+        "/v1/directory/hospital",
+        "/v1/sequence/hospital:a",
+        "/v1/grants/g-1",
+    ] {
+        let status = node
+            .http
+            .get(node.url(path))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(status == 200 || status == 404, "{path}: {status}");
+    }
+    node.assert_alive();
+}
+
+#[test]
+fn unknown_paths_get_404_and_wrong_methods_405() {
+    let node = Node::start();
+    for path in [
+        "/",
+        "/v1",
+        "/v1/",
+        "/v2/health",
+        "/v1/health/",
+        "/V1/HEALTH",
+        "/v1/blocks",
+        "/v1/blocks/",
+        "/v1/blocks/1/2",
+        "/v1/blobs/",
+        "/v1/consensus",
+        "/v1/consensus/lock",
+        "/v1/%FF",
+        "/v1/registry",
+        "/v1/../v1/health/x",
+    ] {
+        node.refused(path, node.request(Method::GET, path), 404);
+        node.refused(path, node.post(path, "{}"), 404);
+    }
+    let hash = "ab".repeat(32);
+    let blob = format!("/v1/blobs/{hash}");
+    let wrong: Vec<(Method, &str)> = vec![
+        (Method::POST, "/v1/health"),
+        (Method::DELETE, "/v1/health"),
+        (Method::GET, "/v1/tx"),
+        (Method::PUT, "/v1/tx"),
+        (Method::PUT, "/v1/header/latest"),
+        (Method::POST, "/v1/blocks/1"),
+        (Method::GET, "/v1/registry/lookup"),
+        (Method::PATCH, "/v1/registry/lookup"),
+        (Method::DELETE, "/v1/directory/hospital"),
+        (Method::POST, "/v1/grants/g-1"),
+        (Method::GET, "/v1/consensus/proposal"),
+        (Method::GET, "/v1/consensus/block"),
+        (Method::GET, "/v1/consensus/tx"),
+        (Method::POST, "/v1/consensus/lock/1"),
+        (Method::POST, &blob),
+        (Method::DELETE, &blob),
+        (Method::PATCH, &blob),
+        (Method::POST, "/v1/sequence/hospital:a"),
+        (Method::POST, "/v1/openapi.json"),
+        (Method::POST, "/metrics"),
+        (Method::OPTIONS, "/v1/tx"),
+        (Method::TRACE, "/v1/health"),
+        (Method::from_bytes(b"BREW").unwrap(), "/v1/health"),
+    ];
+    for (method, path) in wrong {
+        node.refused(
+            &format!("{method} {path}"),
+            node.request(method.clone(), path).body("{}"),
+            405,
+        );
+    }
+    node.assert_alive();
+}
+
+#[test]
+fn blob_auth_headers_and_contents_are_checked() {
+    let node = Node::start();
+    let blob = b"an opaque ciphertext".to_vec();
+    let hash = emrshare_core::ledger::state::hex32::to_hex(&emrshare_core::content_hash(&blob));
+    let path = format!("/v1/blobs/{hash}");
+    let owner = SigningKey::generate();
+    let claim = |payload: Value| {
+        emrshare_core::jws::sign(
+            &owner,
+            &emrshare_core::jws::Header::es256("emr-blob+jwt", None),
+            &payload,
+        )
+    };
+    let good_claim = claim(json!({"blob": hash, "owner": "patient-1", "iat": now_s()}));
+    let put = |claim: Option<&[u8]>, body: &[u8]| {
+        let mut request = node.request(Method::PUT, &path).body(body.to_vec());
+        if let Some(claim) = claim {
+            request = request.header(
+                "x-emr-owner",
+                reqwest::header::HeaderValue::from_bytes(claim).unwrap(),
+            );
+        }
+        request
+    };
+    let cases: Vec<(&str, RequestBuilder, u16)> = vec![
+        ("PUT without x-emr-owner", put(None, &blob), 401),
+        ("PUT with an empty claim", put(Some(b""), &blob), 401),
+        (
+            "PUT with a garbage claim",
+            put(Some(b"garbage"), &blob),
+            401,
+        ),
+        (
+            "PUT with a non-UTF-8 claim",
+            put(Some(b"\xff\xfe"), &blob),
+            401,
+        ),
+        (
+            "PUT with a claim lacking its owner",
+            put(
+                Some(claim(json!({"blob": hash, "iat": now_s()})).as_bytes()),
+                &blob,
+            ),
+            401,
+        ),
+        (
+            "PUT with a claim whose owner is no ID",
+            put(
+                Some(claim(json!({"blob": hash, "owner": "bad id", "iat": now_s()})).as_bytes()),
+                &blob,
+            ),
+            401,
+        ),
+        (
+            "PUT by an unregistered owner",
+            put(Some(good_claim.as_bytes()), &blob),
+            403,
+        ),
+        (
+            "PUT of a body that does not hash to its address",
+            put(Some(good_claim.as_bytes()), b"other bytes"),
+            400,
+        ),
+        (
+            "PUT of an empty body",
+            put(Some(good_claim.as_bytes()), b""),
+            400,
+        ),
+    ];
+    for (what, request, want) in cases {
+        node.refused(what, request, want);
+    }
+
+    let reader = SigningKey::generate();
+    let access = |record: &str, action: Action, at: u64, outcome: Outcome| {
+        signed(
+            "insurer:acme",
+            &reader,
+            CHAIN,
+            TxBody::AccessLog {
+                accessor: PartyId::new("insurer:acme").unwrap(),
+                record_id: record.into(),
+                action,
+                at,
+                outcome,
+                grant_id: None,
+            },
+        )
+    };
+    let get = |access: Option<&[u8]>| {
+        let mut request = node.request(Method::GET, &path);
+        if let Some(access) = access {
+            request = request.header(
+                "x-emr-access",
+                reqwest::header::HeaderValue::from_bytes(access).unwrap(),
+            );
+        }
+        request
+    };
+    let now = now_s();
+    let cases: Vec<(&str, RequestBuilder, u16)> = vec![
+        ("GET without x-emr-access", get(None), 401),
+        ("GET with an empty access", get(Some(b"")), 401),
+        ("GET with a garbage access", get(Some(b"a.b.c")), 401),
+        ("GET with a non-UTF-8 access", get(Some(b"\xff")), 401),
+        (
+            "GET with a transaction that is no access log",
+            get(Some(
+                registration("insurer:acme", &reader, CHAIN).as_bytes(),
+            )),
+            401,
+        ),
+        (
+            "GET with an access log for another blob",
+            get(Some(
+                access(&"cd".repeat(32), Action::Read, now, Outcome::Granted).as_bytes(),
+            )),
+            401,
+        ),
+        (
+            "GET with an access log for copying",
+            get(Some(
+                access(&hash, Action::Copy, now, Outcome::Granted).as_bytes(),
+            )),
+            401,
+        ),
+        (
+            "GET with a refused access log",
+            get(Some(
+                access(&hash, Action::Read, now, Outcome::Refused).as_bytes(),
+            )),
+            401,
+        ),
+        (
+            "GET with a stale access log",
+            get(Some(
+                access(&hash, Action::Read, now - 3600, Outcome::Granted).as_bytes(),
+            )),
+            401,
+        ),
+        (
+            "GET of a blob nobody stored",
+            get(Some(
+                access(&hash, Action::Read, now, Outcome::Granted).as_bytes(),
+            )),
+            404,
+        ),
+    ];
+    for (what, request, want) in cases {
+        node.refused(what, request, want);
+    }
+    node.assert_alive();
+}
