@@ -819,6 +819,30 @@ fn bad_path_parameters_get_400() {
             400,
         );
     }
+    for id in ["bad%20id", "%FF", long_id.as_str(), "a%2Fb"] {
+        node.refused(
+            &format!("index {id}"),
+            node.request(
+                Method::GET,
+                &format!("/v1/index/{id}?department=cardiology"),
+            ),
+            400,
+        );
+    }
+    let long_department = "d".repeat(65);
+    for query in [
+        "",
+        "?department=",
+        &format!("?department={long_department}"),
+        "?dept=cardiology",
+        "?department=a&other=b",
+    ] {
+        node.refused(
+            &format!("index query {query:?}"),
+            node.request(Method::GET, &format!("/v1/index/patient-x{query}")),
+            400,
+        );
+    }
     for grant in ["%FF", "%C0%80", "a%FFb"] {
         node.refused(
             &format!("grant {grant}"),
