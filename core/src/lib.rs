@@ -16,6 +16,8 @@
 //! - [`lookup`]: the k-anonymous registry lookup: stable PRF-chosen decoys, and verification
 //!   of several nodes' answers with evidence against those that fail.
 //!
+//! - [`net`] (feature `net`): the async client of the full nodes, verifying every answer.
+//!
 //! Raw primitives live in a crate-private `hazmat` module; everything public works on typed,
 //! validated values. Secrets zeroize on drop and print as `[redacted]`.
 
@@ -27,6 +29,8 @@ pub mod jws;
 pub mod keys;
 pub mod ledger;
 pub mod lookup;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod record;
 pub mod strict_json;
 

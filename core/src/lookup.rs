@@ -170,8 +170,10 @@ pub struct NodeEvidence {
 pub struct LookupOutcome {
     /// The target's entry, or `None` where the proof shows it is not registered.
     pub target: Option<VerifiedEntry>,
-    /// The newest verified header the answer was proven under.
+    /// The newest verified header: the target's entry is proven under it.
     pub header: CertifiedHeader,
+    /// The oldest verified header among the answers.
+    pub oldest: CertifiedHeader,
     /// Nodes whose answers verified.
     pub verified_by: Vec<String>,
     /// Nodes whose answers did not.
@@ -256,6 +258,11 @@ pub fn verify_answers(
     let Some(newest) = verified.iter().max_by_key(|v| v.header.header.height) else {
         return Err(LookupError::NoVerifiedAnswer(evidence));
     };
+    let oldest = verified
+        .iter()
+        .min_by_key(|v| v.header.header.height)
+        .map(|v| v.header.clone())
+        .expect("at least one verified answer");
     let target = newest
         .entries
         .iter()
@@ -272,6 +279,7 @@ pub fn verify_answers(
     Ok(LookupOutcome {
         target,
         header: newest.header.clone(),
+        oldest,
         verified_by: verified.iter().map(|v| v.node.clone()).collect(),
         evidence,
         weak_decoys,

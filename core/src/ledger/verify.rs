@@ -252,17 +252,31 @@ impl LightClient {
             .as_ref()
             .ok_or(EntryError::NoTrustedHeader)?
             .height;
-        let proven = self.verify_state(&registry_key(id), proof)?;
-        match (value, proven) {
+        let Some(value) = self.verify_value(&registry_key(id), value, proof)? else {
+            return Ok(None);
+        };
+        let entry: RegistryEntry =
+            serde_json::from_slice(value).map_err(|_| EntryError::Malformed)?;
+        if &entry.id != id {
+            return Err(EntryError::Malformed);
+        }
+        Ok(Some(VerifiedEntry { entry, height }))
+    }
+
+    /// Checks that a served state value (or its claimed absence) is what `proof` proves for
+    /// `key` under the last trusted header; returns the value, now verified.
+    pub fn verify_value<'v>(
+        &self,
+        key: &StateKey,
+        value: Option<&'v [u8]>,
+        proof: &StateProof,
+    ) -> Result<Option<&'v [u8]>, EntryError> {
+        if self.last.is_none() {
+            return Err(EntryError::NoTrustedHeader);
+        }
+        match (value, self.verify_state(key, proof)?) {
             (None, None) => Ok(None),
-            (Some(value), Some(hash)) if super::state::value_hash(value) == hash => {
-                let entry: RegistryEntry =
-                    serde_json::from_slice(value).map_err(|_| EntryError::Malformed)?;
-                if &entry.id != id {
-                    return Err(EntryError::Malformed);
-                }
-                Ok(Some(VerifiedEntry { entry, height }))
-            }
+            (Some(value), Some(hash)) if super::state::value_hash(value) == hash => Ok(Some(value)),
             _ => Err(EntryError::ValueMismatch),
         }
     }

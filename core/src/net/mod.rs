@@ -1,0 +1,565 @@
+//! The `net` feature: the async client of the full nodes' API (DESIGN sections 6 and 8).
+//!
+//! Every answer that matters is verified as a thin client must: headers by their commit
+//! certificate under the validator set the client trusts (starting from genesis and following
+//! each certified change of set), values by their state proofs under those headers. Lookups
+//! go to n nodes in parallel with a timeout each, retrying on other nodes when one does not
+//! answer; nodes whose answers fail verification are reported as evidence. Writes
+//! (transactions, blobs) go to one node and move on to the next when it does not answer.
+
+mod transport;
+
+pub use transport::{
+    Alteration, Behaviour, HttpRequest, HttpResponse, HttpTransport, LyingTransport, Method,
+    TlsTrust, Transport, TransportError,
+};
+
+use crate::keys::PartyId;
+use crate::ledger::block::Genesis;
+use crate::ledger::machine::{GrantEntry, crumbs_key, index_head_key};
+use crate::ledger::merkle::Hash;
+use crate::ledger::state::{hex32, state_key};
+use crate::ledger::tx::{Role, SignedTransaction};
+use crate::ledger::verify::{LightClient, Verdict};
+use crate::ledger::wire::{
+    DirectoryPage, ErrorBody, GrantAnswer, IndexAnswer, LookupResponse, SequenceAnswer,
+    SubmitRequest, SubmitResponse, ValidatorsAnswer,
+};
+use crate::lookup::{LookupError, LookupOutcome, LookupPlan, NodeEvidence, NodeFault};
+use crate::strict_json;
+use futures_util::future::join_all;
+use serde::de::DeserializeOwned;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Where the client's nodes are and how it talks to them.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URLs of the consortium's full nodes (`https://...`, or `http://` on loopback).
+    pub nodes: Vec<String>,
+    /// The consortium's genesis: the client's root of trust.
+    pub genesis: Genesis,
+    /// How many nodes each lookup asks (default 3).
+    pub n: usize,
+    /// How long one node may take to answer.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(nodes: Vec<String>, genesis: Genesis) -> Self {
+        Self {
+            nodes,
+            genesis,
+            n: 3,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("no node answered ({tried} tried): {last}")]
+    NoAnswer { tried: usize, last: String },
+    #[error("node refused ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("no answer verified: {0:?}")]
+    Unverified(Vec<NodeEvidence>),
+    #[error("the client has no nodes")]
+    NoNodes,
+    #[error("genesis: {0}")]
+    Genesis(String),
+}
+
+/// A grant as the chain holds it, proven under a certified header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedGrant {
+    pub grant: Option<GrantEntry>,
+    pub height: u64,
+}
+
+/// A patient's index head and one department's bread crumbs, proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedIndex {
+    pub head: Option<Hash>,
+    pub crumbs: Vec<u64>,
+    pub height: u64,
+}
+
+/// The client of a consortium's full nodes.
+pub struct NodeClient<T: Transport = HttpTransport> {
+    config: ClientConfig,
+    transport: T,
+    trust: Mutex<LightClient>,
+    next: AtomicUsize,
+}
+
+impl<T: Transport> NodeClient<T> {
+    pub fn new(config: ClientConfig, transport: T) -> Result<Self, NetError> {
+        if config.nodes.is_empty() {
+            return Err(NetError::NoNodes);
+        }
+        let trust = LightClient::new(&config.genesis.chain_id, config.genesis.validators.clone())
+            .map_err(|e| NetError::Genesis(e.to_string()))?;
+        Ok(Self {
+            config,
+            transport,
+            trust: Mutex::new(trust),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// The height of the newest header the client has accepted.
+    pub fn trusted_height(&self) -> u64 {
+        self.trust().last().map_or(0, |t| t.height)
+    }
+
+    fn trust(&self) -> std::sync::MutexGuard<'_, LightClient> {
+        self.trust.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The nodes in the order to try them: rotated on every call, spreading the load.
+    fn rotation(&self) -> Vec<String> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let nodes = &self.config.nodes;
+        (0..nodes.len())
+            .map(|i| nodes[(start + i) % nodes.len()].clone())
+            .collect()
+    }
+
+    /// One request to one node, within the timeout; error statuses become `Refused`.
+    async fn call(&self, node: &str, request: HttpRequest) -> Result<Vec<u8>, NetError> {
+        let answer = tokio::time::timeout(self.config.timeout, self.transport.send(node, request))
+            .await
+            .map_err(|_| NetError::NoAnswer {
+                tried: 1,
+                last: format!("{node}: timed out"),
+            })?
+            .map_err(|e| NetError::NoAnswer {
+                tried: 1,
+                last: format!("{node}: {e}"),
+            })?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer.body);
+        }
+        let message = strict_json::parse::<ErrorBody>(&answer.body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| "no error message".into());
+        Err(NetError::Refused {
+            status: answer.status,
+            message,
+        })
+    }
+
+    async fn call_json<R: DeserializeOwned>(
+        &self,
+        node: &str,
+        request: HttpRequest,
+    ) -> Result<R, NetError> {
+        let body = self.call(node, request).await?;
+        strict_json::parse(&body).map_err(|e| NetError::Malformed(format!("{node}: {e}")))
+    }
+
+    /// Sends `request` to the nodes in turn until one answers; a refusal (4xx) is an
+    /// answer, and is returned as it is.
+    async fn first_answer<R: DeserializeOwned>(&self, request: HttpRequest) -> Result<R, NetError> {
+        let nodes = self.rotation();
+        let mut last = String::new();
+        for node in &nodes {
+            match self.call_json(node, request.clone()).await {
+                Err(NetError::NoAnswer { last: why, .. }) => last = why,
+                Err(NetError::Refused { status, message }) if status >= 500 => {
+                    last = format!("{node}: {status} {message}")
+                }
+                other => return other,
+            }
+        }
+        Err(NetError::NoAnswer {
+            tried: nodes.len(),
+            last,
+        })
+    }
+
+    /// Submits a signed transaction; the node acknowledges once it is stored durably.
+    pub async fn submit(&self, tx: &SignedTransaction) -> Result<String, NetError> {
+        let body = serde_json::to_vec(&SubmitRequest {
+            jws: tx.as_jws().to_owned(),
+        })
+        .expect("requests serialize");
+        let answer: SubmitResponse = self
+            .first_answer(HttpRequest::post_json("/v1/tx", body))
+            .await?;
+        Ok(answer.id)
+    }
+
+    /// The sequence number `id`'s next transaction must carry (not proven: a wrong one only
+    /// makes the transaction fail).
+    pub async fn next_sequence(&self, id: &PartyId) -> Result<u64, NetError> {
+        let answer: SequenceAnswer = self
+            .first_answer(HttpRequest::get(format!("/v1/sequence/{id}")))
+            .await?;
+        Ok(answer.next)
+    }
+
+    /// Every registered ID of `role` (the decoy candidates). Not proven: the lookup reports
+    /// decoys that turn out unregistered or of another role.
+    pub async fn directory(&self, role: Role) -> Result<Vec<PartyId>, NetError> {
+        let role = serde_json::to_value(role).expect("roles serialize");
+        let role = role.as_str().expect("roles are strings");
+        let page: DirectoryPage = self
+            .first_answer(HttpRequest::get(format!("/v1/directory/{role}")))
+            .await?;
+        Ok(page.ids)
+    }
+
+    /// Follows the changes of validator set that `node` lists, each checked under the set
+    /// before it; a node that lists a bogus one is evidence.
+    async fn follow_validator_changes(&self, node: &str) -> Result<(), NodeFault> {
+        let answer: ValidatorsAnswer = self
+            .call_json(node, HttpRequest::get("/v1/validators"))
+            .await
+            .map_err(|e| NodeFault::NoAnswer(e.to_string()))?;
+        let mut trust = self.trust();
+        for transition in answer.transitions {
+            let from = transition.last.header.validators_hash;
+            if from != trust.validators().hash() {
+                continue; // one we followed already, or one after a change we lack
+            }
+            match trust.follow_transition(&transition.last, transition.next) {
+                Verdict::Success => {}
+                other => return Err(NodeFault::Header(other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `plan`'s request to n nodes in parallel (more when some do not answer) and
+    /// verifies every answer; see [`crate::lookup::verify_answers`]. On success the client
+    /// accepts the oldest verified header, so an honest node a block behind the others is not
+    /// taken for a liar next time, while a header older than that is refused as stale.
+    pub async fn lookup(&self, plan: &LookupPlan) -> Result<LookupOutcome, NetError> {
+        let body = serde_json::to_vec(&plan.request()).expect("requests serialize");
+        let nodes = self.rotation();
+        let wanted = self.config.n.clamp(1, nodes.len());
+        let mut answers: Vec<(String, Result<LookupResponse, String>)> = Vec::new();
+        let mut evidence = Vec::new();
+        let mut queue = nodes.into_iter();
+        while answers.len() < wanted {
+            let batch: Vec<String> = queue.by_ref().take(wanted - answers.len()).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let calls = batch.iter().map(|node| {
+                let request = HttpRequest::post_json("/v1/registry/lookup", body.clone());
+                async move {
+                    let answer = self.call_json::<LookupResponse>(node, request).await;
+                    (node.clone(), answer)
+                }
+            });
+            for (node, answer) in join_all(calls).await {
+                match answer {
+                    Ok(answer) => answers.push((node, Ok(answer))),
+                    Err(NetError::NoAnswer { last, .. }) => evidence.push(NodeEvidence {
+                        node,
+                        fault: NodeFault::NoAnswer(last),
+                    }),
+                    Err(e) => answers.push((node, Err(e.to_string()))),
+                }
+            }
+        }
+        // An answer under a validator set the client does not know yet: learn the changes
+        // from that node (checked), then verify.
+        let current = self.trust().validators().hash();
+        let mut newer_sets: Vec<String> = answers
+            .iter()
+            .filter(|(_, a)| {
+                a.as_ref()
+                    .is_ok_and(|a| a.header.header.validators_hash != current)
+            })
+            .map(|(node, _)| node.clone())
+            .collect();
+        newer_sets.dedup();
+        for node in newer_sets {
+            if let Err(fault) = self.follow_validator_changes(&node).await {
+                evidence.push(NodeEvidence { node, fault });
+            }
+        }
+        let trust = self.trust().clone();
+        let mut outcome =
+            crate::lookup::verify_answers(&trust, plan, answers).map_err(|e| match e {
+                LookupError::NoVerifiedAnswer(mut more) => {
+                    more.extend(evidence.clone());
+                    NetError::Lookup(LookupError::NoVerifiedAnswer(more))
+                }
+                other => NetError::Lookup(other),
+            })?;
+        outcome.evidence.extend(evidence);
+        self.trust().verify_header(&outcome.oldest);
+        Ok(outcome)
+    }
+
+    /// A grant, proven under a certified header (asked of nodes in turn until one answer
+    /// verifies).
+    pub async fn grant(&self, grant_id: &str) -> Result<VerifiedGrant, NetError> {
+        let request = HttpRequest::get(format!("/v1/grants/{}", path_segment(grant_id)));
+        self.verified(request, |trust, answer: GrantAnswer| {
+            verify_header(trust, &answer.header)?;
+            let key = state_key("grant", grant_id);
+            let value = trust
+                .verify_value(
+                    &key,
+                    answer.grant.value.as_deref().map(str::as_bytes),
+                    &answer.grant.proof,
+                )
+                .map_err(|e| NodeFault::Entry {
+                    id: PartyId::new("grant").expect("valid"),
+                    error: e,
+                })?;
+            let grant = value
+                .map(serde_json::from_slice::<GrantEntry>)
+                .transpose()
+                .map_err(|_| NodeFault::WrongIds)?;
+            Ok(VerifiedGrant {
+                grant,
+                height: answer.header.header.height,
+            })
+        })
+        .await
+    }
+
+    /// A patient's index head and a department's bread crumbs, proven.
+    pub async fn index(
+        &self,
+        patient: &PartyId,
+        department: &str,
+    ) -> Result<VerifiedIndex, NetError> {
+        let request = HttpRequest::get(format!(
+            "/v1/index/{patient}?department={}",
+            path_segment(department)
+        ));
+        self.verified(request, |trust, answer: IndexAnswer| {
+            verify_header(trust, &answer.header)?;
+            let fault = |error| NodeFault::Entry {
+                id: patient.clone(),
+                error,
+            };
+            let head = trust
+                .verify_value(
+                    &index_head_key(patient),
+                    answer.head.value.as_deref().map(str::as_bytes),
+                    &answer.head.proof,
+                )
+                .map_err(fault)?
+                .map(|v| {
+                    serde_json::from_slice::<String>(v)
+                        .ok()
+                        .and_then(|h| hex32::from_hex(&h))
+                })
+                .map(|h| h.ok_or(NodeFault::WrongIds))
+                .transpose()?;
+            let crumbs = trust
+                .verify_value(
+                    &crumbs_key(patient, department),
+                    answer.crumbs.value.as_deref().map(str::as_bytes),
+                    &answer.crumbs.proof,
+                )
+                .map_err(fault)?
+                .map(serde_json::from_slice::<Vec<u64>>)
+                .transpose()
+                .map_err(|_| NodeFault::WrongIds)?
+                .unwrap_or_default();
+            Ok(VerifiedIndex {
+                head,
+                crumbs,
+                height: answer.header.header.height,
+            })
+        })
+        .await
+    }
+
+    /// Asks nodes in turn until one answer passes `verify` (under a copy of the client's
+    /// trust, which then accepts that answer's header).
+    async fn verified<A: DeserializeOwned, R>(
+        &self,
+        request: HttpRequest,
+        verify: impl Fn(&mut LightClient, A) -> Result<R, NodeFault>,
+    ) -> Result<R, NetError> {
+        let mut evidence = Vec::new();
+        for node in self.rotation() {
+            let answer = match self.call_json::<A>(&node, request.clone()).await {
+                Ok(answer) => answer,
+                Err(NetError::Refused { status, message }) if status < 500 => {
+                    return Err(NetError::Refused { status, message });
+                }
+                Err(e) => {
+                    evidence.push(NodeEvidence {
+                        node,
+                        fault: NodeFault::NoAnswer(e.to_string()),
+                    });
+                    continue;
+                }
+            };
+            let mut trust = self.trust().clone();
+            match verify(&mut trust, answer) {
+                Ok(result) => {
+                    *self.trust() = trust;
+                    return Ok(result);
+                }
+                Err(fault) => evidence.push(NodeEvidence { node, fault }),
+            }
+        }
+        Err(NetError::Unverified(evidence))
+    }
+
+    /// Stores a blob on up to n nodes (at least one must take it); `claim` is the owner's
+    /// signed claim (see the node's API). Returns its address.
+    pub async fn put_blob(&self, bytes: &[u8], claim: &str) -> Result<Hash, NetError> {
+        let hash = crate::content_hash(bytes);
+        let path = format!("/v1/blobs/{}", hex32::to_hex(&hash));
+        let nodes = self.rotation();
+        let wanted = self.config.n.clamp(1, nodes.len());
+        let calls = nodes.iter().take(wanted).map(|node| {
+            let request = HttpRequest {
+                method: Method::Put,
+                path: path.clone(),
+                headers: vec![
+                    ("content-type", "application/octet-stream".into()),
+                    ("x-emr-owner", claim.to_owned()),
+                ],
+                body: bytes.to_vec(),
+            };
+            async move { self.call(node, request).await }
+        });
+        let results = join_all(calls).await;
+        if results.iter().any(Result::is_ok) {
+            return Ok(hash);
+        }
+        Err(results
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or(NetError::NoNodes))
+    }
+
+    /// Fetches a blob with the requester's signed AccessLog transaction (which the serving
+    /// node commits); tries the nodes in turn, as only some may hold it. The bytes are
+    /// checked against their address.
+    pub async fn get_blob(
+        &self,
+        hash: &Hash,
+        access: &SignedTransaction,
+    ) -> Result<Vec<u8>, NetError> {
+        let request = HttpRequest {
+            method: Method::Get,
+            path: format!("/v1/blobs/{}", hex32::to_hex(hash)),
+            headers: vec![("x-emr-access", access.as_jws().to_owned())],
+            body: Vec::new(),
+        };
+        let mut last = NetError::NoNodes;
+        for node in self.rotation() {
+            match self.call(&node, request.clone()).await {
+                Ok(bytes) if crate::content_hash(&bytes) == *hash => return Ok(bytes),
+                Ok(_) => {
+                    last = NetError::Malformed(format!("{node}: blob does not match its address"))
+                }
+                Err(NetError::Refused {
+                    status: 404,
+                    message,
+                }) => {
+                    last = NetError::Refused {
+                        status: 404,
+                        message,
+                    }
+                }
+                Err(e @ NetError::Refused { .. }) => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Polls a lookup of `id` until the chain shows it registered (or `limit` passes).
+    pub async fn wait_registered(
+        &self,
+        id: &PartyId,
+        limit: Duration,
+    ) -> Result<crate::ledger::verify::VerifiedEntry, NetError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let key = crate::lookup::LookupKey::derive(&crate::keys::txkeys::MasterSecret::generate());
+        loop {
+            let plan = LookupPlan::new(&key, id, Role::Node, &[], crate::lookup::QuerySize::K(1))?;
+            if let Ok(outcome) = self.lookup(&plan).await {
+                if let Some(entry) = outcome.target {
+                    return Ok(entry);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NetError::NoAnswer {
+                    tried: 0,
+                    last: format!("{id} not registered within {limit:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls until `id`'s next sequence number is past `sequence` (its transaction with that
+    /// number is committed), or `limit` passes.
+    pub async fn wait_sequence(
+        &self,
+        id: &PartyId,
+        sequence: u64,
+        limit: Duration,
+    ) -> Result<(), NetError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self
+                .next_sequence(id)
+                .await
+                .is_ok_and(|next| next > sequence)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NetError::NoAnswer {
+                    tried: 0,
+                    last: format!("transaction {sequence} of {id} not committed within {limit:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn verify_header(
+    trust: &mut LightClient,
+    header: &crate::ledger::block::CertifiedHeader,
+) -> Result<(), NodeFault> {
+    match trust.verify_header(header) {
+        Verdict::Success => Ok(()),
+        other => Err(NodeFault::Header(other)),
+    }
+}
+
+/// Percent-encodes what is not a URL path's unreserved character.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

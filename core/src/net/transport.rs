@@ -1,0 +1,204 @@
+//! How the client reaches full nodes: a [`Transport`] sends one HTTP request to one node.
+//! [`HttpTransport`] is the real one (reqwest over rustls with aws-lc-rs); [`LyingTransport`]
+//! wraps another and makes chosen nodes drop, delay or alter their answers, for tests of
+//! what a dishonest node can and cannot do.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+}
+
+/// One request to a node's API: a path under the node's base URL (`/v1/...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub fn get(path: impl Into<String>) -> Self {
+        Self {
+            method: Method::Get,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn post_json(path: impl Into<String>, body: Vec<u8>) -> Self {
+        Self {
+            method: Method::Post,
+            path: path.into(),
+            headers: vec![("content-type", "application/json".into())],
+            body,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Sends requests to nodes named by their base URL. An `Err` is "no answer" (connection,
+/// TLS, timeout), as opposed to an answer with an error status.
+pub trait Transport: Send + Sync + 'static {
+    fn send(
+        &self,
+        node: &str,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, String>> + Send;
+}
+
+/// Which certificates the client trusts for `https://` nodes.
+#[derive(Debug, Clone)]
+pub enum TlsTrust {
+    /// Only the CA certificates in this PEM (a consortium's own CA).
+    CaPem(Vec<u8>),
+    /// Only plain `http://` nodes (loopback tests and the demo).
+    PlainHttpOnly,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
+/// The real transport: HTTP/1.1 or HTTPS with rustls (aws-lc-rs provider).
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    pub fn new(trust: TlsTrust, timeout: Duration) -> Result<Self, TransportError> {
+        let mut roots = rustls::RootCertStore::empty();
+        if let TlsTrust::CaPem(pem) = &trust {
+            use rustls::pki_types::{CertificateDer, pem::PemObject};
+            let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| TransportError::Tls(format!("CA PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(TransportError::Tls("CA PEM holds no certificate".into()));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| TransportError::Tls(format!("CA certificate: {e}")))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TransportError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(timeout)
+            .build()
+            .map_err(|e| TransportError::Client(e.to_string()))?;
+        Ok(Self { client })
+    }
+}
+
+impl Transport for HttpTransport {
+    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, String> {
+        let url = format!("{}{}", node.trim_end_matches('/'), request.path);
+        let mut builder = match request.method {
+            Method::Get => self.client.get(url),
+            Method::Post => self.client.post(url),
+            Method::Put => self.client.put(url),
+        };
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        if !request.body.is_empty() || request.method != Method::Get {
+            builder = builder.body(request.body);
+        }
+        let response = builder.send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        Ok(HttpResponse {
+            status,
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// Alters a node's answer: the request it answers, and the answer to change.
+pub type Alteration = Arc<dyn Fn(&HttpRequest, &mut HttpResponse) + Send + Sync>;
+
+/// What a node does under a [`LyingTransport`].
+#[derive(Clone)]
+pub enum Behaviour {
+    Honest,
+    /// No answer at all.
+    Drop,
+    /// Answers late.
+    Delay(Duration),
+    /// Answers, but changed.
+    Alter(Alteration),
+}
+
+/// A transport for tests: `inner` with some nodes misbehaving.
+pub struct LyingTransport<T> {
+    inner: T,
+    behaviours: Mutex<HashMap<String, Behaviour>>,
+}
+
+impl<T: Transport> LyingTransport<T> {
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            behaviours: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn set(&self, node: &str, behaviour: Behaviour) {
+        self.behaviours
+            .lock()
+            .expect("not poisoned")
+            .insert(node.to_owned(), behaviour);
+    }
+
+    fn behaviour(&self, node: &str) -> Behaviour {
+        self.behaviours
+            .lock()
+            .expect("not poisoned")
+            .get(node)
+            .cloned()
+            .unwrap_or(Behaviour::Honest)
+    }
+}
+
+impl<T: Transport> Transport for LyingTransport<T> {
+    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, String> {
+        match self.behaviour(node) {
+            Behaviour::Honest => self.inner.send(node, request).await,
+            Behaviour::Drop => Err("dropped".into()),
+            Behaviour::Delay(delay) => {
+                tokio::time::sleep(delay).await;
+                self.inner.send(node, request).await
+            }
+            Behaviour::Alter(alter) => {
+                let mut response = self.inner.send(node, request.clone()).await?;
+                alter(&request, &mut response);
+                Ok(response)
+            }
+        }
+    }
+}
