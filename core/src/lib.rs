@@ -13,6 +13,7 @@
 //! - [`ledger`]: what full nodes and thin clients share: RFC 6962 Merkle trees, the state map
 //!   with proofs, transactions, blocks and certificates, the improved-DPoS rules, the thin-client
 //!   verifier, and the node API's wire types.
+//! - [`account`]: a party's transactions, blob claims, access logs, index entries and grants.
 //! - [`lookup`]: the k-anonymous registry lookup: stable PRF-chosen decoys, and verification
 //!   of several nodes' answers with evidence against those that fail.
 //!
@@ -21,6 +22,7 @@
 //! Raw primitives live in a crate-private `hazmat` module; everything public works on typed,
 //! validated values. Secrets zeroize on drop and print as `[redacted]`.
 
+pub mod account;
 pub mod b64;
 pub mod ces;
 mod hazmat;

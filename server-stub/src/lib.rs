@@ -1,7 +1,7 @@
 //! `emrshare-node` as a library: the reference full node of an emrshare consortium.
 //!
 //! The binary (`src/main.rs`) is a thin command line over [`config::init`] and [`serve`]; the
-//! `emrshare` CLI embeds the same [`serve`] to start a local consortium for its demo.
+//! `emrshare` CLI starts a local consortium inside its own process with [`spawn`] for its demo.
 
 pub mod api;
 pub mod blobs;
@@ -13,6 +13,7 @@ pub mod tls;
 
 use anyhow::{Context, Result};
 use std::future::Future;
+use std::sync::Arc;
 
 /// Runs one node (consensus loop and HTTP API, HTTPS when the config has `[tls]`) until
 /// `shutdown` completes.
@@ -20,6 +21,48 @@ pub async fn serve(
     config: config::NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let (node, listener, tls) = open(config).await?;
+    run(node, listener, tls, shutdown).await
+}
+
+/// A node started inside this process by [`spawn`].
+pub struct RunningNode {
+    pub node: Arc<node::Node>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningNode {
+    /// Stops serving and waits for the node to finish.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+/// Starts a node on the current tokio runtime; it serves once this returns.
+pub async fn spawn(config: config::NodeConfig) -> Result<RunningNode> {
+    let (node, listener, tls) = open(config).await?;
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(Arc::clone(&node), listener, tls, async {
+        let _ = stopped.await;
+    }));
+    Ok(RunningNode {
+        node,
+        shutdown: Some(shutdown),
+        task,
+    })
+}
+
+type Opened = (
+    Arc<node::Node>,
+    tokio::net::TcpListener,
+    Option<Arc<rustls::ServerConfig>>,
+);
+
+async fn open(config: config::NodeConfig) -> Result<Opened> {
     let listen = config.listen;
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
     let node = node::Node::open(config)?;
@@ -28,7 +71,16 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("{} listening on {scheme}://{listen}", node.keys.id);
-    let consensus = tokio::spawn(std::sync::Arc::clone(&node).run_consensus());
+    Ok((node, listener, tls))
+}
+
+async fn run(
+    node: Arc<node::Node>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let consensus = tokio::spawn(Arc::clone(&node).run_consensus());
     let app = api::router(node);
     let served = match tls {
         Some(tls) => {

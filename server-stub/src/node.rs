@@ -522,8 +522,7 @@ impl Node {
 /// Why a blob request is refused: an HTTP status and a reason.
 pub type Refusal = (u16, String);
 
-/// The `typ` of an owner's signed claim on an uploaded blob.
-pub const BLOB_CLAIM_TYP: &str = "emr-blob+jwt";
+pub use emrshare_core::account::BLOB_CLAIM_TYP;
 /// How far the time in a claim or access log may be from the node's clock, in seconds.
 const MAX_SKEW_S: u64 = 300;
 
