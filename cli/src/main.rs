@@ -2,6 +2,7 @@
 //! make keys, sign a record (doctor), extract and present it (patient), verify it (anyone),
 //! seal and open envelopes. `demo` runs the whole visit story on a sample record.
 
+mod consortium;
 mod demo;
 mod files;
 
@@ -75,8 +76,15 @@ enum Command {
     },
     /// Run the visit story on a sample record: keys, sign, verify, extract, seal, open,
     /// present with key binding, verify; prints each step.
+    /// Run the three stories of DESIGN section 1 on a local consortium in this process.
     Demo {
-        /// Keep the generated files in this folder.
+        /// IDs per k-anonymous lookup: the target and k-1 decoys.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Nodes in the local consortium (3 in 5 propose, 2 in 5 audit).
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Keep the consortium's files (keys, genesis, node databases) in this folder.
         #[arg(long)]
         keep: Option<PathBuf>,
     },
@@ -201,7 +209,7 @@ fn run(command: Command) -> Result<()> {
                 Envelope::parse(&files::read_input(input.as_deref(), MAX_ENVELOPE_BYTES)?)?;
             files::write_stdout(&envelope.open(&keys)?)?;
         }
-        Command::Demo { keep } => demo::run(keep)?,
+        Command::Demo { k, nodes, keep } => demo::run(demo::Options { k, nodes, keep })?,
     }
     Ok(())
 }

@@ -459,17 +459,29 @@ fn wrapped_key_files_need_the_passphrase() {
 }
 
 #[test]
-fn demo_runs_the_visit_story_and_keeps_files() {
+fn demo_runs_the_three_stories_on_a_local_consortium_and_keeps_its_files() {
     let dir = tempfile::tempdir().unwrap();
     let keep: PathBuf = dir.path().join("kept");
-    let out = ok(&["demo", "--keep", keep.to_str().unwrap()], None);
+    let out = ok(
+        &[
+            "demo",
+            "--k",
+            "4",
+            "--nodes",
+            "3",
+            "--keep",
+            keep.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(out.contains("all checks held"), "{out}");
-    for file in [
-        "doctor.pub.json",
-        "patient.key.json",
-        "record.sd-jwt",
-        "presentation.sd-jwt",
-    ] {
+    for story in ["Story 1", "Story 2", "Story 3"] {
+        assert!(out.contains(story), "{story} missing: {out}");
+    }
+    // The lying node is caught, and the lookups succeed anyway.
+    assert!(out.contains("(the lying node)"), "{out}");
+    assert!(out.contains("asked 4 IDs of 3 nodes"), "{out}");
+    for file in ["consortium/genesis.json", "consortium/node-0/config.toml"] {
         assert!(Path::new(&keep).join(file).exists(), "{file}");
     }
 }

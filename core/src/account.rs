@@ -64,6 +64,12 @@ impl Account {
         self.next_sequence
     }
 
+    /// Takes the chain's word for the next sequence number (after a transaction that was
+    /// signed but never committed, such as an access log a node refused).
+    pub fn set_next_sequence(&mut self, next: u64) {
+        self.next_sequence = next;
+    }
+
     /// Signs `body` with the next sequence number.
     pub fn sign(&mut self, body: TxBody) -> SignedTransaction {
         let tx = Transaction {

@@ -90,6 +90,13 @@ pub struct VerifiedIndex {
     pub height: u64,
 }
 
+/// A certified block whose header and transactions were verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedBlock {
+    pub header: crate::ledger::block::Header,
+    pub txs: Vec<SignedTransaction>,
+}
+
 /// The client of a consortium's full nodes.
 pub struct NodeClient<T: Transport = HttpTransport> {
     config: ClientConfig,
@@ -310,6 +317,15 @@ impl<T: Transport> NodeClient<T> {
         Ok(outcome)
     }
 
+    /// The newest certified header a node serves, verified (and then trusted).
+    pub async fn latest_header(&self) -> Result<crate::ledger::block::CertifiedHeader, NetError> {
+        self.verified(HttpRequest::get("/v1/header/latest"), |trust, header| {
+            verify_header(trust, &header)?;
+            Ok(header)
+        })
+        .await
+    }
+
     /// A grant, proven under a certified header (asked of nodes in turn until one answer
     /// verifies).
     pub async fn grant(&self, grant_id: &str) -> Result<VerifiedGrant, NetError> {
@@ -487,6 +503,57 @@ impl<T: Transport> NodeClient<T> {
             }
         }
         Err(last)
+    }
+
+    /// The certified blocks up to `to` from one node, each header verified from genesis
+    /// (following the node's changes of validator set) and its transactions checked against
+    /// the header's root: the basis of an audit log. Walks the chain from height 1.
+    pub async fn verified_blocks(&self, to: u64) -> Result<Vec<VerifiedBlock>, NetError> {
+        let node = self.rotation().remove(0);
+        let genesis = &self.config.genesis;
+        let mut trust = LightClient::new(&genesis.chain_id, genesis.validators.clone())
+            .map_err(|e| NetError::Genesis(e.to_string()))?;
+        let changes: ValidatorsAnswer = self
+            .call_json(&node, HttpRequest::get("/v1/validators"))
+            .await?;
+        let mut blocks = Vec::new();
+        for height in 1..=to {
+            let block: crate::ledger::block::CertifiedBlock = self
+                .call_json(&node, HttpRequest::get(format!("/v1/blocks/{height}")))
+                .await?;
+            let bad = |what: &str| NetError::Malformed(format!("{node}: block {height}: {what}"));
+            if !matches!(
+                trust.verify_header(&block.certified_header()),
+                Verdict::Success
+            ) {
+                return Err(bad("certificate does not verify"));
+            }
+            let txs = block
+                .txs
+                .iter()
+                .map(|t| SignedTransaction::parse(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| bad("malformed transaction"))?;
+            if crate::ledger::block::tx_root(&txs) != block.header.tx_root {
+                return Err(bad("transactions do not match the header"));
+            }
+            if block.header.next_validators_hash != block.header.validators_hash {
+                let next = changes
+                    .transitions
+                    .iter()
+                    .find(|t| t.last.header == block.header)
+                    .ok_or_else(|| bad("change of validator set not listed"))?;
+                let verdict = trust.follow_transition(&next.last, next.next.clone());
+                if verdict != Verdict::Success {
+                    return Err(bad("change of validator set does not verify"));
+                }
+            }
+            blocks.push(VerifiedBlock {
+                header: block.header,
+                txs,
+            });
+        }
+        Ok(blocks)
     }
 
     /// Polls a lookup of `id` until the chain shows it registered (or `limit` passes).
