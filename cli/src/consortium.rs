@@ -91,3 +91,31 @@ impl LocalConsortium {
         Ok(())
     }
 }
+
+/// `emrshare local-consortium`: starts one in `dir` and serves until Ctrl-C or `seconds`.
+pub fn serve(dir: &Path, nodes: usize, slot_ms: u64, seconds: Option<u64>) -> Result<()> {
+    if dir.join("genesis.json").exists() {
+        bail!("{} holds a consortium already", dir.display());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let consortium = LocalConsortium::start(dir, nodes, slot_ms).await?;
+        for url in &consortium.urls {
+            println!("{url}");
+        }
+        println!("ready");
+        let limit = async {
+            match seconds {
+                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = limit => {}
+        }
+        consortium.stop().await
+    })
+}

@@ -5,6 +5,7 @@
 mod consortium;
 mod demo;
 mod files;
+mod roles;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -76,6 +77,50 @@ enum Command {
     },
     /// Run the visit story on a sample record: keys, sign, verify, extract, seal, open,
     /// present with key binding, verify; prints each step.
+    /// Register this party's ID and keys on a running consortium.
+    Register {
+        #[arg(long)]
+        key: PathBuf,
+        /// patient, doctor, hospital, insurer or researcher.
+        #[arg(long)]
+        role: String,
+        /// Days the registration is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+        #[command(flatten)]
+        consortium: roles::Consortium,
+    },
+    /// Look a party up k-anonymously (the target among k-1 registered decoys of its role),
+    /// verified under a certified header; prints its registry entry.
+    Lookup {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[command(flatten)]
+        consortium: roles::Consortium,
+    },
+    /// Start a local consortium in this process (keys, genesis and node databases in DIR);
+    /// prints the node URLs and `ready`, then serves until Ctrl-C or --seconds.
+    LocalConsortium {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        #[arg(long, default_value_t = 500)]
+        slot_ms: u64,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// A patient's steps on a running consortium.
+    #[command(subcommand)]
+    Patient(roles::PatientCommand),
+    /// A requesting institution's steps on a running consortium.
+    #[command(subcommand)]
+    Requester(roles::RequesterCommand),
     /// Run the three stories of DESIGN section 1 on a local consortium in this process.
     Demo {
         /// IDs per k-anonymous lookup: the target and k-1 decoys.
@@ -209,6 +254,26 @@ fn run(command: Command) -> Result<()> {
                 Envelope::parse(&files::read_input(input.as_deref(), MAX_ENVELOPE_BYTES)?)?;
             files::write_stdout(&envelope.open(&keys)?)?;
         }
+        Command::Register {
+            key,
+            role,
+            days,
+            consortium,
+        } => roles::register(&key, &role, days, &consortium)?,
+        Command::Lookup {
+            id,
+            role,
+            k,
+            consortium,
+        } => roles::lookup(&id, &role, k, &consortium)?,
+        Command::LocalConsortium {
+            dir,
+            nodes,
+            slot_ms,
+            seconds,
+        } => consortium::serve(&dir, nodes, slot_ms, seconds)?,
+        Command::Patient(command) => roles::patient(command)?,
+        Command::Requester(command) => roles::requester(command)?,
         Command::Demo { k, nodes, keep } => demo::run(demo::Options { k, nodes, keep })?,
     }
     Ok(())

@@ -1,0 +1,325 @@
+//! Each role's CLI steps against a running consortium, as real processes: `emrshare
+//! local-consortium` serves 3 nodes on loopback; parties register, a doctor's record is
+//! stored and indexed, granted, fetched under the grant, revoked, refused, and audited.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Consortium {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Consortium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Consortium {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emrshare"))
+            .args([
+                "local-consortium",
+                "--nodes",
+                "3",
+                "--slot-ms",
+                "300",
+                "--seconds",
+                "300",
+            ])
+            .arg("--dir")
+            .arg(dir.path().join("c"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let started = Instant::now();
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            let line = lines.next().expect("the consortium prints ready").unwrap();
+            if line == "ready" {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no consortium");
+        }
+        Self { child, dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    fn consortium(&self) -> String {
+        self.path("c")
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn emrshare(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_emrshare"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(args: &[&str]) -> String {
+    let run = emrshare(args);
+    assert_eq!(run.code, 0, "emrshare {args:?} failed: {}", run.stderr);
+    run.stdout
+}
+
+fn fails(args: &[&str], expected: &str) {
+    let run = emrshare(args);
+    assert_ne!(run.code, 0, "emrshare {args:?} should fail");
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(expected),
+        "{args:?}: expected {expected:?} in {:?}",
+        run.stderr
+    );
+}
+
+fn keygen(c: &Consortium, name: &str, id: Option<&str>) -> String {
+    let key = c.path(&format!("{name}.key.json"));
+    let mut args = vec!["keygen", "--rsa-bits", "2048", "--out", &key];
+    if let Some(id) = id {
+        args.extend(["--id", id]);
+    }
+    let public = ok(&args);
+    std::fs::write(c.path(&format!("{name}.pub.json")), public).unwrap();
+    key
+}
+
+#[test]
+fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
+    let c = Consortium::start();
+    let consortium = c.consortium();
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--consortium".into(), consortium.clone()]);
+        all
+    };
+    let run_ok = |args: &[&str]| {
+        let args = with(args);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let run_fails = |args: &[&str], expected: &str| {
+        let args = with(args);
+        fails(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            expected,
+        )
+    };
+
+    let doctor = keygen(&c, "doctor", Some("hospital:st-marys"));
+    let patient = keygen(&c, "patient", None);
+    let insurer = keygen(&c, "insurer", Some("insurer:acme"));
+    let decoys: Vec<String> = (0..3)
+        .map(|i| {
+            keygen(
+                &c,
+                &format!("decoy{i}"),
+                Some(&format!("insurer:decoy-{i}")),
+            )
+        })
+        .collect();
+    run_ok(&["register", "--key", &doctor, "--role", "hospital"]);
+    run_ok(&["register", "--key", &patient, "--role", "patient"]);
+    let registered = run_ok(&["register", "--key", &insurer, "--role", "insurer"]);
+    assert!(
+        registered.contains("insurer:acme registered"),
+        "{registered}"
+    );
+    for decoy in &decoys {
+        run_ok(&["register", "--key", decoy, "--role", "insurer"]);
+    }
+    run_fails(
+        &["register", "--key", &insurer, "--role", "insurer"],
+        "has sent transactions already",
+    );
+    run_fails(
+        &["register", "--key", &doctor, "--role", "wizard"],
+        "unknown role",
+    );
+
+    let entry = run_ok(&[
+        "lookup",
+        "--id",
+        "insurer:acme",
+        "--role",
+        "insurer",
+        "--k",
+        "3",
+    ]);
+    assert!(entry.contains("\"id\": \"insurer:acme\""), "{entry}");
+    run_fails(
+        &[
+            "lookup",
+            "--id",
+            "insurer:nobody",
+            "--role",
+            "insurer",
+            "--k",
+            "3",
+        ],
+        "not registered",
+    );
+
+    // The doctor signs and seals a record to the patient (offline steps).
+    let record = c.path("record.json");
+    std::fs::write(
+        &record,
+        r#"{"name":"Ada","gender":"f","age":"36","id_number":"X1","medical_history":"none","examination":"ok","prescription":"rest"}"#,
+    )
+    .unwrap();
+    let sd_jwt = ok(&[
+        "ces",
+        "sign",
+        "--key",
+        &doctor,
+        "--patient",
+        &c.path("patient.pub.json"),
+        "--record",
+        &record,
+    ]);
+    std::fs::write(c.path("record.sd-jwt"), sd_jwt.trim()).unwrap();
+    let jwe = ok(&[
+        "seal",
+        "--to",
+        &c.path("patient.pub.json"),
+        "--in",
+        &c.path("record.sd-jwt"),
+    ]);
+    std::fs::write(c.path("record.jwe"), jwe.trim()).unwrap();
+
+    let blob = run_ok(&[
+        "patient",
+        "store",
+        "--key",
+        &patient,
+        "--in",
+        &c.path("record.jwe"),
+    ]);
+    assert_eq!(blob.trim().len(), 64, "{blob}");
+    run_fails(
+        &[
+            "patient",
+            "store",
+            "--key",
+            &insurer,
+            "--in",
+            &c.path("record.jwe"),
+        ],
+        "not sealed to this patient",
+    );
+    let granted = run_ok(&[
+        "patient",
+        "grant",
+        "--key",
+        &patient,
+        "--in",
+        &c.path("record.jwe"),
+        "--to",
+        "insurer:acme",
+        "--parts",
+        "examination",
+        "--k",
+        "3",
+    ]);
+    let granted: serde_json::Value = serde_json::from_str(&granted).unwrap();
+    let (grant, shared) = (
+        granted["grant"].as_str().unwrap().to_owned(),
+        granted["blob"].as_str().unwrap().to_owned(),
+    );
+    let fetched = run_ok(&[
+        "requester",
+        "fetch",
+        "--key",
+        &insurer,
+        "--blob",
+        &shared,
+        "--grant",
+        &grant,
+    ]);
+    std::fs::write(c.path("fetched.sd-jwt"), fetched.trim()).unwrap();
+    ok(&[
+        "ces",
+        "verify",
+        "--in",
+        &c.path("fetched.sd-jwt"),
+        "--issuer",
+        &c.path("doctor.pub.json"),
+        "--holder",
+        &c.path("patient.pub.json"),
+    ]);
+    // Not the grantee; a grant that does not exist.
+    run_fails(
+        &[
+            "requester",
+            "fetch",
+            "--key",
+            &decoys[0],
+            "--blob",
+            &shared,
+            "--grant",
+            &grant,
+        ],
+        "no grant",
+    );
+    run_fails(
+        &[
+            "requester",
+            "fetch",
+            "--key",
+            &insurer,
+            "--blob",
+            &shared,
+            "--grant",
+            "grant-none",
+        ],
+        "no grant",
+    );
+
+    let revoked = run_ok(&["patient", "revoke", "--key", &patient, "--grant", &grant]);
+    assert!(revoked.contains("revoked"), "{revoked}");
+    run_fails(
+        &[
+            "requester",
+            "fetch",
+            "--key",
+            &insurer,
+            "--blob",
+            &shared,
+            "--grant",
+            &grant,
+        ],
+        "does not allow",
+    );
+
+    let audit = run_ok(&["patient", "audit", "--key", &patient, "--blob", &shared]);
+    let accesses: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(accesses.len(), 1, "{audit}");
+    assert_eq!(accesses[0]["accessor"], "insurer:acme");
+    assert_eq!(accesses[0]["grant"], grant.as_str());
+    assert!(Path::new(&c.consortium()).join("genesis.json").exists());
+}
