@@ -35,7 +35,7 @@ fn free_ports(count: usize) -> Result<u16> {
 impl LocalConsortium {
     /// Writes a consortium of `nodes` nodes into `dir` and starts them; returns once every
     /// node answers its health check.
-    pub async fn start(dir: &Path, nodes: usize, slot_ms: u64) -> Result<Self> {
+    pub async fn start(dir: &Path, nodes: usize, slot_ms: u64, tls: bool) -> Result<Self> {
         if nodes < 2 {
             bail!("a consortium needs at least 2 nodes (a proposer and an auditor)");
         }
@@ -49,7 +49,7 @@ impl LocalConsortium {
             base_port,
             slot_ms,
             chain_id: "emrshare-demo".into(),
-            tls: false,
+            tls,
         };
         let configs = init(dir, &options).context("cannot write the consortium")?;
         let genesis = load_genesis(&dir.join("genesis.json"))?;
@@ -57,7 +57,12 @@ impl LocalConsortium {
         let mut urls = Vec::new();
         for path in &configs {
             let config = NodeConfig::load(path)?;
-            urls.push(format!("http://{}", config.listen));
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            urls.push(format!("{scheme}://{}", config.listen));
             running.push(spawn(config).await?);
         }
         let consortium = Self {
@@ -93,7 +98,13 @@ impl LocalConsortium {
 }
 
 /// `emrshare local-consortium`: starts one in `dir` and serves until Ctrl-C or `seconds`.
-pub fn serve(dir: &Path, nodes: usize, slot_ms: u64, seconds: Option<u64>) -> Result<()> {
+pub fn serve(
+    dir: &Path,
+    nodes: usize,
+    slot_ms: u64,
+    tls: bool,
+    seconds: Option<u64>,
+) -> Result<()> {
     if dir.join("genesis.json").exists() {
         bail!("{} holds a consortium already", dir.display());
     }
@@ -101,7 +112,7 @@ pub fn serve(dir: &Path, nodes: usize, slot_ms: u64, seconds: Option<u64>) -> Re
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let consortium = LocalConsortium::start(dir, nodes, slot_ms).await?;
+        let consortium = LocalConsortium::start(dir, nodes, slot_ms, tls).await?;
         for url in &consortium.urls {
             println!("{url}");
         }

@@ -164,7 +164,8 @@ async fn run_async(options: Options) -> Result<()> {
     println!("emrshare demo: the three stories of DESIGN section 1 on a local consortium\n");
     println!("0. The consortium");
     let t = Instant::now();
-    let consortium = LocalConsortium::start(&dir.join("consortium"), options.nodes, 300).await?;
+    let consortium =
+        LocalConsortium::start(&dir.join("consortium"), options.nodes, 300, false).await?;
     step(
         t,
         "nodes",

@@ -111,6 +111,10 @@ enum Command {
         nodes: usize,
         #[arg(long, default_value_t = 500)]
         slot_ms: u64,
+        /// Serve HTTPS with a consortium CA written to DIR/ca.pem (clients given
+        /// --consortium DIR trust it).
+        #[arg(long)]
+        tls: bool,
         /// Stop after this many seconds.
         #[arg(long)]
         seconds: Option<u64>,
@@ -270,8 +274,9 @@ fn run(command: Command) -> Result<()> {
             dir,
             nodes,
             slot_ms,
+            tls,
             seconds,
-        } => consortium::serve(&dir, nodes, slot_ms, seconds)?,
+        } => consortium::serve(&dir, nodes, slot_ms, tls, seconds)?,
         Command::Patient(command) => roles::patient(command)?,
         Command::Requester(command) => roles::requester(command)?,
         Command::Demo { k, nodes, keep } => demo::run(demo::Options { k, nodes, keep })?,

@@ -1,6 +1,8 @@
 //! Each role's CLI steps against a running consortium, as real processes: `emrshare
-//! local-consortium` serves 3 nodes on loopback; parties register, a doctor's record is
-//! stored and indexed, granted, fetched under the grant, revoked, refused, and audited.
+//! local-consortium --tls` serves 3 nodes over HTTPS on loopback (a CA generated for the
+//! test; clients trust only it, as a phone would its consortium's), and parties register; a
+//! doctor's record is stored and indexed, granted, fetched under the grant, revoked, refused,
+//! and audited.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,6 +27,7 @@ impl Consortium {
         let mut child = Command::new(env!("CARGO_BIN_EXE_emrshare"))
             .args([
                 "local-consortium",
+                "--tls",
                 "--nodes",
                 "3",
                 "--slot-ms",
@@ -321,5 +324,22 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
     assert_eq!(accesses.len(), 1, "{audit}");
     assert_eq!(accesses[0]["accessor"], "insurer:acme");
     assert_eq!(accesses[0]["grant"], grant.as_str());
-    assert!(Path::new(&c.consortium()).join("genesis.json").exists());
+    assert!(Path::new(&c.consortium()).join("ca.pem").exists());
+    // A client that does not trust the consortium's CA gets no answer at all.
+    let stranger = c.path("stranger-ca.pem");
+    std::fs::write(&stranger, include_str!("data/unrelated-ca.pem")).unwrap();
+    fails(
+        &[
+            "lookup",
+            "--id",
+            "insurer:acme",
+            "--role",
+            "insurer",
+            "--consortium",
+            &consortium,
+            "--ca",
+            &stranger,
+        ],
+        "no node answered",
+    );
 }
