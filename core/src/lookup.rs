@@ -193,16 +193,28 @@ struct Verified {
     entries: ProvenEntries,
 }
 
+/// Clients that accepted a certified header: answers with the same header and certificate
+/// as another node's are not checked signature by signature again.
+type AcceptedHeaders = Vec<(CertifiedHeader, LightClient)>;
+
 fn verify_one(
     client: &LightClient,
+    accepted: &mut AcceptedHeaders,
     plan: &LookupPlan,
     answer: LookupResponse,
 ) -> Result<(CertifiedHeader, ProvenEntries), NodeFault> {
-    let mut client = client.clone();
-    match client.verify_header(&answer.header) {
-        Verdict::Success => {}
-        other => return Err(NodeFault::Header(other)),
-    }
+    let client = match accepted.iter().find(|(h, _)| *h == answer.header) {
+        Some((_, client)) => client.clone(),
+        None => {
+            let mut client = client.clone();
+            match client.verify_header(&answer.header) {
+                Verdict::Success => {}
+                other => return Err(NodeFault::Header(other)),
+            }
+            accepted.push((answer.header.clone(), client.clone()));
+            client
+        }
+    };
     let asked: Vec<&PartyId> = plan.ids.iter().collect();
     let answered: Vec<&PartyId> = answer.entries.iter().map(|e| &e.id).collect();
     if asked != answered {
@@ -233,10 +245,11 @@ pub fn verify_answers(
 ) -> Result<LookupOutcome, LookupError> {
     let mut verified: Vec<Verified> = Vec::new();
     let mut evidence = Vec::new();
+    let mut accepted = AcceptedHeaders::new();
     for (node, answer) in answers {
         let result = answer
             .map_err(NodeFault::NoAnswer)
-            .and_then(|a| verify_one(client, plan, a));
+            .and_then(|a| verify_one(client, &mut accepted, plan, a));
         match result {
             Ok((header, entries)) => verified.push(Verified {
                 node,

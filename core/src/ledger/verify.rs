@@ -56,6 +56,15 @@ pub struct TrustedHeader {
     pub height: u64,
     pub hash: Hash,
     pub state_root: Hash,
+    /// SHA-256 of the certificate it was accepted with: the same header with the same
+    /// certificate is accepted again without checking signatures.
+    pub certificate_hash: Hash,
+}
+
+fn certificate_hash(certified: &CertifiedHeader) -> Hash {
+    crate::hazmat::sha256(
+        &serde_json::to_vec(&certified.certificate).expect("certificates serialize"),
+    )
 }
 
 /// A registry entry proven under a header the client accepted. Only
@@ -181,6 +190,7 @@ impl LightClient {
                     height: header.height,
                     hash: header.hash(),
                     state_root: header.state_root,
+                    certificate_hash: certificate_hash(certified),
                 });
                 Verdict::Success
             }
@@ -206,6 +216,10 @@ impl LightClient {
             }
             if header.height == last.height && hash != last.hash {
                 return invalid(InvalidReason::ConflictingHeader);
+            }
+            if hash == last.hash && certificate_hash(certified) == last.certificate_hash {
+                // Accepted before with this very certificate: nothing new to check.
+                return Ok(());
             }
         }
         if header.validators_hash != self.validators.hash() {
@@ -590,6 +604,26 @@ mod tests {
                 .verify_registry_entry(&other, Some(&value), &absence)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_accepted_header_with_another_certificate_is_checked_again() {
+        let c = consortium();
+        let mut client = LightClient::new("test", c.set.clone()).unwrap();
+        let h = header(&c, 3, [3; 32]);
+        let good = certify(&c, h.clone(), &[3, 4]);
+        assert_eq!(client.verify_header(&good), Verdict::Success);
+        assert_eq!(client.verify_header(&good), Verdict::Success);
+        let mut forged = good.clone();
+        forged.certificate.votes[1] = forged.certificate.votes[0].clone();
+        assert!(matches!(
+            client.verify_header(&forged),
+            Verdict::Invalid(InvalidReason::DuplicateVote(_))
+        ));
+        assert!(matches!(
+            client.verify_header(&certify(&c, h, &[5])),
+            Verdict::NotEnoughTrust { .. }
+        ));
     }
 
     #[test]
