@@ -78,6 +78,12 @@ pub fn router(node: Shared) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
+        // A request (a slow body included) gets this long; then a 408, and the connection's
+        // resources go back.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_millis(node.config.limits.serve_timeout_ms),
+        ))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(node)
 }
@@ -211,12 +217,35 @@ async fn lookup(State(node): State<Shared>, body: Bytes) -> Response {
     })
 }
 
-async fn directory(State(node): State<Shared>, Path(role): Path<String>) -> Response {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// One page of the registered IDs of a role (`?after=ID&limit=N`), sorted.
+async fn directory(
+    State(node): State<Shared>,
+    Path(role): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Response {
     let Ok(role) = serde_json::from_value::<Role>(Value::String(role)) else {
         return error(StatusCode::BAD_REQUEST, "unknown role");
     };
-    let ids = node.chain.lock().await.state().directory(role);
-    Json(DirectoryPage { ids }).into_response()
+    let max = node.config.limits.max_page_ids;
+    let limit = query.limit.unwrap_or(max);
+    if limit == 0 || limit > max {
+        return error(StatusCode::BAD_REQUEST, format!("limit is 1 to {max}"));
+    }
+    let after = match query.after.map(PartyId::new).transpose() {
+        Ok(after) => after,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let chain = node.chain.lock().await;
+    let (ids, more) = chain.state().directory_page(role, after.as_ref(), limit);
+    let next = more.then(|| ids.last().cloned()).flatten();
+    Json(DirectoryPage { ids, next }).into_response()
 }
 
 /// A state value or its absence, with its proof.

@@ -54,8 +54,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_blob_bytes: usize,
     pub max_lookup_ids: usize,
+    /// IDs per directory page.
+    pub max_page_ids: usize,
     pub max_txs_per_block: usize,
+    /// How long the node waits for a peer.
     pub request_timeout_ms: u64,
+    /// How long one request to this node may take, body included.
+    pub serve_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -64,8 +69,10 @@ impl Default for Limits {
             max_body_bytes: 256 * 1024,
             max_blob_bytes: 64 * 1024 * 1024,
             max_lookup_ids: 1024,
+            max_page_ids: 1000,
             max_txs_per_block: 2000,
             request_timeout_ms: 2000,
+            serve_timeout_ms: 60_000,
         }
     }
 }

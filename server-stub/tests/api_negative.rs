@@ -71,6 +71,8 @@ impl Node {
         limits.insert("max_body_bytes".into(), (MAX_BODY as i64).into());
         limits.insert("max_blob_bytes".into(), (MAX_BLOB as i64).into());
         limits.insert("max_lookup_ids".into(), (MAX_LOOKUP_IDS as i64).into());
+        limits.insert("max_page_ids".into(), 2.into());
+        limits.insert("serve_timeout_ms".into(), 1500.into());
         std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
 
         let log = std::fs::File::create(dir.path().join("node-1.log")).unwrap();
@@ -843,6 +845,21 @@ fn bad_path_parameters_get_400() {
             400,
         );
     }
+    for query in [
+        "?limit=0",
+        "?limit=3",
+        "?limit=-1",
+        "?limit=x",
+        "?after=bad%20id",
+        "?after=%FF",
+        "?page=2",
+    ] {
+        node.refused(
+            &format!("directory page {query}"),
+            node.request(Method::GET, &format!("/v1/directory/hospital{query}")),
+            400,
+        );
+    }
     for grant in ["%FF", "%C0%80", "a%FFb"] {
         node.refused(
             &format!("grant {grant}"),
@@ -1106,5 +1123,35 @@ fn blob_auth_headers_and_contents_are_checked() {
     for (what, request, want) in cases {
         node.refused(what, request, want);
     }
+    node.assert_alive();
+}
+
+#[test]
+fn a_request_whose_body_never_finishes_gets_408_and_the_node_goes_on() {
+    use std::io::{Read, Write};
+    let node = Node::start();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /v1/tx HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"jws\":",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n{") {
+        let n = stream
+            .read(&mut buffer)
+            .expect("an answer before the read timeout");
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\""), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(8));
     node.assert_alive();
 }

@@ -86,11 +86,13 @@ impl GrantEntry {
     }
 }
 
-/// The state: the authenticated map, plus the values it commits to.
+/// The state: the authenticated map, plus the values it commits to, plus the registered
+/// IDs by role (derived from the registry entries, so directory pages need no scan).
 #[derive(Debug, Clone, Default)]
 pub struct LedgerState {
     tree: StateTree,
     values: BTreeMap<StateKey, Vec<u8>>,
+    roles: BTreeMap<Role, std::collections::BTreeSet<PartyId>>,
 }
 
 /// Where a transaction is applied: the chain, the block height and the block time.
@@ -185,15 +187,28 @@ impl LedgerState {
 
     /// Every registered ID of a role, sorted (the directory for decoys and k = all).
     pub fn directory(&self, role: Role) -> Vec<PartyId> {
-        let mut ids: Vec<PartyId> = self
-            .values
-            .values()
-            .filter_map(|bytes| serde_json::from_slice::<RegistryEntry>(bytes).ok())
-            .filter(|entry| entry.role == role)
-            .map(|entry| entry.id)
-            .collect();
-        ids.sort();
-        ids
+        self.directory_page(role, None, usize::MAX).0
+    }
+
+    /// Up to `limit` registered IDs of `role` after `after`, sorted, and whether more follow.
+    pub fn directory_page(
+        &self,
+        role: Role,
+        after: Option<&PartyId>,
+        limit: usize,
+    ) -> (Vec<PartyId>, bool) {
+        let Some(ids) = self.roles.get(&role) else {
+            return (Vec::new(), false);
+        };
+        let mut rest: Box<dyn Iterator<Item = &PartyId>> = match after {
+            Some(after) => Box::new(ids.range::<PartyId, _>((
+                std::ops::Bound::Excluded(after),
+                std::ops::Bound::Unbounded,
+            ))),
+            None => Box::new(ids.iter()),
+        };
+        let page: Vec<PartyId> = rest.by_ref().take(limit).cloned().collect();
+        (page, rest.next().is_some())
     }
 
     /// Checks and applies one transaction; on error the state is unchanged.
@@ -268,6 +283,7 @@ impl LedgerState {
                 if valid_from >= valid_until {
                     return Err(ApplyError::NotAllowed("empty validity period"));
                 }
+                self.roles.entry(*role).or_default().insert(id.clone());
                 let entry = RegistryEntry {
                     id: id.clone(),
                     role: *role,
@@ -898,5 +914,38 @@ mod tests {
         let root = state.root();
         state.adjust_credit(&PartyId::new("node:9").unwrap(), -5);
         assert_eq!(state.root(), root);
+    }
+
+    #[test]
+    fn directory_pages_cover_each_role_once_in_order() {
+        let mut state = LedgerState::new();
+        for name in ["insurer:c", "insurer:a", "hospital:x", "insurer:b"] {
+            let role = if name.starts_with("insurer") {
+                Role::Insurer
+            } else {
+                Role::Hospital
+            };
+            state
+                .apply(&Party::new(name).register(role), ctx(1))
+                .unwrap();
+        }
+        let ids = |v: Vec<PartyId>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(state.directory(Role::Insurer)),
+            ["insurer:a", "insurer:b", "insurer:c"]
+        );
+        let (first, more) = state.directory_page(Role::Insurer, None, 2);
+        assert_eq!(
+            (ids(first.clone()), more),
+            (vec!["insurer:a".to_owned(), "insurer:b".to_owned()], true)
+        );
+        let (second, more) = state.directory_page(Role::Insurer, first.last(), 2);
+        assert_eq!((ids(second), more), (vec!["insurer:c".to_owned()], false));
+        let (none, more) = state.directory_page(Role::Researcher, None, 2);
+        assert!(none.is_empty() && !more);
+        // A refused registration is not listed.
+        let mut dup = Party::new("insurer:a");
+        assert!(state.apply(&dup.register(Role::Insurer), ctx(2)).is_err());
+        assert_eq!(state.directory(Role::Insurer).len(), 3);
     }
 }

@@ -82,6 +82,9 @@ pub struct LookupEntry {
 #[serde(deny_unknown_fields)]
 pub struct DirectoryPage {
     pub ids: Vec<PartyId>,
+    /// Where the next page starts (`?after=` this ID), when there are more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<PartyId>,
 }
 
 /// A state value (its JSON exactly as the state stores it) or its absence (`null`), with its
@@ -358,6 +361,7 @@ mod tests {
                 json!({"ids": [PartyId::new("hospital:a").unwrap(), id.clone()]}),
                 serde_json::to_vec(&roundtrip(&DirectoryPage {
                     ids: vec![PartyId::new("hospital:a").unwrap(), id.clone()],
+                    next: None,
                 }))
                 .unwrap(),
             ),

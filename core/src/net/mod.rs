@@ -33,6 +33,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// The most IDs the client reads from a directory.
+const MAX_DIRECTORY: usize = 100_000;
+
 /// Where the client's nodes are and how it talks to them.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -225,10 +228,22 @@ impl<T: Transport> NodeClient<T> {
     pub async fn directory(&self, role: Role) -> Result<Vec<PartyId>, NetError> {
         let role = serde_json::to_value(role).expect("roles serialize");
         let role = role.as_str().expect("roles are strings");
-        let page: DirectoryPage = self
-            .first_answer(HttpRequest::get(format!("/v1/directory/{role}")))
-            .await?;
-        Ok(page.ids)
+        let mut ids: Vec<PartyId> = Vec::new();
+        let mut path = format!("/v1/directory/{role}");
+        loop {
+            let page: DirectoryPage = self.first_answer(HttpRequest::get(path)).await?;
+            ids.extend(page.ids);
+            match page.next {
+                // A next page must move forward, or a node could keep the client paging.
+                Some(next) if ids.len() < MAX_DIRECTORY && ids.last() == Some(&next) => {
+                    path = format!("/v1/directory/{role}?after={}", path_segment(next.as_str()));
+                }
+                Some(_) if ids.len() >= MAX_DIRECTORY => break,
+                Some(_) => return Err(NetError::Malformed("directory page cursor".into())),
+                None => break,
+            }
+        }
+        Ok(ids)
     }
 
     /// Follows the changes of validator set that `node` lists, each checked under the set
