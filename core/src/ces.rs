@@ -267,6 +267,17 @@ impl SdJwt {
         self.key_binding.is_some()
     }
 
+    /// The `iss` claim **unverified**: which doctor's registered keys to look up before
+    /// calling [`verify`], which then checks that those keys signed it.
+    pub fn claimed_issuer(&self) -> Result<PartyId, CesError> {
+        let payload = jws::unverified_payload(&self.issuer_jwt).map_err(CesError::IssuerJwt)?;
+        let iss = payload
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(CesError::MissingClaim("iss"))?;
+        Ok(PartyId::new(iss)?)
+    }
+
     /// Keeps only the disclosures of the named parts (CEAS parts are plain claims and always
     /// stay); drops any key binding. Naming a part that is neither disclosable here nor a plain
     /// part is an error, so a typo cannot silently disclose less than intended.

@@ -2,6 +2,8 @@
 //! modules wrap these in typed, validated keys and formats. All of it is aws-lc-rs (constant-
 //! time RSA, unlike the `rsa` crate: RUSTSEC-2023-0071).
 
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::agreement::{self, ECDH_P256, UnparsedPublicKey};
 use aws_lc_rs::cipher::{
     AES_256, DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey,
     PaddedBlockEncryptingKey, UnboundCipherKey,
@@ -11,7 +13,7 @@ use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPubli
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, ParsedPublicKey,
 };
-use aws_lc_rs::{constant_time, digest, hmac, rand};
+use aws_lc_rs::{constant_time, digest, hkdf, hmac, rand};
 use zeroize::Zeroizing;
 
 /// A primitive refused its input. Deliberately carries no detail: callers map it to their own
@@ -215,6 +217,138 @@ pub(crate) fn es256_key_algorithm() -> &'static aws_lc_rs::signature::EcdsaSigni
     &ECDSA_P256_SHA256_FIXED_SIGNING
 }
 
+/// An ephemeral ECDH P-256 private key (DESIGN section 8: forward secrecy). It is used for
+/// exactly one agreement: [`agree_then_hkdf_sha256`](Self::agree_then_hkdf_sha256) consumes
+/// it. It wraps aws-lc's `PrivateKey` rather than `EphemeralPrivateKey` only so that the
+/// Wycheproof vectors can import fixed scalars; the move-once discipline is the same. The
+/// scalar lives in aws-lc memory, which aws-lc wipes when the key is freed.
+pub(crate) struct EcdhP256Secret(agreement::PrivateKey);
+
+/// An uncompressed SEC1 P-256 point, `04 || x || y`.
+pub(crate) type EcdhP256Public = [u8; 65];
+
+impl EcdhP256Secret {
+    pub(crate) fn generate() -> (Self, EcdhP256Public) {
+        let key =
+            agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key generation cannot fail");
+        let public = key
+            .compute_public_key()
+            .expect("a fresh P-256 key has a public key")
+            .as_ref()
+            .try_into()
+            .expect("uncompressed P-256 points are 65 bytes");
+        (Self(key), public)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_scalar(d: &[u8; 32]) -> Result<Self, PrimitiveError> {
+        agreement::PrivateKey::from_private_key(&ECDH_P256, d)
+            .map(Self)
+            .map_err(|_| PrimitiveError)
+    }
+
+    /// ECDH with the peer's uncompressed point (validated: on the curve, not the identity),
+    /// then HKDF-SHA256 of the shared x-coordinate into `out`. The raw shared secret never
+    /// leaves aws-lc's buffer.
+    pub(crate) fn agree_then_hkdf_sha256(
+        self,
+        peer_public: &[u8],
+        salt: &[u8],
+        info: &[&[u8]],
+        out: &mut [u8],
+    ) -> Result<(), PrimitiveError> {
+        if peer_public.len() != 65 || peer_public[0] != 4 {
+            return Err(PrimitiveError);
+        }
+        let peer = UnparsedPublicKey::new(&ECDH_P256, peer_public);
+        agreement::agree(&self.0, peer, PrimitiveError, |shared| {
+            hkdf_sha256(salt, shared, info, out)
+        })
+    }
+}
+
+impl std::fmt::Debug for EcdhP256Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("EcdhP256Secret([redacted])")
+    }
+}
+
+/// HKDF-SHA256 (RFC 5869), extract then expand into `out` (at most 255 * 32 bytes).
+pub(crate) fn hkdf_sha256(
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[&[u8]],
+    out: &mut [u8],
+) -> Result<(), PrimitiveError> {
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(info, Len(out.len()))?
+        .fill(out)?;
+    Ok(())
+}
+
+/// AES-256-GCM with a caller-chosen 96-bit nonce. The caller guarantees a nonce is never
+/// used twice under one key (the handshake channel: one fresh key per session, the nonce is
+/// the direction and sequence number).
+pub(crate) mod aes256_gcm {
+    use super::*;
+
+    pub(crate) const KEY_LEN: usize = 32;
+    pub(crate) const NONCE_LEN: usize = 12;
+    pub(crate) const TAG_LEN: usize = 16;
+
+    fn key(key: &[u8; KEY_LEN]) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES-256 key"))
+    }
+
+    /// `ciphertext || tag`.
+    pub(crate) fn seal(
+        key_bytes: &[u8; KEY_LEN],
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        let mut in_out = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        in_out.extend_from_slice(plaintext);
+        key(key_bytes)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut in_out,
+            )
+            .expect("GCM sealing of a Vec cannot fail");
+        in_out
+    }
+
+    /// Opens `ciphertext || tag`; the tag is checked before any plaintext is returned.
+    pub(crate) fn open(
+        key_bytes: &[u8; KEY_LEN],
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, PrimitiveError> {
+        if sealed.len() < TAG_LEN {
+            return Err(PrimitiveError);
+        }
+        let mut in_out = Zeroizing::new(sealed.to_vec());
+        let plain_len = key(key_bytes)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut in_out,
+            )?
+            .len();
+        in_out.truncate(plain_len);
+        Ok(in_out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +401,33 @@ mod tests {
         let iv = [0u8; 16];
         assert!(aes256_cbc_decrypt(&key, &iv, &[]).is_err());
         assert!(aes256_cbc_decrypt(&key, &iv, &[0u8; 17]).is_err());
+    }
+
+    #[test]
+    fn ecdh_p256_sides_agree_and_refuse_malformed_points() {
+        let (a, a_public) = EcdhP256Secret::generate();
+        let (b, b_public) = EcdhP256Secret::generate();
+        let (mut from_a, mut from_b) = ([0u8; 32], [0u8; 32]);
+        a.agree_then_hkdf_sha256(&b_public, b"s", &[b"i"], &mut from_a)
+            .unwrap();
+        b.agree_then_hkdf_sha256(&a_public, b"s", &[b"i"], &mut from_b)
+            .unwrap();
+        assert_eq!(from_a, from_b);
+        let mut off_curve = a_public;
+        off_curve[64] ^= 1;
+        let mut compressed = a_public[..33].to_vec();
+        compressed[0] = 2;
+        for bad in [&off_curve[..], &compressed, &a_public[..64], &[0u8; 65]] {
+            let (c, _) = EcdhP256Secret::generate();
+            assert!(
+                c.agree_then_hkdf_sha256(bad, b"s", &[b"i"], &mut [0u8; 32])
+                    .is_err()
+            );
+        }
+        assert_eq!(
+            format!("{:?}", EcdhP256Secret::generate().0),
+            "EcdhP256Secret([redacted])"
+        );
     }
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {
@@ -354,6 +515,86 @@ mod tests {
             let ran = rsa_oaep(TestName::Rsa2048Sha256Mgf1Sha256)
                 + rsa_oaep(TestName::Rsa3072Sha256Mgf1Sha256);
             assert!(ran > 40, "only {ran} RSA-OAEP vectors");
+        }
+
+        #[test]
+        fn ecdh_p256_then_hkdf() {
+            use wycheproof::ecdh::{TestName, TestSet};
+            let set = TestSet::load(TestName::EcdhSecp256r1Ecpoint).unwrap();
+            let mut ran = 0;
+            for group in &set.test_groups {
+                for t in &group.tests {
+                    // Wycheproof scalars are minimal big-endian, sometimes with a sign byte.
+                    let d = t.private_key.iter().skip_while(|&&b| b == 0).copied();
+                    let d: Vec<u8> = d.collect();
+                    let Some(pad) = 32usize.checked_sub(d.len()) else {
+                        continue;
+                    };
+                    let mut scalar = [0u8; 32];
+                    scalar[pad..].copy_from_slice(&d);
+                    let secret = EcdhP256Secret::from_scalar(&scalar).unwrap();
+                    let mut derived = [0u8; 32];
+                    let agreed = secret
+                        .agree_then_hkdf_sha256(&t.public_key, b"salt", &[b"info"], &mut derived)
+                        .is_ok();
+                    let mut expected = [0u8; 32];
+                    super::super::hkdf_sha256(b"salt", &t.shared_secret, &[b"info"], &mut expected)
+                        .unwrap();
+                    expect(
+                        t.result,
+                        agreed && derived == expected,
+                        "ECDH P-256",
+                        t.tc_id,
+                    );
+                    ran += 1;
+                }
+            }
+            assert!(ran > 100, "only {ran} ECDH vectors");
+        }
+
+        #[test]
+        fn hkdf_sha256() {
+            use wycheproof::hkdf::{TestName, TestSet};
+            let set = TestSet::load(TestName::HkdfSha256).unwrap();
+            let mut ran = 0;
+            for group in &set.test_groups {
+                for t in &group.tests {
+                    let mut okm = vec![0u8; t.size];
+                    let ok = super::super::hkdf_sha256(&t.salt, &t.ikm, &[&t.info], &mut okm)
+                        .is_ok()
+                        && okm == t.okm.to_vec();
+                    expect(t.result, ok, "HKDF-SHA256", t.tc_id);
+                    ran += 1;
+                }
+            }
+            assert!(ran > 50, "only {ran} HKDF vectors");
+        }
+
+        #[test]
+        fn aes256_gcm() {
+            use wycheproof::aead::{TestName, TestSet};
+            let set = TestSet::load(TestName::AesGcm).unwrap();
+            let mut ran = 0;
+            let groups = set
+                .test_groups
+                .iter()
+                .filter(|g| g.key_size == 256 && g.nonce_size == 96 && g.tag_size == 128);
+            for group in groups {
+                for t in &group.tests {
+                    let key: [u8; 32] = t.key.to_vec().try_into().unwrap();
+                    let nonce: [u8; 12] = t.nonce.to_vec().try_into().unwrap();
+                    let mut sealed = t.ct.to_vec();
+                    sealed.extend_from_slice(&t.tag);
+                    let opened = aes256_gcm::open(&key, nonce, &t.aad, &sealed);
+                    let ok = opened.as_ref().is_ok_and(|p| p.as_slice() == &t.pt[..]);
+                    expect(t.result, ok, "AES-256-GCM", t.tc_id);
+                    if t.result == TestResult::Valid {
+                        assert_eq!(aes256_gcm::seal(&key, nonce, &t.aad, &t.pt), sealed);
+                    }
+                    ran += 1;
+                }
+            }
+            assert!(ran > 30, "only {ran} AES-256-GCM vectors");
         }
 
         #[test]

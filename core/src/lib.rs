@@ -9,6 +9,8 @@
 //! - [`jws`]: compact ES256 JWS, the signature layer under SD-JWT.
 //! - [`ces`]: content extraction signatures as SD-JWT (RFC 9901): issue, extract, present with a
 //!   key-binding JWT, verify.
+//! - [`handshake`]: mutual authentication of a patient and a requesting institution, with a
+//!   forward-secret session key, over which the patient shares a key-bound extraction.
 //! - [`record`]: the medical record model (named parts, schema tag, the BPDS seven parts).
 //! - [`ledger`]: what full nodes and thin clients share: RFC 6962 Merkle trees, the state map
 //!   with proofs, transactions, blocks and certificates, the improved-DPoS rules, the thin-client
@@ -25,6 +27,7 @@
 pub mod account;
 pub mod b64;
 pub mod ces;
+pub mod handshake;
 mod hazmat;
 pub mod jwe;
 pub mod jws;

@@ -312,19 +312,19 @@ impl LightClient {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::block::{CommitCertificate, Header, Validator, Vote};
     use super::super::state::{StateTree, state_key, value_hash};
     use super::*;
     use crate::keys::{PartyId, SigningKey};
 
-    struct Consortium {
+    pub(crate) struct Consortium {
         keys: Vec<(PartyId, SigningKey)>,
-        set: ValidatorSet,
+        pub(crate) set: ValidatorSet,
     }
 
-    /// 3 proposers and 3 auditors: a certificate needs 2 auditor votes.
-    fn consortium() -> Consortium {
+    /// 3 proposers and 3 auditors (validators 3, 4, 5): a certificate needs 2 auditor votes.
+    pub(crate) fn consortium() -> Consortium {
         let keys: Vec<_> = (0..6)
             .map(|i| {
                 (
@@ -351,7 +351,7 @@ mod tests {
         }
     }
 
-    fn header(c: &Consortium, height: u64, state_root: Hash) -> Header {
+    pub(crate) fn header(c: &Consortium, height: u64, state_root: Hash) -> Header {
         Header {
             chain_id: "test".into(),
             height,
@@ -367,7 +367,7 @@ mod tests {
         }
     }
 
-    fn certify(c: &Consortium, header: Header, voters: &[usize]) -> CertifiedHeader {
+    pub(crate) fn certify(c: &Consortium, header: Header, voters: &[usize]) -> CertifiedHeader {
         let votes = voters
             .iter()
             .map(|&i| Vote::sign(c.keys[i].0.clone(), &c.keys[i].1, &header))

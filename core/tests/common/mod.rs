@@ -1,6 +1,8 @@
 //! Shared fixtures: RSA key generation is slow, so each test binary makes its parties once.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, RsaBits};
 use std::sync::OnceLock;

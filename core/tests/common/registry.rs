@@ -1,0 +1,149 @@
+//! A real identity registry for tests: parties register (and revoke) on a `LedgerState`, the
+//! auditors of a `ValidatorSet` certify each new state root, a `LightClient` accepts the
+//! header, and entries come out as `VerifiedEntry`, the only form in which the protocols
+//! accept a party's keys.
+
+use emrshare_core::PrivateKeySet;
+use emrshare_core::keys::{PartyId, SigningKey};
+use emrshare_core::ledger::block::{
+    CertifiedHeader, CommitCertificate, Header, Validator, ValidatorSet, Vote,
+};
+use emrshare_core::ledger::machine::{Context, LedgerState, registry_key};
+use emrshare_core::ledger::tx::{Role, SignedTransaction, Transaction, TxBody};
+use emrshare_core::ledger::verify::{LightClient, Verdict, VerifiedEntry};
+
+pub const CHAIN: &str = "test";
+/// Block time of the registrations (the handshake tests run at `super::NOW`).
+const REGISTERED_AT: u64 = 1_700_000_000;
+
+pub struct Registry {
+    state: LedgerState,
+    client: LightClient,
+    validators: Vec<(PartyId, SigningKey)>,
+    set: ValidatorSet,
+    height: u64,
+}
+
+impl Registry {
+    /// An empty registry under a consortium of 3 proposers and 3 auditors.
+    pub fn new() -> Self {
+        let validators: Vec<(PartyId, SigningKey)> = (0..6)
+            .map(|i| {
+                (
+                    PartyId::new(format!("node:{i}")).unwrap(),
+                    SigningKey::generate(),
+                )
+            })
+            .collect();
+        let set = ValidatorSet {
+            validators: validators
+                .iter()
+                .map(|(id, key)| Validator {
+                    id: id.clone(),
+                    signing_jwk: key.verifying_key().to_jwk(None),
+                    credit: 100,
+                })
+                .collect(),
+            proposers: 3,
+            auditors: 3,
+        };
+        Self {
+            state: LedgerState::new(),
+            client: LightClient::new(CHAIN, set.clone()).unwrap(),
+            validators,
+            set,
+            height: 0,
+        }
+    }
+
+    /// Registers `party` with `role`, valid from the start of time on.
+    pub fn with(mut self, party: &PrivateKeySet, role: Role) -> Self {
+        self.register(party, role, 0, u64::MAX);
+        self
+    }
+
+    pub fn register(&mut self, party: &PrivateKeySet, role: Role, from: u64, until: u64) {
+        let body = TxBody::RegisterIdentity {
+            id: party.id.clone(),
+            role,
+            signing_jwk: party.signing.verifying_key().to_jwk(None),
+            encryption_jwk: party.decryption.encryption_key().to_jwk(None),
+            valid_from: from,
+            valid_until: until,
+        };
+        self.submit(party, body);
+    }
+
+    /// The party revokes its own identity.
+    pub fn revoke(&mut self, party: &PrivateKeySet) {
+        self.submit(
+            party,
+            TxBody::RevokeIdentity {
+                id: party.id.clone(),
+            },
+        );
+    }
+
+    /// Applies `body` sent and signed by `sender` in a new block, and certifies it.
+    pub fn submit(&mut self, sender: &PrivateKeySet, body: TxBody) {
+        let tx = Transaction {
+            chain_id: CHAIN.into(),
+            sender: sender.id.clone(),
+            sequence: self.state.next_sequence(&sender.id),
+            body,
+        }
+        .sign(&sender.signing);
+        self.apply(&tx).unwrap();
+    }
+
+    /// Applies a signed transaction in a new block and certifies the block's header.
+    pub fn apply(&mut self, tx: &SignedTransaction) -> Result<(), String> {
+        let ctx = Context {
+            chain_id: CHAIN,
+            height: self.height + 1,
+            now: REGISTERED_AT,
+        };
+        self.state.apply(tx, ctx).map_err(|e| e.to_string())?;
+        self.certify();
+        Ok(())
+    }
+
+    fn certify(&mut self) {
+        self.height += 1;
+        let header = Header {
+            chain_id: CHAIN.into(),
+            height: self.height,
+            slot: self.height,
+            round: 0,
+            previous: [0; 32],
+            time_ms: REGISTERED_AT * 1000,
+            proposer: self.set.proposer_of(self.height).clone(),
+            tx_root: [0; 32],
+            state_root: self.state.root(),
+            validators_hash: self.set.hash(),
+            next_validators_hash: self.set.hash(),
+        };
+        // Auditors are validators 3..6; two of three make a quorum.
+        let votes = self.validators[3..5]
+            .iter()
+            .map(|(id, key)| Vote::sign(id.clone(), key, &header))
+            .collect();
+        let certified = CertifiedHeader {
+            certificate: CommitCertificate {
+                header_hash: header.hash(),
+                votes,
+            },
+            header,
+        };
+        assert_eq!(self.client.verify_header(&certified), Verdict::Success);
+    }
+
+    /// The registry entry of `id`, proven under the last certified header.
+    pub fn entry(&self, id: &PartyId) -> VerifiedEntry {
+        let (value, proof) = self.state.get_with_proof(&registry_key(id));
+        self.client
+            .verify_registry_entry(id, value, &proof)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} is not registered"))
+    }
+}
