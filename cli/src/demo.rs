@@ -11,6 +11,7 @@ use crate::now;
 use anyhow::{Context, Result, bail, ensure};
 use emrshare_core::account::{Account, share_envelope};
 use emrshare_core::ces::{self, IssueOptions, VerifyPolicy};
+use emrshare_core::handshake::{HandshakeConfig, PatientStart, RequesterStart};
 use emrshare_core::jwe::Envelope;
 use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits};
@@ -315,7 +316,7 @@ async fn stories(world: &World) -> Result<()> {
     );
 
     let stored = visit(world, &mut parties).await?;
-    share(world, &mut parties).await?;
+    share(world, &mut parties, &stored).await?;
     standing_grant(world, &mut parties, &stored).await?;
     Ok(())
 }
@@ -323,6 +324,7 @@ async fn stories(world: &World) -> Result<()> {
 /// What story 1 leaves for story 3: the patient's stored envelope and its address.
 struct Stored {
     envelope: Envelope,
+    received: SdJwt,
     blob: Hash,
     record_id: String,
 }
@@ -434,6 +436,7 @@ async fn visit(world: &World, p: &mut Parties) -> Result<Stored> {
     ));
     Ok(Stored {
         envelope,
+        received,
         blob,
         record_id: verified.record_id().to_owned(),
     })
@@ -441,21 +444,143 @@ async fn visit(world: &World, p: &mut Parties) -> Result<Stored> {
 
 /// Story 2: the insurer asks; the patient looks it up k-anonymously, they authenticate each
 /// other, the patient sends the extracted record bound to the session; the access is logged.
-async fn share(world: &World, p: &mut Parties) -> Result<()> {
-    println!("\n3. Story 2, request and share (BPDST 4.2.4)");
+async fn share(world: &World, p: &mut Parties, stored: &Stored) -> Result<()> {
+    println!("\n3. Story 2, request and share (BPDST 4.2.4, with forward secrecy)");
+    let config = HandshakeConfig::default();
+    let asked_parts = ["examination", "prescription"];
     let t = Instant::now();
-    let key = LookupKey::derive(&p.patient_secret);
-    let (insurer, outcome, asked) = world.lookup(&key, p.insurer.id(), Role::Insurer).await?;
+    let (insurer_waiting, request) = RequesterStart::new(config).send_request(
+        p.insurer.keys(),
+        "claim 2026-118",
+        &asked_parts,
+        now(),
+    )?;
+    step(
+        t,
+        "insurer",
+        "asks the patient for examination and prescription, sending its keys",
+    );
+
+    let t = Instant::now();
+    let patient_side = PatientStart::new(config);
+    let read = patient_side.read_request(&request, now())?;
+    let patient_lookups = LookupKey::derive(&p.patient_secret);
+    let (insurer_entry, outcome, asked) = world
+        .lookup(&patient_lookups, read.requester(), Role::Insurer)
+        .await?;
+    let again = world
+        .lookup(&patient_lookups, read.requester(), Role::Insurer)
+        .await?;
+    ensure!(again.2 == asked, "a repeated lookup must ask the same IDs");
+    let verified_request = read.verify_requester(&insurer_entry, now())?;
     step(
         t,
         "patient",
-        "looks the requesting insurer up k-anonymously",
+        "looks the requester up k-anonymously: the keys it sent are the registered ones",
     );
     world.describe(&outcome, asked);
-    let again = world.lookup(&key, p.insurer.id(), Role::Insurer).await?;
-    ensure!(again.2 == asked, "a repeated lookup must ask the same IDs");
     note("a repeated lookup of the insurer sends the identical set of IDs");
-    let _ = (insurer, &p.insurer_secret);
+
+    let t = Instant::now();
+    let (patient_waiting, m1) = patient_side.send_m1(verified_request, p.patient.keys(), now())?;
+    step(
+        t,
+        "patient",
+        format_args!(
+            "M1 ({} bytes): nonce, ephemeral P-256 key, time; signed, sealed to the insurer's registered key",
+            m1.len()
+        ),
+    );
+
+    let t = Instant::now();
+    let insurer_side = insurer_waiting.receive_m1(&m1, p.insurer.keys(), now())?;
+    let insurer_lookups = LookupKey::derive(&p.insurer_secret);
+    let (patient_entry, outcome, asked) = world
+        .lookup(&insurer_lookups, insurer_side.patient(), Role::Patient)
+        .await?;
+    let (insurer_waiting, m2) =
+        insurer_side.verify_patient(&patient_entry, p.insurer.keys(), now())?;
+    step(
+        t,
+        "insurer",
+        format_args!(
+            "opens M1, looks the patient up k-anonymously among patients; M2 ({} bytes) sealed to the patient",
+            m2.len()
+        ),
+    );
+    world.describe(&outcome, asked);
+
+    let t = Instant::now();
+    let session = patient_waiting.receive_m2(&m2, p.patient.keys(), now())?;
+    step(
+        t,
+        "patient",
+        "opens M2, checks its own nonce and both IDs; session key = HKDF(ECDH, nonces, transcript)",
+    );
+
+    let t = Instant::now();
+    let m3 = session.send_record(
+        &stored.received,
+        &asked_parts,
+        None,
+        p.patient.keys(),
+        now(),
+    )?;
+    step(
+        t,
+        "patient",
+        format_args!(
+            "M3 ({} bytes) under the session key: the record without name and id_number, key-bound to the insurer and its nonce",
+            m3.len()
+        ),
+    );
+
+    let t = Instant::now();
+    let awaiting_issuer = insurer_waiting.receive_m3(&m3)?;
+    let (doctor_entry, _, _) = world
+        .lookup(&insurer_lookups, awaiting_issuer.issuer(), Role::Hospital)
+        .await?;
+    let shared = awaiting_issuer.verify_record(&doctor_entry, now())?;
+    step(
+        t,
+        "insurer",
+        "opens M3; verifies the doctor's registered key, CEAS, the patient's key binding, aud and nonce",
+    );
+    let mut seen: Vec<&str> = shared.record().parts().keys().map(String::as_str).collect();
+    seen.sort_unstable();
+    note(format_args!("the insurer sees: {}", seen.join(", ")));
+    ensure!(
+        !seen.contains(&"name") && !seen.contains(&"id_number"),
+        "removed parts leaked"
+    );
+
+    let t = Instant::now();
+    let log = p.insurer.sign(shared.access_log());
+    world.submit_and_wait(&p.insurer, &log).await?;
+    step(t, "insurer", "logs the access on chain (AccessLog)");
+
+    // What must fail, fails.
+    let replay_target = RequesterStart::new(config)
+        .send_request(p.insurer.keys(), "claim 2026-118", &asked_parts, now())?
+        .0;
+    refused(
+        "M1 replayed into another handshake",
+        replay_target.receive_m1(&m1, p.insurer.keys(), now()),
+    )?;
+    let reflected = PatientStart::new(config).read_request(&m1, now());
+    refused("M1 reflected to the patient as a request", reflected)?;
+    let impostor = PrivateKeySet::generate(Some(p.insurer.id().clone()), RsaBits::B2048);
+    let (_, forged) =
+        RequesterStart::new(config).send_request(&impostor, "claim", &asked_parts, now())?;
+    let forged = PatientStart::new(config).read_request(&forged, now())?;
+    refused(
+        "a request under the insurer's name with other keys (a man in the middle)",
+        forged.verify_requester(&insurer_entry, now()),
+    )?;
+    refused(
+        "a request an hour old",
+        PatientStart::new(config).read_request(&request, now() + 3600),
+    )?;
     Ok(())
 }
 
