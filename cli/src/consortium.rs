@@ -20,7 +20,10 @@ pub struct LocalConsortium {
 /// `count` consecutive free loopback ports (checked by binding them; a race with another
 /// program remains possible and shows as a clear start error).
 fn free_ports(count: usize) -> Result<u16> {
-    let seed = 20_000 + (std::process::id() % 1_500) as u16 * 20;
+    // Consortia started by one process (parallel tests) start from different seeds.
+    static STARTED: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() % 1_500) as u16 * 20 + nth * 211;
     for attempt in 0..200u16 {
         let base = seed.wrapping_add(attempt * 97) % 40_000 + 20_000;
         let all_free =
@@ -87,6 +90,18 @@ impl LocalConsortium {
             }
         }
         Ok(())
+    }
+
+    /// Each node's base URL and API router, for [`crate::memory::MemoryTransport`].
+    pub fn routers(&self) -> Vec<(String, axum::Router)> {
+        self.urls
+            .iter()
+            .zip(&self.nodes)
+            .map(|(url, running)| {
+                let node = std::sync::Arc::clone(&running.node);
+                (url.clone(), emrshare_node::api::router(node))
+            })
+            .collect()
     }
 
     pub async fn stop(self) -> Result<()> {

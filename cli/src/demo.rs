@@ -22,7 +22,7 @@ use emrshare_core::ledger::verify::VerifiedEntry;
 use emrshare_core::ledger::wire::LookupResponse;
 use emrshare_core::lookup::{LookupKey, LookupOutcome, LookupPlan, QuerySize};
 use emrshare_core::net::{
-    Behaviour, ClientConfig, HttpTransport, LyingTransport, NodeClient, TlsTrust,
+    Behaviour, ClientConfig, HttpTransport, LyingTransport, NodeClient, TlsTrust, Transport,
 };
 use emrshare_core::record::{Ceas, Record};
 use emrshare_core::{PrivateKeySet, SdJwt};
@@ -71,15 +71,13 @@ fn refused<T, E: std::fmt::Display>(what: &str, outcome: std::result::Result<T, 
     }
 }
 
-type Client = NodeClient<LyingTransport<HttpTransport>>;
-
-struct World {
-    client: Client,
+struct World<T: Transport> {
+    client: NodeClient<LyingTransport<T>>,
     lying_node: String,
     k: usize,
 }
 
-impl World {
+impl<T: Transport> World<T> {
     /// A verified k-anonymous lookup of `target` among the registered IDs of `role`.
     async fn lookup(
         &self,
@@ -178,23 +176,8 @@ async fn run_async(options: Options) -> Result<()> {
         ),
     );
     note(format_args!("{}", consortium.urls.join("  ")));
-    let transport = LyingTransport::new(HttpTransport::new(
-        TlsTrust::PlainHttpOnly,
-        Duration::from_secs(3),
-    )?);
-    let lying_node = consortium.urls[consortium.urls.len() - 1].clone();
-    transport.set(&lying_node, swapped_keys());
-    let mut config = ClientConfig::new(consortium.urls.clone(), consortium.genesis.clone());
-    config.n = config.n.min(consortium.urls.len());
-    let world = World {
-        client: NodeClient::new(config, transport)?,
-        lying_node: lying_node.clone(),
-        k: options.k,
-    };
-    note(format_args!(
-        "clients trust only genesis.json; {lying_node} swaps the keys in every lookup answer"
-    ));
-    let result = stories(&world).await;
+    let transport = HttpTransport::new(TlsTrust::PlainHttpOnly, Duration::from_secs(3))?;
+    let result = run_stories(&consortium, transport, options.k).await;
     consortium.stop().await?;
     result?;
     println!(
@@ -205,6 +188,29 @@ async fn run_async(options: Options) -> Result<()> {
         println!("consortium files kept in {}", dir.display());
     }
     Ok(())
+}
+
+/// The three stories over `transport` to `consortium`, with its last node lying (see the
+/// module docs).
+pub async fn run_stories<T: Transport>(
+    consortium: &LocalConsortium,
+    transport: T,
+    k: usize,
+) -> Result<()> {
+    let transport = LyingTransport::new(transport);
+    let lying_node = consortium.urls[consortium.urls.len() - 1].clone();
+    transport.set(&lying_node, swapped_keys());
+    let mut config = ClientConfig::new(consortium.urls.clone(), consortium.genesis.clone());
+    config.n = config.n.min(consortium.urls.len());
+    let world = World {
+        client: NodeClient::new(config, transport)?,
+        lying_node: lying_node.clone(),
+        k,
+    };
+    note(format_args!(
+        "clients trust only genesis.json; {lying_node} swaps the keys in every lookup answer"
+    ));
+    stories(&world).await
 }
 
 /// A node that answers every lookup with the first entry's signing key replaced: what a
@@ -240,7 +246,7 @@ struct Parties {
     insurer_secret: MasterSecret,
 }
 
-async fn stories(world: &World) -> Result<()> {
+async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
     let chain = world.client.config().genesis.chain_id.clone();
     println!("\n1. Parties register (BPDST 4.2.2)");
     let t = Instant::now();
@@ -332,7 +338,7 @@ struct Stored {
 /// Story 1: the doctor signs and seals a record to the patient; the patient opens and
 /// verifies it (doctor's key by a verified k-anonymous lookup), stores the ciphertext on the
 /// nodes and the index entry on chain.
-async fn visit(world: &World, p: &mut Parties) -> Result<Stored> {
+async fn visit<T: Transport>(world: &World<T>, p: &mut Parties) -> Result<Stored> {
     println!("\n2. Story 1, the visit: sign, seal, verify, store, index");
     let t = Instant::now();
     let record = Record::sample_bpds();
@@ -444,7 +450,7 @@ async fn visit(world: &World, p: &mut Parties) -> Result<Stored> {
 
 /// Story 2: the insurer asks; the patient looks it up k-anonymously, they authenticate each
 /// other, the patient sends the extracted record bound to the session; the access is logged.
-async fn share(world: &World, p: &mut Parties, stored: &Stored) -> Result<()> {
+async fn share<T: Transport>(world: &World<T>, p: &mut Parties, stored: &Stored) -> Result<()> {
     println!("\n3. Story 2, request and share (BPDST 4.2.4, with forward secrecy)");
     let config = HandshakeConfig::default();
     let asked_parts = ["examination", "prescription"];
@@ -586,7 +592,11 @@ async fn share(world: &World, p: &mut Parties, stored: &Stored) -> Result<()> {
 
 /// Story 3: a standing grant; the insurer fetches the blob under it; the patient revokes;
 /// the next fetch is refused; the patient reads its audit log.
-async fn standing_grant(world: &World, p: &mut Parties, stored: &Stored) -> Result<()> {
+async fn standing_grant<T: Transport>(
+    world: &World<T>,
+    p: &mut Parties,
+    stored: &Stored,
+) -> Result<()> {
     println!("\n4. Story 3, a standing grant (BPDS data sharing)");
     let t = Instant::now();
     let key = LookupKey::derive(&p.patient_secret);

@@ -2,10 +2,7 @@
 //! make keys, sign a record (doctor), extract and present it (patient), verify it (anyone),
 //! seal and open envelopes. `demo` runs the whole visit story on a sample record.
 
-mod consortium;
-mod demo;
-mod files;
-mod roles;
+use emrshare_cli::{consortium, demo, files, now, roles};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -16,7 +13,6 @@ use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::record::{Ceas, Record};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Parser)]
 #[command(
@@ -199,13 +195,6 @@ struct HolderBinding {
     aud: Option<String>,
     #[arg(long, requires = "holder_key")]
     nonce: Option<String>,
-}
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn main() -> ExitCode {

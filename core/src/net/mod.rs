@@ -268,9 +268,11 @@ impl<T: Transport> NodeClient<T> {
     }
 
     /// Sends `plan`'s request to n nodes in parallel (more when some do not answer) and
-    /// verifies every answer; see [`crate::lookup::verify_answers`]. On success the client
-    /// accepts the oldest verified header, so an honest node a block behind the others is not
-    /// taken for a liar next time, while a header older than that is refused as stale.
+    /// verifies every answer; see [`crate::lookup::verify_answers`]. When no answer verifies
+    /// and nodes remain, asks n more, and fails closed only when all have failed. On success
+    /// the client accepts the oldest verified header, so an honest node a block behind the
+    /// others is not taken for a liar next time, while a header older than that is refused as
+    /// stale.
     pub async fn lookup(&self, plan: &LookupPlan) -> Result<LookupOutcome, NetError> {
         let body = serde_json::to_vec(&plan.request()).expect("requests serialize");
         let nodes = self.rotation();
@@ -278,29 +280,57 @@ impl<T: Transport> NodeClient<T> {
         let mut answers: Vec<(String, Result<LookupResponse, String>)> = Vec::new();
         let mut evidence = Vec::new();
         let mut queue = nodes.into_iter();
-        while answers.len() < wanted {
-            let batch: Vec<String> = queue.by_ref().take(wanted - answers.len()).collect();
-            if batch.is_empty() {
-                break;
+        loop {
+            // n answers from the nodes in turn (more when some do not answer) ...
+            let mut got = 0;
+            while got < wanted {
+                let batch: Vec<String> = queue.by_ref().take(wanted - got).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                let calls = batch.iter().map(|node| {
+                    let request = HttpRequest::post_json("/v1/registry/lookup", body.clone());
+                    async move {
+                        (
+                            node.clone(),
+                            self.call_json::<LookupResponse>(node, request).await,
+                        )
+                    }
+                });
+                for (node, answer) in join_all(calls).await {
+                    match answer {
+                        Ok(answer) => {
+                            got += 1;
+                            answers.push((node, Ok(answer)));
+                        }
+                        Err(NetError::NoAnswer { last, .. }) => evidence.push(NodeEvidence {
+                            node,
+                            fault: NodeFault::NoAnswer(last),
+                        }),
+                        Err(e) => {
+                            got += 1;
+                            answers.push((node, Err(e.to_string())));
+                        }
+                    }
+                }
             }
-            let calls = batch.iter().map(|node| {
-                let request = HttpRequest::post_json("/v1/registry/lookup", body.clone());
-                async move {
-                    let answer = self.call_json::<LookupResponse>(node, request).await;
-                    (node.clone(), answer)
-                }
-            });
-            for (node, answer) in join_all(calls).await {
-                match answer {
-                    Ok(answer) => answers.push((node, Ok(answer))),
-                    Err(NetError::NoAnswer { last, .. }) => evidence.push(NodeEvidence {
-                        node,
-                        fault: NodeFault::NoAnswer(last),
-                    }),
-                    Err(e) => answers.push((node, Err(e.to_string()))),
-                }
+            // ... verified; when none verifies and nodes remain, n more.
+            match self
+                .verify_lookup(plan, answers.clone(), &mut evidence)
+                .await
+            {
+                Err(NetError::Lookup(LookupError::NoVerifiedAnswer(_))) if queue.len() > 0 => {}
+                result => return result,
             }
         }
+    }
+
+    async fn verify_lookup(
+        &self,
+        plan: &LookupPlan,
+        answers: Vec<(String, Result<LookupResponse, String>)>,
+        evidence: &mut Vec<NodeEvidence>,
+    ) -> Result<LookupOutcome, NetError> {
         // An answer under a validator set the client does not know yet: learn the changes
         // from that node (checked), then verify.
         let current = self.trust().validators().hash();
@@ -322,12 +352,12 @@ impl<T: Transport> NodeClient<T> {
         let mut outcome =
             crate::lookup::verify_answers(&trust, plan, answers).map_err(|e| match e {
                 LookupError::NoVerifiedAnswer(mut more) => {
-                    more.extend(evidence.clone());
+                    more.extend(evidence.iter().cloned());
                     NetError::Lookup(LookupError::NoVerifiedAnswer(more))
                 }
                 other => NetError::Lookup(other),
             })?;
-        outcome.evidence.extend(evidence);
+        outcome.evidence.append(evidence);
         self.trust().verify_header(&outcome.oldest);
         Ok(outcome)
     }

@@ -1,0 +1,394 @@
+//! The three stories and the thin client's defences, against a local consortium of real
+//! nodes in this process, reached through the in-memory transport (no sockets; the same
+//! verification as over HTTP). Adversarial nodes are made with the lying transport: they
+//! swap keys, withhold entries, serve stale headers or forged certificates, drop requests;
+//! the client catches each, still succeeds from honest nodes, and fails closed when all lie.
+
+use emrshare_cli::consortium::LocalConsortium;
+use emrshare_cli::memory::MemoryTransport;
+use emrshare_core::PrivateKeySet;
+use emrshare_core::account::{Account, share_envelope};
+use emrshare_core::jwe::Envelope;
+use emrshare_core::keys::txkeys::MasterSecret;
+use emrshare_core::keys::{PartyId, RsaBits, SigningKey};
+use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, TxBody};
+use emrshare_core::ledger::verify::{InvalidReason, Verdict};
+use emrshare_core::ledger::wire::LookupResponse;
+use emrshare_core::lookup::{LookupError, LookupKey, LookupPlan, NodeFault, QuerySize};
+use emrshare_core::net::{Behaviour, ClientConfig, LyingTransport, NetError, NodeClient};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn now() -> u64 {
+    emrshare_cli::now()
+}
+
+type Client = NodeClient<LyingTransport<MemoryTransport>>;
+
+/// One consortium at a time: these machines have 2 cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Setup {
+    consortium: LocalConsortium,
+    client: Client,
+    insurers: Vec<Account>,
+    _dir: tempfile::TempDir,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// A 5-node consortium with six registered insurers; the client asks n = 3 nodes.
+async fn setup() -> Setup {
+    let turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let consortium = LocalConsortium::start(dir.path(), 5, 300, false)
+        .await
+        .unwrap();
+    let transport = LyingTransport::new(MemoryTransport::new(consortium.routers()));
+    let config = ClientConfig::new(consortium.urls.clone(), consortium.genesis.clone());
+    let client = NodeClient::new(config, transport).unwrap();
+    let chain = consortium.genesis.chain_id.clone();
+    let mut insurers = Vec::new();
+    for i in 0..6 {
+        let keys = PrivateKeySet::generate(
+            Some(PartyId::new(format!("insurer:{i}")).unwrap()),
+            RsaBits::B2048,
+        );
+        let mut account = Account::new(keys, &chain, 0);
+        client
+            .submit(&account.register(Role::Insurer, 0, now() + 3600))
+            .await
+            .unwrap();
+        insurers.push(account);
+    }
+    for account in &insurers {
+        client
+            .wait_sequence(account.id(), 0, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+    Setup {
+        consortium,
+        client,
+        insurers,
+        _dir: dir,
+        _turn: turn,
+    }
+}
+
+async fn plan(s: &Setup, key: &LookupKey, target: usize) -> LookupPlan {
+    let directory = s.client.directory(Role::Insurer).await.unwrap();
+    LookupPlan::new(
+        key,
+        s.insurers[target].id(),
+        Role::Insurer,
+        &directory,
+        QuerySize::K(4),
+    )
+    .unwrap()
+}
+
+/// Every lookup answer of a node, altered by `change`.
+fn alter_lookups(change: impl Fn(&mut LookupResponse) + Send + Sync + 'static) -> Behaviour {
+    Behaviour::Alter(Arc::new(move |request, response| {
+        if request.path == "/v1/registry/lookup" {
+            let mut answer: LookupResponse = serde_json::from_slice(&response.body).unwrap();
+            change(&mut answer);
+            response.body = serde_json::to_vec(&answer).unwrap();
+        }
+    }))
+}
+
+fn faults(outcome: &[emrshare_core::lookup::NodeEvidence], node: &str) -> Vec<NodeFault> {
+    outcome
+        .iter()
+        .filter(|e| e.node == node)
+        .map(|e| e.fault.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_three_stories_run_over_the_in_memory_transport() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let consortium = LocalConsortium::start(dir.path(), 5, 300, false)
+        .await
+        .unwrap();
+    let transport = MemoryTransport::new(consortium.routers());
+    let result = emrshare_cli::demo::run_stories(&consortium, transport, 4).await;
+    consortium.stop().await.unwrap();
+    result.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_nodes_are_caught_and_the_lookup_succeeds_from_honest_ones() {
+    let s = setup().await;
+    let key = LookupKey::derive(&MasterSecret::generate());
+    let nodes = s.consortium.urls.clone();
+    let transport = s.client.transport();
+    let attacker = SigningKey::generate().verifying_key().to_jwk(None);
+    let target = s.insurers[2].id().clone();
+    let plan = plan(&s, &key, 2).await;
+    let index = plan.ids().iter().position(|id| *id == target).unwrap();
+
+    // Lies about a public key (a man in the middle's), then withholds the entry.
+    transport.set(
+        &nodes[0],
+        alter_lookups(move |a| {
+            let value = a.entries[index].value.as_mut().unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(value).unwrap();
+            v["signing_jwk"] = serde_json::to_value(&attacker).unwrap();
+            *value = v.to_string();
+        }),
+    );
+    transport.set(
+        &nodes[1],
+        alter_lookups(move |a| a.entries[index].value = None),
+    );
+    // Forges a certificate: one auditor's vote twice.
+    transport.set(
+        &nodes[2],
+        alter_lookups(|a| {
+            let votes = &mut a.header.certificate.votes;
+            votes[1] = votes[0].clone();
+        }),
+    );
+    let mut verified = Vec::new();
+    let mut evidence = Vec::new();
+    for _ in 0..nodes.len() {
+        let outcome = s.client.lookup(&plan).await.unwrap();
+        let entry = outcome.target.clone().expect("the target is registered");
+        assert_eq!(
+            entry.public_keys().unwrap().signing,
+            *s.insurers[2].keys().signing.verifying_key(),
+            "the registered key, not the attacker's"
+        );
+        verified.extend(outcome.verified_by.clone());
+        evidence.extend(outcome.evidence.clone());
+    }
+    for liar in &nodes[..3] {
+        assert!(!verified.contains(liar), "{liar} was believed");
+    }
+    assert!(matches!(
+        faults(&evidence, &nodes[0])[0],
+        NodeFault::Entry { .. }
+    ));
+    assert!(matches!(
+        faults(&evidence, &nodes[1])[0],
+        NodeFault::Entry { .. }
+    ));
+    assert!(matches!(
+        faults(&evidence, &nodes[2])[0],
+        NodeFault::Header(Verdict::Invalid(InvalidReason::DuplicateVote(_)))
+    ));
+
+    // Every node lies: the lookup fails closed.
+    for node in &nodes {
+        transport.set(node, alter_lookups(move |a| a.entries[index].value = None));
+    }
+    match s.client.lookup(&plan).await {
+        Err(NetError::Lookup(LookupError::NoVerifiedAnswer(evidence))) => {
+            assert!(evidence.len() >= 3, "{evidence:?}")
+        }
+        other => panic!("a lookup no node answered truthfully must fail: {other:?}"),
+    }
+    // Nodes that do not answer at all: the client moves on to others.
+    for node in &nodes {
+        transport.set(node, Behaviour::Honest);
+    }
+    transport.set(&nodes[3], Behaviour::Drop);
+    transport.set(&nodes[4], Behaviour::Drop);
+    for _ in 0..3 {
+        let outcome = s.client.lookup(&plan).await.unwrap();
+        assert!(outcome.target.is_some());
+        assert!(outcome.verified_by.len() >= 3 || outcome.evidence.len() <= 2);
+    }
+    s.consortium.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_header_is_refused_once_the_client_has_seen_a_newer_one() {
+    let mut s = setup().await;
+    let key = LookupKey::derive(&MasterSecret::generate());
+    let nodes = s.consortium.urls.clone();
+    let plan = plan(&s, &key, 1).await;
+    // Record node 0's answer now, then let the chain move on.
+    let recorded: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let keep = Arc::clone(&recorded);
+    s.client.transport().set(
+        &nodes[0],
+        Behaviour::Alter(Arc::new(move |request, response| {
+            if request.path == "/v1/registry/lookup" {
+                keep.lock()
+                    .unwrap()
+                    .get_or_insert_with(|| response.body.clone());
+            }
+        })),
+    );
+    while recorded.lock().unwrap().is_none() {
+        s.client.lookup(&plan).await.unwrap();
+    }
+    let id = s.insurers[5].id().clone();
+    let update = s.insurers[5].sign(TxBody::RevokeIdentity { id });
+    s.client.submit(&update).await.unwrap();
+    s.client
+        .wait_sequence(s.insurers[5].id(), 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let before = s.client.trusted_height();
+    while s.client.trusted_height() <= before {
+        s.client.lookup(&plan).await.unwrap();
+    }
+    // Node 0 now replays its old, validly certified answer.
+    let old = recorded.lock().unwrap().clone().unwrap();
+    s.client.transport().set(
+        &nodes[0],
+        Behaviour::Alter(Arc::new(move |request, response| {
+            if request.path == "/v1/registry/lookup" {
+                response.body = old.clone();
+            }
+        })),
+    );
+    let mut stale = Vec::new();
+    for _ in 0..nodes.len() {
+        let outcome = s.client.lookup(&plan).await.unwrap();
+        stale.extend(faults(&outcome.evidence, &nodes[0]));
+    }
+    assert!(
+        stale.iter().any(|f| matches!(
+            f,
+            NodeFault::Header(Verdict::Invalid(InvalidReason::Stale { .. }))
+        )),
+        "{stale:?}"
+    );
+    s.consortium.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_of_one_target_send_the_same_registered_decoys_every_time() {
+    let s = setup().await;
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    for node in &s.consortium.urls {
+        let seen = Arc::clone(&seen);
+        s.client.transport().set(
+            node,
+            Behaviour::Alter(Arc::new(move |request, _| {
+                if request.path == "/v1/registry/lookup" {
+                    seen.lock().unwrap().push(request.body.clone());
+                }
+            })),
+        );
+    }
+    let secret = MasterSecret::generate();
+    for _ in 0..3 {
+        // A fresh plan each time, from the same patient secret (as after an app restart).
+        let key = LookupKey::derive(&MasterSecret::from_bytes(*secret.to_bytes()));
+        let plan = plan(&s, &key, 4).await;
+        s.client.lookup(&plan).await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 9);
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "requests differ");
+    let request: serde_json::Value = serde_json::from_slice(&seen[0]).unwrap();
+    let directory: Vec<String> = s
+        .client
+        .directory(Role::Insurer)
+        .await
+        .unwrap()
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    let ids = request["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 4);
+    assert!(
+        ids.iter()
+            .all(|id| directory.contains(&id.as_str().unwrap().to_owned()))
+    );
+    s.consortium.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_grants_and_revoked_requesters_are_refused() {
+    let mut s = setup().await;
+    let chain = s.consortium.genesis.chain_id.clone();
+    let key = LookupKey::derive(&MasterSecret::generate());
+    let mut patient = Account::new(PrivateKeySet::generate(None, RsaBits::B2048), &chain, 0);
+    s.client
+        .submit(&patient.register(Role::Patient, 0, now() + 3600))
+        .await
+        .unwrap();
+    s.client
+        .wait_sequence(patient.id(), 0, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let envelope = Envelope::seal_to(b"a record", &[&patient.keys().public()], None).unwrap();
+    let mut granted = Vec::new();
+    // insurer 0 gets a grant that expires at once; insurer 3 a live one, then is revoked.
+    for (index, not_after) in [(0usize, now() + 1), (3, now() + 3600)] {
+        let grantee = s
+            .client
+            .lookup(&plan(&s, &key, index).await)
+            .await
+            .unwrap()
+            .target
+            .unwrap();
+        let shared = share_envelope(&envelope, patient.keys(), &grantee).unwrap();
+        let bytes = shared.serialize().into_bytes();
+        let claim = patient.blob_claim(&emrshare_core::content_hash(&bytes), now());
+        let blob = s.client.put_blob(&bytes, &claim).await.unwrap();
+        let (grant_id, tx) = patient.grant(&grantee, &blob, &[], &[Action::Read], not_after);
+        s.client.submit(&tx).await.unwrap();
+        s.client
+            .wait_sequence(
+                patient.id(),
+                tx.transaction().sequence,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+        granted.push((index, blob, grant_id));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (i, blob, grant) = &granted[0];
+    let access = s.insurers[*i].access_log(blob, Some(grant), now());
+    match s.client.get_blob(blob, &access).await {
+        Err(NetError::Refused { status: 403, .. }) => {}
+        other => panic!("an expired grant must be refused: {other:?}"),
+    }
+    let (i, blob, grant) = &granted[1];
+    let access = s.insurers[*i].access_log(blob, Some(grant), now());
+    let fetched = s.client.get_blob(blob, &access).await.unwrap();
+    assert_eq!(
+        &*Envelope::parse(&fetched)
+            .unwrap()
+            .open(s.insurers[*i].keys())
+            .unwrap(),
+        b"a record"
+    );
+    s.client
+        .wait_sequence(
+            s.insurers[*i].id(),
+            access.transaction().sequence,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    let id = s.insurers[*i].id().clone();
+    let revoke = s.insurers[*i].sign(TxBody::RevokeIdentity { id });
+    s.client.submit(&revoke).await.unwrap();
+    s.client
+        .wait_sequence(
+            s.insurers[*i].id(),
+            revoke.transaction().sequence,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    let access: SignedTransaction = s.insurers[*i].access_log(blob, Some(grant), now());
+    match s.client.get_blob(blob, &access).await {
+        Err(NetError::Refused { status, message }) => {
+            assert!(status == 401 || status == 403, "{status} {message}")
+        }
+        other => panic!("a revoked requester must be refused: {other:?}"),
+    }
+    s.consortium.stop().await.unwrap();
+}
