@@ -405,6 +405,10 @@ fn open_sealed(
     let wire: SealedWire = parse_wire(bytes, kind)?;
     let envelope =
         Envelope::parse(wire.jwe.as_bytes()).map_err(|_| malformed(kind, "not a valid JWE"))?;
+    // Each recipient costs an RSA decryption attempt: more than one is only a lever for DoS.
+    if envelope.recipient_kids().len() != 1 {
+        return Err(malformed(kind, "JWE must have exactly one recipient"));
+    }
     let plaintext = envelope
         .open(recipient)
         .map_err(|_| HandshakeError::Decrypt(kind))?;
@@ -585,7 +589,6 @@ pub struct PatientStart {
 
 /// A request as received: well-formed and recent, but nothing in it is trusted. Look the
 /// requester up in the registry, then [`verify_requester`](Self::verify_requester).
-#[derive(Clone)]
 pub struct Request {
     bytes: Vec<u8>,
     requester: PartyId,
@@ -604,7 +607,6 @@ pub struct VerifiedRequest {
 }
 
 /// The patient has sent M1 and waits for M2.
-#[derive(Debug)]
 pub struct PatientAwaitingM2 {
     config: HandshakeConfig,
     patient: PartyId,
@@ -614,6 +616,16 @@ pub struct PatientAwaitingM2 {
     n_p: [u8; NONCE_LEN],
     e_p: EcdhP256Public,
     e_p_secret: EcdhP256Secret,
+}
+
+impl fmt::Debug for PatientAwaitingM2 {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("PatientAwaitingM2")
+            .field("patient", &self.patient)
+            .field("requester", &self.requester.id)
+            .field("e_p_secret", &self.e_p_secret)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Both sides are authenticated and share a session key: the patient may send the record.
@@ -891,13 +903,21 @@ pub struct RequesterAwaitingM1 {
 
 /// M1 opened and matched to our request; its signature is checked once the patient it names
 /// has been looked up: [`verify_patient`](Self::verify_patient).
-#[derive(Debug)]
 pub struct RequesterAwaitingPatientKeys {
     config: HandshakeConfig,
     asked: Asked,
     m1: Vec<u8>,
     m1_token: String,
     claimed_patient: PartyId,
+}
+
+impl fmt::Debug for RequesterAwaitingPatientKeys {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("RequesterAwaitingPatientKeys")
+            .field("asked", &self.asked)
+            .field("claimed_patient", &self.claimed_patient)
+            .finish_non_exhaustive()
+    }
 }
 
 /// M2 is sent; waiting for the record.
@@ -1057,6 +1077,7 @@ impl RequesterAwaitingPatientKeys {
                 reason: "a patient's ID must be its signing key's thumbprint",
             });
         }
+        // The same bytes whose IDs, request hash and time `receive_m1` checked, now verified.
         let content: M1Content = verify_signed(KIND, &self.m1_token, &patient)?;
         let n_p = decode_nonce(KIND, &content.n_p)?;
         let e_p = decode_point(KIND, &content.e_p)?;
@@ -1089,6 +1110,7 @@ impl RequesterAwaitingPatientKeys {
 impl RequesterAwaitingM3 {
     /// Receives M3: direction and sequence number, then the session key (tag checked before
     /// any plaintext), then our nonce.
+    ///
     /// M3 has no time of its own: its freshness is the key-binding JWT's, checked with the
     /// record.
     pub fn receive_m3(self, m3: &[u8]) -> Result<RequesterAwaitingIssuerKeys, HandshakeError> {

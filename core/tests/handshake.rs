@@ -635,6 +635,25 @@ fn a_patient_entry_whose_id_is_not_its_key_thumbprint_is_refused() {
     ));
 }
 
+#[test]
+fn an_m1_sealed_to_several_recipients_is_refused_before_any_decryption() {
+    let (a, _) = send_request(NOW);
+    let signed = jws::sign(
+        &patient().signing,
+        &jws::Header::es256(M1_TYP, None),
+        &json!({}),
+    );
+    let recipients = [&insurer().public(), &stranger().public()];
+    let jwe = Envelope::seal_to(signed.as_bytes(), &recipients, Some(M1_TYP))
+        .unwrap()
+        .to_json();
+    let m1 = bytes_of(&json!({"typ": M1_TYP, "jwe": jwe}));
+    assert!(matches!(
+        a.receive_m1(&m1, insurer(), NOW),
+        Err(E::Malformed { kind: M1, .. })
+    ));
+}
+
 // --- Wrong contents in signed messages ----------------------------------------------------
 
 /// An edit of a message's signed content, and the refusal it must cause.
