@@ -200,6 +200,16 @@ fn start(args: &Args, started: Instant) -> Result<Consortium> {
         .prefix("emrshare-loadgen-")
         .tempdir()?
         .keep();
+    // Removes the folder if `init` fails; the consortium's own Drop takes over after that.
+    struct Cleanup<'a>(Option<&'a Path>);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0 {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    let mut cleanup = Cleanup((!args.keep).then_some(dir.as_path()));
     let ports = free_ports(args.base_port)?;
     let status = Command::new(&bin)
         .args(["init", "--dir"])
@@ -213,6 +223,7 @@ fn start(args: &Args, started: Instant) -> Result<Consortium> {
         .with_context(|| format!("cannot run {}", bin.display()))?;
     ensure!(status.success(), "emrshare-node init failed: {status}");
     let genesis: Genesis = strict_json::parse(&std::fs::read(dir.join("genesis.json"))?)?;
+    cleanup.0 = None;
     let children: Children = Arc::default();
     let mut consortium = Consortium {
         dir: dir.clone(),
@@ -566,7 +577,8 @@ async fn commit_phase(
         acks.extend(a);
         refused.extend(r);
     }
-    let submitted = next.load(Ordering::Relaxed).min(txs.len());
+    // Sent, answered or not (a worker that stops at the limit takes one index it never sends).
+    let submitted = acks.len() + refused.len();
     let submit_time = first.elapsed();
 
     // Until every acknowledged transaction is in a block that every node has applied.
