@@ -196,25 +196,30 @@ async fn lookup(State(node): State<Shared>, body: Bytes) -> Response {
         Ok(ids) => ids,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let chain = node.chain.lock().await;
-    let Ok(Some(block)) = node.store.block(chain.height()) else {
-        return error(StatusCode::NOT_FOUND, "no block yet");
+    // The header and the proofs under its state root are taken under one lock; the answer
+    // is serialized after the lock is released.
+    let answer = {
+        let chain = node.chain.lock().await;
+        let Ok(Some(block)) = node.store.block(chain.height()) else {
+            return error(StatusCode::NOT_FOUND, "no block yet");
+        };
+        let entries: Vec<LookupEntry> = ids
+            .into_iter()
+            .map(|id| {
+                let (value, proof) = chain.state().get_with_proof(&registry_key(&id));
+                LookupEntry {
+                    id,
+                    proof,
+                    value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+                }
+            })
+            .collect();
+        LookupResponse {
+            entries,
+            header: block.certified_header(),
+        }
     };
-    let entries: Vec<LookupEntry> = ids
-        .into_iter()
-        .map(|id| {
-            let (value, proof) = chain.state().get_with_proof(&registry_key(&id));
-            LookupEntry {
-                id,
-                proof,
-                value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
-            }
-        })
-        .collect();
-    sorted_json(&LookupResponse {
-        entries,
-        header: block.certified_header(),
-    })
+    sorted_json(&answer)
 }
 
 #[derive(Deserialize)]

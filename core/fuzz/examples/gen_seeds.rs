@@ -2,6 +2,9 @@
 //!
 //!     cd core/fuzz && cargo run --example gen_seeds
 //!
+//! `cargo run --example gen_seeds -- node_messages` writes only the `node_messages` seeds
+//! (signed with the committed fixtures), leaving every other seed as it is.
+//!
 //! Regenerating replaces the fixture keys, which invalidates every signed or sealed seed, so
 //! always regenerate fixtures and seeds together (this program does both). The targets
 //! `include_bytes!` the fixtures, so rebuild them afterwards.
@@ -47,6 +50,10 @@ fn fixed_record() -> Record {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("node_messages") {
+        node_seeds();
+        return;
+    }
     // Fixtures: test-only keys, 2048-bit RSA to keep RSA operations cheap. Kept if present
     // (delete fixtures/*.json to rotate them); every seed below is rewritten either way.
     let issuer = fixture("issuer", Some(ISSUER_ID));
@@ -189,7 +196,160 @@ fn main() {
     write("seeds/strict_json/big.json", br#"[18446744073709551615,-9223372036854775808,1e308,"\ud83d\ude00"]"#);
 
     ledger_seeds();
+    node_seeds();
     b64_seeds();
+}
+
+/// Seeds of the `node_messages` target: byte 0 is the message type (keep in sync with the
+/// target's `match`), then the JSON text. Answers nesting ledger types are written both as
+/// serialized directly and as the node serves them (members sorted, through a `Value`).
+fn node_seeds() {
+    use emrshare_core::keys::SigningKey;
+    use emrshare_core::ledger::block::{
+        CertifiedBlock, CertifiedHeader, CommitCertificate, Genesis, Header, Proposal,
+        Validator, ValidatorSet, Vote,
+    };
+    use emrshare_core::ledger::machine::registry_key;
+    use emrshare_core::ledger::state::hex32;
+    use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
+    use emrshare_core::ledger::wire::*;
+
+    let seed = |mode: u8, name: &str, value: &dyn erased::Json| {
+        let mut bytes = vec![mode];
+        bytes.extend(value.direct());
+        write(&format!("seeds/node_messages/{mode:02}_{name}.bin"), &bytes);
+        let sorted = value.sorted();
+        if sorted != bytes[1..] {
+            let mut bytes = vec![mode];
+            bytes.extend(sorted);
+            write(&format!("seeds/node_messages/{mode:02}_{name}_sorted.bin"), bytes);
+        }
+    };
+
+    // A real signed transaction, by the fixture issuer's keys.
+    let issuer = fixture("issuer", Some(ISSUER_ID));
+    let tx = Transaction {
+        chain_id: "fuzz-chain".into(),
+        sender: issuer.id.clone(),
+        sequence: 0,
+        body: TxBody::RegisterIdentity {
+            id: issuer.id.clone(),
+            role: Role::Hospital,
+            signing_jwk: issuer.signing.verifying_key().to_jwk(None),
+            encryption_jwk: issuer.decryption.encryption_key().to_jwk(None),
+            valid_from: 0,
+            valid_until: u64::MAX,
+        },
+    }
+    .sign(&issuer.signing);
+    let jws = tx.as_jws().to_owned();
+
+    // The one place the seeds name the header's fields. Its state root is the fixed tree's,
+    // so the lookup seed reaches the target's soundness check.
+    let tree = ledger::state_tree();
+    let voter = SigningKey::generate();
+    let header = Header {
+        chain_id: "fuzz-chain".into(),
+        height: 3,
+        slot: 5,
+        previous: [7; 32],
+        time_ms: NOW * 1000,
+        proposer: PartyId::new("node:2").unwrap(),
+        tx_root: emrshare_core::ledger::block::tx_root(std::slice::from_ref(&tx)),
+        state_root: tree.root(),
+        validators_hash: [9; 32],
+    };
+    let vote = Vote::sign(PartyId::new("node:3").unwrap(), &voter, &header);
+    let certified = CertifiedHeader {
+        header: header.clone(),
+        certificate: CommitCertificate {
+            header_hash: header.hash(),
+            votes: vec![vote.clone()],
+        },
+    };
+    let proposal = Proposal {
+        header: header.clone(),
+        txs: vec![jws.clone()],
+        proposer_signature: vote.signature.clone(),
+    };
+    let block = CertifiedBlock {
+        header: header.clone(),
+        certificate: certified.certificate.clone(),
+        txs: vec![jws.clone()],
+    };
+
+    let entry = |name: &str, value: Option<String>| {
+        let id = PartyId::new(name).unwrap();
+        LookupEntry {
+            proof: tree.prove(&registry_key(&id)),
+            id,
+            value,
+        }
+    };
+    let lookup = LookupResponse {
+        entries: vec![
+            entry("party-0", Some("value-0".into())),
+            entry("absent-1", None),
+            entry("party-7", Some("value-7".into())),
+        ],
+        header: certified.clone(),
+    };
+
+    seed(0, "submit", &SubmitRequest { jws: jws.clone() });
+    seed(1, "submitted", &SubmitResponse { id: tx.id_text() });
+    seed(2, "lookup", &LookupRequest { ids: vec!["party-0".into(), "absent-1".into()] });
+    seed(3, "lookup_answer", &lookup);
+    seed(4, "directory", &DirectoryPage { ids: vec![issuer.id.clone(), PartyId::new("node:0").unwrap()] });
+    seed(5, "grant_present", &GrantAnswer {
+        proof: tree.prove(&ledger::keys()[2]),
+        value: Some(r#"{"grantor":"patient-1","revoked":false}"#.into()),
+    });
+    seed(5, "grant_absent", &GrantAnswer { proof: tree.prove(&ledger::keys()[20]), value: None });
+    seed(6, "sequence", &SequenceAnswer { next: 12 });
+    seed(7, "health", &HealthAnswer { height: 42, id: PartyId::new("node:1").unwrap(), status: HealthAnswer::OK.into() });
+    seed(8, "block_accepted", &BlockAccepted { height: 3 });
+    seed(9, "blob_stored", &BlobStored { hash: hex32::from_hex(&"5a".repeat(32)).unwrap() });
+    seed(10, "error", &ErrorBody::new("unexpected JSON structure: unknown field `x`"));
+    seed(11, "proposal", &proposal);
+    seed(12, "block", &block);
+    seed(13, "certified_header", &certified);
+    seed(14, "vote", &vote);
+    let genesis = Genesis {
+        chain_id: "fuzz-chain".into(),
+        validators: ValidatorSet {
+            validators: (0..3)
+                .map(|i| Validator {
+                    id: PartyId::new(format!("node:{i}")).unwrap(),
+                    signing_jwk: SigningKey::generate().verifying_key().to_jwk(None),
+                    credit: 100,
+                })
+                .collect(),
+            proposers: 2,
+            auditors: 1,
+        },
+        slot_ms: 500,
+        start_ms: NOW * 1000,
+    };
+    seed(15, "genesis", &genesis);
+    seed(16, "lock", &Some(proposal));
+    seed(16, "no_lock", &None::<Proposal>);
+}
+
+/// Serializing seeds of different types through one closure.
+mod erased {
+    pub trait Json {
+        fn direct(&self) -> Vec<u8>;
+        fn sorted(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn direct(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap()
+        }
+        fn sorted(&self) -> Vec<u8> {
+            serde_json::to_vec(&serde_json::to_value(self).unwrap()).unwrap()
+        }
+    }
 }
 
 /// The fixed trees of the `ledger_proofs` target (keep in sync with it).

@@ -363,7 +363,13 @@ pub mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn to_hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(2 * bytes.len());
+        for &b in bytes {
+            out.push(DIGITS[usize::from(b >> 4)] as char);
+            out.push(DIGITS[usize::from(b & 0x0f)] as char);
+        }
+        out
     }
 
     pub fn from_hex(text: &str) -> Option<[u8; 32]> {
@@ -441,6 +447,18 @@ mod tests {
 
     fn key(i: u32) -> StateKey {
         state_key("test", &i.to_string())
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte_and_roundtrips() {
+        let all: Vec<u8> = (0..=255).collect();
+        let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex32::to_hex(&all), expected);
+        assert_eq!(hex32::to_hex(&[]), "");
+        for chunk in all.chunks(32) {
+            let hash: [u8; 32] = chunk.try_into().unwrap();
+            assert_eq!(hex32::from_hex(&hex32::to_hex(&hash)), Some(hash));
+        }
     }
 
     #[test]

@@ -1,0 +1,191 @@
+//! Block apply: `LedgerState::apply` over a block of 100 and 1000 signed transactions
+//! (RegisterIdentity of new parties, Grant by registered parties, and a half-and-half mix) on
+//! a state of 10^4 registered identities. Transactions are signed before any timing; each
+//! iteration applies the block to a fresh clone of the base state (the clone is not timed).
+//! Throughput is in transactions, so criterion prints transactions per second.
+//!
+//! Also timed: parsing the block's JWS texts then applying (what a node does with a received
+//! block), and cloning (and dropping) the 10^4-identity state on its own: the node's chain
+//! clones its whole state to try one submitted transaction, a proposal or a block.
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use emrshare_core::keys::{DecryptionKey, Jwk, PartyId, RsaBits, SigningKey};
+use emrshare_core::ledger::machine::{Context, LedgerState};
+use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, Transaction, TxBody};
+use std::hint::black_box;
+use std::time::Duration;
+
+const CHAIN: &str = "bench-chain";
+const IDENTITIES: usize = 10_000;
+
+fn ctx(height: u64) -> Context<'static> {
+    Context {
+        chain_id: CHAIN,
+        height,
+        now: 1_767_225_600,
+    }
+}
+
+struct Party {
+    id: PartyId,
+    key: SigningKey,
+}
+
+fn registration(party: &Party, encryption_jwk: &Jwk) -> SignedTransaction {
+    Transaction {
+        chain_id: CHAIN.into(),
+        sender: party.id.clone(),
+        sequence: 0,
+        body: TxBody::RegisterIdentity {
+            id: party.id.clone(),
+            role: Role::Hospital,
+            signing_jwk: party.key.verifying_key().to_jwk(None),
+            encryption_jwk: encryption_jwk.clone(),
+            valid_from: 0,
+            valid_until: u64::MAX,
+        },
+    }
+    .sign(&party.key)
+}
+
+fn grant(from: &Party, to: &Party, n: usize) -> SignedTransaction {
+    Transaction {
+        chain_id: CHAIN.into(),
+        sender: from.id.clone(),
+        sequence: 1,
+        body: TxBody::Grant {
+            grant_id: format!("grant-{n}"),
+            grantee: to.id.clone(),
+            record_id: format!("record-{n}"),
+            parts: vec!["prescription".into(), "examination".into()],
+            actions: vec![Action::Read],
+            not_after: u64::MAX,
+        },
+    }
+    .sign(&from.key)
+}
+
+fn party(name: String) -> Party {
+    Party {
+        id: PartyId::new(name).unwrap(),
+        key: SigningKey::generate(),
+    }
+}
+
+struct Fixture {
+    base: LedgerState,
+    /// Blocks by name: (kind, size) -> transactions.
+    blocks: Vec<(&'static str, usize, Vec<SignedTransaction>)>,
+}
+
+/// 10^4 registered parties (one shared RSA encryption key: key generation is slow, and the
+/// state machine does not care), then blocks of new registrations and of grants between the
+/// registered parties, each sender using its next sequence number once.
+fn fixture() -> Fixture {
+    let encryption_jwk = DecryptionKey::generate(RsaBits::B2048)
+        .encryption_key()
+        .to_jwk(None);
+    let parties: Vec<Party> = (0..IDENTITIES)
+        .map(|i| party(format!("hospital:base-{i}")))
+        .collect();
+    let mut base = LedgerState::new();
+    for p in &parties {
+        base.apply(&registration(p, &encryption_jwk), ctx(1))
+            .expect("base registration applies");
+    }
+    let mut blocks = Vec::new();
+    let mut next_sender = 0;
+    let mut next_new = 0;
+    for size in [100usize, 1000] {
+        for kind in ["register", "grant", "mix"] {
+            let mut txs = Vec::with_capacity(size);
+            for i in 0..size {
+                let is_grant = match kind {
+                    "register" => false,
+                    "grant" => true,
+                    _ => i % 2 == 1,
+                };
+                if is_grant {
+                    // Distinct senders per block (each has sequence 1 next in the base state).
+                    let from = &parties[next_sender % IDENTITIES];
+                    let to = &parties[(next_sender * 7919 + 1) % IDENTITIES];
+                    txs.push(grant(from, to, next_sender));
+                    next_sender += 1;
+                } else {
+                    txs.push(registration(
+                        &party(format!("hospital:new-{next_new}")),
+                        &encryption_jwk,
+                    ));
+                    next_new += 1;
+                }
+            }
+            blocks.push((kind, size, txs));
+        }
+    }
+    // Every block applies in full to the base state.
+    for (kind, size, txs) in &blocks {
+        let mut state = base.clone();
+        for tx in txs {
+            state
+                .apply(tx, ctx(2))
+                .unwrap_or_else(|e| panic!("{kind}/{size}: {e}"));
+        }
+    }
+    Fixture { base, blocks }
+}
+
+fn block_apply(c: &mut Criterion) {
+    let Fixture { base, blocks } = fixture();
+    let mut group = c.benchmark_group("block_apply");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(10);
+    for (kind, size, txs) in &blocks {
+        group.throughput(Throughput::Elements(*size as u64));
+        group.bench_with_input(
+            BenchmarkId::new(format!("apply/{kind}"), size),
+            txs,
+            |b, txs| {
+                b.iter_batched(
+                    || base.clone(),
+                    |mut state| {
+                        for tx in txs {
+                            state.apply(black_box(tx), ctx(2)).unwrap();
+                        }
+                        state
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+        if *kind == "mix" {
+            let texts: Vec<String> = txs.iter().map(|t| t.as_jws().to_owned()).collect();
+            group.bench_with_input(
+                BenchmarkId::new("parse_and_apply/mix", size),
+                &texts,
+                |b, texts| {
+                    b.iter_batched(
+                        || base.clone(),
+                        |mut state| {
+                            for text in texts {
+                                let tx = SignedTransaction::parse(black_box(text)).unwrap();
+                                state.apply(&tx, ctx(2)).unwrap();
+                            }
+                            state
+                        },
+                        BatchSize::LargeInput,
+                    )
+                },
+            );
+        }
+    }
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("state_clone_and_drop", IDENTITIES), |b| {
+        b.iter(|| black_box(&base).clone())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, block_apply);
+criterion_main!(benches);

@@ -1,0 +1,966 @@
+//! Bounded load generator for a 5-node consortium on 127.0.0.1 (3 proposers, 2 auditors),
+//! talking to the nodes over their HTTP API only.
+//!
+//!     cargo build --release -p emrshare-node          # the node binary it starts
+//!     cargo run --release -p emrshare-node --example loadgen -- --secs 20
+//!
+//! It runs `emrshare-node init` into a temporary folder, starts the five nodes (the release
+//! binary next to this example's executable, or `--node-bin`), signs every transaction it
+//! will send (fresh ES256 keys; one shared RSA-2048 encryption key, since RSA key generation
+//! is slow and the state machine does not compare encryption keys), and then measures:
+//!
+//! 1. k = 10 registry lookups/s against one node (`POST /v1/registry/lookup`, `--concurrency`
+//!    in flight, `--secs` seconds), for 10 IDs registered (and committed on every node) just
+//!    before. One answer is first decoded with `ledger::wire` and verified from genesis as a
+//!    thin client would, and again after the load;
+//! 2. committed transactions/s: `--txs` RegisterIdentity transactions of fresh parties,
+//!    submitted round-robin to the five nodes (`--submit-concurrency` in flight, at most
+//!    `--rate` per second if given), timed from the first submit until every acknowledged one
+//!    is in a certified block that every node has applied (polling `/v1/health` every 25 ms
+//!    and fetching each new block once); finality: from a submit's acknowledgement to its
+//!    certified block, in slots.
+//!
+//! It also reports the CPU seconds each node process and the generator used in each phase
+//! (from `/proc`). Everything is bounded: each phase has its own limit, and at the overall
+//! `--deadline` a watchdog kills the nodes (by PID) and exits. The nodes are killed on every
+//! exit path: normal end, error, panic, Ctrl-C, deadline.
+
+use anyhow::{Context as _, Result, bail, ensure};
+use clap::Parser;
+use emrshare_core::keys::{DecryptionKey, PartyId, RsaBits, SigningKey};
+use emrshare_core::ledger::block::{CertifiedBlock, Genesis};
+use emrshare_core::ledger::machine::registry_key;
+use emrshare_core::ledger::state::value_hash;
+use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
+use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_core::ledger::wire::{
+    ErrorBody, HealthAnswer, LookupRequest, LookupResponse, SubmitRequest, SubmitResponse,
+};
+use emrshare_core::{b64, content_hash, strict_json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const NODES: usize = 5;
+const K: usize = 10;
+
+#[derive(Parser, Debug)]
+#[command(about = "Bounded load generator for a 5-node loopback emrshare consortium")]
+struct Args {
+    /// Seconds of the lookup phase.
+    #[arg(long, default_value_t = 20)]
+    secs: u64,
+    /// Transactions of the commit phase.
+    #[arg(long, default_value_t = 4000)]
+    txs: usize,
+    /// Lookups in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Submits in flight.
+    #[arg(long, default_value_t = 32)]
+    submit_concurrency: usize,
+    /// Most submits started per second (0: as fast as the in-flight limit allows).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// The node the lookups go to (0-2 propose, 3-4 audit).
+    #[arg(long, default_value_t = 3)]
+    lookup_node: usize,
+    /// Slot length given to `init`.
+    #[arg(long, default_value_t = 500)]
+    slot_ms: u64,
+    /// Longest wait, from the first submit, for every transaction to commit everywhere.
+    #[arg(long, default_value_t = 120)]
+    commit_timeout: u64,
+    /// Overall limit in seconds: after it the nodes are killed and the run abandoned.
+    #[arg(long, default_value_t = 420)]
+    deadline: u64,
+    /// First of five consecutive ports (default: five free ones found at random).
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// The `emrshare-node` binary (default: the release binary next to this example).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// Worker threads of the generator's own runtime (it shares the machine with the nodes).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Keep the consortium folder (configs, data, node logs) instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(args.lookup_node < NODES, "--lookup-node is 0..{NODES}");
+    ensure!(args.txs >= K, "--txs must be at least {K}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+// --- the consortium's processes ---------------------------------------------------------------
+
+/// The node processes; killed (SIGKILL, by PID) and reaped by [`stop`].
+type Children = Arc<Mutex<Vec<Child>>>;
+
+fn stop(children: &Children) {
+    let mut children = children.lock().unwrap_or_else(|p| p.into_inner());
+    for child in children.iter_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    children.clear();
+}
+
+struct Consortium {
+    dir: PathBuf,
+    keep: bool,
+    ports: Vec<u16>,
+    pids: Vec<u32>,
+    children: Children,
+    genesis: Genesis,
+}
+
+impl Drop for Consortium {
+    fn drop(&mut self) {
+        stop(&self.children);
+        if self.keep {
+            eprintln!("kept {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Consortium {
+    fn url(&self, node: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[node])
+    }
+}
+
+fn node_binary(args: &Args) -> Result<PathBuf> {
+    if let Some(bin) = &args.node_bin {
+        return Ok(bin.clone());
+    }
+    let me = std::env::current_exe()?;
+    // target/<profile>/examples/loadgen -> target/<profile>/emrshare-node
+    let bin = me
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("emrshare-node"))
+        .context("cannot locate the target folder")?;
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p emrshare-node) or pass --node-bin",
+            bin.display()
+        );
+    }
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&bin) < modified(&me) {
+        eprintln!(
+            "note: {} is older than this generator; rebuild it if the node changed",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Five consecutive ports that are free now.
+fn free_ports(base: Option<u16>) -> Result<Vec<u16>> {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    if let Some(base) = base {
+        let ports: Vec<u16> = (0..NODES as u16).map(|i| base + i).collect();
+        ensure!(ports.iter().all(|&p| free(p)), "ports {base}.. are in use");
+        return Ok(ports);
+    }
+    let seed = (std::process::id() as u64) ^ now_ms();
+    for attempt in 0..50u64 {
+        let base = 30_000 + ((seed.wrapping_mul(2_654_435_761) + attempt * 977) % 25_000) as u16;
+        let ports: Vec<u16> = (0..NODES as u16).map(|i| base + i).collect();
+        if ports.iter().all(|&p| free(p)) {
+            return Ok(ports);
+        }
+    }
+    bail!("no five free consecutive ports found")
+}
+
+fn start(args: &Args, started: Instant) -> Result<Consortium> {
+    let bin = node_binary(args)?;
+    let dir = tempfile::Builder::new()
+        .prefix("emrshare-loadgen-")
+        .tempdir()?
+        .keep();
+    // Removes the folder if `init` fails; the consortium's own Drop takes over after that.
+    struct Cleanup<'a>(Option<&'a Path>);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0 {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    let mut cleanup = Cleanup((!args.keep).then_some(dir.as_path()));
+    let ports = free_ports(args.base_port)?;
+    let status = Command::new(&bin)
+        .args(["init", "--dir"])
+        .arg(&dir)
+        .args(["--nodes", "5", "--proposers", "3", "--auditors", "2"])
+        .args(["--base-port", &ports[0].to_string()])
+        .args(["--slot-ms", &args.slot_ms.to_string()])
+        .args(["--chain-id", "loadgen"])
+        .stdout(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    ensure!(status.success(), "emrshare-node init failed: {status}");
+    let genesis: Genesis = strict_json::parse(&std::fs::read(dir.join("genesis.json"))?)?;
+    cleanup.0 = None;
+    let children: Children = Arc::default();
+    let mut consortium = Consortium {
+        dir: dir.clone(),
+        keep: args.keep,
+        ports,
+        pids: Vec::new(),
+        children: Arc::clone(&children),
+        genesis,
+    };
+    // The watchdog: at the deadline, whatever the generator is doing, the nodes go.
+    let deadline = started + Duration::from_secs(args.deadline);
+    {
+        let children = Arc::clone(&children);
+        let (dir, keep) = (dir.clone(), args.keep);
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            eprintln!("deadline reached: stopping the nodes");
+            stop(&children);
+            if !keep {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            std::process::exit(3);
+        });
+    }
+    {
+        let children = Arc::clone(&children);
+        let (dir, keep) = (dir.clone(), args.keep);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: stopping the nodes");
+                stop(&children);
+                if !keep {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                std::process::exit(130);
+            }
+        });
+    }
+    for i in 0..NODES {
+        let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
+        let child = Command::new(&bin)
+            .args(["run", "--config"])
+            .arg(dir.join(format!("node-{i}/config.toml")))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        consortium.pids.push(child.id());
+        children.lock().unwrap().push(child);
+    }
+    Ok(consortium)
+}
+
+// --- measurements -----------------------------------------------------------------------------
+
+/// CPU seconds (user + system) of a process so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".into(),
+    };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the command name's closing parenthesis start at field 3 (state).
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0 // utime, stime; USER_HZ is 100 on Linux
+}
+
+/// CPU seconds of the five nodes and of the generator.
+fn cpu_snapshot(c: &Consortium) -> Vec<f64> {
+    let mut all: Vec<f64> = c.pids.iter().map(|&pid| cpu_seconds(Some(pid))).collect();
+    all.push(cpu_seconds(None));
+    all
+}
+
+fn cpu_delta(before: &[f64], after: &[f64]) -> Vec<f64> {
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
+}
+
+fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    Some(sorted[rank.min(sorted.len() - 1)])
+}
+
+async fn health(http: &reqwest::Client, c: &Consortium, node: usize) -> Option<HealthAnswer> {
+    let reply = http.get(c.url(node, "/v1/health")).send().await.ok()?;
+    let bytes = reply.bytes().await.ok()?;
+    strict_json::parse(&bytes).ok()
+}
+
+async fn wait_healthy(http: &reqwest::Client, c: &Consortium, limit: Duration) -> Result<()> {
+    let until = Instant::now() + limit;
+    for node in 0..NODES {
+        while health(http, c, node).await.is_none() {
+            ensure!(
+                Instant::now() < until,
+                "node {node} did not come up; logs in {}",
+                c.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+struct Presigned {
+    party: PartyId,
+    /// `{"jws": ...}`, ready to post.
+    body: axum::body::Bytes,
+}
+
+/// Fresh parties' registrations (IDs `hospital:<prefix>-<i>`), signed before any timing; and
+/// the index of each by transaction ID.
+fn presign(
+    chain_id: &str,
+    prefix: &str,
+    n: usize,
+    encryption_jwk: &emrshare_core::keys::Jwk,
+) -> (Vec<Presigned>, HashMap<String, usize>) {
+    let mut by_id = HashMap::with_capacity(n);
+    let txs = (0..n)
+        .map(|i| {
+            let key = SigningKey::generate();
+            let party = PartyId::new(format!("hospital:{prefix}-{i}")).expect("valid ID");
+            let signed = Transaction {
+                chain_id: chain_id.into(),
+                sender: party.clone(),
+                sequence: 0,
+                body: TxBody::RegisterIdentity {
+                    id: party.clone(),
+                    role: Role::Hospital,
+                    signing_jwk: key.verifying_key().to_jwk(None),
+                    encryption_jwk: encryption_jwk.clone(),
+                    valid_from: 0,
+                    valid_until: u64::MAX,
+                },
+            }
+            .sign(&key);
+            by_id.insert(signed.id_text(), i);
+            let body = serde_json::to_vec(&SubmitRequest {
+                jws: signed.as_jws().into(),
+            })
+            .expect("serializes");
+            Presigned {
+                party,
+                body: body.into(),
+            }
+        })
+        .collect();
+    (txs, by_id)
+}
+
+#[derive(Clone, Copy)]
+struct Ack {
+    at: Instant,
+    wall_ms: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Inclusion {
+    height: u64,
+    slot: u64,
+    seen: Instant,
+}
+
+#[derive(Default)]
+struct ChainView {
+    /// Per transaction index, the certified block it is in, once seen.
+    included: HashMap<usize, Inclusion>,
+    /// When every node had reached each height (first poll that saw it).
+    all_at: BTreeMap<u64, Instant>,
+    heights: Vec<u64>,
+    /// Load transactions per block, by height.
+    block_sizes: BTreeMap<u64, usize>,
+    fetch_errors: usize,
+}
+
+/// Polls the nodes' heights every 25 ms and fetches each new block once (from the highest
+/// node), recording where each load transaction landed.
+async fn poll_chain(
+    http: reqwest::Client,
+    c: Arc<Consortium>,
+    by_id: Arc<HashMap<String, usize>>,
+    view: Arc<Mutex<ChainView>>,
+    done: Arc<AtomicBool>,
+) {
+    let mut fetched = 0u64;
+    let mut all_reached = 0u64;
+    while !done.load(Ordering::Relaxed) {
+        let mut heights = Vec::with_capacity(NODES);
+        for node in 0..NODES {
+            heights.push(health(&http, &c, node).await.map_or(0, |h| h.height));
+        }
+        let now = Instant::now();
+        let min = heights.iter().copied().min().unwrap_or(0);
+        let (source, &max) = heights
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, h)| **h)
+            .expect("five nodes");
+        {
+            let mut view = view.lock().unwrap();
+            for h in all_reached + 1..=min {
+                view.all_at.insert(h, now);
+            }
+            view.heights = heights.clone();
+        }
+        all_reached = all_reached.max(min);
+        while fetched < max {
+            let height = fetched + 1;
+            let block = async {
+                let reply = http
+                    .get(c.url(source, &format!("/v1/blocks/{height}")))
+                    .send()
+                    .await
+                    .ok()?;
+                let bytes = reply.bytes().await.ok()?;
+                strict_json::parse::<CertifiedBlock>(&bytes).ok()
+            }
+            .await;
+            let seen = Instant::now();
+            let Some(block) = block else {
+                view.lock().unwrap().fetch_errors += 1;
+                break;
+            };
+            let mut view = view.lock().unwrap();
+            let mut ours = 0;
+            for jws in &block.txs {
+                let id = b64::encode(content_hash(jws.as_bytes()));
+                if let Some(&i) = by_id.get(&id) {
+                    ours += 1;
+                    view.included.insert(
+                        i,
+                        Inclusion {
+                            height,
+                            slot: block.header.slot,
+                            seen,
+                        },
+                    );
+                }
+            }
+            view.block_sizes.insert(height, ours);
+            fetched = height;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+struct CommitReport {
+    submitted: usize,
+    acked: usize,
+    refused: Vec<(usize, String)>,
+    committed: usize,
+    /// First submit to the last acknowledged transaction in a block every node applied.
+    elapsed: Duration,
+    complete: bool,
+    submit_time: Duration,
+    finality_slots: Vec<i64>,
+    finality_ms: Vec<u64>,
+    blocks: usize,
+    largest_block: usize,
+    cpu: Vec<f64>,
+}
+
+async fn commit_phase(
+    args: &Args,
+    http: &reqwest::Client,
+    c: &Arc<Consortium>,
+    txs: Arc<Vec<Presigned>>,
+    by_id: Arc<HashMap<String, usize>>,
+) -> Result<CommitReport> {
+    let view = Arc::new(Mutex::new(ChainView::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = tokio::spawn(poll_chain(
+        http.clone(),
+        Arc::clone(c),
+        Arc::clone(&by_id),
+        Arc::clone(&view),
+        Arc::clone(&done),
+    ));
+    let cpu_before = cpu_snapshot(c);
+    let first = Instant::now();
+    let limit = first + Duration::from_secs(args.commit_timeout);
+    let rate = args.rate;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..args.submit_concurrency.max(1) {
+        let (http, c, txs, next) = (
+            http.clone(),
+            Arc::clone(c),
+            Arc::clone(&txs),
+            Arc::clone(&next),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            let mut refused = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= txs.len() || Instant::now() > limit {
+                    break;
+                }
+                if let Some(offset_us) = (i as u64 * 1_000_000).checked_div(rate) {
+                    let due = first + Duration::from_micros(offset_us);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let reply = http
+                    .post(c.url(i % NODES, "/v1/tx"))
+                    .header("content-type", "application/json")
+                    .body(txs[i].body.clone())
+                    .send()
+                    .await;
+                match reply {
+                    Ok(reply) => {
+                        let status = reply.status().as_u16();
+                        let bytes = reply.bytes().await.unwrap_or_default();
+                        if status == 202 && strict_json::parse::<SubmitResponse>(&bytes).is_ok() {
+                            acks.push((
+                                i,
+                                Ack {
+                                    at: Instant::now(),
+                                    wall_ms: now_ms(),
+                                },
+                            ));
+                        } else {
+                            let why = strict_json::parse::<ErrorBody>(&bytes)
+                                .map_or_else(|_| format!("status {status}"), |e| e.error);
+                            refused.push((i, why));
+                        }
+                    }
+                    Err(e) => refused.push((i, e.to_string())),
+                }
+            }
+            (acks, refused)
+        }));
+    }
+    let mut acks: HashMap<usize, Ack> = HashMap::new();
+    let mut refused = Vec::new();
+    for worker in workers {
+        let (a, r) = worker.await?;
+        acks.extend(a);
+        refused.extend(r);
+    }
+    // Sent, answered or not (a worker that stops at the limit takes one index it never sends).
+    let submitted = acks.len() + refused.len();
+    let submit_time = first.elapsed();
+
+    // Until every acknowledged transaction is in a block that every node has applied.
+    let (complete, end) = loop {
+        if acks.is_empty() {
+            break (false, Instant::now());
+        }
+        {
+            let view = view.lock().unwrap();
+            let last = acks
+                .keys()
+                .map(|i| view.included.get(i).map(|inc| inc.height))
+                .collect::<Option<Vec<u64>>>()
+                .map(|hs| hs.into_iter().max().unwrap_or(0));
+            if let Some(last) = last {
+                if let Some(&at) = view.all_at.get(&last) {
+                    break (true, at);
+                }
+            }
+        }
+        if Instant::now() > limit {
+            break (false, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let cpu = cpu_delta(&cpu_before, &cpu_snapshot(c));
+    done.store(true, Ordering::Relaxed);
+    let _ = poller.await;
+
+    let view = view.lock().unwrap();
+    let genesis = &c.genesis;
+    let mut finality_slots = Vec::new();
+    let mut finality_ms = Vec::new();
+    for (i, ack) in &acks {
+        if let Some(inc) = view.included.get(i) {
+            let ack_slot = ack.wall_ms.saturating_sub(genesis.start_ms) / genesis.slot_ms;
+            finality_slots.push(inc.slot as i64 - ack_slot as i64);
+            finality_ms.push(inc.seen.saturating_duration_since(ack.at).as_millis() as u64);
+        }
+    }
+    finality_slots.sort_unstable();
+    finality_ms.sort_unstable();
+    let committed = acks
+        .keys()
+        .filter(|i| view.included.contains_key(i))
+        .count();
+    let loaded: Vec<usize> = view
+        .block_sizes
+        .values()
+        .copied()
+        .filter(|&n| n > 0)
+        .collect();
+    Ok(CommitReport {
+        submitted,
+        acked: acks.len(),
+        refused,
+        committed,
+        elapsed: end.saturating_duration_since(first),
+        complete,
+        submit_time,
+        finality_slots,
+        finality_ms,
+        blocks: loaded.len(),
+        largest_block: loaded.iter().copied().max().unwrap_or(0),
+        cpu,
+    })
+}
+
+/// One lookup, decoded with the wire types and verified from genesis as a thin client would.
+async fn verified_lookup(
+    http: &reqwest::Client,
+    c: &Consortium,
+    node: usize,
+    ids: &[PartyId],
+    body: &axum::body::Bytes,
+) -> Result<(usize, usize)> {
+    let reply = http
+        .post(c.url(node, "/v1/registry/lookup"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await?;
+    ensure!(reply.status().as_u16() == 200, "lookup: {}", reply.status());
+    let bytes = reply.bytes().await?;
+    let answer: LookupResponse = strict_json::parse(&bytes)?;
+    let mut client = LightClient::new(&c.genesis.chain_id, c.genesis.validators.clone())?;
+    let verdict = client.verify_header(&answer.header);
+    ensure!(verdict == Verdict::Success, "header refused: {verdict:?}");
+    ensure!(answer.entries.len() == ids.len(), "wrong number of entries");
+    let mut present = 0;
+    for (entry, id) in answer.entries.iter().zip(ids) {
+        ensure!(&entry.id == id, "entries out of order");
+        let proven = client
+            .verify_state(&registry_key(id), &entry.proof)
+            .map_err(|e| anyhow::anyhow!("proof of {id}: {e}"))?;
+        ensure!(
+            proven == entry.value.as_ref().map(|v| value_hash(v.as_bytes())),
+            "value of {id} does not match its proof"
+        );
+        present += usize::from(proven.is_some());
+    }
+    Ok((present, bytes.len()))
+}
+
+/// Submits the lookup IDs' registrations and waits (60 s at most) until every node proves
+/// all of them.
+async fn register_lookup_ids(
+    http: &reqwest::Client,
+    c: &Consortium,
+    txs: &[Presigned],
+) -> Result<()> {
+    for (i, tx) in txs.iter().enumerate() {
+        let reply = http
+            .post(c.url(i % NODES, "/v1/tx"))
+            .header("content-type", "application/json")
+            .body(tx.body.clone())
+            .send()
+            .await?;
+        ensure!(
+            reply.status().as_u16() == 202,
+            "registration refused: {}",
+            reply.text().await?
+        );
+    }
+    let ids: Vec<PartyId> = txs.iter().map(|t| t.party.clone()).collect();
+    let body: axum::body::Bytes = serde_json::to_vec(&LookupRequest::new(&ids))?.into();
+    let until = Instant::now() + Duration::from_secs(60);
+    'wait: loop {
+        ensure!(
+            Instant::now() < until,
+            "the lookup IDs did not commit within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for node in 0..NODES {
+            match verified_lookup(http, c, node, &ids, &body).await {
+                Ok((present, _)) if present == ids.len() => {}
+                _ => continue 'wait,
+            }
+        }
+        return Ok(());
+    }
+}
+
+struct LookupReport {
+    node: usize,
+    ok: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+    bytes_per_answer: usize,
+    present: usize,
+    cpu: Vec<f64>,
+}
+
+async fn lookup_phase(
+    args: &Args,
+    http: &reqwest::Client,
+    c: &Arc<Consortium>,
+    ids: Vec<PartyId>,
+) -> Result<LookupReport> {
+    let node = args.lookup_node;
+    let body: axum::body::Bytes = serde_json::to_vec(&LookupRequest::new(&ids))?.into();
+    let (present, bytes_per_answer) = verified_lookup(http, c, node, &ids, &body).await?;
+    let cpu_before = cpu_snapshot(c);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(args.secs);
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (http, url, body) = (
+            http.clone(),
+            c.url(node, "/v1/registry/lookup"),
+            body.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut errors, mut latencies) = (0usize, 0usize, Vec::new());
+            while Instant::now() < end {
+                let sent = Instant::now();
+                let reply = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let good = match reply {
+                    Ok(reply) => reply.status().as_u16() == 200 && reply.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if good {
+                    ok += 1;
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (ok, errors, latencies)
+        }));
+    }
+    let (mut ok, mut errors, mut latencies_us) = (0, 0, Vec::new());
+    for worker in workers {
+        let (o, e, l) = worker.await?;
+        ok += o;
+        errors += e;
+        latencies_us.extend(l);
+    }
+    let elapsed = start.elapsed();
+    let cpu = cpu_delta(&cpu_before, &cpu_snapshot(c));
+    // The node still answers correctly after the load.
+    verified_lookup(http, c, node, &ids, &body).await?;
+    latencies_us.sort_unstable();
+    Ok(LookupReport {
+        node,
+        ok,
+        errors,
+        elapsed,
+        latencies_us,
+        bytes_per_answer,
+        present,
+        cpu,
+    })
+}
+
+async fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let consortium = Arc::new(start(&args, started)?);
+    let c = &consortium;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(args.submit_concurrency) + 8)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    wait_healthy(&http, c, Duration::from_secs(30)).await?;
+    eprintln!(
+        "5 nodes up on ports {}..{} (PIDs {:?}), folder {}",
+        c.ports[0],
+        c.ports[NODES - 1],
+        c.pids,
+        c.dir.display()
+    );
+
+    let signing = Instant::now();
+    let chain_id = c.genesis.chain_id.clone();
+    let n = args.txs;
+    let (lookup_txs, load_txs, by_id) = tokio::task::spawn_blocking(move || {
+        let encryption_jwk = DecryptionKey::generate(RsaBits::B2048)
+            .encryption_key()
+            .to_jwk(None);
+        let run = now_ms() % 1_000_000;
+        let (lookup_txs, _) = presign(&chain_id, &format!("lk{run}"), K, &encryption_jwk);
+        let (load_txs, by_id) = presign(&chain_id, &format!("lg{run}"), n, &encryption_jwk);
+        (lookup_txs, load_txs, by_id)
+    })
+    .await?;
+    eprintln!(
+        "{} registrations signed in {:.1} s (not timed)",
+        lookup_txs.len() + load_txs.len(),
+        signing.elapsed().as_secs_f64()
+    );
+
+    // The lookup phase's ten IDs, registered and committed on every node first.
+    let ids: Vec<PartyId> = lookup_txs.iter().map(|t| t.party.clone()).collect();
+    register_lookup_ids(&http, c, &lookup_txs).await?;
+    eprintln!("{K} IDs registered; lookups for {} s", args.secs);
+    let lookups = lookup_phase(&args, &http, c, ids).await?;
+
+    eprintln!("lookups done; submitting {} transactions", load_txs.len());
+    let commit = commit_phase(&args, &http, c, Arc::new(load_txs), Arc::new(by_id)).await?;
+    print_report(&args, c, &commit, &lookups);
+    Ok(())
+}
+
+fn print_report(args: &Args, c: &Consortium, commit: &CommitReport, lookups: &LookupReport) {
+    let slot = c.genesis.slot_ms;
+    let secs = |d: Duration| d.as_secs_f64();
+    let opt = |v: Option<i64>| v.map_or("-".into(), |v| v.to_string());
+    let opt_ms = |v: Option<u64>| {
+        v.map_or("-".into(), |v| {
+            format!("{v} ms ({:.2} slots)", v as f64 / slot as f64)
+        })
+    };
+    let lookups_per_s = lookups.ok as f64 / secs(lookups.elapsed);
+    let committed_per_s = commit.committed as f64 / secs(commit.elapsed);
+    let fs = std::process::Command::new("df")
+        .args(["--output=fstype"])
+        .arg(&c.dir)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.lines().nth(1).map(str::trim).map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!(
+        "emrshare loadgen: 5 nodes (3 proposers, 2 auditors) on 127.0.0.1, slot {slot} ms, \
+         data on {fs}, {cpus} CPUs shared with the generator ({} runtime thread(s))",
+        args.client_threads
+    );
+    println!();
+    println!("| measure | measured | target |");
+    println!("|---|---|---|");
+    println!(
+        "| k=10 lookups/s, node {} ({} in flight, {:.1} s) | {:.0} | >= 10000 |",
+        lookups.node,
+        args.concurrency,
+        secs(lookups.elapsed),
+        lookups_per_s
+    );
+    println!(
+        "| lookup latency p50 / p99 | {:.1} / {:.1} ms | |",
+        percentile(&lookups.latencies_us, 50.0).unwrap_or(0) as f64 / 1000.0,
+        percentile(&lookups.latencies_us, 99.0).unwrap_or(0) as f64 / 1000.0
+    );
+    println!(
+        "| lookup answers | {} ok, {} errors, {} bytes each, {}/{K} IDs present | |",
+        lookups.ok, lookups.errors, lookups.bytes_per_answer, lookups.present
+    );
+    println!(
+        "| committed tx/s ({} txs{}, first submit to committed on all 5) | {:.0}{} | >= 2000 |",
+        args.txs,
+        if args.rate > 0 {
+            format!(", offered at {}/s", args.rate)
+        } else {
+            String::new()
+        },
+        committed_per_s,
+        if commit.complete {
+            String::new()
+        } else {
+            format!(" (incomplete: {} s limit)", args.commit_timeout)
+        }
+    );
+    println!(
+        "| transactions | {} submitted, {} acknowledged, {} refused, {} committed, in {:.1} s | |",
+        commit.submitted,
+        commit.acked,
+        commit.refused.len(),
+        commit.committed,
+        secs(commit.elapsed)
+    );
+    println!(
+        "| submit acknowledgements/s ({} in flight) | {:.0} | |",
+        args.submit_concurrency,
+        commit.acked as f64 / secs(commit.submit_time)
+    );
+    println!(
+        "| blocks holding them, largest | {}, {} txs | |",
+        commit.blocks, commit.largest_block
+    );
+    println!(
+        "| finality, slots (block's slot - ack's slot) p50 / p95 / max | {} / {} / {} | <= 2 |",
+        opt(percentile(&commit.finality_slots, 50.0)),
+        opt(percentile(&commit.finality_slots, 95.0)),
+        opt(commit.finality_slots.last().copied())
+    );
+    println!(
+        "| finality, ack to certified block seen, p50 / p95 | {} / {} | |",
+        opt_ms(percentile(&commit.finality_ms, 50.0)),
+        opt_ms(percentile(&commit.finality_ms, 95.0))
+    );
+    println!();
+    let cpu_row = |name: &str, cpu: &[f64], wall: Duration| {
+        let cells: Vec<String> = cpu.iter().map(|s| format!("{s:.1}")).collect();
+        println!(
+            "| {name} ({:.1} s wall) | {} | {:.0}% |",
+            secs(wall),
+            cells.join(" | "),
+            100.0 * cpu.iter().sum::<f64>() / secs(wall) / cpus.max(1) as f64
+        );
+    };
+    println!("CPU seconds per process in each phase (USER_HZ 100):");
+    println!();
+    println!("| phase | node 0 | node 1 | node 2 | node 3 | node 4 | generator | machine busy |");
+    println!("|---|---|---|---|---|---|---|---|");
+    cpu_row("lookups", &lookups.cpu, lookups.elapsed);
+    cpu_row("commit", &commit.cpu, commit.elapsed);
+    if !commit.refused.is_empty() {
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, why) in &commit.refused {
+            *reasons.entry(why.as_str()).or_default() += 1;
+        }
+        println!();
+        println!("refused submits by reason:");
+        for (why, count) in reasons {
+            println!("  {count} x {why}");
+        }
+    }
+}
