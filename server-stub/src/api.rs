@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use emrshare_core::keys::PartyId;
-use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Proposal, VoteReply};
+use emrshare_core::ledger::block::{CertifiedBlock, Proposal, VoteReply};
 use emrshare_core::ledger::machine::{crumbs_key, index_head_key, registry_key};
 use emrshare_core::ledger::state::{StateKey, state_key};
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::{
     BlobStored, BlockAccepted, DirectoryPage, ErrorBody, GrantAnswer, HealthAnswer, IndexAnswer,
-    LookupEntry, LookupRequest, LookupResponse, ProvenValue, SequenceAnswer, SubmitRequest,
-    SubmitResponse, ValidatorsAnswer,
+    LookupEntry, LookupRequest, LookupResponse, ProvenValue, RelayAccepted, RelayRequest,
+    SequenceAnswer, SubmitRequest, SubmitResponse, ValidatorsAnswer,
 };
 use emrshare_core::strict_json;
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,7 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/consensus/proposal", post(proposal))
         .route("/v1/consensus/block", post(certified_block))
         .route("/v1/consensus/tx", post(relayed_tx))
+        .route("/v1/consensus/txs", post(relayed_txs))
         .route("/v1/consensus/lock/{height}", get(lock))
         .route(
             "/v1/blobs/{hash}",
@@ -140,9 +141,35 @@ async fn relayed_tx(State(node): State<Shared>, body: Bytes) -> Response {
         Err(r) => return r.into_response(),
     };
     match node.accept_tx(&body.jws).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(SubmitResponse { id })).into_response(),
+        Ok((id, _)) => (StatusCode::ACCEPTED, Json(SubmitResponse { id })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
+}
+
+/// Transactions relayed by a peer in one request: each checked and stored (together, one
+/// commit), none relayed again.
+async fn relayed_txs(State(node): State<Shared>, body: Bytes) -> Response {
+    let body: RelayRequest = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if body.txs.len() > node.config.limits.max_txs_per_block {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "at most {} transactions",
+                node.config.limits.max_txs_per_block
+            ),
+        );
+    }
+    let results =
+        futures_util::future::join_all(body.txs.iter().map(|jws| node.accept_tx(jws))).await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let answer = RelayAccepted {
+        accepted,
+        refused: results.len() - accepted,
+    };
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
 /// The proposal this node, as an auditor, is locked on at a height (or null).
@@ -157,10 +184,10 @@ async fn lock(State(node): State<Shared>, Path(height): Path<String>) -> Respons
 }
 
 async fn latest_header(State(node): State<Shared>) -> Response {
-    let height = node.chain.lock().await.height();
-    match node.store.block(height) {
-        Ok(Some(block)) => Json(block.certified_header()).into_response(),
-        _ => error(StatusCode::NOT_FOUND, "no block yet"),
+    let head = node.chain.lock().await.snapshot().map(|(header, _)| header);
+    match head {
+        Some(header) => Json(header).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no block yet"),
     }
 }
 
@@ -196,17 +223,17 @@ async fn lookup(State(node): State<Shared>, body: Bytes) -> Response {
         Ok(ids) => ids,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    // The header and the proofs under its state root are taken under one lock; the answer
-    // is serialized after the lock is released.
+    // A snapshot of the header and the state under it (O(1)); proofs and the answer are
+    // made without holding the chain.
     let answer = {
-        let chain = node.chain.lock().await;
-        let Ok(Some(block)) = node.store.block(chain.height()) else {
+        let snapshot = node.chain.lock().await.snapshot();
+        let Some((header, state)) = snapshot else {
             return error(StatusCode::NOT_FOUND, "no block yet");
         };
         let entries: Vec<LookupEntry> = ids
             .into_iter()
             .map(|id| {
-                let (value, proof) = chain.state().get_with_proof(&registry_key(&id));
+                let (value, proof) = state.get_with_proof(&registry_key(&id));
                 LookupEntry {
                     id,
                     proof,
@@ -214,10 +241,7 @@ async fn lookup(State(node): State<Shared>, body: Bytes) -> Response {
                 }
             })
             .collect();
-        LookupResponse {
-            entries,
-            header: block.certified_header(),
-        }
+        LookupResponse { entries, header }
     };
     sorted_json(&answer)
 }
@@ -262,22 +286,12 @@ fn proven(state: &emrshare_core::ledger::machine::LedgerState, key: &StateKey) -
     }
 }
 
-/// The latest certified header; the chain lock is held by the caller, so the state it reads
-/// is the one under this header.
-fn latest_certified(node: &Node, chain: &crate::chain::Chain) -> Option<CertifiedHeader> {
-    node.store
-        .block(chain.height())
-        .ok()
-        .flatten()
-        .map(|b| b.certified_header())
-}
-
 async fn grant(State(node): State<Shared>, Path(grant_id): Path<String>) -> Response {
-    let chain = node.chain.lock().await;
-    let Some(header) = latest_certified(&node, &chain) else {
+    let snapshot = node.chain.lock().await.snapshot();
+    let Some((header, state)) = snapshot else {
         return error(StatusCode::NOT_FOUND, "no block yet");
     };
-    let grant = proven(chain.state(), &state_key("grant", &grant_id));
+    let grant = proven(&state, &state_key("grant", &grant_id));
     Json(GrantAnswer { grant, header }).into_response()
 }
 
@@ -299,13 +313,13 @@ async fn index(
     if query.department.is_empty() || query.department.len() > 64 {
         return error(StatusCode::BAD_REQUEST, "department is 1 to 64 characters");
     }
-    let chain = node.chain.lock().await;
-    let Some(header) = latest_certified(&node, &chain) else {
+    let snapshot = node.chain.lock().await.snapshot();
+    let Some((header, state)) = snapshot else {
         return error(StatusCode::NOT_FOUND, "no block yet");
     };
     Json(IndexAnswer {
-        crumbs: proven(chain.state(), &crumbs_key(&patient, &query.department)),
-        head: proven(chain.state(), &index_head_key(&patient)),
+        crumbs: proven(&state, &crumbs_key(&patient, &query.department)),
+        head: proven(&state, &index_head_key(&patient)),
         header,
     })
     .into_response()

@@ -7,12 +7,13 @@
 
 use emrshare_core::content_hash as sha256;
 use emrshare_core::keys::PartyId;
+use emrshare_core::keys::VerifyingKey;
 use emrshare_core::ledger::block::{
     CertifiedBlock, CertifiedHeader, CommitCertificate, Genesis, Header, Proposal, ReleaseError,
     Transition, ValidatorSet, tx_root,
 };
 use emrshare_core::ledger::dpos;
-use emrshare_core::ledger::machine::{ApplyError, Context, LedgerState};
+use emrshare_core::ledger::machine::{ApplyError, Context, LedgerState, SignatureCache};
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::tx::SignedTransaction;
 use emrshare_core::ledger::verify::{LightClient, Verdict};
@@ -43,8 +44,32 @@ pub enum ChainError {
     Release(u32, ReleaseError),
 }
 
+/// The transactions whose signatures this node checked, with the key's thumbprint: each is
+/// checked once, not at admission, relay, block building, audit and application each.
+#[derive(Default)]
+pub struct CheckedSignatures(std::sync::Mutex<std::collections::HashSet<(Hash, String)>>);
+
+/// Entries kept before the set starts over (a re-check costs one ES256 verification).
+const CHECKED_SIGNATURES_KEPT: usize = 200_000;
+
+impl SignatureCache for CheckedSignatures {
+    fn is_verified(&self, tx_id: &Hash, key: &VerifyingKey) -> bool {
+        let set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.contains(&(*tx_id, key.thumbprint()))
+    }
+
+    fn record(&self, tx_id: &Hash, key: &VerifyingKey) {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= CHECKED_SIGNATURES_KEPT {
+            set.clear();
+        }
+        set.insert((*tx_id, key.thumbprint()));
+    }
+}
+
 pub struct Chain {
     pub genesis: Genesis,
+    pub signatures: std::sync::Arc<CheckedSignatures>,
     state: LedgerState,
     head: Option<CertifiedHeader>,
     /// The validator set of the next block (named by the head's `next_validators_hash`).
@@ -58,6 +83,7 @@ impl Chain {
         let client = LightClient::new(&genesis.chain_id, genesis.validators.clone())
             .expect("genesis was checked");
         Self {
+            signatures: Default::default(),
             state: LedgerState::genesis(&genesis.validators.validators),
             set: genesis.validators.clone(),
             genesis,
@@ -73,6 +99,21 @@ impl Chain {
 
     pub fn head(&self) -> Option<&Header> {
         self.head.as_ref().map(|h| &h.header)
+    }
+
+    /// The latest certified header and the state under it: a copy in O(1), so answers are
+    /// computed without holding the chain.
+    pub fn snapshot(&self) -> Option<(CertifiedHeader, LedgerState)> {
+        Some((self.head.clone()?, self.state.clone()))
+    }
+
+    /// The context a transaction admitted now would be applied in.
+    pub fn next_context(&self, now_ms: u64) -> Context<'_> {
+        Context {
+            chain_id: &self.genesis.chain_id,
+            height: self.height() + 1,
+            now: now_ms / 1000,
+        }
     }
 
     /// The validator set that proposes and certifies the next block.
@@ -109,12 +150,8 @@ impl Chain {
 
     /// Whether `tx` would apply in the next block, built now (`now_ms`); the state is unchanged.
     pub fn try_next(&self, tx: &SignedTransaction, now_ms: u64) -> Result<(), ApplyError> {
-        let ctx = Context {
-            chain_id: &self.genesis.chain_id,
-            height: self.height() + 1,
-            now: now_ms / 1000,
-        };
-        self.state.clone().apply(tx, ctx)
+        let ctx = self.next_context(now_ms);
+        self.state.clone().apply_cached(tx, ctx, &*self.signatures)
     }
 
     /// Applies a block's consensus effects, then `txs`, to a copy of the state; returns it
@@ -138,7 +175,7 @@ impl Chain {
                 reason: e.to_string(),
             })?;
             state
-                .apply(&tx, self.context(header))
+                .apply_cached(&tx, self.context(header), &*self.signatures)
                 .map_err(|e| ChainError::Transaction {
                     index,
                     reason: e.to_string(),
@@ -268,7 +305,10 @@ impl Chain {
             let Ok(tx) = SignedTransaction::parse(jws) else {
                 continue;
             };
-            if state.apply(&tx, self.context(&header)).is_ok() {
+            if state
+                .apply_cached(&tx, self.context(&header), &*self.signatures)
+                .is_ok()
+            {
                 included.push(jws.clone());
                 parsed.push(tx);
             }

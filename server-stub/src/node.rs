@@ -36,8 +36,49 @@ pub struct Node {
     pub config: NodeConfig,
     pub keys: PrivateKeySet,
     pub chain: Mutex<Chain>,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub http: reqwest::Client,
+    /// Acknowledged transactions on their way to disk: one writer commits them in batches.
+    mempool_writer: std::sync::mpsc::Sender<PendingWrite>,
+    /// Accepted transactions not yet offered to the peers: sent in batches.
+    relay_queue: std::sync::Mutex<Vec<String>>,
+}
+
+/// A transaction to store, and who waits for it to be durable.
+type PendingWrite = (
+    [u8; 32],
+    String,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// Most transactions in one relay request (a registration is about 1.3 KB; the default body
+/// limit is 256 KiB).
+const RELAY_BATCH: usize = 100;
+
+/// Stores transactions as they come, many per commit (one fsync for all who wait), and
+/// tells each waiter once its transaction is durable.
+fn spawn_mempool_writer(store: Arc<Store>) -> std::sync::mpsc::Sender<PendingWrite> {
+    let (sender, receiver) = std::sync::mpsc::channel::<PendingWrite>();
+    std::thread::spawn(move || {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = vec![first];
+            while batch.len() < 4096 {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let txs: Vec<([u8; 32], String)> = batch
+                .iter()
+                .map(|(id, jws, _)| (*id, jws.clone()))
+                .collect();
+            let result = store.add_txs(&txs).map_err(|e| e.to_string());
+            for (_, _, waiter) in batch {
+                let _ = waiter.send(result.clone());
+            }
+        }
+    });
+    sender
 }
 
 /// What a proposer makes of the auditors' replies.
@@ -73,7 +114,7 @@ impl Node {
             keys.id,
             config.id
         );
-        let store = Store::open(&config.data_dir)?;
+        let store = Arc::new(Store::open(&config.data_dir)?);
         let mut chain = Chain::new(genesis);
         // Recovery: replay every stored certified block through the same checks.
         for block in store.blocks()? {
@@ -92,6 +133,8 @@ impl Node {
             config,
             keys,
             chain: Mutex::new(chain),
+            mempool_writer: spawn_mempool_writer(Arc::clone(&store)),
+            relay_queue: Default::default(),
             store,
             http,
         }))
@@ -103,17 +146,40 @@ impl Node {
     }
 
     /// Accepts a transaction from a client: stored durably, acknowledged, then relayed to the
-    /// peers so that whichever proposer owns the next slot has it.
+    /// peers (in the next batch) so that whichever proposer owns the next slot has it.
     pub async fn submit(self: &Arc<Self>, jws: &str) -> Result<String, String> {
-        let id = self.accept_tx(jws).await?;
-        self.post_to_peers("/v1/consensus/tx", serde_json::json!({"jws": jws}));
+        let (id, new) = self.accept_tx(jws).await?;
+        if new {
+            self.relay_queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(jws.to_owned());
+        }
         Ok(id)
     }
 
     /// Accepts a transaction: parsed, checked against the current state (as a one-transaction
-    /// block would), stored durably, then acknowledged.
-    pub async fn accept_tx(&self, jws: &str) -> Result<String, String> {
+    /// block would), stored durably, then acknowledged. Returns its ID and whether it is new
+    /// here (a copy already held is acknowledged at once, with no work).
+    pub async fn accept_tx(&self, jws: &str) -> Result<(String, bool), String> {
+        use emrshare_core::ledger::machine::SignatureCache;
         let tx = SignedTransaction::parse(jws).map_err(|e| e.to_string())?;
+        let id = tx.id();
+        if self.store.has_tx(&id).map_err(|e| e.to_string())? {
+            return Ok((tx.id_text(), false));
+        }
+        // The signature is checked outside the chain lock (the key comes from the state).
+        let (key, signatures) = {
+            let chain = self.chain.lock().await;
+            let key = chain.state().sender_key(&tx, chain.next_context(now_ms()));
+            (key, Arc::clone(&chain.signatures))
+        };
+        if let Ok(key) = key {
+            if !signatures.is_verified(&id, &key) {
+                tx.verify(&key).map_err(|e| e.to_string())?;
+                signatures.record(&id, &key);
+            }
+        }
         if let Err(e) = self.chain.lock().await.try_next(&tx, now_ms()) {
             // A sequence number ahead of the state may become valid once earlier
             // transactions of the same sender commit: accept those.
@@ -121,10 +187,29 @@ impl Node {
                 return Err(e.to_string());
             }
         }
-        self.store
-            .add_tx(&tx.id(), jws)
-            .map_err(|e| e.to_string())?;
-        Ok(tx.id_text())
+        let (done, durable) = tokio::sync::oneshot::channel();
+        self.mempool_writer
+            .send((id, jws.to_owned(), done))
+            .map_err(|_| "the store is closed".to_string())?;
+        durable
+            .await
+            .map_err(|_| "the store is closed".to_string())??;
+        Ok((tx.id_text(), true))
+    }
+
+    /// Sends the queued transactions to every peer, a batch per request.
+    fn flush_relay(self: &Arc<Self>) {
+        let queued =
+            std::mem::take(&mut *self.relay_queue.lock().unwrap_or_else(|p| p.into_inner()));
+        for batch in queued.chunks(RELAY_BATCH) {
+            self.post_to_peers(
+                "/v1/consensus/txs",
+                serde_json::to_value(emrshare_core::ledger::wire::RelayRequest {
+                    txs: batch.to_vec(),
+                })
+                .expect("requests serialize"),
+            );
+        }
     }
 
     /// Applies a certified block and stores it (store first: a crash in between replays it).
@@ -451,16 +536,20 @@ impl Node {
         }
     }
 
-    /// Offers the mempool to every peer again: a transaction acknowledged just before a crash
-    /// (stored, not yet relayed) still reaches the proposers after the restart.
+    /// Offers the mempool to every peer again, in batches: a transaction acknowledged just
+    /// before a crash (stored, not yet relayed) still reaches the proposers after the restart.
+    /// Peers that hold a transaction already acknowledge it without work.
     async fn relay_mempool(self: &Arc<Self>) {
         let pending = self.store.mempool().unwrap_or_default();
-        for jws in pending
-            .into_iter()
-            .take(self.config.limits.max_txs_per_block)
-        {
-            self.post_to_peers("/v1/consensus/tx", serde_json::json!({"jws": jws}));
-        }
+        self.relay_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(
+                pending
+                    .into_iter()
+                    .take(self.config.limits.max_txs_per_block),
+            );
+        self.flush_relay();
     }
 
     /// Fetches blocks we lack from the first peer that has them.
@@ -511,8 +600,11 @@ impl Node {
                     self.propose(slot).await;
                 }
             }
+            self.flush_relay();
             if ticks % 10 == 0 {
                 self.catch_up().await;
+            }
+            if ticks % 50 == 1 {
                 self.relay_mempool().await;
             }
         }

@@ -64,12 +64,24 @@ impl Store {
         })
     }
 
-    /// Records an acknowledged transaction durably (the acknowledgement follows the commit).
-    pub fn add_tx(&self, id: &[u8; 32], jws: &str) -> Result<()> {
+    /// Records acknowledged transactions durably, in one commit (the acknowledgements follow
+    /// it): many concurrent submissions share one fsync.
+    pub fn add_txs(&self, txs: &[([u8; 32], String)]) -> Result<()> {
         let tx = self.db.begin_write()?;
-        tx.open_table(MEMPOOL)?.insert(id.as_slice(), jws)?;
+        {
+            let mut table = tx.open_table(MEMPOOL)?;
+            for (id, jws) in txs {
+                table.insert(id.as_slice(), jws.as_str())?;
+            }
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Whether the transaction is acknowledged and not yet in a block.
+    pub fn has_tx(&self, id: &[u8; 32]) -> Result<bool> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(MEMPOOL)?.get(id.as_slice())?.is_some())
     }
 
     pub fn mempool(&self) -> Result<Vec<String>> {

@@ -252,12 +252,14 @@ fn node_seeds() {
         chain_id: "fuzz-chain".into(),
         height: 3,
         slot: 5,
+        round: 0,
         previous: [7; 32],
         time_ms: NOW * 1000,
         proposer: PartyId::new("node:2").unwrap(),
         tx_root: emrshare_core::ledger::block::tx_root(std::slice::from_ref(&tx)),
         state_root: tree.root(),
         validators_hash: [9; 32],
+        next_validators_hash: [9; 32],
     };
     let vote = Vote::sign(PartyId::new("node:3").unwrap(), &voter, &header);
     let certified = CertifiedHeader {
@@ -271,6 +273,7 @@ fn node_seeds() {
         header: header.clone(),
         txs: vec![jws.clone()],
         proposer_signature: vote.signature.clone(),
+        release: None,
     };
     let block = CertifiedBlock {
         header: header.clone(),
@@ -299,12 +302,18 @@ fn node_seeds() {
     seed(1, "submitted", &SubmitResponse { id: tx.id_text() });
     seed(2, "lookup", &LookupRequest { ids: vec!["party-0".into(), "absent-1".into()] });
     seed(3, "lookup_answer", &lookup);
-    seed(4, "directory", &DirectoryPage { ids: vec![issuer.id.clone(), PartyId::new("node:0").unwrap()] });
+    seed(4, "directory", &DirectoryPage { ids: vec![issuer.id.clone(), PartyId::new("node:0").unwrap()], next: None });
     seed(5, "grant_present", &GrantAnswer {
-        proof: tree.prove(&ledger::keys()[2]),
-        value: Some(r#"{"grantor":"patient-1","revoked":false}"#.into()),
+        grant: ProvenValue {
+            proof: tree.prove(&ledger::keys()[2]),
+            value: Some(r#"{"grantor":"patient-1","revoked":false}"#.into()),
+        },
+        header: certified.clone(),
     });
-    seed(5, "grant_absent", &GrantAnswer { proof: tree.prove(&ledger::keys()[20]), value: None });
+    seed(5, "grant_absent", &GrantAnswer {
+        grant: ProvenValue { proof: tree.prove(&ledger::keys()[20]), value: None },
+        header: certified.clone(),
+    });
     seed(6, "sequence", &SequenceAnswer { next: 12 });
     seed(7, "health", &HealthAnswer { height: 42, id: PartyId::new("node:1").unwrap(), status: HealthAnswer::OK.into() });
     seed(8, "block_accepted", &BlockAccepted { height: 3 });

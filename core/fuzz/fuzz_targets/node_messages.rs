@@ -147,7 +147,7 @@ fuzz_target!(|data: &[u8]| {
         }
         5 => {
             if let Some(answer) = decode::<GrantAnswer>(rest) {
-                let _ = answer.proof.encoded_len();
+                let _ = answer.grant.proof.encoded_len();
             }
         }
         6 => {

@@ -21,7 +21,6 @@ use super::state::{StateKey, StateProof, StateTree, state_key, value_hash};
 use super::tx::{Action, Role, SignedTransaction, TxBody, TxError};
 use crate::keys::{Jwk, PartyId, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -45,6 +44,24 @@ pub enum ApplyError {
     Evidence(&'static str),
     #[error(transparent)]
     Tx(#[from] TxError),
+}
+
+/// Transactions whose signature was checked, and under which key: a node checks each
+/// signature once, not at admission, block building, audit and application each.
+pub trait SignatureCache {
+    fn is_verified(&self, tx_id: &Hash, key: &VerifyingKey) -> bool;
+    fn record(&self, tx_id: &Hash, key: &VerifyingKey);
+}
+
+/// Checks every signature.
+pub struct NoSignatureCache;
+
+impl SignatureCache for NoSignatureCache {
+    fn is_verified(&self, _: &Hash, _: &VerifyingKey) -> bool {
+        false
+    }
+
+    fn record(&self, _: &Hash, _: &VerifyingKey) {}
 }
 
 /// A party's entry in the identity registry.
@@ -87,12 +104,14 @@ impl GrantEntry {
 }
 
 /// The state: the authenticated map, plus the values it commits to, plus the registered
-/// IDs by role (derived from the registry entries, so directory pages need no scan).
+/// IDs by role (derived from the registry entries, so directory pages need no scan). All
+/// three are persistent structures: a copy (to check a transaction or a block) is O(1) and
+/// shares everything it does not change.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerState {
     tree: StateTree,
-    values: BTreeMap<StateKey, Vec<u8>>,
-    roles: BTreeMap<Role, std::collections::BTreeSet<PartyId>>,
+    values: imbl::OrdMap<StateKey, std::sync::Arc<Vec<u8>>>,
+    roles: imbl::OrdMap<Role, imbl::OrdSet<PartyId>>,
 }
 
 /// Where a transaction is applied: the chain, the block height and the block time.
@@ -144,7 +163,7 @@ impl LedgerState {
     /// The value at a key and the proof of it (or of its absence).
     pub fn get_with_proof(&self, key: &StateKey) -> (Option<&[u8]>, StateProof) {
         (
-            self.values.get(key).map(Vec::as_slice),
+            self.values.get(key).map(|v| v.as_slice()),
             self.tree.prove(key),
         )
     }
@@ -158,7 +177,7 @@ impl LedgerState {
     fn put<T: Serialize>(&mut self, key: StateKey, value: &T) {
         let bytes = serde_json::to_vec(value).expect("state values serialize");
         self.tree.insert(key, value_hash(&bytes));
-        self.values.insert(key, bytes);
+        self.values.insert(key, std::sync::Arc::new(bytes));
     }
 
     pub fn registry_entry(&self, id: &PartyId) -> Option<RegistryEntry> {
@@ -201,7 +220,7 @@ impl LedgerState {
             return (Vec::new(), false);
         };
         let mut rest: Box<dyn Iterator<Item = &PartyId>> = match after {
-            Some(after) => Box::new(ids.range::<PartyId, _>((
+            Some(after) => Box::new(ids.range::<_, PartyId>((
                 std::ops::Bound::Excluded(after),
                 std::ops::Bound::Unbounded,
             ))),
@@ -213,54 +232,80 @@ impl LedgerState {
 
     /// Checks and applies one transaction; on error the state is unchanged.
     pub fn apply(&mut self, signed: &SignedTransaction, ctx: Context) -> Result<(), ApplyError> {
+        self.apply_cached(signed, ctx, &NoSignatureCache)
+    }
+
+    /// [`apply`](Self::apply), skipping the signature check of a transaction `cache` has seen
+    /// verified under the same key.
+    pub fn apply_cached(
+        &mut self,
+        signed: &SignedTransaction,
+        ctx: Context,
+        cache: &impl SignatureCache,
+    ) -> Result<(), ApplyError> {
         let tx = signed.transaction();
         if tx.chain_id != ctx.chain_id {
             return Err(ApplyError::WrongChain(
                 tx.chain_id.chars().take(64).collect(),
             ));
         }
-        let sequence_key = state_key("sequence", tx.sender.as_str());
-        let expected = self.get::<u64>(&sequence_key).map_or(0, |last| last + 1);
+        let expected = self.next_sequence(&tx.sender);
         if tx.sequence != expected {
             return Err(ApplyError::Sequence {
                 expected,
                 got: tx.sequence,
             });
         }
-        let sender_key = match signed.self_signing_key()? {
-            Some(key) => {
-                if self.registry_entry(&tx.sender).is_some() {
-                    return Err(ApplyError::AlreadyRegistered(tx.sender.clone()));
-                }
-                key
-            }
-            None => match self.registry_entry(&tx.sender) {
-                Some(entry) => {
-                    if !entry.is_active(ctx.now) {
-                        return Err(ApplyError::InactiveSender(tx.sender.clone()));
-                    }
-                    VerifyingKey::from_jwk(&entry.signing_jwk).map_err(TxError::from)?
-                }
-                // Consortium members sign consensus transactions with their consensus keys.
-                None => {
-                    let member = self
-                        .members()
-                        .into_iter()
-                        .find(|m| m.id == tx.sender)
-                        .ok_or_else(|| ApplyError::UnknownSender(tx.sender.clone()))?;
-                    if !matches!(tx.body, TxBody::Misbehaviour { .. }) {
-                        return Err(ApplyError::NotAllowed(
-                            "a consortium member's key signs only consensus transactions",
-                        ));
-                    }
-                    VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?
-                }
-            },
-        };
-        signed.verify(&sender_key)?;
+        let sender_key = self.sender_key(signed, ctx)?;
+        if !cache.is_verified(&signed.id(), &sender_key) {
+            signed.verify(&sender_key)?;
+            cache.record(&signed.id(), &sender_key);
+        }
         self.apply_body(&tx.sender, &tx.body, signed.id(), ctx)?;
-        self.put(sequence_key, &tx.sequence);
+        self.put(state_key("sequence", tx.sender.as_str()), &tx.sequence);
         Ok(())
+    }
+
+    /// The key that must have signed `signed` in this state: the chain is ours, the sender
+    /// is registered and active (or registers itself, or is a consortium member sending a
+    /// consensus transaction). The checks [`apply`](Self::apply) makes before the body, bar
+    /// the sequence number and the signature; the state is not touched, so a node admits
+    /// transactions with this without copying the state.
+    pub fn sender_key(
+        &self,
+        signed: &SignedTransaction,
+        ctx: Context,
+    ) -> Result<VerifyingKey, ApplyError> {
+        let tx = signed.transaction();
+        if tx.chain_id != ctx.chain_id {
+            return Err(ApplyError::WrongChain(
+                tx.chain_id.chars().take(64).collect(),
+            ));
+        }
+        if let Some(key) = signed.self_signing_key()? {
+            if self.registry_entry(&tx.sender).is_some() {
+                return Err(ApplyError::AlreadyRegistered(tx.sender.clone()));
+            }
+            return Ok(key);
+        }
+        if let Some(entry) = self.registry_entry(&tx.sender) {
+            if !entry.is_active(ctx.now) {
+                return Err(ApplyError::InactiveSender(tx.sender.clone()));
+            }
+            return Ok(VerifyingKey::from_jwk(&entry.signing_jwk).map_err(TxError::from)?);
+        }
+        // Consortium members sign consensus transactions with their consensus keys.
+        let member = self
+            .members()
+            .into_iter()
+            .find(|m| m.id == tx.sender)
+            .ok_or_else(|| ApplyError::UnknownSender(tx.sender.clone()))?;
+        if !matches!(tx.body, TxBody::Misbehaviour { .. }) {
+            return Err(ApplyError::NotAllowed(
+                "a consortium member's key signs only consensus transactions",
+            ));
+        }
+        Ok(VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?)
     }
 
     fn apply_body(

@@ -51,7 +51,8 @@ enum Node {
     },
     Internal {
         hash: Hash,
-        children: Box<[Node; 2]>,
+        /// Shared between copies of the tree: a copy is O(1), an insert copies one path.
+        children: std::sync::Arc<[Node; 2]>,
     },
 }
 
@@ -68,7 +69,7 @@ impl Node {
         let hash = node_hash(&children[0].hash(), &children[1].hash());
         Node::Internal {
             hash,
-            children: Box::new(children),
+            children: std::sync::Arc::new(children),
         }
     }
 
@@ -116,7 +117,7 @@ impl Node {
                 )
             }
             Node::Internal { children, .. } => {
-                let [left, right] = *children;
+                let [left, right] = std::sync::Arc::unwrap_or_clone(children);
                 if bit(key, depth) {
                     Node::internal([left, right.insert(depth + 1, key, vh)])
                 } else {
@@ -132,7 +133,7 @@ impl Node {
         match self {
             Node::Leaf { key: existing, .. } if existing == *key => Node::Empty,
             Node::Internal { children, .. } => {
-                let [left, right] = *children;
+                let [left, right] = std::sync::Arc::unwrap_or_clone(children);
                 let (left, right) = if bit(key, depth) {
                     (left, right.remove(depth + 1, key))
                 } else {

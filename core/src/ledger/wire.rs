@@ -30,6 +30,22 @@ pub struct SubmitRequest {
     pub jws: String,
 }
 
+/// The body of `POST /v1/consensus/txs`: transactions a peer relays, in one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayRequest {
+    pub txs: Vec<String>,
+}
+
+/// The answer to a relay: how many transactions were taken (new or already held) and how
+/// many refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayAccepted {
+    pub accepted: usize,
+    pub refused: usize,
+}
+
 /// The `202 Accepted` answer to a submitted transaction: its ID, the base64url SHA-256 of
 /// the JWS ([`SignedTransaction::id_text`](super::tx::SignedTransaction::id_text)). Sent
 /// once the transaction is stored durably.
