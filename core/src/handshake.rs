@@ -45,14 +45,14 @@
 //!
 //! A transition cannot be skipped or repeated; both fail to compile:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! # use emrshare_core::handshake::RequesterAwaitingM1;
 //! fn skip_m2(state: RequesterAwaitingM1, m3: &[u8]) {
 //!     let _ = state.receive_m3(m3); // only RequesterAwaitingM3 receives M3
 //! }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0382
 //! # use emrshare_core::handshake::RequesterAwaitingM1;
 //! # use emrshare_core::PrivateKeySet;
 //! fn twice(state: RequesterAwaitingM1, m1: &[u8], keys: &PrivateKeySet) {
