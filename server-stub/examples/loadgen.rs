@@ -807,6 +807,8 @@ async fn run(args: Args) -> Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(args.submit_concurrency) + 8)
         .timeout(Duration::from_secs(10))
+        // reqwest's rustls has no built-in provider in this workspace: hand it the node's.
+        .use_preconfigured_tls(emrshare_node::tls::client_config(None)?)
         .build()?;
     wait_healthy(&http, c, Duration::from_secs(30)).await?;
     eprintln!(
