@@ -87,7 +87,7 @@ def check(kind, text, types, functions):
                 found = re.search(sig, text)
         else:
             prefix = r"suspend fun" if is_async else r"fun"
-            found = re.search(rf"\b{prefix} {fn}\(", text)
+            found = re.search(rf"\b{prefix} `?{fn}`?\(", text)
         if not found:
             missing.append(f"{kind}: {'async ' if is_async else ''}{where}{fn}")
     return missing
@@ -110,7 +110,7 @@ def main():
           f"expected in {', '.join(files.values())}")
     for m in missing:
         print("  MISSING", m)
-    print(f"{len(types) + len(functions) - len(missing) // max(1, len(files))} found, {len(missing)} missing")
+    print(f"{(len(types) + len(functions)) * len(files) - len(missing)} found, {len(missing)} missing")
     return 1 if missing else 0
 
 
