@@ -24,6 +24,8 @@ if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
     || loud "cannot install gcc-aarch64-linux-gnu (a C compiler for aws-lc-sys's build script)"
 fi
 echo "note: aws-lc's C is compiled with aarch64-linux-gnu-gcc as a stand-in for the NDK's clang (checked, never linked)"
+# glibc, unlike bionic, hides pthread_rwlock_t under strict -std=c11 unless asked.
 CC_aarch64_linux_android=aarch64-linux-gnu-gcc \
 AR_aarch64_linux_android=aarch64-linux-gnu-ar \
+CFLAGS_aarch64_linux_android=-D_GNU_SOURCE \
   cargo check --locked --target "$TARGET" -p emrshare-ffi

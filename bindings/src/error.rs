@@ -168,3 +168,54 @@ pub(crate) fn from_lookup(e: LookupError) -> EmrshareError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emrshare_core::keys::PartyId;
+
+    #[test]
+    fn mapped_errors_name_no_party_part_or_node() {
+        let cases = [
+            from_ces(CesError::WrongIssuer {
+                expected: PartyId::new("hospital:st-elsewhere").unwrap(),
+                found: "patient-thumbprint-abc".into(),
+            }),
+            from_ces(CesError::UnknownPart("hiv_status".into())),
+            from_ces(CesError::CeasPartMissing("hiv_status".into())),
+            from_net(NetError::Refused {
+                status: 403,
+                message: "no live grant for patient-thumbprint-abc".into(),
+            }),
+            from_net(NetError::NoAnswer {
+                tried: 3,
+                last: "http://10.1.2.3:7100: connection refused".into(),
+            }),
+            from_net(NetError::Malformed(
+                "http://10.1.2.3:7100: hiv_status".into(),
+            )),
+        ];
+        for e in &cases {
+            let text = e.to_string();
+            for secret in [
+                "st-elsewhere",
+                "patient-thumbprint-abc",
+                "hiv_status",
+                "10.1.2.3",
+            ] {
+                assert!(!text.contains(secret), "{text:?} names {secret}");
+            }
+        }
+        assert_eq!(cases[3], EmrshareError::Refused { status: 403 });
+        assert_eq!(cases[4], EmrshareError::Unreachable { tried: 3 });
+        assert!(matches!(cases[1], EmrshareError::InvalidInput { .. }));
+        assert!(matches!(cases[0], EmrshareError::VerificationFailed { .. }));
+    }
+
+    #[test]
+    fn an_unexpected_callback_error_does_not_forward_the_app_text() {
+        let e: EmrshareError =
+            uniffi::UnexpectedUniFFICallbackError::new("key bytes 0x1234 leaked here").into();
+        assert!(!e.to_string().contains("0x1234"));
+    }
+}

@@ -40,7 +40,7 @@ pub struct IndexedRecord {
 
 /// The doctor's ID as the record claims it, before anything is verified: only used to look
 /// the doctor up; the signature check then binds the record to the looked-up keys.
-fn claimed_issuer(sd_jwt: &SdJwt) -> Result<String> {
+pub(crate) fn claimed_issuer(sd_jwt: &SdJwt) -> Result<String> {
     let serialized = sd_jwt.serialize();
     let issuer_jwt = serialized.split('~').next().unwrap_or_default();
     let payload = emrshare_core::jws::unverified_payload(issuer_jwt)

@@ -3,7 +3,7 @@
 use crate::config::ClientConfig;
 use crate::error::{EmrshareError, Result, from_ces, from_jwe_open, from_net, invalid, unverified};
 use crate::party::{Party, log_result};
-use crate::patient::{parse_sd_jwt, proven_grant};
+use crate::patient::{claimed_issuer, parse_sd_jwt, proven_grant};
 use crate::secrets::SecretStore;
 use crate::types::*;
 use crate::{now, on_runtime};
@@ -34,11 +34,7 @@ async fn verify_record(
     key_binding: Option<KeyBindingRequirement<'_>>,
 ) -> Result<(ces::VerifiedRecord, LookupReport)> {
     let record = parse_sd_jwt(text)?;
-    let issuer_jwt = text.trim_ascii().split('~').next().unwrap_or_default();
-    let doctor_id = emrshare_core::jws::unverified_payload(issuer_jwt)
-        .ok()
-        .and_then(|p| p.get("iss").and_then(|v| v.as_str()).map(str::to_owned))
-        .ok_or_else(|| unverified("malformed record"))?;
+    let doctor_id = claimed_issuer(&record)?;
     let (doctor, report) = party.lookup(&doctor_id, doctor_role).await?;
     let doctor_keys = doctor
         .public_keys()

@@ -139,8 +139,19 @@ fun GrantsScreen(vm: GrantsViewModel) {
     val grants by vm.grants.collectAsState()
     val error by vm.error.collectAsState()
     val scope = rememberCoroutineScope()
+    var recordId by remember { mutableStateOf("") }
+    var grantee by remember { mutableStateOf("insurer:acme-health") }
+    var parts by remember { mutableStateOf("examination") }
     Column {
         error?.let { Text(it) }
+        OutlinedTextField(recordId, { recordId = it }, label = { Text("Stored record") })
+        OutlinedTextField(grantee, { grantee = it }, label = { Text("Grantee (insurer)") })
+        OutlinedTextField(parts, { parts = it }, label = { Text("Parts, comma-separated (empty: whole record)") })
+        Button(onClick = {
+            scope.launch {
+                vm.grant(recordId.trim(), grantee.trim(), PartyRole.INSURER, parts.split(',').map { it.trim() }.filter { it.isNotEmpty() }, 3600uL)
+            }
+        }) { Text("Grant read access for an hour") }
         Button(onClick = { scope.launch { vm.refresh() } }) { Text("Refresh from chain") }
         LazyColumn {
             items(grants) { g ->
