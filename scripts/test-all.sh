@@ -4,6 +4,8 @@
 # and ends with one line "suites: N passed, N failed"; exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# A 2-core machine shared with other builds: one compile job at a time.
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
 
 passed=0
 failed=0
@@ -35,6 +37,11 @@ suite "interop with Python jwcrypto and sd-jwt" bash core/tests/interop/run.sh t
 if [ -f core/fuzz/Cargo.toml ]; then
   suite "fuzz targets compile (cargo check)" cargo check --manifest-path core/fuzz/Cargo.toml --bins
 fi
+suite "Kotlin host tests of the bindings and the Android demo's logic, against live nodes" \
+  scripts/test-kotlin.sh
+suite "generated Swift and Kotlin bindings carry the whole exported API" scripts/check-swift.sh
+suite "Android target check (cargo check --target aarch64-linux-android -p emrshare-ffi)" \
+  scripts/check-android.sh
 suite "the README demo command" cargo run --release --locked -q -p emrshare-cli -- demo
 
 echo

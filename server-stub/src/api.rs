@@ -63,8 +63,15 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/grants/{grant_id}", get(grant))
         .route("/v1/validators", get(validators))
         .route("/v1/index/{patient}", get(index))
-        .route("/v1/consensus/proposal", post(proposal))
-        .route("/v1/consensus/block", post(certified_block))
+        // Proposals and blocks carry up to max_txs_per_block transactions.
+        .route(
+            "/v1/consensus/proposal",
+            post(proposal).layer(DefaultBodyLimit::max(node.config.limits.max_block_bytes)),
+        )
+        .route(
+            "/v1/consensus/block",
+            post(certified_block).layer(DefaultBodyLimit::max(node.config.limits.max_block_bytes)),
+        )
         .route("/v1/consensus/tx", post(relayed_tx))
         .route("/v1/consensus/txs", post(relayed_txs))
         .route("/v1/consensus/lock/{height}", get(lock))

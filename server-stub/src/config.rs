@@ -57,6 +57,8 @@ pub struct Limits {
     /// IDs per directory page.
     pub max_page_ids: usize,
     pub max_txs_per_block: usize,
+    /// Largest proposal or block a peer may send (its transactions are up to 64 KiB each).
+    pub max_block_bytes: usize,
     /// How long the node waits for a peer.
     pub request_timeout_ms: u64,
     /// How long one request to this node may take, body included.
@@ -71,6 +73,7 @@ impl Default for Limits {
             max_lookup_ids: 1024,
             max_page_ids: 1000,
             max_txs_per_block: 2000,
+            max_block_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 2000,
             serve_timeout_ms: 60_000,
         }

@@ -67,6 +67,13 @@ pub enum TlsTrust {
     CaPem(Vec<u8>),
     /// Only plain `http://` nodes (loopback tests and the demo).
     PlainHttpOnly,
+    /// The operating system's certificate verifier and trust store (feature `platform-tls`,
+    /// through `rustls-platform-verifier`): Android's, reached through JNI (the app must
+    /// initialise it first, see the bindings), Apple's Security framework, elsewhere the
+    /// system roots. For consortia whose nodes carry publicly trusted or MDM-installed
+    /// certificates.
+    #[cfg(feature = "platform-tls")]
+    Platform,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,11 +108,22 @@ impl HttpTransport {
             }
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TransportError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .map_err(|e| TransportError::Tls(e.to_string()))?;
+        let tls = match trust {
+            #[cfg(feature = "platform-tls")]
+            TlsTrust::Platform => {
+                use rustls_platform_verifier::BuilderVerifierExt;
+                builder
+                    .with_platform_verifier()
+                    .map_err(|e| TransportError::Tls(e.to_string()))?
+                    .with_no_client_auth()
+            }
+            TlsTrust::CaPem(_) | TlsTrust::PlainHttpOnly => {
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+        };
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(timeout)

@@ -1,0 +1,401 @@
+// Host JVM tests of the generated Kotlin bindings (through JNA) and of the Android demo's
+// logic classes, against a live local consortium on loopback (`emrshare local-consortium`,
+// started and stopped by scripts/test-kotlin.sh, which passes its URLs and genesis).
+//
+// The three stories of DESIGN 1 through the Kotlin API: suspend functions, results as data
+// classes, exceptions on tampered input. Story 2 stops at the presentation and its
+// verification: the mutual-authentication handshake that carries it comes with issue 4.
+
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.runBlocking
+import org.emrshare.demo.logic.AuditViewModel
+import org.emrshare.demo.logic.GrantsViewModel
+import org.emrshare.demo.logic.InMemoryAesGcmSealer
+import org.emrshare.demo.logic.InMemoryKeyValueStore
+import org.emrshare.demo.logic.IncomingRequest
+import org.emrshare.demo.logic.OnboardingState
+import org.emrshare.demo.logic.OnboardingViewModel
+import org.emrshare.demo.logic.RecordsViewModel
+import org.emrshare.demo.logic.RequestState
+import org.emrshare.demo.logic.RequestViewModel
+import org.emrshare.demo.logic.SealedSecretStore
+import org.emrshare.demo.logic.Verification
+import org.emrshare.demo.logic.WalletRepository
+import org.emrshare.ffi.AccessOutcome
+import org.emrshare.ffi.ClientConfig
+import org.emrshare.ffi.DoctorSigner
+import org.emrshare.ffi.EmrshareException
+import org.emrshare.ffi.PartyRole
+import org.emrshare.ffi.PatientWallet
+import org.emrshare.ffi.Requester
+import org.emrshare.ffi.SecretStore
+import org.emrshare.ffi.UploadStage
+import org.emrshare.ffi.defaultClientConfig
+import org.emrshare.ffi.makeNonce
+import org.emrshare.ffi.sdkVersion
+import org.junit.jupiter.api.AfterAll
+import org.junit.jupiter.api.BeforeAll
+import org.junit.jupiter.api.MethodOrderer
+import org.junit.jupiter.api.Order
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.TestInstance
+import org.junit.jupiter.api.TestMethodOrder
+import java.io.File
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertFalse
+import kotlin.test.assertNotNull
+import kotlin.test.assertNull
+import kotlin.test.assertTrue
+
+const val BPDS_RECORD = """{
+  "name": "Alex Example", "gender": "female", "age": 42, "id_number": "X-1234-5678",
+  "medical_history": ["hypertension"], "examination": {"bp": "150/95", "ecg": "normal"},
+  "prescription": ["amlodipine 5 mg"]
+}"""
+
+/** A secret store with nothing in it and a counter of saves, for the negative cases. */
+class MapStore : SecretStore {
+    val map = java.util.concurrent.ConcurrentHashMap<String, ByteArray>()
+    override fun save(name: String, secret: ByteArray) { map[name] = secret.copyOf() }
+    override fun load(name: String): ByteArray? = map[name]?.copyOf()
+    override fun delete(name: String) { map.remove(name) }
+}
+
+class FailingStore : SecretStore {
+    override fun save(name: String, secret: ByteArray) = throw EmrshareException.SecretStore("keystore locked")
+    override fun load(name: String): ByteArray? = null
+    override fun delete(name: String) {}
+}
+
+class ThrowingStore : SecretStore {
+    override fun save(name: String, secret: ByteArray) = throw IllegalStateException("app bug with a secret inside")
+    override fun load(name: String): ByteArray? = throw IllegalStateException("app bug")
+    override fun delete(name: String) {}
+}
+
+/** Flips one character in the middle of a base64url segment. */
+fun tamper(text: String, at: Int = text.length / 2): String {
+    var i = at
+    while (!text[i].isLetterOrDigit()) i++
+    val c = if (text[i] == 'A') 'B' else 'A'
+    return text.substring(0, i) + c + text.substring(i + 1)
+}
+
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation::class)
+class StoriesTest {
+    private val nodes = System.getProperty("emrshare.nodes").split(",")
+    private val genesis = File(System.getProperty("emrshare.genesis")).readText()
+    private val config: ClientConfig = defaultClientConfig(nodes, genesis).copy(k = 4u, n = 3u)
+
+    private lateinit var repo: WalletRepository
+    private lateinit var doctor: DoctorSigner
+    private lateinit var insurer: Requester
+    private lateinit var otherInsurer: Requester
+    private lateinit var records: RecordsViewModel
+    private var recordId = ""
+    private var grantId = ""
+
+    private fun party(id: String, role: PartyRole) = when (role) {
+        PartyRole.HOSPITAL, PartyRole.DOCTOR -> DoctorSigner.create(config, MapStore(), id, 2048u)
+        else -> Requester.create(config, MapStore(), id, 2048u)
+    }
+
+    @BeforeAll
+    fun consortiumAndParties() = runBlocking {
+        repo = WalletRepository(config, SealedSecretStore(InMemoryAesGcmSealer(), InMemoryKeyValueStore()), 2048u)
+        records = RecordsViewModel(repo)
+        doctor = DoctorSigner.create(config, MapStore(), "hospital:st-marys", 2048u)
+        insurer = Requester.create(config, MapStore(), "insurer:acme-health", 2048u)
+        otherInsurer = Requester.create(config, MapStore(), "insurer:other", 2048u)
+        // Decoys, so lookups hide their target among k = 4 registered IDs of its role.
+        coroutineScope {
+            val jobs = mutableListOf(
+                async { doctor.register(PartyRole.HOSPITAL, 365u) },
+                async { insurer.register(PartyRole.INSURER, 365u) },
+                async { otherInsurer.register(PartyRole.INSURER, 365u) },
+            )
+            for (i in 0 until 4) {
+                val h = party("hospital:decoy-$i", PartyRole.HOSPITAL) as DoctorSigner
+                val r = party("insurer:decoy-$i", PartyRole.INSURER) as Requester
+                jobs += async { h.register(PartyRole.HOSPITAL, 365u) }
+                jobs += async { r.register(PartyRole.INSURER, 365u) }
+            }
+            jobs.awaitAll()
+        }
+        Unit
+    }
+
+    @AfterAll
+    fun done() {}
+
+    // ---------------------------------------------------------------- story 1: the visit
+
+    @Test @Order(1)
+    fun `onboarding creates sealed keys and registers the patient`() = runBlocking {
+        val onboarding = OnboardingViewModel(repo)
+        onboarding.start()
+        val state = onboarding.state.value
+        assertTrue(state is OnboardingState.Ready, "onboarding ended in $state")
+        assertEquals(43, state.patientId.length, "a patient ID is a SHA-256 thumbprint")
+        assertTrue(state.provenAtHeight > 0u)
+        assertTrue(sdkVersion().isNotEmpty())
+    }
+
+    @Test @Order(2)
+    fun `a doctor's sealed record is received and verified via a k-anonymous lookup`() = runBlocking {
+        val sealed = doctor.signAndSeal(BPDS_RECORD, repo.walletOrNull()!!.publicKeysJson(), null, null)
+        recordId = records.receive(sealed)!!
+        val row = records.rows.value.single { it.recordId == recordId }
+        val verified = row.verification as Verification.Verified
+        assertEquals("hospital:st-marys", row.doctorId)
+        assertEquals(7, row.parts.size)
+        assertEquals(4u, verified.doctorLookup.idsAsked, "the doctor among 3 decoys")
+        assertTrue(verified.doctorLookup.verifiedBy.isNotEmpty())
+        assertTrue(verified.doctorLookup.evidence.isEmpty(), "honest nodes leave no evidence")
+        val record = repo.record(recordId)!!.received.record
+        assertEquals(setOf("gender", "age", "medical_history"), record.mandatoryParts.toSet())
+        assertEquals("42", record.parts.single { it.name == "age" }.valueJson)
+    }
+
+    @Test @Order(3)
+    fun `the record is stored on the nodes and indexed on chain, with progress`() = runBlocking {
+        val events = records.store(recordId, "cardiology")
+        assertEquals(
+            listOf(UploadStage.SEALED, UploadStage.UPLOADED, UploadStage.INDEX_SUBMITTED, UploadStage.COMMITTED),
+            events.map { it.stage },
+        )
+        val stored = repo.record(recordId)!!.stored!!
+        assertEquals(64, stored.blob.length)
+        assertTrue(stored.indexHeight > 0u && stored.crumbs.isNotEmpty())
+        val index = repo.walletOrNull()!!.indexedRecords()
+        assertTrue(index.any { it.blob == stored.blob && it.department == "cardiology" })
+    }
+
+    @Test @Order(4)
+    fun `a tampered envelope is refused`() = runBlocking {
+        val sealed = doctor.signAndSeal(BPDS_RECORD, repo.walletOrNull()!!.publicKeysJson(), null, null)
+        val e = assertFailsWith<EmrshareException.VerificationFailed> {
+            repo.walletOrNull()!!.receiveRecord(tamper(sealed), PartyRole.HOSPITAL)
+        }
+        assertFalse(e.reason.contains("Alex"), "no record contents in errors")
+        val rowsBefore = records.rows.value.size
+        assertEquals(null, records.receive(tamper(sealed, sealed.length / 3)))
+        assertTrue(records.rows.value.size == rowsBefore + 1 && records.rows.value.last().verification is Verification.Rejected)
+    }
+
+    @Test @Order(5)
+    fun `a record sealed to another patient does not open`() = runBlocking {
+        val other = PatientWallet.create(config, MapStore(), 2048u)
+        val sealed = doctor.signAndSeal(BPDS_RECORD, other.publicKeysJson(), null, null)
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            repo.walletOrNull()!!.receiveRecord(sealed, PartyRole.HOSPITAL)
+        }
+        Unit
+    }
+
+    @Test @Order(6)
+    fun `a record from an unregistered doctor is refused`() = runBlocking {
+        val stranger = DoctorSigner.create(config, MapStore(), "hospital:unregistered", 2048u)
+        val sealed = stranger.signAndSeal(BPDS_RECORD, repo.walletOrNull()!!.publicKeysJson(), null, null)
+        assertFailsWith<EmrshareException.NotRegistered> {
+            repo.walletOrNull()!!.receiveRecord(sealed, PartyRole.HOSPITAL)
+        }
+        Unit
+    }
+
+    @Test @Order(7)
+    fun `a record signed with keys other than the registered ones is refused`() = runBlocking {
+        val impostor = DoctorSigner.create(config, MapStore(), "hospital:st-marys", 2048u)
+        val sealed = impostor.signAndSeal(BPDS_RECORD, repo.walletOrNull()!!.publicKeysJson(), null, null)
+        val e = assertFailsWith<EmrshareException.VerificationFailed> {
+            repo.walletOrNull()!!.receiveRecord(sealed, PartyRole.HOSPITAL)
+        }
+        assertTrue(e.reason.contains("signature"))
+    }
+
+    @Test @Order(8)
+    fun `the doctor looked up under the wrong role is not accepted`() = runBlocking {
+        val sealed = doctor.signAndSeal(BPDS_RECORD, repo.walletOrNull()!!.publicKeysJson(), null, null)
+        assertFailsWith<EmrshareException.NotRegistered> {
+            repo.walletOrNull()!!.receiveRecord(sealed, PartyRole.INSURER)
+        }
+        Unit
+    }
+
+    @Test @Order(9)
+    fun `keys are created once and restored from the store`() {
+        val store = MapStore()
+        val created = PatientWallet.create(config, store, 2048u)
+        assertFailsWith<EmrshareException.KeysExist> { PatientWallet.create(config, store, 2048u) }
+        assertEquals(created.patientId(), PatientWallet.restore(config, store).patientId())
+        assertFailsWith<EmrshareException.NoKeys> { PatientWallet.restore(config, MapStore()) }
+        val corrupt = MapStore().apply { map["emrshare.patient"] = ByteArray(100) }
+        assertFailsWith<EmrshareException.SecretStore> { PatientWallet.restore(config, corrupt) }
+    }
+
+    @Test @Order(10)
+    fun `secret store failures surface as SecretStore errors without the app's text`() {
+        val e1 = assertFailsWith<EmrshareException.SecretStore> { PatientWallet.create(config, FailingStore(), 2048u) }
+        assertEquals("keystore locked", e1.reason)
+        val e2 = assertFailsWith<EmrshareException.SecretStore> { PatientWallet.create(config, ThrowingStore(), 2048u) }
+        assertFalse(e2.reason.contains("secret inside"))
+    }
+
+    @Test @Order(11)
+    fun `bad configurations are refused before any key is made`() {
+        assertFailsWith<EmrshareException.InvalidInput> { PatientWallet.create(config.copy(genesisJson = "{}"), MapStore(), 2048u) }
+        assertFailsWith<EmrshareException.InvalidInput> { PatientWallet.create(config.copy(nodeUrls = emptyList()), MapStore(), 2048u) }
+        assertFailsWith<EmrshareException.InvalidInput> { PatientWallet.create(config.copy(nodeUrls = listOf("ftp://x")), MapStore(), 2048u) }
+        assertFailsWith<EmrshareException.InvalidInput> { PatientWallet.create(config, MapStore(), 1024u) }
+        assertFailsWith<EmrshareException.InvalidInput> {
+            PatientWallet.create(config.copy(nodeUrls = listOf("https://127.0.0.1:1")), MapStore(), 2048u)
+        }
+        assertFailsWith<EmrshareException.InvalidInput> { DoctorSigner.create(config, MapStore(), "no spaces allowed", 2048u) }
+    }
+
+    @Test @Order(12)
+    fun `unreachable nodes give Unreachable, quickly`() = runBlocking {
+        val dead = config.copy(nodeUrls = listOf("http://127.0.0.1:9"), requestTimeoutMs = 500u)
+        val wallet = PatientWallet.create(dead, MapStore(), 2048u)
+        assertFailsWith<EmrshareException.Unreachable> { wallet.register(365u) }
+        Unit
+    }
+
+    @Test @Order(13)
+    fun `extraction refuses unknown parts and storing refuses another patient's record`() = runBlocking {
+        val wallet = repo.walletOrNull()!!
+        val sdJwt = repo.record(recordId)!!.received.sdJwt
+        assertFailsWith<EmrshareException.InvalidInput> { wallet.extract(sdJwt, listOf("examinaton")) }
+        val other = PatientWallet.create(config, MapStore(), 2048u)
+        assertFailsWith<EmrshareException.InvalidInput> { other.storeRecord(sdJwt, "cardiology", null) }
+        assertFailsWith<EmrshareException.VerificationFailed> { wallet.storeRecord("not an sd-jwt", "cardiology", null) }
+        Unit
+    }
+
+    // ------------------------------------------------- story 2: request and share (no handshake yet)
+
+    private fun request(nonce: String = makeNonce()) =
+        IncomingRequest("insurer:acme-health", PartyRole.INSURER, "claim 2026-117", listOf("examination", "prescription"), nonce)
+
+    @Test @Order(20)
+    fun `an incoming request is checked, answered with chosen parts, and verified by the requester`() = runBlocking {
+        val vm = RequestViewModel(repo)
+        val req = request()
+        vm.review(req, recordId)
+        val reviewed = vm.state.value as RequestState.Reviewed
+        assertEquals(4u, reviewed.requester.idsAsked)
+        assertEquals(setOf("examination", "prescription"), reviewed.chosenParts)
+        vm.toggle("prescription")
+        val presentation = vm.answer()!!
+        val verified = insurer.verifyPresentation(presentation, repo.walletOrNull()!!.patientId(), req.nonce, PartyRole.HOSPITAL)
+        assertTrue(verified.record.keyBound)
+        assertEquals(setOf("gender", "age", "medical_history", "examination"), verified.record.parts.map { it.name }.toSet())
+        assertFalse(presentation.contains("Alex"), "the name was not disclosed")
+    }
+
+    @Test @Order(21)
+    fun `a presentation is refused with another nonce, another audience, or tampered`() = runBlocking {
+        val wallet = repo.walletOrNull()!!
+        val sdJwt = repo.record(recordId)!!.received.sdJwt
+        val nonce = makeNonce()
+        val patient = wallet.patientId()
+        val good = wallet.present(sdJwt, listOf("examination"), "insurer:acme-health", nonce)
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            insurer.verifyPresentation(good, patient, makeNonce(), PartyRole.HOSPITAL)
+        }
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            otherInsurer.verifyPresentation(good, patient, nonce, PartyRole.HOSPITAL)
+        }
+        // A byte changed in a disclosure (between the first and second '~').
+        val firstTilde = good.indexOf('~')
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            insurer.verifyPresentation(tamper(good, firstTilde + 5), patient, nonce, PartyRole.HOSPITAL)
+        }
+        // The issuer signature changed.
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            insurer.verifyPresentation(tamper(good, firstTilde - 10), patient, nonce, PartyRole.HOSPITAL)
+        }
+        // Without the key binding.
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            insurer.verifyPresentation(wallet.extract(sdJwt, listOf("examination")), patient, nonce, PartyRole.HOSPITAL)
+        }
+        // Presented as someone else's record.
+        val other = PatientWallet.create(config, MapStore(), 2048u)
+        other.register(30u)
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            insurer.verifyPresentation(good, other.patientId(), nonce, PartyRole.HOSPITAL)
+        }
+        assertFailsWith<EmrshareException.InvalidInput> { wallet.present(sdJwt, emptyList(), "insurer:acme-health", "short") }
+        Unit
+    }
+
+    @Test @Order(22)
+    fun `a request from an unregistered institution is refused at review`() = runBlocking {
+        val vm = RequestViewModel(repo)
+        vm.review(request().copy(requesterId = "insurer:nobody"), recordId)
+        assertTrue(vm.state.value is RequestState.Refused)
+        assertNull(vm.answer())
+    }
+
+    // ------------------------------------------------------------- story 3: a standing grant
+
+    @Test @Order(30)
+    fun `a grant lets the insurer fetch, verify, and shows in the audit log`() = runBlocking {
+        val grants = GrantsViewModel(repo)
+        val grant = grants.grant(recordId, "insurer:acme-health", PartyRole.INSURER, listOf("examination"), 3600u)
+        assertNotNull(grant, grants.error.value)
+        grantId = grant.grantId
+        assertTrue(grant.active && !grant.revoked)
+        val fetched = insurer.fetchGranted(grantId, PartyRole.HOSPITAL)
+        assertEquals(recordId, fetched.record.recordId)
+        assertEquals(repo.walletOrNull()!!.patientId(), fetched.record.patientId)
+        assertEquals(setOf("gender", "age", "medical_history", "examination"), fetched.record.parts.map { it.name }.toSet())
+        val audit = AuditViewModel(repo).refresh()
+        assertTrue(audit.any { it.accessorId == "insurer:acme-health" && it.grantId == grantId && it.outcome == AccessOutcome.GRANTED })
+    }
+
+    @Test @Order(31)
+    fun `only the grantee can fetch under a grant`() = runBlocking {
+        assertFailsWith<EmrshareException.InvalidInput> { otherInsurer.fetchGranted(grantId, PartyRole.HOSPITAL) }
+        assertFailsWith<EmrshareException.Refused> { insurer.fetchGranted("grant-does-not-exist", PartyRole.HOSPITAL) }
+        Unit
+    }
+
+    @Test @Order(32)
+    fun `grants to unregistered parties or of bad length are refused`() = runBlocking {
+        val wallet = repo.walletOrNull()!!
+        val envelope = repo.record(recordId)!!.stored!!.envelope
+        assertFailsWith<EmrshareException.NotRegistered> {
+            wallet.grant(envelope, "insurer:nobody", PartyRole.INSURER, emptyList(), 60u)
+        }
+        assertFailsWith<EmrshareException.InvalidInput> {
+            wallet.grant(envelope, "insurer:acme-health", PartyRole.INSURER, emptyList(), 0u)
+        }
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            wallet.grant(tamper(envelope), "insurer:acme-health", PartyRole.INSURER, listOf("examination"), 60u)
+        }
+        assertNull(wallet.grantStatus("grant-does-not-exist"))
+    }
+
+    @Test @Order(33)
+    fun `a whole-record grant wraps the content key to the grantee`() = runBlocking {
+        val grant = repo.grant(recordId, "insurer:acme-health", PartyRole.INSURER, emptyList(), 600u)
+        val fetched = insurer.fetchGranted(grant.grantId, PartyRole.HOSPITAL)
+        assertEquals(7, fetched.record.parts.size)
+    }
+
+    @Test @Order(34)
+    fun `after revocation the fetch is refused, and the audit log has every access`() = runBlocking {
+        val grants = GrantsViewModel(repo)
+        assertTrue(grants.revoke(grantId), grants.error.value)
+        val status = grants.grants.value.single { it.grantId == grantId }
+        assertTrue(status.revoked && !status.active)
+        assertFailsWith<EmrshareException.Refused> { insurer.fetchGranted(grantId, PartyRole.HOSPITAL) }
+        val audit = AuditViewModel(repo).refresh()
+        assertEquals(2, audit.count { it.accessorId == "insurer:acme-health" }, "two fetches, the refused one not logged")
+    }
+}
