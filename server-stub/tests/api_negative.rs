@@ -17,6 +17,8 @@ const CHAIN: &str = "neg-chain";
 /// Limits written into the node's config (smaller than the defaults, to test them cheaply).
 const MAX_BODY: usize = 8 * 1024;
 const MAX_BLOB: usize = 32 * 1024;
+/// Proposals and certified blocks carry whole blocks: their own, larger limit.
+const MAX_BLOCK: usize = 16 * 1024;
 const MAX_LOOKUP_IDS: usize = 8;
 
 /// `n` consecutive free ports on 127.0.0.1 (other test binaries and checkouts run nodes too).
@@ -70,6 +72,7 @@ impl Node {
         let limits = table["limits"].as_table_mut().unwrap();
         limits.insert("max_body_bytes".into(), (MAX_BODY as i64).into());
         limits.insert("max_blob_bytes".into(), (MAX_BLOB as i64).into());
+        limits.insert("max_block_bytes".into(), (MAX_BLOCK as i64).into());
         limits.insert("max_lookup_ids".into(), (MAX_LOOKUP_IDS as i64).into());
         limits.insert("max_page_ids".into(), 2.into());
         limits.insert("serve_timeout_ms".into(), 1500.into());
@@ -251,9 +254,10 @@ fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-const JSON_ROUTES: [&str; 5] = [
+const JSON_ROUTES: [&str; 6] = [
     "/v1/tx",
     "/v1/consensus/tx",
+    "/v1/consensus/txs",
     "/v1/registry/lookup",
     "/v1/consensus/proposal",
     "/v1/consensus/block",
@@ -519,7 +523,12 @@ fn json_bodies_malformed_duplicate_unknown_or_mistyped_get_400() {
 fn bodies_over_the_configured_limits_get_413() {
     let node = Node::start();
     for route in JSON_ROUTES {
-        for size in [MAX_BODY + 1, 2 * MAX_BODY] {
+        let limit = if route == "/v1/consensus/proposal" || route == "/v1/consensus/block" {
+            MAX_BLOCK
+        } else {
+            MAX_BODY
+        };
+        for size in [limit + 1, 2 * limit] {
             let mut body = br#"{"jws":""#.to_vec();
             body.resize(size - 2, b'a');
             body.extend_from_slice(br#""}"#);
@@ -530,16 +539,16 @@ fn bodies_over_the_configured_limits_get_413() {
             );
         }
         // Chunked, so no Content-Length to refuse up front.
-        let reader = std::io::Cursor::new(vec![b' '; 2 * MAX_BODY]);
+        let reader = std::io::Cursor::new(vec![b' '; 2 * limit]);
         node.refused(
-            &format!("{route}: chunked {} bytes", 2 * MAX_BODY),
+            &format!("{route}: chunked {} bytes", 2 * limit),
             node.request(Method::POST, route)
                 .body(reqwest::blocking::Body::new(reader)),
             413,
         );
         // Exactly at the limit: read, then refused for what it is.
         let mut body = br#"{"jws":""#.to_vec();
-        body.resize(MAX_BODY - 2, b'a');
+        body.resize(limit - 2, b'a');
         body.extend_from_slice(br#""}"#);
         node.refused(
             &format!("{route}: at the limit"),
