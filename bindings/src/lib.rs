@@ -9,8 +9,9 @@
 //!   revocation, the audit log.
 //! - [`DoctorSigner`]: signs a record (SD-JWT content extraction signature) and seals it to a
 //!   patient.
-//! - [`Requester`]: an institution; fetches a granted blob (logged on chain) and verifies the
-//!   record in it, or verifies a presentation a patient made for it.
+//! - [`Requester`]: an institution; asks a patient for a record (the handshake), fetches a
+//!   granted blob (logged on chain) and verifies the record in it, or verifies a presentation
+//!   a patient made for it.
 //! - [`ClientConfig`]: the consortium (node URLs, genesis), lookup size k, nodes asked n,
 //!   timeouts, TLS trust.
 //!
@@ -19,16 +20,16 @@
 //! failure is one [`EmrshareError`] with stable variants and fixed messages: no key material,
 //! no record contents and no party IDs in them, nor in logs.
 //!
-//! Not here yet: answering an institution's request through the mutual-authentication
-//! handshake (DESIGN 8, steps 1-7). It arrives with `core::handshake` as a method pair,
-//! `Requester::start_request` / `PatientWallet::answer_request`, whose session ends in the
-//! [`PatientWallet::present`] / [`Requester::verify_presentation`] steps that exist already.
+//! - [`OutgoingRequest`] / [`IncomingRequest`]: the mutual-authentication handshake (DESIGN
+//!   8) by which a patient answers an institution's request with chosen parts of a record:
+//!   [`Requester::start_request`], [`PatientWallet::read_request`], then the objects' steps.
 
 uniffi::setup_scaffolding!();
 
 mod config;
 mod doctor;
 mod error;
+mod handshake;
 mod party;
 mod patient;
 mod platform;
@@ -39,6 +40,9 @@ mod types;
 pub use config::ClientConfig;
 pub use doctor::DoctorSigner;
 pub use error::EmrshareError;
+pub use handshake::{
+    IncomingRequest, OutgoingRequest, PatientAuthenticated, RequestSummary, SharedRecordInfo,
+};
 pub use patient::PatientWallet;
 pub use requester::Requester;
 pub use secrets::{SecretStore, UploadProgress};

@@ -32,6 +32,8 @@ pub struct PatientWallet {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct IndexedRecord {
     pub blob: String,
+    /// The record's ID, when the entry names it (entries this SDK writes do).
+    pub record_id: Option<String>,
     pub department: String,
     pub location: String,
     pub time: u64,
@@ -112,6 +114,25 @@ impl PatientWallet {
         let party = self.party.clone();
         on_runtime(async move {
             log_result("look up", party.lookup(&party_id, role).await.map(|r| r.1))
+        })
+        .await
+    }
+
+    /// Reads an institution's request (the handshake's first message) and verifies who asks:
+    /// a k-anonymous lookup of the requester among `requester_role`, whose registered,
+    /// active keys must be exactly the keys in the request. The result shows who asks, for
+    /// what, and which parts; [`IncomingRequest::accept`] answers it.
+    pub async fn read_request(
+        &self,
+        request: String,
+        requester_role: PartyRole,
+    ) -> Result<Arc<crate::handshake::IncomingRequest>> {
+        let party = self.party.clone();
+        on_runtime(async move {
+            log_result(
+                "read request",
+                crate::handshake::read_request(party, request, requester_role).await,
+            )
         })
         .await
     }
@@ -352,7 +373,14 @@ async fn store(
     let tx_id = party
         .commit(|account| {
             let tx = account
-                .upload_index(department, &location, &blob, now(), previous)
+                .upload_index(
+                    department,
+                    &location,
+                    &blob,
+                    Some(&record_id),
+                    now(),
+                    previous,
+                )
                 .map_err(from_jwe_seal)?;
             let tx_id = tx.id();
             report(&progress, UploadStage::IndexSubmitted, total, total);
@@ -461,6 +489,7 @@ async fn indexed(party: &Party) -> Result<Vec<IndexedRecord>> {
             if let Ok(entry) = opened {
                 out.push(IndexedRecord {
                     blob: hex32::to_hex(&entry.blob),
+                    record_id: entry.record_id,
                     department,
                     location: entry.location,
                     time: entry.time,
@@ -485,6 +514,8 @@ async fn audit(party: &Party) -> Result<Vec<AccessEvent>> {
                 let opened = party.with_account(|a| a.open_index_entry(entry_jwe));
                 if let Ok(entry) = opened {
                     mine.insert(hex32::to_hex(&entry.blob));
+                    // A record shared in a handshake is logged by its ID.
+                    mine.extend(entry.record_id);
                 }
             }
             TxBody::Grant { record_id, .. } => {
@@ -506,7 +537,7 @@ async fn audit(party: &Party) -> Result<Vec<AccessEvent>> {
             } if mine.contains(&record_id) => Some(AccessEvent {
                 height,
                 accessor_id: accessor.to_string(),
-                blob: record_id,
+                record_id,
                 action: action.into(),
                 at,
                 outcome: outcome.into(),

@@ -100,6 +100,19 @@ impl Requester {
             .await
     }
 
+    /// Starts the mutual-authentication handshake with a patient: a request for `parts` of
+    /// a record, for `purpose`. Hand [`OutgoingRequest::request_message`] to the patient.
+    pub fn start_request(
+        &self,
+        purpose: String,
+        parts: Vec<String>,
+    ) -> Result<Arc<crate::handshake::OutgoingRequest>> {
+        log_result(
+            "start request",
+            crate::handshake::start_request(self.party.clone(), &purpose, &parts),
+        )
+    }
+
     /// Fetches the blob a grant names, under that grant: the grant is checked on chain
     /// (proven, to this requester, active), the fetch carries the requester's signed access
     /// log (which the node commits: the patient sees it in the audit log), the envelope is

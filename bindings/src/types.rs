@@ -268,7 +268,9 @@ impl GrantInfo {
 pub struct AccessEvent {
     pub height: u64,
     pub accessor_id: String,
-    pub blob: String,
+    /// What was accessed, as the AccessLog names it: a blob's address (hex) for a fetch, the
+    /// record's ID for a record shared in a handshake.
+    pub record_id: String,
     pub action: GrantAction,
     pub at: u64,
     pub outcome: AccessOutcome,

@@ -421,6 +421,7 @@ async fn visit<T: Transport>(world: &World<T>, p: &mut Parties) -> Result<Stored
         "cardiology",
         &format!("emrshare:blob/{}", hex32::to_hex(&blob)),
         &blob,
+        Some(verified.record_id()),
         now(),
         previous,
     )?;

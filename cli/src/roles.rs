@@ -282,7 +282,8 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                     .await?;
                 let previous = client.index(patient.id(), &department).await?.head;
                 let location = format!("emrshare:blob/{}", hex32::to_hex(&blob));
-                let tx = patient.upload_index(&department, &location, &blob, now(), previous)?;
+                let tx =
+                    patient.upload_index(&department, &location, &blob, None, now(), previous)?;
                 commit(&client, &patient, &tx).await?;
                 println!("{}", hex32::to_hex(&blob));
                 Ok(())

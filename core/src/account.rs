@@ -36,6 +36,10 @@ pub struct IndexEntry {
     #[serde(with = "hex32")]
     pub blob: Hash,
     pub time: u64,
+    /// The record's ID (its `emr_id`), so the patient recognises the record in access logs
+    /// that name it (a record shared in a handshake) without opening the blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
 }
 
 impl IndexEntry {
@@ -123,13 +127,15 @@ impl Account {
         })
     }
 
-    /// The UploadIndex transaction for a stored record: where it is, sealed to this party,
-    /// tagged with `department` (bread crumbs), linked to the previous entry `previous`.
+    /// The UploadIndex transaction for a stored record: where it is (and which record, if
+    /// known), sealed to this party, tagged with `department` (bread crumbs), linked to the
+    /// previous entry `previous`.
     pub fn upload_index(
         &mut self,
         department: &str,
         location: &str,
         blob: &Hash,
+        record_id: Option<&str>,
         now: u64,
         previous: Option<Hash>,
     ) -> Result<SignedTransaction, JweError> {
@@ -138,6 +144,7 @@ impl Account {
             location: location.into(),
             blob: *blob,
             time: now,
+            record_id: record_id.map(str::to_owned),
         };
         let sealed = Envelope::seal_to(
             &serde_json::to_vec(&entry).expect("entries serialize"),
@@ -241,7 +248,14 @@ mod tests {
             .unwrap();
         let blob = crate::content_hash(b"ciphertext");
         let index = patient
-            .upload_index("cardiology", "node:0/blobs", &blob, 1_000, None)
+            .upload_index(
+                "cardiology",
+                "node:0/blobs",
+                &blob,
+                Some("emr-1"),
+                1_000,
+                None,
+            )
             .unwrap();
         state.apply(&index, ctx(2)).unwrap();
         assert_eq!(state.index_head(patient.id()), Some(index.id()));
@@ -250,12 +264,16 @@ mod tests {
         let TxBody::UploadIndex { entry_jwe, .. } = &index.transaction().body else {
             unreachable!()
         };
-        assert_eq!(patient.open_index_entry(entry_jwe).unwrap().blob, blob);
+        let entry = patient.open_index_entry(entry_jwe).unwrap();
+        assert_eq!(
+            (entry.blob, entry.record_id.as_deref()),
+            (blob, Some("emr-1"))
+        );
         let stranger = Account::new(PrivateKeySet::generate(None, RsaBits::B2048), CHAIN, 0);
         assert!(stranger.open_index_entry(entry_jwe).is_err());
         // A second entry must link the first.
         let unlinked = patient
-            .upload_index("cardiology", "x", &blob, 1_001, None)
+            .upload_index("cardiology", "x", &blob, None, 1_001, None)
             .unwrap();
         assert!(state.apply(&unlinked, ctx(3)).is_err());
         assert_eq!(patient.next_sequence(), 3);

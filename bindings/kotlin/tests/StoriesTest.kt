@@ -3,8 +3,8 @@
 // started and stopped by scripts/test-kotlin.sh, which passes its URLs and genesis).
 //
 // The three stories of DESIGN 1 through the Kotlin API: suspend functions, results as data
-// classes, exceptions on tampered input. Story 2 stops at the presentation and its
-// verification: the mutual-authentication handshake that carries it comes with issue 4.
+// classes, exceptions on tampered input. Story 2 runs the mutual-authentication handshake
+// (DESIGN 8) between the Android demo's request screen logic and an insurer in process.
 
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
@@ -14,10 +14,10 @@ import org.emrshare.demo.logic.AuditViewModel
 import org.emrshare.demo.logic.GrantsViewModel
 import org.emrshare.demo.logic.InMemoryAesGcmSealer
 import org.emrshare.demo.logic.InMemoryKeyValueStore
-import org.emrshare.demo.logic.IncomingRequest
 import org.emrshare.demo.logic.OnboardingState
 import org.emrshare.demo.logic.OnboardingViewModel
 import org.emrshare.demo.logic.RecordsViewModel
+import org.emrshare.demo.logic.RequestChannel
 import org.emrshare.demo.logic.RequestState
 import org.emrshare.demo.logic.RequestViewModel
 import org.emrshare.demo.logic.SealedSecretStore
@@ -27,10 +27,13 @@ import org.emrshare.ffi.AccessOutcome
 import org.emrshare.ffi.ClientConfig
 import org.emrshare.ffi.DoctorSigner
 import org.emrshare.ffi.EmrshareException
+import org.emrshare.ffi.OutgoingRequest
+import org.emrshare.ffi.PatientAuthenticated
 import org.emrshare.ffi.PartyRole
 import org.emrshare.ffi.PatientWallet
 import org.emrshare.ffi.Requester
 import org.emrshare.ffi.SecretStore
+import org.emrshare.ffi.SharedRecordInfo
 import org.emrshare.ffi.UploadStage
 import org.emrshare.ffi.defaultClientConfig
 import org.emrshare.ffi.makeNonce
@@ -172,7 +175,7 @@ class StoriesTest {
         assertEquals(64, stored.blob.length)
         assertTrue(stored.indexHeight > 0u && stored.crumbs.isNotEmpty())
         val index = repo.walletOrNull()!!.indexedRecords()
-        assertTrue(index.any { it.blob == stored.blob && it.department == "cardiology" })
+        assertTrue(index.any { it.blob == stored.blob && it.recordId == recordId && it.department == "cardiology" })
     }
 
     @Test @Order(4)
@@ -276,25 +279,121 @@ class StoriesTest {
         Unit
     }
 
-    // ------------------------------------------------- story 2: request and share (no handshake yet)
+    // ------------------------------------------- story 2: request, mutual authentication, share
 
-    private fun request(nonce: String = makeNonce()) =
-        IncomingRequest("insurer:acme-health", PartyRole.INSURER, "claim 2026-117", listOf("examination", "prescription"), nonce)
+    /** The insurer's side of the channel, in process: M1 in, M2 out; M3 in, a verified record. */
+    class InProcessChannel(private val outgoing: OutgoingRequest) : RequestChannel {
+        var authenticated: PatientAuthenticated? = null
+        var shared: SharedRecordInfo? = null
+        override suspend fun exchange(m1: String): String = outgoing.receiveM1(m1).also { authenticated = it }.m2
+        override suspend fun finish(m3: String) { shared = outgoing.receiveRecord(m3, PartyRole.HOSPITAL) }
+    }
+
+    private fun claimRequest(from: Requester = insurer) =
+        from.startRequest("claim 2026-117", listOf("examination", "prescription"))
 
     @Test @Order(20)
-    fun `an incoming request is checked, answered with chosen parts, and verified by the requester`() = runBlocking {
+    fun `a request is verified, answered over the handshake with chosen parts, and logged`() = runBlocking {
+        val outgoing = claimRequest()
         val vm = RequestViewModel(repo)
-        val req = request()
-        vm.review(req, recordId)
+        vm.review(outgoing.requestMessage(), PartyRole.INSURER, recordId)
         val reviewed = vm.state.value as RequestState.Reviewed
-        assertEquals(4u, reviewed.requester.idsAsked)
+        assertEquals("insurer:acme-health", reviewed.request.requesterId)
+        assertEquals("claim 2026-117", reviewed.request.purpose)
+        assertEquals(4u, reviewed.request.requesterLookup.idsAsked, "the insurer among 3 decoys")
         assertEquals(setOf("examination", "prescription"), reviewed.chosenParts)
         vm.toggle("prescription")
-        val presentation = vm.answer()!!
-        val verified = insurer.verifyPresentation(presentation, repo.walletOrNull()!!.patientId(), req.nonce, PartyRole.HOSPITAL)
-        assertTrue(verified.record.keyBound)
-        assertEquals(setOf("gender", "age", "medical_history", "examination"), verified.record.parts.map { it.name }.toSet())
-        assertFalse(presentation.contains("Alex"), "the name was not disclosed")
+        val channel = InProcessChannel(outgoing)
+        assertTrue(vm.answer(channel), "answer failed: ${vm.state.value}")
+        val patientId = repo.walletOrNull()!!.patientId()
+        assertEquals(patientId, channel.authenticated!!.patientId)
+        assertEquals(4u, channel.authenticated!!.patientLookup.idsAsked, "the patient among 3 decoys")
+        val shared = channel.shared!!
+        assertEquals(patientId, shared.patientId)
+        assertEquals(recordId, shared.record.recordId)
+        assertTrue(shared.record.keyBound)
+        assertEquals(setOf("gender", "age", "medical_history", "examination"), shared.record.parts.map { it.name }.toSet())
+        assertEquals(listOf("examination", "prescription"), shared.requestedParts)
+        assertEquals(64, shared.sessionId.length)
+        val answered = vm.state.value as RequestState.Answered
+        assertEquals(setOf("gender", "age", "medical_history", "examination"), answered.disclosed)
+        val audit = AuditViewModel(repo).refresh()
+        assertTrue(
+            audit.any { it.accessorId == "insurer:acme-health" && it.grantId == null && it.recordId == recordId },
+            "the insurer's AccessLog is in the patient's audit log",
+        )
+    }
+
+    @Test @Order(22)
+    fun `requests from unregistered institutions, impostors, or under the wrong role are refused at review`() = runBlocking {
+        val vm = RequestViewModel(repo)
+        val stranger = Requester.create(config, MapStore(), "insurer:nobody", 2048u)
+        vm.review(claimRequest(stranger).requestMessage(), PartyRole.INSURER, recordId)
+        assertTrue((vm.state.value as RequestState.Refused).message.contains("Not registered"))
+        // The registered name with other keys.
+        val impostor = Requester.create(config, MapStore(), "insurer:acme-health", 2048u)
+        vm.review(claimRequest(impostor).requestMessage(), PartyRole.INSURER, recordId)
+        assertTrue((vm.state.value as RequestState.Refused).message.contains("verified"), "${vm.state.value}")
+        vm.review(claimRequest().requestMessage(), PartyRole.HOSPITAL, recordId)
+        assertTrue(vm.state.value is RequestState.Refused)
+        val wallet = repo.walletOrNull()!!
+        assertFailsWith<EmrshareException.VerificationFailed> { wallet.readRequest("{\"typ\":\"x\"}", PartyRole.INSURER) }
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            wallet.readRequest(claimRequest().requestMessage().replace("claim", "clam"), PartyRole.INSURER)
+                .let { insurer.startRequest("x", emptyList()).receiveM1(it.accept()) }
+        }
+        assertFailsWith<EmrshareException.InvalidInput> { wallet.readRequest(claimRequest().requestMessage(), PartyRole.PATIENT) }
+        assertFailsWith<EmrshareException.InvalidInput> { insurer.startRequest("x".repeat(2000), emptyList()) }
+        assertFalse(vm.answer(InProcessChannel(claimRequest())), "nothing to answer after a refusal")
+    }
+
+    @Test @Order(23)
+    fun `tampered, misdirected or out-of-order handshake messages end the handshake`() = runBlocking {
+        val wallet = repo.walletOrNull()!!
+        val sdJwt = repo.record(recordId)!!.received.sdJwt
+        val parts = listOf("examination")
+
+        // Out of order on both sides.
+        val outgoing = claimRequest()
+        assertFailsWith<EmrshareException.InvalidInput> { outgoing.receiveRecord("{}", PartyRole.HOSPITAL) }
+        val incoming = wallet.readRequest(claimRequest().requestMessage(), PartyRole.INSURER)
+        assertFailsWith<EmrshareException.InvalidInput> { incoming.sendRecord("x", sdJwt, parts) }
+
+        // M1 tampered; M1 to another insurer; M1 answering another request of the same insurer.
+        val a = claimRequest()
+        val m1 = wallet.readRequest(a.requestMessage(), PartyRole.INSURER).accept()
+        assertFailsWith<EmrshareException.VerificationFailed> { a.receiveM1(tamper(m1)) }
+        assertFailsWith<EmrshareException.InvalidInput> { a.receiveM1(m1) }
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            otherInsurer.startRequest("claim", parts).receiveM1(m1)
+        }
+        assertFailsWith<EmrshareException.VerificationFailed> { claimRequest().receiveM1(m1) }
+
+        // M2 tampered: the patient's side ends; a retry is refused.
+        val b = claimRequest()
+        val bIncoming = wallet.readRequest(b.requestMessage(), PartyRole.INSURER)
+        val bM2 = b.receiveM1(bIncoming.accept()).m2
+        assertFailsWith<EmrshareException.InvalidInput> { bIncoming.accept() }
+        assertFailsWith<EmrshareException.VerificationFailed> { bIncoming.sendRecord(tamper(bM2), sdJwt, parts) }
+        assertFailsWith<EmrshareException.InvalidInput> { bIncoming.sendRecord(bM2, sdJwt, parts) }
+
+        // M3 tampered, or from another session: refused, and nothing is logged.
+        val auditBefore = AuditViewModel(repo).refresh().size
+        val c = claimRequest()
+        val cIncoming = wallet.readRequest(c.requestMessage(), PartyRole.INSURER)
+        val cM3 = cIncoming.sendRecord(c.receiveM1(cIncoming.accept()).m2, sdJwt, parts)
+        assertFailsWith<EmrshareException.VerificationFailed> { c.receiveRecord(tamper(cM3), PartyRole.HOSPITAL) }
+        val d = claimRequest()
+        val dIncoming = wallet.readRequest(d.requestMessage(), PartyRole.INSURER)
+        d.receiveM1(dIncoming.accept())
+        assertFailsWith<EmrshareException.VerificationFailed> { d.receiveRecord(cM3, PartyRole.HOSPITAL) }
+
+        // An unknown part name is the patient's input error, not a disclosure of less.
+        val e = claimRequest()
+        val eIncoming = wallet.readRequest(e.requestMessage(), PartyRole.INSURER)
+        val eM2 = e.receiveM1(eIncoming.accept()).m2
+        assertFailsWith<EmrshareException.InvalidInput> { eIncoming.sendRecord(eM2, sdJwt, listOf("examinaton")) }
+        assertEquals(auditBefore, AuditViewModel(repo).refresh().size)
     }
 
     @Test @Order(21)
@@ -331,14 +430,6 @@ class StoriesTest {
         }
         assertFailsWith<EmrshareException.InvalidInput> { wallet.present(sdJwt, emptyList(), "insurer:acme-health", "short") }
         Unit
-    }
-
-    @Test @Order(22)
-    fun `a request from an unregistered institution is refused at review`() = runBlocking {
-        val vm = RequestViewModel(repo)
-        vm.review(request().copy(requesterId = "insurer:nobody"), recordId)
-        assertTrue(vm.state.value is RequestState.Refused)
-        assertNull(vm.answer())
     }
 
     // ------------------------------------------------------------- story 3: a standing grant
@@ -396,6 +487,6 @@ class StoriesTest {
         assertTrue(status.revoked && !status.active)
         assertFailsWith<EmrshareException.Refused> { insurer.fetchGranted(grantId, PartyRole.HOSPITAL) }
         val audit = AuditViewModel(repo).refresh()
-        assertEquals(2, audit.count { it.accessorId == "insurer:acme-health" }, "two fetches, the refused one not logged")
+        assertEquals(2, audit.count { it.accessorId == "insurer:acme-health" && it.grantId != null }, "two fetches, the refused one not logged")
     }
 }

@@ -38,30 +38,65 @@ struct RecordsView: View {
     }
 }
 
+/// Carries the handshake by hand: shows the outgoing message, waits for the pasted answer.
+@MainActor
+final class ManualChannel: ObservableObject, RequestChannel {
+    @Published var outgoing = ""
+    private var answer: CheckedContinuation<String, Never>?
+    nonisolated func exchange(m1: String) async throws -> String {
+        await withCheckedContinuation { continuation in
+            Task { @MainActor in self.outgoing = m1; self.answer = continuation }
+        }
+    }
+    nonisolated func finish(m3: String) async throws {
+        await MainActor.run { self.outgoing = m3 }
+    }
+    func deliver(_ m2: String) { answer?.resume(returning: m2); answer = nil }
+}
+
 struct RequestView: View {
     @StateObject var model: RequestModel
+    @StateObject private var channel = ManualChannel()
     let repo: WalletRepository
-    @State private var requester = "insurer:acme-health"
+    @State private var requestMessage = ""
+    @State private var role = PartyRole.insurer
     @State private var recordId = ""
+    @State private var reply = ""
     var body: some View {
         VStack {
             switch model.state {
             case .idle:
-                TextField("Requesting institution", text: $requester)
+                TextField("Request (scanned or pasted)", text: $requestMessage)
+                Picker("From", selection: $role) {
+                    Text("Insurer").tag(PartyRole.insurer)
+                    Text("Hospital").tag(PartyRole.hospital)
+                    Text("Researcher").tag(PartyRole.researcher)
+                }
                 TextField("Record", text: $recordId)
                 Button("Check who asks") {
-                    Task { await model.review(IncomingRequest(requesterId: requester, requesterRole: .insurer, purpose: "claim", requestedParts: ["examination", "prescription"], nonce: makeNonce()), recordId: recordId) }
+                    Task { await model.review(requestMessage: requestMessage, requesterRole: role, recordId: recordId) }
                 }
-            case .checking(let r): Text("Looking \(r.requesterId) up k-anonymously…")
-            case .reviewed(let r, let report, _, let chosen):
+            case .checking: Text("Looking the requester up k-anonymously…")
+            case .reviewed(let r, _, let chosen):
                 Text("\(r.requesterId) asks for: \(r.purpose)")
-                Text("Verified at height \(report.height) by \(report.verifiedBy.joined(separator: ", ")), hidden among \(report.idsAsked) IDs")
+                Text("Verified at height \(r.requesterLookup.height) by \(r.requesterLookup.verifiedBy.joined(separator: ", ")), hidden among \(r.requesterLookup.idsAsked) IDs")
                 ForEach(r.requestedParts, id: \.self) { part in
                     Toggle(part, isOn: Binding(get: { chosen.contains(part) }, set: { _ in model.toggle(part) }))
                 }
-                Button("Share chosen parts") { _ = model.answer() }
-            case .answered: Text("Presentation ready (bound to the requester and its nonce).")
-            case .refused(let message): Text(message)
+                Button("Share chosen parts") { Task { _ = await model.answer(over: channel) } }
+                Button("Decline") { model.decline() }
+            case .sharing(let r):
+                Text("Show this to \(r.requesterId), then paste its answer:")
+                Text(channel.outgoing).textSelection(.enabled)
+                TextField("Answer (M2)", text: $reply)
+                Button("Continue") { channel.deliver(reply) }
+            case .answered(let r, let disclosed):
+                Text("Sent to \(r.requesterId), encrypted for this session (disclosed: \(disclosed.sorted().joined(separator: ", "))). Show it the last message:")
+                Text(channel.outgoing).textSelection(.enabled)
+                Button("Done") { model.decline() }
+            case .refused(let message):
+                Text(message)
+                Button("Back") { model.decline() }
             }
         }
     }

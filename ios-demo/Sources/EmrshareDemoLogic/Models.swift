@@ -124,57 +124,71 @@ public final class RecordsModel: ObservableObject {
     }
 }
 
-public struct IncomingRequest: Equatable {
-    public var requesterId: String
-    public var requesterRole: PartyRole
-    public var purpose: String
-    public var requestedParts: [String]
-    public var nonce: String
-    public init(requesterId: String, requesterRole: PartyRole, purpose: String, requestedParts: [String], nonce: String) {
-        self.requesterId = requesterId; self.requesterRole = requesterRole; self.purpose = purpose
-        self.requestedParts = requestedParts; self.nonce = nonce
-    }
+/// How the handshake's messages travel between the phone and the requester (QR codes, NFC,
+/// a link, HTTPS). The protocol is safe over an open channel, so the channel only carries text.
+public protocol RequestChannel {
+    /// Hands M1 to the requester and returns its M2.
+    func exchange(m1: String) async throws -> String
+    /// Hands M3, the last message, to the requester.
+    func finish(m3: String) async throws
 }
 
-/// An incoming request: who asks (k-anonymous lookup, verified), which parts, a presentation
-/// bound to the requester and its nonce. The mutual-authentication handshake (DESIGN 8) that
-/// will carry it comes with core's handshake module; it is not here yet.
+/// An incoming request (DESIGN 8): read it and look the requester up k-anonymously (who asks,
+/// proven by which nodes, its keys exactly its registered ones), let the patient choose the
+/// parts, then answer over the mutual-authentication handshake; the requester logs the access
+/// on chain.
 @MainActor
 public final class RequestModel: ObservableObject {
-    public enum State { case idle, checking(IncomingRequest), reviewed(IncomingRequest, LookupReport, String, Set<String>), answered(String), refused(String) }
+    public enum State {
+        case idle, checking
+        case reviewed(RequestSummary, recordId: String, chosen: Set<String>)
+        case sharing(RequestSummary)
+        case answered(RequestSummary, disclosed: Set<String>)
+        case refused(String)
+    }
     @Published public private(set) var state: State = .idle
+    private var handshake: IncomingRequest?
     private let repo: WalletRepository
     public init(repo: WalletRepository) { self.repo = repo }
 
-    public func review(_ request: IncomingRequest, recordId: String) async {
-        state = .checking(request)
+    public func review(requestMessage: String, requesterRole: PartyRole, recordId: String) async {
+        state = .checking
         do {
-            let report = try await repo.requireWallet().lookUp(partyId: request.requesterId, role: request.requesterRole)
+            let incoming = try await repo.requireWallet().readRequest(request: requestMessage, requesterRole: requesterRole)
+            let summary = incoming.summary()
             let available = Set(repo.records[recordId]?.received.record.parts.map(\.name) ?? [])
-            state = .reviewed(request, report, recordId, Set(request.requestedParts).intersection(available))
+            handshake = incoming
+            state = .reviewed(summary, recordId: recordId, chosen: Set(summary.requestedParts).intersection(available))
         } catch {
             state = .refused(describe(error))
         }
     }
 
     public func toggle(_ part: String) {
-        guard case .reviewed(let r, let report, let id, var chosen) = state else { return }
+        guard case .reviewed(let r, let id, var chosen) = state else { return }
         if chosen.contains(part) { chosen.remove(part) } else { chosen.insert(part) }
-        state = .reviewed(r, report, id, chosen)
+        state = .reviewed(r, recordId: id, chosen: chosen)
     }
 
-    public func answer() -> String? {
-        guard case .reviewed(let r, _, let id, let chosen) = state, let entry = repo.records[id] else { return nil }
+    /// Answers with the chosen parts over `channel`; true when M3 went out.
+    public func answer(over channel: RequestChannel) async -> Bool {
+        guard case .reviewed(let r, let id, let chosen) = state, let entry = repo.records[id], let incoming = handshake else { return false }
+        let mandatory = Set(entry.received.record.mandatoryParts)
+        state = .sharing(r)
         do {
-            let mandatory = Set(entry.received.record.mandatoryParts)
-            let presentation = try repo.requireWallet().present(sdJwt: entry.received.sdJwt, disclose: Array(chosen.subtracting(mandatory)), audience: r.requesterId, nonce: r.nonce)
-            state = .answered(presentation)
-            return presentation
+            let m2 = try await channel.exchange(m1: try incoming.accept())
+            try await channel.finish(m3: try incoming.sendRecord(m2: m2, sdJwt: entry.received.sdJwt, disclose: Array(chosen.subtracting(mandatory))))
+            state = .answered(r, disclosed: chosen.union(mandatory))
+            handshake = nil
+            return true
         } catch {
             state = .refused(describe(error))
-            return nil
+            handshake = nil
+            return false
         }
     }
+
+    public func decline() { handshake = nil; state = .idle }
 }
 
 @MainActor

@@ -65,4 +65,42 @@ final class BindingsTests: XCTestCase {
         let audit = try await repo.auditLog()
         XCTAssertTrue(audit.contains { $0.accessorId == insurer.requesterId() })
     }
+
+    /// Story 2: the insurer asks, the patient's request model verifies and answers over the
+    /// handshake, the insurer verifies and logs; a tampered M3 is refused.
+    func testRequestAnsweredOverTheHandshake() async throws {
+        final class InProcess: RequestChannel {
+            let outgoing: OutgoingRequest
+            var shared: SharedRecordInfo?
+            init(_ outgoing: OutgoingRequest) { self.outgoing = outgoing }
+            func exchange(m1: String) async throws -> String { try await outgoing.receiveM1(m1: m1).m2 }
+            func finish(m3: String) async throws { shared = try await outgoing.receiveRecord(m3: m3, doctorRole: .hospital) }
+        }
+        let config = try liveConfig()
+        let doctor = try DoctorSigner.create(config: config, store: MemorySecretStore(), doctorId: "hospital:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
+        let insurer = try Requester.create(config: config, store: MemorySecretStore(), requesterId: "insurer:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
+        _ = try await doctor.register(role: .hospital, validDays: 30)
+        _ = try await insurer.register(role: .insurer, validDays: 30)
+        let repo = await WalletRepository(config: config, secrets: MemorySecretStore(), rsaBits: 2048)
+        await OnboardingModel(repo: repo).start()
+        let wallet = try await repo.openOrCreate()
+        let entry = try await repo.receive(sealed: try doctor.signAndSeal(recordJson: record, patientPublicKeysJson: wallet.publicKeysJson(), mandatoryParts: nil, recordId: nil))
+        let outgoing = try insurer.startRequest(purpose: "claim", parts: ["examination"])
+        let model = await RequestModel(repo: repo)
+        await model.review(requestMessage: outgoing.requestMessage(), requesterRole: .insurer, recordId: entry.received.record.recordId)
+        let channel = InProcess(outgoing)
+        let answered = await model.answer(over: channel)
+        XCTAssertTrue(answered)
+        let shared = channel.shared
+        XCTAssertEqual(shared?.patientId, wallet.patientId())
+        XCTAssertEqual(Set(shared?.record.parts.map(\.name) ?? []), ["gender", "age", "medical_history", "examination"])
+        let again = try insurer.startRequest(purpose: "claim", parts: ["examination"])
+        let incoming = try await wallet.readRequest(request: again.requestMessage(), requesterRole: .insurer)
+        let m2 = try await again.receiveM1(m1: try incoming.accept()).m2
+        let m3 = try incoming.sendRecord(m2: m2, sdJwt: entry.received.sdJwt, disclose: ["examination"])
+        do {
+            _ = try await again.receiveRecord(m3: String(m3.dropLast(8)) + "AAAAAAA\"}", doctorRole: .hospital)
+            XCTFail("a tampered M3 was accepted")
+        } catch EmrshareError.VerificationFailed {}
+    }
 }

@@ -1,13 +1,16 @@
 package org.emrshare.demo.logic
 
+import kotlinx.coroutines.CompletableDeferred
 import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asStateFlow
 import org.emrshare.ffi.AccessEvent
 import org.emrshare.ffi.EmrshareException
 import org.emrshare.ffi.GrantInfo
+import org.emrshare.ffi.IncomingRequest
 import org.emrshare.ffi.LookupReport
 import org.emrshare.ffi.PartyRole
+import org.emrshare.ffi.RequestSummary
 import org.emrshare.ffi.UploadEvent
 import org.emrshare.ffi.UploadStage
 
@@ -117,51 +120,81 @@ class RecordsViewModel(private val repo: WalletRepository) {
     }
 }
 
-/** An institution's request as it reaches the phone (QR code or link). */
-data class IncomingRequest(
-    val requesterId: String,
-    val requesterRole: PartyRole,
-    val purpose: String,
-    val requestedParts: List<String>,
-    val nonce: String,
-)
+/**
+ * How the handshake's messages travel between the phone and the requester: QR codes, NFC, a
+ * link, HTTPS. The protocol is safe over an open channel (the messages are signed and
+ * encrypted to registered keys), so the channel only has to carry text.
+ */
+interface RequestChannel {
+    /** Hands M1 to the requester and returns its M2. */
+    suspend fun exchange(m1: String): String
+
+    /** Hands M3, the last message, to the requester. */
+    suspend fun finish(m3: String)
+}
+
+/**
+ * A channel the user carries by hand (show a QR code, scan the answer): [outgoing] is the
+ * message to show, [deliver] takes the requester's answer.
+ */
+class ManualChannel : RequestChannel {
+    private val _outgoing = MutableStateFlow<String?>(null)
+    val outgoing: StateFlow<String?> = _outgoing.asStateFlow()
+    private var answer = CompletableDeferred<String>()
+
+    override suspend fun exchange(m1: String): String {
+        answer = CompletableDeferred()
+        _outgoing.value = m1
+        return answer.await()
+    }
+
+    override suspend fun finish(m3: String) {
+        _outgoing.value = m3
+    }
+
+    /** The requester's M2, as scanned or pasted. */
+    fun deliver(m2: String) {
+        answer.complete(m2)
+    }
+}
 
 sealed interface RequestState {
     data object Idle : RequestState
-    data class Checking(val request: IncomingRequest) : RequestState
+    data object Checking : RequestState
     /** Who asks, verified how; the parts the patient chose so far. */
     data class Reviewed(
-        val request: IncomingRequest,
-        val requester: LookupReport,
+        val request: RequestSummary,
         val recordId: String,
         val chosenParts: Set<String>,
+        internal val handshake: IncomingRequest,
     ) : RequestState
-    /** The key-bound presentation to hand back to the requester. */
-    data class Answered(val request: IncomingRequest, val presentation: String, val disclosed: Set<String>) : RequestState
+    /** Mutual authentication and the encrypted answer are under way. */
+    data class Sharing(val request: RequestSummary) : RequestState
+    /** The chosen parts went to the authenticated requester, bound to this session. */
+    data class Answered(val request: RequestSummary, val disclosed: Set<String>) : RequestState
     data class Refused(val message: String) : RequestState
 }
 
 /**
- * An incoming request: look the requester up k-anonymously (who, verified by which nodes),
- * choose the parts, answer with a presentation bound to the requester and its nonce.
- *
- * Not yet: the mutual-authentication handshake of DESIGN 8 (the requester proving its key to
- * the phone and the session encryption); it comes with core's handshake module. Until then
- * the presentation travels the way the request came, and only the named requester can use it
- * (its audience and nonce are signed by the patient).
+ * An incoming request (DESIGN 8): read it and look the requester up k-anonymously (who asks,
+ * proven by which nodes, its keys exactly its registered ones), let the patient choose the
+ * parts, then answer over the mutual-authentication handshake: the requester proves its key
+ * to the phone, the phone its own to the requester, and the parts travel under a session key
+ * neither party's long-term keys can later reveal. The requester logs the access on chain.
  */
 class RequestViewModel(private val repo: WalletRepository) {
     private val _state = MutableStateFlow<RequestState>(RequestState.Idle)
     val state: StateFlow<RequestState> = _state.asStateFlow()
 
-    suspend fun review(request: IncomingRequest, recordId: String) {
-        _state.value = RequestState.Checking(request)
+    suspend fun review(requestMessage: String, requesterRole: PartyRole, recordId: String) {
+        _state.value = RequestState.Checking
         val wallet = repo.walletOrNull() ?: return run { _state.value = RequestState.Refused("onboarding first") }
         val record = repo.record(recordId) ?: return run { _state.value = RequestState.Refused("no such record") }
         try {
-            val report = wallet.lookUp(request.requesterId, request.requesterRole)
+            val handshake = wallet.readRequest(requestMessage, requesterRole)
+            val summary = handshake.summary()
             val available = record.received.record.parts.map { it.name }.toSet()
-            _state.value = RequestState.Reviewed(request, report, recordId, request.requestedParts.toSet() intersect available)
+            _state.value = RequestState.Reviewed(summary, recordId, summary.requestedParts.toSet() intersect available, handshake)
         } catch (e: EmrshareException) {
             _state.value = RequestState.Refused(describe(e))
         }
@@ -172,19 +205,20 @@ class RequestViewModel(private val repo: WalletRepository) {
         _state.value = s.copy(chosenParts = if (part in s.chosenParts) s.chosenParts - part else s.chosenParts + part)
     }
 
-    fun answer(): String? {
-        val s = _state.value as? RequestState.Reviewed ?: return null
-        val wallet = repo.walletOrNull() ?: return null
-        val record = repo.record(s.recordId) ?: return null
+    /** Answers with the chosen parts over [channel]; true when M3 went out. */
+    suspend fun answer(channel: RequestChannel): Boolean {
+        val s = _state.value as? RequestState.Reviewed ?: return false
+        val record = repo.record(s.recordId) ?: return false
         val mandatory = record.received.record.mandatoryParts.toSet()
-        val disclose = (s.chosenParts - mandatory).toList()
+        _state.value = RequestState.Sharing(s.request)
         return try {
-            val presentation = wallet.present(record.received.sdJwt, disclose, s.request.requesterId, s.request.nonce)
-            _state.value = RequestState.Answered(s.request, presentation, s.chosenParts + mandatory)
-            presentation
+            val m2 = channel.exchange(s.handshake.accept())
+            channel.finish(s.handshake.sendRecord(m2, record.received.sdJwt, (s.chosenParts - mandatory).toList()))
+            _state.value = RequestState.Answered(s.request, s.chosenParts + mandatory)
+            true
         } catch (e: EmrshareException) {
             _state.value = RequestState.Refused(describe(e))
-            null
+            false
         }
     }
 

@@ -4,10 +4,12 @@ import androidx.compose.foundation.layout.Column
 import androidx.compose.foundation.layout.Row
 import androidx.compose.foundation.lazy.LazyColumn
 import androidx.compose.foundation.lazy.items
+import androidx.compose.foundation.text.selection.SelectionContainer
 import androidx.compose.material3.Button
 import androidx.compose.material3.Checkbox
 import androidx.compose.material3.HorizontalDivider
 import androidx.compose.material3.OutlinedTextField
+import androidx.compose.material3.RadioButton
 import androidx.compose.material3.Text
 import androidx.compose.runtime.Composable
 import androidx.compose.runtime.collectAsState
@@ -19,7 +21,7 @@ import androidx.compose.runtime.setValue
 import kotlinx.coroutines.launch
 import org.emrshare.demo.logic.AuditViewModel
 import org.emrshare.demo.logic.GrantsViewModel
-import org.emrshare.demo.logic.IncomingRequest
+import org.emrshare.demo.logic.ManualChannel
 import org.emrshare.demo.logic.OnboardingState
 import org.emrshare.demo.logic.OnboardingViewModel
 import org.emrshare.demo.logic.RecordsViewModel
@@ -27,7 +29,6 @@ import org.emrshare.demo.logic.RequestState
 import org.emrshare.demo.logic.RequestViewModel
 import org.emrshare.demo.logic.Verification
 import org.emrshare.ffi.PartyRole
-import org.emrshare.ffi.makeNonce
 
 @Composable
 fun OnboardingScreen(vm: OnboardingViewModel) {
@@ -89,26 +90,32 @@ fun RecordsScreen(vm: RecordsViewModel) {
 fun RequestScreen(vm: RequestViewModel) {
     val state by vm.state.collectAsState()
     val scope = rememberCoroutineScope()
-    var requester by remember { mutableStateOf("insurer:acme-health") }
+    val channel = remember { ManualChannel() }
+    val outgoing by channel.outgoing.collectAsState()
+    var requestMessage by remember { mutableStateOf("") }
+    var role by remember { mutableStateOf(PartyRole.INSURER) }
     var recordId by remember { mutableStateOf("") }
+    var answer by remember { mutableStateOf("") }
     Column {
         when (val s = state) {
             RequestState.Idle -> {
-                OutlinedTextField(requester, { requester = it }, label = { Text("Requesting institution") })
-                OutlinedTextField(recordId, { recordId = it }, label = { Text("Record") })
-                Button(onClick = {
-                    scope.launch {
-                        vm.review(IncomingRequest(requester, PartyRole.INSURER, "claim", listOf("examination", "prescription"), makeNonce()), recordId)
+                OutlinedTextField(requestMessage, { requestMessage = it }, label = { Text("Request (scanned or pasted)") })
+                Row {
+                    listOf(PartyRole.INSURER, PartyRole.HOSPITAL, PartyRole.RESEARCHER).forEach { r ->
+                        RadioButton(role == r, { role = r })
+                        Text(r.name.lowercase())
                     }
-                }) { Text("Check who asks") }
+                }
+                OutlinedTextField(recordId, { recordId = it }, label = { Text("Record") })
+                Button(onClick = { scope.launch { vm.review(requestMessage, role, recordId) } }) { Text("Check who asks") }
             }
-            is RequestState.Checking -> Text("Looking ${s.request.requesterId} up k-anonymously…")
+            RequestState.Checking -> Text("Looking the requester up k-anonymously…")
             is RequestState.Reviewed -> {
                 Field("Who asks", s.request.requesterId)
                 Field("Purpose", s.request.purpose)
                 Text(
-                    "Verified: registered keys proven at height ${s.requester.height} by ${s.requester.verifiedBy.joinToString()} " +
-                        "(hidden among ${s.requester.idsAsked} IDs)",
+                    "Verified: registered keys proven at height ${s.request.requesterLookup.height} by " +
+                        "${s.request.requesterLookup.verifiedBy.joinToString()} (hidden among ${s.request.requesterLookup.idsAsked} IDs)",
                 )
                 s.request.requestedParts.forEach { part ->
                     Row {
@@ -117,13 +124,19 @@ fun RequestScreen(vm: RequestViewModel) {
                     }
                 }
                 Row {
-                    Button(onClick = { vm.answer() }) { Text("Share chosen parts") }
+                    Button(onClick = { scope.launch { vm.answer(channel) } }) { Text("Share chosen parts") }
                     Button(onClick = { vm.decline() }) { Text("Decline") }
                 }
             }
+            is RequestState.Sharing -> {
+                Text("Show this to ${s.request.requesterId}, then paste its answer:")
+                SelectionContainer { Text(outgoing.orEmpty()) }
+                OutlinedTextField(answer, { answer = it }, label = { Text("Answer (M2)") })
+                Button(onClick = { channel.deliver(answer) }) { Text("Continue") }
+            }
             is RequestState.Answered -> {
-                Text("Presentation bound to ${s.request.requesterId} (disclosed: ${s.disclosed.joinToString()}).")
-                Text("Hand it back the way the request came; the encrypted handshake comes in a later version.")
+                Text("Sent to ${s.request.requesterId}, encrypted for this session (disclosed: ${s.disclosed.joinToString()}). Show it the last message:")
+                SelectionContainer { Text(outgoing.orEmpty()) }
                 Button(onClick = { vm.decline() }) { Text("Done") }
             }
             is RequestState.Refused -> {
@@ -174,7 +187,7 @@ fun AuditScreen(vm: AuditViewModel) {
         LazyColumn {
             items(events) { e ->
                 HorizontalDivider()
-                Text("height ${e.height}: ${e.accessorId} ${e.action} ${e.blob.take(12)}… (${e.outcome}${e.grantId?.let { ", $it" } ?: ""})")
+                Text("height ${e.height}: ${e.accessorId} ${e.action} ${e.recordId.take(12)}… (${e.outcome}${e.grantId?.let { ", $it" } ?: ""})")
             }
         }
     }

@@ -1,0 +1,413 @@
+//! Answering an institution's request (DESIGN 8; BPDST 4.2.4 steps 1-7) at the FFI edge:
+//! mutual authentication of requester and patient against the registry (both looked up
+//! k-anonymously), a forward-secret session key, and the chosen parts of a record sent under
+//! it, ending in the requester's AccessLog on chain.
+//!
+//! ```text
+//! Requester                                   PatientWallet
+//! start_request(purpose, parts) -> request  ->  read_request(request, role) -> IncomingRequest
+//!                                                 (who asks, verified how, which parts)
+//!                                         <-  accept() -> m1
+//! receive_m1(m1) -> m2                      ->
+//!                                         <-  send_record(m2, sd_jwt, disclose) -> m3
+//! receive_record(m3, doctor_role) -> SharedRecordInfo (verified, AccessLog committed)
+//! ```
+//!
+//! The app carries the four messages (text: JSON or compact JWE) over whatever channel it
+//! has (QR code, NFC, HTTPS): the protocol is safe over an open channel. The typestates of
+//! `emrshare_core::handshake` live inside the two objects; a call at the wrong step is an
+//! `InvalidInput` error, and any error ends the handshake (a new one starts from the request).
+
+use crate::error::{EmrshareError, Result, from_ces, invalid, unverified};
+use crate::party::{Party, log_result};
+use crate::types::{LookupReport, PartyRole, VerifiedRecordInfo};
+use crate::{now, on_runtime};
+use emrshare_core::handshake::{
+    HandshakeConfig, HandshakeError, PatientAwaitingM2, PatientStart, RequesterAwaitingM1,
+    RequesterAwaitingM3, RequesterStart, VerifiedRequest,
+};
+use emrshare_core::ledger::state::hex32;
+use std::sync::{Arc, Mutex};
+
+/// Handshake errors carry message kinds and fixed reasons only (no IDs, keys or contents),
+/// so their text is kept; a failed record check is mapped like any other record's.
+pub(crate) fn from_handshake(e: HandshakeError) -> EmrshareError {
+    match e {
+        HandshakeError::Record(e) => from_ces(e),
+        HandshakeError::InactiveEntry(_) => EmrshareError::NotRegistered,
+        HandshakeError::Encrypt(_) => EmrshareError::Internal {
+            reason: "sealing a handshake message failed".into(),
+        },
+        other => EmrshareError::VerificationFailed {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Takes the state out of its slot: the transition consumes it, and on an error nothing is
+/// put back, so the handshake is over.
+fn take<S>(slot: &Mutex<Option<S>>, step: &str) -> Result<S> {
+    slot.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .ok_or_else(|| EmrshareError::InvalidInput {
+            reason: format!("the handshake is not at the {step} step (or it failed)"),
+        })
+}
+
+fn put<S>(slot: &Mutex<Option<S>>, state: S) {
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+}
+
+fn text(message: Vec<u8>) -> Result<String> {
+    String::from_utf8(message).map_err(|_| EmrshareError::Internal {
+        reason: "a handshake message is not text".into(),
+    })
+}
+
+// ---------------------------------------------------------------------- the patient's side
+
+/// What an institution asks for, and how the patient's wallet verified who it is.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RequestSummary {
+    pub requester_id: String,
+    pub requester_role: PartyRole,
+    pub purpose: String,
+    pub requested_parts: Vec<String>,
+    /// Unix seconds, by the requester's clock (within the accepted skew of ours).
+    pub sent_at: u64,
+    /// The k-anonymous lookup that proved the requester's keys: the keys in the request are
+    /// exactly its registered, active keys.
+    pub requester_lookup: LookupReport,
+}
+
+enum PatientStep {
+    /// The requester is verified; the patient decides.
+    Verified(VerifiedRequest),
+    /// M1 is sent; M2 is awaited.
+    AwaitingM2(PatientAwaitingM2),
+}
+
+/// A request the patient received, with the requester verified against the registry.
+/// [`accept`](Self::accept) answers it; dropping it declines.
+#[derive(uniffi::Object)]
+pub struct IncomingRequest {
+    party: Arc<Party>,
+    summary: RequestSummary,
+    step: Mutex<Option<PatientStep>>,
+}
+
+pub(crate) async fn read_request(
+    party: Arc<Party>,
+    request: String,
+    requester_role: PartyRole,
+) -> Result<Arc<IncomingRequest>> {
+    if !matches!(
+        requester_role,
+        PartyRole::Hospital | PartyRole::Insurer | PartyRole::Researcher
+    ) {
+        return Err(invalid(
+            "a request comes from a hospital, an insurer or a researcher",
+        ));
+    }
+    let start = PatientStart::new(HandshakeConfig::default());
+    let read = start
+        .read_request(request.as_bytes(), now())
+        .map_err(from_handshake)?;
+    let (entry, requester_lookup) = party
+        .lookup(read.requester().as_str(), requester_role)
+        .await?;
+    let summary = RequestSummary {
+        requester_id: read.requester().to_string(),
+        requester_role,
+        purpose: read.purpose().into(),
+        requested_parts: read.requested_parts().to_vec(),
+        sent_at: read.time(),
+        requester_lookup,
+    };
+    let verified = read
+        .verify_requester(&entry, now())
+        .map_err(from_handshake)?;
+    Ok(Arc::new(IncomingRequest {
+        party,
+        summary,
+        step: Mutex::new(Some(PatientStep::Verified(verified))),
+    }))
+}
+
+#[uniffi::export]
+impl IncomingRequest {
+    pub fn summary(&self) -> RequestSummary {
+        self.summary.clone()
+    }
+
+    /// Accepts: returns M1 for the requester (signed by the patient, encrypted to the
+    /// requester's registered key, with the patient's ephemeral key).
+    pub fn accept(&self) -> Result<String> {
+        log_result("accept request", self.accept_inner())
+    }
+
+    /// Receives the requester's M2 (its signature checked with its registered key, our nonce
+    /// echoed), derives the session key, and returns M3: the record's `disclose` parts (the
+    /// doctor's mandatory parts always stay) with the patient's key binding to this session,
+    /// under the session key. Ends the handshake.
+    pub fn send_record(&self, m2: String, sd_jwt: String, disclose: Vec<String>) -> Result<String> {
+        log_result(
+            "send record",
+            self.send_record_inner(&m2, &sd_jwt, &disclose),
+        )
+    }
+}
+
+impl IncomingRequest {
+    fn accept_inner(&self) -> Result<String> {
+        let PatientStep::Verified(verified) = take(&self.step, "accept")? else {
+            return Err(invalid("the request was accepted already"));
+        };
+        let (awaiting, m1) = self
+            .party
+            .with_keys(|keys| {
+                PatientStart::new(HandshakeConfig::default()).send_m1(verified, keys, now())
+            })
+            .map_err(from_handshake)?;
+        put(&self.step, PatientStep::AwaitingM2(awaiting));
+        text(m1)
+    }
+
+    fn send_record_inner(&self, m2: &str, sd_jwt: &str, disclose: &[String]) -> Result<String> {
+        let PatientStep::AwaitingM2(awaiting) = take(&self.step, "send record")? else {
+            return Err(invalid("accept the request first"));
+        };
+        let record = crate::patient::parse_sd_jwt(sd_jwt)?;
+        let keep: Vec<&str> = disclose.iter().map(String::as_str).collect();
+        let m3 = self
+            .party
+            .with_keys(|keys| {
+                let session = awaiting.receive_m2(m2.as_bytes(), keys, now())?;
+                session.send_record(&record, &keep, None, keys, now())
+            })
+            .map_err(from_handshake)?;
+        text(m3)
+    }
+}
+
+// -------------------------------------------------------------------- the requester's side
+
+/// The patient, authenticated: M1's signature verified with the registered key of the
+/// patient it names.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PatientAuthenticated {
+    /// M2, for the patient.
+    pub m2: String,
+    pub patient_id: String,
+    pub patient_lookup: LookupReport,
+}
+
+/// The outcome of a handshake on the requester's side.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SharedRecordInfo {
+    /// The disclosed parts, verified under the doctor's registered key, the patient's record
+    /// (holder key) and bound to this session (KB-JWT: aud = us, nonce = ours).
+    pub record: VerifiedRecordInfo,
+    pub patient_id: String,
+    pub purpose: String,
+    pub requested_parts: Vec<String>,
+    /// The transcript hash (hex): both sides derive the same; names this handshake.
+    pub session_id: String,
+    pub doctor_lookup: LookupReport,
+    /// The sequence number of our AccessLog for this record, committed before the record was
+    /// handed over (BPDST step 7): the patient sees it in the audit log.
+    pub access_log_sequence: u64,
+}
+
+enum RequesterStep {
+    AwaitingM1(RequesterAwaitingM1),
+    AwaitingM3(Box<RequesterAwaitingM3>),
+}
+
+/// A request this requester made; carries the handshake to a verified, logged record.
+#[derive(uniffi::Object)]
+pub struct OutgoingRequest {
+    party: Arc<Party>,
+    request: String,
+    step: Mutex<Option<RequesterStep>>,
+}
+
+pub(crate) fn start_request(
+    party: Arc<Party>,
+    purpose: &str,
+    parts: &[String],
+) -> Result<Arc<OutgoingRequest>> {
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let (awaiting, request) = party
+        .with_keys(|keys| {
+            RequesterStart::new(HandshakeConfig::default()).send_request(
+                keys,
+                purpose,
+                &parts,
+                now(),
+            )
+        })
+        .map_err(|e| match e {
+            HandshakeError::Malformed { reason, .. } => invalid(reason),
+            HandshakeError::TooLarge { .. } => invalid("the request is too large"),
+            other => from_handshake(other),
+        })?;
+    Ok(Arc::new(OutgoingRequest {
+        party,
+        request: text(request)?,
+        step: Mutex::new(Some(RequesterStep::AwaitingM1(awaiting))),
+    }))
+}
+
+#[uniffi::export]
+impl OutgoingRequest {
+    /// The request to hand to the patient. It carries no secret.
+    pub fn request_message(&self) -> String {
+        self.request.clone()
+    }
+
+    /// Receives the patient's M1: opens it, checks it answers this request, looks the patient
+    /// it names up k-anonymously, verifies its signature with the registered key, and returns
+    /// M2 (signed by us, encrypted to the patient's registered key).
+    pub async fn receive_m1(self: Arc<Self>, m1: String) -> Result<PatientAuthenticated> {
+        on_runtime(async move { log_result("receive M1", self.receive_m1_inner(&m1).await) }).await
+    }
+
+    /// Receives M3: opens it under the session key, looks the record's doctor up among
+    /// `doctor_role`, verifies the record (doctor's signature, disclosures, mandatory parts,
+    /// the patient's record, key binding to this session), then commits our AccessLog for it
+    /// before handing the record over. Ends the handshake.
+    pub async fn receive_record(
+        self: Arc<Self>,
+        m3: String,
+        doctor_role: PartyRole,
+    ) -> Result<SharedRecordInfo> {
+        on_runtime(async move {
+            log_result(
+                "receive record",
+                self.receive_record_inner(&m3, doctor_role).await,
+            )
+        })
+        .await
+    }
+}
+
+impl OutgoingRequest {
+    async fn receive_m1_inner(&self, m1: &str) -> Result<PatientAuthenticated> {
+        let RequesterStep::AwaitingM1(awaiting) = take(&self.step, "receive M1")? else {
+            return Err(invalid("M1 was received already"));
+        };
+        let opened = self
+            .party
+            .with_keys(|keys| awaiting.receive_m1(m1.as_bytes(), keys, now()))
+            .map_err(from_handshake)?;
+        let patient_id = opened.patient().to_string();
+        let (entry, patient_lookup) = self.party.lookup(&patient_id, PartyRole::Patient).await?;
+        let (awaiting_m3, m2) = self
+            .party
+            .with_keys(|keys| opened.verify_patient(&entry, keys, now()))
+            .map_err(from_handshake)?;
+        put(&self.step, RequesterStep::AwaitingM3(Box::new(awaiting_m3)));
+        Ok(PatientAuthenticated {
+            m2: text(m2)?,
+            patient_id,
+            patient_lookup,
+        })
+    }
+
+    async fn receive_record_inner(
+        &self,
+        m3: &str,
+        doctor_role: PartyRole,
+    ) -> Result<SharedRecordInfo> {
+        let RequesterStep::AwaitingM3(awaiting) = take(&self.step, "receive record")? else {
+            return Err(invalid("receive M1 first"));
+        };
+        let opened = awaiting.receive_m3(m3.as_bytes()).map_err(from_handshake)?;
+        let (doctor, doctor_lookup) = self
+            .party
+            .lookup(opened.issuer().as_str(), doctor_role)
+            .await?;
+        let shared = opened
+            .verify_record(&doctor, now())
+            .map_err(from_handshake)?;
+        if shared.record().patient() != shared.patient().as_str() {
+            return Err(unverified(
+                "the record belongs to another patient than the one authenticated",
+            ));
+        }
+        let log = shared.access_log();
+        let access_log_sequence = self
+            .party
+            .commit(|account| {
+                let tx = account.sign(log);
+                let sequence = tx.transaction().sequence;
+                Ok((tx, sequence))
+            })
+            .await?;
+        Ok(SharedRecordInfo {
+            record: shared.record().into(),
+            patient_id: shared.patient().to_string(),
+            purpose: shared.purpose().into(),
+            requested_parts: shared.requested_parts().to_vec(),
+            session_id: hex32::to_hex(shared.session_id()),
+            doctor_lookup,
+            access_log_sequence,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emrshare_core::ces::CesError;
+    use emrshare_core::handshake::MessageKind;
+
+    #[test]
+    fn handshake_errors_map_to_stable_variants_without_names() {
+        let cases = [
+            (
+                HandshakeError::WrongId {
+                    kind: MessageKind::M1,
+                    party: "requester",
+                },
+                "VerificationFailed",
+            ),
+            (HandshakeError::KeysDiffer, "VerificationFailed"),
+            (
+                HandshakeError::SessionKey(MessageKind::M3),
+                "VerificationFailed",
+            ),
+            (HandshakeError::InactiveEntry("requester"), "NotRegistered"),
+            (HandshakeError::Encrypt(MessageKind::M2), "Internal"),
+            (
+                HandshakeError::Record(CesError::UnknownPart("hiv_status".into())),
+                "InvalidInput",
+            ),
+            (
+                HandshakeError::Record(CesError::KeyBindingNonce),
+                "VerificationFailed",
+            ),
+        ];
+        for (error, variant) in cases {
+            let mapped = from_handshake(error);
+            let name = format!("{mapped:?}");
+            assert!(name.starts_with(variant), "{name} is not {variant}");
+            assert!(!mapped.to_string().contains("hiv_status"), "{mapped}");
+        }
+    }
+
+    #[test]
+    fn a_step_taken_twice_or_out_of_order_is_invalid_input() {
+        let slot = Mutex::new(Some(1u8));
+        assert_eq!(take(&slot, "accept").unwrap(), 1);
+        let again = take(&slot, "accept").unwrap_err();
+        assert!(
+            matches!(again, EmrshareError::InvalidInput { .. }),
+            "{again:?}"
+        );
+        put(&slot, 2);
+        assert_eq!(take(&slot, "accept").unwrap(), 2);
+    }
+}
