@@ -25,6 +25,16 @@ final class BindingsTests: XCTestCase {
         return config
     }
 
+    /// A registered hospital and insurer with fresh names, and the patient's repository.
+    func registeredParties(_ config: ClientConfig) async throws -> (DoctorSigner, Requester, WalletRepository) {
+        let doctor = try DoctorSigner.create(config: config, store: MemorySecretStore(), doctorId: "hospital:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
+        let insurer = try Requester.create(config: config, store: MemorySecretStore(), requesterId: "insurer:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
+        _ = try await doctor.register(role: .hospital, validDays: 30)
+        _ = try await insurer.register(role: .insurer, validDays: 30)
+        let repo = await WalletRepository(config: config, secrets: MemorySecretStore(), rsaBits: 2048)
+        return (doctor, insurer, repo)
+    }
+
     func testBadGenesisIsInvalidInput() {
         XCTAssertThrowsError(try PatientWallet.create(config: offlineConfig(), store: MemorySecretStore(), rsaBits: 2048)) { error in
             guard case EmrshareError.InvalidInput = error else { return XCTFail("\(error)") }
@@ -38,11 +48,7 @@ final class BindingsTests: XCTestCase {
 
     func testVisitGrantRevokeAudit() async throws {
         let config = try liveConfig()
-        let doctor = try DoctorSigner.create(config: config, store: MemorySecretStore(), doctorId: "hospital:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
-        let insurer = try Requester.create(config: config, store: MemorySecretStore(), requesterId: "insurer:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
-        _ = try await doctor.register(role: .hospital, validDays: 30)
-        _ = try await insurer.register(role: .insurer, validDays: 30)
-        let repo = await WalletRepository(config: config, secrets: MemorySecretStore(), rsaBits: 2048)
+        let (doctor, insurer, repo) = try await registeredParties(config)
         let onboarding = await OnboardingModel(repo: repo)
         await onboarding.start()
         let wallet = try await repo.openOrCreate()
@@ -77,11 +83,7 @@ final class BindingsTests: XCTestCase {
             func finish(m3: String) async throws { shared = try await outgoing.receiveRecord(m3: m3, doctorRole: .hospital) }
         }
         let config = try liveConfig()
-        let doctor = try DoctorSigner.create(config: config, store: MemorySecretStore(), doctorId: "hospital:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
-        let insurer = try Requester.create(config: config, store: MemorySecretStore(), requesterId: "insurer:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
-        _ = try await doctor.register(role: .hospital, validDays: 30)
-        _ = try await insurer.register(role: .insurer, validDays: 30)
-        let repo = await WalletRepository(config: config, secrets: MemorySecretStore(), rsaBits: 2048)
+        let (doctor, insurer, repo) = try await registeredParties(config)
         await OnboardingModel(repo: repo).start()
         let wallet = try await repo.openOrCreate()
         let entry = try await repo.receive(sealed: try doctor.signAndSeal(recordJson: record, patientPublicKeysJson: wallet.publicKeysJson(), mandatoryParts: nil, recordId: nil))
