@@ -16,7 +16,8 @@
 //! The app carries the four messages (text: JSON or compact JWE) over whatever channel it
 //! has (QR code, NFC, HTTPS): the protocol is safe over an open channel. The typestates of
 //! `emrshare_core::handshake` live inside the two objects; a call at the wrong step is an
-//! `InvalidInput` error, and any error ends the handshake (a new one starts from the request).
+//! `InvalidInput` error that leaves the handshake where it was; any other error (a tampered,
+//! misdirected or unverifiable message) ends it, and a new one starts from the request.
 
 use crate::error::{EmrshareError, Result, from_ces, invalid, unverified};
 use crate::party::{Party, log_result};
@@ -46,13 +47,24 @@ pub(crate) fn from_handshake(e: HandshakeError) -> EmrshareError {
 
 /// Takes the state out of its slot: the transition consumes it, and on an error nothing is
 /// put back, so the handshake is over.
-fn take<S>(slot: &Mutex<Option<S>>, step: &str) -> Result<S> {
-    slot.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .ok_or_else(|| EmrshareError::InvalidInput {
-            reason: format!("the handshake is not at the {step} step (or it failed)"),
-        })
+/// Takes the handshake's state for `step` if it is there. A call out of order is the app's
+/// mistake, not the peer's: it leaves the state as it was. A failure after the state was
+/// taken (a tampered or misdirected message) ends the handshake, so no peer gets a retry.
+fn take_at<S, T>(
+    slot: &Mutex<Option<S>>,
+    step: &str,
+    at_step: impl FnOnce(S) -> std::result::Result<T, S>,
+) -> Result<T> {
+    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(state) = slot.take() else {
+        return Err(invalid(&format!(
+            "the handshake has ended; the {step} step needs a new one"
+        )));
+    };
+    at_step(state).map_err(|state| {
+        *slot = Some(state);
+        invalid(&format!("the handshake is not at the {step} step"))
+    })
 }
 
 fn put<S>(slot: &Mutex<Option<S>>, state: S) {
@@ -83,9 +95,9 @@ pub struct RequestSummary {
 
 enum PatientStep {
     /// The requester is verified; the patient decides.
-    Verified(VerifiedRequest),
+    Verified(Box<VerifiedRequest>),
     /// M1 is sent; M2 is awaited.
-    AwaitingM2(PatientAwaitingM2),
+    AwaitingM2(Box<PatientAwaitingM2>),
 }
 
 /// A request the patient received, with the requester verified against the registry.
@@ -131,7 +143,7 @@ pub(crate) async fn read_request(
     Ok(Arc::new(IncomingRequest {
         party,
         summary,
-        step: Mutex::new(Some(PatientStep::Verified(verified))),
+        step: Mutex::new(Some(PatientStep::Verified(Box::new(verified)))),
     }))
 }
 
@@ -161,29 +173,31 @@ impl IncomingRequest {
 
 impl IncomingRequest {
     fn accept_inner(&self) -> Result<String> {
-        let PatientStep::Verified(verified) = take(&self.step, "accept")? else {
-            return Err(invalid("the request was accepted already"));
-        };
+        let verified = take_at(&self.step, "accept", |step| match step {
+            PatientStep::Verified(verified) => Ok(verified),
+            other => Err(other),
+        })?;
         let (awaiting, m1) = self
             .party
             .with_keys(|keys| {
-                PatientStart::new(HandshakeConfig::default()).send_m1(verified, keys, now())
+                PatientStart::new(HandshakeConfig::default()).send_m1(*verified, keys, now())
             })
             .map_err(from_handshake)?;
-        put(&self.step, PatientStep::AwaitingM2(awaiting));
+        put(&self.step, PatientStep::AwaitingM2(Box::new(awaiting)));
         text(m1)
     }
 
     fn send_record_inner(&self, m2: &str, sd_jwt: &str, disclose: &[String]) -> Result<String> {
-        let PatientStep::AwaitingM2(awaiting) = take(&self.step, "send record")? else {
-            return Err(invalid("accept the request first"));
-        };
+        let awaiting = take_at(&self.step, "send record", |step| match step {
+            PatientStep::AwaitingM2(awaiting) => Ok(awaiting),
+            other => Err(other),
+        })?;
         let record = crate::patient::parse_sd_jwt(sd_jwt)?;
         let keep: Vec<&str> = disclose.iter().map(String::as_str).collect();
         let m3 = self
             .party
             .with_keys(|keys| {
-                let session = awaiting.receive_m2(m2.as_bytes(), keys, now())?;
+                let session = (*awaiting).receive_m2(m2.as_bytes(), keys, now())?;
                 session.send_record(&record, &keep, None, keys, now())
             })
             .map_err(from_handshake)?;
@@ -295,9 +309,10 @@ impl OutgoingRequest {
 
 impl OutgoingRequest {
     async fn receive_m1_inner(&self, m1: &str) -> Result<PatientAuthenticated> {
-        let RequesterStep::AwaitingM1(awaiting) = take(&self.step, "receive M1")? else {
-            return Err(invalid("M1 was received already"));
-        };
+        let awaiting = take_at(&self.step, "receive M1", |step| match step {
+            RequesterStep::AwaitingM1(awaiting) => Ok(awaiting),
+            other => Err(other),
+        })?;
         let opened = self
             .party
             .with_keys(|keys| awaiting.receive_m1(m1.as_bytes(), keys, now()))
@@ -321,9 +336,10 @@ impl OutgoingRequest {
         m3: &str,
         doctor_role: PartyRole,
     ) -> Result<SharedRecordInfo> {
-        let RequesterStep::AwaitingM3(awaiting) = take(&self.step, "receive record")? else {
-            return Err(invalid("receive M1 first"));
-        };
+        let awaiting = take_at(&self.step, "receive record", |step| match step {
+            RequesterStep::AwaitingM3(awaiting) => Ok(awaiting),
+            other => Err(other),
+        })?;
         let opened = awaiting.receive_m3(m3.as_bytes()).map_err(from_handshake)?;
         let (doctor, doctor_lookup) = self
             .party
@@ -399,15 +415,23 @@ mod tests {
     }
 
     #[test]
-    fn a_step_taken_twice_or_out_of_order_is_invalid_input() {
+    fn a_step_out_of_order_leaves_the_state_and_an_ended_handshake_stays_ended() {
+        let at_even = |n: u8| if n % 2 == 0 { Ok(n) } else { Err(n) };
         let slot = Mutex::new(Some(1u8));
-        assert_eq!(take(&slot, "accept").unwrap(), 1);
-        let again = take(&slot, "accept").unwrap_err();
+        let early = take_at(&slot, "accept", at_even).unwrap_err();
         assert!(
-            matches!(again, EmrshareError::InvalidInput { .. }),
-            "{again:?}"
+            matches!(early, EmrshareError::InvalidInput { .. }),
+            "{early:?}"
+        );
+        assert_eq!(
+            *slot.lock().unwrap(),
+            Some(1),
+            "an out-of-order call keeps the state"
         );
         put(&slot, 2);
-        assert_eq!(take(&slot, "accept").unwrap(), 2);
+        assert_eq!(take_at(&slot, "accept", at_even).unwrap(), 2);
+        let ended = take_at(&slot, "accept", at_even).unwrap_err();
+        assert!(ended.to_string().contains("ended"), "{ended}");
+        assert_eq!(*slot.lock().unwrap(), None);
     }
 }

@@ -126,6 +126,8 @@ class StoriesTest {
                 val r = party("insurer:decoy-$i", PartyRole.INSURER) as Requester
                 jobs += async { h.register(PartyRole.HOSPITAL, 365u) }
                 jobs += async { r.register(PartyRole.INSURER, 365u) }
+                // Patients too: the insurer looks the patient of M1 up among k of them.
+                jobs += async { PatientWallet.create(config, MapStore(), 2048u).register(365u) }
             }
             jobs.awaitAll()
         }
