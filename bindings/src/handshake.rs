@@ -45,8 +45,6 @@ pub(crate) fn from_handshake(e: HandshakeError) -> EmrshareError {
     }
 }
 
-/// Takes the state out of its slot: the transition consumes it, and on an error nothing is
-/// put back, so the handshake is over.
 /// Takes the handshake's state for `step` if it is there. A call out of order is the app's
 /// mistake, not the peer's: it leaves the state as it was. A failure after the state was
 /// taken (a tampered or misdirected message) ends the handshake, so no peer gets a retry.
