@@ -42,6 +42,27 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
         .expect("SHA-256 output is 32 bytes")
 }
 
+/// SHA-256 over data given in pieces (a blob streamed to disk).
+pub(crate) struct Sha256Stream(digest::Context);
+
+impl Sha256Stream {
+    pub(crate) fn new() -> Self {
+        Self(digest::Context::new(&digest::SHA256))
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub(crate) fn finish(self) -> [u8; 32] {
+        self.0
+            .finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 output is 32 bytes")
+    }
+}
+
 pub(crate) fn hmac_sha512(key: &[u8], data: &[&[u8]]) -> [u8; 64] {
     let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA512, key));
     for part in data {
@@ -183,13 +204,54 @@ pub(crate) fn rsa_oaep_sha256_decrypt(
 }
 
 /// ES256: ECDSA P-256 with SHA-256, signature as the fixed 64-byte `r || s` (JOSE form).
+/// Always low-S (`s <= n/2`): `(r, s)` and `(r, n - s)` both verify, so without the
+/// normalisation one signed content has two encodings, and two transaction IDs.
 pub(crate) fn es256_sign(key: &EcdsaKeyPair, message: &[u8]) -> [u8; 64] {
     let rng = rand::SystemRandom::new();
-    key.sign(&rng, message)
+    let mut signature: [u8; 64] = key
+        .sign(&rng, message)
         .expect("ECDSA signing with a valid key cannot fail")
         .as_ref()
         .try_into()
-        .expect("ES256 fixed signatures are 64 bytes")
+        .expect("ES256 fixed signatures are 64 bytes");
+    if !es256_is_low_s(&signature) {
+        let s: [u8; 32] = signature[32..].try_into().expect("32-byte s");
+        signature[32..].copy_from_slice(&p256_order_minus(&s));
+    }
+    signature
+}
+
+/// The order n of the P-256 group, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// floor(n / 2) of P-256, big-endian: the largest low `s`.
+const P256_HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// `n - s` for `0 < s < n` (big-endian, 32 bytes).
+fn p256_order_minus(s: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut digit = i16::from(P256_ORDER[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(digit < 0);
+        if digit < 0 {
+            digit += 256;
+        }
+        out[i] = digit as u8;
+    }
+    out
+}
+
+/// Whether a 64-byte `r || s` ES256 signature has `s <= n/2` (the one encoding a ledger
+/// accepts; see [`es256_sign`]). Not secret: compared in variable time.
+pub(crate) fn es256_is_low_s(signature: &[u8]) -> bool {
+    signature.len() == 64 && signature[32..] <= P256_HALF_ORDER[..]
 }
 
 /// Parses and validates an uncompressed SEC1 P-256 point (`04 || x || y`) for ES256.
@@ -373,6 +435,35 @@ mod tests {
         assert_eq!(tag.to_vec(), expected_tag);
         let opened = a256cbc_hs512::decrypt(&key, &iv, &aad, &ct, &tag).unwrap();
         assert_eq!(*opened, plaintext);
+    }
+
+    /// Signatures are always low-S; the high-S twin of one still verifies as ECDSA (so the
+    /// ledger must refuse it by form, which `es256_is_low_s` tells).
+    #[test]
+    fn es256_signatures_are_low_s_and_their_high_s_twins_are_told_apart() {
+        let rng = rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(es256_key_algorithm(), &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(es256_key_algorithm(), pkcs8.as_ref()).unwrap();
+        use aws_lc_rs::signature::KeyPair;
+        let public = es256_public_key(pair.public_key().as_ref()).unwrap();
+        for i in 0..64u8 {
+            let message = [i; 8];
+            let signature = es256_sign(&pair, &message);
+            assert!(es256_is_low_s(&signature));
+            assert!(es256_verify(&public, &message, &signature).is_ok());
+            let mut twin = signature;
+            let s: [u8; 32] = signature[32..].try_into().unwrap();
+            twin[32..].copy_from_slice(&p256_order_minus(&s));
+            assert!(!es256_is_low_s(&twin));
+            assert!(es256_verify(&public, &message, &twin).is_ok());
+        }
+        assert_eq!(p256_order_minus(&P256_ORDER), [0; 32]);
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let mut n_minus_one = P256_ORDER;
+        n_minus_one[31] -= 1;
+        assert_eq!(p256_order_minus(&one), n_minus_one);
+        assert!(!es256_is_low_s(&[0u8; 63]));
     }
 
     #[test]

@@ -49,6 +49,36 @@ pub fn content_hash(data: &[u8]) -> [u8; 32] {
     hazmat::sha256(data)
 }
 
+/// [`content_hash`] over a blob that arrives in pieces (streamed to disk, never whole in
+/// memory).
+pub struct ContentHasher(hazmat::Sha256Stream);
+
+impl ContentHasher {
+    pub fn new() -> Self {
+        Self(hazmat::Sha256Stream::new())
+    }
+
+    pub fn update(&mut self, piece: &[u8]) {
+        self.0.update(piece);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finish()
+    }
+}
+
+impl Default for ContentHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for ContentHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("ContentHasher")
+    }
+}
+
 /// A fresh 128-bit random nonce, base64url (for key-binding JWTs and handshakes).
 pub fn make_nonce() -> String {
     b64::encode(hazmat::random_array::<16>())

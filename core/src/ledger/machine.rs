@@ -180,6 +180,13 @@ impl LedgerState {
         self.values.insert(key, std::sync::Arc::new(bytes));
     }
 
+    /// Writes a value as no transaction would (tests of clients facing a chain that broke
+    /// its rules).
+    #[cfg(test)]
+    pub(crate) fn put_unchecked<T: Serialize>(&mut self, key: StateKey, value: &T) {
+        self.put(key, value);
+    }
+
     pub fn registry_entry(&self, id: &PartyId) -> Option<RegistryEntry> {
         self.get(&registry_key(id))
     }
@@ -328,6 +335,7 @@ impl LedgerState {
                 if valid_from >= valid_until {
                     return Err(ApplyError::NotAllowed("empty validity period"));
                 }
+                self.check_registrable(id, *role, signing_jwk)?;
                 self.roles.entry(*role).or_default().insert(id.clone());
                 let entry = RegistryEntry {
                     id: id.clone(),
@@ -418,11 +426,40 @@ impl LedgerState {
                 grant.revoked = true;
                 self.put(state_key("grant", grant_id), &grant);
             }
-            TxBody::AccessLog { accessor, .. } => {
+            TxBody::AccessLog {
+                accessor,
+                record_id,
+                action,
+                at,
+                grant_id,
+                ..
+            } => {
                 if accessor != sender {
                     return Err(ApplyError::NotAllowed(
                         "an access is logged by its accessor",
                     ));
+                }
+                if *at > ctx.now + MAX_CLOCK_SKEW_S
+                    || at.saturating_add(ACCESS_LOG_WINDOW_S) < ctx.now
+                {
+                    return Err(ApplyError::NotAllowed(
+                        "an access is logged within its window of the block time",
+                    ));
+                }
+                // A log naming a grant names one to the accessor, for that record, allowing
+                // that action at the time of the access. Revocation after the access does
+                // not erase it: the read happened and stays on the record.
+                if let Some(grant_id) = grant_id {
+                    let grant = self.grant(grant_id).ok_or(ApplyError::UnknownGrant)?;
+                    if &grant.grantee != accessor
+                        || &grant.record_id != record_id
+                        || !grant.actions.contains(action)
+                        || *at > grant.not_after
+                    {
+                        return Err(ApplyError::NotAllowed(
+                            "the named grant does not cover this access",
+                        ));
+                    }
                 }
             }
             TxBody::Misbehaviour { accused, evidence } => {
@@ -435,6 +472,33 @@ impl LedgerState {
                     "credit changes are made by the chain itself (missed slots, evidence)",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Who may hold `id` in `role`: a patient's ID is the RFC 7638 thumbprint of the key it
+    /// registers (so nobody else can take it first), every other ID is a namespaced name
+    /// (`hospital:st-marys`: it has a `:`, which no thumbprint has), and the consortium
+    /// members' IDs are theirs alone.
+    fn check_registrable(
+        &self,
+        id: &PartyId,
+        role: Role,
+        signing_jwk: &Jwk,
+    ) -> Result<(), ApplyError> {
+        if role == Role::Patient {
+            if id.as_str() != signing_jwk.thumbprint() {
+                return Err(ApplyError::NotAllowed(
+                    "a patient's ID is the thumbprint of its signing key",
+                ));
+            }
+        } else if !id.as_str().contains(':') {
+            return Err(ApplyError::NotAllowed(
+                "an institution's or doctor's ID is a name with a `:` (like hospital:st-marys)",
+            ));
+        }
+        if self.members().iter().any(|m| &m.id == id) {
+            return Err(ApplyError::NotAllowed("the ID is a consortium member's"));
         }
         Ok(())
     }
@@ -487,6 +551,11 @@ impl LedgerState {
     }
 }
 
+/// How far ahead of the block time an access may be dated (clocks differ).
+pub const MAX_CLOCK_SKEW_S: u64 = 300;
+/// How long after an access its log may still commit.
+pub const ACCESS_LOG_WINDOW_S: u64 = 3600;
+
 fn members_key() -> StateKey {
     state_key("consensus", "members")
 }
@@ -523,6 +592,16 @@ mod tests {
             Self {
                 id: PartyId::new(id).unwrap(),
                 key: SigningKey::generate(),
+                next: 0,
+            }
+        }
+
+        /// A patient: its ID is its key's thumbprint.
+        fn patient() -> Self {
+            let key = SigningKey::generate();
+            Self {
+                id: PartyId::new(key.verifying_key().to_jwk(None).thumbprint()).unwrap(),
+                key,
                 next: 0,
             }
         }
@@ -662,7 +741,7 @@ mod tests {
     #[test]
     fn grants_are_made_checked_and_revoked_by_their_grantor_only() {
         let mut state = LedgerState::new();
-        let mut patient = Party::new("patient-1");
+        let mut patient = Party::patient();
         let mut insurer = Party::new("insurer:acme");
         state
             .apply(&patient.register(Role::Patient), ctx(1))
@@ -723,10 +802,131 @@ mod tests {
         ));
     }
 
+    /// Squatting: a patient ID that is not the registered key's thumbprint, a victim's
+    /// thumbprint taken as an institution, an institution name without a namespace, and a
+    /// consortium member's ID are all refused.
+    #[test]
+    fn ids_cannot_be_squatted() {
+        let members = [Validator {
+            id: PartyId::new("node:4").unwrap(),
+            signing_jwk: SigningKey::generate().verifying_key().to_jwk(None),
+            credit: 100,
+        }];
+        let mut state = LedgerState::genesis(&members);
+        let victim = Party::patient();
+        let mut squatter = Party::new(victim.id.as_str());
+        assert!(matches!(
+            state.apply(&squatter.register(Role::Patient), ctx(1)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        squatter.next = 0;
+        assert!(matches!(
+            state.apply(&squatter.register(Role::Insurer), ctx(1)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        let mut named_patient = Party::new("patient-7");
+        assert!(matches!(
+            state.apply(&named_patient.register(Role::Patient), ctx(1)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        let mut bare = Party::new("acme");
+        assert!(matches!(
+            state.apply(&bare.register(Role::Insurer), ctx(1)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        let mut member = Party::new("node:4");
+        assert!(matches!(
+            state.apply(&member.register(Role::Node), ctx(1)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        let root = state.root();
+        let mut victim = victim;
+        state
+            .apply(&victim.register(Role::Patient), ctx(2))
+            .unwrap();
+        assert_ne!(state.root(), root);
+    }
+
+    /// An AccessLog naming a grant commits only if the grant is to the accessor, for that
+    /// record and action, and the access was within the grant's time; any log commits only
+    /// within its window of the block time.
+    #[test]
+    fn access_logs_name_only_grants_that_cover_them() {
+        let mut state = LedgerState::new();
+        let mut patient = Party::patient();
+        let mut insurer = Party::new("insurer:acme");
+        let mut other = Party::new("insurer:other");
+        for (party, role) in [
+            (&mut patient, Role::Patient),
+            (&mut insurer, Role::Insurer),
+            (&mut other, Role::Insurer),
+        ] {
+            state.apply(&party.register(role), ctx(1)).unwrap();
+        }
+        let grant = patient.tx(TxBody::Grant {
+            grant_id: "g1".into(),
+            grantee: insurer.id.clone(),
+            record_id: "rec-1".into(),
+            parts: vec![],
+            actions: vec![Action::Read],
+            not_after: NOW + 100,
+        });
+        state.apply(&grant, ctx(2)).unwrap();
+        let log = |party: &mut Party, record: &str, action: Action, at: u64, grant: &str| {
+            party.tx(TxBody::AccessLog {
+                accessor: party.id.clone(),
+                record_id: record.into(),
+                action,
+                at,
+                outcome: Outcome::Granted,
+                grant_id: Some(grant.into()),
+            })
+        };
+        let refused = [
+            log(&mut other, "rec-1", Action::Read, NOW, "g1"),
+            log(&mut insurer, "rec-2", Action::Read, NOW, "g1"),
+            log(&mut insurer, "rec-1", Action::Copy, NOW, "g1"),
+            log(&mut insurer, "rec-1", Action::Read, NOW + 101, "g1"),
+            log(&mut insurer, "rec-1", Action::Read, NOW, "g-none"),
+            log(
+                &mut insurer,
+                "rec-1",
+                Action::Read,
+                NOW + MAX_CLOCK_SKEW_S + 1,
+                "g1",
+            ),
+        ];
+        for tx in &refused {
+            let root = state.root();
+            assert!(
+                state.apply(tx, ctx(3)).is_err(),
+                "{:?}",
+                tx.transaction().body
+            );
+            assert_eq!(state.root(), root);
+            if tx.transaction().sender == other.id {
+                other.next -= 1;
+            } else {
+                insurer.next -= 1;
+            }
+        }
+        let stale = log(&mut insurer, "rec-1", Action::Read, NOW, "g1");
+        let late = Context {
+            chain_id: CHAIN,
+            height: 3,
+            now: NOW + ACCESS_LOG_WINDOW_S + 1,
+        };
+        assert!(state.apply(&stale, late).is_err());
+        insurer.next -= 1;
+        state
+            .apply(&log(&mut insurer, "rec-1", Action::Read, NOW, "g1"), ctx(3))
+            .unwrap();
+    }
+
     #[test]
     fn index_entries_chain_and_leave_bread_crumbs() {
         let mut state = LedgerState::new();
-        let mut patient = Party::new("patient-1");
+        let mut patient = Party::patient();
         state
             .apply(&patient.register(Role::Patient), ctx(1))
             .unwrap();

@@ -118,6 +118,38 @@ pub enum TxBody {
     },
 }
 
+impl TxBody {
+    /// The largest JWS text of a transaction of this type: room for what the type holds
+    /// (an RSA-4096 JWK, a sealed index entry, two signed headers) and no more, so nobody
+    /// fills blocks with padding.
+    pub fn max_bytes(&self) -> usize {
+        match self {
+            Self::RegisterIdentity { .. } | Self::UpdateKeys { .. } => 6 * 1024,
+            Self::RevokeIdentity { .. }
+            | Self::RevokeGrant { .. }
+            | Self::AccessLog { .. }
+            | Self::CreditUpdate { .. } => 2 * 1024,
+            Self::Grant { .. } => 8 * 1024,
+            Self::UploadIndex { .. } | Self::Misbehaviour { .. } => 24 * 1024,
+        }
+    }
+}
+
+/// The members a public EC or RSA JWK may carry in a transaction (RFC 7517/7518): a key
+/// with anything else (private members, padding) is refused rather than ignored.
+fn check_public_jwk_members(jwk: &serde_json::Value) -> Result<(), TxError> {
+    const PUBLIC: [&str; 9] = ["kty", "use", "alg", "kid", "crv", "x", "y", "n", "e"];
+    let members = jwk
+        .as_object()
+        .ok_or(TxError::Invalid("a key is not a JSON object"))?;
+    if members.keys().any(|m| !PUBLIC.contains(&m.as_str())) {
+        return Err(TxError::Invalid(
+            "a registered key may only have public JWK members",
+        ));
+    }
+    Ok(())
+}
+
 /// A transaction: who sends it, in which chain, with which sequence number, what it does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,12 +179,36 @@ impl Transaction {
 impl SignedTransaction {
     /// Decodes a JWS into a transaction without checking its signature (the signer's key
     /// depends on state: look it up, then call [`verify`](Self::verify)).
+    ///
+    /// Refused here, before any state is read: texts over [`MAX_TX_BYTES`] or over their
+    /// type's own bound ([`TxBody::max_bytes`], so no transaction is padded with ignored
+    /// data), registered keys with members a public JWK does not have, and high-S
+    /// signatures (the one signed content would otherwise have a second ID).
     pub fn parse(jws_text: &str) -> Result<Self, TxError> {
         if jws_text.len() > MAX_TX_BYTES {
             return Err(TxError::TooLarge(jws_text.len()));
         }
+        let signature = jws_text
+            .rsplit_once('.')
+            .and_then(|(_, s)| b64::decode(s).ok())
+            .ok_or(TxError::Invalid("malformed signature"))?;
+        if !hazmat::es256_is_low_s(&signature) {
+            return Err(TxError::Invalid(
+                "signature is not in low-S form (the only form a transaction may take)",
+            ));
+        }
         let payload = jws::unverified_payload(jws_text).map_err(TxError::Signature)?;
+        if let Some(body) = payload.get("body") {
+            for member in ["signing_jwk", "encryption_jwk"] {
+                if let Some(jwk) = body.get(member) {
+                    check_public_jwk_members(jwk)?;
+                }
+            }
+        }
         let tx: Transaction = strict_json::from_value(payload)?;
+        if jws_text.len() > tx.body.max_bytes() {
+            return Err(TxError::TooLarge(jws_text.len()));
+        }
         Ok(Self {
             jws: jws_text.to_owned(),
             tx,
@@ -271,6 +327,69 @@ mod tests {
         assert!(matches!(
             tx.sign(&key).self_signing_key(),
             Err(TxError::Invalid(_))
+        ));
+    }
+
+    /// The high-S twin of a signature verifies as ECDSA but would give the same signed
+    /// content a second transaction ID: refused by form.
+    #[test]
+    fn a_high_s_twin_of_a_transaction_is_refused() {
+        let key = SigningKey::generate();
+        let signed = registration(&key, "hospital:a").sign(&key);
+        let (signing_input, signature) = signed.as_jws().rsplit_once('.').unwrap();
+        let mut twin = b64::decode(signature).unwrap();
+        let order = [
+            0xffu8, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+            0x25, 0x51,
+        ];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut digit = i16::from(order[i]) - i16::from(twin[32 + i]) - borrow;
+            borrow = i16::from(digit < 0);
+            if digit < 0 {
+                digit += 256;
+            }
+            twin[32 + i] = digit as u8;
+        }
+        let twin = format!("{signing_input}.{}", b64::encode(&twin));
+        // The twin is a valid ECDSA signature of the same content...
+        assert!(jws::verify(&twin, key.verifying_key(), TX_TYP).is_ok());
+        // ...and is refused as a transaction.
+        assert!(matches!(
+            SignedTransaction::parse(&twin),
+            Err(TxError::Invalid(_))
+        ));
+    }
+
+    /// A registration padded with an ignored JWK member, or carrying a private member, is
+    /// refused, as is any transaction over its type's bound.
+    #[test]
+    fn padded_keys_and_oversized_bodies_are_refused() {
+        let key = SigningKey::generate();
+        let h = jws::Header::es256(TX_TYP, None);
+        let mut payload = serde_json::to_value(registration(&key, "hospital:a")).unwrap();
+        payload["body"]["signing_jwk"]["padding"] = "x".repeat(3000).into();
+        assert!(matches!(
+            SignedTransaction::parse(&jws::sign(&key, &h, &payload)),
+            Err(TxError::Invalid(_))
+        ));
+        let mut payload = serde_json::to_value(registration(&key, "hospital:a")).unwrap();
+        payload["body"]["encryption_jwk"]["d"] = "AQAB".into();
+        assert!(SignedTransaction::parse(&jws::sign(&key, &h, &payload)).is_err());
+        let revoke = |grant_id: String| {
+            let tx = Transaction {
+                chain_id: "test".into(),
+                sender: PartyId::new("hospital:a").unwrap(),
+                sequence: 0,
+                body: TxBody::RevokeGrant { grant_id },
+            };
+            SignedTransaction::parse(tx.sign(&key).as_jws())
+        };
+        assert!(revoke("g".repeat(100)).is_ok());
+        assert!(matches!(
+            revoke("g".repeat(4000)),
+            Err(TxError::TooLarge(_))
         ));
     }
 

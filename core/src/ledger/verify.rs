@@ -111,6 +111,8 @@ pub enum EntryError {
     ValueMismatch,
     #[error("the proven value is not a registry entry for that ID")]
     Malformed,
+    #[error("a patient entry whose ID is not its signing key's thumbprint")]
+    NotSelfCertifying,
 }
 
 /// The thin client's verifier state.
@@ -273,6 +275,13 @@ impl LightClient {
             serde_json::from_slice(value).map_err(|_| EntryError::Malformed)?;
         if &entry.id != id {
             return Err(EntryError::Malformed);
+        }
+        // The chain enforces it; a client checks it too, so an entry from a chain that did
+        // not (or from before it did) cannot hand a patient's ID to another key.
+        if entry.role == crate::ledger::tx::Role::Patient
+            && entry.id.as_str() != entry.signing_jwk.thumbprint()
+        {
+            return Err(EntryError::NotSelfCertifying);
         }
         Ok(Some(VerifiedEntry { entry, height }))
     }
@@ -525,6 +534,40 @@ pub(crate) mod tests {
             Verdict::Invalid(InvalidReason::UnknownVoter(_))
         ));
         assert_eq!(client.verify_header(&after), Verdict::Success);
+    }
+
+    /// A patient entry whose ID is not its key's thumbprint (a squatter's, on a chain that
+    /// let it through) is refused by the client, proof or not.
+    #[test]
+    fn patient_entries_must_be_self_certifying() {
+        use super::super::machine::{LedgerState, RegistryEntry};
+        use super::super::tx::Role;
+        let c = consortium();
+        let victim = SigningKey::generate();
+        let victim_id = PartyId::new(victim.verifying_key().to_jwk(None).thumbprint()).unwrap();
+        let keys = crate::keys::tests::party();
+        let entry = |signing: &SigningKey| RegistryEntry {
+            id: victim_id.clone(),
+            role: Role::Patient,
+            signing_jwk: signing.verifying_key().to_jwk(None),
+            encryption_jwk: keys.decryption.encryption_key().to_jwk(None),
+            valid_from: 0,
+            valid_until: 10,
+            revoked: false,
+        };
+        for (signing, accepted) in [(SigningKey::generate(), false), (victim, true)] {
+            let mut state = LedgerState::new();
+            state.put_unchecked(registry_key(&victim_id), &entry(&signing));
+            let mut client = LightClient::new("test", c.set.clone()).unwrap();
+            client.verify_header(&certify(&c, header(&c, 1, state.root()), &[3, 4]));
+            let (value, proof) = state.get_with_proof(&registry_key(&victim_id));
+            let verdict = client.verify_registry_entry(&victim_id, value, &proof);
+            if accepted {
+                assert!(matches!(verdict, Ok(Some(_))));
+            } else {
+                assert_eq!(verdict, Err(EntryError::NotSelfCertifying));
+            }
+        }
     }
 
     #[test]

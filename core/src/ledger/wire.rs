@@ -152,6 +152,41 @@ pub struct SequenceAnswer {
     pub next: u64,
 }
 
+/// The answer to `GET /v1/tx/{id}`: what became of a transaction this node acknowledged.
+/// An acknowledged transaction ends committed or failed, never silently gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TxStatus {
+    /// In the mempool, waiting for a block.
+    Pending,
+    /// In the certified block at `height`.
+    Committed { height: u64 },
+    /// Dropped from the mempool: it can never apply (`reason` says why).
+    Failed { reason: String },
+}
+
+/// The `x-emr-peer` header of a consortium route (`/v1/consensus/...`): a compact JWS
+/// (`typ` [`PeerToken::TYP`]) by a member's consensus key over this, checked before the
+/// body is read, so a stranger cannot make a node read (or hold) a large body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerToken {
+    /// The member sending the request.
+    pub peer: PartyId,
+    /// The request path, e.g. `/v1/consensus/proposal`.
+    pub path: String,
+    /// The body's length in bytes (its `Content-Length`).
+    pub len: u64,
+    /// SHA-256 of the body, lowercase hex: checked once the body is read.
+    pub body_sha256: String,
+    /// Unix seconds.
+    pub iat: u64,
+}
+
+impl PeerToken {
+    pub const TYP: &'static str = "emr-peer+jwt";
+}
+
 /// The answer to `GET /v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
