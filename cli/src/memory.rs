@@ -39,6 +39,11 @@ impl Transport for MemoryTransport {
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
         }
+        // What HTTP framing gives every request with a body (the node requires it of
+        // uploads).
+        if !request.body.is_empty() {
+            builder = builder.header(axum::http::header::CONTENT_LENGTH, request.body.len());
+        }
         let request = builder
             .body(axum::body::Body::from(request.body))
             .map_err(|e| e.to_string())?;

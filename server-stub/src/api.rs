@@ -1,8 +1,8 @@
 //! The node's HTTP API, versioned under `/v1`, JSON bodies parsed strictly (duplicate members
 //! and unknown fields refused), every error a JSON `{"error": ...}` with a 4xx status.
 
-use crate::node::Node;
-use axum::body::Bytes;
+use crate::node::{AdmitError, BlobError, Node};
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -56,6 +56,7 @@ pub fn router(node: Shared) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/tx", post(submit))
+        .route("/v1/tx/{id}", get(tx_status))
         .route("/v1/header/latest", get(latest_header))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/registry/lookup", post(lookup))
@@ -63,24 +64,15 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/grants/{grant_id}", get(grant))
         .route("/v1/validators", get(validators))
         .route("/v1/index/{patient}", get(index))
-        // Proposals and blocks carry up to max_txs_per_block transactions.
-        .route(
-            "/v1/consensus/proposal",
-            post(proposal).layer(DefaultBodyLimit::max(node.config.limits.max_block_bytes)),
-        )
-        .route(
-            "/v1/consensus/block",
-            post(certified_block).layer(DefaultBodyLimit::max(node.config.limits.max_block_bytes)),
-        )
+        // Consortium routes: the sender's token is checked before the body is read
+        // (proposals and blocks up to max_block_bytes, relays up to max_body_bytes).
+        .route("/v1/consensus/proposal", post(proposal))
+        .route("/v1/consensus/block", post(certified_block))
         .route("/v1/consensus/tx", post(relayed_tx))
         .route("/v1/consensus/txs", post(relayed_txs))
         .route("/v1/consensus/lock/{height}", get(lock))
-        .route(
-            "/v1/blobs/{hash}",
-            get(get_blob)
-                .put(put_blob)
-                .layer(DefaultBodyLimit::max(node.config.limits.max_blob_bytes)),
-        )
+        // Blob bodies stream to disk once the owner's claim is checked.
+        .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))
         .route("/v1/sequence/{id}", get(sequence))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -130,32 +122,147 @@ async fn health(State(node): State<Shared>) -> Json<HealthAnswer> {
     })
 }
 
+/// The one place admission refusals become HTTP statuses.
+fn admit_error(e: &AdmitError) -> Response {
+    use emrshare_core::ledger::machine::ApplyError;
+    let status = match e {
+        AdmitError::Malformed(_) => StatusCode::BAD_REQUEST,
+        AdmitError::Refused(
+            ApplyError::UnknownSender(_)
+            | ApplyError::InactiveSender(_)
+            | ApplyError::NotAllowed(_)
+            | ApplyError::AlreadyRegistered(_),
+        )
+        | AdmitError::NotReadable(_) => StatusCode::FORBIDDEN,
+        AdmitError::Refused(ApplyError::Sequence { .. })
+        | AdmitError::SequenceTaken { .. }
+        | AdmitError::SequenceGap { .. } => StatusCode::CONFLICT,
+        AdmitError::Refused(_) => StatusCode::BAD_REQUEST,
+        AdmitError::NoRoom(_) => StatusCode::TOO_MANY_REQUESTS,
+        AdmitError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e)
+}
+
+/// The one place blob refusals become HTTP statuses.
+fn blob_error(e: &BlobError) -> Response {
+    let status = match e {
+        BlobError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        BlobError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        BlobError::Forbidden(_) => StatusCode::FORBIDDEN,
+        BlobError::NotFound => StatusCode::NOT_FOUND,
+        BlobError::Conflict(_) => StatusCode::CONFLICT,
+        BlobError::LengthRequired => StatusCode::LENGTH_REQUIRED,
+        BlobError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
+        BlobError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        BlobError::Admit(e) => return admit_error(e),
+        BlobError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e)
+}
+
 async fn submit(State(node): State<Shared>, body: Bytes) -> Response {
     let body: SubmitRequest = match parse(&body) {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
     match node.submit(&body.jws).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(SubmitResponse { id })).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Ok(admitted) => accepted(admitted.id),
+        Err(e) => admit_error(&e),
     }
 }
 
-/// A transaction relayed by a peer: stored, not relayed again.
-async fn relayed_tx(State(node): State<Shared>, body: Bytes) -> Response {
+fn accepted(id: emrshare_core::ledger::merkle::Hash) -> Response {
+    let id = emrshare_core::b64::encode(id);
+    (StatusCode::ACCEPTED, Json(SubmitResponse { id })).into_response()
+}
+
+/// What became of a transaction this node acknowledged: pending, committed (at a height) or
+/// failed (and why).
+async fn tx_status(State(node): State<Shared>, Path(id): Path<String>) -> Response {
+    let Ok(id) = emrshare_core::b64::decode_array::<32>(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a transaction ID is 43 base64url characters",
+        );
+    };
+    match node.tx_status(&id) {
+        Ok(Some(status)) => Json(status).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such transaction here"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// The body of a consortium route, read only after its `x-emr-peer` token checks (a member
+/// signed it for this route and this length) and then checked against the token's hash.
+async fn peer_body(
+    node: &Node,
+    headers: &HeaderMap,
+    path: &str,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, Response> {
+    let Some(token) = headers.get("x-emr-peer").and_then(|v| v.to_str().ok()) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "consortium route: an x-emr-peer token of a member is required",
+        ));
+    };
+    let length = content_length(headers);
+    if length.is_some_and(|len| len > limit as u64) {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body over the limit of {limit} bytes"),
+        ));
+    }
+    let expected = node
+        .check_peer_token(token, path, length)
+        .await
+        .map_err(|e| error(StatusCode::UNAUTHORIZED, e))?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    if emrshare_core::content_hash(&bytes) != expected {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "body does not match the peer token",
+        ));
+    }
+    Ok(bytes)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A transaction relayed by a peer: admitted, not relayed again.
+async fn relayed_tx(State(node): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    let limit = node.config.limits.max_body_bytes;
+    let body = match peer_body(&node, &headers, "/v1/consensus/tx", body, limit).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let body: SubmitRequest = match parse(&body) {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    match node.accept_tx(&body.jws).await {
-        Ok((id, _)) => (StatusCode::ACCEPTED, Json(SubmitResponse { id })).into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    match node.admit(&body.jws).await {
+        Ok(admitted) => accepted(admitted.id),
+        Err(e) => admit_error(&e),
     }
 }
 
-/// Transactions relayed by a peer in one request: each checked and stored (together, one
+/// Transactions relayed by a peer in one request: each admitted (stored together, one
 /// commit), none relayed again.
-async fn relayed_txs(State(node): State<Shared>, body: Bytes) -> Response {
+async fn relayed_txs(State(node): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    let limit = node.config.limits.max_body_bytes;
+    let body = match peer_body(&node, &headers, "/v1/consensus/txs", body, limit).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let body: RelayRequest = match parse(&body) {
         Ok(b) => b,
         Err(r) => return r.into_response(),
@@ -169,13 +276,8 @@ async fn relayed_txs(State(node): State<Shared>, body: Bytes) -> Response {
             ),
         );
     }
-    let results =
-        futures_util::future::join_all(body.txs.iter().map(|jws| node.accept_tx(jws))).await;
-    let accepted = results.iter().filter(|r| r.is_ok()).count();
-    let answer = RelayAccepted {
-        accepted,
-        refused: results.len() - accepted,
-    };
+    let (accepted, refused) = node.admit_relayed(&body.txs).await;
+    let answer = RelayAccepted { accepted, refused };
     (StatusCode::ACCEPTED, Json(answer)).into_response()
 }
 
@@ -344,7 +446,12 @@ async fn validators(State(node): State<Shared>) -> Json<ValidatorsAnswer> {
     })
 }
 
-async fn proposal(State(node): State<Shared>, body: Bytes) -> Response {
+async fn proposal(State(node): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    let limit = node.config.limits.max_block_bytes;
+    let body = match peer_body(&node, &headers, "/v1/consensus/proposal", body, limit).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let proposal: Proposal = match parse(&body) {
         Ok(p) => p,
         Err(r) => return r.into_response(),
@@ -360,7 +467,12 @@ async fn proposal(State(node): State<Shared>, body: Bytes) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn certified_block(State(node): State<Shared>, body: Bytes) -> Response {
+async fn certified_block(State(node): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    let limit = node.config.limits.max_block_bytes;
+    let body = match peer_body(&node, &headers, "/v1/consensus/block", body, limit).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let block: CertifiedBlock = match parse(&body) {
         Ok(b) => b,
         Err(r) => return r.into_response(),
@@ -382,18 +494,11 @@ fn blob_hash(hex: &str) -> Result<[u8; 32], BadBody> {
         .ok_or_else(|| BadBody("blob address is 64 lowercase hex digits".into()))
 }
 
-fn refusal((status, reason): crate::node::Refusal) -> Response {
-    error(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-        reason,
-    )
-}
-
 async fn put_blob(
     State(node): State<Shared>,
     Path(hash): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let hash = match blob_hash(&hash) {
         Ok(h) => h,
@@ -402,9 +507,19 @@ async fn put_blob(
     let Some(claim) = headers.get("x-emr-owner").and_then(|v| v.to_str().ok()) else {
         return error(StatusCode::UNAUTHORIZED, "x-emr-owner claim required");
     };
-    match node.put_blob(hash, &body, claim).await {
+    let length = content_length(&headers);
+    // Nothing of the body is read before the claim checks.
+    let owner = match node.check_upload(hash, claim, length).await {
+        Ok(owner) => owner,
+        Err(e) => return blob_error(&e),
+    };
+    let length = length.unwrap_or_default();
+    match node
+        .put_blob(hash, &owner, length, body.into_data_stream())
+        .await
+    {
         Ok(()) => (StatusCode::CREATED, Json(BlobStored { hash })).into_response(),
-        Err(r) => refusal(r),
+        Err(e) => blob_error(&e),
     }
 }
 
@@ -425,7 +540,7 @@ async fn get_blob(
     };
     match node.get_blob(hash, access).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(r) => refusal(r),
+        Err(e) => blob_error(&e),
     }
 }
 
@@ -439,9 +554,9 @@ async fn sequence(State(node): State<Shared>, Path(id): Path<String>) -> Respons
 
 async fn metrics(State(node): State<Shared>) -> Response {
     let height = node.chain.lock().await.height();
-    let mempool = node.store.mempool().map(|m| m.len()).unwrap_or(0);
+    let (mempool, mempool_bytes) = node.mempool_size();
     let text = format!(
-        "# TYPE emrshare_height gauge\nemrshare_height {height}\n# TYPE emrshare_mempool_transactions gauge\nemrshare_mempool_transactions {mempool}\n"
+        "# TYPE emrshare_height gauge\nemrshare_height {height}\n# TYPE emrshare_mempool_transactions gauge\nemrshare_mempool_transactions {mempool}\n# TYPE emrshare_mempool_bytes gauge\nemrshare_mempool_bytes {mempool_bytes}\n"
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

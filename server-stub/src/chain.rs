@@ -13,7 +13,7 @@ use emrshare_core::ledger::block::{
     Transition, ValidatorSet, tx_root,
 };
 use emrshare_core::ledger::dpos;
-use emrshare_core::ledger::machine::{ApplyError, Context, LedgerState, SignatureCache};
+use emrshare_core::ledger::machine::{Context, LedgerState, SignatureCache};
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::tx::SignedTransaction;
 use emrshare_core::ledger::verify::{LightClient, Verdict};
@@ -42,6 +42,25 @@ pub enum ChainError {
     ValidatorSet,
     #[error("round {0} without a valid release of the previous round: {1}")]
     Release(u32, ReleaseError),
+    #[error("block time {got_ms} ms is not after its parent's ({parent_ms} ms)")]
+    TimeNotAfterParent { parent_ms: u64, got_ms: u64 },
+    #[error("block time {got_ms} ms is too far from this node's clock ({now_ms} ms)")]
+    TimeOffClock { now_ms: u64, got_ms: u64 },
+    #[error("block time {got_ms} ms is before its slot starts ({slot_start_ms} ms)")]
+    TimeBeforeSlot { slot_start_ms: u64, got_ms: u64 },
+    #[error("{bytes} bytes of transactions, over the block budget of {budget}")]
+    TooLarge { bytes: usize, budget: usize },
+}
+
+/// How far ahead of an auditor's clock a proposal's time may be.
+pub const MAX_FUTURE_MS: u64 = 5_000;
+/// How far behind an auditor's clock a proposal's time may be (a proposal is voted on in
+/// its slot, or soon after in a later round).
+pub const MAX_PROPOSAL_AGE_MS: u64 = 60_000;
+
+/// The bytes a transaction takes in a block's JSON (the text, quotes and a comma).
+pub fn tx_block_bytes(jws: &str) -> usize {
+    jws.len() + 3
 }
 
 /// The transactions whose signatures this node checked, with the key's thumbprint: each is
@@ -64,6 +83,28 @@ impl SignatureCache for CheckedSignatures {
             set.clear();
         }
         set.insert((*tx_id, key.thumbprint()));
+    }
+}
+
+/// What admission checks a transaction against: the state under the latest block (an O(1)
+/// copy, so the chain is not held while signatures are checked) and the context the next
+/// block would apply it in.
+pub struct AdmissionView {
+    pub state: LedgerState,
+    pub chain_id: String,
+    pub height: u64,
+    /// Unix seconds.
+    pub now: u64,
+    pub signatures: std::sync::Arc<CheckedSignatures>,
+}
+
+impl AdmissionView {
+    pub fn context(&self) -> Context<'_> {
+        Context {
+            chain_id: &self.chain_id,
+            height: self.height,
+            now: self.now,
+        }
     }
 }
 
@@ -107,12 +148,14 @@ impl Chain {
         Some((self.head.clone()?, self.state.clone()))
     }
 
-    /// The context a transaction admitted now would be applied in.
-    pub fn next_context(&self, now_ms: u64) -> Context<'_> {
-        Context {
-            chain_id: &self.genesis.chain_id,
+    /// The state and context a transaction admitted now is checked in.
+    pub fn admission_view(&self, now_ms: u64) -> AdmissionView {
+        AdmissionView {
+            state: self.state.clone(),
+            chain_id: self.genesis.chain_id.clone(),
             height: self.height() + 1,
             now: now_ms / 1000,
+            signatures: std::sync::Arc::clone(&self.signatures),
         }
     }
 
@@ -146,12 +189,6 @@ impl Chain {
             height: header.height,
             now: header.time_ms / 1000,
         }
-    }
-
-    /// Whether `tx` would apply in the next block, built now (`now_ms`); the state is unchanged.
-    pub fn try_next(&self, tx: &SignedTransaction, now_ms: u64) -> Result<(), ApplyError> {
-        let ctx = self.next_context(now_ms);
-        self.state.clone().apply_cached(tx, ctx, &*self.signatures)
     }
 
     /// Applies a block's consensus effects, then `txs`, to a copy of the state; returns it
@@ -221,6 +258,25 @@ impl Chain {
         if header.validators_hash != self.set.hash() {
             return Err(ChainError::ValidatorSet);
         }
+        // Time moves forward and a block is not dated before its slot: the block time is
+        // the `now` its transactions are checked at (grant expiry, validity periods).
+        let parent_ms = self.head().map_or(self.genesis.start_ms, |h| h.time_ms);
+        if header.time_ms <= parent_ms && self.head().is_some() {
+            return Err(ChainError::TimeNotAfterParent {
+                parent_ms,
+                got_ms: header.time_ms,
+            });
+        }
+        let slot_start_ms = self
+            .genesis
+            .start_ms
+            .saturating_add(header.slot.saturating_mul(self.genesis.slot_ms));
+        if header.time_ms < slot_start_ms {
+            return Err(ChainError::TimeBeforeSlot {
+                slot_start_ms,
+                got_ms: header.time_ms,
+            });
+        }
         let (state, next) = self.execute(header, txs)?;
         let parsed: Vec<SignedTransaction> = txs
             .iter()
@@ -269,16 +325,24 @@ impl Chain {
         Ok(())
     }
 
-    /// Builds the next block from candidate transactions, skipping those that do not apply.
+    /// Builds the next block from candidate transactions, skipping those that do not apply,
+    /// with at most `max` transactions and `budget` bytes of them (see [`tx_block_bytes`]),
+    /// so the block always fits the peers' body limit.
+    #[allow(clippy::too_many_arguments)] // one block's every input, named
     pub fn build(
         &self,
         proposer: &PartyId,
         slot: u64,
         round: u32,
         time_ms: u64,
-        candidates: &[String],
+        candidates: &[std::sync::Arc<SignedTransaction>],
         max: usize,
+        budget: usize,
     ) -> (Header, Vec<String>) {
+        // Never before the parent or the slot (the auditors' checks in `check_contents`).
+        let parent_ms = self.head().map_or(0, |h| h.time_ms + 1);
+        let slot_start_ms = self.genesis.start_ms + slot * self.genesis.slot_ms;
+        let time_ms = time_ms.max(parent_ms).max(slot_start_ms);
         let mut included = Vec::new();
         let mut parsed = Vec::new();
         let mut header = Header {
@@ -298,19 +362,22 @@ impl Chain {
         let (mut state, _) = self
             .execute(&header, &[])
             .expect("a block without transactions applies");
-        for jws in candidates.iter().take(max * 2) {
+        let mut bytes = 0;
+        for tx in candidates {
             if included.len() >= max {
                 break;
             }
-            let Ok(tx) = SignedTransaction::parse(jws) else {
+            let size = tx_block_bytes(tx.as_jws());
+            if bytes + size > budget {
                 continue;
-            };
+            }
             if state
-                .apply_cached(&tx, self.context(&header), &*self.signatures)
+                .apply_cached(tx, self.context(&header), &*self.signatures)
                 .is_ok()
             {
-                included.push(jws.clone());
-                parsed.push(tx);
+                bytes += size;
+                included.push(tx.as_jws().to_owned());
+                parsed.push((**tx).clone());
             }
         }
         header.tx_root = tx_root(&parsed);
@@ -321,10 +388,27 @@ impl Chain {
 
     /// An auditor's check of a proposal: proposer owns the slot and signed it; a round above
     /// 0 comes with a valid release of the round before; contents valid.
-    pub fn check_proposal(&self, proposal: &Proposal, current_slot: u64) -> Result<(), ChainError> {
+    pub fn check_proposal(
+        &self,
+        proposal: &Proposal,
+        current_slot: u64,
+        now_ms: u64,
+        budget: usize,
+    ) -> Result<(), ChainError> {
         let header = &proposal.header;
         if header.slot > current_slot {
             return Err(ChainError::FutureSlot(header.slot));
+        }
+        if header.time_ms > now_ms + MAX_FUTURE_MS || header.time_ms + MAX_PROPOSAL_AGE_MS < now_ms
+        {
+            return Err(ChainError::TimeOffClock {
+                now_ms,
+                got_ms: header.time_ms,
+            });
+        }
+        let bytes: usize = proposal.txs.iter().map(|t| tx_block_bytes(t)).sum();
+        if bytes > budget {
+            return Err(ChainError::TooLarge { bytes, budget });
         }
         let owner = self.set.proposer_of(header.slot);
         if owner != &header.proposer {

@@ -63,6 +63,70 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// How long one request to this node may take, body included.
     pub serve_timeout_ms: u64,
+    /// Acknowledged transactions waiting for a block, in all.
+    pub max_mempool_txs: usize,
+    /// Their JWS bytes, in all.
+    pub max_mempool_bytes: usize,
+    /// Waiting transactions of one sender: its window of future sequence numbers.
+    pub max_pending_per_sender: usize,
+    /// How long a transaction may wait for a block before it is reported failed.
+    pub mempool_max_age_ms: u64,
+    /// Blob uploads streamed to disk at once; more are refused with 503.
+    pub max_concurrent_uploads: usize,
+}
+
+/// Room in a proposal or block body for what is not transactions (header, signatures, votes,
+/// a release proof): the transactions of a block get `max_block_bytes` less this.
+pub const BLOCK_ENVELOPE_BYTES: usize = 256 * 1024;
+/// Room in a request body for what is not the transaction (the JSON around it).
+pub const REQUEST_ENVELOPE_BYTES: usize = 4 * 1024;
+
+impl Limits {
+    /// The bytes of transactions one block may carry: always fits `max_block_bytes`.
+    pub fn block_tx_bytes(&self) -> usize {
+        self.max_block_bytes.saturating_sub(BLOCK_ENVELOPE_BYTES)
+    }
+
+    /// The bytes of transactions one relay request may carry: fits the peers' body limit.
+    pub fn relay_batch_bytes(&self) -> usize {
+        self.max_body_bytes.saturating_sub(REQUEST_ENVELOPE_BYTES)
+    }
+
+    /// Refuses limits that cannot work together: a body limit that cannot carry the largest
+    /// transaction, a block that cannot carry one, or a mempool smaller than a block.
+    pub fn validate(&self) -> Result<()> {
+        use emrshare_core::ledger::tx::MAX_TX_BYTES;
+        let need = |ok: bool, what: String| if ok { Ok(()) } else { Err(anyhow::anyhow!(what)) };
+        need(
+            self.max_body_bytes >= MAX_TX_BYTES + REQUEST_ENVELOPE_BYTES,
+            format!(
+                "limits.max_body_bytes must be at least {} (the largest transaction and its request)",
+                MAX_TX_BYTES + REQUEST_ENVELOPE_BYTES
+            ),
+        )?;
+        need(
+            self.max_block_bytes >= MAX_TX_BYTES + BLOCK_ENVELOPE_BYTES,
+            format!(
+                "limits.max_block_bytes must be at least {} (the largest transaction and a block's header and votes)",
+                MAX_TX_BYTES + BLOCK_ENVELOPE_BYTES
+            ),
+        )?;
+        need(
+            self.max_txs_per_block >= 1 && self.max_mempool_txs >= self.max_txs_per_block,
+            "limits: need 1 <= max_txs_per_block <= max_mempool_txs".into(),
+        )?;
+        need(
+            self.max_mempool_bytes >= MAX_TX_BYTES && self.max_pending_per_sender >= 1,
+            format!(
+                "limits: max_mempool_bytes must be at least {MAX_TX_BYTES} and max_pending_per_sender at least 1"
+            ),
+        )?;
+        need(
+            self.max_concurrent_uploads >= 1 && self.max_blob_bytes >= 1,
+            "limits: max_concurrent_uploads and max_blob_bytes must be at least 1".into(),
+        )?;
+        Ok(())
+    }
 }
 
 impl Default for Limits {
@@ -76,6 +140,11 @@ impl Default for Limits {
             max_block_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 2000,
             serve_timeout_ms: 60_000,
+            max_mempool_txs: 20_000,
+            max_mempool_bytes: 64 * 1024 * 1024,
+            max_pending_per_sender: 32,
+            mempool_max_age_ms: 10 * 60 * 1000,
+            max_concurrent_uploads: 16,
         }
     }
 }
@@ -92,6 +161,10 @@ impl NodeConfig {
                 *p = base.join(&*p);
             }
         };
+        config
+            .limits
+            .validate()
+            .with_context(|| format!("invalid config {}", path.display()))?;
         resolve(&mut config.data_dir);
         resolve(&mut config.key_file);
         resolve(&mut config.genesis_file);

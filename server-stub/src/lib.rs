@@ -7,6 +7,7 @@ pub mod api;
 pub mod blobs;
 pub mod chain;
 pub mod config;
+pub mod mempool;
 pub mod node;
 pub mod store;
 pub mod tls;

@@ -17,31 +17,96 @@
 
 use crate::chain::{Chain, ChainError};
 use crate::config::{NodeConfig, Peer};
+use crate::mempool::{Mempool, MempoolLimits, RoomError};
 use crate::store::Store;
 use anyhow::Result;
 use emrshare_core::PrivateKeySet;
 use emrshare_core::ledger::block::{
     CertifiedBlock, Lock, Proposal, ReleaseProof, SignedHeader, Vote, VoteReply,
 };
-use emrshare_core::ledger::machine::ApplyError;
+use emrshare_core::ledger::machine::{ApplyError, SignatureCache};
 use emrshare_core::ledger::merkle::Hash;
-use emrshare_core::ledger::tx::{SignedTransaction, Transaction, TxBody};
+use emrshare_core::ledger::tx::{SignedTransaction, Transaction, TxBody, TxError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 pub struct Node {
-    pub blobs: Box<dyn crate::blobs::BlobStore>,
+    pub blobs: crate::blobs::FsBlobStore,
     pub config: NodeConfig,
     pub keys: PrivateKeySet,
     pub chain: Mutex<Chain>,
     pub store: Arc<Store>,
     pub http: reqwest::Client,
+    /// Acknowledged transactions not yet in a block (the store holds the same on disk).
+    mempool: std::sync::Mutex<Mempool>,
     /// Acknowledged transactions on their way to disk: one writer commits them in batches.
     mempool_writer: std::sync::mpsc::Sender<PendingWrite>,
     /// Accepted transactions not yet offered to the peers: sent in batches.
-    relay_queue: std::sync::Mutex<Vec<String>>,
+    relay_queue: std::sync::Mutex<Vec<Arc<SignedTransaction>>>,
+    /// Blob uploads in progress (each streams to its own file).
+    pub uploads: tokio::sync::Semaphore,
+}
+
+/// Why a transaction is not admitted. Nothing is stored, relayed or acknowledged before
+/// every check passed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Malformed(#[from] TxError),
+    /// What applying it now would refuse (unknown or inactive sender, bad signature, a body
+    /// the state does not allow, a used sequence number).
+    #[error("{0}")]
+    Refused(ApplyError),
+    #[error("sequence {sequence} of {sender} is taken by another pending transaction")]
+    SequenceTaken {
+        sender: emrshare_core::keys::PartyId,
+        sequence: u64,
+    },
+    #[error(
+        "sequence {got} is not the sender's next ({expected}): a transaction follows the sender's pending ones, without a gap"
+    )]
+    SequenceGap { expected: u64, got: u64 },
+    #[error(transparent)]
+    NoRoom(#[from] RoomError),
+    #[error("not allowed: {0}")]
+    NotReadable(&'static str),
+    #[error("the store failed: {0}")]
+    Store(String),
+}
+
+/// An admitted transaction: its ID, and whether it is new here (a copy already pending is
+/// acknowledged again, without work).
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted {
+    pub id: Hash,
+    pub new: bool,
+}
+
+/// Why a blob request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no such blob")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Content-Length is required")]
+    LengthRequired,
+    #[error("blob of {0} bytes is over the limit of {1}")]
+    TooLarge(u64, usize),
+    #[error("too many uploads in progress; try again later")]
+    Busy,
+    #[error(transparent)]
+    Admit(AdmitError),
+    #[error("storage failed: {0}")]
+    Storage(String),
 }
 
 /// A transaction to store, and who waits for it to be durable.
@@ -51,9 +116,16 @@ type PendingWrite = (
     tokio::sync::oneshot::Sender<Result<(), String>>,
 );
 
-/// Most transactions in one relay request (a registration is about 1.3 KB; the default body
-/// limit is 256 KiB).
-const RELAY_BATCH: usize = 100;
+/// Most transactions in one relay request (it is also bounded in bytes by the peers' body
+/// limit, see [`crate::config::Limits::relay_batch_bytes`]).
+const RELAY_BATCH: usize = 500;
+/// A pending transaction is offered to the peers again after this long (a peer that was
+/// down, behind, or full then takes it).
+const RELAY_RETRY_MS: u64 = 2_000;
+/// Bytes re-offered to the peers per round.
+const RELAY_RETRY_BYTES: usize = 8 * 1024 * 1024;
+/// How far a peer token's time may be from ours.
+const PEER_TOKEN_SKEW_S: u64 = 60;
 
 /// Stores transactions as they come, many per commit (one fsync for all who wait), and
 /// tells each waiter once its transaction is durable.
@@ -106,6 +178,7 @@ pub fn now_ms() -> u64 {
 
 impl Node {
     pub fn open(config: NodeConfig) -> Result<Arc<Self>> {
+        config.limits.validate()?;
         let genesis = crate::config::load_genesis(&config.genesis_file)?;
         let keys = PrivateKeySet::from_json(&std::fs::read(&config.key_file)?)?;
         anyhow::ensure!(
@@ -125,19 +198,84 @@ impl Node {
             .timeout(Duration::from_millis(config.limits.request_timeout_ms))
             .use_preconfigured_tls(crate::tls::client_config(ca_file)?)
             .build()?;
-        let blobs = Box::new(crate::blobs::FsBlobStore::new(
-            &config.data_dir.join("blobs"),
-        )?);
-        Ok(Arc::new(Self {
+        let blobs = crate::blobs::FsBlobStore::new(&config.data_dir.join("blobs"))?;
+        let stored_mempool = store.mempool()?;
+        let node = Arc::new(Self {
             blobs,
-            config,
             keys,
             chain: Mutex::new(chain),
+            mempool: Default::default(),
             mempool_writer: spawn_mempool_writer(Arc::clone(&store)),
             relay_queue: Default::default(),
+            uploads: tokio::sync::Semaphore::new(config.limits.max_concurrent_uploads),
+            config,
             store,
             http,
-        }))
+        });
+        node.restore_mempool(stored_mempool)?;
+        Ok(node)
+    }
+
+    fn mempool_limits(&self) -> MempoolLimits {
+        let l = &self.config.limits;
+        MempoolLimits {
+            max_txs: l.max_mempool_txs,
+            max_bytes: l.max_mempool_bytes,
+            max_per_sender: l.max_pending_per_sender,
+            max_age_ms: l.mempool_max_age_ms,
+        }
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Mempool> {
+        self.mempool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pending transactions and their bytes (for `/metrics`).
+    pub fn mempool_size(&self) -> (usize, usize) {
+        let pool = self.pool();
+        (pool.len(), pool.bytes())
+    }
+
+    /// What became of a transaction this node acknowledged.
+    pub fn tx_status(&self, id: &Hash) -> Result<Option<emrshare_core::ledger::wire::TxStatus>> {
+        if self.pool().contains(id) {
+            return Ok(Some(emrshare_core::ledger::wire::TxStatus::Pending));
+        }
+        self.store.tx_status(id)
+    }
+
+    /// Re-admits the stored mempool at start, through the same checks (in sender and
+    /// sequence order); what no longer applies is recorded as failed.
+    fn restore_mempool(&self, stored: Vec<String>) -> Result<()> {
+        let mut txs: Vec<Arc<SignedTransaction>> = Vec::new();
+        let mut failed = Vec::new();
+        for jws in stored {
+            match SignedTransaction::parse(&jws) {
+                Ok(tx) => txs.push(Arc::new(tx)),
+                Err(e) => failed.push((emrshare_core::content_hash(jws.as_bytes()), e.to_string())),
+            }
+        }
+        txs.sort_by(|a, b| {
+            let (a, b) = (a.transaction(), b.transaction());
+            (&a.sender, a.sequence).cmp(&(&b.sender, b.sequence))
+        });
+        let view = self.chain.try_lock().map(|chain| chain.admission_view(now_ms()));
+        let Ok(view) = view else {
+            anyhow::bail!("the chain is in use while the node opens");
+        };
+        for tx in txs {
+            if let Err(e) = self.check_and_reserve(&view, Arc::clone(&tx)) {
+                failed.push((tx.id(), e.to_string()));
+            }
+        }
+        if !failed.is_empty() {
+            tracing::info!(
+                "{} stored mempool transactions no longer apply; recorded as failed",
+                failed.len()
+            );
+            self.store.fail_txs(&failed)?;
+        }
+        Ok(())
     }
 
     pub async fn current_slot(&self) -> u64 {
@@ -145,109 +283,291 @@ impl Node {
         now_ms().saturating_sub(chain.genesis.start_ms) / chain.genesis.slot_ms
     }
 
-    /// Accepts a transaction from a client: stored durably, acknowledged, then relayed to the
-    /// peers (in the next batch) so that whichever proposer owns the next slot has it.
-    pub async fn submit(self: &Arc<Self>, jws: &str) -> Result<String, String> {
-        let (id, new) = self.accept_tx(jws).await?;
-        if new {
-            self.relay_queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(jws.to_owned());
-        }
-        Ok(id)
+    /// Admits a transaction from a client (see [`Node::admit`]) and queues it for the peers
+    /// (in the next batch) so that whichever proposer owns the next slot has it.
+    pub async fn submit(self: &Arc<Self>, jws: &str) -> Result<Admitted, AdmitError> {
+        let admitted = self.admit(jws).await?;
+        Ok(admitted)
     }
 
-    /// Accepts a transaction: parsed, checked against the current state (as a one-transaction
-    /// block would), stored durably, then acknowledged. Returns its ID and whether it is new
-    /// here (a copy already held is acknowledged at once, with no work).
-    pub async fn accept_tx(&self, jws: &str) -> Result<(String, bool), String> {
-        use emrshare_core::ledger::machine::SignatureCache;
-        let tx = SignedTransaction::parse(jws).map_err(|e| e.to_string())?;
+    /// Admits a transaction: parsed (size, form), its sender known and its signature
+    /// checked, its sequence number the sender's next free one, its body checked against the
+    /// state with the sender's pending transactions applied, room in the mempool; only then
+    /// stored durably and acknowledged. A copy already pending is acknowledged without work.
+    pub async fn admit(&self, jws: &str) -> Result<Admitted, AdmitError> {
+        let tx = Arc::new(SignedTransaction::parse(jws)?);
         let id = tx.id();
-        if self.store.has_tx(&id).map_err(|e| e.to_string())? {
-            return Ok((tx.id_text(), false));
+        if self.pool().contains(&id) {
+            return Ok(Admitted { id, new: false });
         }
-        // The signature is checked outside the chain lock (the key comes from the state).
-        let (key, signatures) = {
-            let chain = self.chain.lock().await;
-            let key = chain.state().sender_key(&tx, chain.next_context(now_ms()));
-            (key, Arc::clone(&chain.signatures))
-        };
-        if let Ok(key) = key {
-            if !signatures.is_verified(&id, &key) {
-                tx.verify(&key).map_err(|e| e.to_string())?;
-                signatures.record(&id, &key);
-            }
-        }
-        if let Err(e) = self.chain.lock().await.try_next(&tx, now_ms()) {
-            // A sequence number ahead of the state may become valid once earlier
-            // transactions of the same sender commit: accept those.
-            if !matches!(e, ApplyError::Sequence { expected, got } if got > expected) {
-                return Err(e.to_string());
-            }
-        }
-        let (done, durable) = tokio::sync::oneshot::channel();
-        self.mempool_writer
-            .send((id, jws.to_owned(), done))
-            .map_err(|_| "the store is closed".to_string())?;
-        durable
-            .await
-            .map_err(|_| "the store is closed".to_string())??;
-        Ok((tx.id_text(), true))
+        let view = self.chain.lock().await.admission_view(now_ms());
+        self.check_and_reserve(&view, Arc::clone(&tx))?;
+        self.persist(&[tx]).await?;
+        Ok(Admitted { id, new: true })
     }
 
-    /// Sends the queued transactions to every peer, a batch per request.
+    /// Admits the transactions a peer relays: in sender and sequence order (so each can
+    /// follow the one before), stored in one commit. Returns how many were taken (new or
+    /// held already) and how many refused.
+    pub async fn admit_relayed(&self, jws: &[String]) -> (usize, usize) {
+        let mut txs: Vec<Arc<SignedTransaction>> = Vec::new();
+        let mut refused = 0;
+        for text in jws {
+            match SignedTransaction::parse(text) {
+                Ok(tx) => txs.push(Arc::new(tx)),
+                Err(_) => refused += 1,
+            }
+        }
+        txs.sort_by(|a, b| {
+            let (a, b) = (a.transaction(), b.transaction());
+            (&a.sender, a.sequence).cmp(&(&b.sender, b.sequence))
+        });
+        let view = self.chain.lock().await.admission_view(now_ms());
+        let mut fresh = Vec::new();
+        let mut accepted = 0;
+        for tx in txs {
+            if self.pool().contains(&tx.id()) {
+                accepted += 1;
+                continue;
+            }
+            match self.check_and_reserve(&view, Arc::clone(&tx)) {
+                Ok(()) => fresh.push(tx),
+                Err(e) => {
+                    tracing::debug!("relayed transaction refused: {e}");
+                    refused += 1;
+                }
+            }
+        }
+        let stored = fresh.len();
+        match self.persist(&fresh).await {
+            Ok(()) => accepted += stored,
+            Err(_) => refused += stored,
+        }
+        (accepted, refused)
+    }
+
+    /// Every check of admission, then the transaction's place in the mempool (which
+    /// reserves its sequence number). Nothing is kept for a transaction that fails one.
+    fn check_and_reserve(
+        &self,
+        view: &crate::chain::AdmissionView,
+        tx: Arc<SignedTransaction>,
+    ) -> Result<(), AdmitError> {
+        let id = tx.id();
+        let ctx = view.context();
+        let t = tx.transaction();
+        // Who must have signed it: a stranger (no registration, not a member) stops here,
+        // whatever its sequence number says.
+        let key = view.state.sender_key(&tx, ctx).map_err(AdmitError::Refused)?;
+        if !view.signatures.is_verified(&id, &key) {
+            tx.verify(&key)?;
+            view.signatures.record(&id, &key);
+        }
+        self.check_log_names_readable_blob(t)?;
+        let mut pool = self.pool();
+        if pool.contains(&id) {
+            return Ok(());
+        }
+        let committed_next = view.state.next_sequence(&t.sender);
+        if t.sequence < committed_next {
+            return Err(AdmitError::Refused(ApplyError::Sequence {
+                expected: committed_next,
+                got: t.sequence,
+            }));
+        }
+        if pool.at(&t.sender, t.sequence).is_some() {
+            return Err(AdmitError::SequenceTaken {
+                sender: t.sender.clone(),
+                sequence: t.sequence,
+            });
+        }
+        let free = pool.next_free_sequence(&t.sender, committed_next);
+        if t.sequence != free {
+            return Err(AdmitError::SequenceGap {
+                expected: free,
+                got: t.sequence,
+            });
+        }
+        pool.check_room(&self.mempool_limits(), &t.sender, tx.as_jws().len())?;
+        // The state this transaction will meet: the chain's, then the sender's pending ones.
+        let mut state = view.state.clone();
+        for earlier in pool.of_sender(&t.sender) {
+            state
+                .apply_cached(&earlier, ctx, &*view.signatures)
+                .map_err(AdmitError::Refused)?;
+        }
+        state
+            .apply_cached(&tx, ctx, &*view.signatures)
+            .map_err(AdmitError::Refused)?;
+        pool.insert(tx, now_ms());
+        Ok(())
+    }
+
+    /// An AccessLog that names no grant and a blob this node holds must be by its owner:
+    /// nobody logs (fake) reads of another party's blob.
+    fn check_log_names_readable_blob(&self, tx: &Transaction) -> Result<(), AdmitError> {
+        let TxBody::AccessLog {
+            accessor,
+            record_id,
+            grant_id: None,
+            ..
+        } = &tx.body
+        else {
+            return Ok(());
+        };
+        let Some(hash) = emrshare_core::ledger::state::hex32::from_hex(record_id) else {
+            return Ok(());
+        };
+        match self.store.blob_owner(&hash) {
+            Ok(Some(owner)) if owner != accessor.as_str() => Err(AdmitError::NotReadable(
+                "an access log without a grant names a blob of another party",
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(AdmitError::Store(e.to_string())),
+        }
+    }
+
+    /// Stores reserved transactions durably (one commit for all), then queues them for the
+    /// peers; on failure they leave the mempool again and are not acknowledged.
+    async fn persist(&self, txs: &[Arc<SignedTransaction>]) -> Result<(), AdmitError> {
+        if txs.is_empty() {
+            return Ok(());
+        }
+        let mut waiting = Vec::new();
+        for tx in txs {
+            let (done, durable) = tokio::sync::oneshot::channel();
+            let sent = self
+                .mempool_writer
+                .send((tx.id(), tx.as_jws().to_owned(), done));
+            waiting.push(async move {
+                sent.map_err(|_| "the store is closed".to_string())?;
+                durable
+                    .await
+                    .map_err(|_| "the store is closed".to_string())?
+            });
+        }
+        let results = futures_util::future::join_all(waiting).await;
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            let ids: Vec<Hash> = txs.iter().map(|t| t.id()).collect();
+            self.pool().remove(&ids);
+            return Err(AdmitError::Store(e));
+        }
+        self.relay_queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(txs.iter().cloned());
+        Ok(())
+    }
+
+    /// Sends the queued transactions to every peer, in batches that fit their body limit.
     fn flush_relay(self: &Arc<Self>) {
         let queued =
             std::mem::take(&mut *self.relay_queue.lock().unwrap_or_else(|p| p.into_inner()));
-        for batch in queued.chunks(RELAY_BATCH) {
+        self.relay(queued);
+    }
+
+    /// Sends transactions to every peer, sender by sender in sequence order, each request
+    /// under the peers' body limit and [`RELAY_BATCH`].
+    fn relay(self: &Arc<Self>, mut txs: Vec<Arc<SignedTransaction>>) {
+        txs.sort_by(|a, b| {
+            let (a, b) = (a.transaction(), b.transaction());
+            (&a.sender, a.sequence).cmp(&(&b.sender, b.sequence))
+        });
+        let budget = self.config.limits.relay_batch_bytes();
+        let mut batch: Vec<String> = Vec::new();
+        let mut bytes = 0;
+        let send = |batch: Vec<String>| {
             self.post_to_peers(
                 "/v1/consensus/txs",
-                serde_json::to_value(emrshare_core::ledger::wire::RelayRequest {
-                    txs: batch.to_vec(),
-                })
-                .expect("requests serialize"),
+                serde_json::to_value(emrshare_core::ledger::wire::RelayRequest { txs: batch })
+                    .expect("requests serialize"),
             );
+        };
+        for tx in txs {
+            let size = crate::chain::tx_block_bytes(tx.as_jws());
+            if !batch.is_empty() && (bytes + size > budget || batch.len() >= RELAY_BATCH) {
+                send(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(tx.as_jws().to_owned());
+        }
+        if !batch.is_empty() {
+            send(batch);
         }
     }
 
-    /// Applies a certified block and stores it (store first: a crash in between replays it).
+    /// Applies a certified block and stores it (store first: a crash in between replays it);
+    /// its transactions leave the mempool, and so does what can never apply any more.
     pub async fn accept_block(&self, block: &CertifiedBlock) -> Result<(), ChainError> {
         let mut chain = self.chain.lock().await;
         if block.header.height <= chain.height() {
             return Ok(());
         }
         chain.apply(block)?;
-        let mut ids: Vec<[u8; 32]> = block
+        let committed: Vec<Hash> = block
             .txs
             .iter()
             .filter_map(|t| SignedTransaction::parse(t).ok())
             .map(|t| t.id())
             .collect();
-        ids.extend(self.stale_mempool(&chain));
-        if let Err(e) = self.store.put_block(block, &ids) {
+        self.pool().remove(&committed);
+        let failed = self.evict_stale(&chain);
+        if let Err(e) = self.store.put_block(block, &committed, &failed) {
             tracing::error!("cannot store block {}: {e}", block.header.height);
         }
         Ok(())
     }
 
-    /// Mempool transactions that can never apply any more (replays, bad signatures...), as
-    /// opposed to those waiting for an earlier transaction of their sender.
-    fn stale_mempool(&self, chain: &Chain) -> Vec<[u8; 32]> {
-        self.store
-            .mempool()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|jws| SignedTransaction::parse(jws).ok())
-            .filter(|tx| match chain.try_next(tx, now_ms()) {
-                Ok(()) => false,
-                Err(ApplyError::Sequence { expected, got }) => got < expected,
-                Err(_) => true,
+    /// Drops from the mempool what can never apply after the latest block: a sender's
+    /// transactions below its next sequence number (replaced), its first pending one if it
+    /// no longer applies (and so every later one), and whatever waited longer than
+    /// `mempool_max_age_ms`. One check per sender, not per transaction.
+    fn evict_stale(&self, chain: &Chain) -> Vec<(Hash, String)> {
+        let view = chain.admission_view(now_ms());
+        let ctx = view.context();
+        let mut pool = self.pool();
+        let mut failed: Vec<(Hash, String)> = Vec::new();
+        let mut drop = |pool: &mut Mempool, ids: Vec<Hash>, reason: String| {
+            pool.remove(&ids);
+            failed.extend(ids.into_iter().map(|id| (id, reason.clone())));
+        };
+        let cutoff = now_ms().saturating_sub(self.mempool_limits().max_age_ms);
+        for (id, (sender, sequence)) in pool
+            .older_than(cutoff)
+            .into_iter()
+            .filter_map(|id| {
+                let pending = pool.of_sender_id(&id)?;
+                Some((id, pending))
             })
-            .map(|tx| tx.id())
-            .collect()
+            .collect::<Vec<_>>()
+        {
+            let _ = id;
+            let ids = pool.from_sequence(&sender, sequence);
+            drop(&mut pool, ids, "not committed within the mempool's age limit".into());
+        }
+        for sender in pool.senders() {
+            let next = view.state.next_sequence(&sender);
+            let replaced = pool.below_sequence(&sender, next);
+            drop(
+                &mut pool,
+                replaced,
+                "its sequence number was used by another transaction".into(),
+            );
+            let Some(first) = pool.at(&sender, next).map(|p| Arc::clone(&p.tx)) else {
+                let orphans = pool.from_sequence(&sender, next);
+                drop(&mut pool, orphans, "an earlier transaction of its sender failed".into());
+                continue;
+            };
+            let mut state = view.state.clone();
+            if let Err(e) = state.apply_cached(&first, ctx, &*view.signatures) {
+                let ids = pool.from_sequence(&sender, next);
+                drop(&mut pool, ids, format!("no longer applies: {e}"));
+            }
+        }
+        failed
     }
+
 
     /// The auditor side of a proposal.
     pub async fn vote(&self, proposal: &Proposal) -> VoteReply {
@@ -261,7 +581,8 @@ impl Node {
             if !chain.is_auditor(&self.keys.id) {
                 return refused("not an auditor".into());
             }
-            if let Err(e) = chain.check_proposal(proposal, slot) {
+            let budget = self.config.limits.block_tx_bytes();
+            if let Err(e) = chain.check_proposal(proposal, slot, now_ms(), budget) {
                 return refused(e.to_string());
             }
         }
@@ -301,10 +622,9 @@ impl Node {
         match peer {
             None => Some(self.vote(proposal).await),
             Some(peer) => {
+                let body = serde_json::to_vec(proposal).expect("proposals serialize");
                 let reply = self
-                    .http
-                    .post(format!("{}/v1/consensus/proposal", peer.url))
-                    .json(proposal)
+                    .peer_post(&peer, "/v1/consensus/proposal", body)
                     .send()
                     .await
                     .ok()?;
@@ -456,14 +776,15 @@ impl Node {
         if chain.head().is_some_and(|h| h.slot >= slot) {
             return None;
         }
-        let mempool = self.store.mempool().unwrap_or_default();
+        let candidates = self.pool().candidates();
         let (header, txs) = chain.build(
             &self.keys.id,
             slot,
             round,
             now_ms(),
-            &mempool,
+            &candidates,
             self.config.limits.max_txs_per_block,
+            self.config.limits.block_tx_bytes(),
         );
         Some(Proposal::sign(&self.keys.signing, header, txs, release))
     }
@@ -487,17 +808,7 @@ impl Node {
         let sequence = {
             let chain = self.chain.lock().await;
             let committed = chain.state().next_sequence(&self.keys.id);
-            let pending = self
-                .store
-                .mempool()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|jws| SignedTransaction::parse(jws).ok())
-                .filter(|tx| tx.transaction().sender == self.keys.id)
-                .map(|tx| tx.transaction().sequence + 1)
-                .max()
-                .unwrap_or(0);
-            committed.max(pending)
+            self.pool().next_free_sequence(&self.keys.id, committed)
         };
         let slot = a.header.slot;
         let tx = Transaction {
@@ -514,42 +825,120 @@ impl Node {
         }
         .sign(&self.keys.signing);
         match self.submit(tx.as_jws()).await {
-            Ok(id) => tracing::warn!("{accused} equivocated at slot {slot}: evidence {id}"),
+            Ok(admitted) => tracing::warn!(
+                "{accused} equivocated at slot {slot}: evidence {}",
+                emrshare_core::ledger::state::hex32::to_hex(&admitted.id)
+            ),
             Err(e) => tracing::debug!("evidence against {accused} not submitted: {e}"),
         }
     }
 
     /// Sends `body` to `path` on every peer, in the background; an unreachable peer catches
-    /// up later, so failures are not retried here.
+    /// up later (blocks) or gets the transactions again (relay retries), so failures are not
+    /// retried here.
     fn post_to_peers(self: &Arc<Self>, path: &'static str, body: serde_json::Value) {
+        let body = serde_json::to_vec(&body).expect("JSON values serialize");
         for peer in self.config.peers.clone() {
             let node = Arc::clone(self);
             let body = body.clone();
             tokio::spawn(async move {
-                let _ = node
-                    .http
-                    .post(format!("{}{path}", peer.url))
-                    .json(&body)
-                    .send()
-                    .await;
+                match node.peer_post(&peer, path, body).send().await {
+                    Ok(reply) if !reply.status().is_success() => {
+                        tracing::debug!("{} refused {path}: {}", peer.id, reply.status())
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("{} unreachable for {path}: {e}", peer.id),
+                }
             });
         }
     }
 
-    /// Offers the mempool to every peer again, in batches: a transaction acknowledged just
-    /// before a crash (stored, not yet relayed) still reaches the proposers after the restart.
-    /// Peers that hold a transaction already acknowledge it without work.
-    async fn relay_mempool(self: &Arc<Self>) {
-        let pending = self.store.mempool().unwrap_or_default();
-        self.relay_queue
+    /// A POST to a peer's consortium route, with the `x-emr-peer` token that lets the peer
+    /// check who sends it before it reads the body.
+    fn peer_post(&self, peer: &Peer, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let token = emrshare_core::ledger::wire::PeerToken {
+            peer: self.keys.id.clone(),
+            path: path.to_owned(),
+            len: body.len() as u64,
+            body_sha256: emrshare_core::ledger::state::hex32::to_hex(
+                &emrshare_core::content_hash(&body),
+            ),
+            iat: now_ms() / 1000,
+        };
+        let token = emrshare_core::jws::sign(
+            &self.keys.signing,
+            &emrshare_core::jws::Header::es256(emrshare_core::ledger::wire::PeerToken::TYP, None),
+            &serde_json::to_value(&token).expect("tokens serialize"),
+        );
+        self.http
+            .post(format!("{}{path}", peer.url))
+            .header("content-type", "application/json")
+            .header("x-emr-peer", token)
+            .body(body)
+    }
+
+    /// Checks a consortium route's `x-emr-peer` token before its body is read: signed by a
+    /// consortium member's consensus key, for this path and this length, and fresh. Returns
+    /// the SHA-256 the body must have.
+    pub async fn check_peer_token(
+        &self,
+        token: &str,
+        path: &str,
+        content_length: Option<u64>,
+    ) -> Result<Hash, String> {
+        use emrshare_core::ledger::wire::PeerToken;
+        let payload =
+            emrshare_core::jws::unverified_payload(token).map_err(|e| format!("peer token: {e}"))?;
+        let claimed: PeerToken = emrshare_core::strict_json::from_value(payload)
+            .map_err(|e| format!("peer token: {e}"))?;
+        let member = self
+            .chain
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(
-                pending
-                    .into_iter()
-                    .take(self.config.limits.max_txs_per_block),
-            );
-        self.flush_relay();
+            .await
+            .state()
+            .members()
+            .into_iter()
+            .find(|m| m.id == claimed.peer)
+            .ok_or("peer token: not a consortium member")?;
+        let key = emrshare_core::keys::VerifyingKey::from_jwk(&member.signing_jwk)
+            .map_err(|e| format!("peer token: {e}"))?;
+        emrshare_core::jws::verify(token, &key, PeerToken::TYP)
+            .map_err(|e| format!("peer token: {e}"))?;
+        let now = now_ms() / 1000;
+        if claimed.path != path || claimed.iat.abs_diff(now) > PEER_TOKEN_SKEW_S {
+            return Err("peer token: for another route, or stale".into());
+        }
+        if content_length != Some(claimed.len) {
+            return Err("peer token: Content-Length differs from the signed length".into());
+        }
+        emrshare_core::ledger::state::hex32::from_hex(&claimed.body_sha256)
+            .ok_or_else(|| "peer token: malformed body hash".into())
+    }
+
+    /// Offers the pending transactions that waited past [`RELAY_RETRY_MS`] to every peer
+    /// again (up to [`RELAY_RETRY_BYTES`] a round): a transaction acknowledged just before a
+    /// crash, or refused by a peer that was behind or full, still reaches the proposers.
+    /// Peers that hold a transaction already acknowledge it without work.
+    fn relay_retry(self: &Arc<Self>) {
+        let cutoff = now_ms().saturating_sub(RELAY_RETRY_MS);
+        let pool = self.pool();
+        let mut bytes = 0;
+        let waiting: Vec<Arc<SignedTransaction>> = pool
+            .candidates()
+            .into_iter()
+            .filter(|tx| {
+                pool.admitted_ms(&tx.id())
+                    .is_some_and(|admitted| admitted < cutoff)
+            })
+            .take_while(|tx| {
+                bytes += tx.as_jws().len();
+                bytes <= RELAY_RETRY_BYTES
+            })
+            .collect();
+        drop(pool);
+        if !waiting.is_empty() {
+            self.relay(waiting);
+        }
     }
 
     /// Fetches blocks we lack from the first peer that has them.
@@ -604,76 +993,124 @@ impl Node {
             if ticks % 10 == 0 {
                 self.catch_up().await;
             }
-            if ticks % 50 == 1 {
-                self.relay_mempool().await;
+            if ticks % 25 == 1 {
+                self.relay_retry();
             }
         }
     }
 }
-
-/// Why a blob request is refused: an HTTP status and a reason.
-pub type Refusal = (u16, String);
 
 pub use emrshare_core::account::BLOB_CLAIM_TYP;
 /// How far the time in a claim or access log may be from the node's clock, in seconds.
 const MAX_SKEW_S: u64 = 300;
 
 impl Node {
-    /// Stores a blob whose SHA-256 is `hash`, owned by the registered party whose signed claim
-    /// `{"blob": hex, "owner": id, "iat": seconds}` comes with it.
-    pub async fn put_blob(&self, hash: [u8; 32], bytes: &[u8], claim: &str) -> Result<(), Refusal> {
+    /// Checks an upload before any of its body is read: a length within the limit, a claim
+    /// signed by the registered, active party it names as owner, for this blob, fresh, and
+    /// no other owner in force. Returns the owner.
+    pub async fn check_upload(
+        &self,
+        hash: Hash,
+        claim: &str,
+        content_length: Option<u64>,
+    ) -> Result<emrshare_core::keys::PartyId, BlobError> {
         use emrshare_core::keys::{PartyId, VerifyingKey};
-        if emrshare_core::content_hash(bytes) != hash {
-            return Err((400, "body does not hash to the blob address".into()));
+        let length = content_length.ok_or(BlobError::LengthRequired)?;
+        let limit = self.config.limits.max_blob_bytes;
+        if length > limit as u64 {
+            return Err(BlobError::TooLarge(length, limit));
         }
-        let payload =
-            emrshare_core::jws::unverified_payload(claim).map_err(|e| (401, e.to_string()))?;
+        let unauthorized = |e: &dyn std::fmt::Display| BlobError::Unauthorized(e.to_string());
+        let payload = emrshare_core::jws::unverified_payload(claim).map_err(|e| unauthorized(&e))?;
         let owner = payload["owner"]
             .as_str()
             .and_then(|o| PartyId::new(o).ok())
-            .ok_or((401, "claim lacks owner".to_string()))?;
+            .ok_or_else(|| unauthorized(&"claim lacks owner"))?;
         let entry = self
             .chain
             .lock()
             .await
             .state()
             .registry_entry(&owner)
-            .ok_or((403, "owner is not registered".to_string()))?;
+            .ok_or_else(|| BlobError::Forbidden("owner is not registered".into()))?;
         if !entry.is_active(now_ms() / 1000) {
-            return Err((403, "owner is not active".into()));
+            return Err(BlobError::Forbidden("owner is not active".into()));
         }
-        let key = VerifyingKey::from_jwk(&entry.signing_jwk).map_err(|e| (500, e.to_string()))?;
-        emrshare_core::jws::verify(claim, &key, BLOB_CLAIM_TYP)
-            .map_err(|e| (401, e.to_string()))?;
+        let key = VerifyingKey::from_jwk(&entry.signing_jwk)
+            .map_err(|e| BlobError::Storage(e.to_string()))?;
+        emrshare_core::jws::verify(claim, &key, BLOB_CLAIM_TYP).map_err(|e| unauthorized(&e))?;
         let iat = payload["iat"].as_u64().unwrap_or(0);
-        if payload["blob"].as_str()
-            != Some(emrshare_core::ledger::state::hex32::to_hex(&hash).as_str())
-            || now_ms() / 1000 > iat + MAX_SKEW_S
-            || iat > now_ms() / 1000 + MAX_SKEW_S
+        if payload["blob"].as_str() != Some(emrshare_core::ledger::state::hex32::to_hex(&hash).as_str())
+            || iat.abs_diff(now_ms() / 1000) > MAX_SKEW_S
         {
-            return Err((401, "claim is for another blob or stale".into()));
+            return Err(unauthorized(&"claim is for another blob or stale"));
+        }
+        match self.store.blob_owner(&hash) {
+            Ok(Some(current)) if current != owner.as_str() => Err(BlobError::Conflict(
+                "blob already owned by another party".into(),
+            )),
+            Ok(_) => Ok(owner),
+            Err(e) => Err(BlobError::Storage(e.to_string())),
+        }
+    }
+
+    /// Stores an upload checked by [`Node::check_upload`]: streamed to its own temporary
+    /// file, refused unless it is exactly `length` bytes that hash to `hash`, made durable,
+    /// then renamed to its address; the owner is recorded (the first owner stays).
+    pub async fn put_blob<E: std::fmt::Display>(
+        &self,
+        hash: Hash,
+        owner: &emrshare_core::keys::PartyId,
+        length: u64,
+        mut body: impl futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+    ) -> Result<(), BlobError> {
+        use futures_util::StreamExt;
+        let _turn = self.uploads.try_acquire().map_err(|_| BlobError::Busy)?;
+        let storage = |e: &dyn std::fmt::Display| BlobError::Storage(e.to_string());
+        let mut upload = self.blobs.begin(&hash).map_err(|e| storage(&e))?;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::BadRequest(format!("body: {e}")))?;
+            if upload.written() + chunk.len() as u64 > length {
+                return Err(BlobError::BadRequest(
+                    "body is longer than its Content-Length".into(),
+                ));
+            }
+            upload.write(&chunk).await.map_err(|e| storage(&e))?;
+        }
+        if upload.written() != length {
+            return Err(BlobError::BadRequest(
+                "body is shorter than its Content-Length".into(),
+            ));
+        }
+        match upload.finish().await {
+            Ok(()) => {}
+            Err(crate::blobs::FinishError::Mismatch) => {
+                return Err(BlobError::BadRequest(
+                    "body does not hash to the blob address".into(),
+                ));
+            }
+            Err(crate::blobs::FinishError::Io(e)) => return Err(storage(&e)),
         }
         let current = self
             .store
             .claim_blob(&hash, owner.as_str())
-            .map_err(|e| (500, e.to_string()))?;
+            .map_err(|e| storage(&e))?;
         if current != owner.as_str() {
-            return Err((409, "blob already owned by another party".into()));
+            return Err(BlobError::Conflict(
+                "blob already owned by another party".into(),
+            ));
         }
-        self.blobs
-            .put(&hash, bytes)
-            .map_err(|e| (500, e.to_string()))
+        Ok(())
     }
 
-    /// Serves a blob to the party whose signed AccessLog transaction authorises the fetch
-    /// (the owner, or the grantee of a live grant for this blob), committing that log.
-    pub async fn get_blob(
-        self: &Arc<Self>,
-        hash: [u8; 32],
-        access: &str,
-    ) -> Result<Vec<u8>, Refusal> {
-        use emrshare_core::ledger::tx::{Action, Outcome, TxBody};
-        let tx = SignedTransaction::parse(access).map_err(|e| (401, e.to_string()))?;
+    /// Serves a blob to the party whose own signed AccessLog authorises the read: the
+    /// owner, or the grantee of a live grant for this blob. The log must be new here, take
+    /// the sender's next sequence number, and pass every check of admission: it is then
+    /// pending (so it commits), and it serves one read only.
+    pub async fn get_blob(self: &Arc<Self>, hash: Hash, access: &str) -> Result<Vec<u8>, BlobError> {
+        use emrshare_core::ledger::tx::{Action, Outcome};
+        let unauthorized = |e: &dyn std::fmt::Display| BlobError::Unauthorized(e.to_string());
+        let tx = SignedTransaction::parse(access).map_err(|e| unauthorized(&e))?;
         let TxBody::AccessLog {
             accessor,
             record_id,
@@ -683,7 +1120,7 @@ impl Node {
             grant_id,
         } = &tx.transaction().body
         else {
-            return Err((401, "access must be an AccessLog transaction".into()));
+            return Err(unauthorized(&"access must be an AccessLog transaction"));
         };
         let now = now_ms() / 1000;
         let hex = emrshare_core::ledger::state::hex32::to_hex(&hash);
@@ -692,37 +1129,51 @@ impl Node {
             || *outcome != Outcome::Granted
             || at.abs_diff(now) > MAX_SKEW_S
         {
-            return Err((401, "access log is for another blob, action or time".into()));
+            return Err(unauthorized(&"access log is for another blob, action or time"));
         }
         let owner = self
             .store
             .blob_owner(&hash)
-            .map_err(|e| (500, e.to_string()))?
-            .ok_or((404, "no such blob".to_string()))?;
-        if accessor.as_str() != owner {
-            let grant_id = grant_id
-                .as_deref()
-                .ok_or((403, "not the owner, and no grant named".to_string()))?;
-            let grant = self
-                .chain
-                .lock()
-                .await
-                .state()
-                .grant(grant_id)
-                .ok_or((403, "no such grant".to_string()))?;
-            if &grant.grantee != accessor
-                || grant.record_id != hex
-                || grant.grantor.as_str() != owner
-                || !grant.allows(Action::Read, now)
-            {
-                return Err((403, "the grant does not allow this access".into()));
+            .map_err(|e| BlobError::Storage(e.to_string()))?
+            .ok_or(BlobError::NotFound)?;
+        match grant_id {
+            None if accessor.as_str() == owner => {}
+            None => {
+                return Err(BlobError::Forbidden(
+                    "not the owner, and no grant named".into(),
+                ));
+            }
+            Some(grant_id) => {
+                let grant = self
+                    .chain
+                    .lock()
+                    .await
+                    .state()
+                    .grant(grant_id)
+                    .ok_or_else(|| BlobError::Forbidden("no such grant".into()))?;
+                if &grant.grantee != accessor
+                    || grant.record_id != hex
+                    || grant.grantor.as_str() != owner
+                    || !grant.allows(Action::Read, now)
+                {
+                    return Err(BlobError::Forbidden(
+                        "the grant does not allow this access".into(),
+                    ));
+                }
             }
         }
-        // Signature, registration and sequence are checked as the chain will check them.
-        self.submit(access).await.map_err(|e| (401, e))?;
-        self.blobs
-            .get(&hash)
-            .map_err(|e| (500, e.to_string()))?
-            .ok_or((404, "no such blob".to_string()))
+        // Sender, signature, sequence and body are checked as the chain will check them;
+        // the log is then pending, and will commit.
+        let admitted = self.admit(access).await.map_err(BlobError::Admit)?;
+        if !admitted.new {
+            return Err(BlobError::Conflict(
+                "this access log has served its read; sign a new one".into(),
+            ));
+        }
+        match self.blobs.get(&hash) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(BlobError::NotFound),
+            Err(e) => Err(BlobError::Storage(e.to_string())),
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Durable storage (redb, crash-safe: a committed write transaction survives `kill -9`).
-//! Certified blocks by height; the mempool of acknowledged transactions; the auditor's votes
+//! Certified blocks by height; the mempool of acknowledged transactions; what became of each
+//! acknowledged transaction (committed at a height, or failed and why); the auditor's votes
 //! (one header per height, recorded before the vote is sent).
 
 use anyhow::Result;
 use emrshare_core::ledger::block::{CertifiedBlock, Proposal};
+use emrshare_core::ledger::wire::TxStatus;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 
@@ -11,6 +13,8 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const MEMPOOL: TableDefinition<&[u8], &str> = TableDefinition::new("mempool");
 const LOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("locks");
 const BLOB_OWNERS: TableDefinition<&[u8], &str> = TableDefinition::new("blob_owners");
+/// Transaction ID -> JSON `TxStatus` (committed or failed; pending ones are in MEMPOOL).
+const TX_STATUS: TableDefinition<&[u8], &str> = TableDefinition::new("tx_status");
 
 pub struct Store {
     db: Database,
@@ -25,23 +29,69 @@ impl Store {
         tx.open_table(MEMPOOL)?;
         tx.open_table(LOCKS)?;
         tx.open_table(BLOB_OWNERS)?;
+        tx.open_table(TX_STATUS)?;
         tx.commit()?;
         Ok(Self { db })
     }
 
-    /// Stores a block and removes its transactions from the mempool, atomically.
-    pub fn put_block(&self, block: &CertifiedBlock, tx_ids: &[[u8; 32]]) -> Result<()> {
+    /// Stores a block, marks its transactions (`committed`) committed, and drops them and
+    /// the `failed` ones (with the reason) from the mempool, atomically.
+    pub fn put_block(
+        &self,
+        block: &CertifiedBlock,
+        committed: &[[u8; 32]],
+        failed: &[([u8; 32], String)],
+    ) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
             let mut blocks = tx.open_table(BLOCKS)?;
             blocks.insert(block.header.height, serde_json::to_vec(block)?.as_slice())?;
             let mut mempool = tx.open_table(MEMPOOL)?;
-            for id in tx_ids {
+            let mut status = tx.open_table(TX_STATUS)?;
+            let height = block.header.height;
+            let committed_status = serde_json::to_string(&TxStatus::Committed { height })?;
+            for id in committed {
                 mempool.remove(id.as_slice())?;
+                status.insert(id.as_slice(), committed_status.as_str())?;
+            }
+            for (id, reason) in failed {
+                mempool.remove(id.as_slice())?;
+                let failed = serde_json::to_string(&TxStatus::Failed {
+                    reason: reason.clone(),
+                })?;
+                status.insert(id.as_slice(), failed.as_str())?;
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Drops transactions that can never apply from the mempool, recording why.
+    pub fn fail_txs(&self, failed: &[([u8; 32], String)]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut mempool = tx.open_table(MEMPOOL)?;
+            let mut status = tx.open_table(TX_STATUS)?;
+            for (id, reason) in failed {
+                mempool.remove(id.as_slice())?;
+                let failed = serde_json::to_string(&TxStatus::Failed {
+                    reason: reason.clone(),
+                })?;
+                status.insert(id.as_slice(), failed.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What became of a transaction that left the mempool (`None`: pending, or never seen).
+    pub fn tx_status(&self, id: &[u8; 32]) -> Result<Option<TxStatus>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(TX_STATUS)?;
+        Ok(match table.get(id.as_slice())? {
+            Some(value) => Some(serde_json::from_str(value.value())?),
+            None => None,
+        })
     }
 
     pub fn blocks(&self) -> Result<Vec<CertifiedBlock>> {
@@ -78,12 +128,7 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the transaction is acknowledged and not yet in a block.
-    pub fn has_tx(&self, id: &[u8; 32]) -> Result<bool> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(MEMPOOL)?.get(id.as_slice())?.is_some())
-    }
-
+    /// The stored mempool (read once, at start: the node keeps its index in memory).
     pub fn mempool(&self) -> Result<Vec<String>> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(MEMPOOL)?;
