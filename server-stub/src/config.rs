@@ -96,7 +96,13 @@ impl Limits {
     /// transaction, a block that cannot carry one, or a mempool smaller than a block.
     pub fn validate(&self) -> Result<()> {
         use emrshare_core::ledger::tx::MAX_TX_BYTES;
-        let need = |ok: bool, what: String| if ok { Ok(()) } else { Err(anyhow::anyhow!(what)) };
+        let need = |ok: bool, what: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(what))
+            }
+        };
         need(
             self.max_body_bytes >= MAX_TX_BYTES + REQUEST_ENVELOPE_BYTES,
             format!(

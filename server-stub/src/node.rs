@@ -259,7 +259,10 @@ impl Node {
             let (a, b) = (a.transaction(), b.transaction());
             (&a.sender, a.sequence).cmp(&(&b.sender, b.sequence))
         });
-        let view = self.chain.try_lock().map(|chain| chain.admission_view(now_ms()));
+        let view = self
+            .chain
+            .try_lock()
+            .map(|chain| chain.admission_view(now_ms()));
         let Ok(view) = view else {
             anyhow::bail!("the chain is in use while the node opens");
         };
@@ -358,7 +361,10 @@ impl Node {
         let t = tx.transaction();
         // Who must have signed it: a stranger (no registration, not a member) stops here,
         // whatever its sequence number says.
-        let key = view.state.sender_key(&tx, ctx).map_err(AdmitError::Refused)?;
+        let key = view
+            .state
+            .sender_key(&tx, ctx)
+            .map_err(AdmitError::Refused)?;
         if !view.signatures.is_verified(&id, &key) {
             tx.verify(&key)?;
             view.signatures.record(&id, &key);
@@ -544,7 +550,11 @@ impl Node {
         {
             let _ = id;
             let ids = pool.from_sequence(&sender, sequence);
-            drop(&mut pool, ids, "not committed within the mempool's age limit".into());
+            drop(
+                &mut pool,
+                ids,
+                "not committed within the mempool's age limit".into(),
+            );
         }
         for sender in pool.senders() {
             let next = view.state.next_sequence(&sender);
@@ -556,7 +566,11 @@ impl Node {
             );
             let Some(first) = pool.at(&sender, next).map(|p| Arc::clone(&p.tx)) else {
                 let orphans = pool.from_sequence(&sender, next);
-                drop(&mut pool, orphans, "an earlier transaction of its sender failed".into());
+                drop(
+                    &mut pool,
+                    orphans,
+                    "an earlier transaction of its sender failed".into(),
+                );
                 continue;
             };
             let mut state = view.state.clone();
@@ -567,7 +581,6 @@ impl Node {
         }
         failed
     }
-
 
     /// The auditor side of a proposal.
     pub async fn vote(&self, proposal: &Proposal) -> VoteReply {
@@ -860,9 +873,9 @@ impl Node {
             peer: self.keys.id.clone(),
             path: path.to_owned(),
             len: body.len() as u64,
-            body_sha256: emrshare_core::ledger::state::hex32::to_hex(
-                &emrshare_core::content_hash(&body),
-            ),
+            body_sha256: emrshare_core::ledger::state::hex32::to_hex(&emrshare_core::content_hash(
+                &body,
+            )),
             iat: now_ms() / 1000,
         };
         let token = emrshare_core::jws::sign(
@@ -887,8 +900,8 @@ impl Node {
         content_length: Option<u64>,
     ) -> Result<Hash, String> {
         use emrshare_core::ledger::wire::PeerToken;
-        let payload =
-            emrshare_core::jws::unverified_payload(token).map_err(|e| format!("peer token: {e}"))?;
+        let payload = emrshare_core::jws::unverified_payload(token)
+            .map_err(|e| format!("peer token: {e}"))?;
         let claimed: PeerToken = emrshare_core::strict_json::from_value(payload)
             .map_err(|e| format!("peer token: {e}"))?;
         let member = self
@@ -1021,7 +1034,8 @@ impl Node {
             return Err(BlobError::TooLarge(length, limit));
         }
         let unauthorized = |e: &dyn std::fmt::Display| BlobError::Unauthorized(e.to_string());
-        let payload = emrshare_core::jws::unverified_payload(claim).map_err(|e| unauthorized(&e))?;
+        let payload =
+            emrshare_core::jws::unverified_payload(claim).map_err(|e| unauthorized(&e))?;
         let owner = payload["owner"]
             .as_str()
             .and_then(|o| PartyId::new(o).ok())
@@ -1040,7 +1054,8 @@ impl Node {
             .map_err(|e| BlobError::Storage(e.to_string()))?;
         emrshare_core::jws::verify(claim, &key, BLOB_CLAIM_TYP).map_err(|e| unauthorized(&e))?;
         let iat = payload["iat"].as_u64().unwrap_or(0);
-        if payload["blob"].as_str() != Some(emrshare_core::ledger::state::hex32::to_hex(&hash).as_str())
+        if payload["blob"].as_str()
+            != Some(emrshare_core::ledger::state::hex32::to_hex(&hash).as_str())
             || iat.abs_diff(now_ms() / 1000) > MAX_SKEW_S
         {
             return Err(unauthorized(&"claim is for another blob or stale"));
@@ -1107,7 +1122,11 @@ impl Node {
     /// owner, or the grantee of a live grant for this blob. The log must be new here, take
     /// the sender's next sequence number, and pass every check of admission: it is then
     /// pending (so it commits), and it serves one read only.
-    pub async fn get_blob(self: &Arc<Self>, hash: Hash, access: &str) -> Result<Vec<u8>, BlobError> {
+    pub async fn get_blob(
+        self: &Arc<Self>,
+        hash: Hash,
+        access: &str,
+    ) -> Result<Vec<u8>, BlobError> {
         use emrshare_core::ledger::tx::{Action, Outcome};
         let unauthorized = |e: &dyn std::fmt::Display| BlobError::Unauthorized(e.to_string());
         let tx = SignedTransaction::parse(access).map_err(|e| unauthorized(&e))?;
@@ -1129,7 +1148,9 @@ impl Node {
             || *outcome != Outcome::Granted
             || at.abs_diff(now) > MAX_SKEW_S
         {
-            return Err(unauthorized(&"access log is for another blob, action or time"));
+            return Err(unauthorized(
+                &"access log is for another blob, action or time",
+            ));
         }
         let owner = self
             .store

@@ -46,6 +46,15 @@ impl Consortium {
     /// A consortium whose node `equivocator`, if any, runs with EMRSHARE_TEST_EQUIVOCATE set
     /// (it misbehaves only in a build with the `equivocate` feature).
     pub fn start_with(equivocator: Option<usize>) -> Self {
+        Self::start_custom(equivocator, |_| {})
+    }
+
+    /// A consortium whose every node's `[limits]` table `limits` edits first.
+    pub fn start_with_limits(limits: impl Fn(&mut toml::Table)) -> Self {
+        Self::start_custom(None, limits)
+    }
+
+    fn start_custom(equivocator: Option<usize>, limits: impl Fn(&mut toml::Table)) -> Self {
         let turn = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -78,6 +87,12 @@ impl Consortium {
             .status()
             .unwrap();
         assert!(status.success());
+        for i in 0..NODES {
+            let path = dir.path().join(format!("node-{i}/config.toml"));
+            let mut table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+            limits(table["limits"].as_table_mut().unwrap());
+            std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+        }
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(3))
             // reqwest's rustls has no built-in provider here: hand it the node's (plain HTTP).
@@ -123,6 +138,44 @@ impl Consortium {
     }
 
     /// SIGKILL: no chance to flush anything.
+    /// The OS process ID of node `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.children[i].as_ref().unwrap().id()
+    }
+
+    /// Node `i`'s resident memory in KiB (VmRSS).
+    pub fn rss_kib(&self, i: usize) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i))).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// A value of node `i`'s `/metrics`.
+    pub fn metric(&self, i: usize, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.url(i, "/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in {text}"))
+    }
+
+    /// Node `i`'s private keys (the consensus key of a consortium member).
+    pub fn node_keys(&self, i: usize) -> emrshare_core::PrivateKeySet {
+        emrshare_core::PrivateKeySet::from_json(
+            &std::fs::read(self.dir.path().join(format!("node-{i}/node.key.json"))).unwrap(),
+        )
+        .unwrap()
+    }
+
     pub fn kill(&mut self, i: usize) {
         let mut child = self.children[i].take().unwrap();
         child.kill().unwrap();
