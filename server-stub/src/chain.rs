@@ -453,3 +453,172 @@ impl Chain {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emrshare_core::keys::SigningKey;
+    use emrshare_core::ledger::block::{Validator, Vote};
+    use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
+    use std::sync::Arc;
+
+    const SLOT_MS: u64 = 1000;
+    const START_MS: u64 = 1_700_000_000_000;
+
+    struct Consortium {
+        chain: Chain,
+        proposer: (PartyId, SigningKey),
+        auditor: (PartyId, SigningKey),
+    }
+
+    fn consortium() -> Consortium {
+        let proposer = (PartyId::new("node:0").unwrap(), SigningKey::generate());
+        let auditor = (PartyId::new("node:1").unwrap(), SigningKey::generate());
+        let validators = [&proposer, &auditor]
+            .iter()
+            .map(|(id, key)| Validator {
+                id: id.clone(),
+                signing_jwk: key.verifying_key().to_jwk(None),
+                credit: 100,
+            })
+            .collect();
+        let genesis = Genesis {
+            chain_id: "c".into(),
+            validators: ValidatorSet {
+                validators,
+                proposers: 1,
+                auditors: 1,
+            },
+            slot_ms: SLOT_MS,
+            start_ms: START_MS,
+        };
+        Consortium {
+            chain: Chain::new(genesis),
+            proposer,
+            auditor,
+        }
+    }
+
+    fn slot_start(slot: u64) -> u64 {
+        START_MS + slot * SLOT_MS
+    }
+
+    impl Consortium {
+        fn proposal(&self, slot: u64, time_ms: u64, txs: &[Arc<SignedTransaction>]) -> Proposal {
+            let (mut header, txs) =
+                self.chain
+                    .build(&self.proposer.0, slot, 0, time_ms, txs, 100, usize::MAX);
+            header.time_ms = time_ms;
+            Proposal::sign(&self.proposer.1, header, txs, None)
+        }
+
+        fn certify(&mut self, proposal: &Proposal) {
+            let vote = Vote::sign(self.auditor.0.clone(), &self.auditor.1, &proposal.header);
+            let block = CertifiedBlock {
+                header: proposal.header.clone(),
+                certificate: Chain::certificate(&proposal.header, vec![vote]),
+                txs: proposal.txs.clone(),
+            };
+            self.chain.apply(&block).unwrap();
+        }
+    }
+
+    fn registration(i: usize) -> Arc<SignedTransaction> {
+        let key = SigningKey::generate();
+        let id = PartyId::new(format!("hospital:h{i}")).unwrap();
+        let encryption = emrshare_core::PrivateKeySet::generate(
+            Some(id.clone()),
+            emrshare_core::keys::RsaBits::B2048,
+        );
+        Arc::new(
+            Transaction {
+                chain_id: "c".into(),
+                sender: id.clone(),
+                sequence: 0,
+                body: TxBody::RegisterIdentity {
+                    id,
+                    role: Role::Hospital,
+                    signing_jwk: key.verifying_key().to_jwk(None),
+                    encryption_jwk: encryption.decryption.encryption_key().to_jwk(None),
+                    valid_from: 0,
+                    valid_until: u64::MAX,
+                },
+            }
+            .sign(&key),
+        )
+    }
+
+    /// A proposer picks its block's time, which is the `now` of every transaction in it
+    /// (grant expiry, validity): auditors take only a time after the parent's, not before
+    /// the slot, and near their own clock.
+    #[test]
+    fn block_times_move_forward_and_stay_near_the_clock() {
+        let mut c = consortium();
+        let now = slot_start(10) + 100;
+        let first = c.proposal(10, now, &[]);
+        c.chain.check_proposal(&first, 10, now, usize::MAX).unwrap();
+        c.certify(&first);
+        let cases = [
+            (
+                "before the parent",
+                c.proposal(11, now - 1, &[]),
+                now + SLOT_MS,
+            ),
+            (
+                "equal to the parent",
+                c.proposal(11, now, &[]),
+                now + SLOT_MS,
+            ),
+            (
+                "before its slot",
+                c.proposal(12, slot_start(12) - 1, &[]),
+                slot_start(12) + 10,
+            ),
+            (
+                "far in the future",
+                c.proposal(11, now + 3_600_000, &[]),
+                now + SLOT_MS,
+            ),
+            (
+                "far in the past",
+                c.proposal(11, now + 1, &[]),
+                now + 3_600_000,
+            ),
+        ];
+        for (what, proposal, clock) in cases {
+            let slot = proposal.header.slot;
+            assert!(
+                c.chain
+                    .check_proposal(&proposal, slot + 1000, clock, usize::MAX)
+                    .is_err(),
+                "{what}"
+            );
+        }
+        let next = c.proposal(11, now + SLOT_MS, &[]);
+        c.chain
+            .check_proposal(&next, 11, now + SLOT_MS, usize::MAX)
+            .unwrap();
+    }
+
+    /// Blocks are built under the byte budget, whatever is pending; an auditor refuses a
+    /// proposal over it.
+    #[test]
+    fn blocks_are_built_under_the_byte_budget() {
+        let c = consortium();
+        let txs: Vec<_> = (0..6).map(registration).collect();
+        let one = tx_block_bytes(txs[0].as_jws());
+        let budget = 2 * one + one / 2;
+        let now = slot_start(3);
+        let (header, included) = c.chain.build(&c.proposer.0, 3, 0, now, &txs, 100, budget);
+        assert_eq!(included.len(), 2);
+        assert!(included.iter().map(|t| tx_block_bytes(t)).sum::<usize>() <= budget);
+        let fits = Proposal::sign(&c.proposer.1, header, included, None);
+        c.chain.check_proposal(&fits, 3, now, budget).unwrap();
+        let all = c.proposal(3, now, &txs);
+        assert_eq!(all.txs.len(), 6);
+        assert!(matches!(
+            c.chain.check_proposal(&all, 3, now, budget),
+            Err(ChainError::TooLarge { .. })
+        ));
+    }
+}

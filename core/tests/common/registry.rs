@@ -22,6 +22,8 @@ pub struct Registry {
     validators: Vec<(PartyId, SigningKey)>,
     set: ValidatorSet,
     height: u64,
+    /// The time of the next block (Unix seconds).
+    time: u64,
 }
 
 impl Registry {
@@ -53,6 +55,7 @@ impl Registry {
             validators,
             set,
             height: 0,
+            time: REGISTERED_AT,
         }
     }
 
@@ -63,6 +66,17 @@ impl Registry {
     }
 
     pub fn register(&mut self, party: &PrivateKeySet, role: Role, from: u64, until: u64) {
+        self.try_register(party, role, from, until).unwrap();
+    }
+
+    /// A registration as the ledger takes it, or why it refuses it.
+    pub fn try_register(
+        &mut self,
+        party: &PrivateKeySet,
+        role: Role,
+        from: u64,
+        until: u64,
+    ) -> Result<(), String> {
         let body = TxBody::RegisterIdentity {
             id: party.id.clone(),
             role,
@@ -71,7 +85,12 @@ impl Registry {
             valid_from: from,
             valid_until: until,
         };
-        self.submit(party, body);
+        self.try_submit(party, body)
+    }
+
+    /// The time of the blocks that follow (Unix seconds).
+    pub fn set_time(&mut self, now: u64) {
+        self.time = now;
     }
 
     /// The party revokes its own identity.
@@ -86,6 +105,10 @@ impl Registry {
 
     /// Applies `body` sent and signed by `sender` in a new block, and certifies it.
     pub fn submit(&mut self, sender: &PrivateKeySet, body: TxBody) {
+        self.try_submit(sender, body).unwrap();
+    }
+
+    pub fn try_submit(&mut self, sender: &PrivateKeySet, body: TxBody) -> Result<(), String> {
         let tx = Transaction {
             chain_id: CHAIN.into(),
             sender: sender.id.clone(),
@@ -93,7 +116,7 @@ impl Registry {
             body,
         }
         .sign(&sender.signing);
-        self.apply(&tx).unwrap();
+        self.apply(&tx)
     }
 
     /// Applies a signed transaction in a new block and certifies the block's header.
@@ -101,7 +124,7 @@ impl Registry {
         let ctx = Context {
             chain_id: CHAIN,
             height: self.height + 1,
-            now: REGISTERED_AT,
+            now: self.time,
         };
         self.state.apply(tx, ctx).map_err(|e| e.to_string())?;
         self.certify();
@@ -116,7 +139,7 @@ impl Registry {
             slot: self.height,
             round: 0,
             previous: [0; 32],
-            time_ms: REGISTERED_AT * 1000,
+            time_ms: self.time * 1000,
             proposer: self.set.proposer_of(self.height).clone(),
             tx_root: [0; 32],
             state_root: self.state.root(),
