@@ -130,11 +130,10 @@ fn admit_error(e: &AdmitError) -> Response {
         AdmitError::Refused(
             ApplyError::UnknownSender(_)
             | ApplyError::InactiveSender(_)
-            | ApplyError::NotAllowed(_)
-            | ApplyError::AlreadyRegistered(_),
+            | ApplyError::NotAllowed(_),
         )
         | AdmitError::NotReadable(_) => StatusCode::FORBIDDEN,
-        AdmitError::Refused(ApplyError::Sequence { .. })
+        AdmitError::Refused(ApplyError::Sequence { .. } | ApplyError::AlreadyRegistered(_))
         | AdmitError::SequenceTaken { .. }
         | AdmitError::SequenceGap { .. } => StatusCode::CONFLICT,
         AdmitError::Refused(_) => StatusCode::BAD_REQUEST,

@@ -62,7 +62,19 @@ impl Consortium {
         // Distinct ports per process and per consortium within it (tests run in parallel).
         static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         let block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let base_port = 20_000 + (std::process::id() % 2_000) as u16 * 20 + block * NODES as u16;
+        // Blocks found busy (another checkout's tests, a node still shutting down) are
+        // skipped.
+        let mut block = block;
+        let base_port = loop {
+            let base =
+                20_000 + ((std::process::id() % 2_000) as u16 * 20 + block * NODES as u16) % 20_000;
+            if (0..NODES as u16)
+                .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+            {
+                break base;
+            }
+            block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
         let status = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
             .args([
                 "init",
