@@ -673,6 +673,69 @@ fn an_m2_signed_by_anyone_but_the_requester_is_refused() {
     ));
 }
 
+/// Key-compromise impersonation: whoever holds all of one party's long-term keys still
+/// cannot pass as the other party *to it*. With the patient's keys, M2 (and the request) can
+/// only be signed by the patient's key, not the requester's; with the requester's keys, M1
+/// only by the requester's.
+#[test]
+fn a_partys_own_stolen_keys_do_not_let_anyone_pass_as_its_peer_to_it() {
+    let reg = registry();
+    // The thief holds the patient's keys: it reads M1's nonce (M1 is for A, but the thief
+    // can make its own M1s) and answers the patient in A's name.
+    let (_, p, _, m1) = until_m1(&reg);
+    let forged_m2 = crafted_m2(&m1, patient(), |_| {});
+    assert!(matches!(
+        p.receive_m2(&forged_m2, patient(), NOW),
+        Err(E::BadSignature(M2))
+    ));
+    let (_, request) = send_request(NOW);
+    let forged_request = crafted_request(&request, patient(), |_| {});
+    assert!(matches!(
+        answer_request(&reg, &forged_request, NOW),
+        Err(E::BadSignature(Request))
+    ));
+    // The thief holds the requester's keys: it answers the requester in the patient's name.
+    let (a, request) = send_request(NOW);
+    let forged_m1 = crafted_m1(&request, insurer(), |_| {});
+    assert!(matches!(
+        answer_m1(&reg, a, &forged_m1, NOW),
+        Err(E::BadSignature(M1))
+    ));
+}
+
+/// Forward secrecy, as far as a test can show it: a later thief of both parties' long-term
+/// keys opens M1 and M2, and finds in them only public values (nonces, the ephemeral public
+/// points, IDs, times, hashes); the ephemeral scalars never leave the state that consumed
+/// them, so M3 stays closed to it.
+#[test]
+fn stolen_long_term_keys_open_m1_and_m2_but_find_no_session_secret() {
+    let reg = registry();
+    let run = honest_run(&reg);
+    let (_, m1) = open_inner(&run.m1, insurer());
+    let (_, m2) = open_inner(&run.m2, patient());
+    let members = |v: &Value| {
+        let mut names: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        names.sort_unstable();
+        names
+    };
+    assert_eq!(
+        members(&m1),
+        ["e_p", "id_a", "id_p", "n_p", "request_hash", "time"]
+    );
+    assert_eq!(
+        members(&m2),
+        ["e_a", "id_a", "id_p", "m1_hash", "n_a", "n_p", "time"]
+    );
+    for point in [&m1["e_p"], &m2["e_a"]] {
+        let bytes = b64::decode(point.as_str().unwrap()).unwrap();
+        assert_eq!(
+            (bytes.len(), bytes[0]),
+            (65, 4),
+            "an uncompressed public point"
+        );
+    }
+}
+
 #[test]
 fn a_patient_entry_whose_id_is_not_its_key_thumbprint_is_refused() {
     // M registers its keys under a chosen name with the patient role, and signs as that name.
