@@ -6,15 +6,17 @@
 //! ```text
 //! Requester                                   PatientWallet
 //! start_request(purpose, parts) -> request  ->  read_request(request, role) -> IncomingRequest
-//!                                                 (who asks, verified how, which parts)
+//!   (a JWS signed by the requester)              (signature checked with the requester's
+//!                                                 registered key, then: who asks, which parts)
 //!                                         <-  accept() -> m1
 //! receive_m1(m1) -> m2                      ->
 //!                                         <-  send_record(m2, sd_jwt, disclose) -> m3
 //! receive_record(m3, doctor_role) -> SharedRecordInfo (verified, AccessLog committed)
 //! ```
 //!
-//! The app carries the four messages (text: JSON or compact JWE) over whatever channel it
-//! has (QR code, NFC, HTTPS): the protocol is safe over an open channel. The typestates of
+//! The app carries the four messages (text: a compact JWS, then JSON) over whatever channel
+//! it has (QR code, NFC, HTTPS): the protocol is safe over an open channel, and none of the
+//! messages names the patient. The typestates of
 //! `emrshare_core::handshake` live inside the two objects; a call at the wrong step is an
 //! `InvalidInput` error that leaves the handshake where it was; any other error (a tampered,
 //! misdirected or unverifiable message) ends it, and a new one starts from the request.
@@ -86,8 +88,8 @@ pub struct RequestSummary {
     pub requested_parts: Vec<String>,
     /// Unix seconds, by the requester's clock (within the accepted skew of ours).
     pub sent_at: u64,
-    /// The k-anonymous lookup that proved the requester's keys: the keys in the request are
-    /// exactly its registered, active keys.
+    /// The k-anonymous lookup that proved the requester's registry entry, whose signing key
+    /// signed this request (everything above is what it signed).
     pub requester_lookup: LookupReport,
 }
 
@@ -98,8 +100,8 @@ enum PatientStep {
     AwaitingM2(Box<PatientAwaitingM2>),
 }
 
-/// A request the patient received, with the requester verified against the registry.
-/// [`accept`](Self::accept) answers it; dropping it declines.
+/// A request the patient received, signed by the requester's registered key, recent, and
+/// not answered before. [`accept`](Self::accept) answers it; dropping it declines.
 #[derive(uniffi::Object)]
 pub struct IncomingRequest {
     party: Arc<Party>,
@@ -127,17 +129,18 @@ pub(crate) async fn read_request(
     let (entry, requester_lookup) = party
         .lookup(read.requester().as_str(), requester_role)
         .await?;
+    let verified = read
+        .verify_requester(&entry, &party.answered_requests(), now())
+        .map_err(from_handshake)?;
+    // Only now is anything of the request shown: from what the registered key signed.
     let summary = RequestSummary {
-        requester_id: read.requester().to_string(),
+        requester_id: verified.requester().to_string(),
         requester_role,
-        purpose: read.purpose().into(),
-        requested_parts: read.requested_parts().to_vec(),
-        sent_at: read.time(),
+        purpose: verified.purpose().into(),
+        requested_parts: verified.requested_parts().to_vec(),
+        sent_at: verified.time(),
         requester_lookup,
     };
-    let verified = read
-        .verify_requester(&entry, now())
-        .map_err(from_handshake)?;
     Ok(Arc::new(IncomingRequest {
         party,
         summary,
@@ -152,7 +155,8 @@ impl IncomingRequest {
     }
 
     /// Accepts: returns M1 for the requester (signed by the patient, encrypted to the
-    /// requester's registered key, with the patient's ephemeral key).
+    /// requester's registered key, with the patient's ephemeral key). A request is answered
+    /// once: accepting it again, or a copy of it, is refused.
     pub fn accept(&self) -> Result<String> {
         log_result("accept request", self.accept_inner())
     }
@@ -178,7 +182,13 @@ impl IncomingRequest {
         let (awaiting, m1) = self
             .party
             .with_keys(|keys| {
-                PatientStart::new(HandshakeConfig::default()).send_m1(*verified, keys, now())
+                let mut answered = self.party.answered_requests();
+                PatientStart::new(HandshakeConfig::default()).send_m1(
+                    *verified,
+                    &mut answered,
+                    keys,
+                    now(),
+                )
             })
             .map_err(from_handshake)?;
         put(&self.step, PatientStep::AwaitingM2(Box::new(awaiting)));
@@ -388,7 +398,14 @@ mod tests {
                 },
                 "VerificationFailed",
             ),
-            (HandshakeError::KeysDiffer, "VerificationFailed"),
+            (
+                HandshakeError::BadSignature(MessageKind::Request),
+                "VerificationFailed",
+            ),
+            (
+                HandshakeError::Replayed(MessageKind::Request),
+                "VerificationFailed",
+            ),
             (
                 HandshakeError::SessionKey(MessageKind::M3),
                 "VerificationFailed",

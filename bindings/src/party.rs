@@ -7,11 +7,12 @@ use crate::secrets::{PartySecrets, SecretStore};
 use crate::types::{LookupReport, PartyRole, Registration};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::account::Account;
+use emrshare_core::handshake::AnsweredRequests;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::tx::{SignedTransaction, TxBody};
 use emrshare_core::ledger::verify::VerifiedEntry;
 use emrshare_core::lookup::{LookupKey, LookupPlan, QuerySize};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One party's state, shared by its object's async calls (hence `Arc`).
 pub(crate) struct Party {
@@ -23,6 +24,11 @@ pub(crate) struct Party {
     /// Serialises writes: a transaction is signed with the chain's next sequence number and
     /// awaited before the next one is signed.
     writes: tokio::sync::Mutex<()>,
+    /// The requests this party (as a patient) has answered, so a replayed one is refused.
+    /// In memory: after the app restarts, a request answered in the last few minutes (the
+    /// time window) can be shown again; answering it leads nowhere, as the requester's
+    /// handshake for it has ended.
+    answered_requests: Mutex<AnsweredRequests>,
 }
 
 pub(crate) fn rsa_bits(bits: u32) -> Result<RsaBits> {
@@ -39,6 +45,7 @@ impl Party {
             config,
             client,
             writes: tokio::sync::Mutex::new(()),
+            answered_requests: Mutex::new(AnsweredRequests::default()),
         }))
     }
 
@@ -70,6 +77,13 @@ impl Party {
     }
 
     /// Runs `f` with the party's keys.
+    /// The requests this party answered as a patient; locked briefly, never across an await.
+    pub fn answered_requests(&self) -> MutexGuard<'_, AnsweredRequests> {
+        self.answered_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn with_keys<T>(&self, f: impl FnOnce(&PrivateKeySet) -> T) -> T {
         let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
         f(account.keys())

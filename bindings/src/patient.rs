@@ -120,8 +120,9 @@ impl PatientWallet {
 
     /// Reads an institution's request (the handshake's first message) and verifies who asks:
     /// a k-anonymous lookup of the requester among `requester_role`, whose registered,
-    /// active keys must be exactly the keys in the request. The result shows who asks, for
-    /// what, and which parts; [`IncomingRequest::accept`] answers it.
+    /// active signing key must have signed the request; a stale request, or one this wallet
+    /// already answered, is refused. Only then does the result show who asks, for what, and
+    /// which parts; [`IncomingRequest::accept`] answers it.
     pub async fn read_request(
         &self,
         request: String,

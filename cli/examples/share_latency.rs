@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use emrshare_cli::consortium::LocalConsortium;
 use emrshare_core::account::Account;
 use emrshare_core::ces::{self, IssueOptions};
-use emrshare_core::handshake::{HandshakeConfig, PatientStart, RequesterStart};
+use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
 use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::tx::Role;
@@ -118,6 +118,7 @@ async fn main() -> Result<()> {
     );
     let config = HandshakeConfig::default();
     let (mut verified, mut logged) = (Vec::new(), Vec::new());
+    let mut answered = AnsweredRequests::default();
     for _ in 0..runs {
         let started = Instant::now();
         let (insurer_waiting, request) = RequesterStart::new(config).send_request(
@@ -129,8 +130,9 @@ async fn main() -> Result<()> {
         let patient_side = PatientStart::new(config);
         let read = patient_side.read_request(&request, now())?;
         let entry = lookup(&client, &patient_key, read.requester(), Role::Insurer).await?;
+        let request = read.verify_requester(&entry, &answered, now())?;
         let (patient_waiting, m1) =
-            patient_side.send_m1(read.verify_requester(&entry, now())?, patient.keys(), now())?;
+            patient_side.send_m1(request, &mut answered, patient.keys(), now())?;
         let side = insurer_waiting.receive_m1(&m1, insurer.keys(), now())?;
         let entry = lookup(&client, &insurer_key, side.patient(), Role::Patient).await?;
         let (insurer_waiting, m2) = side.verify_patient(&entry, insurer.keys(), now())?;

@@ -11,7 +11,7 @@ use crate::now;
 use anyhow::{Context, Result, bail, ensure};
 use emrshare_core::account::{Account, share_envelope};
 use emrshare_core::ces::{self, IssueOptions, VerifyPolicy};
-use emrshare_core::handshake::{HandshakeConfig, PatientStart, RequesterStart};
+use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
 use emrshare_core::jwe::Envelope;
 use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits};
@@ -465,11 +465,15 @@ async fn share<T: Transport>(world: &World<T>, p: &mut Parties, stored: &Stored)
     step(
         t,
         "insurer",
-        "asks the patient for examination and prescription, sending its keys",
+        format_args!(
+            "asks the patient for examination and prescription: a request ({} bytes) signed with its registered key",
+            request.len()
+        ),
     );
 
     let t = Instant::now();
     let patient_side = PatientStart::new(config);
+    let mut answered = AnsweredRequests::default();
     let read = patient_side.read_request(&request, now())?;
     let patient_lookups = LookupKey::derive(&p.patient_secret);
     let (insurer_entry, outcome, asked) = world
@@ -479,22 +483,27 @@ async fn share<T: Transport>(world: &World<T>, p: &mut Parties, stored: &Stored)
         .lookup(&patient_lookups, read.requester(), Role::Insurer)
         .await?;
     ensure!(again.2 == asked, "a repeated lookup must ask the same IDs");
-    let verified_request = read.verify_requester(&insurer_entry, now())?;
+    let verified_request = read.verify_requester(&insurer_entry, &answered, now())?;
     step(
         t,
         "patient",
-        "looks the requester up k-anonymously: the keys it sent are the registered ones",
+        format_args!(
+            "looks the requester up k-anonymously; its registered key signed the request; shows \"{}\" asks for {}",
+            verified_request.purpose(),
+            verified_request.requested_parts().join(", ")
+        ),
     );
     world.describe(&outcome, asked);
     note("a repeated lookup of the insurer sends the identical set of IDs");
 
     let t = Instant::now();
-    let (patient_waiting, m1) = patient_side.send_m1(verified_request, p.patient.keys(), now())?;
+    let (patient_waiting, m1) =
+        patient_side.send_m1(verified_request, &mut answered, p.patient.keys(), now())?;
     step(
         t,
         "patient",
         format_args!(
-            "M1 ({} bytes): nonce, ephemeral P-256 key, time; signed, sealed to the insurer's registered key",
+            "M1 ({} bytes): nonce, ephemeral P-256 key, time; signed, sealed to the insurer's registered key (no kid)",
             m1.len()
         ),
     );
@@ -511,7 +520,7 @@ async fn share<T: Transport>(world: &World<T>, p: &mut Parties, stored: &Stored)
         t,
         "insurer",
         format_args!(
-            "opens M1, looks the patient up k-anonymously among patients; M2 ({} bytes) sealed to the patient",
+            "opens M1, looks the patient up k-anonymously among patients; M2 ({} bytes) sealed to the patient, naming no one",
             m2.len()
         ),
     );
@@ -581,8 +590,13 @@ async fn share<T: Transport>(world: &World<T>, p: &mut Parties, stored: &Stored)
         RequesterStart::new(config).send_request(&impostor, "claim", &asked_parts, now())?;
     let forged = PatientStart::new(config).read_request(&forged, now())?;
     refused(
-        "a request under the insurer's name with other keys (a man in the middle)",
-        forged.verify_requester(&insurer_entry, now()),
+        "a request in the insurer's name signed by another key (a forgery)",
+        forged.verify_requester(&insurer_entry, &answered, now()),
+    )?;
+    let replayed = PatientStart::new(config).read_request(&request, now())?;
+    refused(
+        "the request replayed after the patient answered it",
+        replayed.verify_requester(&insurer_entry, &answered, now()),
     )?;
     refused(
         "a request an hour old",

@@ -12,7 +12,7 @@ mod registry;
 use criterion::{Criterion, criterion_group, criterion_main};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::ces::{self, IssueOptions};
-use emrshare_core::handshake::{HandshakeConfig, PatientStart, RequesterStart};
+use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::record::{Ceas, Record};
@@ -56,12 +56,15 @@ fn patient_side(c: &mut Criterion) {
             .unwrap();
         let started = Instant::now();
         let start = PatientStart::new(config);
+        let mut answered = AnsweredRequests::default();
         let verified = start
             .read_request(&request, NOW)
             .unwrap()
-            .verify_requester(&insurer_entry, NOW)
+            .verify_requester(&insurer_entry, &answered, NOW)
             .unwrap();
-        let (p, m1) = start.send_m1(verified, &patient, NOW).unwrap();
+        let (p, m1) = start
+            .send_m1(verified, &mut answered, &patient, NOW)
+            .unwrap();
         *timed += started.elapsed();
         let (a, m2) = a
             .receive_m1(&m1, &insurer, NOW)

@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! A                                                        P
-//! Request {id_a, purpose, parts, A's keys, time, nonce} ->    P checks A's keys against A's
-//!                                                             VerifiedEntry (k-anonymous lookup)
+//! Request = JWS_A{iss id_a, jti, purpose, parts, iat} ->      P checks A's signature with A's
+//!                                                             VerifiedEntry (k-anonymous lookup),
+//!                                                             the time, and that it has not
+//!                                                             answered this jti before
 //!   <- M1 = JWE to A's registered key of JWS_P{id_p, id_a, n_p, e_p, time, H(Request)}
 //! A checks P's VerifiedEntry (lookup of id_p)
 //! M2 = JWE to P's registered key of JWS_A{id_a, id_p, n_a, n_p, e_a, time, H(M1)} ->
@@ -17,6 +19,19 @@
 //! ```
 //!
 //! Design choices, and why:
+//! - **Signed requests**: the request is an ES256 JWS (`typ` [`REQUEST_TYP`]) by the
+//!   requester's registered signing key, checked against its [`VerifiedEntry`] before any of
+//!   it can be read: [`Request`] (not yet verified) tells only whom to look up; purpose,
+//!   parts and time are on [`VerifiedRequest`]. Otherwise anyone could make a patient's app
+//!   show "insurer:acme asks for your prescription" that the insurer never sent. A request is
+//!   not addressed to a patient (naming one would put the patient on the wire), so a signed
+//!   request is good for whoever receives it within the time window; the patient answers each
+//!   (requester, request ID) once ([`AnsweredRequests`]).
+//! - **No patient identity on the wire**: M1 and M2 are sealed without a `kid` (the recipient
+//!   tries its own key), so no clear header names either party's key; the patient's ID, key
+//!   and signature are only inside the encryption. Everything the patient puts in M1 and M2 has
+//!   a fixed length (IDs are thumbprints), and M3's plaintext is padded (Padmé) so its length
+//!   does not tell records apart to the byte. What remains visible is listed in SECURITY.md.
 //! - **Sign inside the encryption** (an ES256 JWS inside the JWE), rather than a signature
 //!   over the transcript next to it: an eavesdropper sees neither who the patient is nor a
 //!   signature it could test candidate patient keys against. Sign-then-encrypt is only safe
@@ -27,8 +42,8 @@
 //!   the exchange so far, including the peer's ephemeral key.
 //! - **Only registered keys**: every encryption to and signature check of a party uses keys
 //!   from a [`VerifiedEntry`] (a registry entry proven under a certified header), which the
-//!   transitions require as an argument. The keys A puts in its request are only compared
-//!   with its registered ones.
+//!   transitions require as an argument; the request carries no keys, only a signature that
+//!   A's registered key must verify.
 //! - **Forward secrecy**: the session key comes from ephemeral ECDH P-256 keys that are used
 //!   once and wiped; a later theft of the RSA keys opens M1 and M2 but not M3.
 //! - **Transcript binding**: HKDF's info covers the hash of the exact bytes of the request,
@@ -37,13 +52,22 @@
 //! - **Replay and reflection**: every message names its format (`typ`, also inside the
 //!   encryption); a message of our own side is refused as reflected, one of the peer's at the
 //!   wrong step as out of order. Fresh nonces and the request and M1 hashes tie each message to
-//!   one handshake. M3 carries a direction label and a sequence number, both in the GCM nonce
-//!   and the authenticated data.
+//!   one handshake; a request the patient already answered is refused by its ID. M3 carries
+//!   a direction label and a sequence number, both in the GCM nonce and the authenticated
+//!   data.
 //! - **States are types**: each transition consumes its state, so a state (and its nonces and
 //!   ephemeral key) cannot be used twice, and a step that needs a registry check takes the
 //!   [`VerifiedEntry`] or [`VerifiedRequest`] that proves it. An error ends the handshake.
 //!
-//! A transition cannot be skipped or repeated; both fail to compile:
+//! A transition cannot be skipped or repeated, and an unverified request cannot be shown; all
+//! fail to compile:
+//!
+//! ```compile_fail,E0599
+//! # use emrshare_core::handshake::Request;
+//! fn show(request: &Request) -> &str {
+//!     request.purpose() // only a VerifiedRequest has a purpose to show
+//! }
+//! ```
 //!
 //! ```compile_fail,E0599
 //! # use emrshare_core::handshake::RequesterAwaitingM1;
@@ -71,7 +95,7 @@
 
 use crate::ces::{self, CesError, KeyBindingRequirement, SdJwt, VerifiedRecord, VerifyPolicy};
 use crate::hazmat::{self, EcdhP256Public, EcdhP256Secret, aes256_gcm};
-use crate::jwe::{Envelope, Recipient};
+use crate::jwe::Envelope;
 use crate::jws::{self, JwsError};
 use crate::keys::{PartyId, PrivateKeySet, PublicKeySet};
 use crate::ledger::tx::{Action, Outcome, Role, TxBody};
@@ -82,20 +106,26 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use zeroize::Zeroizing;
 
-pub const REQUEST_TYP: &str = "emrshare-handshake-request/v1";
-pub const M1_TYP: &str = "emrshare-handshake-m1/v1";
-pub const M2_TYP: &str = "emrshare-handshake-m2/v1";
-pub const M3_TYP: &str = "emrshare-handshake-m3/v1";
+/// The request is a compact JWS; this is the `typ` of its protected header.
+pub const REQUEST_TYP: &str = "emr-req+jwt";
+/// Version 2: M1 binds a signed request, M1 and M2 name no recipient, M3 is padded.
+pub const M1_TYP: &str = "emrshare-handshake-m1/v2";
+pub const M2_TYP: &str = "emrshare-handshake-m2/v2";
+pub const M3_TYP: &str = "emrshare-handshake-m3/v2";
 
-/// Largest accepted request (a JWK set with an RSA-4096 key is about 1.5 KiB).
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Largest accepted request: room for many requested parts; a usual request is well under
+/// 1 KiB.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Largest accepted M1 or M2 (about 2 KiB with RSA-3072).
 pub const MAX_KEY_EXCHANGE_BYTES: usize = 16 * 1024;
-/// Largest accepted M3: a maximal SD-JWT, base64url-encoded once more.
-pub const MAX_M3_BYTES: usize = ces::MAX_SD_JWT_BYTES / 3 * 4 + 64 * 1024;
+/// Largest accepted M3: a maximal SD-JWT with its padding (under 1/8 more), base64url-encoded
+/// once more.
+pub const MAX_M3_BYTES: usize =
+    (ces::MAX_SD_JWT_BYTES + ces::MAX_SD_JWT_BYTES / 8) / 3 * 4 + 64 * 1024;
 pub const MAX_PURPOSE_BYTES: usize = 1024;
 const MAX_PART_NAME_BYTES: usize = 128;
 
@@ -104,6 +134,8 @@ const SESSION_LABEL: &[u8] = b"emrshare/v1/session";
 /// Domain separation of the transcript hash.
 const TRANSCRIPT_LABEL: &[u8] = b"emrshare/v1/handshake-transcript";
 const NONCE_LEN: usize = 32;
+/// A request ID: 128 random bits, so two honest requests never share one.
+pub const REQUEST_ID_LEN: usize = 16;
 /// M3 is the first (and only) message of the patient-to-requester direction.
 const M3_SEQUENCE: u64 = 0;
 
@@ -204,8 +236,10 @@ pub enum HandshakeError {
     },
     #[error("the registry entry given is not the {0}'s")]
     EntryMismatch(&'static str),
-    #[error("the keys the requester sent differ from its registered keys")]
-    KeysDiffer,
+    #[error(
+        "{capacity} requests answered within the time window: no more until the oldest age out"
+    )]
+    TooManyAnswered { capacity: usize },
     #[error("the {0}'s registry entry is revoked or outside its validity period")]
     InactiveEntry(&'static str),
     #[error("the {party}'s registry entry cannot be used: {reason}")]
@@ -257,18 +291,19 @@ impl HandshakeConfig {
 // ---------------------------------------------------------------------------------------
 // Wire formats. Every struct refuses unknown members; every parse is strict JSON.
 
+/// What the requester signs in its request (JWT claim names where one fits).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RequestWire {
-    typ: String,
-    id_a: PartyId,
+struct RequestClaims {
+    /// The requester.
+    iss: PartyId,
+    /// The request ID: [`REQUEST_ID_LEN`] random bytes, base64url. Makes every request, and so
+    /// the request hash M1 signs, unique, and is what the patient remembers once it answered.
+    jti: String,
     purpose: String,
     requested_parts: Vec<String>,
-    /// A's public JWK set, as in `*.pub.json`.
-    a_keys: Value,
-    time: u64,
-    /// Makes every request, and so the request hash M1 signs, unique.
-    nonce: String,
+    /// When the requester made the request, Unix seconds.
+    iat: u64,
 }
 
 /// M1 and M2 on the wire: the format name and a compact JWE.
@@ -338,14 +373,33 @@ fn parse_wire<T: DeserializeOwned>(
             limit: expected.max_bytes(),
         });
     }
-    let value =
-        strict_json::parse_value(bytes).map_err(|_| malformed(expected, "not strict JSON"))?;
+    let Ok(value) = strict_json::parse_value(bytes) else {
+        // Not JSON: perhaps a request (a compact JWS) at the wrong step.
+        return Err(match compact_jws_typ(bytes) {
+            Some(typ) => check_kind(&typ, expected).err(),
+            None => None,
+        }
+        .unwrap_or(malformed(expected, "not strict JSON")));
+    };
     let typ = value
         .get("typ")
         .and_then(Value::as_str)
         .ok_or(malformed(expected, "no typ"))?;
     check_kind(typ, expected)?;
     strict_json::from_value(value).map_err(|_| malformed(expected, "unexpected members"))
+}
+
+/// The `typ` of a compact JWS's protected header, unverified: only to tell a request from
+/// other messages. `None` if `bytes` is not shaped like a compact JWS.
+fn compact_jws_typ(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut segments = text.split('.');
+    let header = segments.next()?;
+    if segments.count() != 2 {
+        return None;
+    }
+    let header = strict_json::parse_value(&b64::decode(header).ok()?).ok()?;
+    header.get("typ")?.as_str().map(str::to_owned)
 }
 
 fn check_kind(typ: &str, expected: MessageKind) -> Result<(), HandshakeError> {
@@ -382,11 +436,9 @@ fn sign_and_seal(
     let payload = serde_json::to_value(content).expect("handshake messages serialize");
     let header = jws::Header::es256(kind.typ(), Some(signer.id.signing_kid()));
     let signed = jws::sign(&signer.signing, &header, &payload);
-    let to = Recipient {
-        kid: &recipient.id.encryption_kid(),
-        key: &recipient.encryption,
-    };
-    let jwe = Envelope::seal(signed.as_bytes(), &[to], Some(kind.typ()))
+    // No kid: it would name the recipient (the patient, for M2) to anyone who sees the
+    // message. The recipient tries its own key.
+    let jwe = Envelope::seal_unnamed(signed.as_bytes(), &recipient.encryption, Some(kind.typ()))
         .and_then(|envelope| envelope.to_compact())
         .map_err(|_| HandshakeError::Encrypt(kind))?;
     Ok(to_json(&SealedWire {
@@ -396,7 +448,9 @@ fn sign_and_seal(
 }
 
 /// Opens M1 or M2 with our keys (the JWE MAC is checked before decryption), checks the
-/// authenticated content type, and returns the inner JWS, not yet verified.
+/// authenticated content type, and returns the inner JWS, not yet verified. Only the compact
+/// form with `alg`, `enc` and `cty` is accepted: any other header parameter (a `kid` above
+/// all) could name a party in clear, and an honest peer sends none.
 fn open_sealed(
     bytes: &[u8],
     kind: MessageKind,
@@ -408,6 +462,18 @@ fn open_sealed(
     // Each recipient costs an RSA decryption attempt: more than one is only a lever for DoS.
     if envelope.recipient_kids().len() != 1 {
         return Err(malformed(kind, "JWE must have exactly one recipient"));
+    }
+    if envelope.to_compact().ok().as_deref() != Some(wire.jwe.as_str()) {
+        return Err(malformed(kind, "JWE must be in compact form"));
+    }
+    if envelope
+        .protected_header_names()
+        .any(|name| !matches!(name, "alg" | "enc" | "cty"))
+    {
+        return Err(malformed(
+            kind,
+            "JWE header has parameters other than alg, enc, cty",
+        ));
     }
     let plaintext = envelope
         .open(recipient)
@@ -578,6 +644,21 @@ impl SessionKey {
     }
 }
 
+/// Padmé (Nikitin et al., "Reducing metadata leakage from encrypted files and communication
+/// with PURBs", PETS 2019): rounds a length up so that only its top ~log2(log2(len)) bits
+/// stay, at most about 12% more. M3's length then tells a record's size class, not its size,
+/// so two shares of one record (of one patient) are harder to link by length.
+fn padme_len(len: usize) -> usize {
+    if len < 2 {
+        return len;
+    }
+    let exponent = usize::BITS - 1 - len.leading_zeros();
+    let exponent_bits = u32::BITS - exponent.leading_zeros();
+    let dropped_bits = exponent - exponent_bits;
+    let mask = (1usize << dropped_bits) - 1;
+    (len + mask) & !mask
+}
+
 // ---------------------------------------------------------------------------------------
 // The patient's side.
 
@@ -587,23 +668,94 @@ pub struct PatientStart {
     config: HandshakeConfig,
 }
 
-/// A request as received: well-formed and recent, but nothing in it is trusted. Look the
-/// requester up in the registry, then [`verify_requester`](Self::verify_requester).
+/// A request as received: well-formed and recent, but its signature is not checked yet, so
+/// nothing in it is trusted and nothing of it can be shown. It only tells whom to look up:
+/// [`requester`](Self::requester); then [`verify_requester`](Self::verify_requester).
 pub struct Request {
-    bytes: Vec<u8>,
+    token: String,
     requester: PartyId,
+}
+
+/// A request signed by the requester's registered, active signing key, recent, and not one
+/// the patient already answered. Only [`Request::verify_requester`] makes one; its contents
+/// are what may be shown to the patient, and [`PatientStart::send_m1`] requires it.
+pub struct VerifiedRequest {
+    token: String,
+    registered: PublicKeySet,
+    request_id: [u8; REQUEST_ID_LEN],
     purpose: String,
     requested_parts: Vec<String>,
-    sent_keys: PublicKeySet,
     time: u64,
 }
 
-/// A request whose keys are the requester's registered, active keys. Only
-/// [`Request::verify_requester`] makes one; [`PatientStart::send_m1`] requires it.
-#[derive(Debug)]
-pub struct VerifiedRequest {
-    request: Request,
-    registered: PublicKeySet,
+/// The requests a patient has answered, so that none is answered twice: a replayed request
+/// is as authentic as the original, only memory tells it apart. Keep one per patient for as
+/// long as the app runs (or persist it) and pass it to every handshake.
+///
+/// Bounded: a request older than the time window is refused as stale anyway, so its entry is
+/// dropped once it is; and at most `capacity` requests are remembered within one window, past
+/// which new requests are refused ([`HandshakeError::TooManyAnswered`]) until old ones age out.
+#[derive(Debug, Clone)]
+pub struct AnsweredRequests {
+    capacity: usize,
+    /// (requester, request ID) -> the request's own time, which decides when it is stale.
+    answered: HashMap<(PartyId, [u8; REQUEST_ID_LEN]), u64>,
+}
+
+impl Default for AnsweredRequests {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl AnsweredRequests {
+    /// Far more than a patient answers in one time window.
+    pub const DEFAULT_CAPACITY: usize = 1024;
+
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            answered: HashMap::new(),
+        }
+    }
+
+    /// How many requests are remembered.
+    pub fn len(&self) -> usize {
+        self.answered.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.answered.is_empty()
+    }
+
+    fn contains(&self, requester: &PartyId, request_id: &[u8; REQUEST_ID_LEN]) -> bool {
+        self.answered
+            .contains_key(&(requester.clone(), *request_id))
+    }
+
+    /// Remembers a request as answered, or refuses it if it was; forgets those that have
+    /// left the time window first.
+    fn record(
+        &mut self,
+        request: &VerifiedRequest,
+        config: &HandshakeConfig,
+        now: u64,
+    ) -> Result<(), HandshakeError> {
+        let requester = &request.registered.id;
+        if self.contains(requester, &request.request_id) {
+            return Err(HandshakeError::Replayed(MessageKind::Request));
+        }
+        self.answered
+            .retain(|_, time| time.saturating_add(config.max_skew) >= now);
+        if self.answered.len() >= self.capacity {
+            return Err(HandshakeError::TooManyAnswered {
+                capacity: self.capacity,
+            });
+        }
+        self.answered
+            .insert((requester.clone(), request.request_id), request.time);
+        Ok(())
+    }
 }
 
 /// The patient has sent M1 and waits for M2.
@@ -641,41 +793,34 @@ impl PatientStart {
         Self { config }
     }
 
-    /// Parses a request: size, format, fields, and time within the window.
+    /// Reads a request: size, format, fields, and time within the window, all before its
+    /// signature can be checked (that needs the requester's registry entry): the result tells
+    /// only whom to look up.
     pub fn read_request(&self, bytes: &[u8], now: u64) -> Result<Request, HandshakeError> {
         const KIND: MessageKind = MessageKind::Request;
-        let wire: RequestWire = parse_wire(bytes, KIND)?;
-        check_request_fields(&wire.purpose, &wire.requested_parts)?;
-        decode_nonce(KIND, &wire.nonce)?;
-        let sent_keys = PublicKeySet::from_json(&to_json(&wire.a_keys))
-            .map_err(|_| malformed(KIND, "requester keys are not a valid public JWK set"))?;
-        if sent_keys.id != wire.id_a {
-            return Err(HandshakeError::WrongId {
-                kind: KIND,
-                party: "requester",
-            });
-        }
-        self.config.check_time(KIND, wire.time, now)?;
+        let (token, claims) = parse_request(bytes)?;
+        self.config.check_time(KIND, claims.iat, now)?;
         Ok(Request {
-            bytes: bytes.to_vec(),
-            requester: wire.id_a,
-            purpose: wire.purpose,
-            requested_parts: wire.requested_parts,
-            sent_keys,
-            time: wire.time,
+            token,
+            requester: claims.iss,
         })
     }
 
-    /// Sends M1: encrypted to the requester's registered key, signed by the patient.
+    /// Sends M1: encrypted to the requester's registered key, signed by the patient. Records
+    /// the request in `answered` first, and refuses one that is there already (read twice,
+    /// or replayed since it was verified).
     pub fn send_m1(
         self,
         request: VerifiedRequest,
+        answered: &mut AnsweredRequests,
         patient: &PrivateKeySet,
         now: u64,
     ) -> Result<(PatientAwaitingM2, Vec<u8>), HandshakeError> {
+        // Recorded before sealing: if sealing to the registered key fails, it would fail
+        // again, so the request counts as answered either way.
+        answered.record(&request, &self.config, now)?;
         let VerifiedRequest {
-            request,
-            registered,
+            token, registered, ..
         } = request;
         let n_p = hazmat::random_array::<NONCE_LEN>();
         let (e_p_secret, e_p) = EcdhP256Secret::generate();
@@ -685,14 +830,14 @@ impl PatientStart {
             n_p: b64::encode(n_p),
             e_p: b64::encode(e_p),
             time: now,
-            request_hash: b64::encode(hazmat::sha256(&request.bytes)),
+            request_hash: b64::encode(hazmat::sha256(token.as_bytes())),
         };
         let m1 = sign_and_seal(MessageKind::M1, &content, patient, &registered)?;
         let state = PatientAwaitingM2 {
             config: self.config,
             patient: patient.id.clone(),
             requester: registered,
-            request_bytes: request.bytes,
+            request_bytes: token.into_bytes(),
             m1: m1.clone(),
             n_p,
             e_p,
@@ -700,6 +845,40 @@ impl PatientStart {
         };
         Ok((state, m1))
     }
+}
+
+/// Checks a request's size and format, and parses what it claims (unverified).
+fn parse_request(bytes: &[u8]) -> Result<(String, RequestClaims), HandshakeError> {
+    const KIND: MessageKind = MessageKind::Request;
+    if bytes.len() > KIND.max_bytes() {
+        return Err(HandshakeError::TooLarge {
+            kind: KIND,
+            size: bytes.len(),
+            limit: KIND.max_bytes(),
+        });
+    }
+    let typ = match compact_jws_typ(bytes) {
+        Some(typ) => typ,
+        // Another handshake message (JSON with a typ) is reflected or out of order.
+        None => {
+            let value = strict_json::parse_value(bytes)
+                .map_err(|_| malformed(KIND, "not a compact JWS"))?;
+            match value.get("typ").and_then(Value::as_str) {
+                Some(typ) => typ.to_owned(),
+                None => return Err(malformed(KIND, "not a compact JWS")),
+            }
+        }
+    };
+    check_kind(&typ, KIND)?;
+    let token = String::from_utf8(bytes.to_vec()).map_err(|_| malformed(KIND, "not text"))?;
+    let claims: RequestClaims = jws::unverified_payload(&token)
+        .ok()
+        .and_then(|payload| strict_json::from_value(payload).ok())
+        .ok_or(malformed(KIND, "signed content"))?;
+    check_request_fields(&claims.purpose, &claims.requested_parts)?;
+    b64::decode_array::<REQUEST_ID_LEN>(&claims.jti)
+        .map_err(|_| malformed(KIND, "request ID is not 16 bytes of base64url"))?;
+    Ok((token, claims))
 }
 
 fn check_request_fields(purpose: &str, parts: &[String]) -> Result<(), HandshakeError> {
@@ -722,7 +901,58 @@ fn check_request_fields(purpose: &str, parts: &[String]) -> Result<(), Handshake
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.debug_struct("Request")
-            .field("requester", &self.requester)
+            .field("claimed_requester", &self.requester)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    /// The requester the request claims to come from: look this ID up in the registry.
+    pub fn requester(&self) -> &PartyId {
+        &self.requester
+    }
+
+    /// Checks the request against the requester's registry entry (from the k-anonymous
+    /// lookup): the entry is the requester's, active now, of an institution's role; the
+    /// request is signed by its registered signing key; and it is not in `answered`.
+    pub fn verify_requester(
+        self,
+        entry: &VerifiedEntry,
+        answered: &AnsweredRequests,
+        now: u64,
+    ) -> Result<VerifiedRequest, HandshakeError> {
+        const KIND: MessageKind = MessageKind::Request;
+        let registered =
+            registered_keys(entry, "requester", &self.requester, REQUESTER_ROLES, now)?;
+        // The verified payload is parsed again: from here on nothing unverified is used.
+        let claims: RequestClaims = verify_signed(KIND, &self.token, &registered)?;
+        if claims.iss != registered.id {
+            return Err(HandshakeError::WrongId {
+                kind: KIND,
+                party: "requester",
+            });
+        }
+        check_request_fields(&claims.purpose, &claims.requested_parts)?;
+        let request_id = b64::decode_array(&claims.jti)
+            .map_err(|_| malformed(KIND, "request ID is not 16 bytes of base64url"))?;
+        if answered.contains(&registered.id, &request_id) {
+            return Err(HandshakeError::Replayed(KIND));
+        }
+        Ok(VerifiedRequest {
+            token: self.token,
+            registered,
+            request_id,
+            purpose: claims.purpose,
+            requested_parts: claims.requested_parts,
+            time: claims.iat,
+        })
+    }
+}
+
+impl fmt::Debug for VerifiedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("VerifiedRequest")
+            .field("requester", &self.registered.id)
             .field("purpose", &self.purpose)
             .field("requested_parts", &self.requested_parts)
             .field("time", &self.time)
@@ -730,9 +960,10 @@ impl fmt::Debug for Request {
     }
 }
 
-impl Request {
+impl VerifiedRequest {
+    /// The requester, whose registered key signed the request.
     pub fn requester(&self) -> &PartyId {
-        &self.requester
+        &self.registered.id
     }
 
     pub fn purpose(&self) -> &str {
@@ -743,33 +974,14 @@ impl Request {
         &self.requested_parts
     }
 
+    /// When the requester made the request (its clock, within the window of ours).
     pub fn time(&self) -> u64 {
         self.time
     }
 
-    /// Checks the request against the requester's registry entry (from the k-anonymous
-    /// lookup): the entry is the requester's, active now, of an institution's role, and its
-    /// keys are exactly the keys the request carries.
-    pub fn verify_requester(
-        self,
-        entry: &VerifiedEntry,
-        now: u64,
-    ) -> Result<VerifiedRequest, HandshakeError> {
-        let registered =
-            registered_keys(entry, "requester", &self.requester, REQUESTER_ROLES, now)?;
-        if registered != self.sent_keys {
-            return Err(HandshakeError::KeysDiffer);
-        }
-        Ok(VerifiedRequest {
-            request: self,
-            registered,
-        })
-    }
-}
-
-impl VerifiedRequest {
-    pub fn request(&self) -> &Request {
-        &self.request
+    /// The request ID the requester chose; the patient answers each one once.
+    pub fn request_id(&self) -> &[u8; REQUEST_ID_LEN] {
+        &self.request_id
     }
 }
 
@@ -854,10 +1066,13 @@ impl PatientSessionEstablished {
             content_key_grant: grant.as_deref().map(|g| Cow::Borrowed(g.as_str())),
         };
         // Sized up front so the buffer holding the grant is not reallocated (and copied).
-        let mut plaintext = Zeroizing::new(Vec::with_capacity(
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(padme_len(
             presentation.len() + grant.as_ref().map_or(0, |g| g.len()) + 256,
-        ));
+        )));
         serde_json::to_writer(&mut *plaintext, &content).expect("M3 serializes");
+        // Trailing JSON whitespace: the parser skips it, the length is rounded up.
+        let padded_len = padme_len(plaintext.len());
+        plaintext.resize(padded_len, b' ');
         let direction = Direction::PatientToRequester;
         to_json(&M3Wire {
             typ: M3_TYP.into(),
@@ -969,7 +1184,8 @@ impl RequesterStart {
         Self { config }
     }
 
-    /// Makes the request. It carries no secret: anyone may read it.
+    /// Makes the request, signed with our signing key (the patient checks it against our
+    /// registry entry). It carries no secret and names no patient: anyone may read it.
     pub fn send_request(
         self,
         requester: &PrivateKeySet,
@@ -979,17 +1195,16 @@ impl RequesterStart {
     ) -> Result<(RequesterAwaitingM1, Vec<u8>), HandshakeError> {
         let requested_parts: Vec<String> = requested_parts.iter().map(|p| p.to_string()).collect();
         check_request_fields(purpose, &requested_parts)?;
-        let a_keys =
-            serde_json::from_str(&requester.public().to_json()).expect("a public JWK set is JSON");
-        let bytes = to_json(&RequestWire {
-            typ: REQUEST_TYP.into(),
-            id_a: requester.id.clone(),
+        let claims = RequestClaims {
+            iss: requester.id.clone(),
+            jti: b64::encode(hazmat::random_array::<REQUEST_ID_LEN>()),
             purpose: purpose.into(),
             requested_parts: requested_parts.clone(),
-            a_keys,
-            time: now,
-            nonce: b64::encode(hazmat::random_array::<NONCE_LEN>()),
-        });
+            iat: now,
+        };
+        let payload = serde_json::to_value(&claims).expect("handshake messages serialize");
+        let header = jws::Header::es256(REQUEST_TYP, Some(requester.id.signing_kid()));
+        let bytes = jws::sign(&requester.signing, &header, &payload).into_bytes();
         if bytes.len() > MAX_REQUEST_BYTES {
             return Err(HandshakeError::TooLarge {
                 kind: MessageKind::Request,
@@ -1378,12 +1593,13 @@ mod tests {
             .send_request(requester, "claim", &["examination"], NOW)
             .unwrap();
         let p = PatientStart::new(config);
+        let mut answered = AnsweredRequests::default();
         let verified = p
             .read_request(&request, NOW)
             .unwrap()
-            .verify_requester(&entry(requester, Role::Insurer), NOW)
+            .verify_requester(&entry(requester, Role::Insurer), &answered, NOW)
             .unwrap();
-        let (p, m1) = p.send_m1(verified, patient, NOW).unwrap();
+        let (p, m1) = p.send_m1(verified, &mut answered, patient, NOW).unwrap();
         let (a, m2) = a
             .receive_m1(&m1, requester, NOW)
             .unwrap()
@@ -1550,6 +1766,70 @@ mod tests {
     }
 
     #[test]
+    fn padme_rounds_up_by_at_most_an_eighth_and_keeps_few_distinct_lengths() {
+        assert_eq!(padme_len(0), 0);
+        assert_eq!(padme_len(1), 1);
+        assert_eq!(padme_len(1000), 1024);
+        let mut previous = 0;
+        for len in (2..200_000).step_by(7) {
+            let padded = padme_len(len);
+            assert!(
+                padded >= len && padded - len <= len / 8,
+                "{len} -> {padded}"
+            );
+            assert_eq!(padme_len(padded), padded, "padding is idempotent");
+            assert!(padded >= previous, "monotonic");
+            previous = padded;
+        }
+        let distinct: std::collections::BTreeSet<usize> = (4096..8192).map(padme_len).collect();
+        assert!(distinct.len() <= 32, "{}", distinct.len());
+    }
+
+    /// A verified request as `send_m1` receives it, with a chosen ID and time.
+    fn verified_request(id: u8, time: u64) -> VerifiedRequest {
+        let requester = &parties().requester;
+        VerifiedRequest {
+            token: String::new(),
+            registered: requester.public(),
+            request_id: [id; REQUEST_ID_LEN],
+            purpose: "claim".into(),
+            requested_parts: vec![],
+            time,
+        }
+    }
+
+    #[test]
+    fn answered_requests_refuse_a_second_answer_forget_stale_ones_and_are_bounded() {
+        let config = HandshakeConfig { max_skew: 300 };
+        let mut answered = AnsweredRequests::new(2);
+        answered
+            .record(&verified_request(1, NOW), &config, NOW)
+            .unwrap();
+        assert!(matches!(
+            answered.record(&verified_request(1, NOW), &config, NOW + 10),
+            Err(HandshakeError::Replayed(MessageKind::Request))
+        ));
+        answered
+            .record(&verified_request(2, NOW), &config, NOW)
+            .unwrap();
+        assert!(matches!(
+            answered.record(&verified_request(3, NOW), &config, NOW),
+            Err(HandshakeError::TooManyAnswered { capacity: 2 })
+        ));
+        // Still inside the window: remembered, so the guard stays full.
+        assert!(
+            answered
+                .record(&verified_request(3, NOW), &config, NOW + 300)
+                .is_err()
+        );
+        // Once the first two are stale (and so refused by the time check anyway), they go.
+        answered
+            .record(&verified_request(3, NOW + 301), &config, NOW + 301)
+            .unwrap();
+        assert_eq!(answered.len(), 1);
+    }
+
+    #[test]
     fn the_transcript_hash_is_unambiguous() {
         assert_ne!(
             transcript_hash(b"ab", b"c", b"d"),
@@ -1604,12 +1884,15 @@ mod tests {
             .send_request(requester, "claim", &[], NOW)
             .unwrap();
         let start = PatientStart::new(HandshakeConfig::default());
+        let mut answered = AnsweredRequests::default();
         let verified = start
             .read_request(&request, NOW)
             .unwrap()
-            .verify_requester(&entry(requester, Role::Insurer), NOW)
+            .verify_requester(&entry(requester, Role::Insurer), &answered, NOW)
             .unwrap();
-        let (awaiting, _) = start.send_m1(verified, patient, NOW).unwrap();
+        let (awaiting, _) = start
+            .send_m1(verified, &mut answered, patient, NOW)
+            .unwrap();
         assert!(format!("{awaiting:?}").contains("EcdhP256Secret([redacted])"));
     }
 

@@ -111,6 +111,34 @@ impl Envelope {
         recipients: &[Recipient],
         content_type: Option<&str>,
     ) -> Result<Self, JweError> {
+        let named: Vec<(Option<&str>, &EncryptionKey)> =
+            recipients.iter().map(|r| (Some(r.kid), r.key)).collect();
+        Self::seal_to_keys(plaintext, &named, content_type)
+    }
+
+    /// Encrypts `plaintext` to one key without naming it: the header carries no `kid`, so an
+    /// observer of the envelope does not learn whom it is for. The holder opens it with
+    /// [`open`](Self::open) as usual (with no `kid` to match, every recipient is tried).
+    pub fn seal_unnamed(
+        plaintext: &[u8],
+        key: &EncryptionKey,
+        content_type: Option<&str>,
+    ) -> Result<Self, JweError> {
+        Self::seal_to_keys(plaintext, &[(None, key)], content_type)
+    }
+
+    fn seal_to_keys(
+        plaintext: &[u8],
+        recipients: &[(Option<&str>, &EncryptionKey)],
+        content_type: Option<&str>,
+    ) -> Result<Self, JweError> {
+        let key_header = |kid: Option<&str>| {
+            let mut header = header(&[("alg", ALG)]);
+            if let Some(kid) = kid {
+                header.insert("kid".into(), kid.into());
+            }
+            header
+        };
         if recipients.is_empty() {
             return Err(JweError::NoRecipients);
         }
@@ -119,20 +147,19 @@ impl Envelope {
         }
         let cek = Zeroizing::new(hazmat::random_array::<{ a256cbc_hs512::KEY_LEN }>());
         let mut protected = header(&[("enc", ENC)]);
-        if let [only] = recipients {
-            protected.extend(header(&[("alg", ALG), ("kid", only.kid)]));
+        if let [(kid, _)] = recipients {
+            protected.extend(key_header(*kid));
         }
         if let Some(cty) = content_type {
             protected.insert("cty".into(), cty.into());
         }
         let entries = recipients
             .iter()
-            .map(|r| {
-                let header =
-                    (recipients.len() > 1).then(|| header(&[("alg", ALG), ("kid", r.kid)]));
+            .map(|(kid, key)| {
+                let header = (recipients.len() > 1).then(|| key_header(*kid));
                 Ok(RecipientEntry {
                     header,
-                    encrypted_key: r.key.wrap_key(cek.as_ref()).map_err(|_| JweError::Wrap)?,
+                    encrypted_key: key.wrap_key(cek.as_ref()).map_err(|_| JweError::Wrap)?,
                 })
             })
             .collect::<Result<Vec<_>, JweError>>()?;
@@ -202,6 +229,11 @@ impl Envelope {
             .iter()
             .map(|r| self.recipient_kid(r))
             .collect()
+    }
+
+    /// The names of the protected header's parameters.
+    pub fn protected_header_names(&self) -> impl Iterator<Item = &str> {
+        self.protected.keys().map(String::as_str)
     }
 
     /// The `cty` (content type) of the protected header, if any.

@@ -28,6 +28,22 @@ fn one_recipient_is_compact_and_roundtrips() {
 }
 
 #[test]
+fn an_unnamed_envelope_has_no_kid_and_opens_only_for_its_key() {
+    let env = Envelope::seal_unnamed(b"hello", &patient().public().encryption, Some("x")).unwrap();
+    let compact = env.to_compact().unwrap();
+    let parsed = Envelope::parse(compact.as_bytes()).unwrap();
+    assert_eq!(parsed.recipient_kids(), vec![None]);
+    let mut names: Vec<&str> = parsed.protected_header_names().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alg", "cty", "enc"]);
+    let header = b64::decode(compact.split('.').next().unwrap()).unwrap();
+    let patient_id = patient().id.as_str().as_bytes();
+    assert!(!header.windows(patient_id.len()).any(|w| w == patient_id));
+    assert_eq!(&parsed.open(patient()).unwrap()[..], b"hello");
+    assert!(matches!(parsed.open(insurer()), Err(JweError::Decrypt)));
+}
+
+#[test]
 fn several_recipients_use_general_json_and_each_opens() {
     let env =
         Envelope::seal_to(b"shared", &[&patient().public(), &insurer().public()], None).unwrap();

@@ -3,7 +3,8 @@
 //! (`insurer:acme-health`) asks P (a patient) for a record that a doctor
 //! (`hospital:st-marys`) signed. Most cases are attacks: replays, reflections, messages out of
 //! order, key substitution, a dishonest registered party, stale or tampered messages, revoked
-//! registry entries. Crafted messages are made with the public JOSE modules, the way an
+//! registry entries, requests forged, re-signed, tampered with, replayed or stale. Crafted
+//! messages are made with the public JOSE modules, the way an
 //! attacker (or a broken peer) holding its own keys would make them; each crafting helper is
 //! first shown to produce a message that is accepted, so a refusal means what it says.
 
@@ -13,9 +14,10 @@ use common::registry::Registry;
 use common::{NOW, doctor, insurer, patient, stranger};
 use emrshare_core::ces::{self, CesError, IssueOptions, SdJwt};
 use emrshare_core::handshake::{
-    HandshakeConfig, HandshakeError, M1_TYP, M2_TYP, M3_TYP, MAX_KEY_EXCHANGE_BYTES, MAX_M3_BYTES,
-    MAX_REQUEST_BYTES, MessageKind, PatientAwaitingM2, PatientStart, REQUEST_TYP,
-    RequesterAwaitingM1, RequesterAwaitingM3, RequesterStart, SharedRecord,
+    AnsweredRequests, HandshakeConfig, HandshakeError, M1_TYP, M2_TYP, M3_TYP,
+    MAX_KEY_EXCHANGE_BYTES, MAX_M3_BYTES, MAX_REQUEST_BYTES, MessageKind, PatientAwaitingM2,
+    PatientStart, REQUEST_TYP, RequesterAwaitingM1, RequesterAwaitingM3, RequesterStart,
+    SharedRecord,
 };
 use emrshare_core::jwe::Envelope;
 use emrshare_core::jws;
@@ -27,7 +29,7 @@ use serde_json::{Value, json};
 use std::sync::OnceLock;
 
 use HandshakeError as E;
-use MessageKind::{M1, M2, M3};
+use MessageKind::{M1, M2, M3, Request};
 
 const SKEW: u64 = 300;
 const PURPOSE: &str = "claim 2026-0042";
@@ -70,17 +72,32 @@ fn send_request(now: u64) -> (RequesterAwaitingM1, Vec<u8>) {
         .unwrap()
 }
 
-/// P reads the request, checks it against A's registry entry, answers with M1.
-fn answer_request(
+/// P reads the request, checks it against A's registry entry and the requests it answered,
+/// answers with M1.
+fn answer_request_with(
     reg: &Registry,
+    answered: &mut AnsweredRequests,
     request: &[u8],
     now: u64,
 ) -> Result<(PatientAwaitingM2, Vec<u8>), HandshakeError> {
     let start = PatientStart::new(config());
     let request = start.read_request(request, now)?;
-    let entry = reg.entry(request.requester());
-    let verified = request.verify_requester(&entry, now)?;
-    start.send_m1(verified, patient(), now)
+    // A damaged request may name no registered party: the lookup finds nothing, and the
+    // only entry at hand (A's) is not the one named.
+    let entry = reg
+        .find(request.requester())
+        .unwrap_or_else(|| reg.entry(&insurer().id));
+    let verified = request.verify_requester(&entry, answered, now)?;
+    start.send_m1(verified, answered, patient(), now)
+}
+
+/// As [`answer_request_with`], by a patient that has answered nothing yet.
+fn answer_request(
+    reg: &Registry,
+    request: &[u8],
+    now: u64,
+) -> Result<(PatientAwaitingM2, Vec<u8>), HandshakeError> {
+    answer_request_with(reg, &mut AnsweredRequests::default(), request, now)
 }
 
 /// A opens M1, looks the patient up, answers with M2.
@@ -172,9 +189,9 @@ fn open_inner(message: &[u8], keys: &PrivateKeySet) -> (String, Value) {
     (signed, payload)
 }
 
-/// Seals a signed JWS to `recipient` as a message of format `typ`.
+/// Seals a signed JWS to `recipient` as a message of format `typ`, naming no one.
 fn seal_signed(typ: &str, signed: &str, recipient: &PublicKeySet) -> Vec<u8> {
-    let jwe = Envelope::seal_to(signed.as_bytes(), &[recipient], Some(typ))
+    let jwe = Envelope::seal_unnamed(signed.as_bytes(), &recipient.encryption, Some(typ))
         .unwrap()
         .to_compact()
         .unwrap();
@@ -189,6 +206,46 @@ fn sign_and_seal(
 ) -> Vec<u8> {
     let signed = jws::sign(&signer.signing, &jws::Header::es256(typ, None), payload);
     seal_signed(typ, &signed, recipient)
+}
+
+/// The claims of a request, as the public JWS module reads them.
+fn request_claims(request: &[u8]) -> Value {
+    jws::unverified_payload(std::str::from_utf8(request).unwrap()).unwrap()
+}
+
+/// A request with `edit`ed claims (starting from A's honest `request`), signed by `signer`
+/// with a protected header naming A's key, as a forger would make it.
+fn crafted_request(
+    request: &[u8],
+    signer: &PrivateKeySet,
+    edit: impl FnOnce(&mut Value),
+) -> Vec<u8> {
+    let mut claims = request_claims(request);
+    edit(&mut claims);
+    let header = jws::Header::es256(REQUEST_TYP, Some(insurer().id.signing_kid()));
+    jws::sign(&signer.signing, &header, &claims).into_bytes()
+}
+
+/// `request` with its payload segment replaced by `edit`ed claims, signature kept.
+fn request_with_claims(request: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let text = std::str::from_utf8(request).unwrap();
+    let segments: Vec<&str> = text.split('.').collect();
+    let mut claims = request_claims(request);
+    edit(&mut claims);
+    let payload = b64::encode(bytes_of(&claims));
+    format!("{}.{payload}.{}", segments[0], segments[2]).into_bytes()
+}
+
+/// P reads and verifies a request against A's entry, without answering it.
+fn verify_request(
+    reg: &Registry,
+    answered: &AnsweredRequests,
+    request: &[u8],
+) -> Result<emrshare_core::handshake::VerifiedRequest, HandshakeError> {
+    let start = PatientStart::new(config());
+    let read = start.read_request(request, NOW)?;
+    let entry = reg.entry(read.requester());
+    read.verify_requester(&entry, answered, NOW)
 }
 
 /// A fresh valid P-256 point (an ECDSA public key is one).
@@ -319,19 +376,31 @@ fn the_patient_may_disclose_only_the_ceas_parts_and_grant_nothing() {
 fn every_message_names_its_format_and_only_its_addressee_opens_it() {
     let reg = registry();
     let run = honest_run(&reg);
-    for (message, typ) in [
-        (&run.request, REQUEST_TYP),
-        (&run.m1, M1_TYP),
-        (&run.m2, M2_TYP),
-        (&run.m3, M3_TYP),
-    ] {
+    for (message, typ) in [(&run.m1, M1_TYP), (&run.m2, M2_TYP), (&run.m3, M3_TYP)] {
         assert_eq!(json_of(message)["typ"], typ);
     }
-    // The request is plain and public: it carries A's public keys only.
-    let request = json_of(&run.request);
-    let keys = request["a_keys"]["keys"].as_array().unwrap();
-    assert!(keys.iter().all(|k| k.get("d").is_none()));
-    // M1 and M2 are JWE whose authenticated content type repeats the format.
+    // The request is a compact JWS signed by A, public, naming its format in its header.
+    let request = std::str::from_utf8(&run.request).unwrap();
+    let header = json_of(&b64::decode(request.split('.').next().unwrap()).unwrap());
+    assert_eq!(
+        header,
+        json!({"alg": "ES256", "typ": REQUEST_TYP, "kid": insurer().id.signing_kid()})
+    );
+    let claims = request_claims(&run.request);
+    let mut members: Vec<&str> = claims
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    members.sort_unstable();
+    assert_eq!(members, ["iat", "iss", "jti", "purpose", "requested_parts"]);
+    assert_eq!(
+        b64::decode(claims["jti"].as_str().unwrap()).unwrap().len(),
+        16
+    );
+    // M1 and M2 are JWE naming no recipient, whose authenticated content type repeats the
+    // format.
     for (message, typ, addressee, other) in [
         (&run.m1, M1_TYP, insurer(), patient()),
         (&run.m2, M2_TYP, patient(), insurer()),
@@ -339,6 +408,7 @@ fn every_message_names_its_format_and_only_its_addressee_opens_it() {
         let jwe = json_of(message)["jwe"].as_str().unwrap().to_owned();
         let envelope = Envelope::parse(jwe.as_bytes()).unwrap();
         assert_eq!(envelope.content_type(), Some(typ));
+        assert_eq!(envelope.recipient_kids(), vec![None]);
         assert!(envelope.open(addressee).is_ok());
         assert!(envelope.open(other).is_err());
         assert!(envelope.open(stranger()).is_err());
@@ -401,7 +471,8 @@ fn m2_replayed_to_a_new_patient_state_is_refused() {
         p.receive_m2(&run.m2, patient(), NOW),
         Err(E::Replayed(M2))
     ));
-    // Even when the old request is replayed to the patient first: M1 gets a fresh nonce.
+    // Even when the old request is replayed to a patient that forgot it answered it: M1 gets
+    // a fresh nonce.
     let (p, _) = answer_request(&reg, &run.request, NOW).unwrap();
     assert!(matches!(
         p.receive_m2(&run.m2, patient(), NOW),
@@ -498,7 +569,7 @@ fn messages_out_of_order_are_refused() {
             found: M1
         })
     ));
-    let unknown = with(&run.m1, |v| v["typ"] = json!("emrshare-handshake-m1/v2"));
+    let unknown = with(&run.m1, |v| v["typ"] = json!("emrshare-handshake-m1/v1"));
     let (a, _) = send_request(NOW);
     assert!(matches!(
         a.receive_m1(&unknown, insurer(), NOW),
@@ -524,34 +595,19 @@ fn m3_with_another_sequence_number_is_refused() {
 // --- Key substitution and dishonest parties -----------------------------------------------
 
 #[test]
-fn a_request_with_keys_other_than_the_registered_ones_is_refused() {
+fn a_request_under_the_requesters_name_from_an_impostor_with_its_own_keys_is_refused() {
     let reg = registry();
-    let (_, request) = send_request(NOW);
-    let start = PatientStart::new(config());
-    let substitute = |set: PublicKeySet| {
-        let forged = with(&request, |v| {
-            v["a_keys"] = serde_json::from_str(&set.to_json()).unwrap();
-        });
-        let read = start.read_request(&forged, NOW).unwrap();
-        read.verify_requester(&reg.entry(&insurer().id), NOW)
-    };
-    // A man in the middle keeps A's ID and puts in its own keys, or only its encryption key.
-    let mut all = stranger().public();
-    all.id = insurer().id.clone();
-    assert!(matches!(substitute(all), Err(E::KeysDiffer)));
-    let mut encryption_only = insurer().public();
-    encryption_only.encryption = stranger().public().encryption;
-    assert!(matches!(substitute(encryption_only), Err(E::KeysDiffer)));
-    // Keys under another ID than the request names.
-    let forged = with(&request, |v| {
-        v["a_keys"] = serde_json::from_str(&stranger().public().to_json()).unwrap();
-    });
+    // A party that took A's name for its own key set signs a request as A.
+    let impostor = PrivateKeySet::generate(
+        Some(insurer().id.clone()),
+        emrshare_core::keys::RsaBits::B2048,
+    );
+    let (_, request) = RequesterStart::new(config())
+        .send_request(&impostor, PURPOSE, &ASKED, NOW)
+        .unwrap();
     assert!(matches!(
-        start.read_request(&forged, NOW),
-        Err(E::WrongId {
-            kind: MessageKind::Request,
-            party: "requester"
-        })
+        answer_request(&reg, &request, NOW),
+        Err(E::BadSignature(Request))
     ));
 }
 
@@ -619,6 +675,69 @@ fn an_m2_signed_by_anyone_but_the_requester_is_refused() {
     ));
 }
 
+/// Key-compromise impersonation: whoever holds all of one party's long-term keys still
+/// cannot pass as the other party *to it*. With the patient's keys, M2 (and the request) can
+/// only be signed by the patient's key, not the requester's; with the requester's keys, M1
+/// only by the requester's.
+#[test]
+fn a_partys_own_stolen_keys_do_not_let_anyone_pass_as_its_peer_to_it() {
+    let reg = registry();
+    // The thief holds the patient's keys: it reads M1's nonce (M1 is for A, but the thief
+    // can make its own M1s) and answers the patient in A's name.
+    let (_, p, _, m1) = until_m1(&reg);
+    let forged_m2 = crafted_m2(&m1, patient(), |_| {});
+    assert!(matches!(
+        p.receive_m2(&forged_m2, patient(), NOW),
+        Err(E::BadSignature(M2))
+    ));
+    let (_, request) = send_request(NOW);
+    let forged_request = crafted_request(&request, patient(), |_| {});
+    assert!(matches!(
+        answer_request(&reg, &forged_request, NOW),
+        Err(E::BadSignature(Request))
+    ));
+    // The thief holds the requester's keys: it answers the requester in the patient's name.
+    let (a, request) = send_request(NOW);
+    let forged_m1 = crafted_m1(&request, insurer(), |_| {});
+    assert!(matches!(
+        answer_m1(&reg, a, &forged_m1, NOW),
+        Err(E::BadSignature(M1))
+    ));
+}
+
+/// Forward secrecy, as far as a test can show it: a later thief of both parties' long-term
+/// keys opens M1 and M2, and finds in them only public values (nonces, the ephemeral public
+/// points, IDs, times, hashes); the ephemeral scalars never leave the state that consumed
+/// them, so M3 stays closed to it.
+#[test]
+fn stolen_long_term_keys_open_m1_and_m2_but_find_no_session_secret() {
+    let reg = registry();
+    let run = honest_run(&reg);
+    let (_, m1) = open_inner(&run.m1, insurer());
+    let (_, m2) = open_inner(&run.m2, patient());
+    let members = |v: &Value| {
+        let mut names: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        names.sort_unstable();
+        names
+    };
+    assert_eq!(
+        members(&m1),
+        ["e_p", "id_a", "id_p", "n_p", "request_hash", "time"]
+    );
+    assert_eq!(
+        members(&m2),
+        ["e_a", "id_a", "id_p", "m1_hash", "n_a", "n_p", "time"]
+    );
+    for point in [&m1["e_p"], &m2["e_a"]] {
+        let bytes = b64::decode(point.as_str().unwrap()).unwrap();
+        assert_eq!(
+            (bytes.len(), bytes[0]),
+            (65, 4),
+            "an uncompressed public point"
+        );
+    }
+}
+
 #[test]
 fn a_patient_entry_whose_id_is_not_its_key_thumbprint_is_refused() {
     // M tries to register its keys under a chosen name with the patient role: the ledger
@@ -649,6 +768,224 @@ fn an_m1_sealed_to_several_recipients_is_refused_before_any_decryption() {
     assert!(matches!(
         a.receive_m1(&m1, insurer(), NOW),
         Err(E::Malformed { kind: M1, .. })
+    ));
+}
+
+#[test]
+fn an_m2_whose_envelope_names_the_patient_or_is_not_compact_is_refused() {
+    let reg = registry();
+    // What a careless (or tracking) requester would send: the patient's kid in clear.
+    let (_, p, _, m1) = until_m1(&reg);
+    let (_, m1_content) = open_inner(&m1, insurer());
+    let payload = json!({
+        "id_a": insurer().id.as_str(),
+        "id_p": patient().id.as_str(),
+        "n_a": b64::encode([9u8; 32]),
+        "n_p": m1_content["n_p"],
+        "e_a": some_point(),
+        "time": NOW,
+        "m1_hash": b64::encode(content_hash(&m1)),
+    });
+    let signed = jws::sign(
+        &insurer().signing,
+        &jws::Header::es256(M2_TYP, None),
+        &payload,
+    );
+    let named = Envelope::seal_to(signed.as_bytes(), &[&patient().public()], Some(M2_TYP)).unwrap();
+    let m2 = bytes_of(&json!({"typ": M2_TYP, "jwe": named.to_compact().unwrap()}));
+    assert!(matches!(
+        p.receive_m2(&m2, patient(), NOW),
+        Err(E::Malformed { kind: M2, .. })
+    ));
+    // The same content unnamed, but in the flattened JSON form (room for unprotected headers).
+    let (_, p, _, m1) = until_m1(&reg);
+    let honest = crafted_m2(&m1, insurer(), |_| {});
+    let jwe = json_of(&honest)["jwe"].as_str().unwrap().to_owned();
+    let flattened = Envelope::parse(jwe.as_bytes()).unwrap().to_json();
+    let m2 = bytes_of(&json!({"typ": M2_TYP, "jwe": flattened}));
+    assert!(matches!(
+        p.receive_m2(&m2, patient(), NOW),
+        Err(E::Malformed { kind: M2, .. })
+    ));
+}
+
+// --- Request authenticity ------------------------------------------------------------------
+
+#[test]
+fn the_request_crafting_helpers_make_acceptable_requests() {
+    let reg = registry();
+    let (_, request) = send_request(NOW);
+    let answered = AnsweredRequests::default();
+    verify_request(
+        &reg,
+        &answered,
+        &crafted_request(&request, insurer(), |_| {}),
+    )
+    .unwrap();
+    verify_request(&reg, &answered, &request_with_claims(&request, |_| {})).unwrap();
+}
+
+#[test]
+fn a_request_in_the_requesters_name_signed_by_anyone_else_is_refused() {
+    let reg = registry();
+    let (_, request) = send_request(NOW);
+    // Forged from scratch by a party with no registered key, and re-signed (same claims)
+    // by another registered party.
+    let outsider = SigningKey::generate();
+    let forger = PrivateKeySet {
+        signing: outsider,
+        ..PrivateKeySet::generate(None, emrshare_core::keys::RsaBits::B2048)
+    };
+    for signer in [&forger, stranger(), patient()] {
+        let forged = crafted_request(&request, signer, |claims| {
+            claims["purpose"] = json!("claim 2026-9999: all of it");
+        });
+        assert!(matches!(
+            verify_request(&reg, &AnsweredRequests::default(), &forged),
+            Err(E::BadSignature(Request))
+        ));
+        let re_signed = crafted_request(&request, signer, |_| {});
+        assert!(matches!(
+            verify_request(&reg, &AnsweredRequests::default(), &re_signed),
+            Err(E::BadSignature(Request))
+        ));
+    }
+    // Checked against the re-signer's own entry instead: it is not the requester's.
+    let re_signed = crafted_request(&request, stranger(), |_| {});
+    let read = PatientStart::new(config())
+        .read_request(&re_signed, NOW)
+        .unwrap();
+    assert!(matches!(
+        read.verify_requester(
+            &reg.entry(&stranger().id),
+            &AnsweredRequests::default(),
+            NOW
+        ),
+        Err(E::EntryMismatch("requester"))
+    ));
+}
+
+#[test]
+fn an_unsigned_request_is_refused() {
+    let reg = registry();
+    let (_, request) = send_request(NOW);
+    let text = std::str::from_utf8(&request).unwrap();
+    let segments: Vec<&str> = text.split('.').collect();
+    let none_header = b64::encode(bytes_of(&json!({"alg": "none", "typ": REQUEST_TYP})));
+    for unsigned in [
+        format!("{}.{}.", segments[0], segments[1]),
+        format!("{none_header}.{}.", segments[1]),
+        format!("{}.{}.{}", segments[0], segments[1], b64::encode([0u8; 64])),
+    ] {
+        let result = verify_request(&reg, &AnsweredRequests::default(), unsigned.as_bytes());
+        assert!(
+            matches!(
+                result,
+                Err(E::BadSignature(Request) | E::Malformed { kind: Request, .. })
+            ),
+            "{unsigned}: {result:?}"
+        );
+    }
+    // The old unsigned JSON request format is not a request at all.
+    let old = bytes_of(&json!({
+        "typ": "emrshare-handshake-request/v1", "id_a": insurer().id.as_str(),
+        "purpose": PURPOSE, "requested_parts": ASKED, "time": NOW,
+    }));
+    assert!(matches!(
+        PatientStart::new(config()).read_request(&old, NOW),
+        Err(E::UnknownFormat { expected: Request })
+    ));
+}
+
+#[test]
+fn a_request_with_a_tampered_purpose_parts_time_or_id_is_refused() {
+    let reg = registry();
+    let (_, request) = send_request(NOW);
+    let edits: [fn(&mut Value); 5] = [
+        |c| c["purpose"] = json!("claim 2026-0042, and everything else"),
+        |c| c["requested_parts"] = json!(["examination", "prescription", "id_number"]),
+        |c| c["iat"] = json!(NOW - 1),
+        |c| c["jti"] = json!(b64::encode([1u8; 16])),
+        |c| c["iss"] = json!(stranger().id.as_str()),
+    ];
+    for edit in edits {
+        let tampered = request_with_claims(&request, edit);
+        let result = verify_request(&reg, &AnsweredRequests::default(), &tampered);
+        assert!(
+            matches!(result, Err(E::BadSignature(Request))),
+            "{result:?}"
+        );
+    }
+    // Its header, too: another kid is signed over like the rest.
+    let text = std::str::from_utf8(&request).unwrap();
+    let segments: Vec<&str> = text.split('.').collect();
+    let header = b64::encode(bytes_of(
+        &json!({"alg": "ES256", "typ": REQUEST_TYP, "kid": "insurer:other#sig"}),
+    ));
+    let tampered = format!("{header}.{}.{}", segments[1], segments[2]);
+    assert!(matches!(
+        verify_request(&reg, &AnsweredRequests::default(), tampered.as_bytes()),
+        Err(E::BadSignature(Request))
+    ));
+}
+
+#[test]
+fn a_request_the_patient_answered_is_refused_when_replayed() {
+    let reg = registry();
+    let mut answered = AnsweredRequests::default();
+    let (_, request) = send_request(NOW);
+    answer_request_with(&reg, &mut answered, &request, NOW).unwrap();
+    assert_eq!(answered.len(), 1);
+    // Replayed later within the window: refused before anything of it can be shown.
+    assert!(matches!(
+        verify_request(&reg, &answered, &request),
+        Err(E::Replayed(Request))
+    ));
+    assert!(matches!(
+        answer_request_with(&reg, &mut answered, &request, NOW + SKEW),
+        Err(E::Replayed(Request))
+    ));
+    // Read twice before either is answered (two screens): only the first answer goes out.
+    let (_, request) = send_request(NOW);
+    let first = verify_request(&reg, &answered, &request).unwrap();
+    let second = verify_request(&reg, &answered, &request).unwrap();
+    PatientStart::new(config())
+        .send_m1(first, &mut answered, patient(), NOW)
+        .unwrap();
+    assert!(matches!(
+        PatientStart::new(config()).send_m1(second, &mut answered, patient(), NOW),
+        Err(E::Replayed(Request))
+    ));
+    // Another request with the same content has its own ID and is answered.
+    let (_, again) = send_request(NOW);
+    answer_request_with(&reg, &mut answered, &again, NOW).unwrap();
+    // Once the window has passed, the replay is refused as stale (and forgotten).
+    assert!(matches!(
+        answer_request_with(&reg, &mut answered, &request, NOW + SKEW + 1),
+        Err(E::TimeWindow { kind: Request, .. })
+    ));
+}
+
+#[test]
+fn a_request_id_shorter_than_128_bits_or_a_wrong_typ_is_refused() {
+    let reg = registry();
+    let (_, request) = send_request(NOW);
+    let short = crafted_request(&request, insurer(), |c| {
+        c["jti"] = json!(b64::encode([1u8; 8]))
+    });
+    assert!(matches!(
+        verify_request(&reg, &AnsweredRequests::default(), &short),
+        Err(E::Malformed { kind: Request, .. })
+    ));
+    let claims = request_claims(&request);
+    let as_jwt = jws::sign(
+        &insurer().signing,
+        &jws::Header::es256("JWT", None),
+        &claims,
+    );
+    assert!(matches!(
+        verify_request(&reg, &AnsweredRequests::default(), as_jwt.as_bytes()),
+        Err(E::UnknownFormat { expected: Request })
     ));
 }
 
@@ -905,7 +1242,11 @@ fn another_partys_entry_does_not_verify_a_request() {
     let start = PatientStart::new(config());
     let read = start.read_request(&request, NOW).unwrap();
     assert!(matches!(
-        read.verify_requester(&reg.entry(&stranger().id), NOW),
+        read.verify_requester(
+            &reg.entry(&stranger().id),
+            &AnsweredRequests::default(),
+            NOW
+        ),
         Err(E::EntryMismatch("requester"))
     ));
 }
@@ -989,9 +1330,16 @@ fn oversize_messages_are_refused_before_parsing() {
 fn duplicate_or_unknown_members_and_garbage_are_refused() {
     let (_, request) = send_request(NOW);
     let start = PatientStart::new(config());
-    let text = String::from_utf8(request.clone()).unwrap();
-    let duplicated = text.replacen('{', r#"{"purpose":"other","#, 1);
-    let extra = with(&request, |v| v["extra"] = json!(true));
+    // Signed by A, so only the duplicate or the extra member is wrong.
+    let claims = String::from_utf8(bytes_of(&request_claims(&request))).unwrap();
+    let duplicated_claims = claims.replacen('{', r#"{"purpose":"other","#, 1);
+    let header = b64::encode(bytes_of(
+        &json!({"alg": "ES256", "typ": REQUEST_TYP, "kid": insurer().id.signing_kid()}),
+    ));
+    let input = format!("{header}.{}", b64::encode(&duplicated_claims));
+    let signature = b64::encode(insurer().signing.sign(input.as_bytes()));
+    let duplicated = format!("{input}.{signature}");
+    let extra = crafted_request(&request, insurer(), |c| c["extra"] = json!(true));
     for bad in [
         duplicated.as_bytes(),
         &extra,

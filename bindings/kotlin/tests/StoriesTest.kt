@@ -294,6 +294,14 @@ class StoriesTest {
     private fun claimRequest(from: Requester = insurer) =
         from.startRequest("claim 2026-117", listOf("examination", "prescription"))
 
+    /** A request (a compact JWS) with its signed claims edited and its signature kept. */
+    private fun withClaims(request: String, edit: (String) -> String): String {
+        val (header, payload, signature) = request.split('.')
+        val claims = String(java.util.Base64.getUrlDecoder().decode(payload), Charsets.UTF_8)
+        val edited = java.util.Base64.getUrlEncoder().withoutPadding().encodeToString(edit(claims).toByteArray())
+        return "$header.$edited.$signature"
+    }
+
     @Test @Order(20)
     fun `a request is verified, answered over the handshake with chosen parts, and logged`() = runBlocking {
         val outgoing = claimRequest()
@@ -332,7 +340,7 @@ class StoriesTest {
         val stranger = Requester.create(config, MapStore(), "insurer:nobody", 2048u)
         vm.review(claimRequest(stranger).requestMessage(), PartyRole.INSURER, recordId)
         assertTrue((vm.state.value as RequestState.Refused).message.contains("Not registered"))
-        // The registered name with other keys.
+        // The registered name with other keys: a request re-signed by another key.
         val impostor = Requester.create(config, MapStore(), "insurer:acme-health", 2048u)
         vm.review(claimRequest(impostor).requestMessage(), PartyRole.INSURER, recordId)
         assertTrue((vm.state.value as RequestState.Refused).message.contains("verified"), "${vm.state.value}")
@@ -340,10 +348,30 @@ class StoriesTest {
         assertTrue(vm.state.value is RequestState.Refused)
         val wallet = repo.walletOrNull()!!
         assertFailsWith<EmrshareException.VerificationFailed> { wallet.readRequest("{\"typ\":\"x\"}", PartyRole.INSURER) }
-        assertFailsWith<EmrshareException.VerificationFailed> {
-            wallet.readRequest(claimRequest().requestMessage().replace("claim", "clam"), PartyRole.INSURER)
-                .let { insurer.startRequest("x", emptyList()).receiveM1(it.accept()) }
+        // Forged requests are refused by readRequest itself, before any summary exists: a
+        // tampered purpose or part list under the insurer's signature ...
+        val honest = claimRequest().requestMessage()
+        for (edit in listOf<(String) -> String>(
+            { it.replace("claim 2026-117", "claim 2026-117 and all records") },
+            { it.replace("\"prescription\"", "\"id_number\"") },
+        )) {
+            val forged = withClaims(honest, edit)
+            assertTrue(forged != honest)
+            assertFailsWith<EmrshareException.VerificationFailed> { wallet.readRequest(forged, PartyRole.INSURER) }
         }
+        // ... the insurer's claims under another registered insurer's signature ...
+        val otherSignature = claimRequest(otherInsurer).requestMessage().split('.')[2]
+        val (header, payload, _) = honest.split('.')
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            wallet.readRequest("$header.$payload.$otherSignature", PartyRole.INSURER)
+        }
+        // ... and an unsigned one.
+        assertFailsWith<EmrshareException.VerificationFailed> { wallet.readRequest("$header.$payload.", PartyRole.INSURER) }
+        // The untouched request still reads; once answered, a replay of it is refused.
+        val incoming = wallet.readRequest(honest, PartyRole.INSURER)
+        assertEquals("claim 2026-117", incoming.summary().purpose)
+        incoming.accept()
+        assertFailsWith<EmrshareException.VerificationFailed> { wallet.readRequest(honest, PartyRole.INSURER) }
         assertFailsWith<EmrshareException.InvalidInput> { wallet.readRequest(claimRequest().requestMessage(), PartyRole.PATIENT) }
         assertFailsWith<EmrshareException.InvalidInput> { insurer.startRequest("x".repeat(2000), emptyList()) }
         assertFalse(vm.answer(InProcessChannel(claimRequest())), "nothing to answer after a refusal")

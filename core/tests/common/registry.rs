@@ -163,10 +163,15 @@ impl Registry {
 
     /// The registry entry of `id`, proven under the last certified header.
     pub fn entry(&self, id: &PartyId) -> VerifiedEntry {
+        self.find(id)
+            .unwrap_or_else(|| panic!("{id} is not registered"))
+    }
+
+    /// The registry entry of `id` if it is registered (its absence proven).
+    pub fn find(&self, id: &PartyId) -> Option<VerifiedEntry> {
         let (value, proof) = self.state.get_with_proof(&registry_key(id));
         self.client
             .verify_registry_entry(id, value, &proof)
             .unwrap()
-            .unwrap_or_else(|| panic!("{id} is not registered"))
     }
 }

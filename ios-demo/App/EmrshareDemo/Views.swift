@@ -79,7 +79,7 @@ struct RequestView: View {
             case .checking: Text("Looking the requester up k-anonymously…")
             case .reviewed(let r, _, let chosen):
                 Text("\(r.requesterId) asks for: \(r.purpose)")
-                Text("Verified at height \(r.requesterLookup.height) by \(r.requesterLookup.verifiedBy.joined(separator: ", ")), hidden among \(r.requesterLookup.idsAsked) IDs")
+                Text("Signed with the registered key proven at height \(r.requesterLookup.height) by \(r.requesterLookup.verifiedBy.joined(separator: ", ")), hidden among \(r.requesterLookup.idsAsked) IDs")
                 ForEach(r.requestedParts, id: \.self) { part in
                     Toggle(part, isOn: Binding(get: { chosen.contains(part) }, set: { _ in model.toggle(part) }))
                 }

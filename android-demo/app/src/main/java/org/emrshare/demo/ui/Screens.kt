@@ -114,7 +114,7 @@ fun RequestScreen(vm: RequestViewModel) {
                 Field("Who asks", s.request.requesterId)
                 Field("Purpose", s.request.purpose)
                 Text(
-                    "Verified: registered keys proven at height ${s.request.requesterLookup.height} by " +
+                    "Verified: signed with the registered key proven at height ${s.request.requesterLookup.height} by " +
                         "${s.request.requesterLookup.verifiedBy.joinToString()} (hidden among ${s.request.requesterLookup.idsAsked} IDs)",
                 )
                 s.request.requestedParts.forEach { part ->
