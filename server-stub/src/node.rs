@@ -303,10 +303,35 @@ impl Node {
         if self.pool().contains(&id) {
             return Ok(Admitted { id, new: false });
         }
+        // The signature is checked (and remembered) outside the chain lock; the rest under
+        // it, so the state and the mempool it is checked against are of one moment (a block
+        // applied in between would otherwise show a gap where its transactions were).
         let view = self.chain.lock().await.admission_view(now_ms());
-        self.check_and_reserve(&view, Arc::clone(&tx))?;
+        self.check_signature(&view, &tx)?;
+        {
+            let chain = self.chain.lock().await;
+            self.check_and_reserve(&chain.admission_view(now_ms()), Arc::clone(&tx))?;
+        }
         self.persist(&[tx]).await?;
         Ok(Admitted { id, new: true })
+    }
+
+    /// The sender's key from the state, and the transaction's signature under it (each
+    /// transaction's signature is checked once per key; see `CheckedSignatures`).
+    fn check_signature(
+        &self,
+        view: &crate::chain::AdmissionView,
+        tx: &SignedTransaction,
+    ) -> Result<(), AdmitError> {
+        let key = view
+            .state
+            .sender_key(tx, view.context())
+            .map_err(AdmitError::Refused)?;
+        if !view.signatures.is_verified(&tx.id(), &key) {
+            tx.verify(&key)?;
+            view.signatures.record(&tx.id(), &key);
+        }
+        Ok(())
     }
 
     /// Admits the transactions a peer relays: in sender and sequence order (so each can
@@ -326,18 +351,26 @@ impl Node {
             (&a.sender, a.sequence).cmp(&(&b.sender, b.sequence))
         });
         let view = self.chain.lock().await.admission_view(now_ms());
+        for tx in &txs {
+            // Signatures outside the chain lock; a failure shows again below.
+            let _ = self.check_signature(&view, tx);
+        }
         let mut fresh = Vec::new();
         let mut accepted = 0;
-        for tx in txs {
-            if self.pool().contains(&tx.id()) {
-                accepted += 1;
-                continue;
-            }
-            match self.check_and_reserve(&view, Arc::clone(&tx)) {
-                Ok(()) => fresh.push(tx),
-                Err(e) => {
-                    tracing::debug!("relayed transaction refused: {e}");
-                    refused += 1;
+        {
+            let chain = self.chain.lock().await;
+            let view = chain.admission_view(now_ms());
+            for tx in txs {
+                if self.pool().contains(&tx.id()) {
+                    accepted += 1;
+                    continue;
+                }
+                match self.check_and_reserve(&view, Arc::clone(&tx)) {
+                    Ok(()) => fresh.push(tx),
+                    Err(e) => {
+                        tracing::debug!("relayed transaction refused: {e}");
+                        refused += 1;
+                    }
                 }
             }
         }
@@ -350,7 +383,8 @@ impl Node {
     }
 
     /// Every check of admission, then the transaction's place in the mempool (which
-    /// reserves its sequence number). Nothing is kept for a transaction that fails one.
+    /// reserves its sequence number). Nothing is kept for a transaction that fails one. The
+    /// caller holds the chain (so `view` and the mempool are of one moment), or is opening.
     fn check_and_reserve(
         &self,
         view: &crate::chain::AdmissionView,
@@ -361,14 +395,7 @@ impl Node {
         let t = tx.transaction();
         // Who must have signed it: a stranger (no registration, not a member) stops here,
         // whatever its sequence number says.
-        let key = view
-            .state
-            .sender_key(&tx, ctx)
-            .map_err(AdmitError::Refused)?;
-        if !view.signatures.is_verified(&id, &key) {
-            tx.verify(&key)?;
-            view.signatures.record(&id, &key);
-        }
+        self.check_signature(view, &tx)?;
         self.check_log_names_readable_blob(t)?;
         let mut pool = self.pool();
         if pool.contains(&id) {
