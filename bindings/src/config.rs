@@ -1,8 +1,8 @@
 //! [`ClientConfig`]: which consortium, and how to talk to it.
 
 use crate::error::{Result, invalid};
+use emrshare_client::{self, HttpTransport, NodeClient, TlsTrust};
 use emrshare_core::ledger::block::Genesis;
-use emrshare_core::net::{self, HttpTransport, NodeClient, TlsTrust};
 use std::time::Duration;
 
 /// Where the consortium's full nodes are and how the SDK trusts them. The genesis is the root
@@ -74,7 +74,7 @@ impl ClientConfig {
         let timeout = Duration::from_millis(self.request_timeout_ms);
         let transport = HttpTransport::new(self.trust()?, timeout)
             .map_err(|_| invalid("the TLS configuration (CA PEM) is not valid"))?;
-        let mut config = net::ClientConfig::new(self.node_urls.clone(), genesis);
+        let mut config = emrshare_client::ClientConfig::new(self.node_urls.clone(), genesis);
         config.n = (self.n as usize).min(self.node_urls.len());
         config.timeout = timeout;
         NodeClient::new(config, transport).map_err(crate::error::from_net)

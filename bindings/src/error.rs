@@ -6,11 +6,11 @@
 //! their text may name parties, parts or nodes. Nothing here carries key material or record
 //! contents.
 
+use emrshare_client::NetError;
 use emrshare_core::ces::CesError;
 use emrshare_core::jwe::JweError;
 use emrshare_core::keys::KeyError;
 use emrshare_core::lookup::LookupError;
-use emrshare_core::net::NetError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 pub enum EmrshareError {

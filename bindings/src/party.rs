@@ -128,7 +128,7 @@ impl Party {
             .wait_sequence(&id, tx.transaction().sequence, self.config.commit_timeout())
             .await
             .map_err(|e| match e {
-                emrshare_core::net::NetError::NoAnswer { tried: 0, .. } => EmrshareError::Timeout,
+                emrshare_client::NetError::NoAnswer { tried: 0, .. } => EmrshareError::Timeout,
                 other => from_net(other),
             })?;
         Ok(extra)

@@ -9,7 +9,7 @@
 //! - Elsewhere (the host JVM tests): no platform verifier; `https://` needs a CA PEM.
 
 use crate::error::{EmrshareError, Result};
-use emrshare_core::net::TlsTrust;
+use emrshare_client::TlsTrust;
 
 #[cfg(target_os = "android")]
 mod android {

@@ -8,6 +8,7 @@
 
 use anyhow::{Context, Result};
 use emrshare_cli::consortium::LocalConsortium;
+use emrshare_client::{ClientConfig, HttpTransport, NodeClient, TlsTrust};
 use emrshare_core::account::Account;
 use emrshare_core::ces::{self, IssueOptions};
 use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
@@ -16,7 +17,6 @@ use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::verify::VerifiedEntry;
 use emrshare_core::lookup::{LookupKey, LookupPlan, QuerySize};
-use emrshare_core::net::{ClientConfig, HttpTransport, NodeClient, TlsTrust};
 use emrshare_core::record::{Ceas, Record};
 use emrshare_core::{PrivateKeySet, SdJwt};
 use std::time::{Duration, Instant};

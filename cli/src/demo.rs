@@ -9,6 +9,9 @@
 use crate::consortium::LocalConsortium;
 use crate::now;
 use anyhow::{Context, Result, bail, ensure};
+use emrshare_client::{
+    Behaviour, ClientConfig, HttpTransport, LyingTransport, NodeClient, TlsTrust, Transport,
+};
 use emrshare_core::account::{Account, share_envelope};
 use emrshare_core::ces::{self, IssueOptions, VerifyPolicy};
 use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
@@ -21,9 +24,6 @@ use emrshare_core::ledger::tx::{Action, Role, TxBody};
 use emrshare_core::ledger::verify::VerifiedEntry;
 use emrshare_core::ledger::wire::LookupResponse;
 use emrshare_core::lookup::{LookupKey, LookupOutcome, LookupPlan, QuerySize};
-use emrshare_core::net::{
-    Behaviour, ClientConfig, HttpTransport, LyingTransport, NodeClient, TlsTrust, Transport,
-};
 use emrshare_core::record::{Ceas, Record};
 use emrshare_core::{PrivateKeySet, SdJwt};
 use std::path::PathBuf;

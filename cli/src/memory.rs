@@ -2,7 +2,7 @@
 //! goes straight into the node's axum router, and the same verification runs on the answer.
 //! The three stories run over it in the tests, next to real HTTP and HTTPS.
 
-use emrshare_core::net::{HttpRequest, HttpResponse, Method, Transport};
+use emrshare_client::{HttpRequest, HttpResponse, Method, Transport, TransportError};
 
 /// Nodes by base URL, each answered by its router.
 #[derive(Clone)]
@@ -20,14 +20,14 @@ impl MemoryTransport {
 const MAX_ANSWER: usize = 80 * 1024 * 1024;
 
 impl Transport for MemoryTransport {
-    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, String> {
+    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         use tower::ServiceExt;
         let router = self
             .nodes
             .iter()
             .find(|(url, _)| url == node)
             .map(|(_, router)| router.clone())
-            .ok_or_else(|| format!("no node at {node}"))?;
+            .ok_or_else(|| TransportError::Unreachable(format!("no node at {node}")))?;
         let method = match request.method {
             Method::Get => axum::http::Method::GET,
             Method::Post => axum::http::Method::POST,
@@ -46,12 +46,15 @@ impl Transport for MemoryTransport {
         }
         let request = builder
             .body(axum::body::Body::from(request.body))
-            .map_err(|e| e.to_string())?;
-        let response = router.oneshot(request).await.map_err(|e| e.to_string())?;
+            .map_err(|e| TransportError::Client(e.to_string()))?;
+        let response = router
+            .oneshot(request)
+            .await
+            .map_err(|e| TransportError::Broken(e.to_string()))?;
         let status = response.status().as_u16();
         let body = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TransportError::Broken(e.to_string()))?;
         Ok(HttpResponse {
             status,
             body: body.to_vec(),

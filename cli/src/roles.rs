@@ -6,6 +6,7 @@ use crate::files;
 use crate::now;
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, Subcommand};
+use emrshare_client::{ClientConfig, HttpTransport, NodeClient, TlsTrust};
 use emrshare_core::account::{Account, share_envelope};
 use emrshare_core::jwe::{Envelope, MAX_ENVELOPE_BYTES};
 use emrshare_core::keys::PartyId;
@@ -13,7 +14,6 @@ use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::tx::{Action, Role, TxBody};
 use emrshare_core::lookup::{LookupKey, LookupPlan, QuerySize};
-use emrshare_core::net::{ClientConfig, HttpTransport, NodeClient, TlsTrust};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 
 use emrshare_cli::consortium::LocalConsortium;
 use emrshare_cli::memory::MemoryTransport;
+use emrshare_client::{Behaviour, ClientConfig, LyingTransport, NetError, NodeClient};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::account::{Account, share_envelope};
 use emrshare_core::jwe::Envelope;
@@ -15,7 +16,6 @@ use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, TxBody};
 use emrshare_core::ledger::verify::{InvalidReason, Verdict};
 use emrshare_core::ledger::wire::LookupResponse;
 use emrshare_core::lookup::{LookupError, LookupKey, LookupPlan, NodeFault, QuerySize};
-use emrshare_core::net::{Behaviour, ClientConfig, LyingTransport, NetError, NodeClient};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -19,7 +19,7 @@
 //! - [`lookup`]: the k-anonymous registry lookup: stable PRF-chosen decoys, and verification
 //!   of several nodes' answers with evidence against those that fail.
 //!
-//! - [`net`] (feature `net`): the async client of the full nodes, verifying every answer.
+//! The async node client and every party flow live in `emrshare-client`.
 //!
 //! Raw primitives live in a crate-private `hazmat` module; everything public works on typed,
 //! validated values. Secrets zeroize on drop and print as `[redacted]`.
@@ -34,8 +34,6 @@ pub mod jws;
 pub mod keys;
 pub mod ledger;
 pub mod lookup;
-#[cfg(feature = "net")]
-pub mod net;
 pub mod record;
 pub mod strict_json;
 

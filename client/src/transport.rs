@@ -57,7 +57,7 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         node: &str,
         request: HttpRequest,
-    ) -> impl Future<Output = Result<HttpResponse, String>> + Send;
+    ) -> impl Future<Output = Result<HttpResponse, TransportError>> + Send;
 }
 
 /// Which certificates the client trusts for `https://` nodes.
@@ -76,12 +76,57 @@ pub enum TlsTrust {
     Platform,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a node gave no answer (or the transport could not be made). Plain words: these reach
+/// a command line's error line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     #[error("TLS configuration: {0}")]
     Tls(String),
     #[error("HTTP client: {0}")]
     Client(String),
+    /// The node's certificate does not chain to a trusted CA (for a consortium's own CA,
+    /// give its `ca.pem`).
+    #[error("certificate not trusted: {0}")]
+    Untrusted(String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("the answer broke off: {0}")]
+    Broken(String),
+    /// No such node in this transport (in-memory consortia), or a test dropped the answer.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl TransportError {
+    /// Sorts a reqwest failure into plain words: a certificate problem says so, instead of
+    /// "error sending request".
+    fn from_reqwest(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            return Self::Timeout;
+        }
+        let mut source: Option<&dyn std::error::Error> = Some(e);
+        while let Some(cause) = source {
+            if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+                return match tls {
+                    rustls::Error::InvalidCertificate(why) => Self::Untrusted(format!("{why:?}")),
+                    other => Self::Tls(other.to_string()),
+                };
+            }
+            source = cause.source();
+        }
+        let innermost = std::iter::successors(Some(e as &dyn std::error::Error), |c| c.source())
+            .last()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        if e.is_connect() {
+            Self::Connect(innermost)
+        } else {
+            Self::Broken(innermost)
+        }
+    }
 }
 
 /// The real transport: HTTP/1.1 or HTTPS with rustls (aws-lc-rs provider).
@@ -134,7 +179,7 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, String> {
+    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let url = format!("{}{}", node.trim_end_matches('/'), request.path);
         let mut builder = match request.method {
             Method::Get => self.client.get(url),
@@ -147,9 +192,15 @@ impl Transport for HttpTransport {
         if !request.body.is_empty() || request.method != Method::Get {
             builder = builder.body(request.body);
         }
-        let response = builder.send().await.map_err(|e| e.to_string())?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| TransportError::from_reqwest(&e))?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| TransportError::from_reqwest(&e))?;
         Ok(HttpResponse {
             status,
             body: body.to_vec(),
@@ -204,10 +255,10 @@ impl<T: Transport> LyingTransport<T> {
 }
 
 impl<T: Transport> Transport for LyingTransport<T> {
-    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, String> {
+    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         match self.behaviour(node) {
             Behaviour::Honest => self.inner.send(node, request).await,
-            Behaviour::Drop => Err("dropped".into()),
+            Behaviour::Drop => Err(TransportError::Unreachable("dropped".into())),
             Behaviour::Delay(delay) => {
                 tokio::time::sleep(delay).await;
                 self.inner.send(node, request).await

@@ -1,4 +1,4 @@
-//! The `net` feature: the async client of the full nodes' API (DESIGN sections 6 and 8).
+//! The async client of the full nodes' API (DESIGN sections 6 and 8).
 //!
 //! Every answer that matters is verified as a thin client must: headers by their commit
 //! certificate under the validator set the client trusts (starting from genesis and following
@@ -7,26 +7,20 @@
 //! answer; nodes whose answers fail verification are reported as evidence. Writes
 //! (transactions, blobs) go to one node and move on to the next when it does not answer.
 
-mod transport;
-
-pub use transport::{
-    Alteration, Behaviour, HttpRequest, HttpResponse, HttpTransport, LyingTransport, Method,
-    TlsTrust, Transport, TransportError,
-};
-
-use crate::keys::PartyId;
-use crate::ledger::block::Genesis;
-use crate::ledger::machine::{GrantEntry, crumbs_key, index_head_key};
-use crate::ledger::merkle::Hash;
-use crate::ledger::state::{hex32, state_key};
-use crate::ledger::tx::{Role, SignedTransaction};
-use crate::ledger::verify::{LightClient, Verdict};
-use crate::ledger::wire::{
+use crate::transport::{HttpRequest, HttpTransport, Method, Transport};
+use emrshare_core::keys::PartyId;
+use emrshare_core::ledger::block::Genesis;
+use emrshare_core::ledger::machine::{GrantEntry, crumbs_key, index_head_key};
+use emrshare_core::ledger::merkle::Hash;
+use emrshare_core::ledger::state::{hex32, state_key};
+use emrshare_core::ledger::tx::{Role, SignedTransaction};
+use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_core::ledger::wire::{
     DirectoryPage, ErrorBody, GrantAnswer, IndexAnswer, LookupResponse, SequenceAnswer,
     SubmitRequest, SubmitResponse, ValidatorsAnswer,
 };
-use crate::lookup::{LookupError, LookupOutcome, LookupPlan, NodeEvidence, NodeFault};
-use crate::strict_json;
+use emrshare_core::lookup::{LookupError, LookupOutcome, LookupPlan, NodeEvidence, NodeFault};
+use emrshare_core::strict_json;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use std::sync::Mutex;
@@ -96,7 +90,7 @@ pub struct VerifiedIndex {
 /// A certified block whose header and transactions were verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedBlock {
-    pub header: crate::ledger::block::Header,
+    pub header: emrshare_core::ledger::block::Header,
     pub txs: Vec<SignedTransaction>,
 }
 
@@ -268,7 +262,7 @@ impl<T: Transport> NodeClient<T> {
     }
 
     /// Sends `plan`'s request to n nodes in parallel (more when some do not answer) and
-    /// verifies every answer; see [`crate::lookup::verify_answers`]. When no answer verifies
+    /// verifies every answer; see [`emrshare_core::lookup::verify_answers`]. When no answer verifies
     /// and nodes remain, asks n more, and fails closed only when all have failed. On success
     /// the client accepts the oldest verified header, so an honest node a block behind the
     /// others is not taken for a liar next time, while a header older than that is refused as
@@ -350,7 +344,7 @@ impl<T: Transport> NodeClient<T> {
         }
         let trust = self.trust().clone();
         let mut outcome =
-            crate::lookup::verify_answers(&trust, plan, answers).map_err(|e| match e {
+            emrshare_core::lookup::verify_answers(&trust, plan, answers).map_err(|e| match e {
                 LookupError::NoVerifiedAnswer(mut more) => {
                     more.extend(evidence.iter().cloned());
                     NetError::Lookup(LookupError::NoVerifiedAnswer(more))
@@ -363,7 +357,9 @@ impl<T: Transport> NodeClient<T> {
     }
 
     /// The newest certified header a node serves, verified (and then trusted).
-    pub async fn latest_header(&self) -> Result<crate::ledger::block::CertifiedHeader, NetError> {
+    pub async fn latest_header(
+        &self,
+    ) -> Result<emrshare_core::ledger::block::CertifiedHeader, NetError> {
         self.verified(HttpRequest::get("/v1/header/latest"), |trust, header| {
             verify_header(trust, &header)?;
             Ok(header)
@@ -487,7 +483,7 @@ impl<T: Transport> NodeClient<T> {
     /// Stores a blob on up to n nodes (at least one must take it); `claim` is the owner's
     /// signed claim (see the node's API). Returns its address.
     pub async fn put_blob(&self, bytes: &[u8], claim: &str) -> Result<Hash, NetError> {
-        let hash = crate::content_hash(bytes);
+        let hash = emrshare_core::content_hash(bytes);
         let path = format!("/v1/blobs/{}", hex32::to_hex(&hash));
         let nodes = self.rotation();
         let wanted = self.config.n.clamp(1, nodes.len());
@@ -530,7 +526,7 @@ impl<T: Transport> NodeClient<T> {
         let mut last = NetError::NoNodes;
         for node in self.rotation() {
             match self.call(&node, request.clone()).await {
-                Ok(bytes) if crate::content_hash(&bytes) == *hash => return Ok(bytes),
+                Ok(bytes) if emrshare_core::content_hash(&bytes) == *hash => return Ok(bytes),
                 Ok(_) => {
                     last = NetError::Malformed(format!("{node}: blob does not match its address"))
                 }
@@ -563,7 +559,7 @@ impl<T: Transport> NodeClient<T> {
             .await?;
         let mut blocks = Vec::new();
         for height in 1..=to {
-            let block: crate::ledger::block::CertifiedBlock = self
+            let block: emrshare_core::ledger::block::CertifiedBlock = self
                 .call_json(&node, HttpRequest::get(format!("/v1/blocks/{height}")))
                 .await?;
             let bad = |what: &str| NetError::Malformed(format!("{node}: block {height}: {what}"));
@@ -579,7 +575,7 @@ impl<T: Transport> NodeClient<T> {
                 .map(|t| SignedTransaction::parse(t))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|_| bad("malformed transaction"))?;
-            if crate::ledger::block::tx_root(&txs) != block.header.tx_root {
+            if emrshare_core::ledger::block::tx_root(&txs) != block.header.tx_root {
                 return Err(bad("transactions do not match the header"));
             }
             if block.header.next_validators_hash != block.header.validators_hash {
@@ -606,11 +602,19 @@ impl<T: Transport> NodeClient<T> {
         &self,
         id: &PartyId,
         limit: Duration,
-    ) -> Result<crate::ledger::verify::VerifiedEntry, NetError> {
+    ) -> Result<emrshare_core::ledger::verify::VerifiedEntry, NetError> {
         let deadline = tokio::time::Instant::now() + limit;
-        let key = crate::lookup::LookupKey::derive(&crate::keys::txkeys::MasterSecret::generate());
+        let key = emrshare_core::lookup::LookupKey::derive(
+            &emrshare_core::keys::txkeys::MasterSecret::generate(),
+        );
         loop {
-            let plan = LookupPlan::new(&key, id, Role::Node, &[], crate::lookup::QuerySize::K(1))?;
+            let plan = LookupPlan::new(
+                &key,
+                id,
+                Role::Node,
+                &[],
+                emrshare_core::lookup::QuerySize::K(1),
+            )?;
             if let Ok(outcome) = self.lookup(&plan).await {
                 if let Some(entry) = outcome.target {
                     return Ok(entry);
@@ -656,7 +660,7 @@ impl<T: Transport> NodeClient<T> {
 
 fn verify_header(
     trust: &mut LightClient,
-    header: &crate::ledger::block::CertifiedHeader,
+    header: &emrshare_core::ledger::block::CertifiedHeader,
 ) -> Result<(), NodeFault> {
     match trust.verify_header(header) {
         Verdict::Success => Ok(()),
