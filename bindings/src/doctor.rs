@@ -2,64 +2,45 @@
 //! signature (SD-JWT, DESIGN 4) and seals it to the patient (JWE, DESIGN 5).
 
 use crate::config::ClientConfig;
-use crate::error::{Result, from_ces, from_jwe_seal, invalid};
+use crate::error::{Result, from_client, invalid};
+use crate::on_runtime;
 use crate::party::{Party, log_result};
 use crate::secrets::SecretStore;
 use crate::types::{PartyRole, Registration};
-use crate::{now, on_runtime};
 use emrshare_core::PublicKeySet;
-use emrshare_core::ces::{self, IssueOptions};
-use emrshare_core::jwe::Envelope;
+use emrshare_core::ces;
 use emrshare_core::record::{Ceas, Record};
 use std::sync::Arc;
 
 pub const DOCTOR_SECRET_NAME: &str = "emrshare.doctor";
-
-/// Decoy digests added to every record: they hide how many parts were made disclosable.
-const DECOYS: usize = 2;
 
 #[derive(uniffi::Object)]
 pub struct DoctorSigner {
     party: Arc<Party>,
 }
 
-fn sign_and_seal(
-    party: &Party,
+/// The record and its mandatory parts as the app gave them.
+fn record_and_ceas(
     record_json: &str,
-    patient: &PublicKeySet,
     mandatory_parts: Option<Vec<String>>,
     record_id: Option<String>,
-) -> Result<String> {
+) -> Result<(Record, Ceas)> {
     let record = Record::from_json(record_json.as_bytes(), record_id.as_deref())
         .map_err(|_| invalid("the record is not a valid object of named parts"))?;
     let ceas = match mandatory_parts {
         Some(names) => Ceas::new(names),
         None => Ceas::default_for(&record),
     };
-    let signed = party
-        .with_keys(|doctor| {
-            ces::issue(
-                doctor,
-                patient,
-                &record,
-                &ceas,
-                IssueOptions {
-                    issued_at: now(),
-                    decoys: DECOYS,
-                },
-            )
-        })
-        .map_err(|e| match e {
-            ces::CesError::Record(_) => invalid("a mandatory part is not in the record"),
-            other => from_ces(other),
-        })?;
-    let sealed = Envelope::seal_to(
-        signed.serialize().as_bytes(),
-        &[patient],
-        Some(ces::SD_JWT_TYP),
-    )
-    .map_err(from_jwe_seal)?;
-    Ok(sealed.serialize())
+    Ok((record, ceas))
+}
+
+fn from_issue(e: emrshare_client::ClientError) -> crate::error::EmrshareError {
+    match e {
+        emrshare_client::ClientError::Record(ces::CesError::Record(_)) => {
+            invalid("a mandatory part is not in the record")
+        }
+        other => from_client(other),
+    }
 }
 
 #[uniffi::export]
@@ -118,20 +99,14 @@ impl DoctorSigner {
     ) -> Result<String> {
         let patient = PublicKeySet::from_json(patient_public_keys_json.as_bytes())
             .map_err(crate::error::from_key_input)?;
-        if !patient.is_self_certifying() {
-            return Err(invalid(
-                "a patient's ID must be its signing key's thumbprint",
-            ));
-        }
         log_result(
             "sign and seal",
-            sign_and_seal(
-                &self.party,
-                &record_json,
-                &patient,
-                mandatory_parts,
-                record_id,
-            ),
+            record_and_ceas(&record_json, mandatory_parts, record_id).and_then(|(record, ceas)| {
+                self.party
+                    .inner
+                    .sign_and_seal(&record, &patient, &ceas)
+                    .map_err(from_issue)
+            }),
         )
     }
 
@@ -149,11 +124,14 @@ impl DoctorSigner {
             log_result(
                 "sign and seal",
                 async {
-                    let (entry, _) = party.lookup(&patient_id, PartyRole::Patient).await?;
-                    let patient = entry.public_keys().map_err(|_| {
-                        crate::error::unverified("the patient's registered keys are invalid")
-                    })?;
-                    sign_and_seal(&party, &record_json, &patient, mandatory_parts, record_id)
+                    let (record, ceas) = record_and_ceas(&record_json, mandatory_parts, record_id)?;
+                    let patient = emrshare_core::keys::PartyId::new(patient_id)
+                        .map_err(crate::error::from_key_input)?;
+                    party
+                        .inner
+                        .sign_and_seal_for_registered(&record, &patient, &ceas)
+                        .await
+                        .map_err(from_issue)
                 }
                 .await,
             )

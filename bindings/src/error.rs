@@ -115,6 +115,7 @@ pub(crate) fn from_ces(e: CesError) -> EmrshareError {
         KeyBindingHash => unverified("the key binding does not cover this presentation"),
         Validity => unverified("the record is expired or not yet valid"),
         Key(_) => unverified("a key in the record is invalid"),
+        IssuerRegistration(reason) => unverified(reason),
     }
 }
 
@@ -151,6 +152,28 @@ pub(crate) fn from_net(e: NetError) -> EmrshareError {
         },
         NetError::NoNodes => invalid("the configuration names no node"),
         NetError::Genesis(_) => invalid("the genesis is not a valid consortium genesis"),
+    }
+}
+
+/// The client's errors, mapped to the stable variants with fixed texts (a client error may
+/// name parties; these never do).
+pub(crate) fn from_client(e: emrshare_client::ClientError) -> EmrshareError {
+    use emrshare_client::ClientError as C;
+    match e {
+        C::Net(e) => from_net(e),
+        C::NotRegistered { .. } => EmrshareError::NotRegistered,
+        C::WeakLookup { .. } => invalid("k is larger than the directory of that role"),
+        C::Invalid(reason) => invalid(reason),
+        C::Unverified(reason) => unverified(reason),
+        C::Timeout => EmrshareError::Timeout,
+        C::Record(e) => from_ces(e),
+        C::Seal(e) => from_jwe_seal(e),
+        C::Open(e) => from_jwe_open(e),
+        C::Key(e) => from_key_input(e),
+        C::Lookup(e) => from_lookup(e),
+        _ => EmrshareError::Internal {
+            reason: "an error this version does not name".into(),
+        },
     }
 }
 

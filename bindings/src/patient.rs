@@ -1,25 +1,18 @@
 //! [`PatientWallet`]: the patient's side of the three stories (DESIGN 1).
 
 use crate::config::ClientConfig;
-use crate::error::{
-    EmrshareError, Result, from_ces, from_jwe_open, from_jwe_seal, from_net, invalid, unverified,
-};
-use crate::party::{Party, log_result};
+use crate::error::{Result, from_ces, from_client, invalid};
+use crate::party::{Party, log_result, lookup_report};
 use crate::secrets::{SecretStore, UploadProgress};
 use crate::types::*;
 use crate::{now, on_runtime};
-use emrshare_core::account::share_envelope;
-use emrshare_core::ces::{self, SdJwt, VerifyPolicy};
-use emrshare_core::jwe::Envelope;
+use emrshare_core::ces::SdJwt;
+use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::state::hex32;
-use emrshare_core::ledger::tx::{Action, TxBody};
 use std::sync::Arc;
 
 /// The name the wallet's secrets have in the app's [`SecretStore`].
 pub const PATIENT_SECRET_NAME: &str = "emrshare.patient";
-
-/// The most a grant may last (ten years).
-const MAX_GRANT_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
 /// A patient's wallet: keys held by the app's secret store, records verified against the
 /// doctor's registered key, storage, grants and the audit log on the consortium.
@@ -38,20 +31,6 @@ pub struct IndexedRecord {
     pub location: String,
     pub time: u64,
     pub height: u64,
-}
-
-/// The doctor's ID as the record claims it, before anything is verified: only used to look
-/// the doctor up; the signature check then binds the record to the looked-up keys.
-pub(crate) fn claimed_issuer(sd_jwt: &SdJwt) -> Result<String> {
-    let serialized = sd_jwt.serialize();
-    let issuer_jwt = serialized.split('~').next().unwrap_or_default();
-    let payload = emrshare_core::jws::unverified_payload(issuer_jwt)
-        .map_err(|_| unverified("malformed record"))?;
-    payload
-        .get("iss")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| unverified("malformed record"))
 }
 
 pub(crate) fn parse_sd_jwt(text: &str) -> Result<SdJwt> {
@@ -239,25 +218,7 @@ impl PatientWallet {
     /// Revokes a grant; returns it as proven revoked on chain.
     pub async fn revoke(&self, grant_id: String) -> Result<GrantInfo> {
         let party = self.party.clone();
-        on_runtime(async move {
-            log_result(
-                "revoke",
-                async {
-                    party
-                        .commit(|account| Ok((account.revoke_grant(&grant_id), ())))
-                        .await?;
-                    let info = proven_grant(&party, &grant_id)
-                        .await?
-                        .ok_or_else(|| unverified("the grant is not on chain"))?;
-                    if !info.revoked {
-                        return Err(unverified("the chain does not show the grant revoked"));
-                    }
-                    Ok(info)
-                }
-                .await,
-            )
-        })
-        .await
+        on_runtime(async move { log_result("revoke", revoke(&party, &grant_id).await) }).await
     }
 
     /// A grant as proven on chain now (none if the chain proves there is no such grant).
@@ -281,45 +242,27 @@ impl PatientWallet {
     }
 }
 
-async fn receive(party: &Party, sealed: &str, doctor_role: PartyRole) -> Result<ReceivedRecord> {
-    if sealed.len() > emrshare_core::jwe::MAX_ENVELOPE_BYTES {
-        return Err(unverified("the envelope is too large"));
+/// The record's issuer is looked up among doctors and hospitals (the roles that issue
+/// records), whatever the app names; naming another role is a mistake.
+pub(crate) fn check_issuer_role(role: PartyRole) -> Result<()> {
+    match role {
+        PartyRole::Doctor | PartyRole::Hospital => Ok(()),
+        _ => Err(invalid("records are issued by doctors and hospitals only")),
     }
-    let envelope = Envelope::parse(sealed.as_bytes()).map_err(from_jwe_open)?;
-    let plaintext = party
-        .with_keys(|k| envelope.open(k))
-        .map_err(from_jwe_open)?;
-    let text = std::str::from_utf8(&plaintext).map_err(|_| unverified("malformed record"))?;
-    let record = parse_sd_jwt(text)?;
-    let doctor_id = claimed_issuer(&record)?;
-    let (doctor, doctor_lookup) = party.lookup(&doctor_id, doctor_role).await?;
-    let doctor_keys = doctor
-        .public_keys()
-        .map_err(|_| unverified("the doctor's registered keys are invalid"))?;
-    let patient_keys = party.with_keys(|k| k.public());
-    let verified = ces::verify(
-        &record,
-        &VerifyPolicy {
-            holder: Some(&patient_keys),
-            ..VerifyPolicy::new(&doctor_keys, now())
-        },
-    )
-    .map_err(from_ces)?;
-    Ok(ReceivedRecord {
-        record: (&verified).into(),
-        sd_jwt: record.serialize(),
-        doctor_lookup,
-    })
 }
 
-fn report(progress: &Option<Arc<dyn UploadProgress>>, stage: UploadStage, done: u64, total: u64) {
-    if let Some(p) = progress {
-        p.on_progress(UploadEvent {
-            stage,
-            bytes_done: done,
-            bytes_total: total,
-        });
-    }
+async fn receive(party: &Party, sealed: &str, doctor_role: PartyRole) -> Result<ReceivedRecord> {
+    check_issuer_role(doctor_role)?;
+    let received = party
+        .inner
+        .receive_record(sealed)
+        .await
+        .map_err(from_client)?;
+    Ok(ReceivedRecord {
+        record: (&received.record).into(),
+        sd_jwt: received.sd_jwt.serialize(),
+        doctor_lookup: lookup_report(&received.doctor),
+    })
 }
 
 async fn store(
@@ -328,84 +271,35 @@ async fn store(
     department: &str,
     progress: Option<Arc<dyn UploadProgress>>,
 ) -> Result<StoredRecord> {
-    if department.is_empty() || department.len() > 64 {
-        return Err(invalid("a department tag has 1 to 64 characters"));
-    }
     let record = parse_sd_jwt(sd_jwt)?;
-    // Only a record issued to this patient is stored (the doctor's signature was checked
-    // when it was received; the claims are read here to name the record).
-    let patient_id = party.id();
-    let payload = emrshare_core::jws::unverified_payload(sd_jwt.split('~').next().unwrap_or(""))
-        .map_err(|_| invalid("not a record"))?;
-    if payload.get("sub").and_then(|v| v.as_str()) != Some(patient_id.as_str()) {
-        return Err(invalid("the record is not this patient's"));
-    }
-    let record_id = payload
-        .get("emr_id")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    let public = party.with_keys(|k| k.public());
-    let envelope = Envelope::seal_to(
-        record.serialize().as_bytes(),
-        &[&public],
-        Some(ces::SD_JWT_TYP),
-    )
-    .map_err(from_jwe_seal)?;
-    let bytes = envelope.serialize().into_bytes();
-    let total = bytes.len() as u64;
-    report(&progress, UploadStage::Sealed, 0, total);
-    let hash = emrshare_core::content_hash(&bytes);
-    let claim = party.with_account(|a| a.blob_claim(&hash, now()));
-    let blob = party
-        .client
-        .put_blob(&bytes, &claim)
+    let report = move |stage: emrshare_client::records::UploadStage, total: u64| {
+        use emrshare_client::records::UploadStage as S;
+        let (stage, done) = match stage {
+            S::Sealed => (UploadStage::Sealed, 0),
+            S::Uploaded => (UploadStage::Uploaded, total),
+            S::IndexSubmitted => (UploadStage::IndexSubmitted, total),
+            S::Committed => (UploadStage::Committed, total),
+        };
+        if let Some(p) = &progress {
+            p.on_progress(UploadEvent {
+                stage,
+                bytes_done: done,
+                bytes_total: total,
+            });
+        }
+    };
+    let stored = party
+        .inner
+        .store_record(&record, department, &report)
         .await
-        .map_err(from_net)?;
-    report(&progress, UploadStage::Uploaded, total, total);
-    let id = party.party_id();
-    let previous = party
-        .client
-        .index(&id, department)
-        .await
-        .map_err(from_net)?
-        .head;
-    let location = format!("emrshare:blob/{}", hex32::to_hex(&blob));
-    let tx_id = party
-        .commit(|account| {
-            let tx = account
-                .upload_index(
-                    department,
-                    &location,
-                    &blob,
-                    Some(&record_id),
-                    now(),
-                    previous,
-                )
-                .map_err(from_jwe_seal)?;
-            let tx_id = tx.id();
-            report(&progress, UploadStage::IndexSubmitted, total, total);
-            Ok((tx, tx_id))
-        })
-        .await?;
-    let proven = party
-        .client
-        .index(&id, department)
-        .await
-        .map_err(from_net)?;
-    if proven.head != Some(tx_id) {
-        return Err(unverified("the chain does not show the new index entry"));
-    }
-    report(&progress, UploadStage::Committed, total, total);
+        .map_err(from_client)?;
     Ok(StoredRecord {
-        record_id,
-        blob: hex32::to_hex(&blob),
-        department: department.into(),
-        envelope: String::from_utf8(bytes).map_err(|_| EmrshareError::Internal {
-            reason: "envelope is not text".into(),
-        })?,
-        index_height: proven.height,
-        crumbs: proven.crumbs,
+        record_id: stored.record_id,
+        blob: hex32::to_hex(&stored.blob),
+        department: stored.department,
+        envelope: stored.envelope,
+        index_height: stored.index_height,
+        crumbs: stored.crumbs,
     })
 }
 
@@ -417,134 +311,70 @@ async fn grant(
     parts: Vec<String>,
     valid_seconds: u64,
 ) -> Result<GrantInfo> {
-    if valid_seconds == 0 || valid_seconds > MAX_GRANT_SECONDS {
-        return Err(invalid("a grant lasts 1 second to 10 years"));
-    }
-    let stored = Envelope::parse(envelope.as_bytes()).map_err(from_jwe_open)?;
-    let (grantee, _) = party.lookup(grantee_id, grantee_role).await?;
-    let shared = if parts.is_empty() {
-        party
-            .with_keys(|k| share_envelope(&stored, k, &grantee))
-            .map_err(from_jwe_open)?
-    } else {
-        let plaintext = party.with_keys(|k| stored.open(k)).map_err(from_jwe_open)?;
-        let text = std::str::from_utf8(&plaintext).map_err(|_| unverified("malformed record"))?;
-        let keep: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let extracted = parse_sd_jwt(text)?.extract(&keep).map_err(from_ces)?;
-        let grantee_keys = grantee
-            .public_keys()
-            .map_err(|_| unverified("the grantee's registered keys are invalid"))?;
-        let own = party.with_keys(|k| k.public());
-        Envelope::seal_to(
-            extracted.serialize().as_bytes(),
-            &[&own, &grantee_keys],
-            Some(ces::SD_JWT_TYP),
+    let grantee = PartyId::new(grantee_id).map_err(crate::error::from_key_input)?;
+    let proven = party
+        .inner
+        .grant(
+            envelope,
+            &grantee,
+            grantee_role.into(),
+            &parts,
+            valid_seconds,
         )
-        .map_err(from_jwe_seal)?
-    };
-    let bytes = shared.serialize().into_bytes();
-    let hash = emrshare_core::content_hash(&bytes);
-    let claim = party.with_account(|a| a.blob_claim(&hash, now()));
-    let blob = party
-        .client
-        .put_blob(&bytes, &claim)
         .await
-        .map_err(from_net)?;
-    let not_after = now() + valid_seconds;
-    let grant_id = party
-        .commit(|account| {
-            let names: Vec<&str> = parts.iter().map(String::as_str).collect();
-            let (grant_id, tx) = account.grant(&grantee, &blob, &names, &[Action::Read], not_after);
-            Ok((tx, grant_id))
-        })
-        .await?;
-    proven_grant(party, &grant_id)
-        .await?
-        .ok_or_else(|| unverified("the chain does not show the grant"))
+        .map_err(from_client)?;
+    Ok(GrantInfo::new(
+        &proven.grant_id,
+        &proven.grant,
+        proven.height,
+    ))
 }
 
 pub(crate) async fn proven_grant(party: &Party, grant_id: &str) -> Result<Option<GrantInfo>> {
-    if grant_id.is_empty() || grant_id.len() > 128 {
-        return Err(invalid("not a grant ID"));
-    }
-    let proven = party.client.grant(grant_id).await.map_err(from_net)?;
-    Ok(proven
-        .grant
-        .map(|g| GrantInfo::new(grant_id, &g, proven.height)))
+    let proven = party
+        .inner
+        .proven_grant(grant_id)
+        .await
+        .map_err(from_client)?;
+    Ok(proven.map(|p| GrantInfo::new(&p.grant_id, &p.grant, p.height)))
+}
+
+async fn revoke(party: &Party, grant_id: &str) -> Result<GrantInfo> {
+    let proven = party.inner.revoke(grant_id).await.map_err(from_client)?;
+    Ok(GrantInfo::new(
+        &proven.grant_id,
+        &proven.grant,
+        proven.height,
+    ))
 }
 
 async fn indexed(party: &Party) -> Result<Vec<IndexedRecord>> {
-    let id = party.party_id();
-    let mut out = Vec::new();
-    for (height, sender, body) in party.verified_txs_with_sender().await? {
-        if sender != id {
-            continue;
-        }
-        if let TxBody::UploadIndex {
-            department,
-            entry_jwe,
-            ..
-        } = body
-        {
-            let opened = party.with_account(|a| a.open_index_entry(&entry_jwe));
-            if let Ok(entry) = opened {
-                out.push(IndexedRecord {
-                    blob: hex32::to_hex(&entry.blob),
-                    record_id: entry.record_id,
-                    department,
-                    location: entry.location,
-                    time: entry.time,
-                    height,
-                });
-            }
-        }
-    }
-    Ok(out)
+    let entries = party.inner.indexed_records().await.map_err(from_client)?;
+    Ok(entries
+        .into_iter()
+        .map(|e| IndexedRecord {
+            blob: hex32::to_hex(&e.blob),
+            record_id: e.record_id,
+            department: e.department,
+            location: e.location,
+            time: e.time,
+            height: e.height,
+        })
+        .collect())
 }
 
 async fn audit(party: &Party) -> Result<Vec<AccessEvent>> {
-    let id = party.party_id();
-    let txs = party.verified_txs_with_sender().await?;
-    let mut mine = std::collections::BTreeSet::new();
-    for (_, sender, body) in &txs {
-        if *sender != id {
-            continue;
-        }
-        match body {
-            TxBody::UploadIndex { entry_jwe, .. } => {
-                let opened = party.with_account(|a| a.open_index_entry(entry_jwe));
-                if let Ok(entry) = opened {
-                    mine.insert(hex32::to_hex(&entry.blob));
-                    // A record shared in a handshake is logged by its ID.
-                    mine.extend(entry.record_id);
-                }
-            }
-            TxBody::Grant { record_id, .. } => {
-                mine.insert(record_id.clone());
-            }
-            _ => {}
-        }
-    }
-    Ok(txs
+    let events = party.inner.audit_log().await.map_err(from_client)?;
+    Ok(events
         .into_iter()
-        .filter_map(|(height, _, body)| match body {
-            TxBody::AccessLog {
-                accessor,
-                record_id,
-                action,
-                at,
-                outcome,
-                grant_id,
-            } if mine.contains(&record_id) => Some(AccessEvent {
-                height,
-                accessor_id: accessor.to_string(),
-                record_id,
-                action: action.into(),
-                at,
-                outcome: outcome.into(),
-                grant_id,
-            }),
-            _ => None,
+        .map(|e| AccessEvent {
+            height: e.height,
+            accessor_id: e.accessor.to_string(),
+            record_id: e.record_id,
+            action: e.action.into(),
+            at: e.at,
+            outcome: e.outcome.into(),
+            grant_id: e.grant_id,
         })
         .collect())
 }

@@ -1,15 +1,11 @@
 //! [`Requester`]: an institution (insurer, hospital, researcher) that receives records.
 
 use crate::config::ClientConfig;
-use crate::error::{EmrshareError, Result, from_ces, from_jwe_open, from_net, invalid, unverified};
-use crate::party::{Party, log_result};
-use crate::patient::{claimed_issuer, parse_sd_jwt, proven_grant};
+use crate::error::{EmrshareError, Result, from_client};
+use crate::on_runtime;
+use crate::party::{Party, log_result, lookup_report};
 use crate::secrets::SecretStore;
 use crate::types::*;
-use crate::{now, on_runtime};
-use emrshare_core::ces::{self, KeyBindingRequirement, VerifyPolicy};
-use emrshare_core::jwe::Envelope;
-use emrshare_core::ledger::state::hex32;
 use std::sync::Arc;
 
 pub const REQUESTER_SECRET_NAME: &str = "emrshare.requester";
@@ -23,32 +19,6 @@ pub struct Requester {
 #[uniffi::export]
 pub fn make_nonce() -> String {
     emrshare_core::make_nonce()
-}
-
-/// Looks the record's claimed doctor up and verifies the record under the registered key.
-async fn verify_record(
-    party: &Party,
-    text: &str,
-    doctor_role: PartyRole,
-    holder: Option<&emrshare_core::PublicKeySet>,
-    key_binding: Option<KeyBindingRequirement<'_>>,
-) -> Result<(ces::VerifiedRecord, LookupReport)> {
-    let record = parse_sd_jwt(text)?;
-    let doctor_id = claimed_issuer(&record)?;
-    let (doctor, report) = party.lookup(&doctor_id, doctor_role).await?;
-    let doctor_keys = doctor
-        .public_keys()
-        .map_err(|_| unverified("the doctor's registered keys are invalid"))?;
-    let verified = ces::verify(
-        &record,
-        &VerifyPolicy {
-            holder,
-            key_binding,
-            ..VerifyPolicy::new(&doctor_keys, now())
-        },
-    )
-    .map_err(from_ces)?;
-    Ok((verified, report))
 }
 
 #[uniffi::export]
@@ -144,27 +114,18 @@ impl Requester {
             log_result(
                 "verify presentation",
                 async {
-                    let (patient, patient_lookup) =
-                        party.lookup(&patient_id, PartyRole::Patient).await?;
-                    let patient_keys = patient
-                        .public_keys()
-                        .map_err(|_| unverified("the patient's registered keys are invalid"))?;
-                    let audience = party.id();
-                    let (verified, doctor_lookup) = verify_record(
-                        &party,
-                        &presentation,
-                        doctor_role,
-                        Some(&patient_keys),
-                        Some(KeyBindingRequirement {
-                            audience: &audience,
-                            nonce: &nonce,
-                        }),
-                    )
-                    .await?;
+                    crate::patient::check_issuer_role(doctor_role)?;
+                    let patient = emrshare_core::keys::PartyId::new(patient_id)
+                        .map_err(crate::error::from_key_input)?;
+                    let (record, doctor, patient) = party
+                        .inner
+                        .verify_presentation(&presentation, &patient, &nonce)
+                        .await
+                        .map_err(from_client)?;
                     Ok(VerifiedPresentation {
-                        record: (&verified).into(),
-                        doctor_lookup,
-                        patient_lookup,
+                        record: (&record).into(),
+                        doctor_lookup: lookup_report(&doctor),
+                        patient_lookup: lookup_report(&patient),
                     })
                 }
                 .await,
@@ -175,55 +136,28 @@ impl Requester {
 }
 
 async fn fetch(party: &Party, grant_id: &str, doctor_role: PartyRole) -> Result<FetchedRecord> {
-    let grant = proven_grant(party, grant_id)
-        .await?
-        .ok_or(EmrshareError::Refused { status: 404 })?;
-    if grant.grantee_id != party.id() {
-        return Err(invalid("the grant is for another party"));
-    }
-    if !grant.active {
-        return Err(EmrshareError::Refused { status: 403 });
-    }
-    let blob = hex32::from_hex(&grant.blob).ok_or_else(|| unverified("malformed grant"))?;
-    let bytes = {
-        let _writing = party.write_lock().await;
-        let access = party
-            .sign_next(|account| account.access_log(&blob, Some(grant_id), now()))
-            .await?;
-        let bytes = party
-            .client
-            .get_blob(&blob, &access)
-            .await
-            .map_err(from_net)?;
-        // The node commits the access log; the next write must come after it.
-        party
-            .client
-            .wait_sequence(
-                &party.party_id(),
-                access.transaction().sequence,
-                party.config.commit_timeout(),
-            )
-            .await
-            .map_err(|_| EmrshareError::Timeout)?;
-        bytes
-    };
-    if bytes.len() > emrshare_core::jwe::MAX_ENVELOPE_BYTES {
-        return Err(unverified("the blob is too large"));
-    }
-    let envelope = Envelope::parse(&bytes).map_err(from_jwe_open)?;
-    let plaintext = party
-        .with_keys(|k| envelope.open(k))
-        .map_err(from_jwe_open)?;
-    let text = std::str::from_utf8(&plaintext).map_err(|_| unverified("malformed record"))?;
-    let (verified, doctor_lookup) = verify_record(party, text, doctor_role, None, None).await?;
-    if verified.patient() != grant.grantor_id {
-        return Err(unverified(
-            "the record belongs to another patient than the grantor",
-        ));
-    }
+    crate::patient::check_issuer_role(doctor_role)?;
+    let fetched = party
+        .inner
+        .fetch_granted(grant_id)
+        .await
+        .map_err(|e| match e {
+            // The stable variants apps know: no such grant is a 404, a dead one a 403.
+            emrshare_client::ClientError::Unverified("the chain proves no such grant") => {
+                EmrshareError::Refused { status: 404 }
+            }
+            emrshare_client::ClientError::Unverified(
+                "the grant is revoked or expired on chain",
+            ) => EmrshareError::Refused { status: 403 },
+            other => from_client(other),
+        })?;
     Ok(FetchedRecord {
-        record: (&verified).into(),
-        grant,
-        doctor_lookup,
+        record: (&fetched.record).into(),
+        grant: GrantInfo::new(
+            &fetched.grant.grant_id,
+            &fetched.grant.grant,
+            fetched.grant.height,
+        ),
+        doctor_lookup: lookup_report(&fetched.doctor),
     })
 }

@@ -7,10 +7,20 @@
 //! - [`transport`]: how a request reaches one node ([`HttpTransport`], and
 //!   [`LyingTransport`] for tests of dishonest nodes).
 //! - [`node`]: [`NodeClient`], the verified client of the nodes' API.
+//! - [`party`]: [`Party`], one party's keys, sequence numbers, commits and lookups.
+//! - [`records`]: the record flows (seal to a registered patient, receive, store, grant,
+//!   revoke, fetch a granted record, verify a presentation, index, audit log), once for the
+//!   SDK, the command line and the demo.
 #![forbid(unsafe_code)]
 
+pub mod error;
 pub mod node;
+pub mod party;
+pub mod records;
 pub mod transport;
+
+pub use error::{ClientError, Result};
+pub use party::{LookedUp, Party, PartySettings};
 
 pub use node::{ClientConfig, NetError, NodeClient, VerifiedBlock, VerifiedGrant, VerifiedIndex};
 pub use transport::{

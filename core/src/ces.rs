@@ -71,6 +71,10 @@ pub enum CesError {
     Validity,
     #[error("no disclosable part named {0:?}")]
     UnknownPart(String),
+    /// The issuer's registry entry does not allow this record: another ID, a role that does
+    /// not issue records, or not active when the record was issued.
+    #[error("the issuer's registration does not cover this record: {0}")]
+    IssuerRegistration(&'static str),
     #[error(transparent)]
     Record(#[from] RecordError),
     #[error(transparent)]
@@ -350,6 +354,52 @@ impl<'a> VerifyPolicy<'a> {
             max_skew: 300,
         }
     }
+}
+
+/// The roles whose registered keys issue records.
+pub const ISSUER_ROLES: &[crate::ledger::tx::Role] = &[
+    crate::ledger::tx::Role::Doctor,
+    crate::ledger::tx::Role::Hospital,
+];
+
+/// Verifies a record against its issuer's proven registry entry (every flow that accepts a
+/// record does it this way): the entry is the record's issuer, in a role that issues
+/// records, its keys sign the record (with `policy`'s holder and key binding), and it was
+/// active when the record was issued. Records issued before the entry ended stay valid.
+pub fn verify_registered(
+    sd_jwt: &SdJwt,
+    issuer: &crate::ledger::verify::VerifiedEntry,
+    holder: Option<&PublicKeySet>,
+    key_binding: Option<KeyBindingRequirement<'_>>,
+    now: u64,
+) -> Result<VerifiedRecord, CesError> {
+    if issuer.id() != &sd_jwt.claimed_issuer()? {
+        return Err(CesError::IssuerRegistration(
+            "the entry is of another party",
+        ));
+    }
+    if !ISSUER_ROLES.contains(&issuer.entry().role) {
+        return Err(CesError::IssuerRegistration(
+            "its role does not issue records",
+        ));
+    }
+    let keys = issuer
+        .public_keys()
+        .map_err(|_| CesError::IssuerRegistration("its registered keys do not parse"))?;
+    let record = verify(
+        sd_jwt,
+        &VerifyPolicy {
+            holder,
+            key_binding,
+            ..VerifyPolicy::new(&keys, now)
+        },
+    )?;
+    if !issuer.entry().is_active(record.issued_at()) {
+        return Err(CesError::IssuerRegistration(
+            "it was not active when the record was issued",
+        ));
+    }
+    Ok(record)
 }
 
 /// A record whose doctor signature, disclosures, CEAS and (if present or required) key

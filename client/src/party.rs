@@ -1,0 +1,232 @@
+//! [`Party`]: what every role shares: its keys, its verified client of the consortium,
+//! numbered transactions committed one at a time, and k-anonymous lookups with the role and
+//! activity checks every flow needs.
+
+use crate::error::{ClientError, Result};
+use crate::transport::{HttpTransport, Transport};
+use crate::{NetError, NodeClient};
+use emrshare_core::PrivateKeySet;
+use emrshare_core::account::Account;
+use emrshare_core::keys::PartyId;
+use emrshare_core::keys::txkeys::MasterSecret;
+use emrshare_core::ledger::tx::{Role, SignedTransaction, TxBody};
+use emrshare_core::ledger::verify::VerifiedEntry;
+use emrshare_core::lookup::{LookupKey, LookupOutcome, LookupPlan, QuerySize};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How a party's lookups and writes behave.
+#[derive(Debug, Clone, Copy)]
+pub struct PartySettings {
+    /// IDs per lookup (the target among k - 1 decoys); `None` asks all registered IDs of
+    /// the role.
+    pub k: Option<usize>,
+    /// How long a write may take to commit.
+    pub commit_timeout: Duration,
+}
+
+impl Default for PartySettings {
+    fn default() -> Self {
+        Self {
+            k: Some(10),
+            commit_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A verified lookup: the target's entry (registered in the role asked, active now), and
+/// how it was verified.
+#[derive(Debug, Clone)]
+pub struct LookedUp {
+    pub entry: VerifiedEntry,
+    /// IDs asked of the nodes (the target among decoys).
+    pub asked: usize,
+    pub outcome: LookupOutcome,
+}
+
+/// One party of the consortium: keys, client, sequence numbers.
+pub struct Party<T: Transport = HttpTransport> {
+    client: NodeClient<T>,
+    settings: PartySettings,
+    /// The party's keys and next sequence number; locked briefly, never across an await.
+    account: Mutex<Account>,
+    lookup_key: LookupKey,
+    /// Serialises writes: a transaction is signed with the chain's next sequence number and
+    /// awaited before the next one is signed.
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl<T: Transport> Party<T> {
+    pub fn new(
+        client: NodeClient<T>,
+        keys: PrivateKeySet,
+        master: &MasterSecret,
+        settings: PartySettings,
+    ) -> Self {
+        let chain = client.config().genesis.chain_id.clone();
+        Self {
+            lookup_key: LookupKey::derive(master),
+            account: Mutex::new(Account::new(keys, &chain, 0)),
+            client,
+            settings,
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn client(&self) -> &NodeClient<T> {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &PartySettings {
+        &self.settings
+    }
+
+    /// Runs `f` with the party's keys.
+    pub fn with_keys<R>(&self, f: impl FnOnce(&PrivateKeySet) -> R) -> R {
+        let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        f(account.keys())
+    }
+
+    /// Runs `f` with the party's account (for what needs no sequence number: blob claims,
+    /// reading its own index entries).
+    pub fn with_account<R>(&self, f: impl FnOnce(&Account) -> R) -> R {
+        let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        f(&account)
+    }
+
+    pub fn id(&self) -> PartyId {
+        self.with_keys(|k| k.id.clone())
+    }
+
+    /// Signs one transaction with the chain's next sequence number (`make` gets the account),
+    /// submits it and waits until it is committed. On failure the next write asks the chain
+    /// for its sequence number again, so a transaction that never committed leaves no gap.
+    pub async fn commit<R>(
+        &self,
+        make: impl FnOnce(&mut Account) -> Result<(SignedTransaction, R)>,
+    ) -> Result<R> {
+        let _writing = self.writes.lock().await;
+        let id = self.id();
+        let next = self.client.next_sequence(&id).await?;
+        let (tx, extra) = {
+            let mut account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+            account.set_next_sequence(next);
+            make(&mut account)?
+        };
+        self.client.submit(&tx).await?;
+        self.client
+            .wait_sequence(&id, tx.transaction().sequence, self.settings.commit_timeout)
+            .await
+            .map_err(|e| match e {
+                NetError::NoAnswer { tried: 0, .. } => ClientError::Timeout,
+                other => other.into(),
+            })?;
+        Ok(extra)
+    }
+
+    /// Holds off other writes of this party (see [`Party::sign_next`]).
+    pub async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
+    }
+
+    /// Signs with the chain's next sequence number a transaction that a node commits itself
+    /// (a blob fetch's access log). The caller holds [`Party::write_lock`] until the node has
+    /// answered, and waits for the commit with [`Party::wait_committed`].
+    pub async fn sign_next<R>(&self, make: impl FnOnce(&mut Account) -> R) -> Result<R> {
+        let next = self.client.next_sequence(&self.id()).await?;
+        let mut account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        account.set_next_sequence(next);
+        Ok(make(&mut account))
+    }
+
+    /// Waits until this party's transaction with `sequence` is committed.
+    pub async fn wait_committed(&self, sequence: u64) -> Result<()> {
+        self.client
+            .wait_sequence(&self.id(), sequence, self.settings.commit_timeout)
+            .await
+            .map_err(|_| ClientError::Timeout)
+    }
+
+    /// Registers this party's keys as `role` from `valid_from` to `valid_until` (Unix
+    /// seconds), and waits until the registry proves it.
+    pub async fn register(
+        &self,
+        role: Role,
+        valid_from: u64,
+        valid_until: u64,
+    ) -> Result<VerifiedEntry> {
+        if valid_from >= valid_until {
+            return Err(ClientError::Invalid("a registration's validity is empty"));
+        }
+        self.commit(|account| {
+            if account.next_sequence() != 0 {
+                return Err(ClientError::Invalid(
+                    "this party is registered already (it has sent transactions)",
+                ));
+            }
+            Ok((account.register(role, valid_from, valid_until), ()))
+        })
+        .await?;
+        self.client
+            .wait_registered(&self.id(), self.settings.commit_timeout)
+            .await
+            .map_err(|_| ClientError::Timeout)
+    }
+
+    /// A verified k-anonymous lookup of `target` among the registered IDs of `role`: the
+    /// entry must be registered in that role and active now. With fewer registered IDs than
+    /// k the lookup is refused ([`ClientError::WeakLookup`]), never silently made smaller.
+    pub async fn look_up(&self, target: &PartyId, role: Role) -> Result<LookedUp> {
+        let directory = self.client.directory(role).await?;
+        let size = match self.settings.k {
+            None => QuerySize::All,
+            Some(k) if k > directory.len() => {
+                return Err(ClientError::WeakLookup {
+                    registered: directory.len(),
+                    wanted: k,
+                });
+            }
+            Some(k) if k == directory.len() => QuerySize::All,
+            Some(k) => QuerySize::K(k),
+        };
+        let plan = LookupPlan::new(&self.lookup_key, target, role, &directory, size)?;
+        let outcome = self.client.lookup(&plan).await?;
+        let not_registered = || ClientError::NotRegistered {
+            id: target.clone(),
+            role,
+        };
+        let entry = outcome.target.clone().ok_or_else(not_registered)?;
+        if entry.entry().role != role || !entry.entry().is_active(now()) {
+            return Err(not_registered());
+        }
+        Ok(LookedUp {
+            entry,
+            asked: plan.ids().len(),
+            outcome,
+        })
+    }
+
+    /// The transactions of every block up to the newest certified header, each block
+    /// verified from genesis: (height, sender, body). An audit's basis.
+    pub async fn verified_txs(&self) -> Result<Vec<(u64, PartyId, TxBody)>> {
+        let height = self.client.latest_header().await?.header.height;
+        let blocks = self.client.verified_blocks(height).await?;
+        Ok(blocks
+            .into_iter()
+            .flat_map(|b| {
+                let height = b.header.height;
+                b.txs.into_iter().map(move |tx| {
+                    let t = tx.transaction();
+                    (height, t.sender.clone(), t.body.clone())
+                })
+            })
+            .collect())
+    }
+}
