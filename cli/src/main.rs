@@ -89,12 +89,20 @@ enum Command {
     /// Look a party up k-anonymously (the target among k-1 registered decoys of its role),
     /// verified under a certified header; prints its registry entry.
     Lookup {
+        /// The ID to look up.
         #[arg(long)]
         id: String,
+        /// Its role: patient, doctor, hospital, insurer or researcher.
         #[arg(long)]
         role: String,
-        #[arg(long, default_value_t = 10)]
-        k: usize,
+        /// IDs asked (1-1024, or all). With fewer registered IDs of the role the lookup is
+        /// refused rather than made smaller: ask for all of them, or a smaller k, explicitly.
+        #[arg(long, default_value = "10")]
+        k: roles::LookupSize,
+        /// The private key file of the party asking (its lookups of a target always ask
+        /// the same IDs).
+        #[arg(long)]
+        key: PathBuf,
         #[command(flatten)]
         consortium: roles::Consortium,
     },
@@ -257,8 +265,9 @@ fn run(command: Command) -> Result<()> {
             id,
             role,
             k,
+            key,
             consortium,
-        } => roles::lookup(&id, &role, k, &consortium)?,
+        } => roles::lookup(&id, &role, k, &key, &consortium)?,
         Command::LocalConsortium {
             dir,
             nodes,

@@ -1,19 +1,17 @@
 //! Each role's steps against a running consortium (`emrshare-node init` + `run`): register,
-//! look up, and the patient's and requester's ledger steps. Every answer is verified from the
-//! consortium's genesis, as in the demo.
+//! look up, and the patient's and requester's ledger steps. A command here only reads its
+//! arguments and prints: every flow is the client's (`emrshare_client::Party`), the same the
+//! SDK and the demo run, and every answer is verified from the consortium's genesis.
 
 use crate::files;
 use crate::now;
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand};
-use emrshare_client::{ClientConfig, HttpTransport, NodeClient, TlsTrust};
-use emrshare_core::account::{Account, share_envelope};
-use emrshare_core::jwe::{Envelope, MAX_ENVELOPE_BYTES};
+use emrshare_client::{ClientConfig, HttpTransport, NodeClient, Party, PartySettings, TlsTrust};
 use emrshare_core::keys::PartyId;
 use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::ledger::state::hex32;
-use emrshare_core::ledger::tx::{Action, Role, TxBody};
-use emrshare_core::lookup::{LookupKey, LookupPlan, QuerySize};
+use emrshare_core::ledger::tx::Role;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -88,10 +86,30 @@ impl Consortium {
     }
 }
 
+/// How many IDs a lookup asks: a number, or `all` (every registered ID of the role).
+#[derive(Debug, Clone, Copy)]
+pub struct LookupSize(pub Option<usize>);
+
+impl std::str::FromStr for LookupSize {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "all" {
+            return Ok(Self(None));
+        }
+        match text.parse::<usize>() {
+            Ok(k) if (1..=1024).contains(&k) => Ok(Self(Some(k))),
+            _ => Err("k is a number from 1 to 1024, or all".into()),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum PatientCommand {
-    /// Store a record (an envelope sealed to the patient) on the nodes and index it on chain.
+    /// Verify a record a doctor sealed to the patient (the doctor's registered key, the
+    /// patient's binding), then store it on the nodes and index it on chain; prints the
+    /// blob's address.
     Store {
+        /// The patient's private key file.
         #[arg(long)]
         key: PathBuf,
         /// The envelope (JWE) the doctor sealed to the patient.
@@ -102,32 +120,37 @@ pub enum PatientCommand {
         #[command(flatten)]
         consortium: Consortium,
     },
-    /// Grant a requester read access to a stored record until a time.
+    /// Grant a requester read access to a record until a time. With --parts, only those
+    /// parts (and the mandatory ones) are shared, re-sealed to the requester; without, the
+    /// whole record.
     Grant {
+        /// The patient's private key file.
         #[arg(long)]
         key: PathBuf,
-        /// The stored envelope (the file given to `store`).
+        /// The record's envelope (the file given to `store`).
         #[arg(long = "in")]
         input: PathBuf,
         /// The requester's registered ID (looked up k-anonymously).
         #[arg(long)]
         to: String,
-        /// The requester's role (for the decoys of the lookup).
+        /// The requester's role: insurer, hospital, researcher or doctor.
         #[arg(long, default_value = "insurer")]
         role: String,
-        /// Parts the grant names, comma-separated.
+        /// Parts to share, comma-separated (empty: the whole record).
         #[arg(long, default_value = "")]
         parts: String,
         /// Seconds the grant lasts.
         #[arg(long, default_value_t = 3600)]
         seconds: u64,
-        #[arg(long, default_value_t = 10)]
-        k: usize,
+        /// IDs the lookup of the requester asks (1-1024, or all).
+        #[arg(long, default_value = "10")]
+        k: LookupSize,
         #[command(flatten)]
         consortium: Consortium,
     },
     /// Revoke a grant.
     Revoke {
+        /// The patient's private key file.
         #[arg(long)]
         key: PathBuf,
         #[arg(long)]
@@ -135,13 +158,13 @@ pub enum PatientCommand {
         #[command(flatten)]
         consortium: Consortium,
     },
-    /// Every logged access to the patient's records, from verified blocks.
+    /// Every logged access to the patient's records (those of its index entries and its
+    /// grants), from blocks verified from genesis; one JSON line each. A read logs in the
+    /// block after it, so it shows a slot or two after the read.
     Audit {
+        /// The patient's private key file (it opens the patient's index entries).
         #[arg(long)]
         key: PathBuf,
-        /// The blob addresses (hex) of the patient's records; repeat.
-        #[arg(long = "blob", required = true)]
-        blobs: Vec<String>,
         #[command(flatten)]
         consortium: Consortium,
     },
@@ -149,12 +172,12 @@ pub enum PatientCommand {
 
 #[derive(Subcommand)]
 pub enum RequesterCommand {
-    /// Fetch a blob under a grant (logged on chain) and open it.
+    /// Fetch the record a grant names (the fetch is logged on chain), verify it (the
+    /// doctor's registered key, the granting patient) and print it (SD-JWT).
     Fetch {
+        /// The requester's private key file.
         #[arg(long)]
         key: PathBuf,
-        #[arg(long)]
-        blob: String,
         #[arg(long)]
         grant: String,
         #[command(flatten)]
@@ -174,43 +197,26 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn account(client: &NodeClient, key: &Path) -> Result<Account> {
+/// The party whose private key file is `key`. Its lookup key is derived from its private
+/// key, so every run of the command asks the same decoys for a target (runs cannot be
+/// intersected to find it).
+fn party(consortium: &Consortium, key: &Path, k: LookupSize) -> Result<Party> {
     let keys = files::load_private_keys(key)?;
-    let next = client.next_sequence(&keys.id).await?;
-    Ok(Account::new(keys, &client.config().genesis.chain_id, next))
-}
-
-async fn commit(
-    client: &NodeClient,
-    account: &Account,
-    tx: &emrshare_core::ledger::tx::SignedTransaction,
-) -> Result<()> {
-    client.submit(tx).await?;
-    client
-        .wait_sequence(
-            account.id(),
-            tx.transaction().sequence,
-            Duration::from_secs(30),
-        )
-        .await?;
-    Ok(())
+    let master = MasterSecret::from_bytes(emrshare_core::content_hash(keys.to_json().as_bytes()));
+    let settings = PartySettings {
+        k: k.0,
+        commit_timeout: Duration::from_secs(30),
+    };
+    Ok(Party::new(consortium.client()?, keys, &master, settings))
 }
 
 /// `emrshare register`.
 pub fn register(key: &Path, role: &str, days: u64, consortium: &Consortium) -> Result<()> {
     let role = parse_role(role)?;
     runtime()?.block_on(async {
-        let client = consortium.client()?;
-        let mut account = account(&client, key).await?;
-        ensure!(
-            account.next_sequence() == 0,
-            "{} has sent transactions already",
-            account.id()
-        );
-        let tx = account.register(role, now(), now() + days * 24 * 3600);
-        commit(&client, &account, &tx).await?;
-        let entry = client
-            .wait_registered(account.id(), Duration::from_secs(30))
+        let party = party(consortium, key, LookupSize(Some(1)))?;
+        let entry = party
+            .register(role, now(), now() + days * 24 * 3600)
             .await?;
         println!(
             "{} registered as {role:?} (proven at height {})",
@@ -221,40 +227,39 @@ pub fn register(key: &Path, role: &str, days: u64, consortium: &Consortium) -> R
     })
 }
 
-/// `emrshare lookup`: a verified k-anonymous lookup; prints the registry entry.
-pub fn lookup(id: &str, role: &str, k: usize, consortium: &Consortium) -> Result<()> {
+/// `emrshare lookup`: a verified k-anonymous lookup by the party of `key`; prints the
+/// registry entry.
+pub fn lookup(
+    id: &str,
+    role: &str,
+    k: LookupSize,
+    key: &Path,
+    consortium: &Consortium,
+) -> Result<()> {
     let role = parse_role(role)?;
     let target = PartyId::new(id)?;
     runtime()?.block_on(async {
-        let client = consortium.client()?;
-        let directory = client.directory(role).await?;
-        // A one-off key: repeated lookups from the CLI are not linked to a patient.
-        let key = LookupKey::derive(&MasterSecret::generate());
-        let size = if k >= directory.len() {
-            QuerySize::All
-        } else {
-            QuerySize::K(k)
-        };
-        let plan = LookupPlan::new(&key, &target, role, &directory, size)?;
-        let outcome = client.lookup(&plan).await?;
-        for evidence in &outcome.evidence {
+        let party = party(consortium, key, k)?;
+        let found = party.look_up(&target, role).await?;
+        for evidence in &found.outcome.evidence {
             eprintln!(
                 "emrshare: evidence against {}: {}",
                 evidence.node, evidence.fault
             );
         }
-        let entry = outcome
-            .target
-            .with_context(|| format!("{id} is not registered (proven absent)"))?;
         eprintln!(
             "asked {} IDs; verified by {} at height {}",
-            plan.ids().len(),
-            outcome.verified_by.join(", "),
-            outcome.header.header.height
+            found.asked,
+            found.outcome.verified_by.join(", "),
+            found.outcome.header.header.height
         );
-        println!("{}", serde_json::to_string_pretty(entry.entry())?);
+        println!("{}", serde_json::to_string_pretty(found.entry.entry())?);
         Ok(())
     })
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 pub fn patient(command: PatientCommand) -> Result<()> {
@@ -266,26 +271,15 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 department,
                 consortium,
             } => {
-                let client = consortium.client()?;
-                let mut patient = account(&client, &key).await?;
-                let bytes = std::fs::read(&input)
-                    .with_context(|| format!("cannot read {}", input.display()))?;
-                let envelope = Envelope::parse(&bytes)?;
-                envelope
-                    .open(patient.keys())
-                    .context("the envelope is not sealed to this patient")?;
-                let blob = client
-                    .put_blob(
-                        &bytes,
-                        &patient.blob_claim(&emrshare_core::content_hash(&bytes), now()),
-                    )
+                let patient = party(&consortium, &key, LookupSize(Some(1)))?;
+                let received = patient
+                    .receive_record(read(&input)?.trim())
+                    .await
+                    .context("the envelope is not a record sealed to this patient")?;
+                let stored = patient
+                    .store_record(&received.sd_jwt, &department, &|_, _| {})
                     .await?;
-                let previous = client.index(patient.id(), &department).await?.head;
-                let location = format!("emrshare:blob/{}", hex32::to_hex(&blob));
-                let tx =
-                    patient.upload_index(&department, &location, &blob, None, now(), previous)?;
-                commit(&client, &patient, &tx).await?;
-                println!("{}", hex32::to_hex(&blob));
+                println!("{}", hex32::to_hex(&stored.blob));
                 Ok(())
             }
             PatientCommand::Grant {
@@ -298,42 +292,24 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 k,
                 consortium,
             } => {
-                let client = consortium.client()?;
-                let mut patient = account(&client, &key).await?;
-                let role = parse_role(&role)?;
-                let target = PartyId::new(to)?;
-                let directory = client.directory(role).await?;
-                let lookup_key = LookupKey::derive(&MasterSecret::from_bytes(
-                    emrshare_core::content_hash(patient.keys().to_json().as_bytes()),
-                ));
-                let size = if k >= directory.len() {
-                    QuerySize::All
-                } else {
-                    QuerySize::K(k)
-                };
-                let plan = LookupPlan::new(&lookup_key, &target, role, &directory, size)?;
-                let grantee = client
-                    .lookup(&plan)
-                    .await?
-                    .target
-                    .with_context(|| format!("{target} is not registered"))?;
-                let bytes = std::fs::read(&input)
-                    .with_context(|| format!("cannot read {}", input.display()))?;
-                let shared = share_envelope(&Envelope::parse(&bytes)?, patient.keys(), &grantee)?;
-                let shared = shared.serialize().into_bytes();
-                let blob = client
-                    .put_blob(
-                        &shared,
-                        &patient.blob_claim(&emrshare_core::content_hash(&shared), now()),
+                let patient = party(&consortium, &key, k)?;
+                let parts: Vec<String> = parts
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                let proven = patient
+                    .grant(
+                        read(&input)?.trim(),
+                        &PartyId::new(to)?,
+                        parse_role(&role)?,
+                        &parts,
+                        seconds,
                     )
                     .await?;
-                let parts: Vec<&str> = parts.split(',').filter(|p| !p.is_empty()).collect();
-                let (grant_id, tx) =
-                    patient.grant(&grantee, &blob, &parts, &[Action::Read], now() + seconds);
-                commit(&client, &patient, &tx).await?;
                 println!(
-                    "{{\"grant\": \"{grant_id}\", \"blob\": \"{}\"}}",
-                    hex32::to_hex(&blob)
+                    "{}",
+                    serde_json::json!({"grant": proven.grant_id, "blob": proven.grant.record_id})
                 );
                 Ok(())
             }
@@ -342,49 +318,22 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 grant,
                 consortium,
             } => {
-                let client = consortium.client()?;
-                let mut patient = account(&client, &key).await?;
-                let tx = patient.revoke_grant(&grant);
-                commit(&client, &patient, &tx).await?;
-                let proven = client.grant(&grant).await?;
-                ensure!(
-                    proven.grant.is_some_and(|g| g.revoked),
-                    "the grant is not revoked"
-                );
+                let patient = party(&consortium, &key, LookupSize(Some(1)))?;
+                let proven = patient.revoke(&grant).await?;
                 println!("{grant} revoked (proven at height {})", proven.height);
                 Ok(())
             }
-            PatientCommand::Audit {
-                key,
-                blobs,
-                consortium,
-            } => {
-                let client = consortium.client()?;
-                let _patient = files::load_private_keys(&key)?;
-                let height = client.latest_header().await?.header.height;
-                for block in client.verified_blocks(height).await? {
-                    for tx in &block.txs {
-                        if let TxBody::AccessLog {
-                            accessor,
-                            record_id,
-                            action,
-                            at,
-                            outcome,
-                            grant_id,
-                        } = &tx.transaction().body
-                        {
-                            if blobs.contains(record_id) {
-                                println!(
-                                    "{}",
-                                    serde_json::json!({
-                                        "height": block.header.height, "accessor": accessor,
-                                        "record": record_id, "action": action, "at": at,
-                                        "outcome": outcome, "grant": grant_id,
-                                    })
-                                );
-                            }
-                        }
-                    }
+            PatientCommand::Audit { key, consortium } => {
+                let patient = party(&consortium, &key, LookupSize(Some(1)))?;
+                for event in patient.audit_log().await? {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "height": event.height, "accessor": event.accessor,
+                            "record": event.record_id, "action": event.action, "at": event.at,
+                            "outcome": event.outcome, "grant": event.grant_id,
+                        })
+                    );
                 }
                 Ok(())
             }
@@ -397,26 +346,12 @@ pub fn requester(command: RequesterCommand) -> Result<()> {
         match command {
             RequesterCommand::Fetch {
                 key,
-                blob,
                 grant,
                 consortium,
             } => {
-                let client = consortium.client()?;
-                let mut requester = account(&client, &key).await?;
-                let hash = hex32::from_hex(&blob).context("--blob is 64 hex digits")?;
-                let proven = client.grant(&grant).await?;
-                let Some(entry) = proven.grant.filter(|g| g.grantee == *requester.id()) else {
-                    bail!("no grant {grant} to {}", requester.id());
-                };
-                ensure!(
-                    entry.allows(Action::Read, now()),
-                    "grant {grant} does not allow reading now"
-                );
-                let access = requester.access_log(&hash, Some(&grant), now());
-                let bytes = client.get_blob(&hash, &access).await?;
-                ensure!(bytes.len() <= MAX_ENVELOPE_BYTES, "blob too large");
-                let plaintext = Envelope::parse(&bytes)?.open(requester.keys())?;
-                files::write_stdout(&plaintext)?;
+                let requester = party(&consortium, &key, LookupSize(Some(1)))?;
+                let fetched = requester.fetch_granted(&grant).await?;
+                println!("{}", fetched.sd_jwt.serialize());
                 Ok(())
             }
         }

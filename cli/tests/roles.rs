@@ -155,7 +155,7 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
     }
     run_fails(
         &["register", "--key", &insurer, "--role", "insurer"],
-        "has sent transactions already",
+        "registered already",
     );
     run_fails(
         &["register", "--key", &doctor, "--role", "wizard"],
@@ -170,6 +170,8 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
         "insurer",
         "--k",
         "3",
+        "--key",
+        &patient,
     ]);
     assert!(entry.contains("\"id\": \"insurer:acme\""), "{entry}");
     run_fails(
@@ -181,9 +183,52 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
             "insurer",
             "--k",
             "3",
+            "--key",
+            &patient,
         ],
         "not registered",
     );
+    // Drift fixed: a party registered in another role is not found in this one.
+    run_fails(
+        &[
+            "lookup",
+            "--id",
+            "insurer:acme",
+            "--role",
+            "hospital",
+            "--k",
+            "1",
+            "--key",
+            &patient,
+        ],
+        "not registered as Hospital",
+    );
+    // Never a silently smaller lookup: 4 insurers cannot hide a target among 10.
+    run_fails(
+        &[
+            "lookup",
+            "--id",
+            "insurer:acme",
+            "--role",
+            "insurer",
+            "--k",
+            "10",
+            "--key",
+            &patient,
+        ],
+        "only 4 registered IDs",
+    );
+    run_ok(&[
+        "lookup",
+        "--id",
+        "insurer:acme",
+        "--role",
+        "insurer",
+        "--k",
+        "all",
+        "--key",
+        &patient,
+    ]);
 
     // The doctor signs and seals a record to the patient (offline steps).
     let record = c.path("record.json");
@@ -230,7 +275,7 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
             "--in",
             &c.path("record.jwe"),
         ],
-        "not sealed to this patient",
+        "not a record sealed to this patient",
     );
     let granted = run_ok(&[
         "patient",
@@ -251,16 +296,26 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
         granted["grant"].as_str().unwrap().to_owned(),
         granted["blob"].as_str().unwrap().to_owned(),
     );
-    let fetched = run_ok(&[
-        "requester",
-        "fetch",
-        "--key",
-        &insurer,
-        "--blob",
-        &shared,
-        "--grant",
-        &grant,
-    ]);
+    let fetched = run_ok(&["requester", "fetch", "--key", &insurer, "--grant", &grant]);
+    // Drift fixed: a grant of parts shares those parts (and the mandatory ones), not the
+    // whole record.
+    let disclosed: Vec<String> = fetched
+        .trim()
+        .split('~')
+        .skip(1)
+        .filter(|d| !d.is_empty())
+        .map(|d| String::from_utf8(emrshare_core::b64::decode(d).unwrap()).unwrap())
+        .collect();
+    assert!(
+        disclosed.iter().any(|d| d.contains("examination")),
+        "{disclosed:?}"
+    );
+    for withheld in ["prescription", "Ada", "id_number"] {
+        assert!(
+            disclosed.iter().all(|d| !d.contains(withheld)),
+            "{withheld} shared: {disclosed:?}"
+        );
+    }
     std::fs::write(c.path("fetched.sd-jwt"), fetched.trim()).unwrap();
     ok(&[
         "ces",
@@ -274,17 +329,8 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
     ]);
     // Not the grantee; a grant that does not exist.
     run_fails(
-        &[
-            "requester",
-            "fetch",
-            "--key",
-            &decoys[0],
-            "--blob",
-            &shared,
-            "--grant",
-            &grant,
-        ],
-        "no grant",
+        &["requester", "fetch", "--key", &decoys[0], "--grant", &grant],
+        "for another party",
     );
     run_fails(
         &[
@@ -292,31 +338,20 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
             "fetch",
             "--key",
             &insurer,
-            "--blob",
-            &shared,
             "--grant",
             "grant-none",
         ],
-        "no grant",
+        "no such grant",
     );
 
     let revoked = run_ok(&["patient", "revoke", "--key", &patient, "--grant", &grant]);
     assert!(revoked.contains("revoked"), "{revoked}");
     run_fails(
-        &[
-            "requester",
-            "fetch",
-            "--key",
-            &insurer,
-            "--blob",
-            &shared,
-            "--grant",
-            &grant,
-        ],
-        "does not allow",
+        &["requester", "fetch", "--key", &insurer, "--grant", &grant],
+        "revoked or expired",
     );
 
-    let audit = run_ok(&["patient", "audit", "--key", &patient, "--blob", &shared]);
+    let audit = run_ok(&["patient", "audit", "--key", &patient]);
     let accesses: Vec<serde_json::Value> = audit
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -324,6 +359,7 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
     assert_eq!(accesses.len(), 1, "{audit}");
     assert_eq!(accesses[0]["accessor"], "insurer:acme");
     assert_eq!(accesses[0]["grant"], grant.as_str());
+    assert_eq!(accesses[0]["record"], shared.as_str());
     assert!(Path::new(&c.consortium()).join("ca.pem").exists());
     // A client that does not trust the consortium's CA gets no answer at all.
     let stranger = c.path("stranger-ca.pem");
@@ -335,11 +371,13 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
             "insurer:acme",
             "--role",
             "insurer",
+            "--key",
+            &patient,
             "--consortium",
             &consortium,
             "--ca",
             &stranger,
         ],
-        "no node answered",
+        "certificate not trusted",
     );
 }

@@ -109,7 +109,12 @@ impl TransportError {
         }
         let mut source: Option<&dyn std::error::Error> = Some(e);
         while let Some(cause) = source {
-            if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            // An io::Error's `source` skips the error it wraps: look inside it too.
+            let wrapped = cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            if let Some(tls) = cause.downcast_ref::<rustls::Error>().or(wrapped) {
                 return match tls {
                     rustls::Error::InvalidCertificate(why) => Self::Untrusted(format!("{why:?}")),
                     other => Self::Tls(other.to_string()),
@@ -121,7 +126,11 @@ impl TransportError {
             .last()
             .map(|c| c.to_string())
             .unwrap_or_default();
-        if e.is_connect() {
+        // rustls reports a certificate it refuses with this text, however deep it is
+        // wrapped (hyper's connect errors do not always expose it as a source).
+        if innermost.contains("invalid peer certificate") {
+            Self::Untrusted(innermost)
+        } else if e.is_connect() {
             Self::Connect(innermost)
         } else {
             Self::Broken(innermost)
