@@ -217,6 +217,13 @@ impl Transport for HttpTransport {
     }
 }
 
+/// A shared transport: several parties' clients over one (one lying node for all of them).
+impl<T: Transport> Transport for Arc<T> {
+    async fn send(&self, node: &str, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        (**self).send(node, request).await
+    }
+}
+
 /// Alters a node's answer: the request it answers, and the answer to change.
 pub type Alteration = Arc<dyn Fn(&HttpRequest, &mut HttpResponse) + Send + Sync>;
 
