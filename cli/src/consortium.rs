@@ -129,9 +129,9 @@ pub fn serve(
     runtime.block_on(async {
         let consortium = LocalConsortium::start(dir, nodes, slot_ms, tls).await?;
         for url in &consortium.urls {
-            println!("{url}");
+            crate::say!("{url}");
         }
-        println!("ready");
+        crate::say!("ready");
         let limit = async {
             match seconds {
                 Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,

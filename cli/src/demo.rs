@@ -46,14 +46,14 @@ pub fn run(options: Options) -> Result<()> {
 
 /// Prints one timed step.
 fn step(started: Instant, who: &str, what: impl std::fmt::Display) {
-    println!(
+    crate::say!(
         "  {:>8.1} ms  {who:<8} {what}",
         started.elapsed().as_secs_f64() * 1e3
     );
 }
 
 fn note(what: impl std::fmt::Display) {
-    println!("              {what}");
+    crate::say!("              {what}");
 }
 
 /// A check that must refuse: prints the refusal, fails the demo if it was accepted.
@@ -61,7 +61,7 @@ fn refused<T, E: std::fmt::Display>(what: &str, outcome: std::result::Result<T, 
     match outcome {
         Ok(_) => bail!("check failed: {what} was accepted"),
         Err(e) => {
-            println!("              refused: {what} ({e})");
+            crate::say!("              refused: {what} ({e})");
             Ok(())
         }
     }
@@ -136,8 +136,8 @@ async fn run_async(options: Options) -> Result<()> {
             temp.path().to_owned()
         }
     };
-    println!("emrshare demo: the three stories of DESIGN section 1 on a local consortium\n");
-    println!("0. The consortium");
+    crate::say!("emrshare demo: the three stories of DESIGN section 1 on a local consortium\n");
+    crate::say!("0. The consortium");
     let t = Instant::now();
     let consortium =
         LocalConsortium::start(&dir.join("consortium"), options.nodes, 300, false).await?;
@@ -156,12 +156,12 @@ async fn run_async(options: Options) -> Result<()> {
     let result = run_stories(&consortium, transport, options.k).await;
     consortium.stop().await?;
     result?;
-    println!(
+    crate::say!(
         "\nall checks held ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
     if let Some(dir) = &options.keep {
-        println!("consortium files kept in {}", dir.display());
+        crate::say!("consortium files kept in {}", dir.display());
     }
     Ok(())
 }
@@ -222,7 +222,7 @@ struct Parties<T: Transport> {
 }
 
 async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
-    println!("\n1. Parties register (BPDST 4.2.2)");
+    crate::say!("\n1. Parties register (BPDST 4.2.2)");
     let t = Instant::now();
     let parties = Parties {
         doctor: world.party(keys(Some("hospital:st-marys"), RsaBits::B3072)?)?,
@@ -292,7 +292,7 @@ async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
 /// verifies it (the doctor's key by a verified k-anonymous lookup), stores the ciphertext on
 /// the nodes and the index entry on chain.
 async fn visit<T: Transport>(world: &World<T>, p: &Parties<T>) -> Result<(StoredRecord, SdJwt)> {
-    println!("\n2. Story 1, the visit: sign, seal, verify, store, index");
+    crate::say!("\n2. Story 1, the visit: sign, seal, verify, store, index");
     let t = Instant::now();
     let record = Record::sample_bpds();
     let sealed = p
@@ -339,7 +339,7 @@ async fn visit<T: Transport>(world: &World<T>, p: &Parties<T>) -> Result<(Stored
 /// Story 2: the insurer asks; the patient looks it up k-anonymously, they authenticate each
 /// other, the patient sends the extracted record bound to the session; the access is logged.
 async fn share<T: Transport>(world: &World<T>, p: &Parties<T>, received: &SdJwt) -> Result<()> {
-    println!("\n3. Story 2, request and share (BPDST 4.2.4, with forward secrecy)");
+    crate::say!("\n3. Story 2, request and share (BPDST 4.2.4, with forward secrecy)");
     let config = HandshakeConfig::default();
     let asked_parts = ["examination", "prescription"];
     let t = Instant::now();
@@ -505,7 +505,7 @@ async fn standing_grant<T: Transport>(
     p: &Parties<T>,
     stored: &StoredRecord,
 ) -> Result<()> {
-    println!("\n4. Story 3, a standing grant (BPDS data sharing)");
+    crate::say!("\n4. Story 3, a standing grant (BPDS data sharing)");
     let t = Instant::now();
     let parts = ["examination".to_owned(), "prescription".to_owned()];
     let grant = p

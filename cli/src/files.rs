@@ -35,9 +35,11 @@ pub fn read_text(path: Option<&Path>, limit: usize) -> Result<String> {
 
 pub fn write_stdout(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|_| out.flush())
-        .context("cannot write to stdout")
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        // Whoever read the output has gone (`| head`): nothing more to say.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other.context("cannot write to stdout"),
+    }
 }
 
 /// Writes a file atomically (temporary file, fsync, rename) and, on Unix, readable only by
@@ -81,6 +83,12 @@ pub fn load_private_keys(path: &Path) -> Result<PrivateKeySet> {
     } else {
         PrivateKeySet::from_json(&bytes).map_err(anyhow::Error::from)
     };
+    if keys.is_err() && !is_wrapped && PublicKeySet::from_json(&bytes).is_ok() {
+        anyhow::bail!(
+            "{} holds public keys only; give the private key file (keygen --out)",
+            path.display()
+        );
+    }
     keys.with_context(|| format!("{} is not a usable private key set", path.display()))
 }
 

@@ -27,6 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a fresh 128-bit random nonce (base64url), for a verifier to hand a patient whose
+    /// presentation it will check (`ces extract --nonce`, `ces verify --nonce`).
+    Nonce,
     /// Generate a party's keys (ES256 signing + RSA-OAEP-256 encryption) as a private JWK Set;
     /// prints the public set.
     Keygen {
@@ -182,8 +185,8 @@ enum CesCommand {
         /// Require a key-binding JWT for this audience...
         #[arg(long, requires = "nonce")]
         aud: Option<String>,
-        /// ...and this nonce.
-        #[arg(long, requires = "aud")]
+        /// ...and this nonce (not empty; `emrshare nonce` makes one).
+        #[arg(long, requires = "aud", value_parser = parse_nonce)]
         nonce: Option<String>,
         /// The patient's public key set: the record must be theirs.
         #[arg(long)]
@@ -201,12 +204,43 @@ struct HolderBinding {
     holder_key: Option<PathBuf>,
     #[arg(long, requires = "holder_key")]
     aud: Option<String>,
-    #[arg(long, requires = "holder_key")]
+    /// The verifier's nonce (not empty; `emrshare nonce` makes one).
+    #[arg(long, requires = "holder_key", value_parser = parse_nonce)]
     nonce: Option<String>,
 }
 
+/// A presentation nonce: never empty (an empty nonce binds a presentation to nothing).
+fn parse_nonce(text: &str) -> Result<String, String> {
+    if (1..=512).contains(&text.len()) {
+        Ok(text.to_owned())
+    } else {
+        Err("a nonce has 1 to 512 characters; `emrshare nonce` makes a good one".into())
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::error::ErrorKind;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        // Usage errors in one line, like every other error of the command.
+        Err(e) => {
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or_default();
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("emrshare: error: {line} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -218,6 +252,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        Command::Nonce => emrshare_cli::say!("{}", emrshare_core::make_nonce()),
         Command::Keygen {
             id,
             rsa_bits,
@@ -229,10 +264,10 @@ fn run(command: Command) -> Result<()> {
             let keys = PrivateKeySet::generate(id, RsaBits::from_bits(rsa_bits)?);
             let contents = files::private_key_file(&keys, wrap)?;
             files::write_private_file(&out, contents.as_bytes(), force)?;
-            println!("{}", keys.public().to_json());
+            emrshare_cli::say!("{}", keys.public().to_json());
         }
         Command::Pubkey { key } => {
-            println!("{}", files::load_private_keys(&key)?.public().to_json())
+            emrshare_cli::say!("{}", files::load_private_keys(&key)?.public().to_json())
         }
         Command::Ces(command) => run_ces(command)?,
         Command::Seal { to, input, cty } => {
@@ -247,7 +282,7 @@ fn run(command: Command) -> Result<()> {
                 cty.as_deref(),
             )?;
             files::write_stdout(envelope.serialize().as_bytes())?;
-            println!();
+            emrshare_cli::say!();
         }
         Command::Open { key, input } => {
             let keys = files::load_private_keys(&key)?;
@@ -311,7 +346,7 @@ fn run_ces(command: CesCommand) -> Result<()> {
                     decoys,
                 },
             )?;
-            println!("{}", sd_jwt.serialize());
+            emrshare_cli::say!("{}", sd_jwt.serialize());
         }
         CesCommand::Extract {
             input,
@@ -331,7 +366,7 @@ fn run_ces(command: CesCommand) -> Result<()> {
                 let holder = files::load_private_keys(&key)?;
                 extracted = extracted.bind(&holder.signing, &aud, &nonce, now());
             }
-            println!("{}", extracted.serialize());
+            emrshare_cli::say!("{}", extracted.serialize());
         }
         CesCommand::Verify {
             input,
@@ -355,7 +390,7 @@ fn run_ces(command: CesCommand) -> Result<()> {
                 ..VerifyPolicy::new(&issuer, now())
             };
             let verified = ces::verify(&sd_jwt, &policy).context("verification failed")?;
-            println!("{}", serde_json::to_string_pretty(&verified.to_json())?);
+            emrshare_cli::say!("{}", serde_json::to_string_pretty(&verified.to_json())?);
         }
     }
     Ok(())

@@ -218,7 +218,7 @@ pub fn register(key: &Path, role: &str, days: u64, consortium: &Consortium) -> R
         let entry = party
             .register(role, now(), now() + days * 24 * 3600)
             .await?;
-        println!(
+        crate::say!(
             "{} registered as {role:?} (proven at height {})",
             entry.id(),
             entry.height()
@@ -253,7 +253,7 @@ pub fn lookup(
             found.outcome.verified_by.join(", "),
             found.outcome.header.header.height
         );
-        println!("{}", serde_json::to_string_pretty(found.entry.entry())?);
+        crate::say!("{}", serde_json::to_string_pretty(found.entry.entry())?);
         Ok(())
     })
 }
@@ -279,7 +279,7 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 let stored = patient
                     .store_record(&received.sd_jwt, &department, &|_, _| {})
                     .await?;
-                println!("{}", hex32::to_hex(&stored.blob));
+                crate::say!("{}", hex32::to_hex(&stored.blob));
                 Ok(())
             }
             PatientCommand::Grant {
@@ -307,7 +307,7 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                         seconds,
                     )
                     .await?;
-                println!(
+                crate::say!(
                     "{}",
                     serde_json::json!({"grant": proven.grant_id, "blob": proven.grant.record_id})
                 );
@@ -320,13 +320,13 @@ pub fn patient(command: PatientCommand) -> Result<()> {
             } => {
                 let patient = party(&consortium, &key, LookupSize(Some(1)))?;
                 let proven = patient.revoke(&grant).await?;
-                println!("{grant} revoked (proven at height {})", proven.height);
+                crate::say!("{grant} revoked (proven at height {})", proven.height);
                 Ok(())
             }
             PatientCommand::Audit { key, consortium } => {
                 let patient = party(&consortium, &key, LookupSize(Some(1)))?;
                 for event in patient.audit_log().await? {
-                    println!(
+                    crate::say!(
                         "{}",
                         serde_json::json!({
                             "height": event.height, "accessor": event.accessor,
@@ -351,7 +351,7 @@ pub fn requester(command: RequesterCommand) -> Result<()> {
             } => {
                 let requester = party(&consortium, &key, LookupSize(Some(1)))?;
                 let fetched = requester.fetch_granted(&grant).await?;
-                println!("{}", fetched.sd_jwt.serialize());
+                crate::say!("{}", fetched.sd_jwt.serialize());
                 Ok(())
             }
         }

@@ -341,6 +341,25 @@ fn ces_sign_extract_bind_verify() {
         "n-43",
     ];
     fails(&wrong_nonce, Some(shown.as_bytes()), "nonce");
+    // An empty nonce binds a presentation to nothing: refused on both sides.
+    let mut empty = extract_args;
+    empty[9] = "";
+    fails(
+        &empty,
+        Some(signed.as_bytes()),
+        "a nonce has 1 to 512 characters",
+    );
+    let mut empty = verify_args;
+    empty[7] = "";
+    fails(
+        &empty,
+        Some(shown.as_bytes()),
+        "a nonce has 1 to 512 characters",
+    );
+    // `emrshare nonce` makes a fresh 128-bit one each time.
+    let (a, b) = (ok(&["nonce"], None), ok(&["nonce"], None));
+    assert_eq!(a.trim().len(), 22, "{a}");
+    assert_ne!(a, b);
     fails(
         &["ces", "verify", "--issuer", &p("insurer.pub.json")],
         Some(signed.as_bytes()),
@@ -488,4 +507,49 @@ fn demo_runs_the_three_stories_on_a_local_consortium_and_keeps_its_files() {
     for file in ["consortium/genesis.json", "consortium/node-0/config.toml"] {
         assert!(Path::new(&keep).join(file).exists(), "{file}");
     }
+}
+
+/// Output piped to a reader that leaves (`emrshare ... | head`): the command ends quietly,
+/// with success, instead of panicking on the broken pipe.
+#[test]
+fn a_reader_that_leaves_early_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emrshare"))
+        .args(["keygen", "--rsa-bits", "4096", "--out"])
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes before the command writes (RSA-4096 takes a while).
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A public key file where a private one is needed says so, in plain words.
+#[test]
+fn a_public_key_given_as_the_private_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.json");
+    let public = ok(
+        &[
+            "keygen",
+            "--rsa-bits",
+            "2048",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
+    let public_file = dir.path().join("k.pub.json");
+    std::fs::write(&public_file, public).unwrap();
+    fails(
+        &["pubkey", "--key", public_file.to_str().unwrap()],
+        None,
+        "holds public keys only",
+    );
 }

@@ -64,12 +64,20 @@ pub enum NetError {
     Malformed(String),
     #[error(transparent)]
     Lookup(#[from] LookupError),
-    #[error("no answer verified: {0:?}")]
+    #[error("no node's answer verified ({} failed{})", .0.len(), first_fault(.0))]
     Unverified(Vec<NodeEvidence>),
     #[error("the client has no nodes")]
     NoNodes,
     #[error("genesis: {0}")]
     Genesis(String),
+}
+
+/// The first node's fault, for a one-line error.
+fn first_fault(evidence: &[NodeEvidence]) -> String {
+    evidence
+        .first()
+        .map(|e| format!("; {}: {}", e.node, e.fault))
+        .unwrap_or_default()
 }
 
 /// A grant as the chain holds it, proven under a certified header.
