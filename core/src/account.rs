@@ -11,10 +11,22 @@ use crate::ledger::tx::{Action, Outcome, Role, SignedTransaction, Transaction, T
 use crate::ledger::verify::VerifiedEntry;
 use crate::{PrivateKeySet, b64, hazmat, jws};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// The `typ` of an owner's signed claim on a blob it uploads.
 pub const BLOB_CLAIM_TYP: &str = "emr-blob+jwt";
+/// An owner's claim on a blob it uploads (the payload of its `x-emr-owner` JWS, typ
+/// [`BLOB_CLAIM_TYP`]): one type for the client that signs it and the node that checks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobClaim {
+    /// The blob's address: SHA-256 of its bytes.
+    #[serde(with = "hex32")]
+    pub blob: Hash,
+    pub owner: PartyId,
+    /// Unix seconds.
+    pub iat: u64,
+}
+
 /// The content type of an index entry's JWE.
 pub const INDEX_ENTRY_CTY: &str = "emrshare-index-entry+json";
 
@@ -100,8 +112,12 @@ impl Account {
 
     /// The signed claim that this party owns the blob `hash` (header `x-emr-owner` of a PUT).
     pub fn blob_claim(&self, hash: &Hash, now: u64) -> String {
-        let payload =
-            json!({"blob": hex32::to_hex(hash), "owner": self.keys.id.as_str(), "iat": now});
+        let payload = serde_json::to_value(BlobClaim {
+            blob: *hash,
+            owner: self.keys.id.clone(),
+            iat: now,
+        })
+        .expect("claims serialize");
         jws::sign(
             &self.keys.signing,
             &jws::Header::es256(BLOB_CLAIM_TYP, None),

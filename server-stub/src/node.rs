@@ -1054,7 +1054,7 @@ impl Node {
         claim: &str,
         content_length: Option<u64>,
     ) -> Result<emrshare_core::keys::PartyId, BlobError> {
-        use emrshare_core::keys::{PartyId, VerifyingKey};
+        use emrshare_core::keys::VerifyingKey;
         let length = content_length.ok_or(BlobError::LengthRequired)?;
         let limit = self.config.limits.max_blob_bytes;
         if length > limit as u64 {
@@ -1063,10 +1063,10 @@ impl Node {
         let unauthorized = |e: &dyn std::fmt::Display| BlobError::Unauthorized(e.to_string());
         let payload =
             emrshare_core::jws::unverified_payload(claim).map_err(|e| unauthorized(&e))?;
-        let owner = payload["owner"]
-            .as_str()
-            .and_then(|o| PartyId::new(o).ok())
-            .ok_or_else(|| unauthorized(&"claim lacks owner"))?;
+        let claimed: emrshare_core::account::BlobClaim =
+            emrshare_core::strict_json::from_value(payload)
+                .map_err(|e| unauthorized(&format!("claim: {e}")))?;
+        let owner = claimed.owner.clone();
         let entry = self
             .chain
             .lock()
@@ -1080,11 +1080,7 @@ impl Node {
         let key = VerifyingKey::from_jwk(&entry.signing_jwk)
             .map_err(|e| BlobError::Storage(e.to_string()))?;
         emrshare_core::jws::verify(claim, &key, BLOB_CLAIM_TYP).map_err(|e| unauthorized(&e))?;
-        let iat = payload["iat"].as_u64().unwrap_or(0);
-        if payload["blob"].as_str()
-            != Some(emrshare_core::ledger::state::hex32::to_hex(&hash).as_str())
-            || iat.abs_diff(now_ms() / 1000) > MAX_SKEW_S
-        {
+        if claimed.blob != hash || claimed.iat.abs_diff(now_ms() / 1000) > MAX_SKEW_S {
             return Err(unauthorized(&"claim is for another blob or stale"));
         }
         match self.store.blob_owner(&hash) {
