@@ -34,10 +34,30 @@ pub struct Options {
     pub nodes: usize,
     /// Keep the consortium's files (keys, genesis, databases) here.
     pub keep: Option<PathBuf>,
+    /// Replace what a previous run kept in `keep`.
+    pub force: bool,
 }
 
 pub fn run(options: Options) -> Result<()> {
     ensure!(options.k >= 1, "--k must be at least 1");
+    if let Some(dir) = &options.keep {
+        let used = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+        if used && !options.force {
+            bail!(
+                "{} is not empty (a kept consortium?); choose an empty folder, or pass --force to replace it",
+                dir.display()
+            );
+        }
+        if used {
+            std::fs::remove_dir_all(dir.join("consortium")).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

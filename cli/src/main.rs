@@ -140,9 +140,13 @@ enum Command {
         /// Nodes in the local consortium (3 in 5 propose, 2 in 5 audit).
         #[arg(long, default_value_t = 5)]
         nodes: usize,
-        /// Keep the consortium's files (keys, genesis, node databases) in this folder.
+        /// Keep the consortium's files (keys, genesis, node databases) in this folder (an
+        /// empty one, unless --force).
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// With --keep: replace the consortium a previous run kept there.
+        #[arg(long, requires = "keep")]
+        force: bool,
     },
 }
 
@@ -312,7 +316,17 @@ fn run(command: Command) -> Result<()> {
         } => consortium::serve(&dir, nodes, slot_ms, tls, seconds)?,
         Command::Patient(command) => roles::patient(command)?,
         Command::Requester(command) => roles::requester(command)?,
-        Command::Demo { k, nodes, keep } => demo::run(demo::Options { k, nodes, keep })?,
+        Command::Demo {
+            k,
+            nodes,
+            keep,
+            force,
+        } => demo::run(demo::Options {
+            k,
+            nodes,
+            keep,
+            force,
+        })?,
     }
     Ok(())
 }

@@ -507,6 +507,13 @@ fn demo_runs_the_three_stories_on_a_local_consortium_and_keeps_its_files() {
     for file in ["consortium/genesis.json", "consortium/node-0/config.toml"] {
         assert!(Path::new(&keep).join(file).exists(), "{file}");
     }
+    // A second run into the same folder would make new keys over the old data: refused,
+    // unless asked for.
+    fails(
+        &["demo", "--nodes", "3", "--keep", keep.to_str().unwrap()],
+        None,
+        "pass --force to replace it",
+    );
 }
 
 /// Output piped to a reader that leaves (`emrshare ... | head`): the command ends quietly,
