@@ -171,6 +171,7 @@ pub(crate) fn from_client(e: emrshare_client::ClientError) -> EmrshareError {
         C::Open(e) => from_jwe_open(e),
         C::Key(e) => from_key_input(e),
         C::Lookup(e) => from_lookup(e),
+        C::Handshake(e) => crate::handshake::from_handshake(e),
         _ => EmrshareError::Internal {
             reason: "an error this version does not name".into(),
         },

@@ -21,8 +21,8 @@
 //! `InvalidInput` error that leaves the handshake where it was; any other error (a tampered,
 //! misdirected or unverifiable message) ends it, and a new one starts from the request.
 
-use crate::error::{EmrshareError, Result, from_ces, invalid, unverified};
-use crate::party::{Party, log_result};
+use crate::error::{EmrshareError, Result, from_ces, from_client, invalid};
+use crate::party::{Party, log_result, lookup_report};
 use crate::types::{LookupReport, PartyRole, VerifiedRecordInfo};
 use crate::{now, on_runtime};
 use emrshare_core::handshake::{
@@ -114,24 +114,16 @@ pub(crate) async fn read_request(
     request: String,
     requester_role: PartyRole,
 ) -> Result<Arc<IncomingRequest>> {
-    if !matches!(
-        requester_role,
-        PartyRole::Hospital | PartyRole::Insurer | PartyRole::Researcher
-    ) {
-        return Err(invalid(
-            "a request comes from a hospital, an insurer or a researcher",
-        ));
-    }
-    let start = PatientStart::new(HandshakeConfig::default());
-    let read = start
-        .read_request(request.as_bytes(), now())
-        .map_err(from_handshake)?;
-    let (entry, requester_lookup) = party
-        .lookup(read.requester().as_str(), requester_role)
-        .await?;
-    let verified = read
-        .verify_requester(&entry, &party.answered_requests(), now())
-        .map_err(from_handshake)?;
+    let (verified, requester) = party
+        .inner
+        .read_request(
+            request.as_bytes(),
+            requester_role.into(),
+            party.answered_requests_lock(),
+        )
+        .await
+        .map_err(from_client)?;
+    let requester_lookup = lookup_report(&requester);
     // Only now is anything of the request shown: from what the registered key signed.
     let summary = RequestSummary {
         requester_id: verified.requester().to_string(),
@@ -321,16 +313,14 @@ impl OutgoingRequest {
             RequesterStep::AwaitingM1(awaiting) => Ok(awaiting),
             other => Err(other),
         })?;
-        let opened = self
+        let (awaiting_m3, m2, patient) = self
             .party
-            .with_keys(|keys| awaiting.receive_m1(m1.as_bytes(), keys, now()))
-            .map_err(from_handshake)?;
-        let patient_id = opened.patient().to_string();
-        let (entry, patient_lookup) = self.party.lookup(&patient_id, PartyRole::Patient).await?;
-        let (awaiting_m3, m2) = self
-            .party
-            .with_keys(|keys| opened.verify_patient(&entry, keys, now()))
-            .map_err(from_handshake)?;
+            .inner
+            .authenticate_patient(awaiting, m1.as_bytes())
+            .await
+            .map_err(from_client)?;
+        let patient_id = patient.entry.id().to_string();
+        let patient_lookup = lookup_report(&patient);
         put(&self.step, RequesterStep::AwaitingM3(Box::new(awaiting_m3)));
         Ok(PatientAuthenticated {
             m2: text(m2)?,
@@ -348,28 +338,18 @@ impl OutgoingRequest {
             RequesterStep::AwaitingM3(awaiting) => Ok(awaiting),
             other => Err(other),
         })?;
-        let opened = awaiting.receive_m3(m3.as_bytes()).map_err(from_handshake)?;
-        let (doctor, doctor_lookup) = self
+        crate::patient::check_issuer_role(doctor_role)?;
+        let accepted = self
             .party
-            .lookup(opened.issuer().as_str(), doctor_role)
-            .await?;
-        let shared = opened
-            .verify_record(&doctor, now())
-            .map_err(from_handshake)?;
-        if shared.record().patient() != shared.patient().as_str() {
-            return Err(unverified(
-                "the record belongs to another patient than the one authenticated",
-            ));
-        }
-        let log = shared.access_log();
-        let access_log_sequence = self
-            .party
-            .commit(|account| {
-                let tx = account.sign(log);
-                let sequence = tx.transaction().sequence;
-                Ok((tx, sequence))
-            })
-            .await?;
+            .inner
+            .accept_record(*awaiting, m3.as_bytes())
+            .await
+            .map_err(from_client)?;
+        let (shared, doctor_lookup, access_log_sequence) = (
+            accepted.shared,
+            lookup_report(&accepted.issuer),
+            accepted.access_log_sequence,
+        );
         Ok(SharedRecordInfo {
             record: shared.record().into(),
             patient_id: shared.patient().to_string(),

@@ -6,10 +6,8 @@ use crate::error::{Result, from_client, invalid, logged};
 use crate::secrets::{PartySecrets, SecretStore};
 use crate::types::{LookupReport, PartyRole, Registration};
 use emrshare_core::PrivateKeySet;
-use emrshare_core::account::Account;
 use emrshare_core::handshake::AnsweredRequests;
 use emrshare_core::keys::{PartyId, RsaBits};
-use emrshare_core::ledger::tx::SignedTransaction;
 use emrshare_core::ledger::verify::VerifiedEntry;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -76,6 +74,11 @@ impl Party {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The set itself, for the client's `read_request` (which locks it briefly).
+    pub fn answered_requests_lock(&self) -> &Mutex<AnsweredRequests> {
+        &self.answered_requests
+    }
+
     /// Runs `f` with the party's keys.
     pub fn with_keys<T>(&self, f: impl FnOnce(&PrivateKeySet) -> T) -> T {
         self.inner.with_keys(f)
@@ -87,30 +90,6 @@ impl Party {
 
     pub fn public_keys_json(&self) -> String {
         self.with_keys(|k| k.public().to_json())
-    }
-
-    /// See [`emrshare_client::Party::commit`].
-    pub async fn commit<T>(
-        &self,
-        make: impl FnOnce(&mut Account) -> Result<(SignedTransaction, T)>,
-    ) -> Result<T> {
-        let mut failed = None;
-        let result = self
-            .inner
-            .commit(|account| match make(account) {
-                Ok(made) => Ok(made),
-                Err(e) => {
-                    failed = Some(e);
-                    Err(emrshare_client::ClientError::Invalid(
-                        "refused before signing",
-                    ))
-                }
-            })
-            .await;
-        match (result, failed) {
-            (_, Some(e)) => Err(e),
-            (result, None) => result.map_err(from_client),
-        }
     }
 
     /// Registers this party's keys for `days` days, and waits until the registry proves it.

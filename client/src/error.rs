@@ -38,6 +38,8 @@ pub enum ClientError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    #[error(transparent)]
+    Handshake(#[from] emrshare_core::handshake::HandshakeError),
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;

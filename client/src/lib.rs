@@ -11,9 +11,12 @@
 //! - [`records`]: the record flows (seal to a registered patient, receive, store, grant,
 //!   revoke, fetch a granted record, verify a presentation, index, audit log), once for the
 //!   SDK, the command line and the demo.
+//! - [`handshake`]: the handshake steps that need the consortium (reading a request,
+//!   authenticating the patient, accepting the record and logging the access).
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod handshake;
 pub mod node;
 pub mod party;
 pub mod records;
