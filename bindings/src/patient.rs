@@ -243,11 +243,12 @@ impl PatientWallet {
 }
 
 /// The record's issuer is looked up among doctors and hospitals (the roles that issue
-/// records), whatever the app names; naming another role is a mistake.
+/// records). An app that names another role asks for an issuer that cannot be one: as for
+/// any issuer not registered in a role that issues records, `NotRegistered`.
 pub(crate) fn check_issuer_role(role: PartyRole) -> Result<()> {
     match role {
         PartyRole::Doctor | PartyRole::Hospital => Ok(()),
-        _ => Err(invalid("records are issued by doctors and hospitals only")),
+        _ => Err(crate::error::EmrshareError::NotRegistered),
     }
 }
 
