@@ -121,12 +121,15 @@ async fn json_errors(response: Response) -> Response {
     json
 }
 
+/// Liveness, and what the node knows of its sync state (see [`crate::peers`]).
 async fn health(State(node): State<Shared>) -> Json<HealthAnswer> {
-    let chain = node.chain.lock().await;
+    let height = node.chain.lock().await.height();
     Json(HealthAnswer {
-        height: chain.height(),
+        chain_id: Some(node.peers.chain_id().to_owned()),
+        genesis_hash: Some(node.peers.genesis_hash()),
+        height,
         id: node.keys.id.clone(),
-        status: HealthAnswer::OK.into(),
+        status: node.peers.status(height),
     })
 }
 

@@ -87,7 +87,9 @@ fn a_thousand_idle_sockets_keep_descriptors_bounded_and_the_chain_going() {
     let c = Consortium::init(2, "conn-chain");
     let _auditor = c.start(1);
     let node = c.start(0);
-    wait_until(Duration::from_secs(20), "first block", || height(c.port(0)) >= 1);
+    wait_until(Duration::from_secs(20), "first block", || {
+        height(c.port(0)) >= 1
+    });
     let before_fds = node.open_fds();
 
     let started = Instant::now();
@@ -110,7 +112,11 @@ fn a_thousand_idle_sockets_keep_descriptors_bounded_and_the_chain_going() {
         sockets.len(),
         DEFAULT_MAX_CONNECTIONS + OTHER_FDS
     );
-    assert_eq!(status, Ok(200), "honest request under {IDLE_SOCKETS} idle sockets");
+    assert_eq!(
+        status,
+        Ok(200),
+        "honest request under {IDLE_SOCKETS} idle sockets"
+    );
     assert!(answered_in < Duration::from_secs(5), "{answered_in:?}");
     assert!(
         max_fds <= DEFAULT_MAX_CONNECTIONS + OTHER_FDS,
@@ -138,11 +144,18 @@ fn a_node_limited_to_256_files_outlasts_a_thousand_idle_sockets() {
     let c = Consortium::init(2, "fd-chain");
     let _auditor = c.start(1);
     let node = Node::start(&c.config(0), &c.node_dir(0).join("node.log"), Some(256));
-    wait_until(Duration::from_secs(20), "first block", || height(c.port(0)) >= 1);
+    wait_until(Duration::from_secs(20), "first block", || {
+        height(c.port(0)) >= 1
+    });
 
     let sockets = idle_sockets(c.port(0), IDLE_SOCKETS);
     let status = honest_get(c.port(0), "/v1/health", Duration::from_secs(10));
-    assert_eq!(status, Ok(200), "honest request under {} idle sockets", sockets.len());
+    assert_eq!(
+        status,
+        Ok(200),
+        "honest request under {} idle sockets",
+        sockets.len()
+    );
     let h = height(c.port(0));
     wait_until(Duration::from_secs(10), "a block during the flood", || {
         height(c.port(0)) > h
@@ -156,7 +169,10 @@ fn a_node_limited_to_256_files_outlasts_a_thousand_idle_sockets() {
 #[test]
 fn unfinished_headers_and_idle_keep_alive_connections_are_closed() {
     let c = Consortium::init(2, "timeout-chain");
-    c.set_limits(1, &[("header_read_timeout_ms", 1000), ("idle_timeout_ms", 1500)]);
+    c.set_limits(
+        1,
+        &[("header_read_timeout_ms", 1000), ("idle_timeout_ms", 1500)],
+    );
     let _node = c.start(1);
     wait_until(Duration::from_secs(20), "node up", || {
         support::health(c.port(1)).is_some()
@@ -175,7 +191,10 @@ fn unfinished_headers_and_idle_keep_alive_connections_are_closed() {
         let (_, closed) = read_until_closed(stream, Duration::from_secs(4));
         let after = start.elapsed();
         assert!(closed, "{what}: still open after {after:?}");
-        assert!(after < Duration::from_secs(3), "{what}: closed after {after:?}");
+        assert!(
+            after < Duration::from_secs(3),
+            "{what}: closed after {after:?}"
+        );
     }
     // The keep-alive connection got its answer, then stays open until the idle timeout.
     let (answer, closed) = read_until_closed(&mut kept, Duration::from_secs(5));
@@ -202,7 +221,10 @@ fn over_the_connection_cap_idle_sockets_give_way_and_busy_ones_get_a_503() {
     // Idle sockets fill the cap: an honest client still gets in (the oldest idle one goes).
     let idle = idle_sockets(port, 8);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(honest_get(port, "/v1/health", Duration::from_secs(5)), Ok(200));
+    assert_eq!(
+        honest_get(port, "/v1/health", Duration::from_secs(5)),
+        Ok(200)
+    );
     drop(idle);
 
     // Connections with a request in progress (a body still coming) are not evicted: over
@@ -227,7 +249,10 @@ fn over_the_connection_cap_idle_sockets_give_way_and_busy_ones_get_a_503() {
     assert!(answer.contains("application/json"), "{answer}");
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
     let body: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert!(body["error"].as_str().unwrap().contains("connections"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("connections"),
+        "{body}"
+    );
     assert!(closed, "refused connection left open");
 
     // Once a busy connection ends, the node serves again.

@@ -30,7 +30,10 @@ fn health_reports_dead_peers_and_another_genesis_and_the_log_says_so() {
     assert_eq!(ours["chain_id"], "peer-chain");
     let genesis_hash = ours["genesis_hash"].as_str().unwrap().to_owned();
     assert_eq!(genesis_hash.len(), 64);
-    assert_eq!(health(a.port(1)).unwrap()["genesis_hash"], genesis_hash.as_str());
+    assert_eq!(
+        health(a.port(1)).unwrap()["genesis_hash"],
+        genesis_hash.as_str()
+    );
     let log = a0.log();
     assert!(
         log.lines()
@@ -45,7 +48,10 @@ fn health_reports_dead_peers_and_another_genesis_and_the_log_says_so() {
         .map(|i| {
             let mut peer = toml::Table::new();
             peer.insert("id".into(), format!("node:{i}").into());
-            peer.insert("url".into(), format!("http://127.0.0.1:{}", a.port(i)).into());
+            peer.insert(
+                "url".into(),
+                format!("http://127.0.0.1:{}", a.port(i)).into(),
+            );
             peer.into()
         })
         .collect();

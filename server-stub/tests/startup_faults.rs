@@ -67,6 +67,7 @@ fn fails_with(args: &[&str], expected: &[&str], drop_dac_override: bool) -> Stri
     for want in expected {
         assert!(line.contains(want), "wanted {want:?} in: {line}");
     }
+    eprintln!("{line}");
     line.to_owned()
 }
 
@@ -165,7 +166,10 @@ fn a_genesis_changed_under_existing_data_is_refused() {
     let mut tampered: serde_json::Value = serde_json::from_str(&original).unwrap();
     tampered["slot_ms"] = 250.into();
     std::fs::write(&genesis, tampered.to_string()).unwrap();
-    let line = run_fails(&c.config(0), &[&s(&genesis), &s(&c.node_dir(0).join("data"))]);
+    let line = run_fails(
+        &c.config(0),
+        &[&s(&genesis), &s(&c.node_dir(0).join("data"))],
+    );
     assert!(line.contains("move"), "{line}");
     // Reformatting the same genesis is not a change.
     let same: serde_json::Value = serde_json::from_str(&original).unwrap();
@@ -181,7 +185,11 @@ fn an_unparsable_or_invalid_config_is_named() {
     let c = Consortium::init(2, "faults-chain");
     let config = c.config(0);
     let original = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{original}\n[limits\nmax_body_bytes = 1\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{original}\n[limits\nmax_body_bytes = 1\n"),
+    )
+    .unwrap();
     run_fails(&config, &[&s(&config)]);
     std::fs::write(&config, original.replace("listen = ", "listen_on = ")).unwrap();
     run_fails(&config, &[&s(&config), "listen"]);

@@ -179,9 +179,7 @@ pub fn health(port: u16) -> Option<Value> {
 }
 
 pub fn height(port: u16) -> u64 {
-    health(port)
-        .and_then(|h| h["height"].as_u64())
-        .unwrap_or(0)
+    health(port).and_then(|h| h["height"].as_u64()).unwrap_or(0)
 }
 
 /// Polls `done` every 100 ms until it holds; panics after `limit` with `what`.
