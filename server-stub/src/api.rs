@@ -320,7 +320,7 @@ async fn index(
     let Ok(patient) = PartyId::new(patient) else {
         return error(StatusCode::BAD_REQUEST, "invalid patient ID");
     };
-    if query.department.is_empty() || query.department.len() > 64 {
+    if query.department.is_empty() || query.department.chars().count() > 64 {
         return error(StatusCode::BAD_REQUEST, "department is 1 to 64 characters");
     }
     let snapshot = node.chain.lock().await.snapshot();
@@ -368,7 +368,23 @@ async fn certified_block(State(node): State<Shared>, body: Bytes) -> Response {
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    if block.header.height > node.chain.lock().await.height() + 1 {
+    let height = node.chain.lock().await.height();
+    if block.header.height <= height {
+        // A height we hold: the same header is acknowledged; another is refused (whatever
+        // it carries, it is not the block certified here).
+        return match node.store.block(block.header.height) {
+            Ok(Some(held)) if held.header == block.header => Json(BlockAccepted {
+                height: block.header.height,
+            })
+            .into_response(),
+            Ok(_) => error(
+                StatusCode::CONFLICT,
+                format!("another block is certified at height {}", block.header.height),
+            ),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+    }
+    if block.header.height > height + 1 {
         node.catch_up().await;
     }
     match node.accept_block(&block).await {
