@@ -379,7 +379,10 @@ async fn certified_block(State(node): State<Shared>, body: Bytes) -> Response {
             .into_response(),
             Ok(_) => error(
                 StatusCode::CONFLICT,
-                format!("another block is certified at height {}", block.header.height),
+                format!(
+                    "another block is certified at height {}",
+                    block.header.height
+                ),
             ),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         };
