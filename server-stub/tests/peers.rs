@@ -34,6 +34,23 @@ fn health_reports_dead_peers_and_another_genesis_and_the_log_says_so() {
         health(a.port(1)).unwrap()["genesis_hash"],
         genesis_hash.as_str()
     );
+    // A block it holds, sent again, is acknowledged; another block at that height is not.
+    let (code, block) = support::get(a.port(0), "/v1/blocks/1").unwrap();
+    assert_eq!(code, 200);
+    let post = |body: &serde_json::Value| {
+        support::client(Duration::from_secs(3))
+            .post(format!("http://127.0.0.1:{}/v1/consensus/block", a.port(0)))
+            .json(body)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post(&block), 200);
+    let mut other = block.clone();
+    other["header"]["time_ms"] = (other["header"]["time_ms"].as_u64().unwrap() + 1).into();
+    assert_eq!(post(&other), 409);
+
     let log = a0.log();
     assert!(
         log.lines()
