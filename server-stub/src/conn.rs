@@ -537,7 +537,7 @@ async fn serve_http<S>(
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let busy = Busy::start(&state);
             let app = app.clone();
-            async move {
+            Box::pin(async move {
                 let response = match app.oneshot(request).await {
                     Ok(response) => response,
                     Err(infallible) => match infallible {},
@@ -545,23 +545,23 @@ async fn serve_http<S>(
                 Ok::<_, std::convert::Infallible>(
                     response.map(|body| Body::new(TrackedBody { body, _busy: busy })),
                 )
-            }
+            })
         })
     };
-    let connection = hyper::server::conn::http1::Builder::new()
+    let mut connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
     let mut draining = false;
     loop {
         let wake = state
             .deadline(&limits)
             .unwrap_or_else(|| Instant::now() + limits.idle_timeout);
         tokio::select! {
-            served = connection.as_mut() => {
+            served = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
                 if let Err(e) = served {
                     tracing::debug!("connection ended: {e}");
                 }
+                linger(connection.into_parts().io.into_inner()).await;
                 return;
             }
             () = tokio::time::sleep_until(wake) => {
@@ -578,10 +578,34 @@ async fn serve_http<S>(
             }
             _ = stopping.changed(), if !draining => {
                 draining = true;
-                connection.as_mut().graceful_shutdown();
+                Pin::new(&mut connection).graceful_shutdown();
             }
         }
     }
+}
+
+/// How long, and how much, a closing connection is still read from.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes a connection whose last answer is sent: the write side first, then what the
+/// client still sends is read and dropped for a moment. Closing with unread bytes (a body
+/// over the limit, refused before it was read) would be a reset, which can destroy the
+/// answer before the client reads it.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    let _ = tokio::time::timeout(LINGER, async {
+        io.shutdown().await?;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match io.read(&mut buf).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 #[cfg(test)]
