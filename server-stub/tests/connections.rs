@@ -8,7 +8,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{Consortium, Node, client, height, wait_until};
+use support::{Consortium, Node, client, height, wait_for, wait_until};
 
 /// Idle sockets each test opens.
 const IDLE_SOCKETS: usize = 1_000;
@@ -85,11 +85,14 @@ fn honest_get(port: u16, path: &str, timeout: Duration) -> Result<u16, String> {
 fn a_thousand_idle_sockets_keep_descriptors_bounded_and_the_chain_going() {
     raise_own_fd_limit();
     let c = Consortium::init(2, "conn-chain");
-    let _auditor = c.start(1);
+    let auditor = c.start(1);
     let node = c.start(0);
-    wait_until(Duration::from_secs(20), "first block", || {
-        height(c.port(0)) >= 1
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "first block",
+        &[&node, &auditor],
+        || height(c.port(0)) >= 1,
+    );
     let before_fds = node.open_fds();
 
     let started = Instant::now();
@@ -125,9 +128,12 @@ fn a_thousand_idle_sockets_keep_descriptors_bounded_and_the_chain_going() {
     );
     // The chain goes on meanwhile.
     let h = height(c.port(0));
-    wait_until(Duration::from_secs(10), "a block during the flood", || {
-        height(c.port(0)) > h
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "a block during the flood",
+        &[&node],
+        || height(c.port(0)) > h,
+    );
     // After the header timeout (5 s by default) the node has let go of every idle socket.
     wait_until(
         Duration::from_secs(10),
@@ -142,11 +148,14 @@ fn a_thousand_idle_sockets_keep_descriptors_bounded_and_the_chain_going() {
 fn a_node_limited_to_256_files_outlasts_a_thousand_idle_sockets() {
     raise_own_fd_limit();
     let c = Consortium::init(2, "fd-chain");
-    let _auditor = c.start(1);
+    let auditor = c.start(1);
     let node = Node::start(&c.config(0), &c.node_dir(0).join("node.log"), Some(256));
-    wait_until(Duration::from_secs(20), "first block", || {
-        height(c.port(0)) >= 1
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "first block",
+        &[&node, &auditor],
+        || height(c.port(0)) >= 1,
+    );
 
     let sockets = idle_sockets(c.port(0), IDLE_SOCKETS);
     let status = honest_get(c.port(0), "/v1/health", Duration::from_secs(10));
@@ -157,9 +166,12 @@ fn a_node_limited_to_256_files_outlasts_a_thousand_idle_sockets() {
         sockets.len()
     );
     let h = height(c.port(0));
-    wait_until(Duration::from_secs(10), "a block during the flood", || {
-        height(c.port(0)) > h
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "a block during the flood",
+        &[&node],
+        || height(c.port(0)) > h,
+    );
     assert!(node.open_fds() < 256);
     drop(sockets);
     let log = node.log();

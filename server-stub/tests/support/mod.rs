@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_emrshare-node");
 
-/// `n` consecutive free ports on 127.0.0.1 (other test binaries and checkouts run nodes too).
+/// `n` consecutive free ports on 127.0.0.1 (other test binaries and checkouts run nodes too),
+/// below Linux's ephemeral range (32768 up): the thousand client sockets of a test running
+/// alongside would otherwise take a port a node is about to listen on.
 pub fn free_ports(n: u16) -> u16 {
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let start = 45_000 + (std::process::id() % 300) as u16 * 40;
+    let start = 24_000 + (std::process::id() % 150) as u16 * 50;
     loop {
-        let base = start + NEXT.fetch_add(n, std::sync::atomic::Ordering::Relaxed) % 5_000;
+        let base = start + NEXT.fetch_add(n, std::sync::atomic::Ordering::Relaxed) % 1_000;
         if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
@@ -183,10 +185,21 @@ pub fn height(port: u16) -> u64 {
 }
 
 /// Polls `done` every 100 ms until it holds; panics after `limit` with `what`.
-pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+pub fn wait_until(limit: Duration, what: &str, done: impl FnMut() -> bool) {
+    wait_for(limit, what, &[], done)
+}
+
+/// As [`wait_until`], with the logs of `nodes` in the panic message.
+pub fn wait_for(limit: Duration, what: &str, nodes: &[&Node], mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        if start.elapsed() >= limit {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("--- {}:\n{}", n.log.display(), n.log()))
+                .collect();
+            panic!("timed out after {limit:?}: {what}\n{}", logs.join("\n"));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
