@@ -53,6 +53,7 @@ impl LocalConsortium {
             slot_ms,
             chain_id: "emrshare-demo".into(),
             tls,
+            force: false,
         };
         let configs = init(dir, &options).context("cannot write the consortium")?;
         let genesis = load_genesis(&dir.join("genesis.json"))?;

@@ -113,12 +113,15 @@ async fn json_errors(response: Response) -> Response {
     json
 }
 
+/// Liveness, and what the node knows of its sync state (see [`crate::peers`]).
 async fn health(State(node): State<Shared>) -> Json<HealthAnswer> {
-    let chain = node.chain.lock().await;
+    let height = node.chain.lock().await.height();
     Json(HealthAnswer {
-        height: chain.height(),
+        chain_id: Some(node.peers.chain_id().to_owned()),
+        genesis_hash: Some(node.peers.genesis_hash()),
+        height,
         id: node.keys.id.clone(),
-        status: HealthAnswer::OK.into(),
+        status: node.peers.status(height),
     })
 }
 
@@ -418,7 +421,7 @@ async fn index(
     let Ok(patient) = PartyId::new(patient) else {
         return error(StatusCode::BAD_REQUEST, "invalid patient ID");
     };
-    if query.department.is_empty() || query.department.len() > 64 {
+    if query.department.is_empty() || query.department.chars().count() > 64 {
         return error(StatusCode::BAD_REQUEST, "department is 1 to 64 characters");
     }
     let snapshot = node.chain.lock().await.snapshot();
@@ -476,7 +479,26 @@ async fn certified_block(State(node): State<Shared>, headers: HeaderMap, body: B
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    if block.header.height > node.chain.lock().await.height() + 1 {
+    let height = node.chain.lock().await.height();
+    if block.header.height <= height {
+        // A height we hold: the same header is acknowledged; another is refused (whatever
+        // it carries, it is not the block certified here).
+        return match node.store.block(block.header.height) {
+            Ok(Some(held)) if held.header == block.header => Json(BlockAccepted {
+                height: block.header.height,
+            })
+            .into_response(),
+            Ok(_) => error(
+                StatusCode::CONFLICT,
+                format!(
+                    "another block is certified at height {}",
+                    block.header.height
+                ),
+            ),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+    }
+    if block.header.height > height + 1 {
         node.catch_up().await;
     }
     match node.accept_block(&block).await {

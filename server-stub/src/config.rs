@@ -1,7 +1,7 @@
 //! Node configuration (one TOML file per node) and `emrshare-node init`, which writes a local
 //! consortium: per node a key file and a config, and one shared genesis file.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::block::{Genesis, Validator, ValidatorSet};
@@ -63,6 +63,17 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// How long one request to this node may take, body included.
     pub serve_timeout_ms: u64,
+    /// Open client connections at most (TLS handshakes included). Over it, the connection
+    /// idle the longest is closed to make room; when every one is busy, a newcomer gets a
+    /// 503. Lowered at start to what the open-file limit leaves room for.
+    pub max_connections: usize,
+    /// A client has this long to send a request's headers (from connecting, or from the
+    /// request's first byte on a kept-alive connection); then the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// A client has this long to finish its TLS handshake.
+    pub tls_handshake_timeout_ms: u64,
     /// Acknowledged transactions waiting for a block, in all.
     pub max_mempool_txs: usize,
     /// Their JWS bytes, in all.
@@ -151,20 +162,81 @@ impl Default for Limits {
             max_pending_per_sender: 32,
             mempool_max_age_ms: 10 * 60 * 1000,
             max_concurrent_uploads: 16,
+            max_connections: 512,
+            header_read_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            tls_handshake_timeout_ms: 5_000,
         }
     }
 }
 
+impl Limits {
+    /// What makes no sense as a limit: a zero size, count or timeout.
+    fn check(&self) -> Result<(), String> {
+        let nonzero = [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_blob_bytes", self.max_blob_bytes as u64),
+            ("max_lookup_ids", self.max_lookup_ids as u64),
+            ("max_page_ids", self.max_page_ids as u64),
+            ("max_txs_per_block", self.max_txs_per_block as u64),
+            ("max_block_bytes", self.max_block_bytes as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("serve_timeout_ms", self.serve_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+        ];
+        match nonzero.iter().find(|(_, value)| *value == 0) {
+            Some((name, _)) => Err(format!("limits.{name} must be at least 1")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A TOML error on one line: where, and what (toml's own text quotes the line over several).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
+}
+
 impl NodeConfig {
+    /// Reads and checks a config file; every error names it.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut config: Self =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| {
+            anyhow!(
+                "invalid config {}: {}",
+                path.display(),
+                toml_error(&text, &e)
+            )
+        })?;
+        config
+            .limits
+            .check()
+            .map_err(|e| anyhow!("invalid config {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        // Relative to the config's folder; `..` resolved where the folder exists, so that
+        // errors name the file plainly.
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
-                *p = base.join(&*p);
+                let joined = base.join(&*p);
+                let plain = match (joined.parent(), joined.file_name()) {
+                    (Some(dir), Some(name)) => {
+                        std::fs::canonicalize(dir).ok().map(|d| d.join(name))
+                    }
+                    _ => None,
+                };
+                *p = plain.unwrap_or(joined);
             }
         };
         config
@@ -186,11 +258,22 @@ impl NodeConfig {
 }
 
 pub fn load_genesis(path: &Path) -> Result<Genesis> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read genesis file {}", path.display()))?;
     let genesis: Genesis = emrshare_core::strict_json::parse(&bytes)
-        .with_context(|| format!("invalid genesis {}", path.display()))?;
-    genesis.validators.check()?;
+        .with_context(|| format!("invalid genesis file {}", path.display()))?;
+    genesis
+        .validators
+        .check()
+        .with_context(|| format!("invalid genesis file {}", path.display()))?;
     Ok(genesis)
+}
+
+/// The node's keys (`key_file`); errors name the file.
+pub fn load_keys(path: &Path) -> Result<PrivateKeySet> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    PrivateKeySet::from_json(&bytes).with_context(|| format!("invalid key file {}", path.display()))
 }
 
 /// What `init` writes (also its command-line flags).
@@ -214,9 +297,29 @@ pub struct InitOptions {
     /// node (node-<i>/tls.{cert,key}.pem, for 127.0.0.1 and localhost), and https peer URLs.
     #[arg(long)]
     pub tls: bool,
+    /// Write over a folder that holds a consortium already: its genesis, keys and configs are
+    /// replaced, and its nodes' data dirs (node-<i>/data) deleted.
+    #[arg(long)]
+    pub force: bool,
 }
 
-/// Writes `dir/genesis.json` and `dir/node-<i>/{node.key.json,config.toml}`.
+/// The nodes' data dirs in a folder `init` wrote (node-<i>/data), those that exist.
+fn existing_data_dirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("node-"))
+        .map(|e| e.path().join("data"))
+        .filter(|data| data.exists())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Writes `dir/genesis.json` and `dir/node-<i>/{node.key.json,config.toml}`; refuses a
+/// folder that holds a consortium already unless `options.force`.
 pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
     if options.proposers + options.auditors > options.nodes
         || options.proposers == 0
@@ -224,7 +327,24 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
     {
         bail!("need 1 <= proposers, 1 <= auditors, proposers + auditors <= nodes");
     }
-    std::fs::create_dir_all(dir)?;
+    let genesis_path = dir.join("genesis.json");
+    let data_dirs = existing_data_dirs(dir);
+    if !options.force && (genesis_path.exists() || !data_dirs.is_empty()) {
+        let what = match data_dirs.first() {
+            Some(data) => data.display().to_string(),
+            None => genesis_path.display().to_string(),
+        };
+        bail!(
+            "{} holds a consortium already ({what}): choose another folder, or pass --force \
+             to replace it and delete its nodes' data",
+            dir.display()
+        );
+    }
+    for data in data_dirs {
+        std::fs::remove_dir_all(&data)
+            .with_context(|| format!("cannot delete {}", data.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let keys: Vec<PrivateKeySet> = (0..options.nodes)
         .map(|i| {
             PrivateKeySet::generate(
@@ -254,10 +374,8 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
         slot_ms: options.slot_ms,
         start_ms,
     };
-    std::fs::write(
-        dir.join("genesis.json"),
-        serde_json::to_string_pretty(&genesis)?,
-    )?;
+    std::fs::write(&genesis_path, serde_json::to_string_pretty(&genesis)?)
+        .with_context(|| format!("cannot write {}", genesis_path.display()))?;
     let scheme = if options.tls { "https" } else { "http" };
     let url = |i: usize| format!("{scheme}://127.0.0.1:{}", options.base_port as usize + i);
     let ca = if options.tls {
@@ -270,8 +388,9 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
     let mut configs = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let node_dir = dir.join(format!("node-{i}"));
-        std::fs::create_dir_all(&node_dir)?;
-        std::fs::write(node_dir.join("node.key.json"), key.to_json().as_bytes())?;
+        std::fs::create_dir_all(&node_dir)
+            .with_context(|| format!("cannot create {}", node_dir.display()))?;
+        crate::tls::write_private(&node_dir.join("node.key.json"), key.to_json().as_bytes())?;
         let tls = match &ca {
             Some(ca) => {
                 let (cert_pem, key_pem) = ca.issue(key.id.as_str())?;
@@ -302,7 +421,8 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
             tls,
         };
         let path = node_dir.join("config.toml");
-        std::fs::write(&path, toml::to_string_pretty(&config)?)?;
+        std::fs::write(&path, toml::to_string_pretty(&config)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         configs.push(path);
     }
     Ok(configs)

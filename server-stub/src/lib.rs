@@ -8,7 +8,9 @@ pub mod blobs;
 pub mod chain;
 pub mod config;
 pub mod mempool;
+pub mod conn;
 pub mod node;
+pub mod peers;
 pub mod store;
 pub mod tls;
 
@@ -82,19 +84,12 @@ async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let consensus = tokio::spawn(Arc::clone(&node).run_consensus());
+    let peers = tokio::spawn(peers::watch(Arc::clone(&node)));
+    let limits =
+        conn::ServeLimits::new(&node.config.limits).fit_open_file_limit(node.config.peers.len());
     let app = api::router(node);
-    let served = match tls {
-        Some(tls) => {
-            axum::serve(tls::TlsListener::new(listener, tls), app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    };
+    conn::serve(listener, tls, app, limits, shutdown).await;
     consensus.abort();
-    Ok(served?)
+    peers.abort();
+    Ok(())
 }

@@ -1,12 +1,14 @@
 //! `emrshare-node`: the reference full node of an emrshare consortium.
 //!
 //! `emrshare-node init --dir DIR` writes a local consortium (keys, genesis, one config per
-//! node); `emrshare-node run --config DIR/node-0/config.toml` starts one node.
+//! node); `emrshare-node run --config DIR/node-0/config.toml` starts one node. An error
+//! ends it with one line on stderr, `emrshare-node: <what>: <cause>`, and exit code 1.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use emrshare_node::config;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -35,19 +37,42 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Init { dir, options } => {
-            for path in config::init(&dir, &options)? {
+    let done = match Cli::parse().command {
+        Command::Init { dir, options } => config::init(&dir, &options).map(|paths| {
+            for path in paths {
                 println!("{}", path.display());
             }
-            Ok(())
+        }),
+        Command::Run { config } => config::NodeConfig::load(&config).and_then(run),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("emrshare-node: {}", one_line(&e));
+            ExitCode::from(1)
         }
-        Command::Run { config } => run(config::NodeConfig::load(&config)?),
     }
+}
+
+/// An error and its causes as one line, `what: cause: cause` (a cause whose text its
+/// error already quotes is not repeated).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[tokio::main]

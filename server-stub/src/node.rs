@@ -47,6 +47,8 @@ pub struct Node {
     relay_queue: std::sync::Mutex<Vec<Arc<SignedTransaction>>>,
     /// Blob uploads in progress (each streams to its own file).
     pub uploads: tokio::sync::Semaphore,
+    /// What the node knows of its peers: their genesis, height, reachability.
+    pub peers: crate::peers::Peers,
 }
 
 /// Why a transaction is not admitted. Nothing is stored, relayed or acknowledged before
@@ -180,18 +182,30 @@ impl Node {
     pub fn open(config: NodeConfig) -> Result<Arc<Self>> {
         config.limits.validate()?;
         let genesis = crate::config::load_genesis(&config.genesis_file)?;
-        let keys = PrivateKeySet::from_json(&std::fs::read(&config.key_file)?)?;
+        let keys = crate::config::load_keys(&config.key_file)?;
         anyhow::ensure!(
             keys.id == config.id,
-            "key file is for {}, config for {}",
+            "key file {} is for {}, the config for {}",
+            config.key_file.display(),
             keys.id,
             config.id
         );
         let store = Arc::new(Store::open(&config.data_dir)?);
+        store.check_genesis(&genesis.hash(), &config.genesis_file, &config.data_dir)?;
+        let peers = crate::peers::Peers::new(&genesis, &config.peers);
         let mut chain = Chain::new(genesis);
         // Recovery: replay every stored certified block through the same checks.
         for block in store.blocks()? {
-            chain.apply(&block)?;
+            chain.apply(&block).map_err(|e| {
+                anyhow::anyhow!(
+                    "stored block {} in {} does not follow from genesis file {}: {e}: put back \
+                     the genesis file the chain was started with, or move {} aside to resync",
+                    block.header.height,
+                    config.data_dir.display(),
+                    config.genesis_file.display(),
+                    config.data_dir.display()
+                )
+            })?;
         }
         let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.as_deref());
         let http = reqwest::Client::builder()
@@ -211,6 +225,7 @@ impl Node {
             config,
             store,
             http,
+            peers,
         });
         node.restore_mempool(stored_mempool)?;
         Ok(node)
@@ -981,9 +996,14 @@ impl Node {
         }
     }
 
-    /// Fetches blocks we lack from the first peer that has them.
+    /// Fetches blocks we lack from the first peer that has them, among the peers with our
+    /// genesis (see [`crate::peers`]).
     pub async fn catch_up(&self) {
         for peer in &self.config.peers {
+            if !self.peers.may_sync_from(self, peer).await {
+                continue;
+            }
+            let from = self.chain.lock().await.height();
             loop {
                 let next = self.chain.lock().await.height() + 1;
                 let Ok(reply) = self
@@ -1000,10 +1020,13 @@ impl Node {
                 let Ok(block) = reply.json::<CertifiedBlock>().await else {
                     break;
                 };
-                if self.accept_block(&block).await.is_err() {
+                if let Err(e) = self.accept_block(&block).await {
+                    self.peers.refused_block(peer, block.header.height, &e);
                     break;
                 }
             }
+            self.peers
+                .caught_up(peer, from, self.chain.lock().await.height());
         }
     }
 

@@ -3,9 +3,10 @@
 //! acknowledged transaction (committed at a height, or failed and why); the auditor's votes
 //! (one header per height, recorded before the vote is sent).
 
-use anyhow::Result;
+use anyhow::{Result, anyhow, bail};
 use emrshare_core::ledger::block::{CertifiedBlock, Proposal};
 use emrshare_core::ledger::wire::TxStatus;
+use emrshare_core::ledger::state::hex32;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 
@@ -15,23 +16,149 @@ const LOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("locks");
 const BLOB_OWNERS: TableDefinition<&[u8], &str> = TableDefinition::new("blob_owners");
 /// Transaction ID -> JSON `TxStatus` (committed or failed; pending ones are in MEMPOOL).
 const TX_STATUS: TableDefinition<&[u8], &str> = TableDefinition::new("tx_status");
+/// What the store is: `genesis_hash`, the genesis its chain grows from.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 pub struct Store {
     db: Database,
 }
 
+/// What to do about a store that does not open.
+const DAMAGED_HINT: &str = "restore it from a backup, or move it aside to resync the chain \
+     from the peers (an auditor that moves its store aside may vote again at heights it \
+     voted at)";
+
+fn permission_hint(dir: &Path) -> String {
+    format!(
+        "make {} and its files writable by the user running the node, or set data_dir to \
+         another folder",
+        dir.display()
+    )
+}
+
+/// Why a file operation in the data dir failed, naming `path` and what to do.
+fn io_error(what: &str, path: &Path, dir: &Path, e: &std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    match e.kind() {
+        PermissionDenied | ReadOnlyFilesystem => {
+            anyhow!("{what} {}: {e}: {}", path.display(), permission_hint(dir))
+        }
+        _ => anyhow!("{what} {}: {e}", path.display()),
+    }
+}
+
+/// Opens (or creates) the redb file. redb refuses most damage with an error but panics on
+/// some (a truncated file fails an assertion): both become one error naming the file. The
+/// panic's own message is kept out of the log (opens are serialized while it is silenced).
+fn open_database(path: &Path, dir: &Path) -> Result<Database> {
+    static SILENCED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let opened = {
+        let _turn = SILENCED.lock().unwrap_or_else(|p| p.into_inner());
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = std::panic::catch_unwind(|| Database::create(path));
+        std::panic::set_hook(hook);
+        opened
+    };
+    let damaged = |detail: String| {
+        anyhow!(
+            "store {} is damaged ({detail}): {DAMAGED_HINT}",
+            path.display()
+        )
+    };
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(anyhow!(
+            "store {} is in use: is another node running with data_dir {}?",
+            path.display(),
+            dir.display()
+        )),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            Err(io_error("cannot open store", path, dir, &e))
+        }
+        Ok(Err(e)) => Err(damaged(e.to_string())),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "redb panicked".into());
+            Err(damaged(detail))
+        }
+    }
+}
+
 impl Store {
+    /// Opens the store in `dir` (created if need be). Every error names the file or folder
+    /// and what to do about it.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let db = Database::create(dir.join("node.redb"))?;
-        let tx = db.begin_write()?;
-        tx.open_table(BLOCKS)?;
-        tx.open_table(MEMPOOL)?;
-        tx.open_table(LOCKS)?;
-        tx.open_table(BLOB_OWNERS)?;
-        tx.open_table(TX_STATUS)?;
-        tx.commit()?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| io_error("cannot create data dir", dir, dir, &e))?;
+        // A read-only data dir is found now, not at the first write.
+        let probe = dir.join(".write-test");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| io_error("cannot write in data dir", dir, dir, &e))?;
+        let path = dir.join("node.redb");
+        let db = open_database(&path, dir)?;
+        let tables = || -> Result<(), Box<redb::Error>> {
+            let tx = db.begin_write().map_err(redb::Error::from)?;
+            tx.open_table(BLOCKS).map_err(redb::Error::from)?;
+            tx.open_table(MEMPOOL).map_err(redb::Error::from)?;
+            tx.open_table(LOCKS).map_err(redb::Error::from)?;
+            tx.open_table(BLOB_OWNERS).map_err(redb::Error::from)?;
+            tx.open_table(META).map_err(redb::Error::from)?;
+            tx.open_table(TX_STATUS).map_err(redb::Error::from)?;
+            tx.commit().map_err(redb::Error::from)?;
+            Ok(())
+        };
+        tables().map_err(|e| {
+            anyhow!(
+                "store {} cannot be written ({e}): {DAMAGED_HINT}",
+                path.display()
+            )
+        })?;
         Ok(Self { db })
+    }
+
+    /// Records `genesis_hash` as the genesis of this store's chain the first time; after
+    /// that, refuses another one (the error names `genesis_file` and `data_dir`).
+    pub fn check_genesis(
+        &self,
+        genesis_hash: &[u8; 32],
+        genesis_file: &Path,
+        data_dir: &Path,
+    ) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        let recorded = {
+            let mut meta = tx.open_table(META)?;
+            let recorded = meta.get("genesis_hash")?.map(|v| v.value().to_vec());
+            if recorded.is_none() {
+                meta.insert("genesis_hash", genesis_hash.as_slice())?;
+            }
+            recorded
+        };
+        match recorded {
+            Some(recorded) if recorded != genesis_hash => {
+                let recorded = hex32::to_hex(&recorded);
+                bail!(
+                    "genesis file {} (genesis {}) is not the genesis of the chain in {} \
+                     (genesis {recorded}): put back the genesis file that chain was started \
+                     with, or move {} aside to start this node anew from this genesis",
+                    genesis_file.display(),
+                    hex32::to_hex(genesis_hash),
+                    data_dir.display(),
+                    data_dir.display()
+                )
+            }
+            Some(_) => Ok(()),
+            None => Ok(tx.commit()?),
+        }
     }
 
     /// Stores a block, marks its transactions (`committed`) committed, and drops them and

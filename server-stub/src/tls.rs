@@ -1,23 +1,14 @@
 //! TLS for the node, with rustls on the aws-lc-rs provider: the server side from the `[tls]`
-//! PEM files, the peers' client side (trusting only the consortium CA), a TLS listener for
-//! `axum::serve`, and the certificates `init --tls` writes.
+//! PEM files (handshakes run in [`crate::conn`], under the connection limits), the peers'
+//! client side (trusting only the consortium CA), and the certificates `init --tls` writes.
 
 use crate::config::TlsConfig;
 use anyhow::{Context, Result, anyhow, bail};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -83,74 +74,6 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
-}
-
-/// A listener for `axum::serve` that yields connections after their TLS handshake. Handshakes
-/// run in their own tasks (with a timeout), so a slow client does not hold up the others.
-/// Dropping the listener (at shutdown) closes the port and cancels unfinished handshakes.
-pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    handshakes: tokio::task::JoinSet<()>,
-    done: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> Self {
-        let (done, ready) = mpsc::channel(64);
-        Self {
-            tcp,
-            acceptor: TlsAcceptor::from(config),
-            handshakes: tokio::task::JoinSet::new(),
-            done,
-            ready,
-        }
-    }
-
-    fn handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
-        while self.handshakes.try_join_next().is_some() {}
-        let accept = self.acceptor.accept(stream);
-        let done = self.done.clone();
-        self.handshakes.spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-                Ok(Ok(stream)) => {
-                    let _ = done.send((stream, peer)).await;
-                }
-                Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
-                Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
-            }
-        });
-    }
-}
-
-/// Cancel-safe (axum drops it at shutdown): a TCP connection accepted here is already handed
-/// to its handshake task when the future can next be dropped.
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let accepted = tokio::select! {
-                // Never `None`: the listener holds a sender.
-                Some(connection) = self.ready.recv() => return connection,
-                accepted = self.tcp.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => self.handshake(stream, peer),
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
 }
 
 /// The consortium CA of `init --tls`: issues one server certificate per node. Its key lives

@@ -861,13 +861,14 @@ fn signatures_lookup_sizes_and_consensus_messages_are_checked() {
             409,
         );
     }
-    // The control: a block at a height already held is acknowledged without effect.
+    // A block at a height already passed that is not the block held there (height 0 is
+    // genesis: no block) is refused, without effect.
     let old = certified(header(0, 0, "node:0"), Vec::new());
-    let reply = node
-        .post(route, serde_json::to_string(&old).unwrap())
-        .send()
-        .unwrap();
-    assert_eq!(reply.status().as_u16(), 200);
+    node.refused(
+        &format!("{route}: another block at a held height"),
+        node.post(route, serde_json::to_string(&old).unwrap()),
+        409,
+    );
     assert_eq!(
         node.http
             .get(node.url("/v1/health"))

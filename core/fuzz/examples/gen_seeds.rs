@@ -315,7 +315,7 @@ fn node_seeds() {
         header: certified.clone(),
     });
     seed(6, "sequence", &SequenceAnswer { next: 12 });
-    seed(7, "health", &HealthAnswer { height: 42, id: PartyId::new("node:1").unwrap(), status: HealthAnswer::OK.into() });
+    seed(7, "health", &HealthAnswer { chain_id: Some("emrshare-local".into()), genesis_hash: Some([0x5a; 32]), height: 42, id: PartyId::new("node:1").unwrap(), status: HealthAnswer::OK.into() });
     seed(8, "block_accepted", &BlockAccepted { height: 3 });
     seed(9, "blob_stored", &BlobStored { hash: hex32::from_hex(&"5a".repeat(32)).unwrap() });
     seed(10, "error", &ErrorBody::new("unexpected JSON structure: unknown field `x`"));

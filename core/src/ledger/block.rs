@@ -210,6 +210,14 @@ pub struct Genesis {
     pub start_ms: u64,
 }
 
+impl Genesis {
+    /// SHA-256 of its JSON serialization (fixed field order, so a reformatted genesis file
+    /// hashes the same): what nodes compare with their peers' and with the chain they store.
+    pub fn hash(&self) -> Hash {
+        hazmat::sha256(&serde_json::to_vec(self).expect("genesis serializes"))
+    }
+}
+
 /// A certified block as nodes exchange it: header, certificate, and the transactions as JWS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -187,20 +187,60 @@ impl PeerToken {
     pub const TYP: &'static str = "emr-peer+jwt";
 }
 
-/// The answer to `GET /v1/health`.
+/// The answer to `GET /v1/health`. `chain_id` and `genesis_hash` came later: an older
+/// node's answer, without them, still reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthAnswer {
+    /// The chain ID of the node's genesis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<String>,
+    /// [`Genesis::hash`](super::block::Genesis::hash) of the node's genesis, in hex: peers
+    /// with another one are not synced from.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "hex32_option"
+    )]
+    pub genesis_hash: Option<Hash>,
     /// Height of the node's latest applied certified block (0 before the first).
     pub height: u64,
     /// The node's party ID.
     pub id: PartyId,
-    /// [`HealthAnswer::OK`] when the node serves.
+    /// [`HealthAnswer::OK`]; [`HealthAnswer::GENESIS_MISMATCH`] when every peer that answers
+    /// has another genesis; [`HealthAnswer::NOT_SYNCING`] when no peer answers;
+    /// `"behind by N"` ([`HealthAnswer::behind`]) when a peer is N blocks ahead.
     pub status: String,
 }
 
 impl HealthAnswer {
     pub const OK: &'static str = "ok";
+    pub const NOT_SYNCING: &'static str = "not syncing";
+    pub const GENESIS_MISMATCH: &'static str = "genesis mismatch";
+
+    /// The status of a node `blocks` behind the best peer it knows.
+    pub fn behind(blocks: u64) -> String {
+        format!("behind by {blocks}")
+    }
+}
+
+/// An optional [`hex32`] member.
+mod hex32_option {
+    use super::{Hash, hex32};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(hash: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
+        match hash {
+            Some(hash) => hex32::serialize(hash, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hash>, D::Error> {
+        #[derive(Deserialize)]
+        struct Hex(#[serde(with = "hex32")] Hash);
+        Ok(Option::<Hex>::deserialize(d)?.map(|Hex(hash)| hash))
+    }
 }
 
 /// The answer to `POST /v1/consensus/block` when the block is applied (or already was).
@@ -423,9 +463,28 @@ mod tests {
             (
                 json!({"status": "ok", "id": id.as_str(), "height": 9}),
                 serde_json::to_vec(&roundtrip(&HealthAnswer {
+                    chain_id: None,
+                    genesis_hash: None,
                     height: 9,
                     id: id.clone(),
                     status: HealthAnswer::OK.into(),
+                }))
+                .unwrap(),
+            ),
+            (
+                json!({
+                    "chain_id": "c",
+                    "genesis_hash": hex32::to_hex(&[0xcd; 32]),
+                    "height": 9,
+                    "id": id.as_str(),
+                    "status": "behind by 3",
+                }),
+                serde_json::to_vec(&roundtrip(&HealthAnswer {
+                    chain_id: Some("c".into()),
+                    genesis_hash: Some([0xcd; 32]),
+                    height: 9,
+                    id: id.clone(),
+                    status: HealthAnswer::behind(3),
                 }))
                 .unwrap(),
             ),
@@ -733,8 +792,18 @@ mod tests {
             &br#"{"height":1,"id":"bad id","status":"ok"}"#[..],
             br#"{"height":1,"id":"node:0"}"#,
             br#"{"height":true,"id":"node:0","status":"ok"}"#,
+            br#"{"genesis_hash":"AB","height":1,"id":"node:0","status":"ok"}"#,
+            br#"{"chain_id":1,"height":1,"id":"node:0","status":"ok"}"#,
         ] {
             refused::<HealthAnswer>(bytes);
+        }
+        // Without the later members (an older node), and with them null.
+        for bytes in [
+            &br#"{"height":1,"id":"node:0","status":"ok"}"#[..],
+            br#"{"chain_id":null,"genesis_hash":null,"height":1,"id":"node:0","status":"ok"}"#,
+        ] {
+            let answer: HealthAnswer = strict_json::parse(bytes).unwrap();
+            assert_eq!((answer.chain_id, answer.genesis_hash), (None, None));
         }
         for hash in [
             "AB".repeat(32),
