@@ -5,8 +5,8 @@
 
 use anyhow::{Result, anyhow, bail};
 use emrshare_core::ledger::block::{CertifiedBlock, Proposal};
-use emrshare_core::ledger::wire::TxStatus;
 use emrshare_core::ledger::state::hex32;
+use emrshare_core::ledger::wire::TxStatus;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 

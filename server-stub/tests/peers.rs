@@ -37,10 +37,17 @@ fn health_reports_dead_peers_and_another_genesis_and_the_log_says_so() {
     // A block it holds, sent again, is acknowledged; another block at that height is not.
     let (code, block) = support::get(a.port(0), "/v1/blocks/1").unwrap();
     assert_eq!(code, 200);
+    // As node:1 sends it: a consortium route takes a member's token.
     let post = |body: &serde_json::Value| {
+        let body = serde_json::to_vec(body).unwrap();
         support::client(Duration::from_secs(3))
             .post(format!("http://127.0.0.1:{}/v1/consensus/block", a.port(0)))
-            .json(body)
+            .header("content-type", "application/json")
+            .header(
+                "x-emr-peer",
+                a.member_token(1, "/v1/consensus/block", &body),
+            )
+            .body(body)
             .send()
             .unwrap()
             .status()

@@ -59,6 +59,31 @@ impl Consortium {
         self.node_dir(i).join("config.toml")
     }
 
+    /// The `x-emr-peer` token node `i` (a member) sends with `body` to a consortium route.
+    pub fn member_token(&self, i: usize, path: &str, body: &[u8]) -> String {
+        let keys = emrshare_core::PrivateKeySet::from_json(
+            &std::fs::read(self.node_dir(i).join("node.key.json")).unwrap(),
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        emrshare_core::jws::sign(
+            &keys.signing,
+            &emrshare_core::jws::Header::es256("emr-peer+jwt", None),
+            &serde_json::json!({
+                "peer": keys.id.as_str(),
+                "path": path,
+                "len": body.len(),
+                "body_sha256": emrshare_core::ledger::state::hex32::to_hex(
+                    &emrshare_core::content_hash(body)
+                ),
+                "iat": now,
+            }),
+        )
+    }
+
     pub fn port(&self, i: usize) -> u16 {
         self.base_port + i as u16
     }
