@@ -7,6 +7,8 @@
 //! - [`memory`]: a transport that reaches in-process nodes without sockets, for tests;
 //! - [`files`]: key files and inputs.
 
+#![forbid(unsafe_code)]
+
 pub mod consortium;
 pub mod demo;
 pub mod files;

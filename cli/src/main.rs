@@ -1,6 +1,7 @@
 //! `emrshare`: the desktop client of emrshare. Each subcommand is one step a party takes:
 //! make keys, sign a record (doctor), extract and present it (patient), verify it (anyone),
 //! seal and open envelopes. `demo` runs the whole visit story on a sample record.
+#![forbid(unsafe_code)]
 
 use emrshare_cli::{consortium, demo, files, now, roles};
 

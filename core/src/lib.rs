@@ -24,6 +24,8 @@
 //! Raw primitives live in a crate-private `hazmat` module; everything public works on typed,
 //! validated values. Secrets zeroize on drop and print as `[redacted]`.
 
+#![forbid(unsafe_code)]
+
 pub mod account;
 pub mod b64;
 pub mod ces;

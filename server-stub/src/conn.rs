@@ -92,26 +92,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The soft open-file limit after raising it towards `wanted` (up to the hard limit).
 fn raise_open_file_limit(wanted: u64) -> Option<u64> {
-    let mut rlimit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write a valid struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlimit) != 0 {
-            return None;
-        }
-        if rlimit.rlim_cur < wanted {
-            let raised = libc::rlimit {
-                rlim_cur: wanted.min(rlimit.rlim_max),
-                rlim_max: rlimit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                rlimit = raised;
-            }
-        }
-    }
-    Some(rlimit.rlim_cur)
+    rlimit::increase_nofile_limit(wanted).ok()
 }
 
 /// One connection as the accept loop and its own task see it.

@@ -3,6 +3,8 @@
 //! The binary (`src/main.rs`) is a thin command line over [`config::init`] and [`serve`]; the
 //! `emrshare` CLI starts a local consortium inside its own process with [`spawn`] for its demo.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod blobs;
 pub mod chain;

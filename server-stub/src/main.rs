@@ -3,6 +3,7 @@
 //! `emrshare-node init --dir DIR` writes a local consortium (keys, genesis, one config per
 //! node); `emrshare-node run --config DIR/node-0/config.toml` starts one node. An error
 //! ends it with one line on stderr, `emrshare-node: <what>: <cause>`, and exit code 1.
+#![forbid(unsafe_code)]
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
