@@ -38,8 +38,11 @@ enum Command {
         /// RFC 7638 thumbprint of the signing key.
         #[arg(long)]
         id: Option<String>,
+        /// RSA key size for the encryption key: 2048, 3072 or 4096.
         #[arg(long, default_value_t = 3072)]
         rsa_bits: usize,
+        /// Where to write the private key file (owner-only; refused if it exists, unless
+        /// --force).
         #[arg(long)]
         out: PathBuf,
         /// Encrypt the key file under the passphrase in EMRSHARE_PASSPHRASE (Argon2id).
@@ -51,6 +54,7 @@ enum Command {
     },
     /// Print the public JWK Set of a private key file.
     Pubkey {
+        /// The private key file (a wrapped one reads EMRSHARE_PASSPHRASE).
         #[arg(long)]
         key: PathBuf,
     },
@@ -62,6 +66,7 @@ enum Command {
         /// A recipient's public key set; repeat for several.
         #[arg(long = "to", required = true)]
         to: Vec<PathBuf>,
+        /// The file to encrypt (default: standard input).
         #[arg(long = "in")]
         input: Option<PathBuf>,
         /// Content type recorded in the protected header (cty).
@@ -70,15 +75,18 @@ enum Command {
     },
     /// Decrypt an envelope with a private key set.
     Open {
+        /// The recipient's private key file (a wrapped one reads EMRSHARE_PASSPHRASE).
         #[arg(long)]
         key: PathBuf,
+        /// The envelope (default: standard input).
         #[arg(long = "in")]
         input: Option<PathBuf>,
     },
-    /// Run the visit story on a sample record: keys, sign, verify, extract, seal, open,
-    /// present with key binding, verify; prints each step.
-    /// Register this party's ID and keys on a running consortium.
+    /// Register this party's ID and keys on a running consortium; prints the registration
+    /// once the registry proves it.
     Register {
+        /// The party's private key file (from keygen; a wrapped one reads
+        /// EMRSHARE_PASSPHRASE).
         #[arg(long)]
         key: PathBuf,
         /// patient, doctor, hospital, insurer or researcher.
@@ -113,10 +121,13 @@ enum Command {
     /// Start a local consortium in this process (keys, genesis and node databases in DIR);
     /// prints the node URLs and `ready`, then serves until Ctrl-C or --seconds.
     LocalConsortium {
+        /// Where the consortium's keys, genesis and node databases go.
         #[arg(long)]
         dir: PathBuf,
+        /// Nodes (3 in 5 propose, 2 in 5 audit; at least 2).
         #[arg(long, default_value_t = 5)]
         nodes: usize,
+        /// Slot length in milliseconds.
         #[arg(long, default_value_t = 500)]
         slot_ms: u64,
         /// Serve HTTPS with a consortium CA written to DIR/ca.pem (clients given
@@ -155,15 +166,20 @@ enum Command {
 enum CesCommand {
     /// Doctor: sign a record (a JSON object of named parts) for a patient.
     Sign {
+        /// The doctor's private key file.
         #[arg(long)]
         key: PathBuf,
+        /// The patient's public key set (its ID must be its signing key's thumbprint).
         #[arg(long)]
         patient: PathBuf,
+        /// The record: a JSON object of named parts (the seven BPDS names give the BPDS
+        /// schema and its default CEAS).
         #[arg(long)]
         record: PathBuf,
         /// Parts every extraction must keep (default for BPDS records: gender,age,medical_history).
         #[arg(long, value_delimiter = ',')]
         ceas: Option<Vec<String>>,
+        /// The record's ID (default: a fresh random one).
         #[arg(long)]
         record_id: Option<String>,
         /// Decoy digests to hide the number of parts.
@@ -172,6 +188,7 @@ enum CesCommand {
     },
     /// Patient: keep only some parts; optionally bind the presentation to a verifier.
     Extract {
+        /// The record (SD-JWT; default: standard input).
         #[arg(long = "in")]
         input: Option<PathBuf>,
         /// Parts to disclose besides the CEAS parts (default: none).
@@ -182,6 +199,7 @@ enum CesCommand {
     },
     /// Anyone: verify a record or presentation; prints the disclosed parts as JSON.
     Verify {
+        /// The record or presentation (SD-JWT; default: standard input).
         #[arg(long = "in")]
         input: Option<PathBuf>,
         /// The doctor's public key set.
