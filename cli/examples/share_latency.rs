@@ -56,7 +56,7 @@ async fn main() -> Result<()> {
         .transpose()?
         .unwrap_or(30);
     let dir = tempfile::tempdir()?;
-    let consortium = LocalConsortium::start(dir.path(), 5, 300, false).await?;
+    let consortium = LocalConsortium::start(dir.path(), 5, 300, false, None).await?;
     let client = NodeClient::new(
         ClientConfig::new(consortium.urls.clone(), consortium.genesis.clone()),
         HttpTransport::new(TlsTrust::PlainHttpOnly, Duration::from_secs(3))?,

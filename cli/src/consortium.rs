@@ -38,13 +38,23 @@ fn free_ports(count: usize) -> Result<u16> {
 impl LocalConsortium {
     /// Writes a consortium of `nodes` nodes into `dir` and starts them; returns once every
     /// node answers its health check.
-    pub async fn start(dir: &Path, nodes: usize, slot_ms: u64, tls: bool) -> Result<Self> {
+    /// Its nodes listen on `base_port` and the ports after it, or on free ports found.
+    pub async fn start(
+        dir: &Path,
+        nodes: usize,
+        slot_ms: u64,
+        tls: bool,
+        base_port: Option<u16>,
+    ) -> Result<Self> {
         if nodes < 2 {
             bail!("a consortium needs at least 2 nodes (a proposer and an auditor)");
         }
         let auditors = (nodes * 2 / 5).max(1);
         let proposers = nodes - auditors;
-        let base_port = free_ports(nodes)?;
+        let base_port = match base_port {
+            Some(port) => port,
+            None => free_ports(nodes)?,
+        };
         let options = InitOptions {
             nodes,
             proposers,
@@ -56,10 +66,34 @@ impl LocalConsortium {
             force: false,
         };
         let configs = init(dir, &options).context("cannot write the consortium")?;
+        Self::run(dir, &configs).await
+    }
+
+    /// Starts again the consortium a previous start wrote into `dir` (stopped since): the
+    /// same keys, genesis, ports and chain.
+    pub async fn resume(dir: &Path) -> Result<Self> {
+        let mut configs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path().join("config.toml"))
+            .filter(|config| config.exists())
+            .collect();
+        configs.sort();
+        if configs.is_empty() {
+            bail!(
+                "{} holds no node configs (node-*/config.toml)",
+                dir.display()
+            );
+        }
+        Self::run(dir, &configs).await
+    }
+
+    async fn run(dir: &Path, configs: &[std::path::PathBuf]) -> Result<Self> {
         let genesis = load_genesis(&dir.join("genesis.json"))?;
+        let (proposers, auditors) = (genesis.validators.proposers, genesis.validators.auditors);
         let mut running = Vec::new();
         let mut urls = Vec::new();
-        for path in &configs {
+        for path in configs {
             let config = NodeConfig::load(path)?;
             let scheme = if config.tls.is_some() {
                 "https"
@@ -113,24 +147,42 @@ impl LocalConsortium {
     }
 }
 
-/// `emrshare local-consortium`: starts one in `dir` and serves until Ctrl-C or `seconds`.
-pub fn serve(
-    dir: &Path,
-    nodes: usize,
-    slot_ms: u64,
-    tls: bool,
-    seconds: Option<u64>,
-) -> Result<()> {
-    if dir.join("genesis.json").exists() {
-        bail!("{} holds a consortium already", dir.display());
-    }
+/// What `emrshare local-consortium` starts.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub nodes: usize,
+    pub slot_ms: u64,
+    pub tls: bool,
+    pub seconds: Option<u64>,
+    pub base_port: Option<u16>,
+    /// Written (the node URLs, one a line) once every node serves: a script waits for it
+    /// instead of racing the start.
+    pub ready_file: Option<std::path::PathBuf>,
+}
+
+/// `emrshare local-consortium`: starts one in `dir` (or, if `dir` holds one, starts it again)
+/// and serves until Ctrl-C or `seconds`.
+pub fn serve(dir: &Path, options: &ServeOptions) -> Result<()> {
+    let resuming = dir.join("genesis.json").exists();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let seconds = options.seconds;
     runtime.block_on(async {
-        let consortium = LocalConsortium::start(dir, nodes, slot_ms, tls).await?;
+        let consortium = if resuming {
+            LocalConsortium::resume(dir).await?
+        } else {
+            let o = options;
+            LocalConsortium::start(dir, o.nodes, o.slot_ms, o.tls, o.base_port).await?
+        };
         for url in &consortium.urls {
             crate::say!("{url}");
+        }
+        if let Some(path) = &options.ready_file {
+            let temp = path.with_extension("tmp");
+            std::fs::write(&temp, consortium.urls.join("\n") + "\n")
+                .and_then(|()| std::fs::rename(&temp, path))
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         crate::say!("ready");
         let limit = async {

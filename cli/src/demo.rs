@@ -36,6 +36,8 @@ pub struct Options {
     pub keep: Option<PathBuf>,
     /// Replace what a previous run kept in `keep`.
     pub force: bool,
+    /// The first node's port; default: free ports found.
+    pub base_port: Option<u16>,
 }
 
 pub fn run(options: Options) -> Result<()> {
@@ -159,8 +161,14 @@ async fn run_async(options: Options) -> Result<()> {
     crate::say!("emrshare demo: the three stories of DESIGN section 1 on a local consortium\n");
     crate::say!("0. The consortium");
     let t = Instant::now();
-    let consortium =
-        LocalConsortium::start(&dir.join("consortium"), options.nodes, 300, false).await?;
+    let consortium = LocalConsortium::start(
+        &dir.join("consortium"),
+        options.nodes,
+        300,
+        false,
+        options.base_port,
+    )
+    .await?;
     step(
         t,
         "nodes",

@@ -118,8 +118,9 @@ enum Command {
         #[command(flatten)]
         consortium: roles::Consortium,
     },
-    /// Start a local consortium in this process (keys, genesis and node databases in DIR);
-    /// prints the node URLs and `ready`, then serves until Ctrl-C or --seconds.
+    /// Start a local consortium in this process (keys, genesis and node databases in DIR; a
+    /// DIR that holds one is started again, same keys and chain); prints the node URLs and
+    /// `ready`, then serves until Ctrl-C or --seconds.
     LocalConsortium {
         /// Where the consortium's keys, genesis and node databases go.
         #[arg(long)]
@@ -137,6 +138,12 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long)]
         seconds: Option<u64>,
+        /// The first node's port (the others follow); default: free ports found.
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// Write the node URLs into this file once every node serves (scripts wait for it).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
     },
     /// A patient's steps on a running consortium.
     #[command(subcommand)]
@@ -159,6 +166,9 @@ enum Command {
         /// With --keep: replace the consortium a previous run kept there.
         #[arg(long, requires = "keep")]
         force: bool,
+        /// The first node's port (the others follow); default: free ports found.
+        #[arg(long)]
+        base_port: Option<u16>,
     },
 }
 
@@ -332,7 +342,19 @@ fn run(command: Command) -> Result<()> {
             slot_ms,
             tls,
             seconds,
-        } => consortium::serve(&dir, nodes, slot_ms, tls, seconds)?,
+            base_port,
+            ready_file,
+        } => consortium::serve(
+            &dir,
+            &consortium::ServeOptions {
+                nodes,
+                slot_ms,
+                tls,
+                seconds,
+                base_port,
+                ready_file,
+            },
+        )?,
         Command::Patient(command) => roles::patient(command)?,
         Command::Requester(command) => roles::requester(command)?,
         Command::Demo {
@@ -340,11 +362,13 @@ fn run(command: Command) -> Result<()> {
             nodes,
             keep,
             force,
+            base_port,
         } => demo::run(demo::Options {
             k,
             nodes,
             keep,
             force,
+            base_port,
         })?,
     }
     Ok(())

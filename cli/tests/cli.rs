@@ -560,3 +560,41 @@ fn a_public_key_given_as_the_private_one_is_named() {
         "holds public keys only",
     );
 }
+
+/// `local-consortium --ready-file` says when every node serves (scripts wait for the file,
+/// not a race), and a folder that holds a stopped consortium starts again: same genesis,
+/// same ports, its chain kept.
+#[test]
+fn a_local_consortium_says_when_it_is_ready_and_starts_again_from_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let consortium = dir.path().join("c");
+    let ready = dir.path().join("ready.txt");
+    let args = [
+        "local-consortium",
+        "--dir",
+        consortium.to_str().unwrap(),
+        "--nodes",
+        "2",
+        "--slot-ms",
+        "200",
+        "--seconds",
+        "2",
+        "--ready-file",
+        ready.to_str().unwrap(),
+    ];
+    let first = emrshare(&args, None, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stdout.contains("ready"), "{}", first.stdout);
+    let urls = std::fs::read_to_string(&ready).unwrap();
+    assert_eq!(urls.lines().count(), 2, "{urls}");
+    let genesis = std::fs::read(consortium.join("genesis.json")).unwrap();
+    std::fs::remove_file(&ready).unwrap();
+
+    let again = emrshare(&args, None, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(std::fs::read_to_string(&ready).unwrap(), urls);
+    assert_eq!(
+        std::fs::read(consortium.join("genesis.json")).unwrap(),
+        genesis
+    );
+}

@@ -40,7 +40,7 @@ struct Setup {
 async fn setup() -> Setup {
     let turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let consortium = LocalConsortium::start(dir.path(), 5, 300, false)
+    let consortium = LocalConsortium::start(dir.path(), 5, 300, false, None)
         .await
         .unwrap();
     let transport = LyingTransport::new(MemoryTransport::new(consortium.routers()));
@@ -110,7 +110,7 @@ fn faults(outcome: &[emrshare_core::lookup::NodeEvidence], node: &str) -> Vec<No
 async fn the_three_stories_run_over_the_in_memory_transport() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let consortium = LocalConsortium::start(dir.path(), 5, 300, false)
+    let consortium = LocalConsortium::start(dir.path(), 5, 300, false, None)
         .await
         .unwrap();
     let transport = MemoryTransport::new(consortium.routers());
