@@ -93,6 +93,22 @@ fn open_database(path: &Path, dir: &Path) -> Result<Database> {
     }
 }
 
+/// Moves transactions from the mempool to the failed ones, with the reason, in one write.
+fn record_failed(
+    mempool: &mut redb::Table<&[u8], &str>,
+    status: &mut redb::Table<&[u8], &str>,
+    failed: &[([u8; 32], String)],
+) -> Result<()> {
+    for (id, reason) in failed {
+        mempool.remove(id.as_slice())?;
+        let failed = serde_json::to_string(&TxStatus::Failed {
+            reason: reason.clone(),
+        })?;
+        status.insert(id.as_slice(), failed.as_str())?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens the store in `dir` (created if need be). Every error names the file or folder
     /// and what to do about it.
@@ -181,13 +197,7 @@ impl Store {
                 mempool.remove(id.as_slice())?;
                 status.insert(id.as_slice(), committed_status.as_str())?;
             }
-            for (id, reason) in failed {
-                mempool.remove(id.as_slice())?;
-                let failed = serde_json::to_string(&TxStatus::Failed {
-                    reason: reason.clone(),
-                })?;
-                status.insert(id.as_slice(), failed.as_str())?;
-            }
+            record_failed(&mut mempool, &mut status, failed)?;
         }
         tx.commit()?;
         Ok(())
@@ -199,13 +209,7 @@ impl Store {
         {
             let mut mempool = tx.open_table(MEMPOOL)?;
             let mut status = tx.open_table(TX_STATUS)?;
-            for (id, reason) in failed {
-                mempool.remove(id.as_slice())?;
-                let failed = serde_json::to_string(&TxStatus::Failed {
-                    reason: reason.clone(),
-                })?;
-                status.insert(id.as_slice(), failed.as_str())?;
-            }
+            record_failed(&mut mempool, &mut status, failed)?;
         }
         tx.commit()?;
         Ok(())
