@@ -14,6 +14,7 @@
 //! - [`handshake`]: the handshake steps that need the consortium (reading a request,
 //!   authenticating the patient, accepting the record and logging the access).
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used)]
 
 pub mod error;
 pub mod handshake;

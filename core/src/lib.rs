@@ -25,6 +25,7 @@
 //! validated values. Secrets zeroize on drop and print as `[redacted]`.
 
 #![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used)]
 
 pub mod account;
 pub mod b64;
