@@ -72,22 +72,7 @@ impl<T: Transport> Party<T> {
         m3: &[u8],
     ) -> Result<AcceptedRecord> {
         let opened = awaiting.receive_m3(m3)?;
-        let issuer_id = opened.issuer().clone();
-        let mut issuer = None;
-        for role in emrshare_core::ces::ISSUER_ROLES {
-            match self.look_up(&issuer_id, *role).await {
-                Ok(found) => {
-                    issuer = Some(found);
-                    break;
-                }
-                Err(ClientError::NotRegistered { .. } | ClientError::WeakLookup { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let issuer = issuer.ok_or(ClientError::NotRegistered {
-            id: issuer_id,
-            role: Role::Doctor,
-        })?;
+        let issuer = self.look_up_issuer(opened.issuer()).await?;
         let shared = opened.verify_record(&issuer.entry, now())?;
         if shared.record().patient() != shared.patient().as_str() {
             return Err(ClientError::Unverified(

@@ -116,32 +116,29 @@ async fn verify_issued<T: Transport>(
     holder: Option<&PublicKeySet>,
     key_binding: Option<KeyBindingRequirement<'_>>,
 ) -> Result<(VerifiedRecord, LookedUp)> {
-    let issuer = record.claimed_issuer()?;
-    let mut last = None;
-    for role in ces::ISSUER_ROLES {
-        match party.look_up(&issuer, *role).await {
-            Ok(doctor) => {
-                let verified =
-                    ces::verify_registered(record, &doctor.entry, holder, key_binding, now())?;
-                return Ok((verified, doctor));
-            }
-            Err(e @ ClientError::NotRegistered { .. }) => last = Some(e),
-            Err(ClientError::WeakLookup { .. }) if last.is_none() => {
-                last = Some(ClientError::NotRegistered {
-                    id: issuer.clone(),
-                    role: *role,
-                })
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or(ClientError::NotRegistered {
-        id: issuer,
-        role: Role::Doctor,
-    }))
+    let doctor = party.look_up_issuer(&record.claimed_issuer()?).await?;
+    let verified = ces::verify_registered(record, &doctor.entry, holder, key_binding, now())?;
+    Ok((verified, doctor))
 }
 
 impl<T: Transport> Party<T> {
+    /// Looks a record's issuer up among the roles that issue records (doctors, then
+    /// hospitals): its entry, registered in one of them and active now.
+    pub async fn look_up_issuer(&self, issuer: &PartyId) -> Result<LookedUp> {
+        for role in ces::ISSUER_ROLES {
+            match self.look_up(issuer, *role).await {
+                Ok(found) => return Ok(found),
+                // Not in this role (or too few of the role to hide it): try the next.
+                Err(ClientError::NotRegistered { .. } | ClientError::WeakLookup { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::NotRegistered {
+            id: issuer.clone(),
+            role: Role::Doctor,
+        })
+    }
+
     /// Signs `record` for `patient` (whose public keys the app holds, e.g. from a QR code)
     /// and seals it to them. The patient's keys must be self-certifying (its ID their
     /// thumbprint).
