@@ -2,6 +2,7 @@
 //! n = 3 nodes to a k-ID request (k = 10, 100) over a registry of 1,000 institutions, with
 //! the header's certificate checked (first sight) and with it already accepted (the client's
 //! cache, the common case). The baseline in the same run is the certificate check alone.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use emrshare_core::PrivateKeySet;

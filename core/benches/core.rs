@@ -1,5 +1,6 @@
 //! Criterion benchmarks of every hot operation of core. `compare-openssl.sh` runs them next to
 //! `openssl speed` and reports ratios; absolute times on shared machines mean little.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use emrshare_core::PrivateKeySet;

@@ -4,6 +4,7 @@
 //! registry lookups are done once up front (they are network and proof checks, not the
 //! protocol). Target: at most 5 ms; one RSA-3072 decryption (M2's key unwrap) dominates, so
 //! it is measured alongside as the baseline of the ratio to report.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 
 #[allow(dead_code)]
 #[path = "../tests/common/registry.rs"]

@@ -7,6 +7,7 @@
 //! Also timed: parsing the block's JWS texts then applying (what a node does with a received
 //! block), and cloning (and dropping) the 10^4-identity state on its own: the node's chain
 //! clones its whole state to try one submitted transaction, a proposal or a block.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use emrshare_core::keys::{DecryptionKey, Jwk, PartyId, RsaBits, SigningKey};

@@ -59,6 +59,7 @@
 //! a stand-in for the paper's unspecified `H`; the attack only evaluates `H` on public inputs and
 //! never inverts it or finds collisions, so the choice of hash makes no difference. Randomness is
 //! a seeded splitmix64 so every run checks the same cases. Nothing here is used by the library.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 
 // ---------------------------------------------------------------------------------------------
 // Arithmetic modulo numbers below 2^62 (products computed in u128).

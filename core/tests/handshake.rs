@@ -7,6 +7,7 @@
 //! messages are made with the public JOSE modules, the way an
 //! attacker (or a broken peer) holding its own keys would make them; each crafting helper is
 //! first shown to produce a message that is accepted, so a refusal means what it says.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 
 mod common;
 

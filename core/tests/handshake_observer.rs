@@ -7,6 +7,7 @@
 //! `x`, `y` and `n` values, base64url and raw, and the SEC1 point). A control shows the
 //! search finds these marks where they are. The lengths of the messages are compared across
 //! patients, and across records of nearly equal size.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 
 mod common;
 

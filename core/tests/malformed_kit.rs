@@ -1,6 +1,7 @@
 //! The malformed-input kit (in the spirit of age's testkit): named envelopes and SD-JWTs that
 //! must be refused, each with the error it must produce. Most are built by changing one thing
 //! in a valid object, so each case tests exactly one check.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Shared fixtures: RSA key generation is slow, so each test binary makes its parties once.
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 #![allow(dead_code)]
 
 pub mod registry;
