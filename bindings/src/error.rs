@@ -171,7 +171,7 @@ pub(crate) fn from_client(e: emrshare_client::ClientError) -> EmrshareError {
         C::Open(e) => from_jwe_open(e),
         C::Key(e) => from_key_input(e),
         C::Lookup(e) => from_lookup(e),
-        C::Handshake(e) => crate::handshake::from_handshake(e),
+        C::Handshake(e) => from_handshake(e),
         _ => EmrshareError::Internal {
             reason: "an error this version does not name".into(),
         },
@@ -241,5 +241,20 @@ mod tests {
         let e: EmrshareError =
             uniffi::UnexpectedUniFFICallbackError::new("key bytes 0x1234 leaked here").into();
         assert!(!e.to_string().contains("0x1234"));
+    }
+}
+
+/// Handshake errors carry message kinds and fixed reasons only (no IDs, keys or contents),
+/// so their text is kept; a failed record check is mapped like any other record's.
+pub(crate) fn from_handshake(e: emrshare_core::handshake::HandshakeError) -> EmrshareError {
+    match e {
+        HandshakeError::Record(e) => from_ces(e),
+        HandshakeError::InactiveEntry(_) => EmrshareError::NotRegistered,
+        HandshakeError::Encrypt(_) => EmrshareError::Internal {
+            reason: "sealing a handshake message failed".into(),
+        },
+        other => EmrshareError::VerificationFailed {
+            reason: other.to_string(),
+        },
     }
 }

@@ -21,7 +21,7 @@
 //! `InvalidInput` error that leaves the handshake where it was; any other error (a tampered,
 //! misdirected or unverifiable message) ends it, and a new one starts from the request.
 
-use crate::error::{EmrshareError, Result, from_ces, from_client, invalid};
+use crate::error::{EmrshareError, Result, from_client, from_handshake, invalid};
 use crate::party::{Party, log_result, lookup_report};
 use crate::types::{LookupReport, PartyRole, VerifiedRecordInfo};
 use crate::{now, on_runtime};
@@ -31,21 +31,6 @@ use emrshare_core::handshake::{
 };
 use emrshare_core::ledger::state::hex32;
 use std::sync::{Arc, Mutex};
-
-/// Handshake errors carry message kinds and fixed reasons only (no IDs, keys or contents),
-/// so their text is kept; a failed record check is mapped like any other record's.
-pub(crate) fn from_handshake(e: HandshakeError) -> EmrshareError {
-    match e {
-        HandshakeError::Record(e) => from_ces(e),
-        HandshakeError::InactiveEntry(_) => EmrshareError::NotRegistered,
-        HandshakeError::Encrypt(_) => EmrshareError::Internal {
-            reason: "sealing a handshake message failed".into(),
-        },
-        other => EmrshareError::VerificationFailed {
-            reason: other.to_string(),
-        },
-    }
-}
 
 /// Takes the handshake's state for `step` if it is there. A call out of order is the app's
 /// mistake, not the peer's: it leaves the state as it was. A failure after the state was
@@ -192,7 +177,7 @@ impl IncomingRequest {
             PatientStep::AwaitingM2(awaiting) => Ok(awaiting),
             other => Err(other),
         })?;
-        let record = crate::patient::parse_sd_jwt(sd_jwt)?;
+        let record = crate::types::parse_sd_jwt(sd_jwt)?;
         let keep: Vec<&str> = disclose.iter().map(String::as_str).collect();
         let m3 = self
             .party
@@ -338,7 +323,7 @@ impl OutgoingRequest {
             RequesterStep::AwaitingM3(awaiting) => Ok(awaiting),
             other => Err(other),
         })?;
-        crate::patient::check_issuer_role(doctor_role)?;
+        crate::types::check_issuer_role(doctor_role)?;
         let accepted = self
             .party
             .inner

@@ -33,10 +33,6 @@ pub struct IndexedRecord {
     pub height: u64,
 }
 
-pub(crate) fn parse_sd_jwt(text: &str) -> Result<SdJwt> {
-    SdJwt::parse(text).map_err(from_ces)
-}
-
 #[uniffi::export]
 impl PatientWallet {
     /// New patient keys (ES256 + RSA of `rsa_bits`: 2048, 3072 or 4096), saved in `store`
@@ -245,12 +241,6 @@ impl PatientWallet {
 /// The record's issuer is looked up among doctors and hospitals (the roles that issue
 /// records). An app that names another role asks for an issuer that cannot be one: as for
 /// any issuer not registered in a role that issues records, `NotRegistered`.
-pub(crate) fn check_issuer_role(role: PartyRole) -> Result<()> {
-    match role {
-        PartyRole::Doctor | PartyRole::Hospital => Ok(()),
-        _ => Err(crate::error::EmrshareError::NotRegistered),
-    }
-}
 
 async fn receive(party: &Party, sealed: &str, doctor_role: PartyRole) -> Result<ReceivedRecord> {
     check_issuer_role(doctor_role)?;

@@ -114,7 +114,7 @@ impl Requester {
             log_result(
                 "verify presentation",
                 async {
-                    crate::patient::check_issuer_role(doctor_role)?;
+                    crate::types::check_issuer_role(doctor_role)?;
                     let patient = emrshare_core::keys::PartyId::new(patient_id)
                         .map_err(crate::error::from_key_input)?;
                     let (record, doctor, patient) = party
@@ -136,7 +136,7 @@ impl Requester {
 }
 
 async fn fetch(party: &Party, grant_id: &str, doctor_role: PartyRole) -> Result<FetchedRecord> {
-    crate::patient::check_issuer_role(doctor_role)?;
+    crate::types::check_issuer_role(doctor_role)?;
     let fetched = party
         .inner
         .fetch_granted(grant_id)

@@ -293,3 +293,17 @@ pub struct VerifiedPresentation {
     pub doctor_lookup: LookupReport,
     pub patient_lookup: LookupReport,
 }
+
+/// An SD-JWT from the app, parsed (a malformed one is the app's error, not the record's).
+pub(crate) fn parse_sd_jwt(text: &str) -> crate::error::Result<emrshare_core::ces::SdJwt> {
+    emrshare_core::ces::SdJwt::parse(text).map_err(crate::error::from_ces)
+}
+
+/// The issuer role the app names for a record: a doctor or a hospital (the client checks the
+/// registry says so too).
+pub(crate) fn check_issuer_role(role: PartyRole) -> crate::error::Result<()> {
+    match role {
+        PartyRole::Doctor | PartyRole::Hospital => Ok(()),
+        _ => Err(crate::error::EmrshareError::NotRegistered),
+    }
+}

@@ -3,7 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 use emrshare_core::ledger::block::Genesis;
-use emrshare_node::config::{InitOptions, NodeConfig, init, load_genesis};
+use emrshare_node::config::{NodeConfig, load_genesis};
+use emrshare_node::provision::{InitOptions, init};
 use emrshare_node::{RunningNode, spawn};
 use std::net::TcpListener;
 use std::path::Path;

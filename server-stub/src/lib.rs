@@ -1,6 +1,6 @@
 //! `emrshare-node` as a library: the reference full node of an emrshare consortium.
 //!
-//! The binary (`src/main.rs`) is a thin command line over [`config::init`] and [`serve`]; the
+//! The binary (`src/main.rs`) is a thin command line over [`provision::init`] and [`serve`]; the
 //! `emrshare` CLI starts a local consortium inside its own process with [`spawn`] for its demo.
 
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ pub mod conn;
 pub mod mempool;
 pub mod node;
 pub mod peers;
+pub mod provision;
 pub mod store;
 pub mod tls;
 

@@ -7,7 +7,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use emrshare_node::config;
+use emrshare_node::{config, provision};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,7 +29,7 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         #[command(flatten)]
-        options: config::InitOptions,
+        options: provision::InitOptions,
     },
     /// Run one node.
     Run {
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let done = match Cli::parse().command {
-        Command::Init { dir, options } => config::init(&dir, &options).map(|paths| {
+        Command::Init { dir, options } => provision::init(&dir, &options).map(|paths| {
             for path in paths {
                 println!("{}", path.display());
             }

@@ -234,7 +234,7 @@ fn https_consortium_commits_and_refuses_untrusted_and_plain_clients() {
     );
 
     // A client trusting another CA fails the handshake.
-    let other_ca = emrshare_node::tls::ConsortiumCa::generate("someone-else").unwrap();
+    let other_ca = emrshare_node::provision::ConsortiumCa::generate("someone-else").unwrap();
     let stranger = client_trusting(other_ca.cert_pem().as_bytes());
     let refused = stranger
         .get(c.url("https", 0, "/v1/health"))

@@ -1,0 +1,229 @@
+//! Provisioning: `emrshare-node init`, which writes a local consortium into a folder (per node
+//! a key file and a config, one shared genesis file, and with `--tls` a consortium CA and each
+//! node's certificate). It depends on [`crate::config`] and nothing depends on it but the
+//! command line, so loading a config never pulls in key or certificate generation.
+
+use crate::config::{Limits, NodeConfig, Peer, TlsConfig};
+use anyhow::{Context, Result, bail};
+use emrshare_core::PrivateKeySet;
+use emrshare_core::keys::{PartyId, RsaBits};
+use emrshare_core::ledger::block::{Genesis, Validator, ValidatorSet};
+use std::path::{Path, PathBuf};
+
+/// What `init` writes (also its command-line flags).
+#[derive(Debug, clap::Args)]
+pub struct InitOptions {
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Representative (proposer) nodes, RPN.
+    #[arg(long, default_value_t = 3)]
+    pub proposers: usize,
+    /// Audit nodes, ATN.
+    #[arg(long, default_value_t = 2)]
+    pub auditors: usize,
+    #[arg(long, default_value_t = 7100)]
+    pub base_port: u16,
+    #[arg(long, default_value_t = 500)]
+    pub slot_ms: u64,
+    #[arg(long, default_value = "emrshare-local")]
+    pub chain_id: String,
+    /// Serve HTTPS: writes a consortium CA (ca.pem; its key is not kept) and a certificate per
+    /// node (node-<i>/tls.{cert,key}.pem, for 127.0.0.1 and localhost), and https peer URLs.
+    #[arg(long)]
+    pub tls: bool,
+    /// Write over a folder that holds a consortium already: its genesis, keys and configs are
+    /// replaced, and its nodes' data dirs (node-<i>/data) deleted.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The nodes' data dirs in a folder `init` wrote (node-<i>/data), those that exist.
+fn existing_data_dirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("node-"))
+        .map(|e| e.path().join("data"))
+        .filter(|data| data.exists())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Writes `dir/genesis.json` and `dir/node-<i>/{node.key.json,config.toml}`; refuses a
+/// folder that holds a consortium already unless `options.force`.
+pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
+    if options.proposers + options.auditors > options.nodes
+        || options.proposers == 0
+        || options.auditors == 0
+    {
+        bail!("need 1 <= proposers, 1 <= auditors, proposers + auditors <= nodes");
+    }
+    let genesis_path = dir.join("genesis.json");
+    let data_dirs = existing_data_dirs(dir);
+    if !options.force && (genesis_path.exists() || !data_dirs.is_empty()) {
+        let what = match data_dirs.first() {
+            Some(data) => data.display().to_string(),
+            None => genesis_path.display().to_string(),
+        };
+        bail!(
+            "{} holds a consortium already ({what}): choose another folder, or pass --force \
+             to replace it and delete its nodes' data",
+            dir.display()
+        );
+    }
+    for data in data_dirs {
+        std::fs::remove_dir_all(&data)
+            .with_context(|| format!("cannot delete {}", data.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let keys: Vec<PrivateKeySet> = (0..options.nodes)
+        .map(|i| {
+            PrivateKeySet::generate(
+                Some(PartyId::new(format!("node:{i}")).expect("valid ID")),
+                RsaBits::B2048,
+            )
+        })
+        .collect();
+    let validators = keys
+        .iter()
+        .map(|k| Validator {
+            id: k.id.clone(),
+            signing_jwk: k.signing.verifying_key().to_jwk(None),
+            credit: 100,
+        })
+        .collect();
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let genesis = Genesis {
+        chain_id: options.chain_id.clone(),
+        validators: ValidatorSet {
+            validators,
+            proposers: options.proposers,
+            auditors: options.auditors,
+        },
+        slot_ms: options.slot_ms,
+        start_ms,
+    };
+    std::fs::write(&genesis_path, serde_json::to_string_pretty(&genesis)?)
+        .with_context(|| format!("cannot write {}", genesis_path.display()))?;
+    let scheme = if options.tls { "https" } else { "http" };
+    let url = |i: usize| format!("{scheme}://127.0.0.1:{}", options.base_port as usize + i);
+    let ca = if options.tls {
+        let ca = ConsortiumCa::generate(&options.chain_id)?;
+        std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+        Some(ca)
+    } else {
+        None
+    };
+    let mut configs = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let node_dir = dir.join(format!("node-{i}"));
+        std::fs::create_dir_all(&node_dir)
+            .with_context(|| format!("cannot create {}", node_dir.display()))?;
+        write_private(&node_dir.join("node.key.json"), key.to_json().as_bytes())?;
+        let tls = match &ca {
+            Some(ca) => {
+                let (cert_pem, key_pem) = ca.issue(key.id.as_str())?;
+                std::fs::write(node_dir.join("tls.cert.pem"), cert_pem)?;
+                write_private(&node_dir.join("tls.key.pem"), key_pem.as_bytes())?;
+                Some(TlsConfig {
+                    cert_file: "tls.cert.pem".into(),
+                    key_file: "tls.key.pem".into(),
+                    ca_file: Some("../ca.pem".into()),
+                })
+            }
+            None => None,
+        };
+        let config = NodeConfig {
+            id: key.id.clone(),
+            listen: format!("127.0.0.1:{}", options.base_port as usize + i).parse()?,
+            data_dir: "data".into(),
+            key_file: "node.key.json".into(),
+            genesis_file: "../genesis.json".into(),
+            peers: (0..options.nodes)
+                .filter(|&j| j != i)
+                .map(|j| Peer {
+                    id: keys[j].id.clone(),
+                    url: url(j),
+                })
+                .collect(),
+            limits: Limits::default(),
+            tls,
+        };
+        let path = node_dir.join("config.toml");
+        std::fs::write(&path, toml::to_string_pretty(&config)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        configs.push(path);
+    }
+    Ok(configs)
+}
+
+/// The consortium CA of `init --tls`: issues one server certificate per node. Its key lives
+/// only in memory; re-run `init` to re-issue.
+pub struct ConsortiumCa(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
+
+fn validity(params: &mut rcgen::CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
+impl ConsortiumCa {
+    pub fn generate(chain_id: &str) -> Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("emrshare consortium CA ({chain_id})"),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params, 3650);
+        Ok(Self(rcgen::CertifiedIssuer::self_signed(
+            params,
+            KeyPair::generate()?,
+        )?))
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.0.pem()
+    }
+
+    /// A server certificate for `node` on 127.0.0.1 and localhost: (certificate, key) PEM.
+    pub fn issue(&self, node: &str) -> Result<(String, String)> {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+        let mut params = CertificateParams::new(["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, node);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, 825);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.0)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// Writes a private key readable by its owner only (on Unix).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
