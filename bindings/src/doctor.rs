@@ -1,12 +1,10 @@
 //! [`DoctorSigner`]: a doctor (or hospital) signs a record with a content extraction
 //! signature (SD-JWT, DESIGN 4) and seals it to the patient (JWE, DESIGN 5).
 
-use crate::config::ClientConfig;
 use crate::error::{Result, from_client, invalid};
 use crate::on_runtime;
 use crate::party::{Party, log_result};
-use crate::secrets::SecretStore;
-use crate::types::{PartyRole, Registration};
+
 use emrshare_core::PublicKeySet;
 use emrshare_core::ces;
 use emrshare_core::record::{Ceas, Record};
@@ -43,49 +41,17 @@ fn from_issue(e: emrshare_client::ClientError) -> crate::error::EmrshareError {
     }
 }
 
+crate::party::institution_basics!(
+    DoctorSigner,
+    "doctor",
+    DOCTOR_SECRET_NAME,
+    doctor_id,
+    "New keys for the registered name `doctor_id` (e.g. `hospital:st-marys`), saved in `store` under `\"emrshare.doctor\"`.",
+    "Registers the keys as `role` (doctor or hospital) for `valid_days` days."
+);
+
 #[uniffi::export]
 impl DoctorSigner {
-    /// New keys for the registered name `doctor_id` (e.g. `hospital:st-marys`), saved in
-    /// `store` under `"emrshare.doctor"`.
-    #[uniffi::constructor(default(rsa_bits = 3072))]
-    pub fn create(
-        config: ClientConfig,
-        store: Arc<dyn SecretStore>,
-        doctor_id: String,
-        rsa_bits: u32,
-    ) -> Result<Arc<Self>> {
-        let bits = crate::party::rsa_bits(rsa_bits)?;
-        let party = log_result(
-            "create doctor",
-            Party::create(config, &store, DOCTOR_SECRET_NAME, Some(&doctor_id), bits),
-        )?;
-        Ok(Arc::new(Self { party }))
-    }
-
-    #[uniffi::constructor]
-    pub fn restore(config: ClientConfig, store: Arc<dyn SecretStore>) -> Result<Arc<Self>> {
-        let party = log_result(
-            "restore doctor",
-            Party::restore(config, &store, DOCTOR_SECRET_NAME),
-        )?;
-        Ok(Arc::new(Self { party }))
-    }
-
-    pub fn doctor_id(&self) -> String {
-        self.party.id()
-    }
-
-    pub fn public_keys_json(&self) -> String {
-        self.party.public_keys_json()
-    }
-
-    /// Registers the keys as `role` (doctor or hospital) for `valid_days` days.
-    pub async fn register(&self, role: PartyRole, valid_days: u32) -> Result<Registration> {
-        let party = self.party.clone();
-        on_runtime(async move { log_result("register", party.register(role, valid_days).await) })
-            .await
-    }
-
     /// Signs `record_json` (a JSON object of named parts) for the patient whose public JWK
     /// Set the patient handed over (e.g. by QR code), and seals it to them. The mandatory
     /// parts (CEAS) default to gender, age and medical history for BPDS records, none

@@ -8,6 +8,7 @@
 
 use emrshare_client::NetError;
 use emrshare_core::ces::CesError;
+use emrshare_core::handshake::HandshakeError;
 use emrshare_core::jwe::JweError;
 use emrshare_core::keys::KeyError;
 use emrshare_core::lookup::LookupError;
@@ -193,6 +194,21 @@ pub(crate) fn from_lookup(e: LookupError) -> EmrshareError {
     }
 }
 
+/// Handshake errors carry message kinds and fixed reasons only (no IDs, keys or contents),
+/// so their text is kept; a failed record check is mapped like any other record's.
+pub(crate) fn from_handshake(e: HandshakeError) -> EmrshareError {
+    match e {
+        HandshakeError::Record(e) => from_ces(e),
+        HandshakeError::InactiveEntry(_) => EmrshareError::NotRegistered,
+        HandshakeError::Encrypt(_) => EmrshareError::Internal {
+            reason: "sealing a handshake message failed".into(),
+        },
+        other => EmrshareError::VerificationFailed {
+            reason: other.to_string(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,20 +257,5 @@ mod tests {
         let e: EmrshareError =
             uniffi::UnexpectedUniFFICallbackError::new("key bytes 0x1234 leaked here").into();
         assert!(!e.to_string().contains("0x1234"));
-    }
-}
-
-/// Handshake errors carry message kinds and fixed reasons only (no IDs, keys or contents),
-/// so their text is kept; a failed record check is mapped like any other record's.
-pub(crate) fn from_handshake(e: emrshare_core::handshake::HandshakeError) -> EmrshareError {
-    match e {
-        HandshakeError::Record(e) => from_ces(e),
-        HandshakeError::InactiveEntry(_) => EmrshareError::NotRegistered,
-        HandshakeError::Encrypt(_) => EmrshareError::Internal {
-            reason: "sealing a handshake message failed".into(),
-        },
-        other => EmrshareError::VerificationFailed {
-            reason: other.to_string(),
-        },
     }
 }

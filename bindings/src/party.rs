@@ -152,3 +152,67 @@ fn role_of(entry: &VerifiedEntry) -> Option<PartyRole> {
 pub(crate) fn log_result<T>(operation: &str, result: Result<T>) -> Result<T> {
     result.map_err(|e| logged(operation, e))
 }
+
+/// The members every registered institution's object shares (`DoctorSigner`, `Requester`):
+/// create and restore its keys, its ID, its public keys, and its registration. One definition,
+/// so the roles cannot drift; `$id` keeps each role's own name for its ID in the API.
+macro_rules! institution_basics {
+    ($object:ident, $what:literal, $secret_name:ident, $id:ident,
+     $create_doc:literal, $register_doc:literal) => {
+        #[uniffi::export]
+        impl $object {
+            #[doc = $create_doc]
+            #[uniffi::constructor(default(rsa_bits = 3072))]
+            pub fn create(
+                config: crate::config::ClientConfig,
+                store: std::sync::Arc<dyn crate::secrets::SecretStore>,
+                $id: String,
+                rsa_bits: u32,
+            ) -> crate::error::Result<std::sync::Arc<Self>> {
+                let bits = crate::party::rsa_bits(rsa_bits)?;
+                let party = crate::party::log_result(
+                    concat!("create ", $what),
+                    crate::party::Party::create(config, &store, $secret_name, Some(&$id), bits),
+                )?;
+                Ok(std::sync::Arc::new(Self { party }))
+            }
+
+            /// The keys saved in `store` by `create`.
+            #[uniffi::constructor]
+            pub fn restore(
+                config: crate::config::ClientConfig,
+                store: std::sync::Arc<dyn crate::secrets::SecretStore>,
+            ) -> crate::error::Result<std::sync::Arc<Self>> {
+                let party = crate::party::log_result(
+                    concat!("restore ", $what),
+                    crate::party::Party::restore(config, &store, $secret_name),
+                )?;
+                Ok(std::sync::Arc::new(Self { party }))
+            }
+
+            /// The registered name these keys were made for.
+            pub fn $id(&self) -> String {
+                self.party.id()
+            }
+
+            /// The public JWK Set (signing and encryption keys) to register or hand over.
+            pub fn public_keys_json(&self) -> String {
+                self.party.public_keys_json()
+            }
+
+            #[doc = $register_doc]
+            pub async fn register(
+                &self,
+                role: crate::types::PartyRole,
+                valid_days: u32,
+            ) -> crate::error::Result<crate::types::Registration> {
+                let party = self.party.clone();
+                crate::on_runtime(async move {
+                    crate::party::log_result("register", party.register(role, valid_days).await)
+                })
+                .await
+            }
+        }
+    };
+}
+pub(crate) use institution_basics;

@@ -6,7 +6,6 @@ use crate::party::{Party, log_result, lookup_report};
 use crate::secrets::{SecretStore, UploadProgress};
 use crate::types::*;
 use crate::{now, on_runtime};
-use emrshare_core::ces::SdJwt;
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::state::hex32;
 use std::sync::Arc;
@@ -237,10 +236,6 @@ impl PatientWallet {
         on_runtime(async move { log_result("audit log", audit(&party).await) }).await
     }
 }
-
-/// The record's issuer is looked up among doctors and hospitals (the roles that issue
-/// records). An app that names another role asks for an issuer that cannot be one: as for
-/// any issuer not registered in a role that issues records, `NotRegistered`.
 
 async fn receive(party: &Party, sealed: &str, doctor_role: PartyRole) -> Result<ReceivedRecord> {
     check_issuer_role(doctor_role)?;

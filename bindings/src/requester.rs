@@ -1,10 +1,8 @@
 //! [`Requester`]: an institution (insurer, hospital, researcher) that receives records.
 
-use crate::config::ClientConfig;
 use crate::error::{EmrshareError, Result, from_client};
 use crate::on_runtime;
 use crate::party::{Party, log_result, lookup_report};
-use crate::secrets::SecretStore;
 use crate::types::*;
 use std::sync::Arc;
 
@@ -21,55 +19,17 @@ pub fn make_nonce() -> String {
     emrshare_core::make_nonce()
 }
 
+crate::party::institution_basics!(
+    Requester,
+    "requester",
+    REQUESTER_SECRET_NAME,
+    requester_id,
+    "New keys for the registered name `requester_id` (e.g. `insurer:acme`), saved in `store` under `\"emrshare.requester\"`.",
+    "Registers the keys as `role` (insurer, hospital, researcher) for `valid_days` days."
+);
+
 #[uniffi::export]
 impl Requester {
-    /// New keys for the registered name `requester_id` (e.g. `insurer:acme`), saved in
-    /// `store` under `"emrshare.requester"`.
-    #[uniffi::constructor(default(rsa_bits = 3072))]
-    pub fn create(
-        config: ClientConfig,
-        store: Arc<dyn SecretStore>,
-        requester_id: String,
-        rsa_bits: u32,
-    ) -> Result<Arc<Self>> {
-        let bits = crate::party::rsa_bits(rsa_bits)?;
-        let party = log_result(
-            "create requester",
-            Party::create(
-                config,
-                &store,
-                REQUESTER_SECRET_NAME,
-                Some(&requester_id),
-                bits,
-            ),
-        )?;
-        Ok(Arc::new(Self { party }))
-    }
-
-    #[uniffi::constructor]
-    pub fn restore(config: ClientConfig, store: Arc<dyn SecretStore>) -> Result<Arc<Self>> {
-        let party = log_result(
-            "restore requester",
-            Party::restore(config, &store, REQUESTER_SECRET_NAME),
-        )?;
-        Ok(Arc::new(Self { party }))
-    }
-
-    pub fn requester_id(&self) -> String {
-        self.party.id()
-    }
-
-    pub fn public_keys_json(&self) -> String {
-        self.party.public_keys_json()
-    }
-
-    /// Registers the keys as `role` (insurer, hospital, researcher) for `valid_days` days.
-    pub async fn register(&self, role: PartyRole, valid_days: u32) -> Result<Registration> {
-        let party = self.party.clone();
-        on_runtime(async move { log_result("register", party.register(role, valid_days).await) })
-            .await
-    }
-
     /// Starts the mutual-authentication handshake with a patient: a request for `parts` of
     /// a record, for `purpose`. Hand [`OutgoingRequest::request_message`] to the patient.
     pub fn start_request(

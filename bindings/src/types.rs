@@ -299,8 +299,9 @@ pub(crate) fn parse_sd_jwt(text: &str) -> crate::error::Result<emrshare_core::ce
     emrshare_core::ces::SdJwt::parse(text).map_err(crate::error::from_ces)
 }
 
-/// The issuer role the app names for a record: a doctor or a hospital (the client checks the
-/// registry says so too).
+/// The record's issuer is looked up among doctors and hospitals (the roles that issue
+/// records). An app that names another role asks for an issuer that cannot be one: as for
+/// any issuer not registered in a role that issues records, `NotRegistered`.
 pub(crate) fn check_issuer_role(role: PartyRole) -> crate::error::Result<()> {
     match role {
         PartyRole::Doctor | PartyRole::Hospital => Ok(()),
