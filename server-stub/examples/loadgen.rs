@@ -25,7 +25,7 @@
 //! `--deadline` a watchdog kills the nodes (by PID) and exits. The nodes are killed on every
 //! exit path: normal end, error, panic, Ctrl-C, deadline.
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use clap::Parser;
 use emrshare_core::keys::{DecryptionKey, PartyId, RsaBits, SigningKey};
 use emrshare_core::ledger::block::{CertifiedBlock, Genesis};
@@ -148,54 +148,31 @@ impl Consortium {
     }
 }
 
-fn node_binary(args: &Args) -> Result<PathBuf> {
-    if let Some(bin) = &args.node_bin {
-        return Ok(bin.clone());
+fn node_binary(args: &Args) -> PathBuf {
+    match &args.node_bin {
+        Some(bin) => bin.clone(),
+        None => emrshare_node::testkit::node_binary(),
     }
-    let me = std::env::current_exe()?;
-    // target/<profile>/examples/loadgen -> target/<profile>/emrshare-node
-    let bin = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("emrshare-node"))
-        .context("cannot locate the target folder")?;
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p emrshare-node) or pass --node-bin",
-            bin.display()
-        );
-    }
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if modified(&bin) < modified(&me) {
-        eprintln!(
-            "note: {} is older than this generator; rebuild it if the node changed",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
-/// Five consecutive ports that are free now.
+/// Five consecutive ports that are free now (from `--base-port`, or found).
 fn free_ports(base: Option<u16>) -> Result<Vec<u16>> {
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    if let Some(base) = base {
-        let ports: Vec<u16> = (0..NODES as u16).map(|i| base + i).collect();
-        ensure!(ports.iter().all(|&p| free(p)), "ports {base}.. are in use");
-        return Ok(ports);
-    }
-    let seed = (std::process::id() as u64) ^ now_ms();
-    for attempt in 0..50u64 {
-        let base = 30_000 + ((seed.wrapping_mul(2_654_435_761) + attempt * 977) % 25_000) as u16;
-        let ports: Vec<u16> = (0..NODES as u16).map(|i| base + i).collect();
-        if ports.iter().all(|&p| free(p)) {
-            return Ok(ports);
+    let base = match base {
+        Some(base) => {
+            let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+            ensure!(
+                (0..NODES as u16).all(|i| free(base + i)),
+                "ports {base}.. are in use"
+            );
+            base
         }
-    }
-    bail!("no five free consecutive ports found")
+        None => emrshare_node::testkit::free_ports(NODES as u16),
+    };
+    Ok((0..NODES as u16).map(|i| base + i).collect())
 }
 
 fn start(args: &Args, started: Instant) -> Result<Consortium> {
-    let bin = node_binary(args)?;
+    let bin = node_binary(args);
     let dir = tempfile::Builder::new()
         .prefix("emrshare-loadgen-")
         .tempdir()?

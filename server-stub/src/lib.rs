@@ -15,6 +15,8 @@ pub mod node;
 pub mod peers;
 pub mod provision;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod tls;
 
 use anyhow::{Context, Result};

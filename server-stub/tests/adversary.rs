@@ -3,7 +3,7 @@
 //! revoked party or a registered party playing tricks gets: nothing kept, nothing served,
 //! every served read on the chain. Each test failed on the node before this round's fixes.
 
-mod common;
+use emrshare_node::testkit as common;
 
 use common::{Consortium, registration_as, submit, verified_lookup};
 use emrshare_core::keys::{PartyId, SigningKey};

@@ -7,6 +7,7 @@
 use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::block::{CertifiedBlock, CommitCertificate, Header, Proposal, Vote};
 use emrshare_core::ledger::tx::{Action, Outcome, Role, Transaction, TxBody};
+use emrshare_node::testkit::free_ports;
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
@@ -22,20 +23,6 @@ const MAX_BLOB: usize = 256 * 1024;
 /// the node accepts: the largest transaction, a header and votes).
 const MAX_BLOCK: usize = 384 * 1024;
 const MAX_LOOKUP_IDS: usize = 8;
-
-/// `n` consecutive free ports on 127.0.0.1 (other test binaries and checkouts run nodes too).
-fn free_ports(n: u16) -> u16 {
-    // A block per call within this process (tests run in parallel), from a place that
-    // depends on the process; blocks found busy are skipped.
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let start = 41_000 + (std::process::id() % 400) as u16 * 30;
-    loop {
-        let base = start + NEXT.fetch_add(n, std::sync::atomic::Ordering::Relaxed) % 3_000;
-        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-}
 
 /// One node of a 2-node consortium (node:0 proposes, node:1 audits): node:1 runs alone, so
 /// its chain stays at height 0 and every request reaches its checks.

@@ -3,12 +3,12 @@
 //! keep-alive connections are closed after their timeouts, and over the connection cap a
 //! client gets a clear 503 JSON refusal.
 
-mod support;
+use emrshare_node::testkit as support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{Consortium, Node, client, height, wait_for, wait_until};
+use support::{Node, Provisioned as Consortium, client, height, wait_for, wait_until};
 
 /// Idle sockets each test opens.
 const IDLE_SOCKETS: usize = 1_000;

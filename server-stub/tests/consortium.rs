@@ -5,7 +5,7 @@
 //! and auditors killed in turn during writes lose no acknowledged transaction; bad requests
 //! get JSON 4xx.
 
-mod common;
+use emrshare_node::testkit as common;
 
 use common::*;
 use emrshare_core::keys::{PartyId, SigningKey};

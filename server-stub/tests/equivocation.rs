@@ -7,7 +7,7 @@
 //!
 //! Run with `cargo test -p emrshare-node --features equivocate --test equivocation`.
 
-mod common;
+use emrshare_node::testkit as common;
 
 use common::*;
 use emrshare_core::keys::SigningKey;

@@ -2,10 +2,10 @@
 //! has another genesis than its peers, when it has no live peer, and logs what it does with
 //! its peers (unreachable, back, another genesis).
 
-mod support;
+use emrshare_node::testkit as support;
 
 use std::time::Duration;
-use support::{Consortium, Node, edit_config, health, height, wait_until};
+use support::{Node, Provisioned as Consortium, edit_config, health, height, wait_until};
 
 fn status(port: u16) -> String {
     health(port)

@@ -3,17 +3,17 @@
 //! Each stops `emrshare-node` with exit code 1 and one stderr line naming the file and what
 //! to do; none panics.
 
-mod support;
+use emrshare_node::testkit as support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{BIN, Consortium, height, wait_until};
+use support::{Provisioned as Consortium, height, wait_until};
 
 /// Runs `emrshare-node args`; it must exit with code 1 within 20 s, printing one line on
 /// stderr that starts with `emrshare-node: ` and contains each of `expected`. Returns it.
 fn fails_with(args: &[&str], expected: &[&str], drop_dac_override: bool) -> String {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(support::node_binary());
     command
         .args(args)
         .env_remove("RUST_BACKTRACE")
@@ -232,7 +232,7 @@ fn init_refuses_a_folder_with_a_consortium_unless_forced() {
         genesis,
         "genesis overwritten"
     );
-    let status = Command::new(BIN)
+    let status = Command::new(support::node_binary())
         .args(["init", "--dir", &dir, "--nodes", "2", "--proposers", "1"])
         .args(["--auditors", "1", "--force"])
         .stdout(Stdio::null())

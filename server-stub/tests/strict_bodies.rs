@@ -1,10 +1,10 @@
 //! A JSON array where the API declares an object is refused (issue #10, point 13): serde's
 //! derive would read `["x"]` as `{"jws": "x"}` and `[["node:0"]]` as a lookup.
 
-mod support;
+use emrshare_node::testkit as support;
 
 use std::time::Duration;
-use support::{Consortium, client, wait_until};
+use support::{Provisioned as Consortium, client, wait_until};
 
 #[test]
 fn arrays_in_place_of_objects_are_refused() {

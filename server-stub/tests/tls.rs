@@ -3,8 +3,9 @@
 //! commits); a client trusting only that CA gets answers, a client trusting another CA and a
 //! plain-HTTP client do not; bad certificate files stop the node at start with a clear error.
 
-use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
+use emrshare_core::keys::SigningKey;
+use emrshare_core::ledger::tx::Role;
+use emrshare_node::testkit::{exit_within, free_ports, node_binary, registration_on};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,21 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 2;
-
-/// `n` consecutive free ports on 127.0.0.1, starting from a place that depends on the process
-/// (other test binaries, and other checkouts, may run consortia at the same time).
-fn free_ports(n: u16) -> u16 {
-    // A block per call within this process (tests run in parallel), from a place that
-    // depends on the process; blocks found busy are skipped.
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let start = 40_000 + (std::process::id() % 400) as u16 * 30;
-    loop {
-        let base = start + NEXT.fetch_add(n, std::sync::atomic::Ordering::Relaxed) % 3_000;
-        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-}
 
 /// A reqwest client whose TLS trusts only the certificates in `roots_pem`.
 fn client_trusting(roots_pem: &[u8]) -> reqwest::blocking::Client {
@@ -51,7 +37,7 @@ fn client_trusting(roots_pem: &[u8]) -> reqwest::blocking::Client {
 }
 
 fn init_tls(dir: &Path, base_port: u16) {
-    let status = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
+    let status = Command::new(node_binary())
         .args(["init", "--dir", dir.to_str().unwrap(), "--tls"])
         .args(["--nodes", "2", "--proposers", "1", "--auditors", "1"])
         .args(["--base-port", &base_port.to_string()])
@@ -92,7 +78,7 @@ impl Consortium {
         };
         for i in 0..NODES {
             let log = std::fs::File::create(c.dir.path().join(format!("node-{i}.log"))).unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
+            let child = Command::new(node_binary())
                 .args(["run", "--config", c.config(i).to_str().unwrap()])
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -144,26 +130,6 @@ impl Consortium {
     }
 }
 
-fn registration(id: &str, key: &SigningKey) -> String {
-    let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
-    Transaction {
-        chain_id: "tls-chain".into(),
-        sender: PartyId::new(id).unwrap(),
-        sequence: 0,
-        body: TxBody::RegisterIdentity {
-            id: PartyId::new(id).unwrap(),
-            role: Role::Hospital,
-            signing_jwk: key.verifying_key().to_jwk(None),
-            encryption_jwk: enc.encryption_key().to_jwk(None),
-            valid_from: 0,
-            valid_until: u64::MAX,
-        },
-    }
-    .sign(key)
-    .as_jws()
-    .to_owned()
-}
-
 #[test]
 fn init_tls_writes_a_ca_certificates_and_https_peers() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,7 +174,7 @@ fn https_consortium_commits_and_refuses_untrusted_and_plain_clients() {
     // auditor's vote and broadcasts the block, all over HTTPS between the nodes.
     let before = c.height(0);
     let key = SigningKey::generate();
-    let jws = registration("hospital:tls", &key);
+    let jws = registration_on("tls-chain", "hospital:tls", &key, Role::Hospital);
     let reply = c
         .https
         .post(c.url("https", 1, "/v1/tx"))
@@ -262,28 +228,13 @@ fn https_consortium_commits_and_refuses_untrusted_and_plain_clients() {
 /// Runs `emrshare-node run` on `config`; it must exit (not panic, not hang) with an error
 /// naming `expected`.
 fn fails_at_start(config: &Path, expected: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
+    let mut command = Command::new(node_binary());
+    command
         .args(["run", "--config", config.to_str().unwrap()])
         .env_remove("RUST_BACKTRACE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("node still running with a bad TLS setup ({expected})");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+        .stdout(Stdio::null());
+    let (code, stderr) = exit_within(command, Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
         stderr.contains(expected),

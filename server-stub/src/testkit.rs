@@ -1,19 +1,271 @@
-//! The test harness for consortia of `emrshare-node` processes on 127.0.0.1: start, kill,
-//! restart, query, and verify answers as a thin client would.
-#![allow(dead_code)] // each test binary uses part of it
+//! The test kit (feature `testkit`): one harness for every test, bench and load generator that
+//! runs `emrshare-node` processes on 127.0.0.1. Nodes are killed by the PID we started, when
+//! their handle is dropped; waits are bounded and name what they waited for.
+//!
+//! - [`Provisioned`]: `emrshare-node init` into a temporary folder; start nodes one by one
+//!   ([`Node`]), edit their configs, sign as a member.
+//! - [`Consortium`]: five running nodes (three proposers, two auditors) with HTTP helpers,
+//!   kill and restart, and thin-client verification of what they serve.
+//! - Free functions: free ports, plain HTTP with a deadline, signed registrations.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // a harness fails loudly
 
 use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::block::Transition;
-use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis};
+use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis, Transition};
 use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::state::{StateProof, value_hash};
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `emrshare-node` binary: `EMRSHARE_NODE_BIN` if set, else the one cargo built beside
+/// the running test, bench or example (`target/<profile>/emrshare-node`).
+pub fn node_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("EMRSHARE_NODE_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap();
+    // Tests run from target/<profile>/deps, examples from target/<profile>/examples.
+    if dir.ends_with("deps") || dir.ends_with("examples") {
+        dir = dir.parent().unwrap();
+    }
+    let bin = dir.join("emrshare-node");
+    assert!(
+        bin.exists(),
+        "no emrshare-node at {} (cargo build first)",
+        bin.display()
+    );
+    bin
+}
+
+/// `n` consecutive free ports on 127.0.0.1 (other test binaries and checkouts run nodes too),
+/// below Linux's ephemeral range (32768 up): the thousand client sockets of a test running
+/// alongside would otherwise take a port a node is about to listen on.
+pub fn free_ports(n: u16) -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let start = 24_000 + (std::process::id() % 150) as u16 * 50;
+    loop {
+        let base = start + NEXT.fetch_add(n, std::sync::atomic::Ordering::Relaxed) % 1_000;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+/// A consortium written by `emrshare-node init` into a temporary folder (nothing running).
+pub struct Provisioned {
+    pub dir: tempfile::TempDir,
+    pub base_port: u16,
+}
+
+impl Provisioned {
+    /// `nodes` nodes, node:0 the only proposer and node:1 the only auditor.
+    pub fn init(nodes: usize, chain_id: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let base_port = free_ports(nodes as u16);
+        let out = Command::new(node_binary())
+            .args(["init", "--dir", dir.path().to_str().unwrap()])
+            .args(["--nodes", &nodes.to_string(), "--proposers", "1"])
+            .args(["--auditors", "1", "--base-port", &base_port.to_string()])
+            .args(["--slot-ms", "200", "--chain-id", chain_id])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir, base_port }
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}"))
+    }
+
+    pub fn config(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("config.toml")
+    }
+
+    /// The `x-emr-peer` token node `i` (a member) sends with `body` to a consortium route.
+    pub fn member_token(&self, i: usize, path: &str, body: &[u8]) -> String {
+        let keys = emrshare_core::PrivateKeySet::from_json(
+            &std::fs::read(self.node_dir(i).join("node.key.json")).unwrap(),
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        emrshare_core::jws::sign(
+            &keys.signing,
+            &emrshare_core::jws::Header::es256("emr-peer+jwt", None),
+            &serde_json::json!({
+                "peer": keys.id.as_str(),
+                "path": path,
+                "len": body.len(),
+                "body_sha256": emrshare_core::ledger::state::hex32::to_hex(
+                    &emrshare_core::content_hash(body)
+                ),
+                "iat": now,
+            }),
+        )
+    }
+
+    pub fn port(&self, i: usize) -> u16 {
+        self.base_port + i as u16
+    }
+
+    /// Sets `[limits]` members of node `i`'s config.
+    pub fn set_limits(&self, i: usize, limits: &[(&str, i64)]) {
+        edit_config(&self.config(i), |table| {
+            let section = table["limits"].as_table_mut().unwrap();
+            for (name, value) in limits {
+                section.insert((*name).into(), (*value).into());
+            }
+        });
+    }
+
+    pub fn start(&self, i: usize) -> Node {
+        Node::start(&self.config(i), &self.node_dir(i).join("node.log"), None)
+    }
+}
+
+pub fn edit_config(path: &Path, edit: impl FnOnce(&mut toml::Table)) {
+    let mut table: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    edit(&mut table);
+    std::fs::write(path, toml::to_string(&table).unwrap()).unwrap();
+}
+
+/// A running `emrshare-node run`, killed (SIGKILL, by PID) when dropped.
+pub struct Node {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    /// Starts a node with stderr to `log`; `nofile` sets its open-file limit (soft and hard).
+    pub fn start(config: &Path, log: &Path, nofile: Option<u64>) -> Self {
+        Self::start_with_env(config, log, nofile, &[])
+    }
+
+    /// As [`Node::start`], with extra environment variables.
+    pub fn start_with_env(
+        config: &Path,
+        log: &Path,
+        nofile: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        // The open-file limit is set by a shell that then execs the node (same PID), so no
+        // code of ours runs between fork and exec.
+        let mut command = match nofile {
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "ulimit -n \"$0\" && exec \"$@\"", &limit.to_string()])
+                    .arg(node_binary());
+                sh
+            }
+            None => Command::new(node_binary()),
+        };
+        command
+            .args(["run", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        Self {
+            child: command.spawn().unwrap(),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Open file descriptors of the process (Linux).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Resident memory in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+pub fn client(timeout: Duration) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        // A fresh connection per request: these tests count connections.
+        .pool_max_idle_per_host(0)
+        .use_preconfigured_tls(crate::tls::client_config(None).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// GET `path` on 127.0.0.1:`port`: the status and the JSON body (Null if not JSON).
+pub fn get(port: u16, path: &str) -> Option<(u16, Value)> {
+    let reply = client(Duration::from_secs(3))
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .ok()?;
+    let status = reply.status().as_u16();
+    Some((status, reply.json().unwrap_or(Value::Null)))
+}
+
+pub fn health(port: u16) -> Option<Value> {
+    match get(port, "/v1/health")? {
+        (200, body) => Some(body),
+        _ => None,
+    }
+}
+
+pub fn height(port: u16) -> u64 {
+    health(port).and_then(|h| h["height"].as_u64()).unwrap_or(0)
+}
+
+/// Polls `done` every 100 ms until it holds; panics after `limit` with `what`.
+pub fn wait_until(limit: Duration, what: &str, done: impl FnMut() -> bool) {
+    wait_for(limit, what, &[], done)
+}
+
+/// As [`wait_until`], with the logs of `nodes` in the panic message.
+pub fn wait_for(limit: Duration, what: &str, nodes: &[&Node], mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() >= limit {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("--- {}:\n{}", n.log.display(), n.log()))
+                .collect();
+            panic!("timed out after {limit:?}: {what}\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The nodes of a [`Consortium`]: three proposers and two auditors.
 pub const NODES: usize = 5;
 
 /// One consortium at a time: four 5-node consortia on a 2-core machine slow every node enough
@@ -75,7 +327,7 @@ impl Consortium {
             }
             block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        let status = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
+        let status = Command::new(node_binary())
             .args([
                 "init",
                 "--dir",
@@ -108,7 +360,7 @@ impl Consortium {
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(3))
             // reqwest's rustls has no built-in provider here: hand it the node's (plain HTTP).
-            .use_preconfigured_tls(emrshare_node::tls::client_config(None).unwrap())
+            .use_preconfigured_tls(crate::tls::client_config(None).unwrap())
             .build()
             .unwrap();
         let mut consortium = Self {
@@ -136,7 +388,7 @@ impl Consortium {
 
     pub fn spawn(&mut self, i: usize) {
         let log = std::fs::File::create(self.dir.path().join(format!("node-{i}.log"))).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_emrshare-node"));
+        let mut command = Command::new(node_binary());
         if self.equivocator == Some(i) {
             command.env("EMRSHARE_TEST_EQUIVOCATE", "1");
         }
@@ -149,7 +401,6 @@ impl Consortium {
         self.children[i] = Some(child);
     }
 
-    /// SIGKILL: no chance to flush anything.
     /// The OS process ID of node `i`.
     pub fn pid(&self, i: usize) -> u32 {
         self.children[i].as_ref().unwrap().id()
@@ -188,6 +439,7 @@ impl Consortium {
         .unwrap()
     }
 
+    /// SIGKILL (by PID): no chance to flush anything.
     pub fn kill(&mut self, i: usize) {
         let mut child = self.children[i].take().unwrap();
         child.kill().unwrap();
@@ -245,14 +497,21 @@ impl Consortium {
     }
 }
 
+/// A self-signed registration of `id` as a hospital on the chain `test-chain`.
 pub fn registration(id: &str, key: &SigningKey) -> String {
     registration_as(id, key, Role::Hospital)
 }
 
+/// A self-signed registration of `id` as `role` on the chain `test-chain`.
 pub fn registration_as(id: &str, key: &SigningKey, role: Role) -> String {
+    registration_on("test-chain", id, key, role)
+}
+
+/// A self-signed registration of `id` as `role` (valid forever) on `chain_id`.
+pub fn registration_on(chain_id: &str, id: &str, key: &SigningKey, role: Role) -> String {
     let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
     Transaction {
-        chain_id: "test-chain".into(),
+        chain_id: chain_id.into(),
         sender: PartyId::new(id).unwrap(),
         sequence: 0,
         body: TxBody::RegisterIdentity {
@@ -267,6 +526,27 @@ pub fn registration_as(id: &str, key: &SigningKey, role: Role) -> String {
     .sign(key)
     .as_jws()
     .to_owned()
+}
+
+/// Runs `command` (stderr piped), which must exit within `limit`: its exit code and stderr.
+/// A process still running at the limit is killed (by its PID) and the test fails.
+pub fn exit_within(mut command: Command, limit: Duration) -> (Option<i32>, String) {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
 }
 
 /// Looks `id` up at node `i` and verifies the answer as a thin client would, from genesis.
