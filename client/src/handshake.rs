@@ -20,7 +20,9 @@ pub const REQUESTER_ROLES: &[Role] = &[Role::Hospital, Role::Insurer, Role::Rese
 /// A record accepted at the end of a handshake: verified, and its access logged on chain.
 #[derive(Debug)]
 pub struct AcceptedRecord {
+    /// The record shared in M3, verified and bound to this session's patient.
     pub shared: SharedRecord,
+    /// The record's issuer (a doctor or hospital), looked up k-anonymously.
     pub issuer: LookedUp,
     /// The sequence number of the committed AccessLog.
     pub access_log_sequence: u64,

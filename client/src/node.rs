@@ -44,6 +44,8 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// The config for `nodes` under `genesis`, asking 3 nodes per lookup with a 5 s timeout
+    /// per answer.
     pub fn new(nodes: Vec<String>, genesis: Genesis) -> Self {
         Self {
             nodes,
@@ -54,20 +56,38 @@ impl ClientConfig {
     }
 }
 
+/// Why the nodes gave no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
+    /// No node answered (none in time, cannot connect, or a server error).
     #[error("no node answered ({tried} tried): {last}")]
-    NoAnswer { tried: usize, last: String },
+    NoAnswer {
+        /// Nodes tried; 0 when a wait for a commit or registration ran out of time.
+        tried: usize,
+        /// Why the last one gave no answer.
+        last: String,
+    },
+    /// A node refused the request with an HTTP error status.
     #[error("node refused ({status}): {message}")]
-    Refused { status: u16, message: String },
+    Refused {
+        /// The HTTP status code.
+        status: u16,
+        /// The error message of its JSON body, or "no error message".
+        message: String,
+    },
+    /// An answer that does not parse, or a blob that does not match its address.
     #[error("malformed answer: {0}")]
     Malformed(String),
+    /// A lookup could not be planned or verified.
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    /// Nodes answered, but no answer verified: the evidence against each node.
     #[error("no node's answer verified ({} failed{})", .0.len(), first_fault(.0))]
     Unverified(Vec<NodeEvidence>),
+    /// The config lists no nodes.
     #[error("the client has no nodes")]
     NoNodes,
+    /// The genesis validator set is unusable as a root of trust.
     #[error("genesis: {0}")]
     Genesis(String),
 }
@@ -83,22 +103,29 @@ fn first_fault(evidence: &[NodeEvidence]) -> String {
 /// A grant as the chain holds it, proven under a certified header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedGrant {
+    /// The grant, or `None` where the proof shows there is no such grant.
     pub grant: Option<GrantEntry>,
+    /// The height of the certified header it is proven under.
     pub height: u64,
 }
 
 /// A patient's index head and one department's bread crumbs, proven.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedIndex {
+    /// The ID of the patient's newest UploadIndex transaction, or `None` if it has none.
     pub head: Option<Hash>,
+    /// The heights of the blocks holding the department's index entries (empty if none).
     pub crumbs: Vec<u64>,
+    /// The height of the certified header both are proven under.
     pub height: u64,
 }
 
 /// A certified block whose header and transactions were verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedBlock {
+    /// The block's header, verified under its commit certificate.
     pub header: emrshare_core::ledger::block::Header,
+    /// The block's transactions, matching the header's transaction root.
     pub txs: Vec<SignedTransaction>,
 }
 
@@ -111,6 +138,8 @@ pub struct NodeClient<T: Transport = HttpTransport> {
 }
 
 impl<T: Transport> NodeClient<T> {
+    /// A client trusting `config`'s genesis validator set; fails with no nodes or an unusable
+    /// genesis.
     pub fn new(config: ClientConfig, transport: T) -> Result<Self, NetError> {
         if config.nodes.is_empty() {
             return Err(NetError::NoNodes);
@@ -125,10 +154,12 @@ impl<T: Transport> NodeClient<T> {
         })
     }
 
+    /// Where the nodes are and how the client talks to them.
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
 
+    /// The transport the client sends its requests through.
     pub fn transport(&self) -> &T {
         &self.transport
     }

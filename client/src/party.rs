@@ -38,9 +38,11 @@ impl Default for PartySettings {
 /// how it was verified.
 #[derive(Debug, Clone)]
 pub struct LookedUp {
+    /// The target's registry entry, proven under a certified header.
     pub entry: VerifiedEntry,
     /// IDs asked of the nodes (the target among decoys).
     pub asked: usize,
+    /// How the nodes' answers verified: headers, agreeing nodes, evidence, weak decoys.
     pub outcome: LookupOutcome,
 }
 
@@ -64,6 +66,8 @@ pub fn now() -> u64 {
 }
 
 impl<T: Transport> Party<T> {
+    /// A party with `keys`, whose lookup key derives from `master`; its next sequence number
+    /// is read from the chain before each write.
     pub fn new(
         client: NodeClient<T>,
         keys: PrivateKeySet,
@@ -80,10 +84,12 @@ impl<T: Transport> Party<T> {
         }
     }
 
+    /// The verified client of the consortium's nodes.
     pub fn client(&self) -> &NodeClient<T> {
         &self.client
     }
 
+    /// How the party's lookups and writes behave.
     pub fn settings(&self) -> &PartySettings {
         &self.settings
     }
@@ -101,6 +107,7 @@ impl<T: Transport> Party<T> {
         f(&account)
     }
 
+    /// The party's ID.
     pub fn id(&self) -> PartyId {
         self.with_keys(|k| k.id.clone())
     }

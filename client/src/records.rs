@@ -30,68 +30,101 @@ pub const MAX_GRANT_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// A record received and verified, with how its doctor was looked up.
 #[derive(Debug)]
 pub struct ReceivedRecord {
+    /// The record, verified against its issuer's registry entry and this patient's keys.
     pub record: VerifiedRecord,
+    /// The SD-JWT as received: what [`Party::store_record`] stores.
     pub sd_jwt: SdJwt,
+    /// The issuer's verified lookup (a doctor or hospital, active now).
     pub doctor: LookedUp,
 }
 
 /// A stored record: its blob, its envelope (sealed to the patient) and its proven index entry.
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
+    /// The record's `emr_id` (empty if it has none).
     pub record_id: String,
+    /// The stored envelope's address: SHA-256 of its bytes.
     pub blob: Hash,
+    /// The department tag of its index entry.
     pub department: String,
+    /// The stored envelope, sealed to the patient (JWE, compact when possible).
     pub envelope: String,
+    /// The height of the certified header the new index entry is proven under.
     pub index_height: u64,
+    /// The department's bread crumbs, proven, with this entry's block among them.
     pub crumbs: Vec<u64>,
 }
 
 /// Where an upload is (for progress reports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadStage {
+    /// The record is sealed to the patient.
     Sealed,
+    /// The envelope is stored on at least one node.
     Uploaded,
+    /// The UploadIndex transaction is signed and about to be submitted.
     IndexSubmitted,
+    /// The index entry is committed and proven as the patient's index head.
     Committed,
 }
 
 /// A grant as proven on chain.
 #[derive(Debug, Clone)]
 pub struct ProvenGrant {
+    /// The ID the grant is stored under on chain.
     pub grant_id: String,
+    /// The grant as the chain holds it.
     pub grant: GrantEntry,
+    /// The height of the certified header it is proven under.
     pub height: u64,
 }
 
 /// An entry of the patient's index, read back from verified blocks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedRecord {
+    /// The stored envelope's address: SHA-256 of its bytes.
     pub blob: Hash,
+    /// The record's `emr_id`, when the entry names it.
     pub record_id: Option<String>,
+    /// The entry's department tag.
     pub department: String,
+    /// Where the envelope is (`emrshare:blob/<hex address>` for a blob on the nodes).
     pub location: String,
+    /// When the entry was made, Unix seconds.
     pub time: u64,
+    /// The height of the verified block holding the entry.
     pub height: u64,
 }
 
 /// One logged access to a patient's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessEvent {
+    /// The height of the verified block holding the AccessLog.
     pub height: u64,
+    /// Who accessed the record.
     pub accessor: PartyId,
+    /// The record accessed: its blob address (hex), or its `emr_id` for a handshake.
     pub record_id: String,
+    /// What the accessor did.
     pub action: Action,
+    /// When, Unix seconds, as the accessor logged it.
     pub at: u64,
+    /// Whether the access was granted.
     pub outcome: emrshare_core::ledger::tx::Outcome,
+    /// The grant the access was made under, if any.
     pub grant_id: Option<String>,
 }
 
 /// A record fetched under a grant and verified.
 #[derive(Debug)]
 pub struct FetchedRecord {
+    /// The record, verified against its issuer's registry entry.
     pub record: VerifiedRecord,
+    /// The SD-JWT as fetched: the whole record, or the parts granted.
     pub sd_jwt: SdJwt,
+    /// The grant it was fetched under, proven live and to this party.
     pub grant: ProvenGrant,
+    /// The issuer's verified lookup (a doctor or hospital, active now).
     pub doctor: LookedUp,
 }
 

@@ -8,23 +8,32 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// An HTTP method of the nodes' API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// Reads (headers, proofs, directories, blobs).
     Get,
+    /// Submits a transaction or a lookup (a JSON body).
     Post,
+    /// Stores a blob.
     Put,
 }
 
 /// One request to a node's API: a path under the node's base URL (`/v1/...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
+    /// GET, POST or PUT.
     pub method: Method,
+    /// Path and query under the node's base URL, starting with `/v1/`.
     pub path: String,
+    /// Header names and values to send.
     pub headers: Vec<(&'static str, String)>,
+    /// The request body (empty for a GET).
     pub body: Vec<u8>,
 }
 
 impl HttpRequest {
+    /// A GET of `path`, with no headers or body.
     pub fn get(path: impl Into<String>) -> Self {
         Self {
             method: Method::Get,
@@ -34,6 +43,7 @@ impl HttpRequest {
         }
     }
 
+    /// A POST of a JSON `body` to `path`, with its content type.
     pub fn post_json(path: impl Into<String>, body: Vec<u8>) -> Self {
         Self {
             method: Method::Post,
@@ -44,15 +54,20 @@ impl HttpRequest {
     }
 }
 
+/// A node's answer: its status and body, whatever the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
+    /// The HTTP status code.
     pub status: u16,
+    /// The response body.
     pub body: Vec<u8>,
 }
 
 /// Sends requests to nodes named by their base URL. An `Err` is "no answer" (connection,
 /// TLS, timeout), as opposed to an answer with an error status.
 pub trait Transport: Send + Sync + 'static {
+    /// Sends `request` to the node at base URL `node` and returns its answer, or why there is
+    /// none.
     fn send(
         &self,
         node: &str,
@@ -81,18 +96,23 @@ pub enum TlsTrust {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
+    /// The TLS settings or the CA PEM are unusable.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
     /// The node's certificate does not chain to a trusted CA (for a consortium's own CA,
     /// give its `ca.pem`).
     #[error("certificate not trusted: {0}")]
     Untrusted(String),
+    /// The node could not be connected to.
     #[error("cannot connect: {0}")]
     Connect(String),
+    /// The node did not answer within the transport's timeout.
     #[error("timed out")]
     Timeout,
+    /// The connection failed after it was made, before the whole answer arrived.
     #[error("the answer broke off: {0}")]
     Broken(String),
     /// No such node in this transport (in-memory consortia), or a test dropped the answer.
@@ -145,6 +165,7 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
+    /// A transport trusting `trust`, where every request must complete within `timeout`.
     pub fn new(trust: TlsTrust, timeout: Duration) -> Result<Self, TransportError> {
         let mut roots = rustls::RootCertStore::empty();
         if let TlsTrust::CaPem(pem) = &trust {
@@ -230,6 +251,7 @@ pub type Alteration = Arc<dyn Fn(&HttpRequest, &mut HttpResponse) + Send + Sync>
 /// What a node does under a [`LyingTransport`].
 #[derive(Clone)]
 pub enum Behaviour {
+    /// Passes requests and answers through unchanged.
     Honest,
     /// No answer at all.
     Drop,
@@ -246,6 +268,7 @@ pub struct LyingTransport<T> {
 }
 
 impl<T: Transport> LyingTransport<T> {
+    /// Wraps `inner` with every node honest.
     pub fn new(inner: T) -> Self {
         Self {
             inner,
@@ -253,6 +276,7 @@ impl<T: Transport> LyingTransport<T> {
         }
     }
 
+    /// Makes `node` (a base URL) behave as `behaviour` from the next request on.
     pub fn set(&self, node: &str, behaviour: Behaviour) {
         self.behaviours
             .lock()

@@ -3,6 +3,7 @@
 //! the header's certificate checked (first sight) and with it already accepted (the client's
 //! cache, the common case). The baseline in the same run is the certificate check alone.
 #![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
+#![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use emrshare_core::PrivateKeySet;

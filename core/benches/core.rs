@@ -1,6 +1,7 @@
 //! Criterion benchmarks of every hot operation of core. `compare-openssl.sh` runs them next to
 //! `openssl speed` and reports ratios; absolute times on shared machines mean little.
 #![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
+#![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use emrshare_core::PrivateKeySet;

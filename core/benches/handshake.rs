@@ -5,6 +5,7 @@
 //! protocol). Target: at most 5 ms; one RSA-3072 decryption (M2's key unwrap) dominates, so
 //! it is measured alongside as the baseline of the ratio to report.
 #![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
+#![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
 
 #[allow(dead_code)]
 #[path = "../tests/common/registry.rs"]

@@ -1,6 +1,7 @@
 //! State-proof generation and verification for k-ID lookups (k = 1, 10, 100) over registries
 //! of 10^3, 10^5 and 10^6 identities, and the proof bytes per ID (printed once per size).
 #![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
+#![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use emrshare_core::ledger::state::{StateKey, StateTree, state_key, value_hash};

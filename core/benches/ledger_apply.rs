@@ -8,6 +8,7 @@
 //! block), and cloning (and dropping) the 10^4-identity state on its own: the node's chain
 //! clones its whole state to try one submitted transaction, a proposal or a block.
 #![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
+#![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use emrshare_core::keys::{DecryptionKey, Jwk, PartyId, RsaBits, SigningKey};

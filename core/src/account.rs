@@ -22,6 +22,7 @@ pub struct BlobClaim {
     /// The blob's address: SHA-256 of its bytes.
     #[serde(with = "hex32")]
     pub blob: Hash,
+    /// The party that uploads the blob and signs the claim.
     pub owner: PartyId,
     /// Unix seconds.
     pub iat: u64,
@@ -43,10 +44,14 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexEntry {
+    /// The entry's format: [`IndexEntry::FORMAT`].
     pub format: String,
+    /// Where the envelope is stored, e.g. `emrshare:blob/<hex address>`.
     pub location: String,
+    /// The stored envelope's address: SHA-256 of its bytes.
     #[serde(with = "hex32")]
     pub blob: Hash,
+    /// When the entry was made, Unix seconds.
     pub time: u64,
     /// The record's ID (its `emr_id`), so the patient recognises the record in access logs
     /// that name it (a record shared in a handshake) without opening the blob.
@@ -55,6 +60,7 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// The format of the entries this version writes.
     pub const FORMAT: &'static str = "emrshare-index-entry/v1";
 }
 
@@ -68,14 +74,17 @@ impl Account {
         }
     }
 
+    /// The party's ID.
     pub fn id(&self) -> &PartyId {
         &self.keys.id
     }
 
+    /// The party's keys.
     pub fn keys(&self) -> &PrivateKeySet {
         &self.keys
     }
 
+    /// The sequence number the next signed transaction carries.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence
     }
@@ -203,6 +212,7 @@ impl Account {
         (grant_id, tx)
     }
 
+    /// Revokes the grant `grant_id` (the chain takes it from its grantor only).
     pub fn revoke_grant(&mut self, grant_id: &str) -> SignedTransaction {
         self.sign(TxBody::RevokeGrant {
             grant_id: grant_id.into(),

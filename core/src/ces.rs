@@ -23,62 +23,95 @@ use std::collections::{HashMap, HashSet};
 pub const SD_JWT_TYP: &str = "emr+sd-jwt";
 /// `typ` of key-binding JWTs (RFC 9901 section 4.3).
 pub const KB_JWT_TYP: &str = "kb+jwt";
+/// Largest accepted SD-JWT text, in bytes.
 pub const MAX_SD_JWT_BYTES: usize = 16 * 1024 * 1024;
+/// The most disclosures an SD-JWT may carry.
 pub const MAX_DISCLOSURES: usize = 1024;
 const MAX_NESTING: usize = 64;
 
+/// Why a record cannot be issued, parsed, extracted or verified.
 #[derive(Debug, thiserror::Error)]
 pub enum CesError {
+    /// The text is not an SD-JWT of the accepted form (what is wrong).
     #[error("malformed SD-JWT: {0}")]
     Malformed(&'static str),
+    /// Over [`MAX_SD_JWT_BYTES`], or more than [`MAX_DISCLOSURES`] disclosures (its length, bytes).
     #[error("SD-JWT of {0} bytes exceeds the limit")]
     TooLarge(usize),
+    /// The issuer JWT is malformed, or its signature does not verify under the issuer's key.
     #[error("issuer JWT: {0}")]
     IssuerJwt(JwsError),
+    /// The key-binding JWT is malformed, or its signature does not verify under the holder's key.
     #[error("key-binding JWT: {0}")]
     KeyBindingJwt(JwsError),
+    /// An `_sd_alg` other than `sha-256` (the one given).
     #[error("unsupported _sd_alg {0:?} (only sha-256)")]
     UnsupportedDigest(String),
+    /// One disclosure appears twice in the presentation.
     #[error("the same disclosure appears twice")]
     DuplicateDisclosure,
+    /// One digest appears twice in the signed payload.
     #[error("a digest is referenced more than once in the payload")]
     DuplicateDigest,
+    /// A disclosure that no digest of the signed payload refers to.
     #[error("a disclosure is not referenced by the issuer-signed payload")]
     UnreferencedDisclosure,
+    /// A disclosure whose name (given) is already a claim at its place.
     #[error("a disclosure conflicts with claim {0:?}")]
     ClaimConflict(String),
+    /// An array element's disclosure where a property's belongs, or the other way round.
     #[error("a disclosure is of the wrong kind for where it is referenced")]
     DisclosureKind,
+    /// A required claim (named) is missing or of the wrong type.
     #[error("required claim {0:?} is missing or malformed")]
     MissingClaim(&'static str),
+    /// A CEAS part (named) is not in the presentation.
     #[error("CEAS part {0:?} is missing from the presentation")]
     CeasPartMissing(String),
+    /// The issuer JWT's `iss` is not the issuer expected.
     #[error("the record was issued by {found}, not the expected {expected}")]
-    WrongIssuer { expected: PartyId, found: String },
+    WrongIssuer {
+        /// The issuer expected.
+        expected: PartyId,
+        /// The `iss` found (cut to 128 characters).
+        found: String,
+    },
+    /// The record's `sub` or `cnf.jwk` is not the expected holder's.
     #[error("the record belongs to another holder")]
     WrongHolder,
+    /// The policy requires a key-binding JWT and the presentation has none.
     #[error("a key-binding JWT is required but absent")]
     KeyBindingMissing,
+    /// The key-binding JWT's `aud` is not the one required.
     #[error("key-binding JWT audience does not match")]
     KeyBindingAudience,
+    /// The key-binding JWT's `nonce` is not the one required.
     #[error("key-binding JWT nonce does not match")]
     KeyBindingNonce,
+    /// The key-binding JWT's `iat` is further from now than the allowed skew.
     #[error("key-binding JWT issued outside the accepted time window")]
     KeyBindingTime,
+    /// The key-binding JWT's `sd_hash` does not cover this presentation.
     #[error("key-binding JWT sd_hash does not match the presentation")]
     KeyBindingHash,
+    /// The record's `iat` or `nbf` is later than now plus the skew, its `exp` has passed, or one is
+    /// not a number.
     #[error("the record is expired or not yet valid")]
     Validity,
+    /// Extraction names a part (given) that the record has neither as disclosable nor as plain.
     #[error("no disclosable part named {0:?}")]
     UnknownPart(String),
     /// The issuer's registry entry does not allow this record: another ID, a role that does
     /// not issue records, or not active when the record was issued.
     #[error("the issuer's registration does not cover this record: {0}")]
     IssuerRegistration(&'static str),
+    /// The record to issue is not valid.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// A key (the holder's `cnf.jwk`) or party ID (`iss`) in the record is not valid.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A JSON part of the SD-JWT is not strict JSON of the expected shape.
     #[error("SD-JWT: {0}")]
     Json(#[from] StrictJsonError),
 }
@@ -255,6 +288,7 @@ impl SdJwt {
         out
     }
 
+    /// The `~`-separated text: issuer JWT, disclosures, and the key-binding JWT if any.
     pub fn serialize(&self) -> String {
         let mut out = self.without_key_binding();
         if let Some(kb) = &self.key_binding {
@@ -263,10 +297,12 @@ impl SdJwt {
         out
     }
 
+    /// The disclosures it carries.
     pub fn disclosures(&self) -> &[Disclosure] {
         &self.disclosures
     }
 
+    /// Whether it ends in a key-binding JWT (not checked here).
     pub fn has_key_binding(&self) -> bool {
         self.key_binding.is_some()
     }
@@ -325,7 +361,9 @@ impl SdJwt {
 /// What a key-binding JWT must say, when the verifier requires one.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyBindingRequirement<'a> {
+    /// The `aud` the key-binding JWT must name: the verifier's ID.
     pub audience: &'a str,
+    /// The `nonce` the key-binding JWT must carry: the verifier's fresh challenge.
     pub nonce: &'a str,
 }
 
@@ -345,6 +383,7 @@ pub struct VerifyPolicy<'a> {
 }
 
 impl<'a> VerifyPolicy<'a> {
+    /// A policy for records by `issuer`, at `now`: no holder, no key binding, 300 s of skew.
     pub fn new(issuer: &'a PublicKeySet, now: u64) -> Self {
         Self {
             issuer,
@@ -418,21 +457,27 @@ pub struct VerifiedRecord {
 }
 
 impl VerifiedRecord {
+    /// The issuer (`iss`): the doctor whose key signed the record.
     pub fn issuer(&self) -> &PartyId {
         &self.issuer
     }
+    /// The patient (`sub`): its ID.
     pub fn patient(&self) -> &str {
         &self.patient
     }
+    /// The record's ID (`emr_id`).
     pub fn record_id(&self) -> &str {
         &self.record_id
     }
+    /// The record's schema tag (`emr_schema`).
     pub fn schema(&self) -> &str {
         &self.schema
     }
+    /// When the record was issued (`iat`), Unix seconds.
     pub fn issued_at(&self) -> u64 {
         self.issued_at
     }
+    /// The CEAS parts (`emr_ceas`): present in every extraction.
     pub fn ceas(&self) -> &[String] {
         &self.ceas
     }

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+/// The only key management algorithm: RSA-OAEP with SHA-256.
 pub const ALG: &str = "RSA-OAEP-256";
+/// The only content encryption: AES-256-CBC with HMAC-SHA-512/256.
 pub const ENC: &str = "A256CBC-HS512";
 
 /// Inputs larger than this are refused before parsing (16 MiB of content is about 21.4 MiB
@@ -28,34 +30,49 @@ pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_RECIPIENTS: usize = 256;
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Why an envelope cannot be parsed, sealed or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum JweError {
+    /// The text is not a JWE of the accepted form (what is wrong, fixed text).
     #[error("malformed JWE: {0}")]
     Malformed(&'static str),
+    /// A required member or header parameter (named) is absent.
     #[error("JWE lacks the {0:?} member")]
     Missing(&'static str),
+    /// A header parameter (named) appears in more than one of the headers.
     #[error("JWE header parameter {0:?} appears more than once")]
     DuplicateHeader(String),
+    /// A key management algorithm other than [`ALG`] (the one given).
     #[error("unsupported JWE key management algorithm {0:?} (only RSA-OAEP-256)")]
     UnsupportedAlgorithm(String),
+    /// A content encryption other than [`ENC`] (the one given).
     #[error("unsupported JWE content encryption {0:?} (only A256CBC-HS512)")]
     UnsupportedEncryption(String),
+    /// The envelope asks for compression (`zip`).
     #[error("compressed JWE (zip) is refused")]
     Compressed,
+    /// The envelope has critical header parameters (`crit`).
     #[error("JWE with critical header parameters is refused")]
     Critical,
+    /// The input is over [`MAX_ENVELOPE_BYTES`] (its length, bytes).
     #[error("JWE of {0} bytes exceeds the limit")]
     TooLarge(usize),
+    /// More than [`MAX_RECIPIENTS`] recipients.
     #[error("JWE has too many recipients")]
     TooManyRecipients,
+    /// No recipient to seal to, or none in the envelope.
     #[error("JWE has no recipients")]
     NoRecipients,
+    /// The envelope has several recipients or unprotected parts, so no compact form.
     #[error("this envelope cannot use the compact serialization")]
     NotCompact,
+    /// No key of the holder opens it, or it was tampered with: the two look alike.
     #[error("decryption failed: wrong key or tampered envelope")]
     Decrypt,
+    /// The content key could not be wrapped to a recipient's key.
     #[error("key wrapping failed")]
     Wrap,
+    /// A header or the JSON serialization is not strict JSON of the expected shape.
     #[error("JWE: {0}")]
     Json(#[from] StrictJsonError),
 }
@@ -63,7 +80,9 @@ pub enum JweError {
 /// Who an envelope is sealed to: an RSA-OAEP-256 key and the `kid` that names it.
 #[derive(Debug, Clone, Copy)]
 pub struct Recipient<'a> {
+    /// The `kid` the recipient's key is named by in the envelope.
     pub kid: &'a str,
+    /// The recipient's RSA-OAEP-256 public key.
     pub key: &'a EncryptionKey,
 }
 

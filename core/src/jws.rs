@@ -8,21 +8,30 @@ use crate::strict_json::{self, StrictJsonError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Why a JWS is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum JwsError {
+    /// Not a compact JWS of three base64url parts with a JSON object payload (what is wrong).
     #[error("malformed JWS: {0}")]
     Malformed(&'static str),
+    /// The header's `alg` is not `ES256`.
     #[error("JWS algorithm is not ES256")]
     UnsupportedAlgorithm,
+    /// The header's `typ` is not the one the caller expects.
     #[error("JWS has typ {found:?}, expected {expected:?}")]
     WrongType {
+        /// The `typ` expected.
         expected: &'static str,
+        /// The `typ` found, if any.
         found: Option<String>,
     },
+    /// The header has critical parameters (`crit`).
     #[error("JWS uses critical header parameters")]
     Critical,
+    /// The signature does not verify under the key given.
     #[error("JWS signature does not verify")]
     BadSignature,
+    /// The header or payload is not strict JSON of the expected shape.
     #[error("JWS: {0}")]
     Json(#[from] StrictJsonError),
 }
@@ -30,9 +39,12 @@ pub enum JwsError {
 /// The protected header members we write and read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Header {
+    /// The signature algorithm: always `ES256` in what is accepted.
     pub alg: String,
+    /// The token's type (`typ`), which the verifier checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typ: Option<String>,
+    /// The ID of the signing key (`kid`), if the signer names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
     #[serde(default, skip_serializing)]
@@ -40,6 +52,7 @@ pub struct Header {
 }
 
 impl Header {
+    /// An ES256 header of type `typ`, naming the key `kid` if given.
     pub fn es256(typ: &str, kid: Option<String>) -> Self {
         Self {
             alg: "ES256".into(),
@@ -66,7 +79,9 @@ pub fn sign(key: &SigningKey, header: &Header, payload: &Value) -> String {
 /// A JWS whose signature has been checked; holds its header and JSON payload.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// The protected header.
     pub header: Header,
+    /// The payload: a JSON object.
     pub payload: Value,
 }
 

@@ -55,14 +55,17 @@ pub fn content_hash(data: &[u8]) -> [u8; 32] {
 pub struct ContentHasher(hazmat::Sha256Stream);
 
 impl ContentHasher {
+    /// A hasher with nothing fed yet.
     pub fn new() -> Self {
         Self(hazmat::Sha256Stream::new())
     }
 
+    /// Feeds the next piece of the blob.
     pub fn update(&mut self, piece: &[u8]) {
         self.0.update(piece);
     }
 
+    /// The blob's SHA-256, as [`content_hash`] of all the pieces in order would give.
     pub fn finish(self) -> [u8; 32] {
         self.0.finish()
     }

@@ -30,6 +30,8 @@ pub const MAX_K: usize = 1024;
 pub struct LookupKey(Zeroizing<[u8; 32]>);
 
 impl LookupKey {
+    /// Derives the key from the patient's master secret (HKDF-SHA256), so the same master secret
+    /// always chooses the same decoys.
     pub fn derive(master: &MasterSecret) -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         hkdf::Salt::new(hkdf::HKDF_SHA256, b"emrshare/v1/lookup-prf")
@@ -66,14 +68,25 @@ pub enum QuerySize {
     All,
 }
 
+/// Why a lookup cannot be planned or verified.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LookupError {
+    /// `k` is 0, or the lookup would ask for more than [`MAX_K`] IDs.
     #[error("k must be between 1 and {MAX_K}")]
     BadK,
+    /// The role's directory has fewer than k - 1 IDs besides the target.
     #[error("k = {wanted} needs {} decoys, the directory has {available}", wanted - 1)]
-    NotEnoughDecoys { wanted: usize, available: usize },
+    NotEnoughDecoys {
+        /// The k asked for (the target included).
+        wanted: usize,
+        /// The directory's IDs other than the target.
+        available: usize,
+    },
+    /// No node's answer verified (a fail-closed lookup); the evidence against each node.
     #[error("no node's answer verified ({} failed)", .0.len())]
     NoVerifiedAnswer(Vec<NodeEvidence>),
+    /// Two verified answers carry different certified headers at this height: a dishonest
+    /// majority of the consortium signed both.
     #[error("two certified headers at height {0}: the consortium's majority is dishonest")]
     ConflictingCertificates(u64),
 }
@@ -131,6 +144,7 @@ impl LookupPlan {
         })
     }
 
+    /// The party being looked up.
     pub fn target(&self) -> &PartyId {
         &self.target
     }
@@ -140,6 +154,7 @@ impl LookupPlan {
         &self.ids
     }
 
+    /// The request to send to the nodes: every ID of the plan.
     pub fn request(&self) -> LookupRequest {
         LookupRequest::new(&self.ids)
     }
@@ -148,20 +163,31 @@ impl LookupPlan {
 /// What was wrong with one node's answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NodeFault {
+    /// The node gave no usable answer (none in time, an error status, a malformed body): why.
     #[error("no answer: {0}")]
     NoAnswer(String),
+    /// The answer's certified header did not verify under the client's trust.
     #[error("header refused: {0:?}")]
     Header(Verdict),
+    /// The answer's entries are not exactly the IDs asked for, in the order asked.
     #[error("the answer does not cover exactly the IDs asked for")]
     WrongIds,
+    /// The entry of an ID asked for did not verify against its proof.
     #[error("entry of {id}: {error}")]
-    Entry { id: PartyId, error: EntryError },
+    Entry {
+        /// The ID whose entry failed.
+        id: PartyId,
+        /// Why its value or proof was refused.
+        error: EntryError,
+    },
 }
 
 /// A node whose answer failed verification: evidence of a dishonest or broken node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEvidence {
+    /// The node's base URL.
     pub node: String,
+    /// What was wrong with its answer.
     pub fault: NodeFault,
 }
 

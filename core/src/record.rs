@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 pub const BPDS_SCHEMA: &str = "emrshare/bpds-7/v1";
 /// Any other object of named parts.
 pub const PARTS_SCHEMA: &str = "emrshare/parts/v1";
+/// The seven part names of a BPDS record.
 pub const BPDS_PARTS: [&str; 7] = [
     "name",
     "gender",
@@ -23,28 +24,39 @@ pub const BPDS_PARTS: [&str; 7] = [
 /// The BPDS default CEAS.
 pub const BPDS_CEAS: [&str; 3] = ["gender", "age", "medical_history"];
 
+/// The most parts a record may have.
 pub const MAX_PARTS: usize = 256;
 const MAX_DEPTH: usize = 32;
 const MAX_NAME_LEN: usize = 128;
 
+/// Why a record or its CEAS is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The record has no part.
     #[error("a record needs at least one part")]
     Empty,
+    /// The record has more than [`MAX_PARTS`] parts.
     #[error("a record has at most {MAX_PARTS} parts")]
     TooManyParts,
+    /// A part name (given) is empty, over 128 bytes, or an SD-JWT reserved name.
     #[error("part name {0:?} is reserved or invalid")]
     InvalidPartName(String),
+    /// The JSON is not an object.
     #[error("record must be a JSON object of named parts")]
     NotAnObject,
+    /// The CEAS names a part (given) the record does not have.
     #[error("CEAS names part {0:?}, which the record does not have")]
     CeasPartMissing(String),
+    /// A part value holds an SD-JWT reserved member name (given) at some depth.
     #[error("a part value uses the SD-JWT reserved name {0:?}")]
     ReservedNameInValue(String),
+    /// A part value is nested more than 32 levels deep.
     #[error("a part value is nested too deeply")]
     TooDeep,
+    /// The record ID or schema tag is not 1 to 128 visible ASCII characters (no spaces).
     #[error("invalid record ID or schema tag")]
     InvalidTag,
+    /// The record is not strict JSON.
     #[error("record: {0}")]
     Json(#[from] StrictJsonError),
 }
@@ -95,6 +107,8 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of `parts` tagged `schema` with ID `record_id`: tags of 1 to 128 visible
+    /// ASCII characters, 1 to [`MAX_PARTS`] parts, no SD-JWT reserved names in them.
     pub fn new(
         schema: &str,
         record_id: &str,
@@ -149,14 +163,17 @@ impl Record {
         Self::new(BPDS_SCHEMA, &new_record_id(), parts).expect("sample record is valid")
     }
 
+    /// The schema tag ([`BPDS_SCHEMA`], [`PARTS_SCHEMA`] or another).
     pub fn schema(&self) -> &str {
         &self.schema
     }
 
+    /// The record's ID (its `emr_id` once signed).
     pub fn record_id(&self) -> &str {
         &self.record_id
     }
 
+    /// The named parts.
     pub fn parts(&self) -> &Map<String, Value> {
         &self.parts
     }
@@ -177,6 +194,7 @@ impl Ceas {
         Self(BPDS_CEAS.iter().map(|s| s.to_string()).collect())
     }
 
+    /// A CEAS of the parts `names`.
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(names: I) -> Self {
         Self(names.into_iter().map(Into::into).collect())
     }
@@ -198,10 +216,12 @@ impl Ceas {
         }
     }
 
+    /// Whether the part `name` must stay in every extraction.
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains(name)
     }
 
+    /// The parts every extraction must keep, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }

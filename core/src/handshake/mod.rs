@@ -114,7 +114,9 @@ use zeroize::Zeroizing;
 pub const REQUEST_TYP: &str = "emr-req+jwt";
 /// Version 2: M1 binds a signed request, M1 and M2 name no recipient, M3 is padded.
 pub const M1_TYP: &str = "emrshare-handshake-m1/v2";
+/// M2's format name: the `typ` of the message, of its envelope and of its signed content.
 pub const M2_TYP: &str = "emrshare-handshake-m2/v2";
+/// M3's format name: the `typ` of the message, also bound into its authenticated data.
 pub const M3_TYP: &str = "emrshare-handshake-m3/v2";
 
 /// Largest accepted request: room for many requested parts; a usual request is well under
@@ -126,6 +128,7 @@ pub const MAX_KEY_EXCHANGE_BYTES: usize = 16 * 1024;
 /// once more.
 pub const MAX_M3_BYTES: usize =
     (ces::MAX_SD_JWT_BYTES + ces::MAX_SD_JWT_BYTES / 8) / 3 * 4 + 64 * 1024;
+/// The longest purpose a request may state, in bytes.
 pub const MAX_PURPOSE_BYTES: usize = 1024;
 const MAX_PART_NAME_BYTES: usize = 128;
 
@@ -142,13 +145,18 @@ const M3_SEQUENCE: u64 = 0;
 /// The four messages, for errors and format checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
+    /// The requester's signed request.
     Request,
+    /// The patient's first message: its identity and ephemeral key, sealed to the requester.
     M1,
+    /// The requester's answer: its ephemeral key, sealed to the patient.
     M2,
+    /// The patient's record, under the session key.
     M3,
 }
 
 impl MessageKind {
+    /// The `typ` that names this message's format.
     pub fn typ(self) -> &'static str {
         match self {
             Self::Request => REQUEST_TYP,
@@ -191,72 +199,118 @@ impl fmt::Display for MessageKind {
 /// Why a handshake step failed. Never contains key material, nonces or record contents.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
+    /// A message over its size limit.
     #[error("{kind} of {size} bytes exceeds the limit of {limit}")]
     TooLarge {
+        /// Which message.
         kind: MessageKind,
+        /// Its size, bytes.
         size: usize,
+        /// The limit, bytes.
         limit: usize,
     },
+    /// A message that does not parse as its format requires.
     #[error("malformed {kind}: {reason}")]
     Malformed {
+        /// Which message.
         kind: MessageKind,
+        /// What is wrong with it.
         reason: &'static str,
     },
+    /// A message whose `typ` is none of the handshake's.
     #[error("not a handshake message of a known format (expected {expected})")]
-    UnknownFormat { expected: MessageKind },
+    UnknownFormat {
+        /// The message this step expects.
+        expected: MessageKind,
+    },
+    /// A message of our own side's kind, sent back to us.
     #[error("{0} comes from our own side (reflected)")]
     Reflected(MessageKind),
+    /// A message of the peer's, but not the one this step expects.
     #[error("expected {expected}, got {found} (out of order)")]
     OutOfOrder {
+        /// The message this step expects.
         expected: MessageKind,
+        /// The message received.
         found: MessageKind,
     },
+    /// M3 with another sequence number than the one expected.
     #[error("{kind} has sequence number {found}, expected {expected}")]
     Sequence {
+        /// Which message.
         kind: MessageKind,
+        /// The sequence number expected.
         expected: u64,
+        /// The one it carries.
         found: u64,
     },
+    /// A message of another handshake: a request already answered, or a hash of the request or
+    /// M1 that is not this handshake's.
     #[error("{0} belongs to another handshake (replayed)")]
     Replayed(MessageKind),
+    /// A message that does not echo the nonce this side sent.
     #[error("{0} carries the wrong nonce")]
     WrongNonce(MessageKind),
+    /// A message that repeats this side's own nonce or ephemeral key back.
     #[error("{0} echoes our own nonce or ephemeral key")]
     ReusedNonce(MessageKind),
+    /// A message dated too far from the receiver's clock ([`HandshakeConfig::max_skew`]).
     #[error("{kind} time {time} is outside the accepted window around {now}")]
     TimeWindow {
+        /// Which message.
         kind: MessageKind,
+        /// Its time, Unix seconds.
         time: u64,
+        /// The receiver's time, Unix seconds.
         now: u64,
     },
+    /// A signed message that names another party than the one in this handshake.
     #[error("{kind} names the wrong {party}")]
     WrongId {
+        /// Which message.
         kind: MessageKind,
+        /// The party named wrongly: `"requester"` or `"patient"`.
         party: &'static str,
     },
+    /// A registry entry of another ID than the party's (named) it was given for.
     #[error("the registry entry given is not the {0}'s")]
     EntryMismatch(&'static str),
+    /// The patient has answered as many requests within the time window as it keeps.
     #[error(
         "{capacity} requests answered within the time window: no more until the oldest age out"
     )]
-    TooManyAnswered { capacity: usize },
+    TooManyAnswered {
+        /// How many answered requests it keeps.
+        capacity: usize,
+    },
+    /// The registry entry of the party (named) is revoked or outside its validity.
     #[error("the {0}'s registry entry is revoked or outside its validity period")]
     InactiveEntry(&'static str),
+    /// The party's registry entry cannot serve in this exchange.
     #[error("the {party}'s registry entry cannot be used: {reason}")]
     UnusableEntry {
+        /// The party: `"requester"`, `"patient"` or `"issuer"`.
         party: &'static str,
+        /// Why: a role that does not take part, keys that do not parse, or an ID that is not
+        /// self-certifying.
         reason: &'static str,
     },
+    /// A signature that does not verify under the signer's registered key.
     #[error("bad signature on {0}")]
     BadSignature(MessageKind),
+    /// A sealed message that does not open with our registered key.
     #[error("{0} does not decrypt: tampered, or not encrypted to our registered key")]
     Decrypt(MessageKind),
+    /// M3 does not authenticate under the session key: tampered, or another session's.
     #[error("{0} does not authenticate under this session's key: tampered, or another session's")]
     SessionKey(MessageKind),
+    /// An ephemeral key that is malformed or not a valid P-256 point.
     #[error("{0} carries an invalid ephemeral key")]
     BadEphemeralKey(MessageKind),
+    /// A message could not be sealed to the peer's registered key.
     #[error("{0} could not be encrypted to the peer's registered key")]
     Encrypt(MessageKind),
+    /// The shared record does not parse or verify.
     #[error("the shared record: {0}")]
     Record(#[from] CesError),
 }

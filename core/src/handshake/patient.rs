@@ -54,6 +54,7 @@ impl AnsweredRequests {
     /// Far more than a patient answers in one time window.
     pub const DEFAULT_CAPACITY: usize = 1024;
 
+    /// A guard that remembers at most `capacity` requests within one time window.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
@@ -66,6 +67,7 @@ impl AnsweredRequests {
         self.answered.len()
     }
 
+    /// Whether no request is remembered.
     pub fn is_empty(&self) -> bool {
         self.answered.is_empty()
     }
@@ -131,6 +133,7 @@ pub struct PatientSessionEstablished {
 }
 
 impl PatientStart {
+    /// A patient ready to read a request, under `config`.
     pub fn new(config: HandshakeConfig) -> Self {
         Self { config }
     }
@@ -308,10 +311,12 @@ impl VerifiedRequest {
         &self.registered.id
     }
 
+    /// The purpose the requester states, as it signed it (at most [`MAX_PURPOSE_BYTES`] bytes).
     pub fn purpose(&self) -> &str {
         &self.purpose
     }
 
+    /// The parts the requester asks for, as it signed them (at most [`MAX_PARTS`]).
     pub fn requested_parts(&self) -> &[String] {
         &self.requested_parts
     }

@@ -98,6 +98,7 @@ impl fmt::Debug for ContentKeyGrant {
 }
 
 impl RequesterStart {
+    /// A requester ready to send a request, under `config`.
     pub fn new(config: HandshakeConfig) -> Self {
         Self { config }
     }
@@ -366,10 +367,12 @@ pub struct SharedRecord {
 }
 
 impl SharedRecord {
+    /// The record, verified against its issuer's registry entry and bound to this session.
     pub fn record(&self) -> &VerifiedRecord {
         &self.record
     }
 
+    /// The verified record, taking it out (a content key granted with it is wiped).
     pub fn into_record(self) -> VerifiedRecord {
         self.record
     }
@@ -384,6 +387,7 @@ impl SharedRecord {
         &self.requester
     }
 
+    /// The purpose our request stated.
     pub fn purpose(&self) -> &str {
         &self.purpose
     }

@@ -12,33 +12,48 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 /// refused by the strict parser. Private members zeroize on drop and never print.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct Jwk {
+    /// The key type: `EC` or `RSA`.
     pub kty: String,
+    /// The intended use (`use`): `sig` or `enc`.
     #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
+    /// The algorithm the key is for, e.g. `ES256` or `RSA-OAEP-256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alg: Option<String>,
+    /// The key ID (`kid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
+    /// The EC curve: `P-256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crv: Option<String>,
+    /// EC: the x coordinate, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x: Option<String>,
+    /// EC: the y coordinate, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub y: Option<String>,
+    /// RSA: the modulus, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<String>,
+    /// RSA: the public exponent, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e: Option<String>,
+    /// The private member: EC private scalar, or RSA private exponent, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub d: Option<String>,
+    /// RSA private: the first prime factor, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p: Option<String>,
+    /// RSA private: the second prime factor, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
+    /// RSA private: the first factor's CRT exponent, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<String>,
+    /// RSA private: the second factor's CRT exponent, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dq: Option<String>,
+    /// RSA private: the first CRT coefficient, base64url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qi: Option<String>,
     /// Multi-prime RSA ("oth") is refused; kept only to detect it.

@@ -27,30 +27,49 @@ use zeroize::Zeroizing;
 /// Errors from key generation, import and export. Never contains key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// A JWK that is malformed, or whose values are not a valid key (what is wrong).
     #[error("invalid JWK: {0}")]
     InvalidJwk(&'static str),
+    /// A key of a type, curve, use or algorithm this crate does not take (which).
     #[error("unsupported key: {0}")]
     Unsupported(&'static str),
+    /// An RSA modulus outside 2048 to 4096 bits.
     #[error("RSA key of {bits} bits is outside the accepted 2048..=4096")]
-    RsaKeySize { bits: usize },
+    RsaKeySize {
+        /// The modulus' size in bits.
+        bits: usize,
+    },
+    /// A private key whose public part does not match it.
     #[error("private and public key components do not match")]
     Inconsistent,
+    /// A party ID that is not 1 to 128 characters of `A-Z a-z 0-9 . _ : -`.
     #[error("invalid party ID (1-128 characters of A-Z a-z 0-9 . _ : -)")]
     InvalidId,
+    /// A key set without its signing (`sig`) or encryption (`enc`) key.
     #[error("key set lacks its {0} key")]
     MissingKey(&'static str),
+    /// A key set with two signing (`sig`) or two encryption (`enc`) keys.
     #[error("key set has more than one {0} key")]
     DuplicateKey(&'static str),
+    /// A public key set with private key members.
     #[error("a public key set must not contain private key members")]
     PrivateMemberInPublicSet,
+    /// A key set's ID does not match its signing key's thumbprint.
     #[error("key set ID {claimed:?} does not match the key thumbprint")]
-    IdMismatch { claimed: String },
+    IdMismatch {
+        /// The ID the set claims.
+        claimed: String,
+    },
+    /// The secret is too long to wrap with this RSA key.
     #[error("secret too long to wrap with this key")]
     WrapFailed,
+    /// The wrapped secret does not decrypt with this key: wrong key or corrupted data.
     #[error("key unwrap failed: wrong key or corrupted data")]
     UnwrapFailed,
+    /// Bytes that are not a PKCS#8 private key of the expected kind.
     #[error("invalid PKCS#8 private key")]
     InvalidPkcs8,
+    /// A JWK or JWK Set is not strict JSON of the expected shape.
     #[error("key: {0}")]
     Json(#[from] StrictJsonError),
 }
@@ -62,6 +81,7 @@ pub enum KeyError {
 pub struct PartyId(String);
 
 impl PartyId {
+    /// A party ID of 1 to 128 characters of `A-Z a-z 0-9 . _ : -`, or [`KeyError::InvalidId`].
     pub fn new(id: impl Into<String>) -> Result<Self, KeyError> {
         let id = id.into();
         let valid = (1..=128).contains(&id.len())
@@ -75,6 +95,7 @@ impl PartyId {
         }
     }
 
+    /// The ID as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -135,14 +156,17 @@ impl VerifyingKey {
         })
     }
 
+    /// The point's x coordinate, 32 bytes big-endian.
     pub fn x(&self) -> &[u8] {
         &self.point[1..33]
     }
 
+    /// The point's y coordinate, 32 bytes big-endian.
     pub fn y(&self) -> &[u8] {
         &self.point[33..]
     }
 
+    /// The point as `04 || x || y` (uncompressed SEC1).
     pub fn sec1_uncompressed(&self) -> &[u8; 65] {
         &self.point
     }
@@ -152,10 +176,12 @@ impl VerifyingKey {
         hazmat::es256_verify(&self.parsed, message, signature).is_ok()
     }
 
+    /// The public EC JWK (P-256) of the key, named `kid` if given.
     pub fn to_jwk(&self, kid: Option<String>) -> Jwk {
         Jwk::ec_public(self.x(), self.y(), kid)
     }
 
+    /// From a public EC JWK; refuses other curves and points not on P-256.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
         let (x, y) = jwk.ec_public_coordinates()?;
         let mut point = [4u8; 65];
@@ -190,6 +216,7 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
+    /// A fresh random P-256 key.
     pub fn generate() -> Self {
         let pair = EcdsaKeyPair::generate(hazmat::es256_key_algorithm())
             .expect("P-256 key generation cannot fail");
@@ -218,6 +245,7 @@ impl SigningKey {
         Ok(Self::from_pair(pair))
     }
 
+    /// From a private EC JWK; refuses one whose `d` does not match its `x` and `y`.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
         let public = VerifyingKey::from_jwk(jwk)?;
         let d = jwk.ec_private_scalar()?;
@@ -228,6 +256,7 @@ impl SigningKey {
         Ok(key)
     }
 
+    /// The private EC JWK (with `d`), named `kid` if given. Holds the secret.
     pub fn to_jwk(&self, kid: Option<String>) -> Jwk {
         let d = self.scalar();
         Jwk::ec_private(self.public.x(), self.public.y(), &d, kid)
@@ -242,12 +271,14 @@ impl SigningKey {
         Zeroizing::new(bin.as_ref().to_vec())
     }
 
+    /// From PKCS#8 DER of a P-256 key.
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
         EcdsaKeyPair::from_pkcs8(hazmat::es256_key_algorithm(), der)
             .map(Self::from_pair)
             .map_err(|_| KeyError::InvalidPkcs8)
     }
 
+    /// The PKCS#8 (v1) DER of the key. Holds the secret.
     pub fn to_pkcs8(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(
             self.pair
@@ -258,6 +289,7 @@ impl SigningKey {
         )
     }
 
+    /// The key's public half.
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.public
     }
@@ -277,13 +309,17 @@ impl fmt::Debug for SigningKey {
 /// Accepted RSA modulus sizes: 3072 by default (DESIGN 3), 2048 and 4096 accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RsaBits {
+    /// RSA-2048.
     B2048,
+    /// RSA-3072: the default.
     #[default]
     B3072,
+    /// RSA-4096.
     B4096,
 }
 
 impl RsaBits {
+    /// The size for a modulus of `bits` bits: 2048, 3072 or 4096, or [`KeyError::RsaKeySize`].
     pub fn from_bits(bits: usize) -> Result<Self, KeyError> {
         match bits {
             2048 => Ok(Self::B2048),
@@ -335,19 +371,23 @@ impl EncryptionKey {
         })
     }
 
+    /// The modulus' size in bits.
     pub fn bits(&self) -> usize {
         bit_length(&self.n)
     }
 
+    /// The public RSA JWK of the key, named `kid` if given.
     pub fn to_jwk(&self, kid: Option<String>) -> Jwk {
         Jwk::rsa_public(&self.n, &self.e, kid)
     }
 
+    /// From a public RSA JWK; refuses moduli outside 2048 to 4096 bits.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
         let (n, e) = jwk.rsa_public_components()?;
         Self::from_components(&n, &e)
     }
 
+    /// RFC 7638 thumbprint of its JWK (SHA-256, base64url).
     pub fn thumbprint(&self) -> String {
         self.to_jwk(None).thumbprint()
     }
@@ -397,6 +437,7 @@ pub struct DecryptionKey {
 }
 
 impl DecryptionKey {
+    /// A fresh random RSA key of `bits`.
     pub fn generate(bits: RsaBits) -> Self {
         let key = PrivateDecryptingKey::generate(bits.key_size())
             .expect("RSA key generation cannot fail");
@@ -404,6 +445,7 @@ impl DecryptionKey {
         Self::from_pkcs8(der.as_ref()).expect("freshly generated key is valid")
     }
 
+    /// From PKCS#8 DER of an RSA key of 2048 to 4096 bits.
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
         let components = jwk::RsaPrivateComponents::from_pkcs8(der)?;
         let key = PrivateDecryptingKey::from_pkcs8(der).map_err(|_| KeyError::InvalidPkcs8)?;
@@ -420,10 +462,12 @@ impl DecryptionKey {
         })
     }
 
+    /// The key's PKCS#8 DER. Holds the secret.
     pub fn to_pkcs8(&self) -> Zeroizing<Vec<u8>> {
         self.pkcs8.clone()
     }
 
+    /// From a private RSA JWK (two primes only).
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
         let components = jwk::RsaPrivateComponents::from_jwk(jwk)?;
         let der = components.to_pkcs8()?;
@@ -431,12 +475,14 @@ impl DecryptionKey {
         Ok(key)
     }
 
+    /// The private RSA JWK, named `kid` if given. Holds the secret.
     pub fn to_jwk(&self, kid: Option<String>) -> Jwk {
         jwk::RsaPrivateComponents::from_pkcs8(&self.pkcs8)
             .expect("stored PKCS#8 was validated on import")
             .to_jwk(kid)
     }
 
+    /// The key's public half.
     pub fn encryption_key(&self) -> &EncryptionKey {
         &self.public
     }
@@ -456,16 +502,22 @@ impl fmt::Debug for DecryptionKey {
 /// A party's public keys and ID, as published in the registry and in `*.pub.json` files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKeySet {
+    /// The party's ID.
     pub id: PartyId,
+    /// Its ES256 key: verifies its signatures.
     pub signing: VerifyingKey,
+    /// Its RSA-OAEP-256 key: what is sealed to the party.
     pub encryption: EncryptionKey,
 }
 
 /// A party's private keys and ID.
 #[derive(Debug)]
 pub struct PrivateKeySet {
+    /// The party's ID.
     pub id: PartyId,
+    /// Its ES256 key: signs for the party.
     pub signing: SigningKey,
+    /// Its RSA-OAEP-256 key: opens what is sealed to the party.
     pub decryption: DecryptionKey,
 }
 
@@ -511,6 +563,8 @@ impl JwkSetJson {
 }
 
 impl PublicKeySet {
+    /// From a public JWK Set with the party's `id` (without one: a patient, named by its
+    /// thumbprint); refuses private members.
     pub fn from_json(bytes: &[u8]) -> Result<Self, KeyError> {
         let set = JwkSetJson::parse(bytes)?;
         if set.keys.iter().any(Jwk::has_private_members) {
@@ -526,6 +580,7 @@ impl PublicKeySet {
         })
     }
 
+    /// The public JWK Set with the party's `id`, pretty-printed JSON.
     pub fn to_json(&self) -> String {
         let set = JwkSetJson {
             id: Some(self.id.to_string()),
@@ -558,6 +613,7 @@ impl PrivateKeySet {
         }
     }
 
+    /// The public half: ID and public keys.
     pub fn public(&self) -> PublicKeySet {
         PublicKeySet {
             id: self.id.clone(),
@@ -566,6 +622,8 @@ impl PrivateKeySet {
         }
     }
 
+    /// From a private JWK Set with the party's `id` (without one: a patient, named by its
+    /// thumbprint).
     pub fn from_json(bytes: &[u8]) -> Result<Self, KeyError> {
         let set = JwkSetJson::parse(bytes)?;
         let signing = SigningKey::from_jwk(set.pick("EC", "sig")?)?;

@@ -18,14 +18,17 @@ const SALT: &[u8] = b"emrshare/v1/transaction-key";
 pub struct MasterSecret(Zeroizing<[u8; 32]>);
 
 impl MasterSecret {
+    /// 32 fresh random bytes.
     pub fn generate() -> Self {
         Self(Zeroizing::new(hazmat::random_array()))
     }
 
+    /// A master secret restored from its 32 bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(Zeroizing::new(bytes))
     }
 
+    /// The 32 bytes, to store (wrapped) or back up. Zeroized on drop.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
         self.0.clone()
     }

@@ -12,23 +12,36 @@ use crate::{PrivateKeySet, b64};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+/// The `format` the header names.
 pub const FORMAT: &str = "emrshare-wrapped-secret";
+/// The format's version: the only one read.
 pub const VERSION: u32 = 1;
 
+/// Why a secret cannot be wrapped or unwrapped.
 #[derive(Debug, thiserror::Error)]
 pub enum WrapError {
+    /// Not a wrapped secret: a member (named) is not valid base64url, or the salt's size is wrong.
     #[error("not an emrshare wrapped secret: {0}")]
     Malformed(&'static str),
+    /// Another format, version, KDF or content encryption than this one.
     #[error("unsupported wrapped-secret format or version")]
     UnsupportedVersion,
+    /// KDF parameters outside the accepted range (they bound what an unwrap costs).
     #[error("KDF parameters outside the accepted range")]
     KdfParams,
+    /// Wrong passphrase, or the data was changed: the MAC does not verify.
     #[error("wrong passphrase or corrupted data")]
     Decrypt,
+    /// The secret is of another content type than the one expected.
     #[error("wrapped content is not a {expected}")]
-    ContentType { expected: &'static str },
+    ContentType {
+        /// The content type expected.
+        expected: &'static str,
+    },
+    /// The wrapped secret or its header is not strict JSON of the expected shape.
     #[error("wrapped secret: {0}")]
     Json(#[from] StrictJsonError),
+    /// The unwrapped key set is not valid.
     #[error(transparent)]
     Key(#[from] super::KeyError),
 }
@@ -37,10 +50,13 @@ pub enum WrapError {
 /// with one lane, which a phone can afford once per unlock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
+    /// Memory, KiB (8 MiB to 256 MiB accepted).
     #[serde(rename = "m")]
     pub memory_kib: u32,
+    /// Passes over the memory (1 to 8 accepted).
     #[serde(rename = "t")]
     pub iterations: u32,
+    /// Lanes (1 to 4 accepted).
     #[serde(rename = "p")]
     pub parallelism: u32,
 }
@@ -185,6 +201,8 @@ impl PrivateKeySet {
         wrap(self.to_json().as_bytes(), passphrase, params, KEY_SET_CTY)
     }
 
+    /// Unwraps a key set made by [`PrivateKeySet::wrap_with_passphrase`]; a wrapped secret of
+    /// another content type is refused.
     pub fn unwrap_with_passphrase(wrapped: &[u8], passphrase: &[u8]) -> Result<Self, WrapError> {
         let (json, cty) = unwrap(wrapped, passphrase)?;
         if cty != KEY_SET_CTY {

@@ -18,19 +18,26 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
+    /// The chain the block belongs to.
     pub chain_id: String,
+    /// The block's height: 1 for the first block after genesis.
     pub height: u64,
+    /// The slot the block fills: slot `s` starts at genesis `start_ms + s * slot_ms`.
     pub slot: u64,
     /// 0, or the round after a release proof showed that no header of the previous round at
     /// this height can be certified (DESIGN section 7).
     pub round: u32,
+    /// The previous header's hash ([`Genesis::hash`] for the first block).
     #[serde(with = "hex32")]
     pub previous: Hash,
     /// Unix time in milliseconds.
     pub time_ms: u64,
+    /// The member that proposed the block: the proposer of its slot.
     pub proposer: PartyId,
+    /// The RFC 6962 root over the block's transaction IDs ([`tx_root`]).
     #[serde(with = "hex32")]
     pub tx_root: Hash,
+    /// The root of the state after the block's transactions.
     #[serde(with = "hex32")]
     pub state_root: Hash,
     /// The validator set that certifies this header.
@@ -44,6 +51,7 @@ pub struct Header {
 }
 
 impl Header {
+    /// The header's hash: SHA-256 of its JSON serialization.
     pub fn hash(&self) -> Hash {
         hazmat::sha256(&serde_json::to_vec(self).expect("headers serialize"))
     }
@@ -59,8 +67,11 @@ pub fn tx_root(txs: &[SignedTransaction]) -> Hash {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Validator {
+    /// The member's ID.
     pub id: PartyId,
+    /// The member's consensus key (ES256, public): it signs proposals and votes.
     pub signing_jwk: Jwk,
+    /// The member's credit score when the set was ranked.
     pub credit: i64,
 }
 
@@ -69,22 +80,30 @@ pub struct Validator {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidatorSet {
+    /// The ranked members: proposers first, then auditors, then standby members.
     pub validators: Vec<Validator>,
+    /// How many of the first validators propose.
     pub proposers: usize,
+    /// How many validators after the proposers audit and vote.
     pub auditors: usize,
 }
 
+/// Why a validator set is malformed.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidatorSetError {
+    /// No proposer, no auditor, or more of them than validators.
     #[error("validator set needs at least one proposer and one auditor, within its size")]
     Sizes,
+    /// A member listed twice.
     #[error("validator {0} appears twice")]
     Duplicate(PartyId),
+    /// A member's consensus key is not a valid ES256 JWK.
     #[error("validator key: {0}")]
     Key(#[from] KeyError),
 }
 
 impl ValidatorSet {
+    /// Checks the set's form: role sizes within the list, no member twice, every key valid.
     pub fn check(&self) -> Result<(), ValidatorSetError> {
         if self.proposers == 0
             || self.auditors == 0
@@ -102,14 +121,17 @@ impl ValidatorSet {
         Ok(())
     }
 
+    /// SHA-256 of the set's JSON serialization: what headers name as `validators_hash`.
     pub fn hash(&self) -> Hash {
         hazmat::sha256(&serde_json::to_vec(self).expect("validator sets serialize"))
     }
 
+    /// The proposers' IDs, in rank order.
     pub fn proposer_ids(&self) -> impl Iterator<Item = &PartyId> {
         self.validators.iter().take(self.proposers).map(|v| &v.id)
     }
 
+    /// The auditors, in rank order.
     pub fn auditors(&self) -> &[Validator] {
         &self.validators[self.proposers..self.proposers + self.auditors]
     }
@@ -124,10 +146,12 @@ impl ValidatorSet {
         &self.validators[(slot % self.proposers as u64) as usize].id
     }
 
+    /// Whether `id` is one of the set's auditors.
     pub fn is_auditor(&self, id: &PartyId) -> bool {
         self.auditors().iter().any(|v| &v.id == id)
     }
 
+    /// The consensus key of member `id`, if it is in the set and its key is valid.
     pub fn key_of(&self, id: &PartyId) -> Option<VerifyingKey> {
         let v = self.validators.iter().find(|v| &v.id == id)?;
         VerifyingKey::from_jwk(&v.signing_jwk).ok()
@@ -159,12 +183,14 @@ pub fn vote_message(chain_id: &str, header_hash: &Hash) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vote {
+    /// The auditor that voted.
     pub validator: PartyId,
     /// ES256 signature, base64url.
     pub signature: String,
 }
 
 impl Vote {
+    /// `validator`'s vote for `header`, signed with its consensus key.
     pub fn sign(validator: PartyId, key: &SigningKey, header: &Header) -> Self {
         let signature = b64::encode(key.sign(&vote_message(&header.chain_id, &header.hash())));
         Self {
@@ -184,8 +210,10 @@ impl Vote {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitCertificate {
+    /// The hash of the header voted for.
     #[serde(with = "hex32")]
     pub header_hash: Hash,
+    /// The auditors' votes; a quorum of valid ones certifies the header.
     pub votes: Vec<Vote>,
 }
 
@@ -193,7 +221,9 @@ pub struct CommitCertificate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertifiedHeader {
+    /// The header certified.
     pub header: Header,
+    /// Its commit certificate.
     pub certificate: CommitCertificate,
 }
 
@@ -202,7 +232,9 @@ pub struct CertifiedHeader {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
+    /// The consortium's chain ID: every transaction and header names it.
     pub chain_id: String,
+    /// The first validator set.
     pub validators: ValidatorSet,
     /// Slot length in milliseconds.
     pub slot_ms: u64,
@@ -222,12 +254,16 @@ impl Genesis {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertifiedBlock {
+    /// The block's header.
     pub header: Header,
+    /// Its commit certificate.
     pub certificate: CommitCertificate,
+    /// The block's transactions, as JWS texts, in block order.
     pub txs: Vec<String>,
 }
 
 impl CertifiedBlock {
+    /// The block's header with its certificate, without the transactions.
     pub fn certified_header(&self) -> CertifiedHeader {
         CertifiedHeader {
             header: self.header.clone(),
@@ -241,7 +277,9 @@ impl CertifiedBlock {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transition {
+    /// The last header certified under the old set.
     pub last: CertifiedHeader,
+    /// The new set: the one `last.header.next_validators_hash` names.
     pub next: ValidatorSet,
 }
 
@@ -249,7 +287,9 @@ pub struct Transition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Proposal {
+    /// The proposed header.
     pub header: Header,
+    /// The block's transactions, as JWS texts, in block order.
     pub txs: Vec<String>,
     /// The proposer's ES256 signature over the header hash (vote message form), so a second
     /// header for the same slot and round by the same proposer is evidence of equivocation.
@@ -277,6 +317,7 @@ impl Proposal {
         }
     }
 
+    /// The header with the proposer's signature, as equivocation evidence holds it.
     pub fn signed_header(&self) -> SignedHeader {
         SignedHeader {
             header: self.header.clone(),
@@ -289,11 +330,14 @@ impl Proposal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedHeader {
+    /// The header.
     pub header: Header,
+    /// The proposer's ES256 signature over it (vote message form), base64url.
     pub proposer_signature: String,
 }
 
 impl SignedHeader {
+    /// Whether the proposer signature is `key`'s valid signature over the header.
     pub fn is_signed_by(&self, key: &VerifyingKey) -> bool {
         let signature = b64::decode(&self.proposer_signature).unwrap_or_default();
         key.verify(
@@ -323,14 +367,19 @@ impl SignedHeader {
 pub enum VoteReply {
     /// Its vote for the proposal.
     Vote {
+        /// The auditor's vote.
         vote: Vote,
     },
     /// It is locked on another proposal at this height: that proposal and its vote for it.
     Locked {
+        /// The proposal it is locked on.
         proposal: Box<Proposal>,
+        /// Its vote for that proposal.
         vote: Vote,
     },
+    /// It refuses to vote, and why.
     Refused {
+        /// Why, in words.
         reason: String,
     },
 }
@@ -339,7 +388,9 @@ pub enum VoteReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
+    /// The header the auditor voted for.
     pub header: Header,
+    /// Its vote.
     pub vote: Vote,
 }
 
@@ -350,21 +401,30 @@ pub struct Lock {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseProof {
+    /// The height of the stalled round.
     pub height: u64,
+    /// The stalled round.
     pub round: u32,
+    /// The auditors' locks at that height and round, at most one per auditor.
     pub locks: Vec<Lock>,
 }
 
+/// Why a [`ReleaseProof`] does not show its round stalled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReleaseError {
+    /// A lock is for another chain, height or round than the proof's.
     #[error("a lock is for another height or round")]
     WrongRound,
+    /// A lock's signer (named) is not an auditor of the set.
     #[error("a lock is by {0}, who is not an auditor")]
     NotAnAuditor(String),
+    /// Two locks by one auditor (named).
     #[error("two locks by {0}")]
     Duplicate(String),
+    /// A lock's vote (by the named auditor) does not verify.
     #[error("invalid lock signature by {0}")]
     BadSignature(String),
+    /// Some header could still reach the quorum, or the proof has no locks.
     #[error("a header of that round could still be certified")]
     NotStalled,
 }

@@ -16,8 +16,11 @@ use super::block::{Validator, ValidatorSet};
 use crate::keys::{Jwk, PartyId};
 use serde::{Deserialize, Serialize};
 
+/// Credit a proposer loses, once per block, when it missed slots before that block.
 pub const MISSED_SLOT_PENALTY: i64 = 5;
+/// Credit the proposer of a block gains, up to its initial credit.
 pub const PROPOSAL_REWARD: i64 = 1;
+/// Credit a member loses for proven equivocation (a Misbehaviour transaction).
 pub const EQUIVOCATION_PENALTY: i64 = 60;
 /// Members with less credit are neither proposers nor auditors from the next cycle on.
 pub const ELIGIBLE_CREDIT: i64 = 50;
@@ -26,14 +29,18 @@ pub const ELIGIBLE_CREDIT: i64 = 50;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
+    /// The member's ID.
     pub id: PartyId,
+    /// The member's consensus key (ES256, public).
     pub signing_jwk: Jwk,
+    /// The member's current credit score.
     pub credit: i64,
     /// The genesis credit: the ceiling of rewards.
     pub initial_credit: i64,
 }
 
 impl Member {
+    /// The member as genesis lists it, its credit there also its initial credit.
     pub fn from_genesis(v: &Validator) -> Self {
         Self {
             id: v.id.clone(),

@@ -22,26 +22,42 @@ use super::tx::{Action, Role, SignedTransaction, TxBody, TxError};
 use crate::keys::{Jwk, PartyId, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+/// Why a transaction cannot be applied; the state is then unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// The transaction names another chain (its chain ID, cut to 64 characters).
     #[error("transaction for chain {0:?}")]
     WrongChain(String),
+    /// The sender's sequence number is not its next one.
     #[error("sequence {got} where {expected} was expected (replayed or reordered)")]
-    Sequence { expected: u64, got: u64 },
+    Sequence {
+        /// The sender's next sequence number in this state.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// The sender (or a party the transaction names) has no registry entry.
     #[error("sender {0} is not registered")]
     UnknownSender(PartyId),
+    /// The sender is revoked, or outside its validity at the block time.
     #[error("sender {0} is revoked or outside its validity period")]
     InactiveSender(PartyId),
+    /// A RegisterIdentity for an ID that has an entry already.
     #[error("{0} is already registered")]
     AlreadyRegistered(PartyId),
+    /// The transaction breaks a rule of the state machine (which one, fixed text).
     #[error("not allowed: {0}")]
     NotAllowed(&'static str),
+    /// A RevokeGrant or AccessLog names a grant that does not exist.
     #[error("unknown grant")]
     UnknownGrant,
+    /// An UploadIndex whose `previous` is not the patient's index head.
     #[error("index entry does not link the patient's previous entry")]
     BrokenIndexChain,
+    /// Misbehaviour evidence that does not prove an unpunished equivocation (why, fixed text).
     #[error("misbehaviour evidence refused: {0}")]
     Evidence(&'static str),
+    /// The transaction is malformed, or its signature or a key it carries is invalid.
     #[error(transparent)]
     Tx(#[from] TxError),
 }
@@ -49,7 +65,9 @@ pub enum ApplyError {
 /// Transactions whose signature was checked, and under which key: a node checks each
 /// signature once, not at admission, block building, audit and application each.
 pub trait SignatureCache {
+    /// Whether the transaction `tx_id` was verified under `key`.
     fn is_verified(&self, tx_id: &Hash, key: &VerifyingKey) -> bool;
+    /// Notes that the transaction `tx_id` verified under `key`.
     fn record(&self, tx_id: &Hash, key: &VerifyingKey);
 }
 
@@ -68,16 +86,25 @@ impl SignatureCache for NoSignatureCache {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryEntry {
+    /// The party's ID.
     pub id: PartyId,
+    /// What the party is.
     pub role: Role,
+    /// The public ES256 key that verifies the party's signatures.
     pub signing_jwk: Jwk,
+    /// The public RSA-OAEP-256 key that records and keys are sealed to.
     pub encryption_jwk: Jwk,
+    /// Start of validity, Unix seconds (inclusive).
     pub valid_from: u64,
+    /// End of validity, Unix seconds (exclusive).
     pub valid_until: u64,
+    /// Whether the party revoked its identity (for good).
     pub revoked: bool,
 }
 
 impl RegistryEntry {
+    /// Whether the entry is usable at `now` (Unix seconds): not revoked, and within its
+    /// validity.
     pub fn is_active(&self, now: u64) -> bool {
         !self.revoked && self.valid_from <= now && now < self.valid_until
     }
@@ -87,12 +114,19 @@ impl RegistryEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantEntry {
+    /// The party that granted access (the sender of the Grant).
     pub grantor: PartyId,
+    /// The registered party granted access.
     pub grantee: PartyId,
+    /// The record shared: its blob address (hex).
     pub record_id: String,
+    /// The parts of the record shared; empty for the whole record.
     pub parts: Vec<String>,
+    /// What the grantee may do.
     pub actions: Vec<Action>,
+    /// Last time the grant allows an access, Unix seconds (inclusive).
     pub not_after: u64,
+    /// Whether the grantor revoked the grant.
     pub revoked: bool,
 }
 
@@ -117,13 +151,16 @@ pub struct LedgerState {
 /// Where a transaction is applied: the chain, the block height and the block time.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
+    /// The chain's ID; transactions of other chains are refused.
     pub chain_id: &'a str,
+    /// The height of the block being applied.
     pub height: u64,
     /// Unix seconds.
     pub now: u64,
 }
 
 impl LedgerState {
+    /// An empty state (no members, no registrations).
     pub fn new() -> Self {
         Self::default()
     }
@@ -156,6 +193,7 @@ impl LedgerState {
         self.put(members_key(), &members);
     }
 
+    /// The state root: the root of the [`StateTree`], what certified headers commit to.
     pub fn root(&self) -> Hash {
         self.tree.root()
     }
@@ -187,14 +225,17 @@ impl LedgerState {
         self.put(key, value);
     }
 
+    /// The registry entry of `id`, if it is registered (revoked or not).
     pub fn registry_entry(&self, id: &PartyId) -> Option<RegistryEntry> {
         self.get(&registry_key(id))
     }
 
+    /// The grant with ID `grant_id`, if there is one.
     pub fn grant(&self, grant_id: &str) -> Option<GrantEntry> {
         self.get(&state_key("grant", grant_id))
     }
 
+    /// The ID of `patient`'s newest UploadIndex transaction (its index head), if any.
     pub fn index_head(&self, patient: &PartyId) -> Option<Hash> {
         self.get::<String>(&index_head_key(patient))
             .and_then(|hex| super::state::hex32::from_hex(&hex))
@@ -206,6 +247,7 @@ impl LedgerState {
             .map_or(0, |last| last + 1)
     }
 
+    /// The heights of the blocks holding `patient`'s index entries of `department`, ascending.
     pub fn crumbs(&self, patient: &PartyId, department: &str) -> Vec<u64> {
         self.get(&crumbs_key(patient, department))
             .unwrap_or_default()
@@ -560,14 +602,17 @@ fn members_key() -> StateKey {
     state_key("consensus", "members")
 }
 
+/// The state key of `id`'s registry entry.
 pub fn registry_key(id: &PartyId) -> StateKey {
     state_key("registry", id.as_str())
 }
 
+/// The state key of `patient`'s index head.
 pub fn index_head_key(patient: &PartyId) -> StateKey {
     state_key("index_head", patient.as_str())
 }
 
+/// The state key of `patient`'s bread crumbs for `department`.
 pub fn crumbs_key(patient: &PartyId, department: &str) -> StateKey {
     state_key("crumbs", &format!("{patient}/{department}"))
 }

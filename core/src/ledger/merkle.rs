@@ -4,16 +4,27 @@
 
 use crate::hazmat;
 
+/// A SHA-256 hash: of a leaf or node, a root, a transaction ID or a blob address.
 pub type Hash = [u8; 32];
 
+/// Why a Merkle proof cannot be made or does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
+    /// The leaf's index is not below the tree's size.
     #[error("index {index} is outside a tree of size {size}")]
-    IndexOutOfRange { index: u64, size: u64 },
+    IndexOutOfRange {
+        /// The leaf's index.
+        index: u64,
+        /// The tree's size, in leaves.
+        size: u64,
+    },
+    /// The proof has too many or too few hashes for the index and sizes.
     #[error("proof has the wrong number of hashes")]
     WrongLength,
+    /// The proof leads to another root than the one expected.
     #[error("proof does not lead to the expected root")]
     RootMismatch,
+    /// The old size is 0, or larger than the new size.
     #[error("consistency between these sizes is undefined")]
     BadSizes,
 }

@@ -31,6 +31,7 @@ pub fn value_hash(value: &[u8]) -> Hash {
     hazmat::sha256(value)
 }
 
+/// The hash of a leaf: `SHA-256(0x00 || key || value_hash)`.
 pub fn leaf_hash(key: &StateKey, value_hash: &Hash) -> Hash {
     let mut input = [0u8; 65];
     input[1..33].copy_from_slice(key);
@@ -176,8 +177,10 @@ pub enum Terminal {
     Empty,
     /// A leaf: the key itself (membership) or another key with the same prefix (absence).
     Leaf {
+        /// The leaf's key.
         #[serde(with = "hex32")]
         key: StateKey,
+        /// The hash of the leaf's value.
         #[serde(with = "hex32")]
         value_hash: Hash,
     },
@@ -211,34 +214,44 @@ impl From<TerminalRepr> for Terminal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateProof {
+    /// The hashes of the siblings along the key's path, from the root down (at most 256).
     #[serde(with = "hex32_vec")]
     pub siblings: Vec<Hash>,
+    /// What the path ends in.
     pub terminal: Terminal,
 }
 
+/// Why a state proof does not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StateProofError {
+    /// The proof leads to another root than the state root.
     #[error("state proof does not lead to the state root")]
     RootMismatch,
+    /// The proof's leaf does not share the key's path down to its depth.
     #[error("state proof's leaf is not on the key's path")]
     WrongPath,
+    /// The proof has more than 256 siblings.
     #[error("state proof is deeper than 256 levels")]
     TooDeep,
 }
 
 impl StateTree {
+    /// An empty map.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The map's root hash ([`EMPTY`] when the map is empty).
     pub fn root(&self) -> Hash {
         self.root.hash()
     }
 
+    /// The number of keys in the map.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether the map holds no key.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -259,6 +272,7 @@ impl StateTree {
         }
     }
 
+    /// Sets the value hash at `key`, adding the key or replacing its value hash.
     pub fn insert(&mut self, key: StateKey, value_hash: Hash) {
         if self.get(&key).is_none() {
             self.len += 1;
@@ -267,6 +281,7 @@ impl StateTree {
         self.root = root.insert(0, &key, value_hash);
     }
 
+    /// Removes `key`; returns whether it was there.
     pub fn remove(&mut self, key: &StateKey) -> bool {
         if self.get(key).is_none() {
             return false;
@@ -363,6 +378,7 @@ impl StateProof {
 pub mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// Lowercase hex of `bytes`, two digits per byte.
     pub fn to_hex(bytes: &[u8]) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(2 * bytes.len());
@@ -373,6 +389,7 @@ pub mod hex32 {
         out
     }
 
+    /// The 32 bytes of 64 lowercase hex digits, or `None` for any other text.
     pub fn from_hex(text: &str) -> Option<[u8; 32]> {
         if text.len() != 64
             || !text
@@ -388,19 +405,23 @@ pub mod hex32 {
         Some(out)
     }
 
+    /// Serializes a hash as 64 lowercase hex digits.
     pub fn serialize<S: Serializer>(hash: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&to_hex(hash))
     }
 
+    /// Reads a hash from 64 lowercase hex digits; any other text is an error.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(d)?;
         from_hex(&text).ok_or_else(|| D::Error::custom("expected 64 lowercase hex digits"))
     }
 }
 
+/// Lists of hashes as JSON arrays of lowercase hex (serde helpers): at most 256 on reading.
 pub mod hex32_vec {
     use serde::{Deserialize, Deserializer, Serializer, de::Error, ser::SerializeSeq};
 
+    /// Serializes hashes as an array of 64-digit lowercase hex strings.
     pub fn serialize<S: Serializer>(hashes: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(hashes.len()))?;
         for h in hashes {
@@ -409,6 +430,7 @@ pub mod hex32_vec {
         seq.end()
     }
 
+    /// Reads an array of at most 256 hashes, each 64 lowercase hex digits.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
         let texts = Vec::<String>::deserialize(d)?;
         if texts.len() > 256 {

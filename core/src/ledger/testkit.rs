@@ -9,10 +9,11 @@ use super::wire::{LookupEntry, LookupResponse};
 use crate::keys::{PartyId, RsaBits, SigningKey};
 use crate::{PrivateKeySet, hazmat};
 
-pub const CHAIN: &str = "test";
+/// The test chain's ID.
+pub(crate) const CHAIN: &str = "test";
 
 /// 1 proposer and 3 auditors (a certificate needs 2), a ledger state, and a height.
-pub struct TestChain {
+pub(crate) struct TestChain {
     pub validator_keys: Vec<(PartyId, SigningKey)>,
     pub set: ValidatorSet,
     pub state: LedgerState,
@@ -20,7 +21,8 @@ pub struct TestChain {
 }
 
 impl TestChain {
-    pub fn new() -> Self {
+    /// Genesis: four validators with credit 100, no registrations, height 0.
+    pub(crate) fn new() -> Self {
         let validator_keys: Vec<_> = (0..4)
             .map(|i| {
                 (
@@ -50,19 +52,21 @@ impl TestChain {
         }
     }
 
-    pub fn client(&self) -> LightClient {
+    /// A light client trusting the chain's validator set (no header yet).
+    pub(crate) fn client(&self) -> LightClient {
         LightClient::new(CHAIN, self.set.clone()).unwrap()
     }
 
     /// Registers a new party of `role` (RSA 2048 to keep tests fast) in a new block.
-    pub fn register(&mut self, id: Option<&str>, role: Role) -> PrivateKeySet {
+    pub(crate) fn register(&mut self, id: Option<&str>, role: Role) -> PrivateKeySet {
         let keys = PrivateKeySet::generate(id.map(|i| PartyId::new(i).unwrap()), RsaBits::B2048);
         let tx = registration(&keys, role);
         self.apply(&[tx]);
         keys
     }
 
-    pub fn apply(&mut self, txs: &[SignedTransaction]) {
+    /// Applies `txs` in a new block at time 1000; panics on a refused one.
+    pub(crate) fn apply(&mut self, txs: &[SignedTransaction]) {
         self.height += 1;
         for tx in txs {
             let ctx = Context {
@@ -75,7 +79,7 @@ impl TestChain {
     }
 
     /// The current state's header, certified by auditors `voters` (indices 1..=3).
-    pub fn header(&self, voters: &[usize]) -> CertifiedHeader {
+    pub(crate) fn header(&self, voters: &[usize]) -> CertifiedHeader {
         let header = Header {
             chain_id: CHAIN.into(),
             height: self.height,
@@ -106,7 +110,7 @@ impl TestChain {
     }
 
     /// An honest node's answer to a lookup of `ids`.
-    pub fn lookup(&self, ids: &[PartyId]) -> LookupResponse {
+    pub(crate) fn lookup(&self, ids: &[PartyId]) -> LookupResponse {
         LookupResponse {
             header: self.header(&[1, 2]),
             entries: ids
@@ -124,7 +128,8 @@ impl TestChain {
     }
 }
 
-pub fn registration(keys: &PrivateKeySet, role: Role) -> SignedTransaction {
+/// A RegisterIdentity of `keys` as `role`, valid from 0 to 10 000, signed by its own key.
+pub(crate) fn registration(keys: &PrivateKeySet, role: Role) -> SignedTransaction {
     Transaction {
         chain_id: CHAIN.into(),
         sender: keys.id.clone(),

@@ -10,20 +10,27 @@ use crate::strict_json::{self, StrictJsonError};
 use crate::{b64, hazmat};
 use serde::{Deserialize, Serialize};
 
+/// The JWS `typ` of a transaction.
 pub const TX_TYP: &str = "emr-tx+jwt";
 /// Largest accepted transaction, as JWS text.
 pub const MAX_TX_BYTES: usize = 64 * 1024;
 
+/// Why a transaction is refused before any state is read, or its signature fails.
 #[derive(Debug, thiserror::Error)]
 pub enum TxError {
+    /// The JWS text is over [`MAX_TX_BYTES`] or its type's own bound (its length, bytes).
     #[error("transaction of {0} bytes exceeds the limit")]
     TooLarge(usize),
+    /// The JWS is malformed, or its signature does not verify under the sender's key.
     #[error("transaction signature: {0}")]
     Signature(JwsError),
+    /// The payload is not a transaction: not JSON, or of the wrong shape (an unknown member).
     #[error("transaction: {0}")]
     Json(#[from] StrictJsonError),
+    /// A key the transaction registers is not a valid JWK of its kind.
     #[error("transaction key: {0}")]
     Key(#[from] KeyError),
+    /// The transaction breaks a rule of form (which one, fixed text).
     #[error("invalid transaction: {0}")]
     Invalid(&'static str),
 }
@@ -32,25 +39,37 @@ pub enum TxError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// A patient: its ID is the RFC 7638 thumbprint of its signing key.
     Patient,
+    /// A doctor: issues records.
     Doctor,
+    /// A hospital: issues records, and requests them.
     Hospital,
+    /// An insurer: requests records.
     Insurer,
+    /// A researcher: requests records.
     Researcher,
+    /// A full node of the consortium.
     Node,
 }
 
+/// What a grant allows, and what a logged access did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// Reading the record.
     Read,
+    /// Copying the record.
     Copy,
 }
 
+/// Whether a logged access was granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// The access was granted.
     Granted,
+    /// The access was refused.
     Refused,
 }
 
@@ -61,59 +80,98 @@ pub enum TxBody {
     /// A party registers its ID and public keys for a validity period (BPDST 4.2.2). Signed
     /// by the key being registered.
     RegisterIdentity {
+        /// The ID being registered: the sender's own.
         id: PartyId,
+        /// What the party is.
         role: Role,
+        /// The public ES256 key that verifies the party's signatures.
         signing_jwk: Jwk,
+        /// The public RSA-OAEP-256 key that records and keys are sealed to.
         encryption_jwk: Jwk,
+        /// Start of validity, Unix seconds (inclusive).
         valid_from: u64,
+        /// End of validity, Unix seconds (exclusive; after `valid_from`).
         valid_until: u64,
     },
+    /// A party replaces its registered keys; only the party itself may.
     UpdateKeys {
+        /// The party whose keys change: the sender.
         id: PartyId,
+        /// The new public ES256 key.
         signing_jwk: Jwk,
+        /// The new public RSA-OAEP-256 key.
         encryption_jwk: Jwk,
     },
+    /// A party revokes its own identity; the entry stays, marked revoked.
     RevokeIdentity {
+        /// The party revoked: the sender.
         id: PartyId,
     },
     /// BPDS eq. 3-4: the index {url, hash of ciphertext, time} as a JWE to the patient, a
     /// department tag for bread crumbs, and the link to the patient's previous entry.
     UploadIndex {
+        /// The department tag the entry is filed under (bread crumbs).
         department: String,
+        /// The sealed [`IndexEntry`](crate::account::IndexEntry), a compact JWE to the patient.
         entry_jwe: String,
+        /// The ID of the patient's previous UploadIndex (its index head), or `None` for the first.
         #[serde(default, with = "opt_hex32", skip_serializing_if = "Option::is_none")]
         previous: Option<[u8; 32]>,
     },
+    /// The sender (the grantor) grants a registered party access to one stored record.
     Grant {
+        /// The grant's ID; one already used on the chain is refused.
         grant_id: String,
+        /// The registered party granted access.
         grantee: PartyId,
+        /// The record shared: its blob address (SHA-256 of the stored envelope, hex).
         record_id: String,
+        /// The parts of the record shared; empty for the whole record.
         parts: Vec<String>,
+        /// What the grantee may do.
         actions: Vec<Action>,
+        /// Last time the grant allows an access, Unix seconds (inclusive).
         not_after: u64,
     },
+    /// The grantor revokes one of its grants.
     RevokeGrant {
+        /// The grant revoked.
         grant_id: String,
     },
     /// An access to a record. A fetch of a blob through a grant is authorised by the
     /// accessor's own signed AccessLog naming the grant, which the node then commits.
     AccessLog {
+        /// Who accessed the record: the sender.
         accessor: PartyId,
+        /// The record accessed: its blob address (hex) or, for a handshake, its `emr_id`.
         record_id: String,
+        /// What the accessor did.
         action: Action,
+        /// When the access happened, Unix seconds: at most
+        /// [`ACCESS_LOG_WINDOW_S`](super::machine::ACCESS_LOG_WINDOW_S) before the block time, and
+        /// at most [`MAX_CLOCK_SKEW_S`](super::machine::MAX_CLOCK_SKEW_S) after it.
         at: u64,
+        /// Whether the access was granted.
         outcome: Outcome,
+        /// The grant the access was made under, if any: it must cover this access.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grant_id: Option<String>,
     },
     /// Evidence of misbehaviour, e.g. two signed headers of one height by one proposer.
     Misbehaviour {
+        /// The consortium member accused: the proposer of both headers.
         accused: PartyId,
+        /// The evidence: two conflicting signed headers, as JSON texts.
         evidence: Vec<String>,
     },
+    /// A change of a consortium member's credit score. The chain makes these itself; sent as a
+    /// transaction, it is refused.
     CreditUpdate {
+        /// The member whose credit changes.
         node: PartyId,
+        /// The change of credit (negative for a penalty).
         delta: i64,
+        /// Why, in words.
         reason: String,
     },
 }
@@ -154,9 +212,13 @@ fn check_public_jwk_members(jwk: &serde_json::Value) -> Result<(), TxError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transaction {
+    /// The chain the transaction belongs to; other chains refuse it.
     pub chain_id: String,
+    /// The party that signs and sends it.
     pub sender: PartyId,
+    /// The sender's sequence number: 0 for its first transaction, then one more each time.
     pub sequence: u64,
+    /// What the transaction does.
     pub body: TxBody,
 }
 
@@ -169,6 +231,7 @@ pub struct SignedTransaction {
 }
 
 impl Transaction {
+    /// Signs the transaction with `key` as a compact ES256 JWS (`typ` [`TX_TYP`]).
     pub fn sign(self, key: &SigningKey) -> SignedTransaction {
         let payload = serde_json::to_value(&self).expect("transactions serialize");
         let jws = jws::sign(key, &jws::Header::es256(TX_TYP, None), &payload);
@@ -238,10 +301,12 @@ impl SignedTransaction {
         }
     }
 
+    /// The decoded transaction (its signature checked only by [`verify`](Self::verify)).
     pub fn transaction(&self) -> &Transaction {
         &self.tx
     }
 
+    /// The compact JWS text, as signed.
     pub fn as_jws(&self) -> &str {
         &self.jws
     }
@@ -261,14 +326,19 @@ mod opt_hex32 {
     use super::hex32;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<[u8; 32]>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(hash) => hex32::serialize(hash, s),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<[u8; 32]>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
         text.map(|t| {
             hex32::from_hex(&t)

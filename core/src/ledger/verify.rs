@@ -19,22 +19,36 @@ use std::collections::BTreeSet;
 /// Why a header is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidReason {
+    /// The header names another chain (its chain ID, cut to 64 characters).
     #[error("header of chain {0:?}, not ours")]
     WrongChain(String),
+    /// The header is lower than the last one the client accepted.
     #[error("header height {height} is older than the last accepted {last}")]
-    Stale { height: u64, last: u64 },
+    Stale {
+        /// The header's height.
+        height: u64,
+        /// The height of the last accepted header.
+        last: u64,
+    },
+    /// A header at the last accepted height that is not the accepted one.
     #[error("header at the last accepted height differs from the accepted one")]
     ConflictingHeader,
+    /// The header's `validators_hash` is not the trusted set's hash.
     #[error("header names another validator set")]
     WrongValidatorSet,
+    /// The set offered for a change is not the one the header names next, or is malformed.
     #[error("the offered validator set is not the one the header names next")]
     WrongNextValidatorSet,
+    /// The certificate's header hash is not the header's.
     #[error("certificate is for another header")]
     CertificateMismatch,
+    /// A vote by someone (named) who is not an auditor of the trusted set.
     #[error("vote by {0}, who is not an auditor")]
     UnknownVoter(String),
+    /// Two votes by one auditor (named).
     #[error("two votes by {0}")]
     DuplicateVote(String),
+    /// A vote (by the named auditor) whose signature does not verify.
     #[error("invalid vote signature by {0}")]
     BadVoteSignature(String),
 }
@@ -45,7 +59,12 @@ pub enum Verdict {
     /// Accepted; the client's last height moved to this header.
     Success,
     /// Valid votes, but not more than half of the auditors.
-    NotEnoughTrust { votes: usize, needed: usize },
+    NotEnoughTrust {
+        /// Valid, distinct auditors' votes.
+        votes: usize,
+        /// The quorum: more than half of the auditors.
+        needed: usize,
+    },
     /// Something is wrong: evidence against the node that served it.
     Invalid(InvalidReason),
 }
@@ -53,8 +72,11 @@ pub enum Verdict {
 /// A header the client has accepted: proofs are checked against its state root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedHeader {
+    /// The header's height.
     pub height: u64,
+    /// The header's hash ([`Header::hash`](super::block::Header::hash)).
     pub hash: Hash,
+    /// The state root it commits to: what proofs are checked against.
     pub state_root: Hash,
     /// SHA-256 of the certificate it was accepted with: the same header with the same
     /// certificate is accepted again without checking signatures.
@@ -77,10 +99,12 @@ pub struct VerifiedEntry {
 }
 
 impl VerifiedEntry {
+    /// The proven registry entry.
     pub fn entry(&self) -> &RegistryEntry {
         &self.entry
     }
 
+    /// The ID the entry registers.
     pub fn id(&self) -> &PartyId {
         &self.entry.id
     }
@@ -103,14 +127,19 @@ impl VerifiedEntry {
 /// Why a served registry entry is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
+    /// The client has accepted no header yet, so nothing is proven.
     #[error("no trusted header yet")]
     NoTrustedHeader,
+    /// The proof does not verify under the trusted state root.
     #[error(transparent)]
     Proof(#[from] StateProofError),
+    /// The value served (or its claimed absence) is not what the proof shows.
     #[error("the served value does not match its proof")]
     ValueMismatch,
+    /// The proven value is not a registry entry, or is one for another ID.
     #[error("the proven value is not a registry entry for that ID")]
     Malformed,
+    /// A patient's entry whose ID is not the RFC 7638 thumbprint of its signing key.
     #[error("a patient entry whose ID is not its signing key's thumbprint")]
     NotSelfCertifying,
 }
@@ -150,6 +179,7 @@ impl LightClient {
             .collect::<Result<Vec<_>, crate::keys::KeyError>>()?)
     }
 
+    /// The last header the client accepted, if any.
     pub fn last(&self) -> Option<&TrustedHeader> {
         self.last.as_ref()
     }

@@ -27,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// The signed transaction, as compact JWS.
     pub jws: String,
 }
 
@@ -34,6 +35,7 @@ pub struct SubmitRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayRequest {
+    /// The signed transactions, as compact JWS texts.
     pub txs: Vec<String>,
 }
 
@@ -42,7 +44,9 @@ pub struct RelayRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayAccepted {
+    /// Transactions taken: new to the node, or already held.
     pub accepted: usize,
+    /// Transactions refused.
     pub refused: usize,
 }
 
@@ -52,6 +56,7 @@ pub struct RelayAccepted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitResponse {
+    /// The transaction's ID: base64url of the SHA-256 of its JWS.
     pub id: String,
 }
 
@@ -61,10 +66,12 @@ pub struct SubmitResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
+    /// The IDs to look up, as text: the target among its decoys.
     pub ids: Vec<String>,
 }
 
 impl LookupRequest {
+    /// A request for `ids`, in the order given.
     pub fn new<'a>(ids: impl IntoIterator<Item = &'a PartyId>) -> Self {
         Self {
             ids: ids.into_iter().map(|id| id.as_str().to_owned()).collect(),
@@ -77,7 +84,9 @@ impl LookupRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupResponse {
+    /// One entry per requested ID, in request order.
     pub entries: Vec<LookupEntry>,
+    /// The certified header whose state root the proofs are under.
     pub header: CertifiedHeader,
 }
 
@@ -87,8 +96,11 @@ pub struct LookupResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupEntry {
+    /// The ID looked up.
     pub id: PartyId,
+    /// The proof of its entry, or of its absence, under the header's state root.
     pub proof: StateProof,
+    /// The registry entry's JSON as the state stores it, or `null` for a proven absence.
     #[serde(deserialize_with = "present_option")]
     pub value: Option<String>,
 }
@@ -97,6 +109,7 @@ pub struct LookupEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryPage {
+    /// The role's registered IDs on this page, sorted.
     pub ids: Vec<PartyId>,
     /// Where the next page starts (`?after=` this ID), when there are more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,7 +121,9 @@ pub struct DirectoryPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProvenValue {
+    /// The proof of the value, or of its absence, under the header's state root.
     pub proof: StateProof,
+    /// The value's JSON as the state stores it, or `null` for a proven absence.
     #[serde(deserialize_with = "present_option")]
     pub value: Option<String>,
 }
@@ -118,7 +133,9 @@ pub struct ProvenValue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantAnswer {
+    /// The grant's [`GrantEntry`](super::machine::GrantEntry) JSON, or its absence, proven.
     pub grant: ProvenValue,
+    /// The certified header the proof is under.
     pub header: CertifiedHeader,
 }
 
@@ -128,8 +145,11 @@ pub struct GrantAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexAnswer {
+    /// The department's bread crumbs (a JSON array of heights), or their absence, proven.
     pub crumbs: ProvenValue,
+    /// The patient's index head (the hex ID of its newest UploadIndex), or its absence, proven.
     pub head: ProvenValue,
+    /// The certified header both proofs are under.
     pub header: CertifiedHeader,
 }
 
@@ -138,9 +158,13 @@ pub struct IndexAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidatorsAnswer {
+    /// The validator set of the next block.
     pub current: super::block::ValidatorSet,
+    /// The height of the node's latest applied block.
     pub height: u64,
+    /// The consortium members with their current credit, in genesis order.
     pub members: Vec<super::dpos::Member>,
+    /// Every change of validator set so far, oldest first.
     pub transitions: Vec<super::block::Transition>,
 }
 
@@ -149,6 +173,7 @@ pub struct ValidatorsAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SequenceAnswer {
+    /// The sequence number the party's next transaction must carry.
     pub next: u64,
 }
 
@@ -160,9 +185,15 @@ pub enum TxStatus {
     /// In the mempool, waiting for a block.
     Pending,
     /// In the certified block at `height`.
-    Committed { height: u64 },
+    Committed {
+        /// The block's height.
+        height: u64,
+    },
     /// Dropped from the mempool: it can never apply (`reason` says why).
-    Failed { reason: String },
+    Failed {
+        /// Why it can never apply, in words.
+        reason: String,
+    },
 }
 
 /// The `x-emr-peer` header of a consortium route (`/v1/consensus/...`): a compact JWS
@@ -184,6 +215,7 @@ pub struct PeerToken {
 }
 
 impl PeerToken {
+    /// The JWS `typ` of a peer token.
     pub const TYP: &'static str = "emr-peer+jwt";
 }
 
@@ -214,8 +246,11 @@ pub struct HealthAnswer {
 }
 
 impl HealthAnswer {
+    /// The status of a node no answering peer is ahead of (beyond a small tolerance).
     pub const OK: &'static str = "ok";
+    /// The status of a node no peer answers.
     pub const NOT_SYNCING: &'static str = "not syncing";
+    /// The status of a node whose every answering peer has another genesis.
     pub const GENESIS_MISMATCH: &'static str = "genesis mismatch";
 
     /// The status of a node `blocks` behind the best peer it knows.
@@ -229,14 +264,14 @@ mod hex32_option {
     use super::{Hash, hex32};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(hash: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(hash: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
         match hash {
             Some(hash) => hex32::serialize(hash, s),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hash>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hash>, D::Error> {
         #[derive(Deserialize)]
         struct Hex(#[serde(with = "hex32")] Hash);
         Ok(Option::<Hex>::deserialize(d)?.map(|Hex(hash)| hash))
@@ -247,6 +282,7 @@ mod hex32_option {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockAccepted {
+    /// The height of the block applied.
     pub height: u64,
 }
 
@@ -254,6 +290,7 @@ pub struct BlockAccepted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlobStored {
+    /// The stored blob's address: SHA-256 of its bytes.
     #[serde(with = "hex32")]
     pub hash: Hash,
 }
@@ -262,10 +299,12 @@ pub struct BlobStored {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorBody {
+    /// What went wrong, in words.
     pub error: String,
 }
 
 impl ErrorBody {
+    /// An error body saying `message`.
     pub fn new(message: impl std::fmt::Display) -> Self {
         Self {
             error: message.to_string(),

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 #![allow(dead_code)]
 
-pub mod registry;
+pub(crate) mod registry;
 
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, RsaBits};
@@ -14,24 +14,29 @@ fn party(cell: &'static OnceLock<PrivateKeySet>, id: Option<&str>) -> &'static P
     })
 }
 
-pub fn doctor() -> &'static PrivateKeySet {
+/// A doctor of `hospital:st-marys` (RSA-2048), generated once per test binary.
+pub(crate) fn doctor() -> &'static PrivateKeySet {
     static CELL: OnceLock<PrivateKeySet> = OnceLock::new();
     party(&CELL, Some("hospital:st-marys"))
 }
 
-pub fn patient() -> &'static PrivateKeySet {
+/// A patient (its ID its key's thumbprint), generated once per test binary.
+pub(crate) fn patient() -> &'static PrivateKeySet {
     static CELL: OnceLock<PrivateKeySet> = OnceLock::new();
     party(&CELL, None)
 }
 
-pub fn insurer() -> &'static PrivateKeySet {
+/// An insurer, `insurer:acme-health`, generated once per test binary.
+pub(crate) fn insurer() -> &'static PrivateKeySet {
     static CELL: OnceLock<PrivateKeySet> = OnceLock::new();
     party(&CELL, Some("insurer:acme-health"))
 }
 
-pub fn stranger() -> &'static PrivateKeySet {
+/// A third party, `lab:elsewhere` (an outsider or attacker), generated once per test binary.
+pub(crate) fn stranger() -> &'static PrivateKeySet {
     static CELL: OnceLock<PrivateKeySet> = OnceLock::new();
     party(&CELL, Some("lab:elsewhere"))
 }
 
-pub const NOW: u64 = 1_790_000_000;
+/// The time the tests run at, Unix seconds.
+pub(crate) const NOW: u64 = 1_790_000_000;

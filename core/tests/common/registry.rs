@@ -12,11 +12,13 @@ use emrshare_core::ledger::machine::{Context, LedgerState, registry_key};
 use emrshare_core::ledger::tx::{Role, SignedTransaction, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict, VerifiedEntry};
 
-pub const CHAIN: &str = "test";
+/// The test chain's ID.
+pub(crate) const CHAIN: &str = "test";
 /// Block time of the registrations (the handshake tests run at `super::NOW`).
 const REGISTERED_AT: u64 = 1_700_000_000;
 
-pub struct Registry {
+/// A ledger state with a light client following it, and the validators that certify it.
+pub(crate) struct Registry {
     state: LedgerState,
     client: LightClient,
     validators: Vec<(PartyId, SigningKey)>,
@@ -28,7 +30,7 @@ pub struct Registry {
 
 impl Registry {
     /// An empty registry under a consortium of 3 proposers and 3 auditors.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let validators: Vec<(PartyId, SigningKey)> = (0..6)
             .map(|i| {
                 (
@@ -60,17 +62,19 @@ impl Registry {
     }
 
     /// Registers `party` with `role`, valid from the start of time on.
-    pub fn with(mut self, party: &PrivateKeySet, role: Role) -> Self {
+    pub(crate) fn with(mut self, party: &PrivateKeySet, role: Role) -> Self {
         self.register(party, role, 0, u64::MAX);
         self
     }
 
-    pub fn register(&mut self, party: &PrivateKeySet, role: Role, from: u64, until: u64) {
+    /// Registers `party` as `role`, valid from `from` to `until` (Unix seconds); panics if
+    /// refused.
+    pub(crate) fn register(&mut self, party: &PrivateKeySet, role: Role, from: u64, until: u64) {
         self.try_register(party, role, from, until).unwrap();
     }
 
     /// A registration as the ledger takes it, or why it refuses it.
-    pub fn try_register(
+    pub(crate) fn try_register(
         &mut self,
         party: &PrivateKeySet,
         role: Role,
@@ -89,12 +93,12 @@ impl Registry {
     }
 
     /// The time of the blocks that follow (Unix seconds).
-    pub fn set_time(&mut self, now: u64) {
+    pub(crate) fn set_time(&mut self, now: u64) {
         self.time = now;
     }
 
     /// The party revokes its own identity.
-    pub fn revoke(&mut self, party: &PrivateKeySet) {
+    pub(crate) fn revoke(&mut self, party: &PrivateKeySet) {
         self.submit(
             party,
             TxBody::RevokeIdentity {
@@ -104,11 +108,16 @@ impl Registry {
     }
 
     /// Applies `body` sent and signed by `sender` in a new block, and certifies it.
-    pub fn submit(&mut self, sender: &PrivateKeySet, body: TxBody) {
+    pub(crate) fn submit(&mut self, sender: &PrivateKeySet, body: TxBody) {
         self.try_submit(sender, body).unwrap();
     }
 
-    pub fn try_submit(&mut self, sender: &PrivateKeySet, body: TxBody) -> Result<(), String> {
+    /// Signs `body` as `sender` with its next sequence number, then applies and certifies it.
+    pub(crate) fn try_submit(
+        &mut self,
+        sender: &PrivateKeySet,
+        body: TxBody,
+    ) -> Result<(), String> {
         let tx = Transaction {
             chain_id: CHAIN.into(),
             sender: sender.id.clone(),
@@ -120,7 +129,7 @@ impl Registry {
     }
 
     /// Applies a signed transaction in a new block and certifies the block's header.
-    pub fn apply(&mut self, tx: &SignedTransaction) -> Result<(), String> {
+    pub(crate) fn apply(&mut self, tx: &SignedTransaction) -> Result<(), String> {
         let ctx = Context {
             chain_id: CHAIN,
             height: self.height + 1,
@@ -162,13 +171,13 @@ impl Registry {
     }
 
     /// The registry entry of `id`, proven under the last certified header.
-    pub fn entry(&self, id: &PartyId) -> VerifiedEntry {
+    pub(crate) fn entry(&self, id: &PartyId) -> VerifiedEntry {
         self.find(id)
             .unwrap_or_else(|| panic!("{id} is not registered"))
     }
 
     /// The registry entry of `id` if it is registered (its absence proven).
-    pub fn find(&self, id: &PartyId) -> Option<VerifiedEntry> {
+    pub(crate) fn find(&self, id: &PartyId) -> Option<VerifiedEntry> {
         let (value, proof) = self.state.get_with_proof(&registry_key(id));
         self.client
             .verify_registry_entry(id, value, &proof)
