@@ -117,6 +117,8 @@ pub(crate) fn from_ces(e: CesError) -> EmrshareError {
         Validity => unverified("the record is expired or not yet valid"),
         Key(_) => unverified("a key in the record is invalid"),
         IssuerRegistration(reason) => unverified(reason),
+        // A check this version does not name still fails closed.
+        _ => unverified("the record does not verify"),
     }
 }
 
@@ -153,6 +155,7 @@ pub(crate) fn from_net(e: NetError) -> EmrshareError {
         },
         NetError::NoNodes => invalid("the configuration names no node"),
         NetError::Genesis(_) => invalid("the genesis is not a valid consortium genesis"),
+        _ => unverified("the nodes' answers could not be used"),
     }
 }
 
@@ -191,6 +194,7 @@ pub(crate) fn from_lookup(e: LookupError) -> EmrshareError {
         LookupError::ConflictingCertificates(_) => {
             unverified("two certified headers at one height: the consortium is compromised")
         }
+        _ => unverified("the lookup's answers could not be used"),
     }
 }
 

@@ -58,6 +58,7 @@ impl ClientConfig {
 
 /// Why the nodes gave no usable answer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NetError {
     /// No node answered (none in time, cannot connect, or a server error).
     #[error("no node answered ({tried} tried): {last}")]

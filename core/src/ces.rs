@@ -31,6 +31,7 @@ const MAX_NESTING: usize = 64;
 
 /// Why a record cannot be issued, parsed, extracted or verified.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CesError {
     /// The text is not an SD-JWT of the accepted form (what is wrong).
     #[error("malformed SD-JWT: {0}")]

@@ -32,6 +32,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Why an envelope cannot be parsed, sealed or opened.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JweError {
     /// The text is not a JWE of the accepted form (what is wrong, fixed text).
     #[error("malformed JWE: {0}")]

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 /// Why a JWS is refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JwsError {
     /// Not a compact JWS of three base64url parts with a JSON object payload (what is wrong).
     #[error("malformed JWS: {0}")]

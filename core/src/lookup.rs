@@ -70,6 +70,7 @@ pub enum QuerySize {
 
 /// Why a lookup cannot be planned or verified.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LookupError {
     /// `k` is 0, or the lookup would ask for more than [`MAX_K`] IDs.
     #[error("k must be between 1 and {MAX_K}")]

@@ -31,6 +31,7 @@ const MAX_NAME_LEN: usize = 128;
 
 /// Why a record or its CEAS is refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordError {
     /// The record has no part.
     #[error("a record needs at least one part")]

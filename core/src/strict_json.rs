@@ -9,6 +9,7 @@ use std::fmt;
 
 /// Why a JSON text was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StrictJsonError {
     /// Not JSON, trailing data, or a duplicate member name.
     #[error("malformed JSON: {0}")]

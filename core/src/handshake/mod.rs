@@ -198,6 +198,7 @@ impl fmt::Display for MessageKind {
 
 /// Why a handshake step failed. Never contains key material, nonces or record contents.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// A message over its size limit.
     #[error("{kind} of {size} bytes exceeds the limit of {limit}")]

@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 
 /// Errors from key generation, import and export. Never contains key material.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// A JWK that is malformed, or whose values are not a valid key (what is wrong).
     #[error("invalid JWK: {0}")]

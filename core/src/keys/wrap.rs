@@ -19,6 +19,7 @@ pub const VERSION: u32 = 1;
 
 /// Why a secret cannot be wrapped or unwrapped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WrapError {
     /// Not a wrapped secret: a member (named) is not valid base64url, or the salt's size is wrong.
     #[error("not an emrshare wrapped secret: {0}")]

@@ -90,6 +90,7 @@ pub struct ValidatorSet {
 
 /// Why a validator set is malformed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValidatorSetError {
     /// No proposer, no auditor, or more of them than validators.
     #[error("validator set needs at least one proposer and one auditor, within its size")]
@@ -411,6 +412,7 @@ pub struct ReleaseProof {
 
 /// Why a [`ReleaseProof`] does not show its round stalled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReleaseError {
     /// A lock is for another chain, height or round than the proof's.
     #[error("a lock is for another height or round")]

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a transaction cannot be applied; the state is then unchanged.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApplyError {
     /// The transaction names another chain (its chain ID, cut to 64 characters).
     #[error("transaction for chain {0:?}")]

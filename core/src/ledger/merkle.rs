@@ -9,6 +9,7 @@ pub type Hash = [u8; 32];
 
 /// Why a Merkle proof cannot be made or does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProofError {
     /// The leaf's index is not below the tree's size.
     #[error("index {index} is outside a tree of size {size}")]

@@ -223,6 +223,7 @@ pub struct StateProof {
 
 /// Why a state proof does not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateProofError {
     /// The proof leads to another root than the state root.
     #[error("state proof does not lead to the state root")]

@@ -17,6 +17,7 @@ pub const MAX_TX_BYTES: usize = 64 * 1024;
 
 /// Why a transaction is refused before any state is read, or its signature fails.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TxError {
     /// The JWS text is over [`MAX_TX_BYTES`] or its type's own bound (its length, bytes).
     #[error("transaction of {0} bytes exceeds the limit")]

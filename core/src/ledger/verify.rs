@@ -126,6 +126,7 @@ impl VerifiedEntry {
 
 /// Why a served registry entry is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EntryError {
     /// The client has accepted no header yet, so nothing is proven.
     #[error("no trusted header yet")]
