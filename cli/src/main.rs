@@ -116,6 +116,8 @@ enum Command {
         #[arg(long)]
         key: PathBuf,
         #[command(flatten)]
+        asked: roles::NodesAsked,
+        #[command(flatten)]
         consortium: roles::Consortium,
     },
     /// Start a local consortium in this process (keys, genesis and node databases in DIR; a
@@ -335,7 +337,8 @@ fn run(command: Command) -> Result<()> {
             k,
             key,
             consortium,
-        } => roles::lookup(&id, &role, k, &key, &consortium)?,
+            asked,
+        } => roles::lookup(&id, &role, k, &key, &consortium, asked)?,
         Command::LocalConsortium {
             dir,
             nodes,

@@ -30,13 +30,25 @@ pub struct Consortium {
     /// A CA certificate (PEM) to trust for https nodes.
     #[arg(long)]
     ca: Option<PathBuf>,
-    /// Nodes asked per lookup.
-    #[arg(long, default_value_t = 3)]
-    n: usize,
+}
+
+/// How many nodes answer each verified lookup and take each uploaded blob (only on the
+/// commands that look parties up or upload).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct NodesAsked {
+    /// Nodes asked per lookup (more when some fail to answer), and nodes a blob is stored on.
+    #[arg(long = "n", default_value_t = 3)]
+    count: usize,
+}
+
+impl Default for NodesAsked {
+    fn default() -> Self {
+        Self { count: 3 }
+    }
 }
 
 impl Consortium {
-    fn client(&self) -> Result<NodeClient> {
+    fn client(&self, asked: NodesAsked) -> Result<NodeClient> {
         let (genesis_path, mut nodes, mut ca) =
             (self.genesis.clone(), self.node.clone(), self.ca.clone());
         let genesis_path = match &self.consortium {
@@ -78,7 +90,7 @@ impl Consortium {
             None => TlsTrust::PlainHttpOnly,
         };
         let mut config = ClientConfig::new(nodes, genesis);
-        config.n = self.n;
+        config.n = asked.count;
         Ok(NodeClient::new(
             config,
             HttpTransport::new(trust, Duration::from_secs(5))?,
@@ -118,6 +130,8 @@ pub enum PatientCommand {
         #[arg(long, default_value = "general")]
         department: String,
         #[command(flatten)]
+        asked: NodesAsked,
+        #[command(flatten)]
         consortium: Consortium,
     },
     /// Grant a requester read access to a record until a time. With --parts, only those
@@ -145,6 +159,8 @@ pub enum PatientCommand {
         /// IDs the lookup of the requester asks (1-1024, or all).
         #[arg(long, default_value = "10")]
         k: LookupSize,
+        #[command(flatten)]
+        asked: NodesAsked,
         #[command(flatten)]
         consortium: Consortium,
     },
@@ -181,6 +197,8 @@ pub enum RequesterCommand {
         #[arg(long)]
         grant: String,
         #[command(flatten)]
+        asked: NodesAsked,
+        #[command(flatten)]
         consortium: Consortium,
     },
 }
@@ -200,21 +218,26 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// The party whose private key file is `key`. Its lookup key is derived from its private
 /// key, so every run of the command asks the same decoys for a target (runs cannot be
 /// intersected to find it).
-fn party(consortium: &Consortium, key: &Path, k: LookupSize) -> Result<Party> {
+fn party(consortium: &Consortium, asked: NodesAsked, key: &Path, k: LookupSize) -> Result<Party> {
     let keys = files::load_private_keys(key)?;
     let master = MasterSecret::from_bytes(emrshare_core::content_hash(keys.to_json().as_bytes()));
     let settings = PartySettings {
         k: k.0,
         commit_timeout: Duration::from_secs(30),
     };
-    Ok(Party::new(consortium.client()?, keys, &master, settings))
+    Ok(Party::new(
+        consortium.client(asked)?,
+        keys,
+        &master,
+        settings,
+    ))
 }
 
 /// `emrshare register`.
 pub fn register(key: &Path, role: &str, days: u64, consortium: &Consortium) -> Result<()> {
     let role = parse_role(role)?;
     runtime()?.block_on(async {
-        let party = party(consortium, key, LookupSize(Some(1)))?;
+        let party = party(consortium, NodesAsked::default(), key, LookupSize(Some(1)))?;
         let entry = party
             .register(role, now(), now() + days * 24 * 3600)
             .await?;
@@ -235,11 +258,12 @@ pub fn lookup(
     k: LookupSize,
     key: &Path,
     consortium: &Consortium,
+    asked: NodesAsked,
 ) -> Result<()> {
     let role = parse_role(role)?;
     let target = PartyId::new(id)?;
     runtime()?.block_on(async {
-        let party = party(consortium, key, k)?;
+        let party = party(consortium, asked, key, k)?;
         let found = party.look_up(&target, role).await?;
         for evidence in &found.outcome.evidence {
             eprintln!(
@@ -270,8 +294,9 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 input,
                 department,
                 consortium,
+                asked,
             } => {
-                let patient = party(&consortium, &key, LookupSize(Some(1)))?;
+                let patient = party(&consortium, asked, &key, LookupSize(Some(1)))?;
                 let received = patient
                     .receive_record(read(&input)?.trim())
                     .await
@@ -291,8 +316,9 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 seconds,
                 k,
                 consortium,
+                asked,
             } => {
-                let patient = party(&consortium, &key, k)?;
+                let patient = party(&consortium, asked, &key, k)?;
                 let parts: Vec<String> = parts
                     .split(',')
                     .filter(|p| !p.is_empty())
@@ -318,13 +344,23 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 grant,
                 consortium,
             } => {
-                let patient = party(&consortium, &key, LookupSize(Some(1)))?;
+                let patient = party(
+                    &consortium,
+                    NodesAsked::default(),
+                    &key,
+                    LookupSize(Some(1)),
+                )?;
                 let proven = patient.revoke(&grant).await?;
                 crate::say!("{grant} revoked (proven at height {})", proven.height);
                 Ok(())
             }
             PatientCommand::Audit { key, consortium } => {
-                let patient = party(&consortium, &key, LookupSize(Some(1)))?;
+                let patient = party(
+                    &consortium,
+                    NodesAsked::default(),
+                    &key,
+                    LookupSize(Some(1)),
+                )?;
                 for event in patient.audit_log().await? {
                     crate::say!(
                         "{}",
@@ -348,8 +384,9 @@ pub fn requester(command: RequesterCommand) -> Result<()> {
                 key,
                 grant,
                 consortium,
+                asked,
             } => {
-                let requester = party(&consortium, &key, LookupSize(Some(1)))?;
+                let requester = party(&consortium, asked, &key, LookupSize(Some(1)))?;
                 let fetched = requester.fetch_granted(&grant).await?;
                 crate::say!("{}", fetched.sd_jwt.serialize());
                 Ok(())

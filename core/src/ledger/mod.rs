@@ -1,6 +1,7 @@
 //! The ledger's shared definitions (DESIGN section 6): everything a full node and a thin
 //! client must agree on byte for byte lives here, so both use one definition.
 
+pub mod bft;
 pub mod block;
 pub mod dpos;
 pub mod machine;
