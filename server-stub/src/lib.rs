@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bft;
 pub mod blobs;
 pub mod chain;
 pub mod config;

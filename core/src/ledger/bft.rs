@@ -166,9 +166,15 @@ pub struct Signed<M> {
 /// twins of valid signatures are refused, so a signature has one encoding only.
 fn signature_valid(key: &VerifyingKey, message: &[u8], signature: &str) -> bool {
     match b64::decode(signature) {
-        Ok(raw) => hazmat::es256_is_low_s(&raw) && key.verify(message, &raw),
+        Ok(raw) => es256_signature_valid(key, message, &raw),
         Err(_) => false,
     }
+}
+
+/// Whether `signature` (64 bytes `r || s`) is `key`'s low-S ES256 signature over `message`:
+/// the one check of every consensus signature, in certificates, evidence and the engine.
+pub fn es256_signature_valid(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+    hazmat::es256_is_low_s(signature) && key.verify(message, signature)
 }
 
 /// One validator: a consortium member with its consensus key and voting power.

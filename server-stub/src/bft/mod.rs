@@ -1,0 +1,7 @@
+//! Consensus on Malachite (Tendermint), DESIGN section 7: our context (heights, block hashes
+//! as values, core's signed votes and proposals, the powered validator set), the one wire
+//! codec of gossip, sync and the write-ahead log, and the host loop that builds, checks and
+//! applies blocks through the chain's state machine.
+
+pub mod codec;
+pub mod context;
