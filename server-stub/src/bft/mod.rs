@@ -5,3 +5,5 @@
 
 pub mod codec;
 pub mod context;
+pub mod engine;
+pub mod host;
