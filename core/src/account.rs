@@ -250,7 +250,7 @@ mod tests {
 
     fn lookup(chain: &TestChain, id: &PartyId) -> VerifiedEntry {
         let mut client = chain.client();
-        client.verify_header(&chain.header(&[1, 2]));
+        client.verify_header(&chain.header(&[0, 1, 2]));
         let answer = chain.lookup(std::slice::from_ref(id));
         let e = &answer.entries[0];
         client

@@ -507,9 +507,9 @@ mod tests {
         entry.value = Some(value.to_string());
         // node-1 withholds the target's entry.
         all[1].1.as_mut().unwrap().entries[target_index].value = None;
-        // node-2 forges a certificate: one auditor's vote twice.
+        // node-2 forges a certificate: one validator's precommit twice.
         let forged = &mut all[2].1.as_mut().unwrap().header.certificate;
-        forged.votes[1] = forged.votes[0].clone();
+        forged.signatures[1] = forged.signatures[0].clone();
         // node-3 drops an ID; node-4 does not answer.
         all[3].1.as_mut().unwrap().entries.pop();
         all[4].1 = Err("timed out".into());
@@ -539,7 +539,7 @@ mod tests {
         w.chain.register(Some("insurer:late"), Role::Insurer);
         let mut client = w.chain.client();
         assert_eq!(
-            client.verify_header(&w.chain.header(&[1, 2])),
+            client.verify_header(&w.chain.header(&[0, 1, 2])),
             Verdict::Success
         );
         let mut minority = w.chain.lookup(p.ids());

@@ -205,9 +205,9 @@ fn main() {
 /// serialized directly and as the node serves them (members sorted, through a `Value`).
 fn node_seeds() {
     use emrshare_core::keys::SigningKey;
+    use emrshare_core::ledger::bft::{ConsensusProposal, ConsensusVote, Evidence, VoteKind};
     use emrshare_core::ledger::block::{
-        CertifiedBlock, CertifiedHeader, CommitCertificate, Genesis, Header, Proposal,
-        Validator, ValidatorSet, Vote,
+        certify, CertifiedBlock, Genesis, Header, Timeouts, Validator, ValidatorSet,
     };
     use emrshare_core::ledger::machine::registry_key;
     use emrshare_core::ledger::state::hex32;
@@ -251,7 +251,6 @@ fn node_seeds() {
     let header = Header {
         chain_id: "fuzz-chain".into(),
         height: 3,
-        slot: 5,
         round: 0,
         previous: [7; 32],
         time_ms: NOW * 1000,
@@ -261,20 +260,26 @@ fn node_seeds() {
         validators_hash: [9; 32],
         next_validators_hash: [9; 32],
     };
-    let vote = Vote::sign(PartyId::new("node:3").unwrap(), &voter, &header);
-    let certified = CertifiedHeader {
-        header: header.clone(),
-        certificate: CommitCertificate {
-            header_hash: header.hash(),
-            votes: vec![vote.clone()],
-        },
+    let voter_id = PartyId::new("node:3").unwrap();
+    let certified = certify(header.clone(), 0, &[(&voter_id, &voter)]);
+    let vote = |value: u8| {
+        ConsensusVote {
+            kind: VoteKind::Prevote,
+            height: 3,
+            round: 1,
+            value: Some([value; 32]),
+            validator: voter_id.clone(),
+        }
+        .sign("fuzz-chain", &voter)
     };
-    let proposal = Proposal {
-        header: header.clone(),
-        txs: vec![jws.clone()],
-        proposer_signature: vote.signature.clone(),
-        release: None,
-    };
+    let proposal = ConsensusProposal {
+        height: 3,
+        round: 0,
+        value: header.hash(),
+        pol_round: None,
+        proposer: PartyId::new("node:2").unwrap(),
+    }
+    .sign("fuzz-chain", &voter);
     let block = CertifiedBlock {
         header: header.clone(),
         certificate: certified.certificate.clone(),
@@ -322,7 +327,7 @@ fn node_seeds() {
     seed(11, "proposal", &proposal);
     seed(12, "block", &block);
     seed(13, "certified_header", &certified);
-    seed(14, "vote", &vote);
+    seed(14, "vote", &vote(1));
     let genesis = Genesis {
         chain_id: "fuzz-chain".into(),
         validators: ValidatorSet {
@@ -336,12 +341,12 @@ fn node_seeds() {
             proposers: 2,
             auditors: 1,
         },
-        slot_ms: 500,
+        block_ms: 500,
+        timeouts: Timeouts::default(),
         start_ms: NOW * 1000,
     };
     seed(15, "genesis", &genesis);
-    seed(16, "lock", &Some(proposal));
-    seed(16, "no_lock", &None::<Proposal>);
+    seed(16, "double_vote", &Evidence::DoubleVote(Box::new(vote(1)), Box::new(vote(2))));
 }
 
 /// Serializing seeds of different types through one closure.

@@ -1,8 +1,8 @@
 //! Ledger message decoders: `SignedTransaction::parse` (JWS text), and the strict JSON forms
 //! of certified headers, genesis files and validator sets. Never a panic; what parses
 //! re-serializes to something that parses to the same value; a certified header that a fresh
-//! light client accepts really carries more than half of its auditors' votes (it cannot: the
-//! fixture set's keys are not in the input, so acceptance is a bug).
+//! light client accepts really carries precommits of more than 2/3 of the voting power (it
+//! cannot: the fixture set's keys are not in the input, so acceptance is a bug).
 //!
 //! Input: byte 0 picks the decoder, the rest is its input.
 #![no_main]
@@ -66,7 +66,8 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(set) = strict_json::parse::<ValidatorSet>(rest) {
                 roundtrip(&set);
                 if set.check().is_ok() {
-                    let _ = (set.quorum(), set.auditors().len(), set.proposer_of(u64::MAX));
+                    let voters = set.consensus_set().verified().expect("a checked set has voters");
+                    let _ = (voters.total_power(), set.auditors().len(), voters.proposer(u64::MAX, 0));
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! Every JSON message a node takes or returns, decoded with the strict parser: the node API's
-//! bodies (`ledger::wire`), and the ledger types nodes exchange (proposals, certified blocks
-//! and headers, votes, locks, genesis). Never a panic; what parses re-serializes to JSON that
+//! bodies (`ledger::wire`), and the ledger types nodes exchange (certified blocks and headers,
+//! signed consensus votes and proposals, misbehaviour evidence, genesis). Never a panic; what parses re-serializes to JSON that
 //! parses to the same value and serializes to the same bytes, both directly and in the
 //! sorted-member form the node serves (through `serde_json::Value`).
 //!
@@ -9,7 +9,7 @@
 //!   are not in the input, as in `ledger_messages`);
 //! - a lookup answer under the fixed state tree of `common/ledger.rs` proves only what that
 //!   tree holds (soundness of every entry's proof, checked as a thin client checks it);
-//! - transactions inside submits, proposals and blocks go through `SignedTransaction::parse`.
+//! - transactions inside submits and blocks go through `SignedTransaction::parse`.
 //!
 //! Input: byte 0 picks the message type, the rest is its JSON text.
 #![no_main]
@@ -19,9 +19,8 @@
 mod ledger;
 
 use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::block::{
-    CertifiedBlock, CertifiedHeader, Genesis, Proposal, Validator, ValidatorSet, Vote,
-};
+use emrshare_core::ledger::bft::{ConsensusProposal, ConsensusVote, Evidence, Signed};
+use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis, Validator, ValidatorSet};
 use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::state::{value_hash, StateTree};
@@ -166,9 +165,8 @@ fuzz_target!(|data: &[u8]| {
             decode::<ErrorBody>(rest);
         }
         11 => {
-            if let Some(proposal) = decode::<Proposal>(rest) {
-                parse_txs(&proposal.txs);
-                let _ = proposal.header.hash();
+            if let Some(proposal) = decode::<Signed<ConsensusProposal>>(rest) {
+                let _ = proposal.message.sign_bytes("fuzz-chain");
             }
         }
         12 => {
@@ -183,7 +181,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         14 => {
-            decode::<Vote>(rest);
+            if let Some(vote) = decode::<Signed<ConsensusVote>>(rest) {
+                let _ = vote.message.sign_bytes("fuzz-chain");
+            }
         }
         15 => {
             if let Some(genesis) = decode::<Genesis>(rest) {
@@ -191,9 +191,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            // An auditor's lock: a proposal, or null.
-            if let Some(Some(proposal)) = decode::<Option<Proposal>>(rest) {
-                parse_txs(&proposal.txs);
+            // Misbehaviour evidence (the text a Misbehaviour transaction carries): nothing
+            // here is signed by the fixture validators, so none of it verifies.
+            if let Some(evidence) = decode::<Evidence>(rest) {
+                let set = validators().consensus_set().verified().unwrap();
+                assert!(evidence.verify("fuzz-chain", &set).is_err(), "forged evidence");
             }
         }
     }

@@ -371,7 +371,7 @@ mod tests {
     use crate::ledger::machine::{Context, LedgerState, registry_key};
     use crate::ledger::tx::Transaction;
     use crate::ledger::verify::LightClient;
-    use crate::ledger::verify::tests::{certify, consortium, header};
+    use crate::ledger::verify::tests::{QUORUM, certify, consortium, header};
     use crate::record::{Ceas, Record};
     use std::sync::OnceLock;
 
@@ -421,7 +421,7 @@ mod tests {
         };
         state.apply(&tx, ctx).unwrap();
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
-        client.verify_header(&certify(&c, header(&c, 1, state.root()), &[3, 4]));
+        client.verify_header(&certify(&c, header(&c, 1, state.root()), QUORUM));
         let (value, proof) = state.get_with_proof(&registry_key(&party.id));
         client
             .verify_registry_entry(&party.id, value, &proof)

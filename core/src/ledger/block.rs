@@ -1,16 +1,18 @@
-//! Blocks, the validator set, votes and commit certificates (DESIGN sections 6 and 7).
+//! Blocks, the validator set and what certifies a header (DESIGN sections 6 and 7).
 //!
 //! A header commits to the previous header, the transactions (RFC 6962 root over their IDs),
-//! the state root and the validator set. Audit nodes (ATN) vote by signing
-//! `"emrshare/v1/vote" || chain_id || 0 || header hash` with ES256; more than half of the
-//! audit nodes' votes make the commit certificate. The same certificate format can later be
-//! produced by another BFT engine without touching clients.
+//! the state root and the validator set. Consensus is Tendermint (Malachite): a header is
+//! certified by a [`CommitCertificate`], precommits for its hash from validators holding more
+//! than 2/3 of the voting power of the set the chain fixed for its height ([`super::bft`]).
+//! The improved DPoS ranks the members into that set: the representative nodes (RPN) propose
+//! in turn and vote, the audit nodes (ATN) vote.
 
+use super::bft::{ConsensusSet, PoweredValidator};
 use super::merkle::{self, Hash};
 use super::state::hex32;
 use super::tx::SignedTransaction;
-use crate::keys::{Jwk, KeyError, PartyId, SigningKey, VerifyingKey};
-use crate::{b64, hazmat};
+use crate::hazmat;
+use crate::keys::{Jwk, KeyError, PartyId, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -22,17 +24,15 @@ pub struct Header {
     pub chain_id: String,
     /// The block's height: 1 for the first block after genesis.
     pub height: u64,
-    /// The slot the block fills: slot `s` starts at genesis `start_ms + s * slot_ms`.
-    pub slot: u64,
-    /// 0, or the round after a release proof showed that no header of the previous round at
-    /// this height can be certified (DESIGN section 7).
+    /// The consensus round the block was proposed in (0 first; each round that timed out
+    /// at this height moved the turn to the next proposer).
     pub round: u32,
     /// The previous header's hash ([`Genesis::hash`] for the first block).
     #[serde(with = "hex32")]
     pub previous: Hash,
     /// Unix time in milliseconds.
     pub time_ms: u64,
-    /// The member that proposed the block: the proposer of its slot.
+    /// The member that proposed the block: the proposer of its round.
     pub proposer: PartyId,
     /// The RFC 6962 root over the block's transaction IDs ([`tx_root`]).
     #[serde(with = "hex32")]
@@ -75,8 +75,13 @@ pub struct Validator {
     pub credit: i64,
 }
 
-/// The ranked validators of a cycle: the first `proposers` propose (RPN), the next `auditors`
-/// audit and sign (ATN).
+/// Voting power of a representative node (a proposer): ranked above the audit nodes.
+pub const PROPOSER_POWER: u64 = 2;
+/// Voting power of an audit node.
+pub const AUDITOR_POWER: u64 = 1;
+
+/// The ranked validators of a cycle: the first `proposers` propose and vote (RPN), the next
+/// `auditors` vote (ATN), the rest stand by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidatorSet {
@@ -137,19 +142,37 @@ impl ValidatorSet {
         &self.validators[self.proposers..self.proposers + self.auditors]
     }
 
-    /// Votes needed for a certificate: more than half of the auditors.
-    pub fn quorum(&self) -> usize {
-        self.auditors / 2 + 1
+    /// The voters of the set with their power: the proposers (RPN) hold
+    /// [`PROPOSER_POWER`] each, the auditors (ATN) [`AUDITOR_POWER`]; standby members none.
+    /// The first `proposers` of it take turns to propose, by height and round.
+    pub fn consensus_set(&self) -> ConsensusSet {
+        let voters = self.proposers + self.auditors;
+        ConsensusSet {
+            validators: self
+                .validators
+                .iter()
+                .take(voters)
+                .enumerate()
+                .map(|(rank, v)| PoweredValidator {
+                    id: v.id.clone(),
+                    signing_jwk: v.signing_jwk.clone(),
+                    power: if rank < self.proposers {
+                        PROPOSER_POWER
+                    } else {
+                        AUDITOR_POWER
+                    },
+                })
+                .collect(),
+            proposers: self.proposers,
+        }
     }
 
-    /// The proposer that owns `slot` (round-robin over the proposers).
-    pub fn proposer_of(&self, slot: u64) -> &PartyId {
-        &self.validators[(slot % self.proposers as u64) as usize].id
-    }
-
-    /// Whether `id` is one of the set's auditors.
-    pub fn is_auditor(&self, id: &PartyId) -> bool {
-        self.auditors().iter().any(|v| &v.id == id)
+    /// Whether `id` votes in this set (a proposer or an auditor).
+    pub fn is_voter(&self, id: &PartyId) -> bool {
+        self.validators
+            .iter()
+            .take(self.proposers + self.auditors)
+            .any(|v| &v.id == id)
     }
 
     /// The consensus key of member `id`, if it is in the set and its key is valid.
@@ -171,51 +194,39 @@ impl ValidatorSet {
     }
 }
 
-/// The bytes an auditor signs to vote for a header.
-pub fn vote_message(chain_id: &str, header_hash: &Hash) -> Vec<u8> {
-    let mut message = b"emrshare/v1/vote".to_vec();
-    message.extend_from_slice(chain_id.as_bytes());
-    message.push(0);
-    message.extend_from_slice(header_hash);
-    message
-}
+/// The certificate of a header: precommits for its hash by more than 2/3 of the voting power.
+pub type CommitCertificate = super::bft::DecisionCertificate;
 
-/// An auditor's signature over a header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Vote {
-    /// The auditor that voted.
-    pub validator: PartyId,
-    /// ES256 signature, base64url.
-    pub signature: String,
-}
-
-impl Vote {
-    /// `validator`'s vote for `header`, signed with its consensus key.
-    pub fn sign(validator: PartyId, key: &SigningKey, header: &Header) -> Self {
-        let signature = b64::encode(key.sign(&vote_message(&header.chain_id, &header.hash())));
-        Self {
-            validator,
-            signature,
-        }
+/// `header` certified by the precommits of `signers` in `round` (validators' IDs and
+/// consensus keys): what a validator set's decision produces, for tools, tests and seeds.
+pub fn certify(
+    header: Header,
+    round: u32,
+    signers: &[(&PartyId, &crate::keys::SigningKey)],
+) -> CertifiedHeader {
+    use super::bft::{ConsensusVote, VoteKind};
+    let precommits: Vec<_> = signers
+        .iter()
+        .map(|(id, key)| {
+            ConsensusVote {
+                kind: VoteKind::Precommit,
+                height: header.height,
+                round,
+                value: Some(header.hash()),
+                validator: (*id).clone(),
+            }
+            .sign(&header.chain_id, key)
+        })
+        .collect();
+    CertifiedHeader {
+        certificate: CommitCertificate::from_precommits(
+            header.height,
+            round,
+            header.hash(),
+            &precommits,
+        ),
+        header,
     }
-
-    /// Whether this is `key`'s valid signature over `header`.
-    pub fn is_valid_for(&self, key: &VerifyingKey, header: &Header) -> bool {
-        let signature = b64::decode(&self.signature).unwrap_or_default();
-        key.verify(&vote_message(&header.chain_id, &header.hash()), &signature)
-    }
-}
-
-/// More than half of the auditors' votes over one header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommitCertificate {
-    /// The hash of the header voted for.
-    #[serde(with = "hex32")]
-    pub header_hash: Hash,
-    /// The auditors' votes; a quorum of valid ones certifies the header.
-    pub votes: Vec<Vote>,
 }
 
 /// A header with its certificate: what a thin client needs to trust a state root.
@@ -228,6 +239,29 @@ pub struct CertifiedHeader {
     pub certificate: CommitCertificate,
 }
 
+/// The consensus round timeouts (each grows by half of itself per round that times out at a
+/// height): long enough for a block to be built, streamed and checked on the slowest member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// How long validators wait for the round's proposal, in milliseconds.
+    pub propose_ms: u64,
+    /// How long they wait for more than 2/3 of prevotes, in milliseconds.
+    pub prevote_ms: u64,
+    /// How long they wait for more than 2/3 of precommits, in milliseconds.
+    pub precommit_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            propose_ms: 2_000,
+            prevote_ms: 1_000,
+            precommit_ms: 1_000,
+        }
+    }
+}
+
 /// The genesis of a consortium: the chain ID and the first validator set; the root of trust
 /// of every thin client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,9 +271,11 @@ pub struct Genesis {
     pub chain_id: String,
     /// The first validator set.
     pub validators: ValidatorSet,
-    /// Slot length in milliseconds.
-    pub slot_ms: u64,
-    /// Unix time in milliseconds of slot 0.
+    /// The least time between two blocks, in milliseconds (an idle chain does not race).
+    pub block_ms: u64,
+    /// The consensus round timeouts.
+    pub timeouts: Timeouts,
+    /// Unix time in milliseconds of genesis: the first block is dated after it.
     pub start_ms: u64,
 }
 
@@ -284,319 +320,38 @@ pub struct Transition {
     pub next: ValidatorSet,
 }
 
-/// A proposed block, before its certificate: what a proposer sends to the auditors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Proposal {
-    /// The proposed header.
-    pub header: Header,
-    /// The block's transactions, as JWS texts, in block order.
-    pub txs: Vec<String>,
-    /// The proposer's ES256 signature over the header hash (vote message form), so a second
-    /// header for the same slot and round by the same proposer is evidence of equivocation.
-    pub proposer_signature: String,
-    /// For a round above 0: the proof that the previous round at this height is stalled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<ReleaseProof>,
-}
-
-impl Proposal {
-    /// Signs `header` as its proposer.
-    pub fn sign(
-        key: &SigningKey,
-        header: Header,
-        txs: Vec<String>,
-        release: Option<ReleaseProof>,
-    ) -> Self {
-        let proposer_signature =
-            b64::encode(key.sign(&vote_message(&header.chain_id, &header.hash())));
-        Self {
-            header,
-            txs,
-            proposer_signature,
-            release,
-        }
-    }
-
-    /// The header with the proposer's signature, as equivocation evidence holds it.
-    pub fn signed_header(&self) -> SignedHeader {
-        SignedHeader {
-            header: self.header.clone(),
-            proposer_signature: self.proposer_signature.clone(),
-        }
-    }
-}
-
-/// A header with its proposer's signature: one half of equivocation evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignedHeader {
-    /// The header.
-    pub header: Header,
-    /// The proposer's ES256 signature over it (vote message form), base64url.
-    pub proposer_signature: String,
-}
-
-impl SignedHeader {
-    /// Whether the proposer signature is `key`'s valid signature over the header.
-    pub fn is_signed_by(&self, key: &VerifyingKey) -> bool {
-        let signature = b64::decode(&self.proposer_signature).unwrap_or_default();
-        key.verify(
-            &vote_message(&self.header.chain_id, &self.header.hash()),
-            &signature,
-        )
-    }
-
-    /// Whether `self` and `other` are two different headers of one proposer for one slot and
-    /// round: a proposer owns one header per slot and round, so this is equivocation (the
-    /// signatures still have to be checked against the proposer's key).
-    pub fn conflicts_with(&self, other: &SignedHeader) -> bool {
-        let (a, b) = (&self.header, &other.header);
-        a.chain_id == b.chain_id
-            && a.proposer == b.proposer
-            && a.height == b.height
-            && a.slot == b.slot
-            && a.round == b.round
-            && a.hash() != b.hash()
-    }
-}
-
-/// An auditor's answer to a proposal. A refusal is sent with status 409 and, like every
-/// error answer of the node, an `error` member too (ignored here).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum VoteReply {
-    /// Its vote for the proposal.
-    Vote {
-        /// The auditor's vote.
-        vote: Vote,
-    },
-    /// It is locked on another proposal at this height: that proposal and its vote for it.
-    Locked {
-        /// The proposal it is locked on.
-        proposal: Box<Proposal>,
-        /// Its vote for that proposal.
-        vote: Vote,
-    },
-    /// It refuses to vote, and why.
-    Refused {
-        /// Why, in words.
-        reason: String,
-    },
-}
-
-/// One auditor's lock: the header it voted for at a height and round, and that vote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Lock {
-    /// The header the auditor voted for.
-    pub header: Header,
-    /// Its vote.
-    pub vote: Vote,
-}
-
-/// Proof that no header of `round` at `height` can be certified: signed locks of enough
-/// auditors that, for every header among them, its votes plus the auditors not in the proof
-/// stay below the quorum. Each auditor signs at most one header per height and round, so
-/// the round is dead and the auditors may lock again at `round + 1`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseProof {
-    /// The height of the stalled round.
-    pub height: u64,
-    /// The stalled round.
-    pub round: u32,
-    /// The auditors' locks at that height and round, at most one per auditor.
-    pub locks: Vec<Lock>,
-}
-
-/// Why a [`ReleaseProof`] does not show its round stalled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReleaseError {
-    /// A lock is for another chain, height or round than the proof's.
-    #[error("a lock is for another height or round")]
-    WrongRound,
-    /// A lock's signer (named) is not an auditor of the set.
-    #[error("a lock is by {0}, who is not an auditor")]
-    NotAnAuditor(String),
-    /// Two locks by one auditor (named).
-    #[error("two locks by {0}")]
-    Duplicate(String),
-    /// A lock's vote (by the named auditor) does not verify.
-    #[error("invalid lock signature by {0}")]
-    BadSignature(String),
-    /// Some header could still reach the quorum, or the proof has no locks.
-    #[error("a header of that round could still be certified")]
-    NotStalled,
-}
-
-impl ReleaseProof {
-    /// Checks the proof against the auditors of `set`.
-    pub fn check(&self, chain_id: &str, set: &ValidatorSet) -> Result<(), ReleaseError> {
-        let mut voters = BTreeSet::new();
-        let mut per_header: std::collections::BTreeMap<Hash, usize> = Default::default();
-        for lock in &self.locks {
-            let h = &lock.header;
-            if h.height != self.height || h.round != self.round || h.chain_id != chain_id {
-                return Err(ReleaseError::WrongRound);
-            }
-            let name = lock.vote.validator.to_string();
-            if !set.is_auditor(&lock.vote.validator) {
-                return Err(ReleaseError::NotAnAuditor(name));
-            }
-            let key = set
-                .key_of(&lock.vote.validator)
-                .ok_or_else(|| ReleaseError::NotAnAuditor(name.clone()))?;
-            if !lock.vote.is_valid_for(&key, h) {
-                return Err(ReleaseError::BadSignature(name));
-            }
-            if !voters.insert(name.clone()) {
-                return Err(ReleaseError::Duplicate(name));
-            }
-            *per_header.entry(h.hash()).or_default() += 1;
-        }
-        let silent = set.auditors - voters.len();
-        if per_header.values().any(|&n| n + silent >= set.quorum()) || voters.is_empty() {
-            return Err(ReleaseError::NotStalled);
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::SigningKey;
 
-    /// 1 proposer and `auditors` auditors; returns the set and the auditors' keys.
-    fn set(auditors: usize) -> (ValidatorSet, Vec<(PartyId, SigningKey)>) {
-        let keys: Vec<_> = (0..=auditors)
-            .map(|i| {
-                (
-                    PartyId::new(format!("node:{i}")).unwrap(),
-                    SigningKey::generate(),
-                )
-            })
-            .collect();
-        let validators = keys
-            .iter()
-            .map(|(id, k)| Validator {
-                id: id.clone(),
-                signing_jwk: k.verifying_key().to_jwk(None),
-                credit: 100,
-            })
-            .collect();
-        let set = ValidatorSet {
-            validators,
-            proposers: 1,
+    fn set(proposers: usize, auditors: usize, standby: usize) -> ValidatorSet {
+        ValidatorSet {
+            validators: (0..proposers + auditors + standby)
+                .map(|i| Validator {
+                    id: PartyId::new(format!("node:{i}")).unwrap(),
+                    signing_jwk: SigningKey::generate().verifying_key().to_jwk(None),
+                    credit: 100,
+                })
+                .collect(),
+            proposers,
             auditors,
-        };
-        (set, keys)
-    }
-
-    fn header(time_ms: u64, round: u32) -> Header {
-        Header {
-            chain_id: "test".into(),
-            height: 3,
-            slot: 9,
-            round,
-            previous: [0; 32],
-            time_ms,
-            proposer: PartyId::new("node:0").unwrap(),
-            tx_root: [0; 32],
-            state_root: [0; 32],
-            validators_hash: [0; 32],
-            next_validators_hash: [0; 32],
-        }
-    }
-
-    fn lock(keys: &[(PartyId, SigningKey)], i: usize, header: &Header) -> Lock {
-        Lock {
-            header: header.clone(),
-            vote: Vote::sign(keys[i].0.clone(), &keys[i].1, header),
-        }
-    }
-
-    fn proof(locks: Vec<Lock>) -> ReleaseProof {
-        ReleaseProof {
-            height: 3,
-            round: 0,
-            locks,
         }
     }
 
     #[test]
-    fn a_split_round_is_released() {
-        let (s, k) = set(2);
-        let (a, b) = (header(1, 0), header(2, 0));
-        assert_eq!(
-            proof(vec![lock(&k, 1, &a), lock(&k, 2, &b)]).check("test", &s),
-            Ok(())
-        );
-        // 3 auditors, quorum 2: one vote each on three headers.
-        let (s, k) = set(3);
-        let c = header(3, 0);
-        let split = vec![lock(&k, 1, &a), lock(&k, 2, &b), lock(&k, 3, &c)];
-        assert_eq!(proof(split).check("test", &s), Ok(()));
-    }
-
-    #[test]
-    fn a_round_that_may_still_certify_is_not_released() {
-        let (s, k) = set(2);
-        let (a, b) = (header(1, 0), header(2, 0));
-        // The silent auditor could still vote for a.
-        assert_eq!(
-            proof(vec![lock(&k, 1, &a)]).check("test", &s),
-            Err(ReleaseError::NotStalled)
-        );
-        assert_eq!(
-            proof(vec![]).check("test", &s),
-            Err(ReleaseError::NotStalled)
-        );
-        let (s3, k3) = set(3);
-        // a has one vote and one auditor is silent: 2 = quorum, a may still win.
-        assert_eq!(
-            proof(vec![lock(&k3, 1, &a), lock(&k3, 2, &b)]).check("test", &s3),
-            Err(ReleaseError::NotStalled)
-        );
-        // Duplicates, strangers, forged signatures and other rounds do not count.
-        assert_eq!(
-            proof(vec![lock(&k, 1, &a), lock(&k, 1, &b)]).check("test", &s),
-            Err(ReleaseError::Duplicate("node:1".into()))
-        );
-        assert_eq!(
-            proof(vec![lock(&k, 0, &a), lock(&k, 2, &b)]).check("test", &s),
-            Err(ReleaseError::NotAnAuditor("node:0".into()))
-        );
-        let mut forged = lock(&k, 2, &b);
-        forged.header = header(5, 0);
-        assert_eq!(
-            proof(vec![lock(&k, 1, &a), forged]).check("test", &s),
-            Err(ReleaseError::BadSignature("node:2".into()))
-        );
-        let later = header(2, 1);
-        assert_eq!(
-            proof(vec![lock(&k, 1, &a), lock(&k, 2, &later)]).check("test", &s),
-            Err(ReleaseError::WrongRound)
-        );
-        assert_eq!(
-            proof(vec![lock(&k, 1, &a), lock(&k, 2, &b)]).check("other", &s),
-            Err(ReleaseError::WrongRound)
-        );
-    }
-
-    #[test]
-    fn equivocation_is_two_headers_of_one_slot_and_round() {
-        let (_, k) = set(1);
-        let signed = |h: Header| Proposal::sign(&k[0].1, h, vec![], None).signed_header();
-        let a = signed(header(1, 0));
-        assert!(a.conflicts_with(&signed(header(2, 0))));
-        assert!(!a.conflicts_with(&a.clone()));
-        assert!(!a.conflicts_with(&signed(header(2, 1))));
-        let mut other_slot = header(2, 0);
-        other_slot.slot = 10;
-        assert!(!a.conflicts_with(&signed(other_slot)));
-        assert!(a.is_signed_by(k[0].1.verifying_key()));
-        assert!(!a.is_signed_by(k[1].1.verifying_key()));
+    fn proposers_and_auditors_vote_standby_members_do_not() {
+        let s = set(2, 3, 1);
+        let consensus = s.consensus_set().verified().unwrap();
+        let powers: Vec<u64> = consensus.set().validators.iter().map(|v| v.power).collect();
+        assert_eq!(powers, vec![2, 2, 1, 1, 1]);
+        assert_eq!(consensus.total_power(), 7);
+        assert!(s.is_voter(&PartyId::new("node:4").unwrap()));
+        assert!(!s.is_voter(&PartyId::new("node:5").unwrap()));
+        // Only proposers propose.
+        for h in 0..6 {
+            let p = consensus.proposer(h, 0);
+            assert!(s.proposer_ids().any(|id| id == p));
+        }
     }
 }

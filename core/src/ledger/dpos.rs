@@ -1,23 +1,25 @@
 //! The rules of the improved DPoS (DESIGN section 7) that every node applies identically:
 //! credit scores, the ranking of the consortium members into proposers (RPN) and auditors
-//! (ATN), which validator set is in force at a slot, and the credit effects of a block.
+//! (ATN), and the credit effects of a block. Tendermint decides the blocks; this is the policy
+//! it runs under: who is in the validator set, with what power, and who proposes.
 //!
-//! Every slot has a block unless its proposer failed, so a slot without a block is a missed
-//! slot; each distinct proposer that missed slots before a block loses
-//! [`MISSED_SLOT_PENALTY`] once, and the proposer of a block gains [`PROPOSAL_REWARD`] up to
-//! its initial credit. Equivocation evidence costs [`EQUIVOCATION_PENALTY`]. A cycle is as
-//! many slots as genesis has proposers. At a cycle's first block the ranking is recomputed
-//! from the credits in the state after that block ([`next_set`]): members below
-//! [`ELIGIBLE_CREDIT`] drop out of both roles and the standby members with the most credit
-//! fill the places. The header of that block names the set of the next block, so the set of
-//! every height is fixed by the chain, never by the clock.
+//! A block decided in round `r` means the proposers of rounds 0 to `r - 1` at its height did
+//! not get a proposal decided in time: each of them, named once, loses
+//! [`MISSED_ROUND_PENALTY`]; the block's proposer gains [`PROPOSAL_REWARD`] up to its initial
+//! credit. Equivocation evidence costs [`EQUIVOCATION_PENALTY`]. A cycle is as many heights as
+//! genesis has proposers. At a cycle's first block the ranking is recomputed from the credits
+//! in the state after that block ([`next_set`]): members below [`ELIGIBLE_CREDIT`] drop out of
+//! both roles and the standby members with the most credit fill the places. The header of
+//! that block names the set of the next block, so the set of every height is fixed by the
+//! chain, never by the clock.
 
 use super::block::{Validator, ValidatorSet};
 use crate::keys::{Jwk, PartyId};
 use serde::{Deserialize, Serialize};
 
-/// Credit a proposer loses, once per block, when it missed slots before that block.
-pub const MISSED_SLOT_PENALTY: i64 = 5;
+/// Credit a proposer loses, once per block, when a round it proposed in at that height did
+/// not decide.
+pub const MISSED_ROUND_PENALTY: i64 = 5;
 /// Credit the proposer of a block gains, up to its initial credit.
 pub const PROPOSAL_REWARD: i64 = 1;
 /// Credit a member loses for proven equivocation (a Misbehaviour transaction).
@@ -51,9 +53,9 @@ impl Member {
     }
 }
 
-/// The cycle a slot belongs to.
-pub fn cycle_of(slot: u64, cycle_slots: usize) -> u64 {
-    slot / cycle_slots.max(1) as u64
+/// The cycle a height belongs to (heights 1 to `cycle` are cycle 0).
+pub fn cycle_of(height: u64, cycle: usize) -> u64 {
+    height.saturating_sub(1) / cycle.max(1) as u64
 }
 
 /// Members sorted by credit, highest first, ties in genesis order.
@@ -153,15 +155,17 @@ pub fn next_set(
     }
 }
 
-/// The proposers that missed their slots strictly between `previous_slot` and `slot`, each
-/// named once. One set owns all those slots: the set of a height is fixed by the header
-/// before it, not by the clock.
-pub fn missed_proposers(previous_slot: u64, slot: u64, set: &ValidatorSet) -> Vec<PartyId> {
+/// The proposers of the rounds before `round` at `height` (those rounds did not decide),
+/// each named once. The set is the one the chain fixed for the height.
+pub fn missed_proposers(height: u64, round: u32, set: &ValidatorSet) -> Vec<PartyId> {
+    let Ok(voters) = set.consensus_set().verified() else {
+        return Vec::new();
+    };
     let mut missed: Vec<PartyId> = Vec::new();
-    // One round of the proposers names each of them; more slots add nothing.
-    let first = (previous_slot + 1).max(slot.saturating_sub(set.proposers as u64));
-    for m in first..slot {
-        let owner = set.proposer_of(m);
+    // One turn of the proposers names each of them; more rounds add nothing.
+    let first = round.saturating_sub(u32::try_from(set.proposers).unwrap_or(u32::MAX));
+    for r in first..round {
+        let owner = voters.proposer(height, r);
         if !missed.contains(owner) {
             missed.push(owner.clone());
         }
@@ -169,10 +173,10 @@ pub fn missed_proposers(previous_slot: u64, slot: u64, set: &ValidatorSet) -> Ve
     missed
 }
 
-/// Whether a block at `slot` after one at `previous_slot` is the first of a new cycle: its
-/// state decides the ranking of the next cycle.
-pub fn starts_cycle(previous_slot: Option<u64>, slot: u64, cycle_slots: usize) -> bool {
-    previous_slot.is_none_or(|p| cycle_of(slot, cycle_slots) > cycle_of(p, cycle_slots))
+/// Whether the block at `height` is the first of a cycle: its state decides the ranking of
+/// the next cycle.
+pub fn starts_cycle(height: u64, cycle: usize) -> bool {
+    height <= 1 || cycle_of(height, cycle) > cycle_of(height - 1, cycle)
 }
 
 #[cfg(test)]
@@ -284,22 +288,25 @@ mod tests {
     }
 
     #[test]
-    fn missed_slots_name_each_proposer_once() {
+    fn rounds_lost_name_each_proposer_once() {
         let (_, set) = genesis(5, 3, 2);
-        assert!(missed_proposers(4, 5, &set).is_empty());
-        let missed = missed_proposers(4, 7, &set);
-        assert_eq!(missed.len(), 2); // slots 5 and 6: node:2, node:0
-        assert_eq!(missed[0].as_str(), "node:2");
-        assert_eq!(missed[1].as_str(), "node:0");
-        assert_eq!(missed_proposers(0, 1_000_000, &set).len(), 3);
-        assert!(missed_proposers(9, 9, &set).is_empty());
+        assert!(missed_proposers(4, 0, &set).is_empty());
+        // Height 4: round r is node:(4 + r) % 3's turn.
+        let missed = missed_proposers(4, 2, &set);
+        assert_eq!(missed.len(), 2); // rounds 0 and 1: node:1, node:2
+        assert_eq!(missed[0].as_str(), "node:1");
+        assert_eq!(missed[1].as_str(), "node:2");
+        assert_eq!(missed_proposers(4, 1_000_000, &set).len(), 3);
     }
 
     #[test]
     fn cycles_start_at_the_first_block_of_each() {
-        assert!(starts_cycle(None, 7, 3));
-        assert!(!starts_cycle(Some(6), 8, 3));
-        assert!(starts_cycle(Some(8), 9, 3));
-        assert!(starts_cycle(Some(2), 100, 3));
+        // Cycles of 3 heights: 1-3, 4-6, 7-9.
+        assert!(starts_cycle(1, 3));
+        assert!(!starts_cycle(2, 3));
+        assert!(!starts_cycle(3, 3));
+        assert!(starts_cycle(4, 3));
+        assert!(starts_cycle(7, 3));
+        assert!(!starts_cycle(8, 3));
     }
 }

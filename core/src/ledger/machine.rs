@@ -12,9 +12,9 @@
 //!   of that department (MedBlock bread crumbs);
 //! - `consensus/members`: the consortium members with their consensus keys and credit
 //!   scores (see [`dpos`](super::dpos));
-//! - `evidence/<accused>/<height>/<slot>/<round>`: equivocation evidence already punished.
+//! - `evidence/<accused>/<height>/<round>/<step>`: equivocation evidence already punished.
 
-use super::block::{SignedHeader, Validator};
+use super::block::Validator;
 use super::dpos::{EQUIVOCATION_PENALTY, Member};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateTree, state_key, value_hash};
@@ -546,47 +546,56 @@ impl LedgerState {
         Ok(())
     }
 
-    /// Checks equivocation evidence: two different headers for one slot and round, both
-    /// signed by the accused member as their proposer, not punished before. Returns the key
-    /// that records the punishment.
+    /// Checks equivocation evidence: one JSON text of [`Evidence`](super::bft::Evidence),
+    /// two conflicting consensus messages (votes or proposals for one step) both signed by
+    /// the accused member's consensus key, on this chain, not punished before. Returns the
+    /// key that records the punishment.
     fn check_equivocation(
         &self,
         accused: &PartyId,
         evidence: &[String],
         ctx: Context,
     ) -> Result<StateKey, ApplyError> {
-        let [first, second] = evidence else {
-            return Err(ApplyError::Evidence("two signed headers expected"));
+        use super::bft::{ConsensusSet, Evidence, PoweredValidator};
+        let [text] = evidence else {
+            return Err(ApplyError::Evidence("one piece of evidence expected"));
         };
-        let parse = |text: &String| {
-            crate::strict_json::parse::<SignedHeader>(text.as_bytes())
-                .map_err(|_| ApplyError::Evidence("not a signed header"))
-        };
-        let (first, second) = (parse(first)?, parse(second)?);
-        if !first.conflicts_with(&second)
-            || &first.header.proposer != accused
-            || first.header.chain_id != ctx.chain_id
-        {
+        let evidence: Evidence = crate::strict_json::parse(text.as_bytes())
+            .map_err(|_| ApplyError::Evidence("not consensus evidence"))?;
+        // Any member's key may have signed: a member outside the voters of its height
+        // cannot have its votes counted, but signing two of them is still misbehaviour.
+        let members = self.members();
+        let signers = ConsensusSet {
+            proposers: members.len(),
+            validators: members
+                .into_iter()
+                .map(|m| PoweredValidator {
+                    id: m.id,
+                    signing_jwk: m.signing_jwk,
+                    power: 1,
+                })
+                .collect(),
+        }
+        .verified()
+        .map_err(|_| ApplyError::Evidence("the members' keys are not a valid set"))?;
+        let offender = evidence
+            .verify(ctx.chain_id, &signers)
+            .map_err(|_| ApplyError::Evidence("the messages do not prove an equivocation"))?;
+        if &offender != accused {
             return Err(ApplyError::Evidence(
-                "not two headers of the accused for one slot and round",
+                "the evidence is against another member",
             ));
         }
-        let member = self
-            .members()
-            .into_iter()
-            .find(|m| &m.id == accused)
-            .ok_or(ApplyError::Evidence("the accused is not a member"))?;
-        let key = VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?;
-        if !first.is_signed_by(&key) || !second.is_signed_by(&key) {
-            return Err(ApplyError::Evidence(
-                "a header is not signed by the accused",
-            ));
-        }
-        let h = &first.header;
-        let record = state_key(
-            "evidence",
-            &format!("{accused}/{}/{}/{}", h.height, h.slot, h.round),
-        );
+        let step = match &evidence {
+            Evidence::DoubleVote(a, _) => {
+                let v = &a.message;
+                format!("{}/{}/{:?}", v.height, v.round, v.kind)
+            }
+            Evidence::DoubleProposal(a, _) => {
+                format!("{}/{}/proposal", a.message.height, a.message.round)
+            }
+        };
+        let record = state_key("evidence", &format!("{accused}/{step}"));
         if self.values.contains_key(&record) {
             return Err(ApplyError::Evidence("already punished"));
         }
@@ -620,6 +629,7 @@ pub fn crumbs_key(patient: &PartyId, department: &str) -> StateKey {
 
 #[cfg(test)]
 mod tests {
+    use super::super::bft::{ConsensusVote, Evidence, Signed, VoteKind};
     use super::super::tx::{Outcome, Transaction};
     use super::*;
     use crate::keys::SigningKey;
@@ -1062,22 +1072,22 @@ mod tests {
         (LedgerState::genesis(&validators), accused, reporter)
     }
 
-    fn signed_header(by: &Party, slot: u64, round: u32, time_ms: u64) -> String {
-        let header = super::super::block::Header {
-            chain_id: CHAIN.into(),
-            height: 4,
-            slot,
-            round,
-            previous: [0; 32],
-            time_ms,
-            proposer: PartyId::new("node:0").unwrap(),
-            tx_root: [0; 32],
-            state_root: [0; 32],
-            validators_hash: [0; 32],
-            next_validators_hash: [0; 32],
-        };
-        let proposal = super::super::block::Proposal::sign(&by.key, header, vec![], None);
-        serde_json::to_string(&proposal.signed_header()).unwrap()
+    /// `by`'s prevote at height 4 in `round` for `value`, signed as node:0.
+    fn vote(by: &Party, round: u32, value: u8) -> Box<Signed<ConsensusVote>> {
+        Box::new(
+            ConsensusVote {
+                kind: VoteKind::Prevote,
+                height: 4,
+                round,
+                value: Some([value; 32]),
+                validator: PartyId::new("node:0").unwrap(),
+            }
+            .sign(CHAIN, &by.key),
+        )
+    }
+
+    fn evidence(a: Box<Signed<ConsensusVote>>, b: Box<Signed<ConsensusVote>>) -> Vec<String> {
+        vec![serde_json::to_string(&Evidence::DoubleVote(a, b)).unwrap()]
     }
 
     fn credit(state: &LedgerState, id: &str) -> i64 {
@@ -1092,10 +1102,7 @@ mod tests {
     #[test]
     fn equivocation_evidence_costs_credit_once() {
         let (mut state, accused, mut reporter) = consortium();
-        let evidence = vec![
-            signed_header(&accused, 7, 0, 1),
-            signed_header(&accused, 7, 0, 2),
-        ];
+        let evidence = evidence(vote(&accused, 0, 1), vote(&accused, 0, 2));
         let report = |reporter: &mut Party, evidence: &Vec<String>| {
             reporter.tx(TxBody::Misbehaviour {
                 accused: accused.id.clone(),
@@ -1121,39 +1128,24 @@ mod tests {
         let (state, accused, mut reporter) = consortium();
         let stranger = Party::new("node:0");
         let cases: Vec<(&str, Vec<String>)> = vec![
-            ("one header", vec![signed_header(&accused, 7, 0, 1)]),
+            ("nothing", vec![]),
             (
-                "same header twice",
-                vec![
-                    signed_header(&accused, 7, 0, 1),
-                    signed_header(&accused, 7, 0, 1),
-                ],
+                "two texts",
+                vec![evidence(vote(&accused, 0, 1), vote(&accused, 0, 2)).remove(0); 2],
             ),
             (
-                "different slots",
-                vec![
-                    signed_header(&accused, 7, 0, 1),
-                    signed_header(&accused, 8, 0, 2),
-                ],
+                "same vote twice",
+                evidence(vote(&accused, 0, 1), vote(&accused, 0, 1)),
             ),
             (
                 "different rounds",
-                vec![
-                    signed_header(&accused, 7, 0, 1),
-                    signed_header(&accused, 7, 1, 2),
-                ],
+                evidence(vote(&accused, 0, 1), vote(&accused, 1, 2)),
             ),
             (
                 "not signed by the accused",
-                vec![
-                    signed_header(&accused, 7, 0, 1),
-                    signed_header(&stranger, 7, 0, 2),
-                ],
+                evidence(vote(&accused, 0, 1), vote(&stranger, 0, 2)),
             ),
-            (
-                "not JSON",
-                vec!["{".into(), signed_header(&accused, 7, 0, 2)],
-            ),
+            ("not JSON", vec!["{".into()]),
         ];
         for (what, evidence) in cases {
             let tx = reporter.tx(TxBody::Misbehaviour {

@@ -1,7 +1,8 @@
 //! Test support: a consortium in memory (validator keys, a ledger state, certified headers),
 //! for tests of everything that verifies what nodes serve.
 
-use super::block::{CertifiedHeader, CommitCertificate, Header, Validator, ValidatorSet, Vote};
+use super::bft::{ConsensusVote, DecisionCertificate, VoteKind};
+use super::block::{CertifiedHeader, Header, Validator, ValidatorSet};
 use super::machine::{Context, LedgerState, registry_key};
 use super::tx::{Role, SignedTransaction, Transaction, TxBody};
 use super::verify::LightClient;
@@ -12,7 +13,8 @@ use crate::{PrivateKeySet, hazmat};
 /// The test chain's ID.
 pub(crate) const CHAIN: &str = "test";
 
-/// 1 proposer and 3 auditors (a certificate needs 2), a ledger state, and a height.
+/// 1 proposer (power 2) and 3 auditors (power 1 each): a certificate needs more than 2/3 of
+/// the 5, such as node:0, node:1 and node:2. A ledger state, and a height.
 pub(crate) struct TestChain {
     pub validator_keys: Vec<(PartyId, SigningKey)>,
     pub set: ValidatorSet,
@@ -78,12 +80,11 @@ impl TestChain {
         }
     }
 
-    /// The current state's header, certified by auditors `voters` (indices 1..=3).
+    /// The current state's header, certified by the precommits of `voters` (indices 0..=3).
     pub(crate) fn header(&self, voters: &[usize]) -> CertifiedHeader {
         let header = Header {
             chain_id: CHAIN.into(),
             height: self.height,
-            slot: self.height,
             round: 0,
             previous: hazmat::sha256(&self.height.to_be_bytes()),
             time_ms: 1_000_000,
@@ -93,18 +94,27 @@ impl TestChain {
             validators_hash: self.set.hash(),
             next_validators_hash: self.set.hash(),
         };
-        let votes = voters
+        let precommits: Vec<_> = voters
             .iter()
             .map(|&i| {
                 let (id, key) = &self.validator_keys[i];
-                Vote::sign(id.clone(), key, &header)
+                ConsensusVote {
+                    kind: VoteKind::Precommit,
+                    height: header.height,
+                    round: 0,
+                    value: Some(header.hash()),
+                    validator: id.clone(),
+                }
+                .sign(CHAIN, key)
             })
             .collect();
         CertifiedHeader {
-            certificate: CommitCertificate {
-                header_hash: header.hash(),
-                votes,
-            },
+            certificate: DecisionCertificate::from_precommits(
+                header.height,
+                0,
+                header.hash(),
+                &precommits,
+            ),
             header,
         }
     }
@@ -112,7 +122,7 @@ impl TestChain {
     /// An honest node's answer to a lookup of `ids`.
     pub(crate) fn lookup(&self, ids: &[PartyId]) -> LookupResponse {
         LookupResponse {
-            header: self.header(&[1, 2]),
+            header: self.header(&[0, 1, 2]),
             entries: ids
                 .iter()
                 .map(|id| {

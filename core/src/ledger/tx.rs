@@ -158,11 +158,11 @@ pub enum TxBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         grant_id: Option<String>,
     },
-    /// Evidence of misbehaviour, e.g. two signed headers of one height by one proposer.
+    /// Evidence of misbehaviour: a validator signed two conflicting consensus messages.
     Misbehaviour {
-        /// The consortium member accused: the proposer of both headers.
+        /// The consortium member accused: the signer of both messages.
         accused: PartyId,
-        /// The evidence: two conflicting signed headers, as JSON texts.
+        /// The evidence: one JSON text of [`Evidence`](super::bft::Evidence).
         evidence: Vec<String>,
     },
     /// A change of a consortium member's credit score. The chain makes these itself; sent as a

@@ -2,19 +2,19 @@
 //! Tendermint light client: small checks composed into a [`Verdict`].
 //!
 //! The client trusts a validator set (from genesis, or from a set whose hash a trusted header
-//! committed to). It accepts a header only with a certificate carrying more than half of that
-//! set's auditors' valid, distinct votes, for a header of its chain, not older than the last
-//! header it accepted. Then state proofs under that header's state root are checked with
-//! [`StateProof::verify`](super::state::StateProof::verify). One honest majority suffices: a
-//! lying node is caught with certainty.
+//! committed to). It accepts a header only with a certificate of precommits for it from
+//! distinct validators of that set holding more than 2/3 of its voting power (Tendermint's
+//! commit rule, [`super::bft`]), for a header of its chain, not older than the last header it
+//! accepted. Then state proofs under that header's state root are checked with
+//! [`StateProof::verify`](super::state::StateProof::verify). While less than 1/3 of the power
+//! is faulty, no two certified headers share a height: a lying node is caught with certainty.
 
-use super::block::{CertifiedHeader, ValidatorSet, vote_message};
+use super::bft::{CertificateError, VerifiedSet};
+use super::block::{CertifiedHeader, ValidatorSet};
 use super::machine::{RegistryEntry, registry_key};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateProofError};
-use crate::b64;
 use crate::keys::{EncryptionKey, KeyError, PartyId, PublicKeySet, VerifyingKey};
-use std::collections::BTreeSet;
 
 /// Why a header is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,14 +42,14 @@ pub enum InvalidReason {
     /// The certificate's header hash is not the header's.
     #[error("certificate is for another header")]
     CertificateMismatch,
-    /// A vote by someone (named) who is not an auditor of the trusted set.
-    #[error("vote by {0}, who is not an auditor")]
+    /// A precommit by someone (named) who is not a validator of the trusted set.
+    #[error("precommit by {0}, who is not a validator")]
     UnknownVoter(String),
-    /// Two votes by one auditor (named).
-    #[error("two votes by {0}")]
+    /// Two precommits by one validator (named).
+    #[error("two precommits by {0}")]
     DuplicateVote(String),
-    /// A vote (by the named auditor) whose signature does not verify.
-    #[error("invalid vote signature by {0}")]
+    /// A precommit (by the named validator) whose signature does not verify.
+    #[error("invalid precommit signature by {0}")]
     BadVoteSignature(String),
 }
 
@@ -58,12 +58,12 @@ pub enum InvalidReason {
 pub enum Verdict {
     /// Accepted; the client's last height moved to this header.
     Success,
-    /// Valid votes, but not more than half of the auditors.
+    /// Valid precommits, but of 2/3 of the voting power or less.
     NotEnoughTrust {
-        /// Valid, distinct auditors' votes.
-        votes: usize,
-        /// The quorum: more than half of the auditors.
-        needed: usize,
+        /// The voting power of the valid, distinct precommits.
+        power: u64,
+        /// The set's total voting power (more than 2/3 of it is needed).
+        total: u64,
     },
     /// Something is wrong: evidence against the node that served it.
     Invalid(InvalidReason),
@@ -150,7 +150,7 @@ pub enum EntryError {
 pub struct LightClient {
     chain_id: String,
     validators: ValidatorSet,
-    auditor_keys: Vec<(String, VerifyingKey)>,
+    voters: VerifiedSet,
     last: Option<TrustedHeader>,
 }
 
@@ -160,24 +160,21 @@ impl LightClient {
         chain_id: &str,
         validators: ValidatorSet,
     ) -> Result<Self, super::block::ValidatorSetError> {
-        let auditor_keys = Self::auditor_keys(&validators)?;
+        let voters = Self::voters(&validators)?;
         Ok(Self {
             chain_id: chain_id.into(),
             validators,
-            auditor_keys,
+            voters,
             last: None,
         })
     }
 
-    fn auditor_keys(
-        validators: &ValidatorSet,
-    ) -> Result<Vec<(String, VerifyingKey)>, super::block::ValidatorSetError> {
+    fn voters(validators: &ValidatorSet) -> Result<VerifiedSet, super::block::ValidatorSetError> {
         validators.check()?;
-        Ok(validators
-            .auditors()
-            .iter()
-            .map(|v| Ok((v.id.to_string(), VerifyingKey::from_jwk(&v.signing_jwk)?)))
-            .collect::<Result<Vec<_>, crate::keys::KeyError>>()?)
+        validators
+            .consensus_set()
+            .verified()
+            .map_err(|_| super::block::ValidatorSetError::Sizes)
     }
 
     /// The last header the client accepted, if any.
@@ -201,13 +198,13 @@ impl LightClient {
         if last_of_cycle.header.next_validators_hash != next.hash() {
             return Verdict::Invalid(InvalidReason::WrongNextValidatorSet);
         }
-        let Ok(keys) = Self::auditor_keys(&next) else {
+        let Ok(voters) = Self::voters(&next) else {
             return Verdict::Invalid(InvalidReason::WrongNextValidatorSet);
         };
         match self.verify_header(last_of_cycle) {
             Verdict::Success => {
                 self.validators = next;
-                self.auditor_keys = keys;
+                self.voters = voters;
                 Verdict::Success
             }
             other => other,
@@ -258,32 +255,28 @@ impl LightClient {
         if header.validators_hash != self.validators.hash() {
             return invalid(InvalidReason::WrongValidatorSet);
         }
-        if certified.certificate.header_hash != hash {
+        let certificate = &certified.certificate;
+        if certificate.value != hash || certificate.height != header.height {
             return invalid(InvalidReason::CertificateMismatch);
         }
-        let message = vote_message(&self.chain_id, &hash);
-        let mut voters = BTreeSet::new();
-        for vote in &certified.certificate.votes {
-            let name: String = vote.validator.as_str().into();
-            let Some((_, key)) = self.auditor_keys.iter().find(|(id, _)| *id == name) else {
-                return invalid(InvalidReason::UnknownVoter(name));
-            };
-            if !voters.insert(name.clone()) {
-                return invalid(InvalidReason::DuplicateVote(name));
+        match certificate.verify(&self.chain_id, &self.voters) {
+            Ok(_) => Ok(()),
+            Err(CertificateError::NotEnoughPower { signed, total }) => {
+                Err(Verdict::NotEnoughTrust {
+                    power: signed,
+                    total,
+                })
             }
-            let signature = b64::decode(&vote.signature).unwrap_or_default();
-            if !key.verify(&message, &signature) {
-                return invalid(InvalidReason::BadVoteSignature(name));
+            Err(CertificateError::Unknown(id)) => {
+                invalid(InvalidReason::UnknownVoter(id.to_string()))
+            }
+            Err(CertificateError::Duplicate(id)) => {
+                invalid(InvalidReason::DuplicateVote(id.to_string()))
+            }
+            Err(CertificateError::BadSignature(id)) => {
+                invalid(InvalidReason::BadVoteSignature(id.to_string()))
             }
         }
-        let needed = self.validators.quorum();
-        if voters.len() < needed {
-            return Err(Verdict::NotEnoughTrust {
-                votes: voters.len(),
-                needed,
-            });
-        }
-        Ok(())
     }
 
     /// Checks a served registry entry of `id` (its JSON, or `None` for a claimed absence)
@@ -353,7 +346,8 @@ impl LightClient {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::block::{CommitCertificate, Header, Validator, Vote};
+    use super::super::bft::{ConsensusVote, DecisionCertificate, VoteKind};
+    use super::super::block::{Header, Validator};
     use super::super::state::{StateTree, state_key, value_hash};
     use super::*;
     use crate::keys::{PartyId, SigningKey};
@@ -363,7 +357,8 @@ pub(crate) mod tests {
         pub(crate) set: ValidatorSet,
     }
 
-    /// 3 proposers and 3 auditors (validators 3, 4, 5): a certificate needs 2 auditor votes.
+    /// 3 proposers (validators 0, 1, 2: power 2 each) and 3 auditors (3, 4, 5: power 1 each):
+    /// a certificate needs more than 6 of the 9, such as [`QUORUM`].
     pub(crate) fn consortium() -> Consortium {
         let keys: Vec<_> = (0..6)
             .map(|i| {
@@ -391,15 +386,21 @@ pub(crate) mod tests {
         }
     }
 
+    /// Power 7 of 9: certifies.
+    pub(crate) const QUORUM: &[usize] = &[0, 1, 2, 3];
+    /// Power 7 of 9 without node:0: certifies.
+    const OTHER_QUORUM: &[usize] = &[1, 2, 3, 4, 5];
+    /// Power 6 of 9: exactly 2/3, does not.
+    const TWO_THIRDS: &[usize] = &[0, 1, 2];
+
     pub(crate) fn header(c: &Consortium, height: u64, state_root: Hash) -> Header {
         Header {
             chain_id: "test".into(),
             height,
-            slot: height,
             round: 0,
             previous: [0; 32],
             time_ms: 0,
-            proposer: c.set.proposer_of(height).clone(),
+            proposer: c.set.validators[0].id.clone(),
             tx_root: [0; 32],
             state_root,
             validators_hash: c.set.hash(),
@@ -408,15 +409,28 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn certify(c: &Consortium, header: Header, voters: &[usize]) -> CertifiedHeader {
-        let votes = voters
+        let precommits: Vec<_> = voters
             .iter()
-            .map(|&i| Vote::sign(c.keys[i].0.clone(), &c.keys[i].1, &header))
+            .map(|&i| {
+                ConsensusVote {
+                    kind: VoteKind::Precommit,
+                    height: header.height,
+                    round: 0,
+                    value: Some(header.hash()),
+                    validator: c.keys[i].0.clone(),
+                }
+                .sign(&header.chain_id, &c.keys[i].1)
+            })
             .collect();
+        let mut certificate =
+            DecisionCertificate::from_precommits(header.height, 0, header.hash(), &precommits);
+        // from_precommits keeps one per validator; a test may want a duplicate.
+        if voters.len() > certificate.signatures.len() {
+            let first = certificate.signatures[0].clone();
+            certificate.signatures.push(first);
+        }
         CertifiedHeader {
-            certificate: CommitCertificate {
-                header_hash: header.hash(),
-                votes,
-            },
+            certificate,
             header,
         }
     }
@@ -429,7 +443,7 @@ pub(crate) mod tests {
         tree.insert(key, value_hash(b"entry"));
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
         assert_eq!(
-            client.verify_header(&certify(&c, header(&c, 1, tree.root()), &[3, 4])),
+            client.verify_header(&certify(&c, header(&c, 1, tree.root()), QUORUM)),
             Verdict::Success
         );
         assert_eq!(
@@ -450,29 +464,29 @@ pub(crate) mod tests {
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
         let h = header(&c, 1, [1; 32]);
         assert_eq!(
-            client.verify_header(&certify(&c, h.clone(), &[3])),
-            Verdict::NotEnoughTrust {
-                votes: 1,
-                needed: 2
-            }
+            client.verify_header(&certify(&c, h.clone(), TWO_THIRDS)),
+            Verdict::NotEnoughTrust { power: 6, total: 9 }
         );
-        // Proposers are not auditors: their votes do not count.
+        // A precommit by a key outside the set names a stranger.
+        let mut stranger = certify(&c, h.clone(), QUORUM);
+        stranger.certificate.signatures[0].validator = PartyId::new("node:9").unwrap();
         assert!(matches!(
-            client.verify_header(&certify(&c, h.clone(), &[0, 3])),
+            client.verify_header(&stranger),
             Verdict::Invalid(InvalidReason::UnknownVoter(_))
         ));
         assert!(matches!(
             client.verify_header(&certify(&c, h.clone(), &[3, 3])),
             Verdict::Invalid(InvalidReason::DuplicateVote(_))
         ));
-        let mut forged = certify(&c, h.clone(), &[3, 4]);
+        let mut forged = certify(&c, h.clone(), QUORUM);
         forged.header.state_root = [9; 32];
         assert!(matches!(
             client.verify_header(&forged),
             Verdict::Invalid(InvalidReason::CertificateMismatch)
         ));
-        let mut bad_sig = certify(&c, h.clone(), &[3, 4]);
-        bad_sig.certificate.votes[1].signature = bad_sig.certificate.votes[0].signature.clone();
+        let mut bad_sig = certify(&c, h.clone(), QUORUM);
+        bad_sig.certificate.signatures[1].signature =
+            bad_sig.certificate.signatures[0].signature.clone();
         assert!(matches!(
             client.verify_header(&bad_sig),
             Verdict::Invalid(InvalidReason::BadVoteSignature(_))
@@ -480,13 +494,13 @@ pub(crate) mod tests {
         let mut other_chain = h.clone();
         other_chain.chain_id = "other".into();
         assert!(matches!(
-            client.verify_header(&certify(&c, other_chain, &[3, 4])),
+            client.verify_header(&certify(&c, other_chain, QUORUM)),
             Verdict::Invalid(InvalidReason::WrongChain(_))
         ));
         let mut other_set = h;
         other_set.validators_hash = [7; 32];
         assert!(matches!(
-            client.verify_header(&certify(&c, other_set, &[3, 4])),
+            client.verify_header(&certify(&c, other_set, QUORUM)),
             Verdict::Invalid(InvalidReason::WrongValidatorSet)
         ));
         assert!(client.last().is_none());
@@ -497,23 +511,23 @@ pub(crate) mod tests {
         let c = consortium();
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
         assert_eq!(
-            client.verify_header(&certify(&c, header(&c, 5, [5; 32]), &[3, 4, 5])),
+            client.verify_header(&certify(&c, header(&c, 5, [5; 32]), &[0, 1, 2, 3, 4, 5])),
             Verdict::Success
         );
         assert!(matches!(
-            client.verify_header(&certify(&c, header(&c, 4, [4; 32]), &[3, 4])),
+            client.verify_header(&certify(&c, header(&c, 4, [4; 32]), QUORUM)),
             Verdict::Invalid(InvalidReason::Stale { height: 4, last: 5 })
         ));
         assert!(matches!(
-            client.verify_header(&certify(&c, header(&c, 5, [6; 32]), &[3, 4])),
+            client.verify_header(&certify(&c, header(&c, 5, [6; 32]), QUORUM)),
             Verdict::Invalid(InvalidReason::ConflictingHeader)
         ));
         assert_eq!(
-            client.verify_header(&certify(&c, header(&c, 5, [5; 32]), &[4, 5])),
+            client.verify_header(&certify(&c, header(&c, 5, [5; 32]), OTHER_QUORUM)),
             Verdict::Success
         );
         assert_eq!(
-            client.verify_header(&certify(&c, header(&c, 6, [6; 32]), &[4, 5])),
+            client.verify_header(&certify(&c, header(&c, 6, [6; 32]), OTHER_QUORUM)),
             Verdict::Success
         );
         assert_eq!(client.last().unwrap().height, 6);
@@ -536,32 +550,33 @@ pub(crate) mod tests {
         // A header under the new set is refused until the transition is followed.
         let mut after = header(&c, 8, [8; 32]);
         after.validators_hash = next.hash();
-        let after = certify(&c, after, &[5, 0]);
+        // Under the next set, nodes 1, 2, 4 (power 2) and 5 (power 1) hold 7 of 8.
+        let after = certify(&c, after, &[1, 2, 4, 5]);
         assert_eq!(
             client.verify_header(&after),
             Verdict::Invalid(InvalidReason::WrongValidatorSet)
         );
         // The offered set must be the one the header names.
         assert_eq!(
-            client.follow_transition(&certify(&c, last.clone(), &[3, 4]), c.set.clone()),
+            client.follow_transition(&certify(&c, last.clone(), QUORUM), c.set.clone()),
             Verdict::Invalid(InvalidReason::WrongNextValidatorSet)
         );
         // The transition header itself needs the old set's certificate.
         assert!(matches!(
-            client.follow_transition(&certify(&c, last.clone(), &[4]), next.clone()),
+            client.follow_transition(&certify(&c, last.clone(), TWO_THIRDS), next.clone()),
             Verdict::NotEnoughTrust { .. }
         ));
         assert_eq!(client.validators(), &c.set);
         assert_eq!(
-            client.follow_transition(&certify(&c, last, &[3, 4]), next.clone()),
+            client.follow_transition(&certify(&c, last, QUORUM), next.clone()),
             Verdict::Success
         );
         assert_eq!(client.validators(), &next);
-        // Old auditors no longer certify; the new ones do.
+        // node:3 dropped out: its precommit no longer counts; the new set's do.
         let mut forged = header(&c, 8, [8; 32]);
         forged.validators_hash = next.hash();
         assert!(matches!(
-            client.verify_header(&certify(&c, forged, &[3, 4])),
+            client.verify_header(&certify(&c, forged, &[0, 1, 2, 3])),
             Verdict::Invalid(InvalidReason::UnknownVoter(_))
         ));
         assert_eq!(client.verify_header(&after), Verdict::Success);
@@ -590,7 +605,7 @@ pub(crate) mod tests {
             let mut state = LedgerState::new();
             state.put_unchecked(registry_key(&victim_id), &entry(&signing));
             let mut client = LightClient::new("test", c.set.clone()).unwrap();
-            client.verify_header(&certify(&c, header(&c, 1, state.root()), &[3, 4]));
+            client.verify_header(&certify(&c, header(&c, 1, state.root()), QUORUM));
             let (value, proof) = state.get_with_proof(&registry_key(&victim_id));
             let verdict = client.verify_registry_entry(&victim_id, value, &proof);
             if accepted {
@@ -637,7 +652,7 @@ pub(crate) mod tests {
             client.verify_registry_entry(&id, Some(&value), &proof),
             Err(EntryError::NoTrustedHeader)
         );
-        client.verify_header(&certify(&c, header(&c, 1, state.root()), &[3, 4]));
+        client.verify_header(&certify(&c, header(&c, 1, state.root()), QUORUM));
         let verified = client
             .verify_registry_entry(&id, Some(&value), &proof)
             .unwrap()
@@ -685,17 +700,17 @@ pub(crate) mod tests {
         let c = consortium();
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
         let h = header(&c, 3, [3; 32]);
-        let good = certify(&c, h.clone(), &[3, 4]);
+        let good = certify(&c, h.clone(), QUORUM);
         assert_eq!(client.verify_header(&good), Verdict::Success);
         assert_eq!(client.verify_header(&good), Verdict::Success);
         let mut forged = good.clone();
-        forged.certificate.votes[1] = forged.certificate.votes[0].clone();
+        forged.certificate.signatures[1] = forged.certificate.signatures[0].clone();
         assert!(matches!(
             client.verify_header(&forged),
             Verdict::Invalid(InvalidReason::DuplicateVote(_))
         ));
         assert!(matches!(
-            client.verify_header(&certify(&c, h, &[5])),
+            client.verify_header(&certify(&c, h, TWO_THIRDS)),
             Verdict::NotEnoughTrust { .. }
         ));
     }

@@ -4,8 +4,8 @@
 //! Every type refuses unknown members; parse untrusted bytes with
 //! [`strict_json::parse`](crate::strict_json::parse), which also refuses duplicate members.
 //! The node API's other bodies are ledger types of their own: [`CertifiedHeader`] (latest
-//! header), [`CertifiedBlock`](super::block::CertifiedBlock) (blocks),
-//! [`Proposal`](super::block::Proposal) (proposals and locks).
+//! header) and [`CertifiedBlock`](super::block::CertifiedBlock) (blocks). Validators talk
+//! consensus over their own network (Malachite), not this API.
 //!
 //! Member order: the fields of these structs are declared in lexicographic order, which is
 //! the order the node wrote when it built these bodies as `serde_json::Value`s (whose maps
@@ -320,7 +320,8 @@ fn present_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 
 #[cfg(test)]
 mod tests {
-    use super::super::block::{CommitCertificate, Header, Vote};
+    use super::super::bft::{ConsensusVote, DecisionCertificate, VoteKind};
+    use super::super::block::Header;
     use super::super::state::{StateTree, state_key, value_hash};
     use super::*;
     use crate::keys::SigningKey;
@@ -334,7 +335,6 @@ mod tests {
         let header = Header {
             chain_id: "wire-test".into(),
             height: 7,
-            slot: 12,
             round: 0,
             previous: [1; 32],
             time_ms: 1_700_000_000_000,
@@ -344,12 +344,16 @@ mod tests {
             validators_hash: [4; 32],
             next_validators_hash: [4; 32],
         };
-        let vote = Vote::sign(PartyId::new("node:3").unwrap(), &key, &header);
+        let precommit = ConsensusVote {
+            kind: VoteKind::Precommit,
+            height: 7,
+            round: 0,
+            value: Some(header.hash()),
+            validator: PartyId::new("node:3").unwrap(),
+        }
+        .sign("wire-test", &key);
         CertifiedHeader {
-            certificate: CommitCertificate {
-                header_hash: header.hash(),
-                votes: vec![vote],
-            },
+            certificate: DecisionCertificate::from_precommits(7, 0, header.hash(), &[precommit]),
             header,
         }
     }
@@ -638,7 +642,10 @@ mod tests {
             (&["header"][..], "certified header"),
             (&["header", "header"][..], "header"),
             (&["header", "certificate"][..], "certificate"),
-            (&["header", "certificate", "votes", "0"][..], "vote"),
+            (
+                &["header", "certificate", "signatures", "0"][..],
+                "precommit signature",
+            ),
         ] {
             let bytes = with_member(&lookup, path, "x-extra", extra.clone());
             assert!(
@@ -693,7 +700,7 @@ mod tests {
             ("value", "null"),
             ("header", "{}"),
             ("chain_id", r#""other""#),
-            ("header_hash", r#""00""#),
+            ("signatures", "[]"),
             ("validator", r#""node:4""#),
         ] {
             let bytes = with_duplicate(&lookup, name, dup);
@@ -762,8 +769,8 @@ mod tests {
             ),
             (&["header", "header"][..], "height", json!(-1)),
             (&["header", "header"][..], "height", json!(1.5)),
-            (&["header", "header"][..], "slot", json!("3")),
-            (&["header", "certificate"][..], "votes", json!({})),
+            (&["header", "header"][..], "round", json!("3")),
+            (&["header", "certificate"][..], "signatures", json!({})),
         ] {
             let bytes = with_member(&lookup, path, name, new.clone());
             assert!(

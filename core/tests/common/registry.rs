@@ -1,13 +1,11 @@
 //! A real identity registry for tests: parties register (and revoke) on a `LedgerState`, the
-//! auditors of a `ValidatorSet` certify each new state root, a `LightClient` accepts the
+//! validators of a `ValidatorSet` certify each new state root, a `LightClient` accepts the
 //! header, and entries come out as `VerifiedEntry`, the only form in which the protocols
 //! accept a party's keys.
 
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::block::{
-    CertifiedHeader, CommitCertificate, Header, Validator, ValidatorSet, Vote,
-};
+use emrshare_core::ledger::block::{Header, Validator, ValidatorSet, certify};
 use emrshare_core::ledger::machine::{Context, LedgerState, registry_key};
 use emrshare_core::ledger::tx::{Role, SignedTransaction, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict, VerifiedEntry};
@@ -145,28 +143,21 @@ impl Registry {
         let header = Header {
             chain_id: CHAIN.into(),
             height: self.height,
-            slot: self.height,
             round: 0,
             previous: [0; 32],
             time_ms: self.time * 1000,
-            proposer: self.set.proposer_of(self.height).clone(),
+            proposer: self.validators[0].0.clone(),
             tx_root: [0; 32],
             state_root: self.state.root(),
             validators_hash: self.set.hash(),
             next_validators_hash: self.set.hash(),
         };
-        // Auditors are validators 3..6; two of three make a quorum.
-        let votes = self.validators[3..5]
+        // Proposers 0..3 hold power 2 each, auditors 3..6 power 1: 0, 1, 2 and 3 hold 7 of 9.
+        let signers: Vec<_> = self.validators[..4]
             .iter()
-            .map(|(id, key)| Vote::sign(id.clone(), key, &header))
+            .map(|(id, key)| (id, key))
             .collect();
-        let certified = CertifiedHeader {
-            certificate: CommitCertificate {
-                header_hash: header.hash(),
-                votes,
-            },
-            header,
-        };
+        let certified = certify(header, 0, &signers);
         assert_eq!(self.client.verify_header(&certified), Verdict::Success);
     }
 
