@@ -30,8 +30,6 @@ suite() {
 suite "format (cargo fmt --check)" cargo fmt --all -- --check
 suite "lints (cargo clippy -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
 suite "unit, integration, property and KAT tests (cargo test)" cargo test --workspace --locked
-suite "equivocating proposer: evidence, penalty, no fork (test-only feature build)" \
-  cargo test -p emrshare-node --features equivocate --test equivocation --locked
 suite "the node's OpenAPI document as a contract (schemathesis, all checks, live node)" \
   scripts/test-openapi.sh
 suite "release build of the emrshare CLI" cargo build --release --locked -p emrshare-cli

@@ -63,7 +63,7 @@ echo "compiled in $((SECONDS - started)) s"
 # 4. A live consortium: 3 nodes in one process on loopback, bounded to 10 minutes.
 step "starting a local consortium (emrshare local-consortium, 3 nodes)"
 rm -rf "$WORK/consortium"
-target/release/emrshare local-consortium --dir "$WORK/consortium" --nodes 3 --slot-ms 200 --seconds 600 \
+target/release/emrshare local-consortium --dir "$WORK/consortium" --nodes 3 --block-ms 200 --seconds 600 \
   > "$WORK/consortium.out" 2> "$WORK/consortium.err" &
 CONSORTIUM_PID=$!
 for _ in $(seq 300); do

@@ -53,7 +53,7 @@ PY
 )
 
 "$bin" init --dir "$work/c" --nodes 2 --proposers 1 --auditors 1 --base-port "$base_port" \
-  --slot-ms 300 --chain-id openapi-chain >/dev/null
+  --block-ms 300 --chain-id openapi-chain >/dev/null
 for i in 0 1; do
   # Bounded lifetime, whatever happens to this script.
   timeout 900 "$bin" run --config "$work/c/node-$i/config.toml" 2>"$work/node-$i.log" &

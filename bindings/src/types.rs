@@ -103,7 +103,7 @@ pub struct LookupReport {
     pub evidence: Vec<NodeEvidence>,
     /// Height of the certified header the entry is proven under.
     pub height: u64,
-    /// Auditor signatures on that header's certificate.
+    /// Validators' precommits on that header's certificate.
     pub certificate_votes: u32,
 }
 
@@ -128,7 +128,7 @@ impl LookupReport {
                 })
                 .collect(),
             height: o.header.header.height,
-            certificate_votes: o.header.certificate.votes.len() as u32,
+            certificate_votes: o.header.certificate.signatures.len() as u32,
         }
     }
 }

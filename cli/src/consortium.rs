@@ -43,7 +43,7 @@ impl LocalConsortium {
     pub async fn start(
         dir: &Path,
         nodes: usize,
-        slot_ms: u64,
+        block_ms: u64,
         tls: bool,
         base_port: Option<u16>,
     ) -> Result<Self> {
@@ -54,14 +54,15 @@ impl LocalConsortium {
         let proposers = nodes - auditors;
         let base_port = match base_port {
             Some(port) => port,
-            None => free_ports(nodes)?,
+            None => free_ports(2 * nodes)?,
         };
         let options = InitOptions {
             nodes,
             proposers,
             auditors,
             base_port,
-            slot_ms,
+            block_ms,
+            propose_ms: 1_000,
             chain_id: "emrshare-demo".into(),
             tls,
             force: false,
@@ -152,7 +153,7 @@ impl LocalConsortium {
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub nodes: usize,
-    pub slot_ms: u64,
+    pub block_ms: u64,
     pub tls: bool,
     pub seconds: Option<u64>,
     pub base_port: Option<u16>,
@@ -174,7 +175,7 @@ pub fn serve(dir: &Path, options: &ServeOptions) -> Result<()> {
             LocalConsortium::resume(dir).await?
         } else {
             let o = options;
-            LocalConsortium::start(dir, o.nodes, o.slot_ms, o.tls, o.base_port).await?
+            LocalConsortium::start(dir, o.nodes, o.block_ms, o.tls, o.base_port).await?
         };
         for url in &consortium.urls {
             crate::say!("{url}");

@@ -120,11 +120,11 @@ impl<T: Transport> World<T> {
         let outcome = &found.outcome;
         let header = &outcome.header;
         note(format_args!(
-            "asked {} IDs of {} nodes; verified by {} (certificate of {} auditors, height {})",
+            "asked {} IDs of {} nodes; verified by {} (certificate of {} validators, height {})",
             found.asked,
             outcome.verified_by.len() + outcome.evidence.len(),
             outcome.verified_by.join(", "),
-            header.certificate.votes.len(),
+            header.certificate.signatures.len(),
             header.header.height,
         ));
         for evidence in &outcome.evidence {
@@ -173,7 +173,7 @@ async fn run_async(options: Options) -> Result<()> {
         t,
         "nodes",
         format_args!(
-            "{} nodes in this process ({} proposers, {} auditors, 300 ms slots), certified blocks flowing",
+            "{} nodes in this process ({} proposers, {} auditors, Tendermint on Malachite, a block every 300 ms at most), certified blocks flowing",
             consortium.urls.len(),
             consortium.proposers,
             consortium.auditors

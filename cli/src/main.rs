@@ -132,7 +132,7 @@ enum Command {
         nodes: usize,
         /// Slot length in milliseconds.
         #[arg(long, default_value_t = 500)]
-        slot_ms: u64,
+        block_ms: u64,
         /// Serve HTTPS with a consortium CA written to DIR/ca.pem (clients given
         /// --consortium DIR trust it).
         #[arg(long)]
@@ -342,7 +342,7 @@ fn run(command: Command) -> Result<()> {
         Command::LocalConsortium {
             dir,
             nodes,
-            slot_ms,
+            block_ms,
             tls,
             seconds,
             base_port,
@@ -351,7 +351,7 @@ fn run(command: Command) -> Result<()> {
             &dir,
             &consortium::ServeOptions {
                 nodes,
-                slot_ms,
+                block_ms,
                 tls,
                 seconds,
                 base_port,

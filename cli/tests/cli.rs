@@ -575,7 +575,7 @@ fn a_local_consortium_says_when_it_is_ready_and_starts_again_from_its_folder() {
         consortium.to_str().unwrap(),
         "--nodes",
         "2",
-        "--slot-ms",
+        "--block-ms",
         "200",
         "--seconds",
         "2",

@@ -30,7 +30,7 @@ impl Consortium {
                 "--tls",
                 "--nodes",
                 "3",
-                "--slot-ms",
+                "--block-ms",
                 "300",
                 "--seconds",
                 "300",

@@ -144,12 +144,12 @@ async fn lying_nodes_are_caught_and_the_lookup_succeeds_from_honest_ones() {
         &nodes[1],
         alter_lookups(move |a| a.entries[index].value = None),
     );
-    // Forges a certificate: one auditor's vote twice.
+    // Forges a certificate: one validator's precommit twice.
     transport.set(
         &nodes[2],
         alter_lookups(|a| {
-            let votes = &mut a.header.certificate.votes;
-            votes[1] = votes[0].clone();
+            let signatures = &mut a.header.certificate.signatures;
+            signatures[1] = signatures[0].clone();
         }),
     );
     let mut verified = Vec::new();

@@ -18,7 +18,7 @@
 //!    `--rate` per second if given), timed from the first submit until every acknowledged one
 //!    is in a certified block that every node has applied (polling `/v1/health` every 25 ms
 //!    and fetching each new block once); finality: from a submit's acknowledgement to its
-//!    certified block, in slots.
+//!    certified block, in milliseconds and in blocks decided in between.
 //!
 //! It also reports the CPU seconds each node process and the generator used in each phase
 //! (from `/proc`). Everything is bounded: each phase has its own limit, and at the overall
@@ -68,9 +68,9 @@ struct Args {
     /// The node the lookups go to (0-2 propose, 3-4 audit).
     #[arg(long, default_value_t = 3)]
     lookup_node: usize,
-    /// Slot length given to `init`.
-    #[arg(long, default_value_t = 500)]
-    slot_ms: u64,
+    /// The least time between blocks, given to `init`.
+    #[arg(long, default_value_t = 100)]
+    block_ms: u64,
     /// Longest wait, from the first submit, for every transaction to commit everywhere.
     #[arg(long, default_value_t = 120)]
     commit_timeout: u64,
@@ -193,7 +193,7 @@ fn start(args: &Args, started: Instant) -> Result<Consortium> {
         .arg(&dir)
         .args(["--nodes", "5", "--proposers", "3", "--auditors", "2"])
         .args(["--base-port", &ports[0].to_string()])
-        .args(["--slot-ms", &args.slot_ms.to_string()])
+        .args(["--block-ms", &args.block_ms.to_string()])
         .args(["--chain-id", "loadgen"])
         .stdout(Stdio::null())
         .status()
@@ -367,13 +367,11 @@ fn presign(
 #[derive(Clone, Copy)]
 struct Ack {
     at: Instant,
-    wall_ms: u64,
 }
 
 #[derive(Clone, Copy)]
 struct Inclusion {
     height: u64,
-    slot: u64,
     seen: Instant,
 }
 
@@ -386,6 +384,8 @@ struct ChainView {
     heights: Vec<u64>,
     /// Load transactions per block, by height.
     block_sizes: BTreeMap<u64, usize>,
+    /// When the poller first fetched each block.
+    fetched_at: BTreeMap<u64, Instant>,
     fetch_errors: usize,
 }
 
@@ -443,17 +443,11 @@ async fn poll_chain(
                 let id = b64::encode(content_hash(jws.as_bytes()));
                 if let Some(&i) = by_id.get(&id) {
                     ours += 1;
-                    view.included.insert(
-                        i,
-                        Inclusion {
-                            height,
-                            slot: block.header.slot,
-                            seen,
-                        },
-                    );
+                    view.included.insert(i, Inclusion { height, seen });
                 }
             }
             view.block_sizes.insert(height, ours);
+            view.fetched_at.insert(height, seen);
             fetched = height;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -528,13 +522,7 @@ async fn commit_phase(
                         let status = reply.status().as_u16();
                         let bytes = reply.bytes().await.unwrap_or_default();
                         if status == 202 && strict_json::parse::<SubmitResponse>(&bytes).is_ok() {
-                            acks.push((
-                                i,
-                                Ack {
-                                    at: Instant::now(),
-                                    wall_ms: now_ms(),
-                                },
-                            ));
+                            acks.push((i, Ack { at: Instant::now() }));
                         } else {
                             let why = strict_json::parse::<ErrorBody>(&bytes)
                                 .map_or_else(|_| format!("status {status}"), |e| e.error);
@@ -586,13 +574,20 @@ async fn commit_phase(
     let _ = poller.await;
 
     let view = view.lock().unwrap();
-    let genesis = &c.genesis;
     let mut finality_slots = Vec::new();
     let mut finality_ms = Vec::new();
     for (i, ack) in &acks {
         if let Some(inc) = view.included.get(i) {
-            let ack_slot = ack.wall_ms.saturating_sub(genesis.start_ms) / genesis.slot_ms;
-            finality_slots.push(inc.slot as i64 - ack_slot as i64);
+            // The last block fetched before the acknowledgement: blocks after it up to the
+            // transaction's own are the blocks the transaction waited for.
+            let acked_at = view
+                .fetched_at
+                .iter()
+                .filter(|(_, at)| **at <= ack.at)
+                .map(|(h, _)| *h)
+                .next_back()
+                .unwrap_or(0);
+            finality_slots.push(inc.height as i64 - acked_at as i64);
             finality_ms.push(inc.seen.saturating_duration_since(ack.at).as_millis() as u64);
         }
     }
@@ -828,12 +823,12 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn print_report(args: &Args, c: &Consortium, commit: &CommitReport, lookups: &LookupReport) {
-    let slot = c.genesis.slot_ms;
+    let slot = c.genesis.block_ms;
     let secs = |d: Duration| d.as_secs_f64();
     let opt = |v: Option<i64>| v.map_or("-".into(), |v| v.to_string());
     let opt_ms = |v: Option<u64>| {
         v.map_or("-".into(), |v| {
-            format!("{v} ms ({:.2} slots)", v as f64 / slot as f64)
+            format!("{v} ms ({:.2} block intervals)", v as f64 / slot as f64)
         })
     };
     let lookups_per_s = lookups.ok as f64 / secs(lookups.elapsed);
@@ -849,7 +844,7 @@ fn print_report(args: &Args, c: &Consortium, commit: &CommitReport, lookups: &Lo
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
-        "emrshare loadgen: 5 nodes (3 proposers, 2 auditors) on 127.0.0.1, slot {slot} ms, \
+        "emrshare loadgen: 5 nodes (3 proposers, 2 auditors) on 127.0.0.1, blocks >= {slot} ms apart, \
          data on {fs}, {cpus} CPUs shared with the generator ({} runtime thread(s))",
         args.client_threads
     );
@@ -905,7 +900,7 @@ fn print_report(args: &Args, c: &Consortium, commit: &CommitReport, lookups: &Lo
         commit.blocks, commit.largest_block
     );
     println!(
-        "| finality, slots (block's slot - ack's slot) p50 / p95 / max | {} / {} / {} | <= 2 |",
+        "| finality, blocks (block's height - height at ack) p50 / p95 / max | {} / {} / {} | <= 2 |",
         opt(percentile(&commit.finality_slots, 50.0)),
         opt(percentile(&commit.finality_slots, 95.0)),
         opt(commit.finality_slots.last().copied())

@@ -9,14 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use emrshare_core::keys::PartyId;
-use emrshare_core::ledger::block::{CertifiedBlock, Proposal, VoteReply};
+
 use emrshare_core::ledger::machine::{crumbs_key, index_head_key, registry_key};
 use emrshare_core::ledger::state::{StateKey, state_key};
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::{
-    BlobStored, BlockAccepted, DirectoryPage, ErrorBody, GrantAnswer, HealthAnswer, IndexAnswer,
-    LookupEntry, LookupRequest, LookupResponse, ProvenValue, RelayAccepted, RelayRequest,
-    SequenceAnswer, SubmitRequest, SubmitResponse, ValidatorsAnswer,
+    BlobStored, DirectoryPage, ErrorBody, GrantAnswer, HealthAnswer, IndexAnswer, LookupEntry,
+    LookupRequest, LookupResponse, ProvenValue, RelayAccepted, RelayRequest, SequenceAnswer,
+    SubmitRequest, SubmitResponse, ValidatorsAnswer,
 };
 use emrshare_core::strict_json;
 use serde::{Deserialize, Serialize};
@@ -66,11 +66,8 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/index/{patient}", get(index))
         // Consortium routes: the sender's token is checked before the body is read
         // (proposals and blocks up to max_block_bytes, relays up to max_body_bytes).
-        .route("/v1/consensus/proposal", post(proposal))
-        .route("/v1/consensus/block", post(certified_block))
         .route("/v1/consensus/tx", post(relayed_tx))
         .route("/v1/consensus/txs", post(relayed_txs))
-        .route("/v1/consensus/lock/{height}", get(lock))
         // Blob bodies stream to disk once the owner's claim is checked.
         .route("/v1/blobs/{hash}", get(get_blob).put(put_blob))
         .route("/v1/sequence/{id}", get(sequence))
@@ -284,16 +281,6 @@ async fn relayed_txs(State(node): State<Shared>, headers: HeaderMap, body: Body)
 }
 
 /// The proposal this node, as an auditor, is locked on at a height (or null).
-async fn lock(State(node): State<Shared>, Path(height): Path<String>) -> Response {
-    let Ok(height) = height.parse::<u64>() else {
-        return error(StatusCode::BAD_REQUEST, "height is not a number");
-    };
-    match node.store.lock(height) {
-        Ok(lock) => Json(lock).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
-}
-
 async fn latest_header(State(node): State<Shared>) -> Response {
     let head = node.chain.lock().await.snapshot().map(|(header, _)| header);
     match head {
@@ -446,68 +433,6 @@ async fn validators(State(node): State<Shared>) -> Json<ValidatorsAnswer> {
         members: chain.state().members(),
         transitions: chain.transitions().to_vec(),
     })
-}
-
-async fn proposal(State(node): State<Shared>, headers: HeaderMap, body: Body) -> Response {
-    let limit = node.config.limits.max_block_bytes;
-    let body = match peer_body(&node, &headers, "/v1/consensus/proposal", body, limit).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let proposal: Proposal = match parse(&body) {
-        Ok(p) => p,
-        Err(r) => return r.into_response(),
-    };
-    let reply = node.vote(&proposal).await;
-    let mut body = serde_json::json!(reply);
-    let status = if let VoteReply::Refused { reason } = &reply {
-        body["error"] = serde_json::json!(reason); // as every 4xx; proposers read `result` and `reason`
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::OK
-    };
-    (status, Json(body)).into_response()
-}
-
-async fn certified_block(State(node): State<Shared>, headers: HeaderMap, body: Body) -> Response {
-    let limit = node.config.limits.max_block_bytes;
-    let body = match peer_body(&node, &headers, "/v1/consensus/block", body, limit).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let block: CertifiedBlock = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    let height = node.chain.lock().await.height();
-    if block.header.height <= height {
-        // A height we hold: the same header is acknowledged; another is refused (whatever
-        // it carries, it is not the block certified here).
-        return match node.store.block(block.header.height) {
-            Ok(Some(held)) if held.header == block.header => Json(BlockAccepted {
-                height: block.header.height,
-            })
-            .into_response(),
-            Ok(_) => error(
-                StatusCode::CONFLICT,
-                format!(
-                    "another block is certified at height {}",
-                    block.header.height
-                ),
-            ),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        };
-    }
-    if block.header.height > height + 1 {
-        node.catch_up().await;
-    }
-    match node.accept_block(&block).await {
-        Ok(()) => Json(BlockAccepted {
-            height: block.header.height,
-        })
-        .into_response(),
-        Err(e) => error(StatusCode::CONFLICT, e),
-    }
 }
 
 fn blob_hash(hex: &str) -> Result<[u8; 32], BadBody> {

@@ -1,16 +1,16 @@
-//! The node's view of the chain: certified blocks applied to the ledger state machine of core.
+//! The node's view of the chain: decided blocks applied to the ledger state machine of core.
 //! Only certified blocks change it; proposals are checked against a copy.
 //!
 //! Besides the transactions, a block has consensus effects computed by the rules in core's
-//! `dpos`: missed-slot penalties and the proposer's reward before its transactions, and, at
-//! the first block of a cycle, the ranking that names the validator set of the next block.
+//! `dpos`: penalties of the proposers whose rounds did not decide and the proposer's reward
+//! before its transactions, and, at the first block of a cycle, the ranking that names the
+//! validator set of the next block.
 
 use emrshare_core::content_hash as sha256;
 use emrshare_core::keys::PartyId;
 use emrshare_core::keys::VerifyingKey;
 use emrshare_core::ledger::block::{
-    CertifiedBlock, CertifiedHeader, CommitCertificate, Genesis, Header, Proposal, ReleaseError,
-    Transition, ValidatorSet, tx_root,
+    CertifiedBlock, CertifiedHeader, Genesis, Header, Transition, ValidatorSet, tx_root,
 };
 use emrshare_core::ledger::dpos;
 use emrshare_core::ledger::machine::{Context, LedgerState, SignatureCache};
@@ -30,32 +30,22 @@ pub enum ChainError {
     Transaction { index: usize, reason: String },
     #[error("header roots do not match its contents")]
     Roots,
-    #[error("{0} does not own slot {1}")]
-    WrongProposer(PartyId, u64),
-    #[error("bad proposer signature")]
-    ProposerSignature,
-    #[error("slot {0} is in the future")]
-    FutureSlot(u64),
-    #[error("slot does not advance")]
-    Slot,
+    #[error("{0} is not the proposer of round {1}")]
+    WrongProposer(PartyId, u32),
     #[error("header names the wrong validator set")]
     ValidatorSet,
-    #[error("round {0} without a valid release of the previous round: {1}")]
-    Release(u32, ReleaseError),
     #[error("block time {got_ms} ms is not after its parent's ({parent_ms} ms)")]
     TimeNotAfterParent { parent_ms: u64, got_ms: u64 },
     #[error("block time {got_ms} ms is too far from this node's clock ({now_ms} ms)")]
     TimeOffClock { now_ms: u64, got_ms: u64 },
-    #[error("block time {got_ms} ms is before its slot starts ({slot_start_ms} ms)")]
-    TimeBeforeSlot { slot_start_ms: u64, got_ms: u64 },
     #[error("{bytes} bytes of transactions, over the block budget of {budget}")]
     TooLarge { bytes: usize, budget: usize },
 }
 
-/// How far ahead of an auditor's clock a proposal's time may be.
+/// How far ahead of a validator's clock a proposal's time may be.
 pub const MAX_FUTURE_MS: u64 = 5_000;
-/// How far behind an auditor's clock a proposal's time may be (a proposal is voted on in
-/// its slot, or soon after in a later round).
+/// How far behind a validator's clock a proposal's time may be (a block built in an earlier
+/// round may be proposed again in a later one).
 pub const MAX_PROPOSAL_AGE_MS: u64 = 60_000;
 
 /// The bytes a transaction takes in a block's JSON (the text, quotes and a comma).
@@ -199,11 +189,8 @@ impl Chain {
         txs: &[String],
     ) -> Result<(LedgerState, ValidatorSet), ChainError> {
         let mut state = self.state.clone();
-        let previous_slot = self.head().map(|h| h.slot);
-        if let Some(previous_slot) = previous_slot {
-            for missed in dpos::missed_proposers(previous_slot, header.slot, &self.set) {
-                state.adjust_credit(&missed, -dpos::MISSED_SLOT_PENALTY);
-            }
+        for missed in dpos::missed_proposers(header.height, header.round, &self.set) {
+            state.adjust_credit(&missed, -dpos::MISSED_ROUND_PENALTY);
         }
         state.adjust_credit(&header.proposer, dpos::PROPOSAL_REWARD);
         for (index, jws) in txs.iter().enumerate() {
@@ -225,8 +212,7 @@ impl Chain {
     /// The validator set of the block after `header`, whose state is `state`: re-ranked at
     /// the first block of a cycle, otherwise the current one.
     fn next_set(&self, header: &Header, state: &LedgerState) -> ValidatorSet {
-        let cycle_slots = self.genesis.validators.proposers;
-        if dpos::starts_cycle(self.head().map(|h| h.slot), header.slot, cycle_slots) {
+        if dpos::starts_cycle(header.height, self.genesis.validators.proposers) {
             dpos::next_set(
                 &self.set,
                 &state.members(),
@@ -252,28 +238,15 @@ impl Chain {
         if header.previous != self.head_hash() {
             return Err(ChainError::Previous);
         }
-        if self.head().is_some_and(|h| header.slot <= h.slot) {
-            return Err(ChainError::Slot);
-        }
         if header.validators_hash != self.set.hash() {
             return Err(ChainError::ValidatorSet);
         }
-        // Time moves forward and a block is not dated before its slot: the block time is
-        // the `now` its transactions are checked at (grant expiry, validity periods).
+        // Time moves forward: the block time is the `now` its transactions are checked at
+        // (grant expiry, validity periods), and the first block is dated after genesis.
         let parent_ms = self.head().map_or(self.genesis.start_ms, |h| h.time_ms);
-        if header.time_ms <= parent_ms && self.head().is_some() {
+        if header.time_ms <= parent_ms {
             return Err(ChainError::TimeNotAfterParent {
                 parent_ms,
-                got_ms: header.time_ms,
-            });
-        }
-        let slot_start_ms = self
-            .genesis
-            .start_ms
-            .saturating_add(header.slot.saturating_mul(self.genesis.slot_ms));
-        if header.time_ms < slot_start_ms {
-            return Err(ChainError::TimeBeforeSlot {
-                slot_start_ms,
                 got_ms: header.time_ms,
             });
         }
@@ -327,28 +300,24 @@ impl Chain {
 
     /// Builds the next block from candidate transactions, skipping those that do not apply,
     /// with at most `max` transactions and `budget` bytes of them (see [`tx_block_bytes`]),
-    /// so the block always fits the peers' body limit.
-    #[allow(clippy::too_many_arguments)] // one block's every input, named
+    /// so the block always fits the validators' message limit.
     pub fn build(
         &self,
         proposer: &PartyId,
-        slot: u64,
         round: u32,
         time_ms: u64,
         candidates: &[std::sync::Arc<SignedTransaction>],
         max: usize,
         budget: usize,
     ) -> (Header, Vec<String>) {
-        // Never before the parent or the slot (the auditors' checks in `check_contents`).
-        let parent_ms = self.head().map_or(0, |h| h.time_ms + 1);
-        let slot_start_ms = self.genesis.start_ms + slot * self.genesis.slot_ms;
-        let time_ms = time_ms.max(parent_ms).max(slot_start_ms);
+        // Never at or before the parent (the validators' check in `check_contents`).
+        let parent_ms = self.head().map_or(self.genesis.start_ms, |h| h.time_ms) + 1;
+        let time_ms = time_ms.max(parent_ms);
         let mut included = Vec::new();
         let mut parsed = Vec::new();
         let mut header = Header {
             chain_id: self.genesis.chain_id.clone(),
             height: self.height() + 1,
-            slot,
             round,
             previous: self.head_hash(),
             time_ms,
@@ -386,19 +355,15 @@ impl Chain {
         (header, included)
     }
 
-    /// An auditor's check of a proposal: proposer owns the slot and signed it; a round above
-    /// 0 comes with a valid release of the round before; contents valid.
+    /// A validator's check of a proposed block: built by the proposer of its round, dated
+    /// near this node's clock, under the byte budget, and its contents valid on our head.
     pub fn check_proposal(
         &self,
-        proposal: &Proposal,
-        current_slot: u64,
+        block: &BlockBody,
         now_ms: u64,
         budget: usize,
     ) -> Result<(), ChainError> {
-        let header = &proposal.header;
-        if header.slot > current_slot {
-            return Err(ChainError::FutureSlot(header.slot));
-        }
+        let header = &block.header;
         if header.time_ms > now_ms + MAX_FUTURE_MS || header.time_ms + MAX_PROPOSAL_AGE_MS < now_ms
         {
             return Err(ChainError::TimeOffClock {
@@ -406,75 +371,76 @@ impl Chain {
                 got_ms: header.time_ms,
             });
         }
-        let bytes: usize = proposal.txs.iter().map(|t| tx_block_bytes(t)).sum();
+        let bytes: usize = block.txs.iter().map(|t| tx_block_bytes(t)).sum();
         if bytes > budget {
             return Err(ChainError::TooLarge { bytes, budget });
         }
-        let owner = self.set.proposer_of(header.slot);
-        if owner != &header.proposer {
+        let voters = self
+            .set
+            .consensus_set()
+            .verified()
+            .map_err(|_| ChainError::ValidatorSet)?;
+        if voters.proposer(header.height, header.round) != &header.proposer {
             return Err(ChainError::WrongProposer(
                 header.proposer.clone(),
-                header.slot,
+                header.round,
             ));
         }
-        let key = self
-            .set
-            .key_of(owner)
-            .ok_or(ChainError::ProposerSignature)?;
-        if !proposal.signed_header().is_signed_by(&key) {
-            return Err(ChainError::ProposerSignature);
+        self.check_contents(header, &block.txs).map(|_| ())
+    }
+
+    /// The validator set in force at `height`: the next block's, or the one a past block was
+    /// certified under (from the changes of set so far).
+    pub fn set_at(&self, height: u64) -> Option<ValidatorSet> {
+        if height == 0 || height > self.height() + 1 {
+            return None;
         }
-        if header.round > 0 {
-            let release = proposal
-                .release
-                .as_ref()
-                .ok_or(ChainError::Release(header.round, ReleaseError::NotStalled))?;
-            if release.height != header.height || release.round + 1 != header.round {
-                return Err(ChainError::Release(header.round, ReleaseError::WrongRound));
+        let mut set = &self.genesis.validators;
+        for t in &self.transitions {
+            if t.last.header.height < height {
+                set = &t.next;
             }
-            release
-                .check(&self.genesis.chain_id, &self.set)
-                .map_err(|e| ChainError::Release(header.round, e))?;
         }
-        self.check_contents(header, &proposal.txs).map(|_| ())
+        Some(set.clone())
     }
+}
 
-    pub fn is_auditor(&self, id: &PartyId) -> bool {
-        self.set.is_auditor(id)
-    }
-
-    pub fn certificate(
-        header: &Header,
-        votes: Vec<emrshare_core::ledger::block::Vote>,
-    ) -> CommitCertificate {
-        CommitCertificate {
-            header_hash: header.hash(),
-            votes,
-        }
-    }
+/// A block as validators propose and sync it: its header and transactions (the certificate
+/// comes with the decision).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockBody {
+    /// The header.
+    pub header: Header,
+    /// The transactions, as JWS texts.
+    pub txs: Vec<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use emrshare_core::keys::SigningKey;
-    use emrshare_core::ledger::block::{Validator, Vote};
+    use emrshare_core::ledger::block::{Timeouts, Validator, certify};
     use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
     use std::sync::Arc;
 
-    const SLOT_MS: u64 = 1000;
     const START_MS: u64 = 1_700_000_000_000;
 
     struct Consortium {
         chain: Chain,
-        proposer: (PartyId, SigningKey),
-        auditor: (PartyId, SigningKey),
+        members: Vec<(PartyId, SigningKey)>,
     }
 
     fn consortium() -> Consortium {
-        let proposer = (PartyId::new("node:0").unwrap(), SigningKey::generate());
-        let auditor = (PartyId::new("node:1").unwrap(), SigningKey::generate());
-        let validators = [&proposer, &auditor]
+        let members: Vec<_> = (0..2)
+            .map(|i| {
+                (
+                    PartyId::new(format!("node:{i}")).unwrap(),
+                    SigningKey::generate(),
+                )
+            })
+            .collect();
+        let validators = members
             .iter()
             .map(|(id, key)| Validator {
                 id: id.clone(),
@@ -489,35 +455,32 @@ mod tests {
                 proposers: 1,
                 auditors: 1,
             },
-            slot_ms: SLOT_MS,
+            block_ms: 100,
+            timeouts: Timeouts::default(),
             start_ms: START_MS,
         };
         Consortium {
             chain: Chain::new(genesis),
-            proposer,
-            auditor,
+            members,
         }
-    }
-
-    fn slot_start(slot: u64) -> u64 {
-        START_MS + slot * SLOT_MS
     }
 
     impl Consortium {
-        fn proposal(&self, slot: u64, time_ms: u64, txs: &[Arc<SignedTransaction>]) -> Proposal {
+        fn proposal(&self, time_ms: u64, txs: &[Arc<SignedTransaction>]) -> BlockBody {
             let (mut header, txs) =
                 self.chain
-                    .build(&self.proposer.0, slot, 0, time_ms, txs, 100, usize::MAX);
+                    .build(&self.members[0].0, 0, time_ms, txs, 100, usize::MAX);
             header.time_ms = time_ms;
-            Proposal::sign(&self.proposer.1, header, txs, None)
+            BlockBody { header, txs }
         }
 
-        fn certify(&mut self, proposal: &Proposal) {
-            let vote = Vote::sign(self.auditor.0.clone(), &self.auditor.1, &proposal.header);
+        fn decide(&mut self, block: &BlockBody) {
+            let signers: Vec<_> = self.members.iter().map(|(id, key)| (id, key)).collect();
+            let certified = certify(block.header.clone(), 0, &signers);
             let block = CertifiedBlock {
-                header: proposal.header.clone(),
-                certificate: Chain::certificate(&proposal.header, vec![vote]),
-                txs: proposal.txs.clone(),
+                header: certified.header,
+                certificate: certified.certificate,
+                txs: block.txs.clone(),
             };
             self.chain.apply(&block).unwrap();
         }
@@ -549,76 +512,67 @@ mod tests {
     }
 
     /// A proposer picks its block's time, which is the `now` of every transaction in it
-    /// (grant expiry, validity): auditors take only a time after the parent's, not before
-    /// the slot, and near their own clock.
+    /// (grant expiry, validity): validators take only a time after the parent's and near
+    /// their own clock.
     #[test]
     fn block_times_move_forward_and_stay_near_the_clock() {
         let mut c = consortium();
-        let now = slot_start(10) + 100;
-        let first = c.proposal(10, now, &[]);
-        c.chain.check_proposal(&first, 10, now, usize::MAX).unwrap();
-        c.certify(&first);
+        let now = START_MS + 10_000;
+        let first = c.proposal(now, &[]);
+        c.chain.check_proposal(&first, now, usize::MAX).unwrap();
+        c.decide(&first);
         let cases = [
-            (
-                "before the parent",
-                c.proposal(11, now - 1, &[]),
-                now + SLOT_MS,
-            ),
-            (
-                "equal to the parent",
-                c.proposal(11, now, &[]),
-                now + SLOT_MS,
-            ),
-            (
-                "before its slot",
-                c.proposal(12, slot_start(12) - 1, &[]),
-                slot_start(12) + 10,
-            ),
+            ("before the parent", c.proposal(now - 1, &[]), now + 1_000),
+            ("equal to the parent", c.proposal(now, &[]), now + 1_000),
             (
                 "far in the future",
-                c.proposal(11, now + 3_600_000, &[]),
-                now + SLOT_MS,
+                c.proposal(now + 3_600_000, &[]),
+                now + 1_000,
             ),
-            (
-                "far in the past",
-                c.proposal(11, now + 1, &[]),
-                now + 3_600_000,
-            ),
+            ("far in the past", c.proposal(now + 1, &[]), now + 3_600_000),
         ];
         for (what, proposal, clock) in cases {
-            let slot = proposal.header.slot;
             assert!(
                 c.chain
-                    .check_proposal(&proposal, slot + 1000, clock, usize::MAX)
+                    .check_proposal(&proposal, clock, usize::MAX)
                     .is_err(),
                 "{what}"
             );
         }
-        let next = c.proposal(11, now + SLOT_MS, &[]);
+        let next = c.proposal(now + 1_000, &[]);
         c.chain
-            .check_proposal(&next, 11, now + SLOT_MS, usize::MAX)
+            .check_proposal(&next, now + 1_000, usize::MAX)
             .unwrap();
     }
 
-    /// Blocks are built under the byte budget, whatever is pending; an auditor refuses a
-    /// proposal over it.
+    /// Blocks are built under the byte budget, whatever is pending; a validator refuses a
+    /// proposal over it, or one by a member whose turn it is not.
     #[test]
-    fn blocks_are_built_under_the_byte_budget() {
+    fn blocks_are_built_under_the_byte_budget_by_the_rounds_proposer() {
         let c = consortium();
         let txs: Vec<_> = (0..6).map(registration).collect();
         let one = tx_block_bytes(txs[0].as_jws());
         let budget = 2 * one + one / 2;
-        let now = slot_start(3);
-        let (header, included) = c.chain.build(&c.proposer.0, 3, 0, now, &txs, 100, budget);
+        let now = START_MS + 3_000;
+        let (header, included) = c.chain.build(&c.members[0].0, 0, now, &txs, 100, budget);
         assert_eq!(included.len(), 2);
         assert!(included.iter().map(|t| tx_block_bytes(t)).sum::<usize>() <= budget);
-        let fits = Proposal::sign(&c.proposer.1, header, included, None);
-        c.chain.check_proposal(&fits, 3, now, budget).unwrap();
-        let all = c.proposal(3, now, &txs);
+        let fits = BlockBody {
+            header,
+            txs: included,
+        };
+        c.chain.check_proposal(&fits, now, budget).unwrap();
+        let all = c.proposal(now, &txs);
         assert_eq!(all.txs.len(), 6);
         assert!(matches!(
-            c.chain.check_proposal(&all, 3, now, budget),
+            c.chain.check_proposal(&all, now, budget),
             Err(ChainError::TooLarge { .. })
+        ));
+        let (header, txs) = c.chain.build(&c.members[1].0, 0, now, &[], 100, budget);
+        assert!(matches!(
+            c.chain
+                .check_proposal(&BlockBody { header, txs }, now, budget),
+            Err(ChainError::WrongProposer(..))
         ));
     }
 }

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct NodeConfig {
     pub id: PartyId,
     pub listen: SocketAddr,
+    /// Where consensus listens for the other validators (libp2p, `/ip4/A/tcp/P`).
+    pub p2p_listen: String,
     /// Relative paths are relative to the config file's folder.
     pub data_dir: PathBuf,
     pub key_file: PathBuf,
@@ -45,7 +47,10 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct Peer {
     pub id: PartyId,
+    /// Its HTTP API (transactions are relayed there).
     pub url: String,
+    /// Its consensus address (libp2p, `/ip4/A/tcp/P`).
+    pub p2p: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod blobs;
 pub mod chain;
 pub mod config;
 pub mod conn;
+pub mod consensus;
 pub mod mempool;
 pub mod node;
 pub mod peers;
@@ -24,8 +25,8 @@ use anyhow::{Context, Result};
 use std::future::Future;
 use std::sync::Arc;
 
-/// Runs one node (consensus loop and HTTP API, HTTPS when the config has `[tls]`) until
-/// `shutdown` completes.
+/// Runs one node (consensus, transaction relay and HTTP API, HTTPS when the config has
+/// `[tls]`) until `shutdown` completes.
 pub async fn serve(
     config: config::NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -89,13 +90,15 @@ async fn run(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let consensus = tokio::spawn(Arc::clone(&node).run_consensus());
+    let consensus = consensus::start(Arc::clone(&node)).await?;
+    let relay = tokio::spawn(Arc::clone(&node).run_relay());
     let peers = tokio::spawn(peers::watch(Arc::clone(&node)));
     let limits =
         conn::ServeLimits::new(&node.config.limits).fit_open_file_limit(node.config.peers.len());
     let app = api::router(node);
     conn::serve(listener, tls, app, limits, shutdown).await;
-    consensus.abort();
+    consensus.stop().await;
+    relay.abort();
     peers.abort();
     Ok(())
 }

@@ -1,19 +1,7 @@
-//! A running node: the chain, the store, the peers, and the improved-DPoS slot loop.
-//!
-//! Each slot has one proposer (round-robin over the RPNs of the validator set in force), and
-//! each slot should get a block, empty or not: a slot without one is a missed slot. The
-//! proposer builds a block from its mempool, signs it, and asks every auditor (ATN) to vote.
-//! An auditor checks everything, records its lock durably (one header per height and round),
-//! and only then votes. With more than half of the auditors' votes the proposer broadcasts the
-//! certified block; every node applies only certified blocks.
-//!
-//! An auditor already locked at that height answers with its locked proposal and its vote
-//! for it. The proposer then certifies that proposal if its votes suffice, or finishes it
-//! with the auditors not yet locked, or, when the locks prove that no header of that round
-//! can reach a majority, proposes again at the next round with that release proof. Two
-//! headers of one proposer for one slot and round among the locks are equivocation: the
-//! proposer submits them as a Misbehaviour transaction. A node that is behind fetches the
-//! blocks it lacks from its peers.
+//! A running node: the chain, the store, the mempool and the peers. Consensus runs on
+//! Malachite ([`crate::consensus`] drives it over this node's chain); this module admits
+//! transactions, relays them to the other members so whichever validator proposes next has
+//! them, applies decided blocks, and serves blobs.
 
 use crate::chain::{Chain, ChainError};
 use crate::config::{NodeConfig, Peer};
@@ -21,13 +9,10 @@ use crate::mempool::{Mempool, MempoolLimits, RoomError};
 use crate::store::Store;
 use anyhow::Result;
 use emrshare_core::PrivateKeySet;
-use emrshare_core::ledger::block::{
-    CertifiedBlock, Lock, Proposal, ReleaseProof, SignedHeader, Vote, VoteReply,
-};
+use emrshare_core::ledger::block::CertifiedBlock;
 use emrshare_core::ledger::machine::{ApplyError, SignatureCache};
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::tx::{SignedTransaction, Transaction, TxBody, TxError};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -155,23 +140,7 @@ fn spawn_mempool_writer(store: Arc<Store>) -> std::sync::mpsc::Sender<PendingWri
     sender
 }
 
-/// What a proposer makes of the auditors' replies.
-enum Tally {
-    Certified(CertifiedBlock),
-    /// No header of this round can be certified: go to the next round with this proof and
-    /// the proposals seen (evidence, if one proposer signed two of them).
-    Released(ReleaseProof, Vec<Proposal>),
-    /// Another proposal can still be certified: gather votes for it.
-    Finish(Proposal),
-    Stuck,
-}
-
-/// Whether this is a test build told to equivocate.
-#[cfg(feature = "equivocate")]
-fn equivocating() -> bool {
-    std::env::var_os("EMRSHARE_TEST_EQUIVOCATE").is_some()
-}
-
+/// Unix time in milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -245,6 +214,11 @@ impl Node {
         self.mempool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The pending transactions a block may take, sender by sender in sequence order.
+    pub fn candidates(&self) -> Vec<Arc<SignedTransaction>> {
+        self.pool().candidates()
+    }
+
     /// Pending transactions and their bytes (for `/metrics`).
     pub fn mempool_size(&self) -> (usize, usize) {
         let pool = self.pool();
@@ -296,13 +270,8 @@ impl Node {
         Ok(())
     }
 
-    pub async fn current_slot(&self) -> u64 {
-        let chain = self.chain.lock().await;
-        now_ms().saturating_sub(chain.genesis.start_ms) / chain.genesis.slot_ms
-    }
-
     /// Admits a transaction from a client (see [`Node::admit`]) and queues it for the peers
-    /// (in the next batch) so that whichever proposer owns the next slot has it.
+    /// (in the next batch) so that whichever validator proposes next has it.
     pub async fn submit(self: &Arc<Self>, jws: &str) -> Result<Admitted, AdmitError> {
         let admitted = self.admit(jws).await?;
         Ok(admitted)
@@ -624,273 +593,8 @@ impl Node {
         failed
     }
 
-    /// The auditor side of a proposal.
-    pub async fn vote(&self, proposal: &Proposal) -> VoteReply {
-        let refused = |reason: String| VoteReply::Refused { reason };
-        if proposal.header.height > self.chain.lock().await.height() + 1 {
-            self.catch_up().await;
-        }
-        let slot = self.current_slot().await;
-        {
-            let chain = self.chain.lock().await;
-            if !chain.is_auditor(&self.keys.id) {
-                return refused("not an auditor".into());
-            }
-            let budget = self.config.limits.block_tx_bytes();
-            if let Err(e) = chain.check_proposal(proposal, slot, now_ms(), budget) {
-                return refused(e.to_string());
-            }
-        }
-        let sign = |header| Vote::sign(self.keys.id.clone(), &self.keys.signing, header);
-        match self.store.lock_or_get(proposal) {
-            Ok(locked) if locked.header == proposal.header => VoteReply::Vote {
-                vote: sign(&proposal.header),
-            },
-            Ok(locked) => VoteReply::Locked {
-                vote: sign(&locked.header),
-                proposal: Box::new(locked),
-            },
-            Err(e) => refused(e.to_string()),
-        }
-    }
-
-    fn auditors(&self, chain: &Chain) -> Vec<Option<Peer>> {
-        chain
-            .validators()
-            .auditors()
-            .iter()
-            .map(|v| {
-                if v.id == self.keys.id {
-                    None
-                } else {
-                    self.config.peers.iter().find(|p| p.id == v.id).cloned()
-                }
-            })
-            .collect()
-    }
-
-    async fn ask_vote(
-        self: &Arc<Self>,
-        peer: Option<Peer>,
-        proposal: &Proposal,
-    ) -> Option<VoteReply> {
-        match peer {
-            None => Some(self.vote(proposal).await),
-            Some(peer) => {
-                let body = serde_json::to_vec(proposal).expect("proposals serialize");
-                let reply = self
-                    .peer_post(&peer, "/v1/consensus/proposal", body)
-                    .send()
-                    .await
-                    .ok()?;
-                reply.json().await.ok()
-            }
-        }
-    }
-
-    /// Asks every auditor to vote for `proposal`.
-    async fn collect(self: &Arc<Self>, proposal: &Proposal) -> Vec<VoteReply> {
-        let auditors = self.auditors(&*self.chain.lock().await);
-        let asks = auditors.into_iter().enumerate().map(|(i, peer)| {
-            let node = Arc::clone(self);
-            let proposal = self.proposal_for_auditor(proposal, i);
-            tokio::spawn(async move { node.ask_vote(peer, &proposal).await })
-        });
-        let mut replies = Vec::new();
-        for ask in asks.collect::<Vec<_>>() {
-            match ask.await.ok().flatten() {
-                Some(VoteReply::Refused { reason }) => tracing::debug!("vote refused: {reason}"),
-                Some(reply) => replies.push(reply),
-                None => {}
-            }
-        }
-        replies
-    }
-
-    /// What `proposal` becomes for the `i`th auditor: itself, except in a build with the
-    /// `equivocate` feature whose `EMRSHARE_TEST_EQUIVOCATE` variable is set, where each
-    /// auditor gets its own version (a test of evidence and of the release of a split round).
-    fn proposal_for_auditor(&self, proposal: &Proposal, i: usize) -> Proposal {
-        #[cfg(feature = "equivocate")]
-        if equivocating() && proposal.header.proposer == self.keys.id && proposal.release.is_none()
-        {
-            let mut header = proposal.header.clone();
-            header.time_ms += i as u64;
-            tracing::warn!("equivocating: version {i} of slot {}", header.slot);
-            return Proposal::sign(&self.keys.signing, header, proposal.txs.clone(), None);
-        }
-        let _ = i;
-        proposal.clone()
-    }
-
-    /// Sorts the auditors' replies to `proposal` (see the module docs).
-    async fn tally(&self, proposal: &Proposal, replies: Vec<VoteReply>) -> Tally {
-        let (set, chain_id) = {
-            let chain = self.chain.lock().await;
-            (chain.validators().clone(), chain.genesis.chain_id.clone())
-        };
-        let mut by_header: BTreeMap<Hash, (Proposal, Vec<Vote>)> = BTreeMap::new();
-        for reply in replies {
-            let (p, vote) = match reply {
-                VoteReply::Vote { vote } => (proposal.clone(), vote),
-                VoteReply::Locked { proposal, vote } => (*proposal, vote),
-                VoteReply::Refused { .. } => continue,
-            };
-            let valid = set.is_auditor(&vote.validator)
-                && set
-                    .key_of(&vote.validator)
-                    .is_some_and(|key| vote.is_valid_for(&key, &p.header));
-            if valid {
-                let entry = by_header.entry(p.header.hash());
-                entry.or_insert((p, Vec::new())).1.push(vote);
-            }
-        }
-        if let Some((p, votes)) = by_header.values().find(|(_, v)| v.len() >= set.quorum()) {
-            return Tally::Certified(CertifiedBlock {
-                header: p.header.clone(),
-                certificate: Chain::certificate(&p.header, votes.clone()),
-                txs: p.txs.clone(),
-            });
-        }
-        let Some(round) = by_header.values().map(|(p, _)| p.header.round).max() else {
-            return Tally::Stuck;
-        };
-        let release = ReleaseProof {
-            height: proposal.header.height,
-            round,
-            locks: by_header
-                .values()
-                .filter(|(p, _)| p.header.round == round)
-                .flat_map(|(p, votes)| {
-                    votes.iter().map(|vote| Lock {
-                        header: p.header.clone(),
-                        vote: vote.clone(),
-                    })
-                })
-                .collect(),
-        };
-        let seen: Vec<Proposal> = by_header.into_values().map(|(p, _)| p).collect();
-        if release.check(&chain_id, &set).is_ok() {
-            return Tally::Released(release, seen);
-        }
-        seen.into_iter()
-            .find(|p| p.header != proposal.header && p.header.round >= proposal.header.round)
-            .map_or(Tally::Stuck, Tally::Finish)
-    }
-
-    /// One slot as its proposer.
-    pub async fn propose(self: &Arc<Self>, slot: u64) {
-        let Some(mut proposal) = self.build_proposal(slot, 0, None).await else {
-            return;
-        };
-        for _ in 0..4 {
-            let replies = self.collect(&proposal).await;
-            // A misbehaving proposer leaves its split behind; the next proposer resolves it.
-            #[cfg(feature = "equivocate")]
-            if equivocating() {
-                return;
-            }
-            match self.tally(&proposal, replies).await {
-                Tally::Certified(block) => {
-                    match self.accept_block(&block).await {
-                        Ok(()) => self.post_to_peers(
-                            "/v1/consensus/block",
-                            serde_json::to_value(&block).expect("blocks serialize"),
-                        ),
-                        Err(e) => tracing::warn!("own certified block refused: {e}"),
-                    }
-                    return;
-                }
-                Tally::Released(release, seen) => {
-                    tracing::info!(
-                        "height {} round {} released: no header of it can be certified",
-                        release.height,
-                        release.round
-                    );
-                    self.report_equivocation(&seen).await;
-                    let round = release.round + 1;
-                    match self.build_proposal(slot, round, Some(release)).await {
-                        Some(p) => proposal = p,
-                        None => return,
-                    }
-                }
-                Tally::Finish(other) => proposal = other,
-                Tally::Stuck => return,
-            }
-        }
-    }
-
-    /// Our proposal for `slot` at `round`, unless the chain has moved past the slot.
-    async fn build_proposal(
-        &self,
-        slot: u64,
-        round: u32,
-        release: Option<ReleaseProof>,
-    ) -> Option<Proposal> {
-        let chain = self.chain.lock().await;
-        if chain.head().is_some_and(|h| h.slot >= slot) {
-            return None;
-        }
-        let candidates = self.pool().candidates();
-        let (header, txs) = chain.build(
-            &self.keys.id,
-            slot,
-            round,
-            now_ms(),
-            &candidates,
-            self.config.limits.max_txs_per_block,
-            self.config.limits.block_tx_bytes(),
-        );
-        Some(Proposal::sign(&self.keys.signing, header, txs, release))
-    }
-
-    /// Submits a Misbehaviour transaction for two proposals among `seen` that one proposer
-    /// signed for the same slot and round, if there are such.
-    async fn report_equivocation(self: &Arc<Self>, seen: &[Proposal]) {
-        for (i, a) in seen.iter().enumerate() {
-            for b in &seen[i + 1..] {
-                let (a, b) = (a.signed_header(), b.signed_header());
-                if a.conflicts_with(&b) {
-                    self.submit_evidence(a, b).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn submit_evidence(self: &Arc<Self>, a: SignedHeader, b: SignedHeader) {
-        let accused = a.header.proposer.clone();
-        let sequence = {
-            let chain = self.chain.lock().await;
-            let committed = chain.state().next_sequence(&self.keys.id);
-            self.pool().next_free_sequence(&self.keys.id, committed)
-        };
-        let slot = a.header.slot;
-        let tx = Transaction {
-            chain_id: a.header.chain_id.clone(),
-            sender: self.keys.id.clone(),
-            sequence,
-            body: TxBody::Misbehaviour {
-                accused: accused.clone(),
-                evidence: vec![
-                    serde_json::to_string(&a).expect("headers serialize"),
-                    serde_json::to_string(&b).expect("headers serialize"),
-                ],
-            },
-        }
-        .sign(&self.keys.signing);
-        match self.submit(tx.as_jws()).await {
-            Ok(admitted) => tracing::warn!(
-                "{accused} equivocated at slot {slot}: evidence {}",
-                emrshare_core::ledger::state::hex32::to_hex(&admitted.id)
-            ),
-            Err(e) => tracing::debug!("evidence against {accused} not submitted: {e}"),
-        }
-    }
-
-    /// Sends `body` to `path` on every peer, in the background; an unreachable peer catches
-    /// up later (blocks) or gets the transactions again (relay retries), so failures are not
-    /// retried here.
+    /// Sends `body` to `path` on every peer, in the background; a peer that misses it gets
+    /// the transactions again (relay retries), so failures are not retried here.
     fn post_to_peers(self: &Arc<Self>, path: &'static str, body: serde_json::Value) {
         let body = serde_json::to_vec(&body).expect("JSON values serialize");
         for peer in self.config.peers.clone() {
@@ -996,66 +700,14 @@ impl Node {
         }
     }
 
-    /// Fetches blocks we lack from the first peer that has them, among the peers with our
-    /// genesis (see [`crate::peers`]).
-    pub async fn catch_up(&self) {
-        for peer in &self.config.peers {
-            if !self.peers.may_sync_from(self, peer).await {
-                continue;
-            }
-            let from = self.chain.lock().await.height();
-            loop {
-                let next = self.chain.lock().await.height() + 1;
-                let Ok(reply) = self
-                    .http
-                    .get(format!("{}/v1/blocks/{next}", peer.url))
-                    .send()
-                    .await
-                else {
-                    break;
-                };
-                if !reply.status().is_success() {
-                    break;
-                }
-                let Ok(block) = reply.json::<CertifiedBlock>().await else {
-                    break;
-                };
-                if let Err(e) = self.accept_block(&block).await {
-                    self.peers.refused_block(peer, block.header.height, &e);
-                    break;
-                }
-            }
-            self.peers
-                .caught_up(peer, from, self.chain.lock().await.height());
-        }
-    }
-
-    /// The slot loop: propose in our slots, catch up now and then.
-    pub async fn run_consensus(self: Arc<Self>) {
-        let slot_ms = self.chain.lock().await.genesis.slot_ms;
-        let mut last_slot = None;
+    /// Sends queued transactions to the peers every 100 ms, and offers the pending ones
+    /// again now and then (see [`Node::relay_retry`]), until the node stops.
+    pub async fn run_relay(self: Arc<Self>) {
         let mut ticks = 0u64;
         loop {
-            tokio::time::sleep(Duration::from_millis((slot_ms / 5).max(10))).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             ticks += 1;
-            let slot = self.current_slot().await;
-            if last_slot != Some(slot) {
-                last_slot = Some(slot);
-                let owner = self
-                    .chain
-                    .lock()
-                    .await
-                    .validators()
-                    .proposer_of(slot)
-                    .clone();
-                if owner == self.keys.id {
-                    self.propose(slot).await;
-                }
-            }
             self.flush_relay();
-            if ticks % 10 == 0 {
-                self.catch_up().await;
-            }
             if ticks % 25 == 1 {
                 self.relay_retry();
             }

@@ -1,11 +1,11 @@
 //! What the node knows of its peers, and what it says about them.
 //!
 //! Every [`CHECK_EVERY`] (and at start) the node asks each peer for `/v1/health`: a peer whose
-//! chain ID or genesis hash differs from ours is never synced from; a peer that has not
-//! answered for [`DEAD_AFTER`] is unreachable. Each change of a peer's state is logged once
-//! (up, unreachable, back, another genesis), as are blocks a peer served that we refused and
-//! the blocks caught up from a peer. `/v1/health` reports the node's own state from this:
-//! "genesis mismatch", "not syncing", "behind by N" or "ok".
+//! chain ID or genesis hash differs from ours does not count; a peer that has not answered
+//! for [`DEAD_AFTER`] is unreachable. Each change of a peer's state is logged once (up,
+//! unreachable, back, another genesis). Blocks come through consensus and its value sync, not
+//! from here. `/v1/health` reports the node's own state from this: "genesis mismatch", "not
+//! syncing", "behind by N" or "ok".
 
 use crate::config::Peer;
 use crate::node::Node;
@@ -48,8 +48,6 @@ struct Entry {
     state: PeerState,
     checked: Option<Instant>,
     failing_since: Option<Instant>,
-    /// The last reason a block from this peer was refused (logged when it changes).
-    refusal: Option<String>,
 }
 
 pub struct Peers {
@@ -87,7 +85,6 @@ impl Peers {
                     state: PeerState::Unknown,
                     checked: None,
                     failing_since: None,
-                    refusal: None,
                 };
                 (p.url.clone(), entry)
             })
@@ -197,54 +194,6 @@ impl Peers {
         }
     }
 
-    /// Whether blocks may be fetched from `peer`: it has our genesis (checked now if the
-    /// last check is older than [`CHECK_EVERY`]).
-    pub async fn may_sync_from(&self, node: &Node, peer: &Peer) -> bool {
-        let stale = self
-            .with_entry(&peer.url, |e| {
-                e.checked.is_none_or(|t| t.elapsed() >= CHECK_EVERY)
-            })
-            .unwrap_or(false);
-        if stale {
-            self.check(node, peer).await;
-        }
-        matches!(self.state(&peer.url), Some(PeerState::Ours { .. }))
-    }
-
-    /// A block `peer` served was refused: logged when the reason changes.
-    pub fn refused_block(&self, peer: &Peer, height: u64, error: &dyn std::fmt::Display) {
-        let reason = error.to_string();
-        self.with_entry(&peer.url, |e| {
-            if e.refusal.as_deref() != Some(reason.as_str()) {
-                tracing::warn!(
-                    "block {height} from peer {} ({}) refused: {reason}",
-                    e.id,
-                    peer.url
-                );
-                e.refusal = Some(reason);
-            }
-        });
-    }
-
-    /// Blocks `from + 1 ..= to` were fetched from `peer`.
-    pub fn caught_up(&self, peer: &Peer, from: u64, to: u64) {
-        if to > from {
-            let first = from + 1;
-            self.with_entry(&peer.url, |e| {
-                e.refusal = None;
-                if to == first {
-                    tracing::info!("caught up from peer {} ({}): block {to}", e.id, peer.url);
-                } else {
-                    tracing::info!(
-                        "caught up from peer {} ({}): blocks {first} to {to}",
-                        e.id,
-                        peer.url
-                    );
-                }
-            });
-        }
-    }
-
     /// The node's status for `/v1/health`, at our `height`.
     pub fn status(&self, height: u64) -> String {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -312,7 +261,8 @@ mod tests {
                 proposers: 1,
                 auditors: 1,
             },
-            slot_ms: 500,
+            block_ms: 500,
+            timeouts: Default::default(),
             start_ms: 1,
         }
     }
@@ -321,6 +271,7 @@ mod tests {
         Peer {
             id: PartyId::new(format!("node:{i}")).unwrap(),
             url: format!("http://127.0.0.1:{}", 9000 + i),
+            p2p: format!("/ip4/127.0.0.1/tcp/{}", 9100 + i),
         }
     }
 

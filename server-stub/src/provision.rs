@@ -7,7 +7,7 @@ use crate::config::{Limits, NodeConfig, Peer, TlsConfig};
 use anyhow::{Context, Result, bail};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, RsaBits};
-use emrshare_core::ledger::block::{Genesis, Validator, ValidatorSet};
+use emrshare_core::ledger::block::{Genesis, Timeouts, Validator, ValidatorSet};
 use std::path::{Path, PathBuf};
 
 /// What `init` writes (also its command-line flags).
@@ -21,10 +21,16 @@ pub struct InitOptions {
     /// Audit nodes, ATN.
     #[arg(long, default_value_t = 2)]
     pub auditors: usize,
+    /// Node i's HTTP API listens on base + i, its consensus (libp2p) on base + nodes + i.
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
+    /// The least time between two blocks, in milliseconds.
     #[arg(long, default_value_t = 500)]
-    pub slot_ms: u64,
+    pub block_ms: u64,
+    /// The consensus proposal timeout in milliseconds (prevote and precommit wait half of
+    /// it); each round that times out waits half as long again.
+    #[arg(long, default_value_t = 2000)]
+    pub propose_ms: u64,
     #[arg(long, default_value = "emrshare-local")]
     pub chain_id: String,
     /// Serve HTTPS: writes a consortium CA (ca.pem; its key is not kept) and a certificate per
@@ -105,13 +111,24 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
             proposers: options.proposers,
             auditors: options.auditors,
         },
-        slot_ms: options.slot_ms,
+        block_ms: options.block_ms,
+        timeouts: Timeouts {
+            propose_ms: options.propose_ms,
+            prevote_ms: options.propose_ms / 2,
+            precommit_ms: options.propose_ms / 2,
+        },
         start_ms,
     };
     std::fs::write(&genesis_path, serde_json::to_string_pretty(&genesis)?)
         .with_context(|| format!("cannot write {}", genesis_path.display()))?;
     let scheme = if options.tls { "https" } else { "http" };
     let url = |i: usize| format!("{scheme}://127.0.0.1:{}", options.base_port as usize + i);
+    let p2p = |i: usize| {
+        format!(
+            "/ip4/127.0.0.1/tcp/{}",
+            options.base_port as usize + options.nodes + i
+        )
+    };
     let ca = if options.tls {
         let ca = ConsortiumCa::generate(&options.chain_id)?;
         std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
@@ -141,6 +158,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
         let config = NodeConfig {
             id: key.id.clone(),
             listen: format!("127.0.0.1:{}", options.base_port as usize + i).parse()?,
+            p2p_listen: p2p(i),
             data_dir: "data".into(),
             key_file: "node.key.json".into(),
             genesis_file: "../genesis.json".into(),
@@ -149,6 +167,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
                 .map(|j| Peer {
                     id: keys[j].id.clone(),
                     url: url(j),
+                    p2p: p2p(j),
                 })
                 .collect(),
             limits: Limits::default(),

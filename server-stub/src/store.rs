@@ -1,10 +1,10 @@
 //! Durable storage (redb, crash-safe: a committed write transaction survives `kill -9`).
 //! Certified blocks by height; the mempool of acknowledged transactions; what became of each
-//! acknowledged transaction (committed at a height, or failed and why); the auditor's votes
-//! (one header per height, recorded before the vote is sent).
+//! acknowledged transaction (committed at a height, or failed and why); blob owners. The
+//! consensus engine keeps its own write-ahead log (its locks and votes) beside it.
 
 use anyhow::{Result, anyhow, bail};
-use emrshare_core::ledger::block::{CertifiedBlock, Proposal};
+use emrshare_core::ledger::block::CertifiedBlock;
 use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::wire::TxStatus;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -12,7 +12,6 @@ use std::path::Path;
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const MEMPOOL: TableDefinition<&[u8], &str> = TableDefinition::new("mempool");
-const LOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("locks");
 const BLOB_OWNERS: TableDefinition<&[u8], &str> = TableDefinition::new("blob_owners");
 /// Transaction ID -> JSON `TxStatus` (committed or failed; pending ones are in MEMPOOL).
 const TX_STATUS: TableDefinition<&[u8], &str> = TableDefinition::new("tx_status");
@@ -24,9 +23,8 @@ pub struct Store {
 }
 
 /// What to do about a store that does not open.
-const DAMAGED_HINT: &str = "restore it from a backup, or move it aside to resync the chain \
-     from the peers (an auditor that moves its store aside may vote again at heights it \
-     voted at)";
+const DAMAGED_HINT: &str = "restore it from a backup, or move it aside (with the consensus \
+     folder beside it) to resync the chain from the peers";
 
 fn permission_hint(dir: &Path) -> String {
     format!(
@@ -126,7 +124,6 @@ impl Store {
             let tx = db.begin_write().map_err(redb::Error::from)?;
             tx.open_table(BLOCKS).map_err(redb::Error::from)?;
             tx.open_table(MEMPOOL).map_err(redb::Error::from)?;
-            tx.open_table(LOCKS).map_err(redb::Error::from)?;
             tx.open_table(BLOB_OWNERS).map_err(redb::Error::from)?;
             tx.open_table(META).map_err(redb::Error::from)?;
             tx.open_table(TX_STATUS).map_err(redb::Error::from)?;
@@ -292,45 +289,5 @@ impl Store {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(BLOB_OWNERS)?;
         Ok(table.get(hash.as_slice())?.map(|v| v.value().to_owned()))
-    }
-
-    /// The proposal this auditor is locked on at `height`, if any.
-    pub fn lock(&self, height: u64) -> Result<Option<Proposal>> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(LOCKS)?;
-        Ok(match table.get(height)? {
-            Some(value) => Some(serde_json::from_slice(value.value())?),
-            None => None,
-        })
-    }
-
-    /// Locks on `proposal` at its height unless already locked at its round or a later one;
-    /// returns the lock in force. A lock of an earlier round is replaced: the caller has
-    /// checked the proposal's release of that round. Committed before the vote leaves the
-    /// node, so a restarted auditor never signs two headers of one height and round.
-    pub fn lock_or_get(&self, proposal: &Proposal) -> Result<Proposal> {
-        let tx = self.db.begin_write()?;
-        let locked = {
-            let mut table = tx.open_table(LOCKS)?;
-            let existing = table
-                .get(proposal.header.height)?
-                .map(|v| v.value().to_vec());
-            let existing: Option<Proposal> = match existing {
-                Some(bytes) => Some(serde_json::from_slice(&bytes)?),
-                None => None,
-            };
-            match existing {
-                Some(lock) if lock.header.round >= proposal.header.round => lock,
-                _ => {
-                    table.insert(
-                        proposal.header.height,
-                        serde_json::to_vec(proposal)?.as_slice(),
-                    )?;
-                    proposal.clone()
-                }
-            }
-        };
-        tx.commit()?;
-        Ok(locked)
     }
 }

@@ -65,12 +65,12 @@ impl Provisioned {
     /// `nodes` nodes, node:0 the only proposer and node:1 the only auditor.
     pub fn init(nodes: usize, chain_id: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let base_port = free_ports(nodes as u16);
+        let base_port = free_ports(2 * nodes as u16);
         let out = Command::new(node_binary())
             .args(["init", "--dir", dir.path().to_str().unwrap()])
             .args(["--nodes", &nodes.to_string(), "--proposers", "1"])
             .args(["--auditors", "1", "--base-port", &base_port.to_string()])
-            .args(["--slot-ms", "200", "--chain-id", chain_id])
+            .args(["--block-ms", "200", "--chain-id", chain_id])
             .stdout(Stdio::null())
             .output()
             .unwrap();
@@ -273,7 +273,6 @@ pub const NODES: usize = 5;
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub struct Consortium {
-    equivocator: Option<usize>,
     _turn: std::sync::MutexGuard<'static, ()>,
     pub dir: tempfile::TempDir,
     pub base_port: u16,
@@ -292,21 +291,15 @@ impl Drop for Consortium {
 
 impl Consortium {
     pub fn start() -> Self {
-        Self::start_with(None)
-    }
-
-    /// A consortium whose node `equivocator`, if any, runs with EMRSHARE_TEST_EQUIVOCATE set
-    /// (it misbehaves only in a build with the `equivocate` feature).
-    pub fn start_with(equivocator: Option<usize>) -> Self {
-        Self::start_custom(equivocator, |_| {})
+        Self::start_custom(|_| {})
     }
 
     /// A consortium whose every node's `[limits]` table `limits` edits first.
     pub fn start_with_limits(limits: impl Fn(&mut toml::Table)) -> Self {
-        Self::start_custom(None, limits)
+        Self::start_custom(limits)
     }
 
-    fn start_custom(equivocator: Option<usize>, limits: impl Fn(&mut toml::Table)) -> Self {
+    fn start_custom(limits: impl Fn(&mut toml::Table)) -> Self {
         let turn = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -318,9 +311,9 @@ impl Consortium {
         // skipped.
         let mut block = block;
         let base_port = loop {
-            let base =
-                20_000 + ((std::process::id() % 2_000) as u16 * 20 + block * NODES as u16) % 20_000;
-            if (0..NODES as u16)
+            let base = 20_000
+                + ((std::process::id() % 2_000) as u16 * 20 + block * 2 * NODES as u16) % 20_000;
+            if (0..2 * NODES as u16)
                 .all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
             {
                 break base;
@@ -342,7 +335,7 @@ impl Consortium {
             .args([
                 "--base-port",
                 &base_port.to_string(),
-                "--slot-ms",
+                "--block-ms",
                 "300",
                 "--chain-id",
                 "test-chain",
@@ -364,7 +357,6 @@ impl Consortium {
             .build()
             .unwrap();
         let mut consortium = Self {
-            equivocator,
             _turn: turn,
             dir,
             base_port,
@@ -389,9 +381,6 @@ impl Consortium {
     pub fn spawn(&mut self, i: usize) {
         let log = std::fs::File::create(self.dir.path().join(format!("node-{i}.log"))).unwrap();
         let mut command = Command::new(node_binary());
-        if self.equivocator == Some(i) {
-            command.env("EMRSHARE_TEST_EQUIVOCATE", "1");
-        }
         let child = command
             .args(["run", "--config", self.config(i).to_str().unwrap()])
             .stdout(Stdio::null())

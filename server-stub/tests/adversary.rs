@@ -522,10 +522,10 @@ fn stranger_bodies_are_refused_unread_and_stalled_uploads_hold_no_memory() {
     registered(&c, &[&patient.id]);
     let rss_before = c.rss_kib(0);
 
-    // Strangers: a 60 MiB proposal without a token, an upload without a claim: answered at
+    // Strangers: a 60 MiB relay without a token, an upload without a claim: answered at
     // once, from the head alone.
     for head in [
-        "POST /v1/consensus/proposal HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 62914560\r\n\r\n".to_owned(),
+        "POST /v1/consensus/txs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 62914560\r\n\r\n".to_owned(),
         format!(
             "PUT /v1/blobs/{} HTTP/1.1\r\nhost: x\r\ncontent-length: 62914560\r\n\r\n",
             "1".repeat(64)

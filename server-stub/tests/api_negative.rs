@@ -5,7 +5,6 @@
 //! 5xx, a plain-text rejection or a hang), and the node keeps answering /v1/health.
 
 use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::block::{CertifiedBlock, CommitCertificate, Header, Proposal, Vote};
 use emrshare_core::ledger::tx::{Action, Outcome, Role, Transaction, TxBody};
 use emrshare_node::testkit::free_ports;
 use reqwest::Method;
@@ -46,12 +45,12 @@ impl Drop for Node {
 impl Node {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let base_port = free_ports(2);
+        let base_port = free_ports(4);
         let status = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
             .args(["init", "--dir", dir.path().to_str().unwrap()])
             .args(["--nodes", "2", "--proposers", "1", "--auditors", "1"])
             .args(["--base-port", &base_port.to_string()])
-            .args(["--slot-ms", "300", "--chain-id", CHAIN])
+            .args(["--block-ms", "300", "--chain-id", CHAIN])
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -304,92 +303,12 @@ fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-const JSON_ROUTES: [&str; 6] = [
+const JSON_ROUTES: [&str; 4] = [
     "/v1/tx",
     "/v1/consensus/tx",
     "/v1/consensus/txs",
     "/v1/registry/lookup",
-    "/v1/consensus/proposal",
-    "/v1/consensus/block",
 ];
-
-fn header(height: u64, slot: u64, proposer: &str) -> Header {
-    Header {
-        chain_id: CHAIN.into(),
-        height,
-        slot,
-        round: 0,
-        previous: [0; 32],
-        time_ms: now_s() * 1000,
-        proposer: PartyId::new(proposer).unwrap(),
-        tx_root: [0; 32],
-        state_root: [0; 32],
-        validators_hash: [0; 32],
-        next_validators_hash: [0; 32],
-    }
-}
-
-fn proposal(header: Header) -> Proposal {
-    Proposal::sign(&SigningKey::generate(), header, Vec::new(), None)
-}
-
-fn certified(header: Header, votes: Vec<Vote>) -> CertifiedBlock {
-    CertifiedBlock {
-        certificate: CommitCertificate {
-            header_hash: header.hash(),
-            votes,
-        },
-        header,
-        txs: Vec::new(),
-    }
-}
-
-/// Edits one member of a JSON document (`path` of object keys) and returns the text.
-fn edited(value: &impl serde::Serialize, path: &[&str], new: Value) -> String {
-    let mut doc = serde_json::to_value(value).unwrap();
-    let mut at = &mut doc;
-    for key in &path[..path.len() - 1] {
-        at = &mut at[*key];
-    }
-    at[path[path.len() - 1]] = new;
-    doc.to_string()
-}
-
-/// Adds a member to the object at `path` (empty: the top level).
-fn with_extra(value: &impl serde::Serialize, path: &[&str]) -> String {
-    let mut doc = serde_json::to_value(value).unwrap();
-    let mut at = &mut doc;
-    for key in path {
-        at = &mut at[*key];
-    }
-    at["surprise"] = json!(1);
-    doc.to_string()
-}
-
-/// Repeats the first member named `name` (same value) in the JSON text.
-fn with_duplicate(text: &str, name: &str) -> String {
-    let start = text.find(&format!("\"{name}\":")).unwrap();
-    let doc: Value = serde_json::from_str(text).unwrap();
-    let mut value = None;
-    // The value of the first member of that name, depth first.
-    fn find<'a>(v: &'a Value, name: &str, out: &mut Option<&'a Value>) {
-        if out.is_some() {
-            return;
-        }
-        if let Some(map) = v.as_object() {
-            if let Some(found) = map.get(name) {
-                *out = Some(found);
-                return;
-            }
-            for v in map.values() {
-                find(v, name, out);
-            }
-        }
-    }
-    find(&doc, name, &mut value);
-    let member = format!("\"{name}\":{},", value.unwrap());
-    format!("{}{member}{}", &text[..start], &text[start..])
-}
 
 #[test]
 fn json_bodies_malformed_duplicate_unknown_or_mistyped_get_400() {
@@ -483,123 +402,6 @@ fn json_bodies_malformed_duplicate_unknown_or_mistyped_get_400() {
         node.refused(&format!("{route}: {what}"), node.post(route, body), 400);
     }
 
-    // Proposals and certified blocks: every level of the document is strict.
-    let p = proposal(header(1, 0, "node:0"));
-    let b = certified(header(1, 0, "node:0"), Vec::new());
-    let p_text = serde_json::to_string(&p).unwrap();
-    let b_text = serde_json::to_string(&b).unwrap();
-    let cases: Vec<(&str, &str, String)> = vec![
-        (
-            "proposal",
-            "duplicate member",
-            with_duplicate(&p_text, "txs"),
-        ),
-        (
-            "proposal",
-            "duplicate in header",
-            with_duplicate(&p_text, "height"),
-        ),
-        ("proposal", "unknown field", with_extra(&p, &[])),
-        (
-            "proposal",
-            "unknown header field",
-            with_extra(&p, &["header"]),
-        ),
-        (
-            "proposal",
-            "height a string",
-            edited(&p, &["header", "height"], json!("1")),
-        ),
-        (
-            "proposal",
-            "negative height",
-            edited(&p, &["header", "height"], json!(-1)),
-        ),
-        (
-            "proposal",
-            "fractional slot",
-            edited(&p, &["header", "slot"], json!(1.5)),
-        ),
-        (
-            "proposal",
-            "height over u64",
-            p_text.replace("\"height\":1", "\"height\":18446744073709551616"),
-        ),
-        (
-            "proposal",
-            "short previous hash",
-            edited(&p, &["header", "previous"], json!("00")),
-        ),
-        (
-            "proposal",
-            "uppercase hash",
-            edited(&p, &["header", "tx_root"], json!("AB".repeat(32))),
-        ),
-        (
-            "proposal",
-            "invalid proposer ID",
-            edited(&p, &["header", "proposer"], json!("bad id")),
-        ),
-        ("proposal", "txs a string", edited(&p, &["txs"], json!("x"))),
-        (
-            "proposal",
-            "signature a number",
-            edited(&p, &["proposer_signature"], json!(7)),
-        ),
-        ("proposal", "header missing", {
-            let mut v = serde_json::to_value(&p).unwrap();
-            v.as_object_mut().unwrap().remove("header");
-            v.to_string()
-        }),
-        (
-            "block",
-            "duplicate member",
-            with_duplicate(&b_text, "certificate"),
-        ),
-        (
-            "block",
-            "duplicate in certificate",
-            with_duplicate(&b_text, "votes"),
-        ),
-        ("block", "unknown field", with_extra(&b, &[])),
-        (
-            "block",
-            "unknown certificate field",
-            with_extra(&b, &["certificate"]),
-        ),
-        (
-            "block",
-            "votes not a list",
-            edited(&b, &["certificate", "votes"], json!({})),
-        ),
-        (
-            "block",
-            "vote missing signature",
-            edited(
-                &b,
-                &["certificate", "votes"],
-                json!([{"validator": "node:1"}]),
-            ),
-        ),
-        (
-            "block",
-            "header a number",
-            edited(&b, &["header"], json!(1)),
-        ),
-        (
-            "block",
-            "hash not hex",
-            edited(&b, &["certificate", "header_hash"], json!("zz".repeat(32))),
-        ),
-    ];
-    for (kind, what, body) in cases {
-        let route = if kind == "proposal" {
-            "/v1/consensus/proposal"
-        } else {
-            "/v1/consensus/block"
-        };
-        node.refused(&format!("{route}: {what}"), node.post(route, body), 400);
-    }
     node.assert_alive();
 }
 
@@ -607,11 +409,7 @@ fn json_bodies_malformed_duplicate_unknown_or_mistyped_get_400() {
 fn bodies_over_the_configured_limits_get_413() {
     let node = Node::start();
     for route in JSON_ROUTES {
-        let limit = if route == "/v1/consensus/proposal" || route == "/v1/consensus/block" {
-            MAX_BLOCK
-        } else {
-            MAX_BODY
-        };
+        let limit = MAX_BODY;
         for size in [limit + 1, 2 * limit] {
             let mut body = br#"{"jws":""#.to_vec();
             body.resize(size - 2, b'a');
@@ -662,7 +460,7 @@ fn bodies_over_the_configured_limits_get_413() {
 }
 
 #[test]
-fn signatures_lookup_sizes_and_consensus_messages_are_checked() {
+fn signatures_lookup_sizes_and_removed_consensus_routes_are_checked() {
     let node = Node::start();
     let key = SigningKey::generate();
     let good = registration("hospital:neg", &key, CHAIN);
@@ -769,103 +567,11 @@ fn signatures_lookup_sizes_and_consensus_messages_are_checked() {
         );
     }
 
-    // Proposals to this auditor: well-formed but not acceptable.
-    let route = "/v1/consensus/proposal";
-    let unsigned = Proposal {
-        proposer_signature: String::new(),
-        ..proposal(header(1, 0, "node:0"))
-    };
-    let cases: Vec<(&str, Proposal)> = vec![
-        ("signed by a stranger", proposal(header(1, 0, "node:0"))),
-        ("unsigned", unsigned),
-        (
-            "wrong proposer for the slot",
-            proposal(header(1, 0, "node:1")),
-        ),
-        (
-            "slot in the future",
-            proposal(header(1, u64::MAX, "node:0")),
-        ),
-        ("height u64::MAX", proposal(header(u64::MAX, 0, "node:0"))),
-        ("unknown proposer", proposal(header(1, 0, "node:9"))),
-    ];
-    for (what, p) in cases {
-        node.refused(
-            &format!("{route}: {what}"),
-            node.post(route, serde_json::to_string(&p).unwrap()),
-            409,
-        );
+    // The slot engine's consensus routes are gone: validators talk over their own
+    // network, and no HTTP body reaches consensus.
+    for route in ["/v1/consensus/proposal", "/v1/consensus/block"] {
+        node.refused(route, node.post(route, "{}"), 404);
     }
-
-    // Proposers still read a refusal as one.
-    let reply = node
-        .post(
-            route,
-            serde_json::to_string(&proposal(header(1, 0, "node:0"))).unwrap(),
-        )
-        .send()
-        .unwrap();
-    assert!(matches!(
-        reply
-            .json::<emrshare_core::ledger::block::VoteReply>()
-            .unwrap(),
-        emrshare_core::ledger::block::VoteReply::Refused { .. }
-    ));
-
-    // Certified blocks without a valid certificate.
-    let route = "/v1/consensus/block";
-    let h = header(1, 0, "node:0");
-    let stranger_vote = Vote::sign(PartyId::new("node:1").unwrap(), &SigningKey::generate(), &h);
-    let mut wrong_hash = certified(h.clone(), vec![stranger_vote.clone()]);
-    wrong_hash.certificate.header_hash = [9; 32];
-    let cases: Vec<(&str, CertifiedBlock)> = vec![
-        ("no votes", certified(h.clone(), Vec::new())),
-        (
-            "forged vote",
-            certified(h.clone(), vec![stranger_vote.clone()]),
-        ),
-        ("certificate for another header", wrong_hash),
-        (
-            "vote by a non-auditor",
-            certified(
-                h.clone(),
-                vec![Vote::sign(
-                    PartyId::new("node:0").unwrap(),
-                    &SigningKey::generate(),
-                    &h,
-                )],
-            ),
-        ),
-        (
-            "height u64::MAX",
-            certified(header(u64::MAX, 0, "node:0"), Vec::new()),
-        ),
-    ];
-    for (what, block) in cases {
-        node.refused(
-            &format!("{route}: {what}"),
-            node.post(route, serde_json::to_string(&block).unwrap()),
-            409,
-        );
-    }
-    // A block at a height already passed that is not the block held there (height 0 is
-    // genesis: no block) is refused, without effect.
-    let old = certified(header(0, 0, "node:0"), Vec::new());
-    node.refused(
-        &format!("{route}: another block at a held height"),
-        node.post(route, serde_json::to_string(&old).unwrap()),
-        409,
-    );
-    assert_eq!(
-        node.http
-            .get(node.url("/v1/health"))
-            .send()
-            .unwrap()
-            .json::<Value>()
-            .unwrap()["height"],
-        0,
-        "nothing was applied"
-    );
     node.assert_alive();
 }
 
@@ -885,7 +591,7 @@ fn bad_path_parameters_get_400() {
         "1%00",
         "%E2%82%AC",
     ];
-    for route in ["/v1/blocks", "/v1/consensus/lock"] {
+    for route in ["/v1/blocks"] {
         for h in heights {
             node.refused(
                 &format!("{route}/{h}"),
@@ -997,7 +703,6 @@ fn bad_path_parameters_get_400() {
     // Controls: well-formed parameters get answers.
     for path in [
         "/v1/blocks/18446744073709551615",
-        "/v1/consensus/lock/18446744073709551615",
         "/v1/directory/hospital",
         "/v1/sequence/hospital:a",
         "/v1/grants/g-1",
@@ -1030,6 +735,8 @@ fn unknown_paths_get_404_and_wrong_methods_405() {
         "/v1/blobs/",
         "/v1/consensus",
         "/v1/consensus/lock",
+        "/v1/consensus/lock/1",
+        "/v1/consensus/proposal",
         "/v1/%FF",
         "/v1/registry",
         "/v1/../v1/health/x",
@@ -1050,10 +757,7 @@ fn unknown_paths_get_404_and_wrong_methods_405() {
         (Method::PATCH, "/v1/registry/lookup"),
         (Method::DELETE, "/v1/directory/hospital"),
         (Method::POST, "/v1/grants/g-1"),
-        (Method::GET, "/v1/consensus/proposal"),
-        (Method::GET, "/v1/consensus/block"),
         (Method::GET, "/v1/consensus/tx"),
-        (Method::POST, "/v1/consensus/lock/1"),
         (Method::POST, &blob),
         (Method::DELETE, &blob),
         (Method::PATCH, &blob),

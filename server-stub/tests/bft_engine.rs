@@ -45,16 +45,17 @@ impl ChainOfHashes {
     }
 }
 
+#[async_trait::async_trait]
 impl Ledger for ChainOfHashes {
-    fn decided_height(&self) -> u64 {
+    async fn decided_height(&self) -> u64 {
         self.head().0
     }
 
-    fn validator_set(&self, height: u64) -> Option<VerifiedSet> {
-        (height <= self.decided_height() + 1).then(|| self.set.clone().verified().unwrap())
+    async fn validator_set(&self, height: u64) -> Option<VerifiedSet> {
+        (height <= self.head().0 + 1).then(|| self.set.clone().verified().unwrap())
     }
 
-    fn build(&mut self, round: u32, proposer: &PartyId) -> anyhow::Result<(Hash, Vec<u8>)> {
+    async fn build(&mut self, round: u32, proposer: &PartyId) -> anyhow::Result<(Hash, Vec<u8>)> {
         let (height, previous) = self.head();
         let block = serde_json::to_vec(&json!({"header": {
             "height": height + 1, "previous": hex(&previous), "round": round,
@@ -63,7 +64,7 @@ impl Ledger for ChainOfHashes {
         Ok((header_hash(&block).unwrap().0, block))
     }
 
-    fn check(&self, _proposer: &PartyId, block: &[u8]) -> Checked {
+    async fn check(&self, _proposer: &PartyId, block: &[u8]) -> Checked {
         let Some((hash, header)) = header_hash(block) else {
             return Checked::Unreadable("not a block".into());
         };
@@ -75,11 +76,15 @@ impl Ledger for ChainOfHashes {
         }
     }
 
-    fn block_hash(&self, block: &[u8]) -> Option<Hash> {
+    async fn block_hash(&self, block: &[u8]) -> Option<Hash> {
         header_hash(block).map(|(hash, _)| hash)
     }
 
-    fn commit(&mut self, block: &[u8], certificate: DecisionCertificate) -> anyhow::Result<()> {
+    async fn commit(
+        &mut self,
+        block: &[u8],
+        certificate: DecisionCertificate,
+    ) -> anyhow::Result<()> {
         let (hash, _) = header_hash(block).ok_or_else(|| anyhow::anyhow!("not a block"))?;
         self.decided
             .lock()
@@ -88,7 +93,7 @@ impl Ledger for ChainOfHashes {
         Ok(())
     }
 
-    fn decided(&self, height: u64) -> Option<(Vec<u8>, DecisionCertificate)> {
+    async fn decided(&self, height: u64) -> Option<(Vec<u8>, DecisionCertificate)> {
         let decided = self.decided.lock().unwrap();
         let (_, block, cert) = decided.get(usize::try_from(height).ok()?.checked_sub(1)?)?;
         Some((block.clone(), cert.clone()))

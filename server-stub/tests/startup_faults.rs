@@ -164,7 +164,7 @@ fn a_genesis_changed_under_existing_data_is_refused() {
     let genesis = c.dir.path().join("genesis.json");
     let original = std::fs::read_to_string(&genesis).unwrap();
     let mut tampered: serde_json::Value = serde_json::from_str(&original).unwrap();
-    tampered["slot_ms"] = 250.into();
+    tampered["block_ms"] = 250.into();
     std::fs::write(&genesis, tampered.to_string()).unwrap();
     let line = run_fails(
         &c.config(0),

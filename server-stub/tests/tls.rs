@@ -41,7 +41,7 @@ fn init_tls(dir: &Path, base_port: u16) {
         .args(["init", "--dir", dir.to_str().unwrap(), "--tls"])
         .args(["--nodes", "2", "--proposers", "1", "--auditors", "1"])
         .args(["--base-port", &base_port.to_string()])
-        .args(["--slot-ms", "300", "--chain-id", "tls-chain"])
+        .args(["--block-ms", "300", "--chain-id", "tls-chain"])
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -67,7 +67,7 @@ impl Drop for Consortium {
 impl Consortium {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let base_port = free_ports(NODES as u16);
+        let base_port = free_ports(2 * NODES as u16);
         init_tls(dir.path(), base_port);
         let https = client_trusting(&std::fs::read(dir.path().join("ca.pem")).unwrap());
         let mut c = Self {
@@ -245,7 +245,7 @@ fn fails_at_start(config: &Path, expected: &str) {
 #[test]
 fn bad_tls_files_stop_the_node_at_start_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    init_tls(dir.path(), free_ports(NODES as u16));
+    init_tls(dir.path(), free_ports(2 * NODES as u16));
     let node = dir.path().join("node-0");
     let config = node.join("config.toml");
     let good_cert = std::fs::read(node.join("tls.cert.pem")).unwrap();
@@ -297,7 +297,7 @@ fn bad_tls_files_stop_the_node_at_start_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serve_shuts_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let base_port = free_ports(NODES as u16);
+    let base_port = free_ports(2 * NODES as u16);
     init_tls(dir.path(), base_port);
     let config =
         emrshare_node::config::NodeConfig::load(&dir.path().join("node-0/config.toml")).unwrap();

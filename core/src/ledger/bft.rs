@@ -408,6 +408,28 @@ impl DecisionCertificate {
         }
     }
 
+    /// Drops the signatures that do not count under `set`: signers outside it, a signer's
+    /// second signature, and signatures that do not verify. A certificate a peer synced may
+    /// carry such (an engine counts them as nothing); stored and served, it must not.
+    pub fn retain_valid(&mut self, chain_id: &str, set: &VerifiedSet) {
+        let mut seen = BTreeSet::new();
+        let (height, round, value) = (self.height, self.round, self.value);
+        self.signatures.retain(|commit| {
+            let Some((_, key, _)) = set.member(&commit.validator) else {
+                return false;
+            };
+            let precommit = ConsensusVote {
+                kind: VoteKind::Precommit,
+                height,
+                round,
+                value: Some(value),
+                validator: commit.validator.clone(),
+            };
+            signature_valid(key, &precommit.sign_bytes(chain_id), &commit.signature)
+                && seen.insert(commit.validator.clone())
+        });
+    }
+
     /// Checks the certificate strictly against `set` (the set the chain fixed for its
     /// height): every signer a distinct member, every signature valid, and the signers'
     /// power more than 2/3 of the total. Returns the signed power.
@@ -775,6 +797,32 @@ mod tests {
             borrow = i16::from(d < 0);
         }
         raw
+    }
+
+    #[test]
+    fn retain_valid_keeps_exactly_what_verify_counts() {
+        let m = members(&[1, 1, 1, 1], 2);
+        let mut cert = certificate(&m, &[0, 1, 2], [9; 32]);
+        let five = members(&[1, 1, 1, 1, 1], 2);
+        cert.signatures
+            .push(certificate(&five, &[4], [9; 32]).signatures[0].clone());
+        cert.signatures.push(cert.signatures[0].clone());
+        cert.signatures[1].signature = cert.signatures[2].signature.clone();
+        assert!(cert.verify(CHAIN, &m.set).is_err());
+        cert.retain_valid(CHAIN, &m.set);
+        let kept: Vec<_> = cert
+            .signatures
+            .iter()
+            .map(|s| s.validator.clone())
+            .collect();
+        assert_eq!(kept, vec![id(0), id(2)]);
+        assert!(matches!(
+            cert.verify(CHAIN, &m.set),
+            Err(CertificateError::NotEnoughPower {
+                signed: 2,
+                total: 4
+            })
+        ));
     }
 
     #[test]

@@ -251,9 +251,10 @@ pub async fn start<L: Ledger>(
     let context = Bft {
         chain_id: chain_id.clone(),
     };
-    let start = ledger.decided_height() + 1;
+    let start = ledger.decided_height().await + 1;
     let set = ledger
         .validator_set(start)
+        .await
         .map(ValidatorSet::new)
         .context("the chain fixes no validator set for its next height")?;
     // The engine's own proposer rule must be ours: check it once against the set.

@@ -35,31 +35,36 @@ pub enum Checked {
 }
 
 /// What the host needs of the chain. Heights count decided blocks (1 is the first).
-pub trait Ledger: Send + 'static {
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync + 'static {
     /// The last decided height (0 before the first block).
-    fn decided_height(&self) -> u64;
+    async fn decided_height(&self) -> u64;
 
     /// The validator set in force at `height`, once the chain has fixed it (up to the decided
     /// height + 1).
-    fn validator_set(&self, height: u64) -> Option<VerifiedSet>;
+    async fn validator_set(&self, height: u64) -> Option<VerifiedSet>;
 
     /// A new block for the next height, proposed by `proposer` in `round`, under the block
     /// budget: its header hash and its bytes.
-    fn build(&mut self, round: u32, proposer: &PartyId) -> anyhow::Result<(Hash, Vec<u8>)>;
+    async fn build(&mut self, round: u32, proposer: &PartyId) -> anyhow::Result<(Hash, Vec<u8>)>;
 
     /// Judges the bytes of a block proposed by `proposer` for the next height.
-    fn check(&self, proposer: &PartyId, block: &[u8]) -> Checked;
+    async fn check(&self, proposer: &PartyId, block: &[u8]) -> Checked;
 
     /// The header hash of a block's bytes, if they parse (for blocks of a later height,
     /// kept until they can be checked).
-    fn block_hash(&self, block: &[u8]) -> Option<Hash>;
+    async fn block_hash(&self, block: &[u8]) -> Option<Hash>;
 
     /// Applies the decided block of the next height and stores it with its certificate,
     /// durably, before returning.
-    fn commit(&mut self, block: &[u8], certificate: DecisionCertificate) -> anyhow::Result<()>;
+    async fn commit(
+        &mut self,
+        block: &[u8],
+        certificate: DecisionCertificate,
+    ) -> anyhow::Result<()>;
 
     /// The decided block at `height` and its certificate.
-    fn decided(&self, height: u64) -> Option<(Vec<u8>, DecisionCertificate)>;
+    async fn decided(&self, height: u64) -> Option<(Vec<u8>, DecisionCertificate)>;
 }
 
 /// Bounds of the host's buffers and its pacing.
@@ -136,12 +141,15 @@ impl<L: Ledger> Host<L> {
         &self.ledger
     }
 
-    fn next_height(&self) -> u64 {
-        self.ledger.decided_height() + 1
+    async fn next_height(&self) -> u64 {
+        self.ledger.decided_height().await + 1
     }
 
-    fn set(&self, height: u64) -> Option<ValidatorSet> {
-        self.ledger.validator_set(height).map(ValidatorSet::new)
+    async fn set(&self, height: u64) -> Option<ValidatorSet> {
+        self.ledger
+            .validator_set(height)
+            .await
+            .map(ValidatorSet::new)
     }
 
     /// Answers the engine until it stops.
@@ -157,9 +165,10 @@ impl<L: Ledger> Host<L> {
         // nothing to do but go on.
         match msg {
             AppMsg::ConsensusReady { reply } => {
-                let height = self.next_height();
+                let height = self.next_height().await;
                 let set = self
                     .set(height)
+                    .await
                     .ok_or_else(|| anyhow::anyhow!("no validator set for height {height}"))?;
                 let _ = reply.send((Height(height), set));
             }
@@ -170,7 +179,7 @@ impl<L: Ledger> Host<L> {
                 ..
             } => {
                 let round = round.as_u32().unwrap_or(0);
-                self.validate_pending(height.0);
+                self.validate_pending(height.0).await;
                 let values = self
                     .undecided
                     .range((height.0, round, [0; 32])..=(height.0, round, [0xff; 32]))
@@ -196,8 +205,8 @@ impl<L: Ledger> Host<L> {
                     .map(|(_, u)| u.clone());
                 let undecided = match built {
                     Some(u) => u,
-                    None if height.0 == self.next_height() => {
-                        let (hash, block) = self.ledger.build(r, &self.me)?;
+                    None if height.0 == self.next_height().await => {
+                        let (hash, block) = self.ledger.build(r, &self.me).await?;
                         let u = Undecided {
                             value: ProposedValue {
                                 height,
@@ -246,10 +255,10 @@ impl<L: Ledger> Host<L> {
                 let _ = reply.send(Height(1));
             }
             AppMsg::ReceivedProposalPart { from, part, reply } => {
-                let _ = reply.send(self.receive_part(from, part));
+                let _ = reply.send(self.receive_part(from, part).await);
             }
             AppMsg::GetValidatorSet { height, reply } => {
-                let _ = reply.send(self.set(height.0));
+                let _ = reply.send(self.set(height.0).await);
             }
             AppMsg::Decided {
                 certificate, reply, ..
@@ -258,12 +267,16 @@ impl<L: Ledger> Host<L> {
                 let _ = reply.send(next?);
             }
             AppMsg::GetDecidedValue { height, reply } => {
-                let decided = self.ledger.decided(height.0).and_then(|(block, cert)| {
-                    Some(RawDecidedValue::new(
-                        Bytes::from(block),
-                        certificate_from_core(cert).ok()?,
-                    ))
-                });
+                let decided = self
+                    .ledger
+                    .decided(height.0)
+                    .await
+                    .and_then(|(block, cert)| {
+                        Some(RawDecidedValue::new(
+                            Bytes::from(block),
+                            certificate_from_core(cert).ok()?,
+                        ))
+                    });
                 let _ = reply.send(decided);
             }
             AppMsg::ProcessSyncedValue {
@@ -273,7 +286,7 @@ impl<L: Ledger> Host<L> {
                 reply,
                 ..
             } => {
-                let _ = reply.send(self.synced(height.0, round, &value_bytes));
+                let _ = reply.send(self.synced(height.0, round, &value_bytes).await);
             }
         }
         Ok(())
@@ -324,7 +337,7 @@ impl<L: Ledger> Host<L> {
     }
 
     /// Takes one part of a peer's stream; the proposed value once the stream is complete.
-    fn receive_part(
+    async fn receive_part(
         &mut self,
         from: PeerId,
         part: StreamMessage<ProposalPart>,
@@ -367,11 +380,12 @@ impl<L: Ledger> Host<L> {
         let stream = self.streams.remove(&key)?;
         let block: Vec<u8> = stream.chunks.into_values().flatten().collect();
         self.propose_from(height, round, pol_round, proposer, block)
+            .await
     }
 
     /// Records a block proposed by a peer; its value for the engine if it is for the current
     /// height (later heights are kept and checked when their round starts).
-    fn propose_from(
+    async fn propose_from(
         &mut self,
         height: u64,
         round: u32,
@@ -379,13 +393,13 @@ impl<L: Ledger> Host<L> {
         proposer: PartyId,
         block: Vec<u8>,
     ) -> Option<ProposedValue<Bft>> {
-        let next = self.next_height();
+        let next = self.next_height().await;
         // Only the next height and the one after are kept: anything else is stale or too far.
         if height < next || height > next + 1 {
             return None;
         }
         let (hash, validity) = if height == next {
-            match self.ledger.check(&proposer, &block) {
+            match self.ledger.check(&proposer, &block).await {
                 Checked::Valid(hash) => (hash, Validity::Valid),
                 Checked::Invalid(hash, why) => {
                     tracing::warn!(%height, %round, proposer = %proposer, "invalid block proposed: {why}");
@@ -398,7 +412,7 @@ impl<L: Ledger> Host<L> {
             }
         } else {
             // Checked later (validate_pending); its hash is what the signed proposal names.
-            (self.ledger.block_hash(&block)?, Validity::Invalid)
+            (self.ledger.block_hash(&block).await?, Validity::Invalid)
         };
         let value = ProposedValue {
             height: Height(height),
@@ -419,8 +433,8 @@ impl<L: Ledger> Host<L> {
     }
 
     /// Checks the blocks kept for `height` before it was the next one.
-    fn validate_pending(&mut self, height: u64) {
-        if height != self.next_height() {
+    async fn validate_pending(&mut self, height: u64) {
+        if height != self.next_height().await {
             return;
         }
         let keys: Vec<_> = self
@@ -433,7 +447,7 @@ impl<L: Ledger> Host<L> {
             let Some(u) = self.undecided.get_mut(&key) else {
                 continue;
             };
-            u.value.validity = match self.ledger.check(&u.value.proposer.0, &u.block) {
+            u.value.validity = match self.ledger.check(&u.value.proposer.0, &u.block).await {
                 Checked::Valid(hash) if hash == key.2 => Validity::Valid,
                 _ => Validity::Invalid,
             };
@@ -453,9 +467,11 @@ impl<L: Ledger> Host<L> {
             .find(|((h, _, v), _)| *h == height && *v == hash)
             .map(|(_, u)| u.block.clone());
         let committed = match block {
-            Some(block) if height == self.next_height() => self
-                .ledger
-                .commit(&block, certificate_to_core(&certificate)),
+            Some(block) if height == self.next_height().await => {
+                self.ledger
+                    .commit(&block, certificate_to_core(&certificate))
+                    .await
+            }
             Some(_) => Err(anyhow::anyhow!(
                 "decided height {height} is not the next one"
             )),
@@ -463,9 +479,10 @@ impl<L: Ledger> Host<L> {
                 "decided block of height {height} is unknown"
             )),
         };
-        let next = self.next_height();
+        let next = self.next_height().await;
         let set = self
             .set(next)
+            .await
             .ok_or_else(|| anyhow::anyhow!("no validator set for height {next}"))?;
         if let Err(e) = committed {
             tracing::error!(%height, "commit failed, restarting the height: {e:#}");
@@ -482,18 +499,24 @@ impl<L: Ledger> Host<L> {
     }
 
     /// A block received by value sync for `height`: checked like a proposal.
-    fn synced(&mut self, height: u64, round: Round, bytes: &[u8]) -> Option<ProposedValue<Bft>> {
-        if height != self.next_height() {
+    async fn synced(
+        &mut self,
+        height: u64,
+        round: Round,
+        bytes: &[u8],
+    ) -> Option<ProposedValue<Bft>> {
+        if height != self.next_height().await {
             return None;
         }
         let r = round.as_u32().unwrap_or(0);
         // The proposer is ours to compute from the set the chain fixed, not the peer's word.
         let proposer = self
             .ledger
-            .validator_set(height)?
+            .validator_set(height)
+            .await?
             .proposer(height, r)
             .clone();
-        let (hash, validity) = match self.ledger.check(&proposer, bytes) {
+        let (hash, validity) = match self.ledger.check(&proposer, bytes).await {
             Checked::Valid(hash) => (hash, Validity::Valid),
             Checked::Invalid(hash, _) => (hash, Validity::Invalid),
             Checked::Unreadable(_) => return None,
