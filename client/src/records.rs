@@ -308,25 +308,36 @@ impl<T: Transport> Party<T> {
         })
     }
 
-    /// The index of `department`, proven, once its head is `expected`: a node may answer
-    /// from a height before the block that committed it (the commit was seen at another
-    /// node), so it is asked again until the head shows, within the commit timeout.
+    /// The index of `department`, proven, once its head is `expected`.
     async fn proven_index_head(
         &self,
         id: &PartyId,
         department: &str,
         expected: Hash,
     ) -> Result<crate::VerifiedIndex> {
+        self.once_proven("the chain does not show the new index entry", || async {
+            let proven = self.client().index(id, department).await?;
+            Ok((proven.head == Some(expected)).then_some(proven))
+        })
+        .await
+    }
+
+    /// What `read` proves once it shows a write just committed: a node may answer from a
+    /// height before the block that committed it (the commit was seen at another node, and
+    /// validators apply a decided block each in its own time), so it is asked again until it
+    /// shows, within the commit timeout; `missing` names what never showed.
+    async fn once_proven<V, F, Fut>(&self, missing: &'static str, mut read: F) -> Result<V>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<V>>>,
+    {
         let deadline = tokio::time::Instant::now() + self.settings().commit_timeout;
         loop {
-            let proven = self.client().index(id, department).await?;
-            if proven.head == Some(expected) {
+            if let Some(proven) = read().await? {
                 return Ok(proven);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ClientError::Unverified(
-                    "the chain does not show the new index entry",
-                ));
+                return Err(ClientError::Unverified(missing));
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -386,25 +397,24 @@ impl<T: Transport> Party<T> {
                 Ok((tx, grant_id))
             })
             .await?;
-        self.proven_grant(&grant_id)
-            .await?
-            .ok_or(ClientError::Unverified("the chain does not show the grant"))
+        self.once_proven("the chain does not show the grant", || {
+            self.proven_grant(&grant_id)
+        })
+        .await
     }
 
     /// Revokes a grant; returns it as proven revoked on chain.
     pub async fn revoke(&self, grant_id: &str) -> Result<ProvenGrant> {
         self.commit(|account| Ok((account.revoke_grant(grant_id), ())))
             .await?;
-        let proven = self
-            .proven_grant(grant_id)
-            .await?
-            .ok_or(ClientError::Unverified("the grant is not on chain"))?;
-        if !proven.grant.revoked {
-            return Err(ClientError::Unverified(
-                "the chain does not show the grant revoked",
-            ));
-        }
-        Ok(proven)
+        self.once_proven("the chain does not show the grant revoked", || async {
+            let proven = self
+                .proven_grant(grant_id)
+                .await?
+                .ok_or(ClientError::Unverified("the grant is not on chain"))?;
+            Ok(proven.grant.revoked.then_some(proven))
+        })
+        .await
     }
 
     /// A grant as proven on chain now (none if the chain proves there is no such grant).
