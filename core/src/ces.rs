@@ -13,6 +13,8 @@
 
 use crate::jws::{self, JwsError};
 use crate::keys::{KeyError, PartyId, PrivateKeySet, PublicKeySet, SigningKey, VerifyingKey};
+use crate::ledger::tx::Role;
+use crate::ledger::verify::VerifiedEntry;
 use crate::record::{Ceas, Record, RecordError};
 use crate::strict_json::{self, StrictJsonError};
 use crate::{b64, hazmat};
@@ -71,6 +73,8 @@ pub enum CesError {
     Validity,
     #[error("no disclosable part named {0:?}")]
     UnknownPart(String),
+    #[error("the record's issuer is not registered as it must be: {0}")]
+    NotRegistered(&'static str),
     #[error(transparent)]
     Record(#[from] RecordError),
     #[error(transparent)]
@@ -278,6 +282,17 @@ impl SdJwt {
         Ok(PartyId::new(iss)?)
     }
 
+    /// The `iat` claim **unverified**: the time whose registered keys of the issuer to
+    /// verify with ([`VerifiedEntry::public_keys_at`]); [`verify_registered`] then checks
+    /// that the verified `iat` is that time's and that the key was the one in force.
+    pub fn claimed_issued_at(&self) -> Result<u64, CesError> {
+        let payload = jws::unverified_payload(&self.issuer_jwt).map_err(CesError::IssuerJwt)?;
+        payload
+            .get("iat")
+            .and_then(Value::as_u64)
+            .ok_or(CesError::MissingClaim("iat"))
+    }
+
     /// Keeps only the disclosures of the named parts (CEAS parts are plain claims and always
     /// stay); drops any key binding. Naming a part that is neither disclosable here nor a plain
     /// part is an error, so a typo cannot silently disclose less than intended.
@@ -357,6 +372,8 @@ impl<'a> VerifyPolicy<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedRecord {
     issuer: PartyId,
+    /// The key the issuer signature verified under.
+    issuer_key: VerifyingKey,
     patient: String,
     record_id: String,
     schema: String,
@@ -370,6 +387,10 @@ pub struct VerifiedRecord {
 impl VerifiedRecord {
     pub fn issuer(&self) -> &PartyId {
         &self.issuer
+    }
+    /// The key the issuer's signature verified under.
+    pub fn issuer_key(&self) -> &VerifyingKey {
+        &self.issuer_key
     }
     pub fn patient(&self) -> &str {
         &self.patient
@@ -481,6 +502,7 @@ pub fn verify(sd_jwt: &SdJwt, policy: &VerifyPolicy) -> Result<VerifiedRecord, C
     let key_bound = check_key_binding(sd_jwt, holder_key.as_ref(), policy)?;
     Ok(VerifiedRecord {
         issuer: policy.issuer.id.clone(),
+        issuer_key: policy.issuer.signing.clone(),
         patient,
         record_id: text("emr_id")?.to_owned(),
         schema: text("emr_schema")?.to_owned(),
@@ -493,6 +515,86 @@ pub fn verify(sd_jwt: &SdJwt, policy: &VerifyPolicy) -> Result<VerifiedRecord, C
         holder_key,
         key_bound,
     })
+}
+
+/// Checks that a verified record's issuer was registered as an issuer must be when it
+/// issued the record (its `iat`), from proven registry entries:
+/// - the issuer is `issuer` (the entry's ID), a doctor or a hospital;
+/// - `hospital` is the doctor's affiliation (for a hospital issuer: the issuer itself), and
+///   a hospital;
+/// - both were admitted and active (not suspended, expelled or revoked, within validity)
+///   at `iat`: a record issued before an expulsion stays valid, one issued after is refused;
+/// - the signature verified under the issuer's key in force at `iat`, so old records stay
+///   checkable after a rotation, and a rotated-away key cannot sign new ones.
+///
+/// `iat` is the issuer's own claim: a holder of an expelled doctor's key can still backdate
+/// a record to before the expulsion. See SECURITY.md (trust model).
+pub fn verify_registered(
+    record: &VerifiedRecord,
+    issuer: &VerifiedEntry,
+    hospital: &VerifiedEntry,
+) -> Result<(), CesError> {
+    let refused = |why| Err(CesError::NotRegistered(why));
+    if record.issuer() != issuer.id() {
+        return refused("the entry is another party's");
+    }
+    match issuer.role() {
+        Role::Doctor => {
+            if issuer.affiliation() != Some(hospital.id()) {
+                return refused("the doctor is not affiliated with that hospital");
+            }
+        }
+        Role::Hospital => {
+            if hospital.id() != issuer.id() {
+                return refused("a hospital issues records as its own hospital");
+            }
+        }
+        _ => return refused("only doctors and hospitals issue records"),
+    }
+    if hospital.role() != Role::Hospital {
+        return refused("the affiliation is not a hospital");
+    }
+    let at = record.issued_at();
+    if !issuer.is_active_at(at) {
+        return refused("the issuer was not admitted and active when the record was issued");
+    }
+    if !hospital.is_active_at(at) {
+        return refused("the hospital was not admitted and active when the record was issued");
+    }
+    let key_then = issuer
+        .public_keys_at(at)
+        .map_err(|_| CesError::NotRegistered("the issuer's keys do not parse"))?;
+    if key_then.map(|k| k.signing).as_ref() != Some(record.issuer_key()) {
+        return refused("the record is not signed by the issuer's key in force at its issue");
+    }
+    Ok(())
+}
+
+/// [`verify`] with the issuer's key in force at the record's (claimed) issue time, then
+/// [`verify_registered`]: the whole check of a record against proven registry entries.
+/// `policy.issuer` is ignored (the key comes from `issuer`).
+pub fn verify_with_registry(
+    sd_jwt: &SdJwt,
+    issuer: &VerifiedEntry,
+    hospital: &VerifiedEntry,
+    policy: &VerifyPolicy,
+) -> Result<VerifiedRecord, CesError> {
+    let at = sd_jwt.claimed_issued_at()?;
+    let keys = issuer
+        .public_keys_at(at)
+        .map_err(|_| CesError::NotRegistered("the issuer's keys do not parse"))?
+        .ok_or(CesError::NotRegistered(
+            "the issuer had no registered key when the record claims to be issued",
+        ))?;
+    let record = verify(
+        sd_jwt,
+        &VerifyPolicy {
+            issuer: &keys,
+            ..*policy
+        },
+    )?;
+    verify_registered(&record, issuer, hospital)?;
+    Ok(record)
 }
 
 fn check_validity(claims: &Map<String, Value>, policy: &VerifyPolicy) -> Result<(), CesError> {

@@ -1286,7 +1286,7 @@ impl RequesterAwaitingPatientKeys {
             &[Role::Patient],
             now,
         )?;
-        if !patient.is_self_certifying() {
+        if !patient_entry.entry().is_well_formed() {
             return Err(HandshakeError::UnusableEntry {
                 party: "patient",
                 reason: "a patient's ID must be its signing key's thumbprint",
@@ -1384,10 +1384,14 @@ impl RequesterAwaitingIssuerKeys {
     /// Verifies the record with the doctor's registered key: the doctor's signature, the
     /// disclosures, the CEAS, that it is the session patient's record, and its key-binding
     /// JWT (signed by the patient's registered key, aud = us, nonce = n_a, recent). The
-    /// doctor's entry must not be revoked and must have been valid when the record was issued.
+    /// doctor and its hospital (`hospital_entry`: the doctor's affiliation, or the issuer
+    /// itself when a hospital issued the record) must both have been admitted and active
+    /// when the record was issued, and the signature must be by the doctor's key in force
+    /// then ([`ces::verify_registered`]).
     pub fn verify_record(
         self,
         issuer_entry: &VerifiedEntry,
+        hospital_entry: &VerifiedEntry,
         now: u64,
     ) -> Result<SharedRecord, HandshakeError> {
         if issuer_entry.id() != &self.claimed_issuer {
@@ -1399,12 +1403,14 @@ impl RequesterAwaitingIssuerKeys {
                 reason: "its role does not issue records",
             });
         }
+        let issued_at = self.presentation.claimed_issued_at()?;
         let issuer = issuer_entry
-            .public_keys()
+            .public_keys_at(issued_at)
             .map_err(|_| HandshakeError::UnusableEntry {
                 party: "issuer",
                 reason: "its keys do not parse",
-            })?;
+            })?
+            .ok_or(HandshakeError::InactiveEntry("issuer"))?;
         let nonce = b64::encode(self.n_a);
         let policy = VerifyPolicy {
             issuer: &issuer,
@@ -1417,9 +1423,15 @@ impl RequesterAwaitingIssuerKeys {
             max_skew: self.config.max_skew,
         };
         let record = ces::verify(&self.presentation, &policy)?;
-        if !issuer_entry.entry().is_active(record.issued_at()) {
+        if !issuer_entry.entry().is_active_at(record.issued_at()) {
             return Err(HandshakeError::InactiveEntry("issuer"));
         }
+        if !hospital_entry.entry().is_active_at(record.issued_at())
+            && hospital_entry.role() == Role::Hospital
+        {
+            return Err(HandshakeError::InactiveEntry("hospital"));
+        }
+        ces::verify_registered(&record, issuer_entry, hospital_entry)?;
         Ok(SharedRecord {
             record,
             patient: self.patient.id,
@@ -1522,10 +1534,6 @@ impl fmt::Debug for SharedRecord {
 mod tests {
     use super::*;
     use crate::keys::RsaBits;
-    use crate::ledger::machine::{Context, LedgerState, registry_key};
-    use crate::ledger::tx::Transaction;
-    use crate::ledger::verify::LightClient;
-    use crate::ledger::verify::tests::{certify, consortium, header};
     use crate::record::{Ceas, Record};
     use std::sync::OnceLock;
 
@@ -1552,35 +1560,10 @@ mod tests {
     /// A registry entry proven the real way: the registration applied to a ledger state
     /// whose root the auditors certify and a light client accepts.
     fn entry(party: &PrivateKeySet, role: Role) -> VerifiedEntry {
-        let c = consortium();
-        let tx = Transaction {
-            chain_id: "test".into(),
-            sender: party.id.clone(),
-            sequence: 0,
-            body: TxBody::RegisterIdentity {
-                id: party.id.clone(),
-                role,
-                signing_jwk: party.signing.verifying_key().to_jwk(None),
-                encryption_jwk: party.decryption.encryption_key().to_jwk(None),
-                valid_from: 0,
-                valid_until: u64::MAX,
-            },
-        }
-        .sign(&party.signing);
-        let mut state = LedgerState::new();
-        let ctx = Context {
-            chain_id: "test",
-            height: 1,
-            now: NOW,
-        };
-        state.apply(&tx, ctx).unwrap();
-        let mut client = LightClient::new("test", c.set.clone()).unwrap();
-        client.verify_header(&certify(&c, header(&c, 1, state.root()), &[3, 4]));
-        let (value, proof) = state.get_with_proof(&registry_key(&party.id));
-        client
-            .verify_registry_entry(&party.id, value, &proof)
-            .unwrap()
-            .unwrap()
+        let mut chain = crate::ledger::testkit::TestChain::new();
+        chain.now = NOW - 100;
+        chain.enrol(party, role);
+        chain.verified_entry(&party.id).unwrap()
     }
 
     /// An honest handshake up to the point where the patient may send the record.
@@ -1636,7 +1619,8 @@ mod tests {
         let (n_a, presented) = presentation(&p.n_a);
         let m3 = p.seal_m3(&n_a, &presented.serialize(), None);
         let a = a.receive_m3(&m3)?;
-        a.verify_record(&entry(&parties().doctor, Role::Hospital), NOW)
+        let doctor = entry(&parties().doctor, Role::Hospital);
+        a.verify_record(&doctor, &doctor, NOW)
     }
 
     #[test]

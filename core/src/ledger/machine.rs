@@ -14,8 +14,11 @@
 //!   scores (see [`dpos`](super::dpos));
 //! - `evidence/<accused>/<height>/<slot>/<round>`: equivocation evidence already punished.
 
-use super::block::{SignedHeader, Validator};
+use super::block::{Genesis, SignedHeader, Validator};
 use super::dpos::{EQUIVOCATION_PENALTY, Member};
+use super::governance::{
+    Approval, Council, GovAction, MAX_PROPOSAL_LIFETIME_S, Proposal, Status,
+};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateTree, state_key, value_hash};
 use super::tx::{Action, Role, SignedTransaction, TxBody, TxError};
@@ -42,6 +45,10 @@ pub enum ApplyError {
     BrokenIndexChain,
     #[error("misbehaviour evidence refused: {0}")]
     Evidence(&'static str),
+    #[error("governance action refused: {0}")]
+    Governance(&'static str),
+    #[error("registration voucher refused: {0}")]
+    Voucher(&'static str),
     #[error(transparent)]
     Tx(#[from] TxError),
 }
@@ -64,22 +71,130 @@ impl SignatureCache for NoSignatureCache {
     fn record(&self, _: &Hash, _: &VerifyingKey) {}
 }
 
-/// A party's entry in the identity registry.
+/// A key a party had, and from when: the height and block time of the transaction that
+/// registered or rotated it. It was in force until the next key's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEpoch {
+    pub signing_jwk: Jwk,
+    pub encryption_jwk: Jwk,
+    pub height: u64,
+    pub time: u64,
+}
+
+/// A change of a registry entry's status, from the block at `height` (block time `time`) on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    pub status: Status,
+    pub height: u64,
+    pub time: u64,
+}
+
+/// A party's entry in the identity registry: its role, its doctor's affiliation, its
+/// validity, every key it has had, every status it has had (the first is its admission or
+/// registration), and for a hospital its voucher key. An entry is never deleted: an
+/// expelled party's entry says so, with the height and time, and a lookup proves it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryEntry {
     pub id: PartyId,
     pub role: Role,
-    pub signing_jwk: Jwk,
-    pub encryption_jwk: Jwk,
+    /// For a doctor: the hospital that admitted it (and may suspend or expel it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affiliation: Option<PartyId>,
     pub valid_from: u64,
     pub valid_until: u64,
-    pub revoked: bool,
+    /// Oldest first; the last is the current key. Never empty.
+    pub keys: Vec<KeyEpoch>,
+    /// Oldest first; the first is the admission (`active`). Never empty.
+    pub statuses: Vec<StatusChange>,
+    /// For a hospital: the RSA key (RFC 9474) its patient registration vouchers verify
+    /// under ([`crate::voucher::VoucherKey`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voucher_key: Option<Jwk>,
 }
 
+/// The most key rotations an entry keeps (each costs a block's worth of space in every
+/// lookup of the entry): past it, a party needs a new registration.
+pub const MAX_KEY_EPOCHS: usize = 32;
+/// The most status changes an entry keeps (suspend / reinstate cycles).
+pub const MAX_STATUS_CHANGES: usize = 32;
+
 impl RegistryEntry {
+    /// The current key.
+    pub fn current_keys(&self) -> &KeyEpoch {
+        self.keys.last().expect("an entry always has a key")
+    }
+
+    /// The current signing key (JWK).
+    pub fn signing_jwk(&self) -> &Jwk {
+        &self.current_keys().signing_jwk
+    }
+
+    /// The current encryption key (JWK).
+    pub fn encryption_jwk(&self) -> &Jwk {
+        &self.current_keys().encryption_jwk
+    }
+
+    /// The key in force at `time`: the last registered at or before it (`None` before the
+    /// first). A signature made at `time` is checked against it.
+    pub fn keys_at(&self, time: u64) -> Option<&KeyEpoch> {
+        self.keys.iter().rev().find(|k| k.time <= time)
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.statuses
+            .last()
+            .map_or(Status::Revoked, |change| change.status)
+    }
+
+    /// The status at `time` (`None` before the admission).
+    pub fn status_at(&self, time: u64) -> Option<Status> {
+        self.statuses
+            .iter()
+            .rev()
+            .find(|c| c.time <= time)
+            .map(|c| c.status)
+    }
+
+    /// The admission (or registration): its height and time.
+    pub fn admitted(&self) -> &StatusChange {
+        self.statuses.first().expect("an entry always has a status")
+    }
+
+    /// When the entry ended for good (expelled or revoked), if it did.
+    pub fn ended(&self) -> Option<&StatusChange> {
+        self.statuses.iter().find(|c| c.status.is_final())
+    }
+
+    /// Whether the party was admitted, within its validity period, and active (neither
+    /// suspended nor expelled nor revoked) at `time`.
+    pub fn is_active_at(&self, time: u64) -> bool {
+        self.valid_from <= time
+            && time < self.valid_until
+            && self.status_at(time) == Some(Status::Active)
+    }
+
+    /// [`is_active_at`](Self::is_active_at) `now`.
     pub fn is_active(&self, now: u64) -> bool {
-        !self.revoked && self.valid_from <= now && now < self.valid_until
+        self.is_active_at(now)
+    }
+
+    /// The form the chain guarantees: keys and statuses present, the first status an
+    /// admission, a doctor (and only a doctor) affiliated, a voucher key only for a
+    /// hospital, and a patient's ID the thumbprint of its first signing key.
+    pub fn is_well_formed(&self) -> bool {
+        let (Some(first_key), Some(first_status)) = (self.keys.first(), self.statuses.first())
+        else {
+            return false;
+        };
+        first_status.status == Status::Active
+            && (self.role == Role::Doctor) == self.affiliation.is_some()
+            && (self.role == Role::Hospital || self.voucher_key.is_none())
+            && (self.role != Role::Patient
+                || self.id.as_str() == first_key.signing_jwk.thumbprint())
     }
 }
 
@@ -128,12 +243,45 @@ impl LedgerState {
         Self::default()
     }
 
-    /// The state at genesis: the consortium members with their initial credit.
+    /// The state at genesis: the consortium members with their initial credit, and as the
+    /// council every validator with the default threshold (see [`Self::from_genesis`]).
     pub fn genesis(validators: &[Validator]) -> Self {
+        Self::with_council(validators, &Council::of_validators(validators))
+    }
+
+    /// The state at genesis: the consortium members with their initial credit, and the
+    /// council genesis names (by default every validator, `t = floor(2n/3) + 1`).
+    pub fn from_genesis(genesis: &Genesis) -> Self {
+        Self::with_council(&genesis.validators.validators, &genesis.council())
+    }
+
+    fn with_council(validators: &[Validator], council: &Council) -> Self {
         let mut state = Self::new();
         let members: Vec<Member> = validators.iter().map(Member::from_genesis).collect();
         state.put(members_key(), &members);
+        state.put(council_key(), council);
         state
+    }
+
+    /// The council that approves governance actions now.
+    pub fn council(&self) -> Council {
+        self.get(&council_key()).unwrap_or(Council {
+            members: Vec::new(),
+            threshold: 1,
+        })
+    }
+
+    /// Whether a governance proposal ID was used.
+    pub fn proposal_used(&self, proposal_id: &str) -> bool {
+        self.values
+            .contains_key(&state_key("governance/used", proposal_id))
+    }
+
+    /// Whether a voucher (by its [`spent_hash`](crate::voucher::Voucher::spent_hash)) was
+    /// used.
+    pub fn voucher_spent(&self, hash: &Hash) -> bool {
+        self.values
+            .contains_key(&voucher_key(hash))
     }
 
     /// The consortium members in genesis order, with their current credit.
@@ -299,7 +447,15 @@ impl LedgerState {
             if !entry.is_active(ctx.now) {
                 return Err(ApplyError::InactiveSender(tx.sender.clone()));
             }
-            return Ok(VerifyingKey::from_jwk(&entry.signing_jwk).map_err(TxError::from)?);
+            return Ok(VerifyingKey::from_jwk(entry.signing_jwk()).map_err(TxError::from)?);
+        }
+        // Council members sign governance transactions with their council keys.
+        if matches!(tx.body, TxBody::Govern { .. }) {
+            let council = self.council();
+            let member = council.member(&tx.sender).ok_or(ApplyError::NotAllowed(
+                "a governance action is sent by a council member (or an admission by the admitted)",
+            ))?;
+            return Ok(VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?);
         }
         // Consortium members sign consensus transactions with their consensus keys.
         let member = self
@@ -309,7 +465,7 @@ impl LedgerState {
             .ok_or_else(|| ApplyError::UnknownSender(tx.sender.clone()))?;
         if !matches!(tx.body, TxBody::Misbehaviour { .. }) {
             return Err(ApplyError::NotAllowed(
-                "a consortium member's key signs only consensus transactions",
+                "a consortium member's key signs only consensus and governance transactions",
             ));
         }
         Ok(VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?)
@@ -330,23 +486,40 @@ impl LedgerState {
                 encryption_jwk,
                 valid_from,
                 valid_until,
+                voucher,
             } => {
-                crate::keys::EncryptionKey::from_jwk(encryption_jwk).map_err(TxError::from)?;
-                if valid_from >= valid_until {
-                    return Err(ApplyError::NotAllowed("empty validity period"));
+                if *role != Role::Patient {
+                    return Err(ApplyError::NotAllowed(
+                        "only patients register themselves: institutions are admitted by the council, doctors by their hospital",
+                    ));
                 }
+                check_keys_and_validity(signing_jwk, encryption_jwk, *valid_from, *valid_until)?;
                 self.check_registrable(id, *role, signing_jwk)?;
-                self.roles.entry(*role).or_default().insert(id.clone());
-                let entry = RegistryEntry {
+                let voucher = voucher.as_ref().ok_or(ApplyError::Voucher(
+                    "a patient registers with a voucher from an admitted hospital",
+                ))?;
+                let spent = voucher
+                    .spent_hash()
+                    .map_err(|_| ApplyError::Voucher("malformed voucher"))?;
+                if self.voucher_spent(&spent) {
+                    return Err(ApplyError::Voucher("voucher already used"));
+                }
+                if !self.voucher_verifies(id, voucher, ctx) {
+                    return Err(ApplyError::Voucher(
+                        "the voucher verifies under no active hospital's voucher key",
+                    ));
+                }
+                self.put(voucher_key(&spent), &true);
+                self.insert_entry(RegistryEntry {
                     id: id.clone(),
                     role: *role,
-                    signing_jwk: signing_jwk.clone(),
-                    encryption_jwk: encryption_jwk.clone(),
+                    affiliation: None,
                     valid_from: *valid_from,
                     valid_until: *valid_until,
-                    revoked: false,
-                };
-                self.put(registry_key(id), &entry);
+                    keys: vec![epoch(signing_jwk, encryption_jwk, ctx)],
+                    statuses: vec![change(Status::Active, ctx)],
+                    voucher_key: None,
+                });
             }
             TxBody::UpdateKeys {
                 id,
@@ -361,8 +534,17 @@ impl LedgerState {
                 let mut entry = self
                     .registry_entry(id)
                     .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
-                entry.signing_jwk = signing_jwk.clone();
-                entry.encryption_jwk = encryption_jwk.clone();
+                if entry.keys.len() >= MAX_KEY_EPOCHS {
+                    return Err(ApplyError::NotAllowed(
+                        "too many key rotations for one entry",
+                    ));
+                }
+                let current = entry.current_keys();
+                if &current.signing_jwk == signing_jwk && &current.encryption_jwk == encryption_jwk
+                {
+                    return Err(ApplyError::NotAllowed("the keys are the current ones"));
+                }
+                entry.keys.push(epoch(signing_jwk, encryption_jwk, ctx));
                 self.put(registry_key(id), &entry);
             }
             TxBody::RevokeIdentity { id } => {
@@ -371,11 +553,128 @@ impl LedgerState {
                         "only a party revokes its own identity",
                     ));
                 }
-                let mut entry = self
+                self.change_status(id, Status::Revoked, ctx)?;
+            }
+            TxBody::Govern {
+                proposal,
+                approvals,
+            } => {
+                self.check_approvals(proposal, approvals, ctx)?;
+                match &proposal.action {
+                    GovAction::Admit {
+                        id,
+                        role,
+                        signing_jwk,
+                        encryption_jwk,
+                        valid_from,
+                        valid_until,
+                        voucher_key: vouchers,
+                    } => {
+                        if !matches!(
+                            role,
+                            Role::Hospital | Role::Insurer | Role::Researcher | Role::Node
+                        ) {
+                            return Err(ApplyError::NotAllowed(
+                                "the council admits institutions (hospital, insurer, researcher, node operator)",
+                            ));
+                        }
+                        if id != sender {
+                            return Err(ApplyError::NotAllowed(
+                                "an admission is sent by the admitted party",
+                            ));
+                        }
+                        check_keys_and_validity(
+                            signing_jwk,
+                            encryption_jwk,
+                            *valid_from,
+                            *valid_until,
+                        )?;
+                        if let Some(jwk) = vouchers {
+                            if *role != Role::Hospital {
+                                return Err(ApplyError::NotAllowed(
+                                    "only a hospital has a voucher key",
+                                ));
+                            }
+                            crate::voucher::VoucherKey::from_jwk(jwk)
+                                .map_err(|_| ApplyError::NotAllowed("invalid voucher key"))?;
+                        }
+                        self.check_registrable(id, *role, signing_jwk)?;
+                        self.insert_entry(RegistryEntry {
+                            id: id.clone(),
+                            role: *role,
+                            affiliation: None,
+                            valid_from: *valid_from,
+                            valid_until: *valid_until,
+                            keys: vec![epoch(signing_jwk, encryption_jwk, ctx)],
+                            statuses: vec![change(Status::Active, ctx)],
+                            voucher_key: vouchers.clone(),
+                        });
+                    }
+                    GovAction::SetStatus { id, status } => {
+                        let entry = self
+                            .registry_entry(id)
+                            .ok_or(ApplyError::NotAllowed("no such party"))?;
+                        if entry.role == Role::Patient {
+                            return Err(ApplyError::NotAllowed(
+                                "the council governs institutions and doctors, not patients",
+                            ));
+                        }
+                        if *status == Status::Revoked {
+                            return Err(ApplyError::NotAllowed(
+                                "a party revokes only itself: the council expels",
+                            ));
+                        }
+                        self.change_status(id, *status, ctx)?;
+                    }
+                    GovAction::SetCouncil { council } => {
+                        council
+                            .check()
+                            .map_err(|_| ApplyError::NotAllowed("invalid council"))?;
+                        self.put(council_key(), council);
+                    }
+                }
+                self.put(
+                    state_key("governance/used", &proposal.proposal_id),
+                    &true,
+                );
+            }
+            TxBody::AdmitDoctor {
+                id,
+                signing_jwk,
+                encryption_jwk,
+                valid_from,
+                valid_until,
+            } => {
+                self.check_is_hospital(sender)?;
+                check_keys_and_validity(signing_jwk, encryption_jwk, *valid_from, *valid_until)?;
+                self.check_registrable(id, Role::Doctor, signing_jwk)?;
+                self.insert_entry(RegistryEntry {
+                    id: id.clone(),
+                    role: Role::Doctor,
+                    affiliation: Some(sender.clone()),
+                    valid_from: *valid_from,
+                    valid_until: *valid_until,
+                    keys: vec![epoch(signing_jwk, encryption_jwk, ctx)],
+                    statuses: vec![change(Status::Active, ctx)],
+                    voucher_key: None,
+                });
+            }
+            TxBody::SetDoctorStatus { id, status } => {
+                self.check_is_hospital(sender)?;
+                let entry = self
                     .registry_entry(id)
-                    .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
-                entry.revoked = true;
-                self.put(registry_key(id), &entry);
+                    .ok_or(ApplyError::NotAllowed("no such party"))?;
+                if entry.role != Role::Doctor || entry.affiliation.as_ref() != Some(sender) {
+                    return Err(ApplyError::NotAllowed(
+                        "a hospital governs only its own doctors",
+                    ));
+                }
+                if *status == Status::Revoked {
+                    return Err(ApplyError::NotAllowed(
+                        "a party revokes only itself: its hospital expels",
+                    ));
+                }
+                self.change_status(id, *status, ctx)?;
             }
             TxBody::UploadIndex {
                 department,
@@ -476,16 +775,20 @@ impl LedgerState {
         Ok(())
     }
 
-    /// Who may hold `id` in `role`: a patient's ID is the RFC 7638 thumbprint of the key it
-    /// registers (so nobody else can take it first), every other ID is a namespaced name
-    /// (`hospital:st-marys`: it has a `:`, which no thumbprint has), and the consortium
-    /// members' IDs are theirs alone.
+    /// Who may hold `id` in `role`: nobody yet (an ID is never reused, even after an
+    /// expulsion); a patient's ID is the RFC 7638 thumbprint of the key it registers (so
+    /// nobody else can take it first), every other ID is a namespaced name
+    /// (`hospital:st-marys`: it has a `:`, which no thumbprint has), and the consortium's
+    /// and the council's members' IDs are theirs alone.
     fn check_registrable(
         &self,
         id: &PartyId,
         role: Role,
         signing_jwk: &Jwk,
     ) -> Result<(), ApplyError> {
+        if self.registry_entry(id).is_some() {
+            return Err(ApplyError::AlreadyRegistered(id.clone()));
+        }
         if role == Role::Patient {
             if id.as_str() != signing_jwk.thumbprint() {
                 return Err(ApplyError::NotAllowed(
@@ -497,10 +800,121 @@ impl LedgerState {
                 "an institution's or doctor's ID is a name with a `:` (like hospital:st-marys)",
             ));
         }
-        if self.members().iter().any(|m| &m.id == id) {
+        if self.members().iter().any(|m| &m.id == id) || self.council().member(id).is_some() {
             return Err(ApplyError::NotAllowed("the ID is a consortium member's"));
         }
         Ok(())
+    }
+
+    fn insert_entry(&mut self, entry: RegistryEntry) {
+        self.roles
+            .entry(entry.role)
+            .or_default()
+            .insert(entry.id.clone());
+        self.put(registry_key(&entry.id), &entry);
+    }
+
+    /// Records `status` for `id` from this block on. A final status (expelled, revoked) is
+    /// never changed; a change to the current status is refused (it would prove nothing).
+    fn change_status(&mut self, id: &PartyId, status: Status, ctx: Context) -> Result<(), ApplyError> {
+        let mut entry = self
+            .registry_entry(id)
+            .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
+        if entry.status().is_final() {
+            return Err(ApplyError::NotAllowed("the entry was expelled or revoked"));
+        }
+        if entry.status() == status {
+            return Err(ApplyError::NotAllowed("the entry already has that status"));
+        }
+        if entry.statuses.len() >= MAX_STATUS_CHANGES && !status.is_final() {
+            return Err(ApplyError::NotAllowed(
+                "too many status changes for one entry: expel it or let it be",
+            ));
+        }
+        entry.statuses.push(change(status, ctx));
+        self.put(registry_key(id), &entry);
+        Ok(())
+    }
+
+    /// The sender is a registered hospital (its activity was checked with its key).
+    fn check_is_hospital(&self, sender: &PartyId) -> Result<(), ApplyError> {
+        match self.registry_entry(sender) {
+            Some(entry) if entry.role == Role::Hospital => Ok(()),
+            _ => Err(ApplyError::NotAllowed(
+                "only a registered, active hospital admits and governs doctors",
+            )),
+        }
+    }
+
+    /// Checks a proposal's approvals against the current council: the proposal is for this
+    /// chain, not expired (nor valid implausibly long), its ID unused and well-formed, and
+    /// at least `t` approvals are there, each a valid signature by a distinct member. Any
+    /// approval by a non-member, duplicated, or not verifying refuses the transaction.
+    fn check_approvals(
+        &self,
+        proposal: &Proposal,
+        approvals: &[Approval],
+        ctx: Context,
+    ) -> Result<(), ApplyError> {
+        if proposal.chain_id != ctx.chain_id {
+            return Err(ApplyError::Governance("the proposal is for another chain"));
+        }
+        if ctx.now > proposal.expires_at {
+            return Err(ApplyError::Governance("the proposal expired"));
+        }
+        if proposal.expires_at > ctx.now.saturating_add(MAX_PROPOSAL_LIFETIME_S) {
+            return Err(ApplyError::Governance(
+                "the proposal's expiry is too far in the future",
+            ));
+        }
+        if !proposal.id_is_well_formed() {
+            return Err(ApplyError::Governance("malformed proposal ID"));
+        }
+        if self.proposal_used(&proposal.proposal_id) {
+            return Err(ApplyError::Governance("the proposal ID was used before"));
+        }
+        let council = self.council();
+        let mut seen = std::collections::BTreeSet::new();
+        for approval in approvals {
+            let member = council
+                .member(&approval.member)
+                .ok_or(ApplyError::Governance("an approval by a non-member"))?;
+            if !seen.insert(&approval.member) {
+                return Err(ApplyError::Governance("two approvals by one member"));
+            }
+            let key = VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?;
+            if !approval.verifies(proposal, &key) {
+                return Err(ApplyError::Governance("an approval does not verify"));
+            }
+        }
+        if seen.len() < council.threshold {
+            return Err(ApplyError::Governance(
+                "fewer approvals than the council's threshold",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `voucher` for `patient` verifies under the voucher key of a hospital active
+    /// at the block time (each tried in turn: the voucher names none).
+    fn voucher_verifies(
+        &self,
+        patient: &PartyId,
+        voucher: &crate::voucher::Voucher,
+        ctx: Context,
+    ) -> bool {
+        let Some(hospitals) = self.roles.get(&Role::Hospital) else {
+            return false;
+        };
+        hospitals.iter().any(|id| {
+            self.registry_entry(id).is_some_and(|h| {
+                h.is_active_at(ctx.now)
+                    && h.voucher_key.as_ref().is_some_and(|jwk| {
+                        crate::voucher::VoucherKey::from_jwk(jwk)
+                            .is_ok_and(|key| key.verify(ctx.chain_id, patient, voucher).is_ok())
+                    })
+            })
+        })
     }
 
     /// Checks equivocation evidence: two different headers for one slot and round, both
@@ -560,6 +974,46 @@ fn members_key() -> StateKey {
     state_key("consensus", "members")
 }
 
+fn council_key() -> StateKey {
+    state_key("governance", "council")
+}
+
+fn voucher_key(spent: &Hash) -> StateKey {
+    state_key("voucher/spent", &super::state::hex32::to_hex(spent))
+}
+
+fn epoch(signing_jwk: &Jwk, encryption_jwk: &Jwk, ctx: Context) -> KeyEpoch {
+    KeyEpoch {
+        signing_jwk: signing_jwk.clone(),
+        encryption_jwk: encryption_jwk.clone(),
+        height: ctx.height,
+        time: ctx.now,
+    }
+}
+
+fn change(status: Status, ctx: Context) -> StatusChange {
+    StatusChange {
+        status,
+        height: ctx.height,
+        time: ctx.now,
+    }
+}
+
+/// Both keys parse and the validity period is not empty.
+fn check_keys_and_validity(
+    signing_jwk: &Jwk,
+    encryption_jwk: &Jwk,
+    valid_from: u64,
+    valid_until: u64,
+) -> Result<(), ApplyError> {
+    VerifyingKey::from_jwk(signing_jwk).map_err(TxError::from)?;
+    crate::keys::EncryptionKey::from_jwk(encryption_jwk).map_err(TxError::from)?;
+    if valid_from >= valid_until {
+        return Err(ApplyError::NotAllowed("empty validity period"));
+    }
+    Ok(())
+}
+
 pub fn registry_key(id: &PartyId) -> StateKey {
     state_key("registry", id.as_str())
 }
@@ -574,6 +1028,7 @@ pub fn crumbs_key(patient: &PartyId, department: &str) -> StateKey {
 
 #[cfg(test)]
 mod tests {
+    use super::super::governance::{Approval, GovAction, Proposal};
     use super::super::tx::{Outcome, Transaction};
     use super::*;
     use crate::keys::SigningKey;
@@ -617,17 +1072,24 @@ mod tests {
             tx.sign(&self.key)
         }
 
+        /// A self-registration without a voucher (which only patients may send, with one).
         fn register(&mut self, role: Role) -> SignedTransaction {
+            self.register_with(role, None)
+        }
+
+        fn register_with(
+            &mut self,
+            role: Role,
+            voucher: Option<crate::voucher::Voucher>,
+        ) -> SignedTransaction {
             let body = TxBody::RegisterIdentity {
                 id: self.id.clone(),
                 role,
                 signing_jwk: self.key.verifying_key().to_jwk(None),
-                encryption_jwk: crate::keys::tests::party()
-                    .decryption
-                    .encryption_key()
-                    .to_jwk(None),
+                encryption_jwk: encryption_jwk(),
                 valid_from: 0,
                 valid_until: 10_000,
+                voucher,
             };
             self.tx(body)
         }
@@ -641,12 +1103,140 @@ mod tests {
         }
     }
 
+    fn encryption_jwk() -> Jwk {
+        crate::keys::tests::party()
+            .decryption
+            .encryption_key()
+            .to_jwk(None)
+    }
+
+    /// The council: members node:0..=3 (their consensus keys), threshold 3; and the
+    /// hospital `hospital:v` whose voucher key is `voucher::tests::hospital_key(0)`.
+    struct Gov {
+        members: Vec<Party>,
+        hospital: Party,
+    }
+
+    /// A genesis state with the council, and `hospital:v` admitted at height 1.
+    fn world() -> (LedgerState, Gov) {
+        let members: Vec<Party> = (0..4).map(|i| Party::new(&format!("node:{i}"))).collect();
+        let validators: Vec<Validator> = members
+            .iter()
+            .map(|p| Validator {
+                id: p.id.clone(),
+                signing_jwk: p.key.verifying_key().to_jwk(None),
+                credit: 100,
+            })
+            .collect();
+        let mut state = LedgerState::genesis(&validators);
+        assert_eq!(state.council().threshold, 3);
+        let mut gov = Gov {
+            members,
+            hospital: Party::new("hospital:v"),
+        };
+        let key = crate::voucher::tests::hospital_key(0).public().unwrap();
+        let mut hospital = Party::new("hospital:v");
+        std::mem::swap(&mut hospital, &mut gov.hospital);
+        let admission = gov.admit_with(&mut hospital, Role::Hospital, Some(&key), NOW + 100);
+        state.apply(&admission, ctx(1)).unwrap();
+        gov.hospital = hospital;
+        (state, gov)
+    }
+
+    impl Gov {
+        fn approvals(&self, proposal: &Proposal, who: &[usize]) -> Vec<Approval> {
+            who.iter()
+                .map(|&i| proposal.approve(&self.members[i].id, &self.members[i].key))
+                .collect()
+        }
+
+        fn admit_proposal(
+            party: &Party,
+            role: Role,
+            voucher_key: Option<&crate::voucher::VoucherKey>,
+            expires_at: u64,
+        ) -> Proposal {
+            Proposal::new(
+                CHAIN,
+                expires_at,
+                GovAction::Admit {
+                    id: party.id.clone(),
+                    role,
+                    signing_jwk: party.key.verifying_key().to_jwk(None),
+                    encryption_jwk: encryption_jwk(),
+                    valid_from: 0,
+                    valid_until: 10_000,
+                    voucher_key: voucher_key.map(|k| k.to_jwk()),
+                },
+            )
+        }
+
+        fn admit_with(
+            &self,
+            party: &mut Party,
+            role: Role,
+            voucher_key: Option<&crate::voucher::VoucherKey>,
+            expires_at: u64,
+        ) -> SignedTransaction {
+            let proposal = Self::admit_proposal(party, role, voucher_key, expires_at);
+            let approvals = self.approvals(&proposal, &[0, 1, 2]);
+            party.tx(TxBody::Govern {
+                proposal,
+                approvals,
+            })
+        }
+
+        /// The council admits `party` as `role` (approvals of node:0..=2), sent by `party`.
+        fn admit(&self, party: &mut Party, role: Role) -> SignedTransaction {
+            self.admit_with(party, role, None, NOW + 100)
+        }
+
+        /// A member sends an approved action.
+        fn govern(&mut self, sender: usize, action: GovAction, who: &[usize]) -> SignedTransaction {
+            let proposal = Proposal::new(CHAIN, NOW + 100, action);
+            let approvals = self.approvals(&proposal, who);
+            self.members[sender].tx(TxBody::Govern {
+                proposal,
+                approvals,
+            })
+        }
+
+        fn voucher(&self, patient: &PartyId) -> crate::voucher::Voucher {
+            crate::voucher::tests::voucher(crate::voucher::tests::hospital_key(0), CHAIN, patient)
+        }
+
+        /// A patient's registration with a voucher of `hospital:v`.
+        fn register_patient(&self, party: &mut Party) -> SignedTransaction {
+            let voucher = self.voucher(&party.id);
+            party.register_with(Role::Patient, Some(voucher))
+        }
+
+        /// `hospital:v` admits `doctor`.
+        fn admit_doctor(&mut self, doctor: &Party) -> SignedTransaction {
+            self.hospital.tx(TxBody::AdmitDoctor {
+                id: doctor.id.clone(),
+                signing_jwk: doctor.key.verifying_key().to_jwk(None),
+                encryption_jwk: encryption_jwk(),
+                valid_from: 0,
+                valid_until: 10_000,
+            })
+        }
+
+        /// The way `role` joins: patients with a voucher, institutions by admission.
+        fn enrol(&self, party: &mut Party, role: Role) -> SignedTransaction {
+            match role {
+                Role::Patient => self.register_patient(party),
+                role => self.admit(party, role),
+            }
+        }
+    }
+
     #[test]
     fn registration_then_proofs_of_entry_and_absence() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut hospital = Party::new("hospital:a");
         state
-            .apply(&hospital.register(Role::Hospital), ctx(1))
+            .apply(&gov.admit(&mut hospital, Role::Hospital), ctx(1))
             .unwrap();
         let entry = state.registry_entry(&hospital.id).unwrap();
         assert!(entry.is_active(NOW));
@@ -659,15 +1249,18 @@ mod tests {
         let (none, proof) = state.get_with_proof(&absent);
         assert!(none.is_none());
         assert_eq!(proof.verify(&state.root(), &absent), Ok(None));
-        assert_eq!(state.directory(Role::Hospital), vec![hospital.id.clone()]);
+        assert_eq!(
+            state.directory(Role::Hospital),
+            vec![hospital.id.clone(), gov.hospital.id.clone()]
+        );
         assert!(state.directory(Role::Insurer).is_empty());
     }
 
     #[test]
     fn replays_reorders_and_foreign_chains_are_refused_without_changing_state() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut a = Party::new("hospital:a");
-        let registration = a.register(Role::Hospital);
+        let registration = gov.admit(&mut a, Role::Hospital);
         state.apply(&registration, ctx(1)).unwrap();
         let root = state.root();
         assert!(matches!(
@@ -706,9 +1299,9 @@ mod tests {
 
     #[test]
     fn signatures_must_be_by_the_registered_key() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut a = Party::new("hospital:a");
-        state.apply(&a.register(Role::Hospital), ctx(1)).unwrap();
+        state.apply(&gov.admit(&mut a, Role::Hospital), ctx(1)).unwrap();
         let impostor_key = SigningKey::generate();
         let forged = Transaction {
             chain_id: CHAIN.into(),
@@ -733,21 +1326,21 @@ mod tests {
         let mut twin = Party::new("hospital:a");
         twin.next = 1;
         assert!(matches!(
-            state.apply(&twin.register(Role::Hospital), ctx(2)),
+            state.apply(&gov.admit(&mut twin, Role::Hospital), ctx(2)),
             Err(ApplyError::AlreadyRegistered(_))
         ));
     }
 
     #[test]
     fn grants_are_made_checked_and_revoked_by_their_grantor_only() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut patient = Party::patient();
         let mut insurer = Party::new("insurer:acme");
         state
-            .apply(&patient.register(Role::Patient), ctx(1))
+            .apply(&gov.register_patient(&mut patient), ctx(1))
             .unwrap();
         state
-            .apply(&insurer.register(Role::Insurer), ctx(1))
+            .apply(&gov.admit(&mut insurer, Role::Insurer), ctx(1))
             .unwrap();
         let grant = patient.tx(TxBody::Grant {
             grant_id: "g1".into(),
@@ -807,42 +1400,37 @@ mod tests {
     /// consortium member's ID are all refused.
     #[test]
     fn ids_cannot_be_squatted() {
-        let members = [Validator {
-            id: PartyId::new("node:4").unwrap(),
-            signing_jwk: SigningKey::generate().verifying_key().to_jwk(None),
-            credit: 100,
-        }];
-        let mut state = LedgerState::genesis(&members);
+        let (mut state, gov) = world();
         let victim = Party::patient();
         let mut squatter = Party::new(victim.id.as_str());
         assert!(matches!(
-            state.apply(&squatter.register(Role::Patient), ctx(1)),
+            state.apply(&gov.register_patient(&mut squatter), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
         squatter.next = 0;
         assert!(matches!(
-            state.apply(&squatter.register(Role::Insurer), ctx(1)),
+            state.apply(&gov.admit(&mut squatter, Role::Insurer), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
         let mut named_patient = Party::new("patient-7");
         assert!(matches!(
-            state.apply(&named_patient.register(Role::Patient), ctx(1)),
+            state.apply(&gov.register_patient(&mut named_patient), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
         let mut bare = Party::new("acme");
         assert!(matches!(
-            state.apply(&bare.register(Role::Insurer), ctx(1)),
+            state.apply(&gov.admit(&mut bare, Role::Insurer), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
-        let mut member = Party::new("node:4");
+        let mut member = Party::new("node:3");
         assert!(matches!(
-            state.apply(&member.register(Role::Node), ctx(1)),
+            state.apply(&gov.admit(&mut member, Role::Node), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
         let root = state.root();
         let mut victim = victim;
         state
-            .apply(&victim.register(Role::Patient), ctx(2))
+            .apply(&gov.register_patient(&mut victim), ctx(2))
             .unwrap();
         assert_ne!(state.root(), root);
     }
@@ -852,7 +1440,7 @@ mod tests {
     /// within its window of the block time.
     #[test]
     fn access_logs_name_only_grants_that_cover_them() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut patient = Party::patient();
         let mut insurer = Party::new("insurer:acme");
         let mut other = Party::new("insurer:other");
@@ -861,7 +1449,7 @@ mod tests {
             (&mut insurer, Role::Insurer),
             (&mut other, Role::Insurer),
         ] {
-            state.apply(&party.register(role), ctx(1)).unwrap();
+            state.apply(&gov.enrol(party, role), ctx(1)).unwrap();
         }
         let grant = patient.tx(TxBody::Grant {
             grant_id: "g1".into(),
@@ -925,10 +1513,10 @@ mod tests {
 
     #[test]
     fn index_entries_chain_and_leave_bread_crumbs() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut patient = Party::patient();
         state
-            .apply(&patient.register(Role::Patient), ctx(1))
+            .apply(&gov.register_patient(&mut patient), ctx(1))
             .unwrap();
         let first = patient.tx(TxBody::UploadIndex {
             department: "cardiology".into(),
@@ -971,9 +1559,9 @@ mod tests {
 
     #[test]
     fn revoked_or_expired_senders_cannot_act() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut a = Party::new("hospital:a");
-        state.apply(&a.register(Role::Hospital), ctx(1)).unwrap();
+        state.apply(&gov.admit(&mut a, Role::Hospital), ctx(1)).unwrap();
         state
             .apply(&a.tx(TxBody::RevokeIdentity { id: a.id.clone() }), ctx(2))
             .unwrap();
@@ -985,7 +1573,7 @@ mod tests {
             Err(ApplyError::InactiveSender(_))
         ));
         let mut b = Party::new("hospital:b");
-        state.apply(&b.register(Role::Hospital), ctx(1)).unwrap();
+        state.apply(&gov.admit(&mut b, Role::Hospital), ctx(1)).unwrap();
         let late = b.tx(TxBody::RevokeGrant {
             grant_id: "g".into(),
         });
@@ -1163,7 +1751,7 @@ mod tests {
 
     #[test]
     fn directory_pages_cover_each_role_once_in_order() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         for name in ["insurer:c", "insurer:a", "hospital:x", "insurer:b"] {
             let role = if name.starts_with("insurer") {
                 Role::Insurer
@@ -1171,7 +1759,7 @@ mod tests {
                 Role::Hospital
             };
             state
-                .apply(&Party::new(name).register(role), ctx(1))
+                .apply(&gov.admit(&mut Party::new(name), role), ctx(1))
                 .unwrap();
         }
         let ids = |v: Vec<PartyId>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
@@ -1190,7 +1778,7 @@ mod tests {
         assert!(none.is_empty() && !more);
         // A refused registration is not listed.
         let mut dup = Party::new("insurer:a");
-        assert!(state.apply(&dup.register(Role::Insurer), ctx(2)).is_err());
+        assert!(state.apply(&gov.admit(&mut dup, Role::Insurer), ctx(2)).is_err());
         assert_eq!(state.directory(Role::Insurer).len(), 3);
     }
 }
