@@ -1781,4 +1781,549 @@ mod tests {
         assert!(state.apply(&gov.admit(&mut dup, Role::Insurer), ctx(2)).is_err());
         assert_eq!(state.directory(Role::Insurer).len(), 3);
     }
+
+    /// Applies `tx`, expecting a refusal that leaves the state as it was; the sender's
+    /// sequence number is given back.
+    fn refused(state: &mut LedgerState, tx: &SignedTransaction, sender: &mut Party, height: u64) -> ApplyError {
+        let root = state.root();
+        let error = state.apply(tx, ctx(height)).expect_err("refused");
+        assert_eq!(state.root(), root, "a refusal changed the state: {error}");
+        sender.next -= 1;
+        error
+    }
+
+    fn at(height: u64, now: u64) -> Context<'static> {
+        Context {
+            chain_id: CHAIN,
+            height,
+            now,
+        }
+    }
+
+    /// No institution, doctor or consortium role registers itself, with or without a
+    /// voucher: only a patient does.
+    #[test]
+    fn self_registered_institutions_are_refused() {
+        let (mut state, gov) = world();
+        for role in [
+            Role::Hospital,
+            Role::Insurer,
+            Role::Researcher,
+            Role::Node,
+            Role::Doctor,
+        ] {
+            let mut party = Party::new("hospital:st-marys");
+            let tx = party.register(role);
+            assert!(matches!(
+                refused(&mut state, &tx, &mut party, 2),
+                ApplyError::NotAllowed(_)
+            ));
+            let voucher = gov.voucher(&party.id);
+            let tx = party.register_with(role, Some(voucher));
+            assert!(matches!(
+                refused(&mut state, &tx, &mut party, 2),
+                ApplyError::NotAllowed(_)
+            ));
+        }
+        assert!(state.registry_entry(&PartyId::new("hospital:st-marys").unwrap()).is_none());
+    }
+
+    /// An admission needs t approvals of distinct council members over the very proposal,
+    /// unexpired, for this chain, with an unused ID; anything else is refused whole.
+    #[test]
+    fn admissions_need_t_distinct_valid_member_approvals() {
+        let (mut state, gov) = world();
+        let mut acme = Party::new("insurer:acme");
+        let proposal = Gov::admit_proposal(&acme, Role::Insurer, None, NOW + 100);
+        let send = |acme: &mut Party, proposal: &Proposal, approvals: Vec<Approval>| {
+            acme.tx(TxBody::Govern {
+                proposal: proposal.clone(),
+                approvals,
+            })
+        };
+        let outsider = Party::new("node:9");
+        let impostor = Party::new("node:2"); // a member's ID, another key
+        let cases: Vec<(&str, Proposal, Vec<Approval>)> = vec![
+            ("t - 1 approvals", proposal.clone(), gov.approvals(&proposal, &[0, 1])),
+            ("none", proposal.clone(), vec![]),
+            (
+                "a non-member's approval",
+                proposal.clone(),
+                [
+                    gov.approvals(&proposal, &[0, 1, 2]),
+                    vec![proposal.approve(&outsider.id, &outsider.key)],
+                ]
+                .concat(),
+            ),
+            (
+                "a duplicated approval",
+                proposal.clone(),
+                gov.approvals(&proposal, &[0, 1, 1]),
+            ),
+            (
+                "an approval by the wrong key",
+                proposal.clone(),
+                [
+                    gov.approvals(&proposal, &[0, 1]),
+                    vec![proposal.approve(&impostor.id, &impostor.key)],
+                ]
+                .concat(),
+            ),
+            (
+                "approvals of another proposal",
+                proposal.clone(),
+                gov.approvals(
+                    &Gov::admit_proposal(&acme, Role::Hospital, None, NOW + 100),
+                    &[0, 1, 2],
+                ),
+            ),
+        ];
+        for (what, proposal, approvals) in cases {
+            let tx = send(&mut acme, &proposal, approvals);
+            assert!(
+                matches!(refused(&mut state, &tx, &mut acme, 2), ApplyError::Governance(_)),
+                "{what}"
+            );
+        }
+        for (what, changed) in [
+            (
+                "expired",
+                Gov::admit_proposal(&acme, Role::Insurer, None, NOW - 1),
+            ),
+            (
+                "valid for too long",
+                Gov::admit_proposal(&acme, Role::Insurer, None, NOW + 100 * 24 * 3600),
+            ),
+            (
+                "for another chain",
+                Proposal {
+                    chain_id: "other".into(),
+                    ..proposal.clone()
+                },
+            ),
+            (
+                "malformed ID",
+                Proposal {
+                    proposal_id: "a b".into(),
+                    ..proposal.clone()
+                },
+            ),
+        ] {
+            let approvals = gov.approvals(&changed, &[0, 1, 2]);
+            let tx = send(&mut acme, &changed, approvals);
+            assert!(
+                matches!(refused(&mut state, &tx, &mut acme, 2), ApplyError::Governance(_)),
+                "{what}"
+            );
+        }
+        // Sent by anybody but the admitted party (here a member): refused.
+        let mut member = Party {
+            id: gov.members[3].id.clone(),
+            key: SigningKey::from_pkcs8(&gov.members[3].key.to_pkcs8()).unwrap(),
+            next: 0,
+        };
+        let by_member = send(&mut member, &proposal, gov.approvals(&proposal, &[0, 1, 2]));
+        assert!(matches!(
+            refused(&mut state, &by_member, &mut member, 2),
+            ApplyError::Tx(_)
+        ));
+        // t approvals (all four are fine too): admitted.
+        let good = send(&mut acme, &proposal, gov.approvals(&proposal, &[3, 0, 2]));
+        state.apply(&good, ctx(2)).unwrap();
+        let entry = state.registry_entry(&acme.id).unwrap();
+        assert_eq!((entry.role, entry.status()), (Role::Insurer, Status::Active));
+        assert_eq!(entry.admitted().height, 2);
+        assert!(state.proposal_used(&proposal.proposal_id));
+        // Replayed: the same transaction, the same admission again, or its proposal ID for
+        // another party.
+        assert!(state.apply(&good, ctx(3)).is_err());
+        let again = send(&mut acme, &proposal, gov.approvals(&proposal, &[0, 1, 2]));
+        assert!(matches!(
+            refused(&mut state, &again, &mut acme, 3),
+            ApplyError::AlreadyRegistered(_)
+        ));
+        let mut other = Party::new("insurer:other");
+        let reused = Proposal {
+            action: Gov::admit_proposal(&other, Role::Insurer, None, NOW + 100).action,
+            ..proposal.clone()
+        };
+        let tx = send(&mut other, &reused, gov.approvals(&reused, &[0, 1, 2]));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut other, 3),
+            ApplyError::Governance("the proposal ID was used before")
+        ));
+    }
+
+    /// A governance action by a member is also refused without t approvals, and the
+    /// council can replace itself (then only the new members count).
+    #[test]
+    fn the_council_changes_only_by_its_own_threshold() {
+        let (mut state, mut gov) = world();
+        let newcomer = Party::new("node:new");
+        let council = Council {
+            members: vec![
+                super::super::governance::CouncilMember {
+                    id: gov.members[0].id.clone(),
+                    signing_jwk: gov.members[0].key.verifying_key().to_jwk(None),
+                },
+                super::super::governance::CouncilMember {
+                    id: newcomer.id.clone(),
+                    signing_jwk: newcomer.key.verifying_key().to_jwk(None),
+                },
+            ],
+            threshold: 2,
+        };
+        let action = GovAction::SetCouncil {
+            council: council.clone(),
+        };
+        let weak = gov.govern(1, action.clone(), &[0, 1]);
+        assert!(matches!(
+            state.apply(&weak, ctx(2)),
+            Err(ApplyError::Governance(_))
+        ));
+        gov.members[1].next -= 1;
+        let invalid = GovAction::SetCouncil {
+            council: Council {
+                threshold: 1,
+                ..council.clone()
+            },
+        };
+        let tx = gov.govern(1, invalid, &[0, 1, 2]);
+        assert!(matches!(
+            state.apply(&tx, ctx(2)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        gov.members[1].next -= 1;
+        state
+            .apply(&gov.govern(1, action, &[0, 1, 2]), ctx(2))
+            .unwrap();
+        assert_eq!(state.council(), council);
+        // The old members' approvals no longer count; the new council's do.
+        let mut acme = Party::new("insurer:acme");
+        let admission = gov.admit(&mut acme, Role::Insurer);
+        assert!(matches!(
+            state.apply(&admission, ctx(3)),
+            Err(ApplyError::Governance(_))
+        ));
+        acme.next -= 1;
+        let proposal = Gov::admit_proposal(&acme, Role::Insurer, None, NOW + 100);
+        let approvals = vec![
+            proposal.approve(&gov.members[0].id, &gov.members[0].key),
+            proposal.approve(&newcomer.id, &newcomer.key),
+        ];
+        state
+            .apply(
+                &acme.tx(TxBody::Govern {
+                    proposal,
+                    approvals,
+                }),
+                ctx(3),
+            )
+            .unwrap();
+        // A former member can no longer send governance transactions; the newcomer's ID
+        // is reserved.
+        let mut squatter = Party::new("node:new");
+        assert!(matches!(
+            state.apply(&gov.admit(&mut squatter, Role::Node), ctx(4)),
+            Err(ApplyError::Governance(_))
+        ));
+    }
+
+    /// Doctors are admitted by an active hospital, which alone (with the council) governs
+    /// them.
+    #[test]
+    fn doctors_are_admitted_and_governed_by_their_hospital_only() {
+        let (mut state, mut gov) = world();
+        let mut insurer = Party::new("insurer:acme");
+        let mut other_hospital = Party::new("hospital:other");
+        state
+            .apply(&gov.admit(&mut insurer, Role::Insurer), ctx(2))
+            .unwrap();
+        state
+            .apply(&gov.admit(&mut other_hospital, Role::Hospital), ctx(2))
+            .unwrap();
+        let doctor = Party::new("doctor:who");
+        let by = |party: &mut Party| {
+            party.tx(TxBody::AdmitDoctor {
+                id: doctor.id.clone(),
+                signing_jwk: doctor.key.verifying_key().to_jwk(None),
+                encryption_jwk: encryption_jwk(),
+                valid_from: 0,
+                valid_until: 10_000,
+            })
+        };
+        // Admitted by a non-hospital: refused.
+        let tx = by(&mut insurer);
+        assert!(matches!(
+            refused(&mut state, &tx, &mut insurer, 3),
+            ApplyError::NotAllowed(_)
+        ));
+        // By an unregistered "hospital": refused.
+        let mut fake = Party::new("hospital:fake");
+        let tx = by(&mut fake);
+        assert!(matches!(
+            refused(&mut state, &tx, &mut fake, 3),
+            ApplyError::UnknownSender(_)
+        ));
+        // By a suspended hospital: refused.
+        let suspend = GovAction::SetStatus {
+            id: other_hospital.id.clone(),
+            status: Status::Suspended,
+        };
+        state.apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3)).unwrap();
+        let tx = by(&mut other_hospital);
+        assert!(matches!(
+            refused(&mut state, &tx, &mut other_hospital, 4),
+            ApplyError::InactiveSender(_)
+        ));
+        // By its hospital: admitted, affiliated.
+        state.apply(&gov.admit_doctor(&doctor), ctx(4)).unwrap();
+        let entry = state.registry_entry(&doctor.id).unwrap();
+        assert_eq!(entry.role, Role::Doctor);
+        assert_eq!(entry.affiliation.as_ref(), Some(&gov.hospital.id));
+        // Another hospital cannot suspend it; its own can, and reinstate it.
+        let reinstate = GovAction::SetStatus {
+            id: other_hospital.id.clone(),
+            status: Status::Active,
+        };
+        state.apply(&gov.govern(0, reinstate, &[0, 1, 2]), ctx(5)).unwrap();
+        let tx = other_hospital.tx(TxBody::SetDoctorStatus {
+            id: doctor.id.clone(),
+            status: Status::Suspended,
+        });
+        assert!(matches!(
+            refused(&mut state, &tx, &mut other_hospital, 6),
+            ApplyError::NotAllowed(_)
+        ));
+        for status in [Status::Suspended, Status::Active, Status::Expelled] {
+            let tx = gov.hospital.tx(TxBody::SetDoctorStatus {
+                id: doctor.id.clone(),
+                status,
+            });
+            state.apply(&tx, ctx(6)).unwrap();
+        }
+        // Expelled is final, for the hospital and the council alike.
+        let tx = gov.hospital.tx(TxBody::SetDoctorStatus {
+            id: doctor.id.clone(),
+            status: Status::Active,
+        });
+        assert!(matches!(
+            state.apply(&tx, ctx(7)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        let tx = gov.govern(
+            0,
+            GovAction::SetStatus {
+                id: doctor.id.clone(),
+                status: Status::Active,
+            },
+            &[0, 1, 2],
+        );
+        assert!(matches!(
+            state.apply(&tx, ctx(7)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+    }
+
+    /// An expulsion takes effect from the block that commits it: the party is active
+    /// before, inactive from then on, and can send nothing more.
+    #[test]
+    fn expulsion_takes_effect_from_its_block_and_is_final() {
+        let (mut state, mut gov) = world();
+        let mut acme = Party::new("insurer:acme");
+        state
+            .apply(&gov.admit(&mut acme, Role::Insurer), at(2, NOW))
+            .unwrap();
+        let expel = GovAction::SetStatus {
+            id: acme.id.clone(),
+            status: Status::Expelled,
+        };
+        state
+            .apply(&gov.govern(1, expel.clone(), &[1, 2, 3]), at(3, NOW + 50))
+            .unwrap();
+        let entry = state.registry_entry(&acme.id).unwrap();
+        assert!(entry.is_active_at(NOW + 49));
+        assert!(!entry.is_active_at(NOW + 50));
+        assert_eq!(
+            entry.ended(),
+            Some(&StatusChange {
+                status: Status::Expelled,
+                height: 3,
+                time: NOW + 50
+            })
+        );
+        let after = acme.tx(TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        });
+        assert!(matches!(
+            state.apply(&after, at(4, NOW + 60)),
+            Err(ApplyError::InactiveSender(_))
+        ));
+        // Expelling again, or a patient, is refused.
+        assert!(state.apply(&gov.govern(1, expel, &[1, 2, 3]), at(4, NOW + 60)).is_err());
+        gov.members[1].next -= 1;
+        let mut patient = Party::patient();
+        state.apply(&gov.register_patient(&mut patient), at(4, NOW + 60)).unwrap();
+        let tx = gov.govern(
+            1,
+            GovAction::SetStatus {
+                id: patient.id.clone(),
+                status: Status::Expelled,
+            },
+            &[1, 2, 3],
+        );
+        assert!(matches!(
+            state.apply(&tx, at(5, NOW + 70)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+    }
+
+    /// A patient registers only with a voucher that verifies under an active hospital's
+    /// voucher key, for its own ID, once.
+    #[test]
+    fn patients_register_only_with_an_unspent_voucher_of_an_active_hospital() {
+        let (mut state, mut gov) = world();
+        let mut patient = Party::patient();
+        let tx = patient.register(Role::Patient);
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        // Forged: by a hospital key nobody admitted, or not a signature at all.
+        let forged = crate::voucher::tests::voucher(
+            crate::voucher::tests::hospital_key(1),
+            CHAIN,
+            &patient.id,
+        );
+        let tx = patient.register_with(Role::Patient, Some(forged.clone()));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        let garbage = crate::voucher::Voucher {
+            randomizer: forged.randomizer.clone(),
+            signature: crate::b64::encode([7u8; 256]),
+        };
+        let tx = patient.register_with(Role::Patient, Some(garbage));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        // Another patient's voucher (bound to its ID), another chain's.
+        let mut other = Party::patient();
+        let theirs = gov.voucher(&other.id);
+        let tx = patient.register_with(Role::Patient, Some(theirs.clone()));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        let foreign = crate::voucher::tests::voucher(
+            crate::voucher::tests::hospital_key(0),
+            "other",
+            &patient.id,
+        );
+        let tx = patient.register_with(Role::Patient, Some(foreign));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        // Its own: registered; the voucher is spent.
+        let mine = gov.voucher(&patient.id);
+        state
+            .apply(&patient.register_with(Role::Patient, Some(mine.clone())), ctx(2))
+            .unwrap();
+        assert!(state.voucher_spent(&mine.spent_hash().unwrap()));
+        // Reused, by anybody: refused as spent.
+        let tx = other.register_with(Role::Patient, Some(mine));
+        assert_eq!(
+            refused(&mut state, &tx, &mut other, 3).to_string(),
+            "registration voucher refused: voucher already used"
+        );
+        // A suspended hospital's vouchers are refused while it is suspended.
+        let suspend = GovAction::SetStatus {
+            id: gov.hospital.id.clone(),
+            status: Status::Suspended,
+        };
+        state.apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3)).unwrap();
+        let tx = other.register_with(Role::Patient, Some(theirs));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut other, 4),
+            ApplyError::Voucher(_)
+        ));
+    }
+
+    /// Rotation is signed by the current key; the ID stays; the history keeps the old key
+    /// with the time it was in force; the old key signs nothing more.
+    #[test]
+    fn rotation_is_signed_by_the_current_key_and_keeps_the_history() {
+        let (mut state, gov) = world();
+        let mut patient = Party::patient();
+        let first_key = patient.key.verifying_key().to_jwk(None);
+        state
+            .apply(&gov.register_patient(&mut patient), at(2, NOW))
+            .unwrap();
+        let new_key = SigningKey::generate();
+        let rotation = TxBody::UpdateKeys {
+            id: patient.id.clone(),
+            signing_jwk: new_key.verifying_key().to_jwk(None),
+            encryption_jwk: encryption_jwk(),
+        };
+        // Signed by the wrong key (the new one, or a stranger's): refused.
+        for wrong in [&new_key, &SigningKey::generate()] {
+            let tx = Transaction {
+                chain_id: CHAIN.into(),
+                sender: patient.id.clone(),
+                sequence: patient.next,
+                body: rotation.clone(),
+            }
+            .sign(wrong);
+            assert!(matches!(
+                state.apply(&tx, at(3, NOW + 10)),
+                Err(ApplyError::Tx(_))
+            ));
+        }
+        // Another party's rotation, signed by its own valid key: refused.
+        let mut other = Party::patient();
+        state
+            .apply(&gov.register_patient(&mut other), at(3, NOW + 10))
+            .unwrap();
+        let tx = other.tx(rotation.clone());
+        assert!(matches!(
+            state.apply(&tx, at(3, NOW + 10)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        state
+            .apply(&patient.tx(rotation), at(3, NOW + 10))
+            .unwrap();
+        let entry = state.registry_entry(&patient.id).unwrap();
+        assert_eq!(entry.id.as_str(), first_key.thumbprint());
+        assert_eq!(entry.keys.len(), 2);
+        assert_eq!(entry.keys_at(NOW + 9).unwrap().signing_jwk, first_key);
+        assert_eq!(
+            entry.keys_at(NOW + 10).unwrap().signing_jwk,
+            new_key.verifying_key().to_jwk(None)
+        );
+        assert!(entry.keys_at(NOW - 1).is_none());
+        // The old key signs nothing more; the new one does.
+        let old = patient.tx(TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        });
+        assert!(matches!(
+            state.apply(&old, at(4, NOW + 20)),
+            Err(ApplyError::Tx(_))
+        ));
+        patient.next -= 1;
+        patient.key = new_key;
+        let grant = patient.tx(TxBody::Grant {
+            grant_id: "g1".into(),
+            grantee: gov.hospital.id.clone(),
+            record_id: "rec".into(),
+            parts: vec![],
+            actions: vec![Action::Read],
+            not_after: NOW + 100,
+        });
+        state.apply(&grant, at(4, NOW + 20)).unwrap();
+        // The proven entry's ID is still self-certifying (its first key).
+        assert!(entry.is_well_formed());
+    }
 }

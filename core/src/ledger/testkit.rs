@@ -164,6 +164,34 @@ impl TestChain {
         crate::voucher::tests::voucher(crate::voucher::tests::hospital_key(0), CHAIN, patient)
     }
 
+    /// A governance action approved by members 0..=2, sent by member 0.
+    pub fn govern(&self, action: GovAction) -> SignedTransaction {
+        let proposal = Proposal::new(CHAIN, self.now + 1_000, action);
+        let approvals = self.approvals(&proposal, &[0, 1, 2]);
+        let (id, key) = &self.validator_keys[0];
+        Transaction {
+            chain_id: CHAIN.into(),
+            sender: id.clone(),
+            sequence: self.state.next_sequence(id),
+            body: TxBody::Govern {
+                proposal,
+                approvals,
+            },
+        }
+        .sign(key)
+    }
+
+    /// `sender`'s next transaction with `body`.
+    pub fn tx(&self, sender: &PrivateKeySet, body: TxBody) -> SignedTransaction {
+        Transaction {
+            chain_id: CHAIN.into(),
+            sender: sender.id.clone(),
+            sequence: self.state.next_sequence(&sender.id),
+            body,
+        }
+        .sign(&sender.signing)
+    }
+
     /// `hospital` admits `doctor`.
     pub fn admit_doctor_tx(
         &self,
