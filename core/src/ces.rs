@@ -806,4 +806,134 @@ mod tests {
             Err(CesError::DisclosureKind)
         ));
     }
+
+    /// A record verifies against the registry only if its doctor and the doctor's hospital
+    /// were both admitted and active at its issue time, under the doctor's key of that time:
+    /// a record issued before an expulsion is kept, one issued after is refused.
+    #[test]
+    fn records_verify_only_if_doctor_and_hospital_were_active_at_issue() {
+        use crate::keys::{DecryptionKey, RsaBits, SigningKey};
+        use crate::ledger::governance::{GovAction, Status};
+        use crate::ledger::testkit::TestChain;
+        use crate::record::{Ceas, Record};
+        let mut chain = TestChain::new();
+        chain.now = 1_000;
+        let hospital = chain.voucher_hospital();
+        let doctor = PrivateKeySet::generate(
+            Some(PartyId::new("doctor:hospital-vouchers:house").unwrap()),
+            RsaBits::B2048,
+        );
+        chain.enrol(&doctor, crate::ledger::tx::Role::Doctor);
+        let patient = PrivateKeySet::generate(None, RsaBits::B2048);
+        let record = Record::sample_bpds();
+        let sign = |keys: &PrivateKeySet, at: u64| {
+            issue(
+                keys,
+                &patient.public(),
+                &record,
+                &Ceas::default_for(&record),
+                IssueOptions {
+                    issued_at: at,
+                    decoys: 0,
+                },
+            )
+            .unwrap()
+        };
+        let check = |chain: &TestChain, sd: &SdJwt, hospital_id: &PartyId| {
+            let issuer = chain.verified_entry(&doctor.id).unwrap();
+            let hospital = chain.verified_entry(hospital_id).unwrap();
+            let dummy = issuer.public_keys().unwrap();
+            verify_with_registry(sd, &issuer, &hospital, &VerifyPolicy::new(&dummy, 5_000))
+        };
+        let before = sign(&doctor, 1_010);
+        check(&chain, &before, &hospital.id).unwrap();
+        // Issued before the doctor's admission: refused.
+        assert!(matches!(
+            check(&chain, &sign(&doctor, 999), &hospital.id),
+            Err(CesError::NotRegistered(_))
+        ));
+        // The wrong hospital (not the doctor's affiliation): refused.
+        let other = chain.register(Some("hospital:other"), crate::ledger::tx::Role::Hospital);
+        assert!(matches!(
+            check(&chain, &before, &other.id),
+            Err(CesError::NotRegistered(_))
+        ));
+        // The doctor rotates at 1_020: the old record still verifies (old key at its
+        // time); the old key cannot sign a record dated after the rotation.
+        chain.now = 1_020;
+        let mut rotated = PrivateKeySet {
+            id: doctor.id.clone(),
+            signing: SigningKey::generate(),
+            decryption: DecryptionKey::from_jwk(&doctor.decryption.to_jwk(None)).unwrap(),
+        };
+        let rotation = chain.tx(
+            &doctor,
+            crate::ledger::tx::TxBody::UpdateKeys {
+                id: doctor.id.clone(),
+                signing_jwk: rotated.signing.verifying_key().to_jwk(None),
+                encryption_jwk: doctor.decryption.encryption_key().to_jwk(None),
+            },
+        );
+        chain.apply(&[rotation]);
+        check(&chain, &before, &hospital.id).unwrap();
+        assert!(check(&chain, &sign(&doctor, 1_025), &hospital.id).is_err());
+        let after_rotation = sign(&rotated, 1_025);
+        check(&chain, &after_rotation, &hospital.id).unwrap();
+        // The hospital expels its doctor at 1_030.
+        chain.now = 1_030;
+        let expel = chain.tx(
+            &hospital,
+            crate::ledger::tx::TxBody::SetDoctorStatus {
+                id: doctor.id.clone(),
+                status: Status::Expelled,
+            },
+        );
+        chain.apply(&[expel]);
+        let entry = chain.verified_entry(&doctor.id).unwrap();
+        assert_eq!(entry.ended().unwrap().time, 1_030);
+        check(&chain, &before, &hospital.id).unwrap();
+        check(&chain, &after_rotation, &hospital.id).unwrap();
+        assert!(matches!(
+            check(&chain, &sign(&rotated, 1_030), &hospital.id),
+            Err(CesError::NotRegistered(_))
+        ));
+        // A hospital expelled by the council: its own records after that are refused too,
+        // and so are its doctors' (checked with the hospital entry).
+        let mut second = TestChain::new();
+        second.now = 1_000;
+        let h = second.voucher_hospital();
+        second.enrol(&doctor, crate::ledger::tx::Role::Doctor);
+        rotated.id = doctor.id.clone();
+        second.now = 1_040;
+        let tx = second.govern(GovAction::SetStatus {
+            id: h.id.clone(),
+            status: Status::Expelled,
+        });
+        second.apply(&[tx]);
+        check(&second, &sign(&doctor, 1_039), &h.id).unwrap();
+        assert!(matches!(
+            check(&second, &sign(&doctor, 1_041), &h.id),
+            Err(CesError::NotRegistered(_))
+        ));
+        let own = |at| sign(&h, at);
+        let hospital_entry = second.verified_entry(&h.id).unwrap();
+        let keys = hospital_entry.public_keys().unwrap();
+        let policy = VerifyPolicy::new(&keys, 5_000);
+        verify_with_registry(&own(1_039), &hospital_entry, &hospital_entry, &policy).unwrap();
+        assert!(
+            verify_with_registry(&own(1_041), &hospital_entry, &hospital_entry, &policy).is_err()
+        );
+        // Only doctors and hospitals issue.
+        let insurer = second.register(Some("insurer:acme"), crate::ledger::tx::Role::Insurer);
+        let insurer_entry = second.verified_entry(&insurer.id).unwrap();
+        assert!(matches!(
+            verify_with_registry(
+                &sign(&insurer, 1_041),
+                &insurer_entry,
+                &hospital_entry,
+                &policy
+            ),
+            Err(CesError::NotRegistered(_))
+        ));
+    }
 }

@@ -700,6 +700,40 @@ pub(crate) mod tests {
         );
     }
 
+    /// A lookup of an expelled party proves it: the entry, proven under a certified
+    /// header, says "expelled at height h (time t)", and the party is inactive from then.
+    #[test]
+    fn a_lookup_of_an_expelled_party_proves_it() {
+        use super::super::governance::{GovAction, Status};
+        use super::super::testkit::TestChain;
+        let mut chain = TestChain::new();
+        let insurer = chain.register(Some("insurer:acme"), Role::Insurer);
+        let admitted = chain.verified_entry(&insurer.id).unwrap();
+        assert_eq!(admitted.status(), Status::Active);
+        assert!(admitted.ended().is_none());
+        chain.now = 1_500;
+        let expel = chain.govern(GovAction::SetStatus {
+            id: insurer.id.clone(),
+            status: Status::Expelled,
+        });
+        chain.apply(&[expel]);
+        let proven = chain.verified_entry(&insurer.id).unwrap();
+        assert_eq!(proven.status(), Status::Expelled);
+        let ended = proven.ended().unwrap();
+        assert_eq!((ended.height, ended.time), (chain.height, 1_500));
+        assert!(proven.is_active_at(1_499));
+        assert!(!proven.is_active_at(1_500));
+        // A node hiding the expulsion (serving the old entry) is caught by the proof.
+        let mut client = chain.client();
+        client.verify_header(&chain.header(&[1, 2]));
+        let (_, proof) = chain.state.get_with_proof(&registry_key(&insurer.id));
+        let stale = serde_json::to_vec(admitted.entry()).unwrap();
+        assert_eq!(
+            client.verify_registry_entry(&insurer.id, Some(&stale), &proof),
+            Err(EntryError::ValueMismatch)
+        );
+    }
+
     #[test]
     fn an_accepted_header_with_another_certificate_is_checked_again() {
         let c = consortium();
