@@ -2326,4 +2326,200 @@ mod tests {
         // The proven entry's ID is still self-certifying (its first key).
         assert!(entry.is_well_formed());
     }
+
+    /// One step of the registry property test (indices into a fixed universe: parties 0..=2
+    /// are institutions, 0 and 1 hospitals, 2 an insurer; 3..=5 are doctors).
+    #[derive(Debug, Clone)]
+    enum Op {
+        Admit(usize),
+        AdmitDoctor { hospital: usize, doctor: usize },
+        Council { target: usize, status: Status },
+        Hospital { hospital: usize, doctor: usize, status: Status },
+        Rotate { party: usize, wrong_key: bool },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let status = prop_oneof![
+            Just(Status::Active),
+            Just(Status::Suspended),
+            Just(Status::Expelled)
+        ];
+        prop_oneof![
+            (0..3usize).prop_map(Op::Admit),
+            (0..3usize, 3..6usize)
+                .prop_map(|(hospital, doctor)| Op::AdmitDoctor { hospital, doctor }),
+            (0..6usize, status.clone()).prop_map(|(target, status)| Op::Council { target, status }),
+            (0..3usize, 3..6usize, status).prop_map(|(hospital, doctor, status)| Op::Hospital {
+                hospital,
+                doctor,
+                status
+            }),
+            (0..6usize, proptest::bool::weighted(0.2))
+                .prop_map(|(party, wrong_key)| Op::Rotate { party, wrong_key }),
+        ]
+    }
+
+    /// What the model knows of a registered party.
+    #[derive(Debug, Clone)]
+    struct Model {
+        role: Role,
+        affiliation: Option<usize>,
+        status: Status,
+        keys: Vec<Jwk>,
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Any sequence of admissions, status changes and rotations keeps the registry
+        /// consistent with a simple model: an action applies exactly when the model says it
+        /// may, a refused one changes nothing, and every entry's role, affiliation, status,
+        /// key history and directory listing are the model's.
+        #[test]
+        fn the_registry_follows_a_simple_model(ops in proptest::collection::vec(op(), 1..24)) {
+            let (mut state, mut gov) = world();
+            let names = [
+                "hospital:p0", "hospital:p1", "insurer:p2", "doctor:p3", "doctor:p4", "doctor:p5",
+            ];
+            let roles = [Role::Hospital, Role::Hospital, Role::Insurer];
+            let mut parties: Vec<Party> = names.iter().map(|n| Party::new(n)).collect();
+            let mut model: Vec<Option<Model>> = vec![None; 6];
+            for (height, op) in (2u64..).zip(ops) {
+                let active = |m: &Option<Model>| m.as_ref().is_some_and(|m| m.status == Status::Active);
+                let (tx, sender, expected) = match op {
+                    Op::Admit(i) => {
+                        let tx = gov.admit(&mut parties[i], roles[i]);
+                        let ok = model[i].is_none();
+                        if ok {
+                            model[i] = Some(Model {
+                                role: roles[i],
+                                affiliation: None,
+                                status: Status::Active,
+                                keys: vec![parties[i].key.verifying_key().to_jwk(None)],
+                            });
+                        }
+                        (tx, Some(i), ok)
+                    }
+                    Op::AdmitDoctor { hospital, doctor } => {
+                        let d = &parties[doctor];
+                        let body = TxBody::AdmitDoctor {
+                            id: d.id.clone(),
+                            signing_jwk: d.key.verifying_key().to_jwk(None),
+                            encryption_jwk: encryption_jwk(),
+                            valid_from: 0,
+                            valid_until: 10_000,
+                        };
+                        let key = d.key.verifying_key().to_jwk(None);
+                        let tx = parties[hospital].tx(body);
+                        let ok = active(&model[hospital])
+                            && model[hospital].as_ref().unwrap().role == Role::Hospital
+                            && model[doctor].is_none();
+                        if ok {
+                            model[doctor] = Some(Model {
+                                role: Role::Doctor,
+                                affiliation: Some(hospital),
+                                status: Status::Active,
+                                keys: vec![key],
+                            });
+                        }
+                        (tx, Some(hospital), ok)
+                    }
+                    Op::Council { target, status } => {
+                        let tx = gov.govern(
+                            0,
+                            GovAction::SetStatus { id: parties[target].id.clone(), status },
+                            &[0, 1, 2],
+                        );
+                        let ok = model[target].as_ref().is_some_and(|m| {
+                            !m.status.is_final() && m.status != status
+                        });
+                        if ok {
+                            model[target].as_mut().unwrap().status = status;
+                        }
+                        (tx, None, ok)
+                    }
+                    Op::Hospital { hospital, doctor, status } => {
+                        let id = parties[doctor].id.clone();
+                        let tx = parties[hospital].tx(TxBody::SetDoctorStatus { id, status });
+                        let ok = active(&model[hospital])
+                            && model[hospital].as_ref().unwrap().role == Role::Hospital
+                            && model[doctor].as_ref().is_some_and(|m| {
+                                m.affiliation == Some(hospital)
+                                    && !m.status.is_final()
+                                    && m.status != status
+                            });
+                        if ok {
+                            model[doctor].as_mut().unwrap().status = status;
+                        }
+                        (tx, Some(hospital), ok)
+                    }
+                    Op::Rotate { party, wrong_key } => {
+                        let new_key = SigningKey::generate();
+                        let body = TxBody::UpdateKeys {
+                            id: parties[party].id.clone(),
+                            signing_jwk: new_key.verifying_key().to_jwk(None),
+                            encryption_jwk: encryption_jwk(),
+                        };
+                        let p = &mut parties[party];
+                        let tx = if wrong_key {
+                            let tx = Transaction {
+                                chain_id: CHAIN.into(),
+                                sender: p.id.clone(),
+                                sequence: p.next,
+                                body,
+                            }
+                            .sign(&SigningKey::generate());
+                            p.next += 1;
+                            tx
+                        } else {
+                            p.tx(body)
+                        };
+                        let ok = !wrong_key
+                            && active(&model[party])
+                            && model[party].as_ref().unwrap().keys.len() < MAX_KEY_EPOCHS;
+                        if ok {
+                            model[party]
+                                .as_mut()
+                                .unwrap()
+                                .keys
+                                .push(new_key.verifying_key().to_jwk(None));
+                            parties[party].key = new_key;
+                        }
+                        (tx, Some(party), ok)
+                    }
+                };
+                let root = state.root();
+                let result = state.apply(&tx, ctx(height));
+                proptest::prop_assert_eq!(result.is_ok(), expected, "{:?}", result.err());
+                if !expected {
+                    proptest::prop_assert_eq!(state.root(), root);
+                    match sender {
+                        Some(i) => parties[i].next -= 1,
+                        None => gov.members[0].next -= 1,
+                    }
+                }
+                for (i, m) in model.iter().enumerate() {
+                    let entry = state.registry_entry(&parties[i].id);
+                    proptest::prop_assert_eq!(entry.is_some(), m.is_some());
+                    let (Some(entry), Some(m)) = (entry, m) else { continue };
+                    proptest::prop_assert!(entry.is_well_formed());
+                    proptest::prop_assert_eq!(entry.role, m.role);
+                    proptest::prop_assert_eq!(
+                        entry.affiliation.clone(),
+                        m.affiliation.map(|h| parties[h].id.clone())
+                    );
+                    proptest::prop_assert_eq!(entry.status(), m.status);
+                    proptest::prop_assert_eq!(entry.is_active(NOW), m.status == Status::Active);
+                    let keys: Vec<Jwk> = entry.keys.iter().map(|k| k.signing_jwk.clone()).collect();
+                    proptest::prop_assert_eq!(&keys, &m.keys);
+                    proptest::prop_assert_eq!(
+                        entry.ended().is_some(),
+                        m.status.is_final()
+                    );
+                    proptest::prop_assert!(state.directory(m.role).contains(&parties[i].id));
+                }
+            }
+        }
+    }
 }
