@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::block::{Genesis, Validator, ValidatorSet};
+use emrshare_core::ledger::governance::Council;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -190,6 +191,10 @@ pub fn load_genesis(path: &Path) -> Result<Genesis> {
     let genesis: Genesis = emrshare_core::strict_json::parse(&bytes)
         .with_context(|| format!("invalid genesis {}", path.display()))?;
     genesis.validators.check()?;
+    genesis
+        .council()
+        .check()
+        .with_context(|| format!("invalid governance council in {}", path.display()))?;
     Ok(genesis)
 }
 
@@ -233,7 +238,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
             )
         })
         .collect();
-    let validators = keys
+    let validators: Vec<Validator> = keys
         .iter()
         .map(|k| Validator {
             id: k.id.clone(),
@@ -241,6 +246,9 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
             credit: 100,
         })
         .collect();
+    // Governance: every node is a council member with its consensus key, and an action
+    // needs floor(2n/3) + 1 of them (more than two thirds).
+    let council = Council::of_validators(&validators);
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
@@ -253,6 +261,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
         },
         slot_ms: options.slot_ms,
         start_ms,
+        governance: Some(council),
     };
     std::fs::write(
         dir.join("genesis.json"),

@@ -50,7 +50,7 @@ impl Actor {
     }
 
     fn register(&self, c: &Consortium, node: usize, role: Role) {
-        submit(c, node, &registration_as(self.id.as_str(), &self.key, role));
+        submit(c, node, &registration_as(c, self.id.as_str(), &self.key, role));
         self.next.set(1);
     }
 
@@ -597,7 +597,7 @@ fn ids_cannot_be_squatted_signatures_have_one_form_and_peers_must_sign() {
         let (status, reply) = c.post(
             0,
             "/v1/tx",
-            json!({"jws": registration_as(jws, &attacker, role)})
+            json!({"jws": registration_as(&c, jws, &attacker, role)})
                 .to_string()
                 .as_bytes(),
         );
@@ -608,7 +608,7 @@ fn ids_cannot_be_squatted_signatures_have_one_form_and_peers_must_sign() {
 
     // The high-S twin of a signed transaction: same content, a second ID. Refused.
     let hospital = Actor::named("hospital:h");
-    let registration = registration_as(hospital.id.as_str(), &hospital.key, Role::Hospital);
+    let registration = registration_as(&c, hospital.id.as_str(), &hospital.key, Role::Hospital);
     let (head, signature) = registration.rsplit_once('.').unwrap();
     let mut twin = emrshare_core::b64::decode(signature).unwrap();
     let order: [u8; 32] = [

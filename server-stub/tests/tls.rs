@@ -3,8 +3,11 @@
 //! commits); a client trusting only that CA gets answers, a client trusting another CA and a
 //! plain-HTTP client do not; bad certificate files stop the node at start with a clear error.
 
-use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
+#[allow(dead_code)] // the admission helpers; this file has its own HTTPS consortium
+mod common;
+
+use emrshare_core::keys::SigningKey;
+use emrshare_core::ledger::tx::Role;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -144,24 +147,16 @@ impl Consortium {
     }
 }
 
-fn registration(id: &str, key: &SigningKey) -> String {
-    let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
-    Transaction {
-        chain_id: "tls-chain".into(),
-        sender: PartyId::new(id).unwrap(),
-        sequence: 0,
-        body: TxBody::RegisterIdentity {
-            id: PartyId::new(id).unwrap(),
-            role: Role::Hospital,
-            signing_jwk: key.verifying_key().to_jwk(None),
-            encryption_jwk: enc.encryption_key().to_jwk(None),
-            valid_from: 0,
-            valid_until: u64::MAX,
-        },
-    }
-    .sign(key)
-    .as_jws()
-    .to_owned()
+/// A hospital's admission by the 2-node council (both approve: t = 2).
+fn registration(dir: &Path, id: &str, key: &SigningKey) -> String {
+    common::admission_by(
+        &common::member_keys(dir, 2),
+        "tls-chain",
+        id,
+        key,
+        Role::Hospital,
+        None,
+    )
 }
 
 #[test]
@@ -208,7 +203,7 @@ fn https_consortium_commits_and_refuses_untrusted_and_plain_clients() {
     // auditor's vote and broadcasts the block, all over HTTPS between the nodes.
     let before = c.height(0);
     let key = SigningKey::generate();
-    let jws = registration("hospital:tls", &key);
+    let jws = registration(c.dir.path(), "hospital:tls", &key);
     let reply = c
         .https
         .post(c.url("https", 1, "/v1/tx"))
