@@ -3,7 +3,13 @@
 //!
 //! What the state holds (each entry is a value in the [`StateTree`], so each has membership
 //! and non-membership proofs under a certified header):
-//! - `registry/<id>`: the party's registry entry (role, keys, validity, revoked);
+//! - `registry/<id>`: the party's registry entry ([`RegistryEntry`]: role, a doctor's
+//!   affiliation, validity, key history, status history, a hospital's voucher key); never
+//!   deleted, so an expulsion is proven by a lookup;
+//! - `governance/council`: the council that approves governance actions (members, threshold;
+//!   genesis names the first, see [`governance`](super::governance));
+//! - `governance/used/<proposal id>`: proposal IDs already applied (replay protection);
+//! - `voucher/spent/<hash>`: patients' registration vouchers already used;
 //! - `sequence/<id>`: the last sequence number used by the sender (replay protection);
 //! - `grant/<grant id>`: a grant (grantor, grantee, record, parts, actions, not-after, revoked);
 //! - `index_head/<patient>`: the hash of the patient's latest index entry (each entry links
@@ -13,6 +19,10 @@
 //! - `consensus/members`: the consortium members with their consensus keys and credit
 //!   scores (see [`dpos`](super::dpos));
 //! - `evidence/<accused>/<height>/<slot>/<round>`: equivocation evidence already punished.
+//!
+//! Who may register: a patient itself, with a voucher of an admitted hospital
+//! ([`crate::voucher`]); an institution only through `t` council approvals; a doctor only
+//! through its active hospital. See SECURITY.md section 2.11.
 
 use super::block::{Genesis, SignedHeader, Validator};
 use super::dpos::{EQUIVOCATION_PENALTY, Member};
