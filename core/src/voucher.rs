@@ -230,8 +230,9 @@ impl VoucherSecretKey {
         if !VOUCHER_KEY_BITS.contains(&bits) || bits % 1024 != 0 {
             return Err(VoucherError::Key("size must be 2048, 3072 or 4096 bits"));
         }
-        let pair = blind_rsa_signatures::KeyPairSha384PSSRandomized::generate(&mut DefaultRng, bits)
-            .map_err(|_| VoucherError::Protocol("key generation"))?;
+        let pair =
+            blind_rsa_signatures::KeyPairSha384PSSRandomized::generate(&mut DefaultRng, bits)
+                .map_err(|_| VoucherError::Protocol("key generation"))?;
         Ok(Self(pair.sk))
     }
 
@@ -362,11 +363,18 @@ pub(crate) mod tests {
     /// A voucher for `patient` on `chain` from hospital key `key`, the whole protocol.
     pub(crate) fn voucher(key: &VoucherSecretKey, chain: &str, patient: &PartyId) -> Voucher {
         let (pending, blinded) = blind(&key.public().unwrap(), chain, patient).unwrap();
-        pending.finalize(&key.sign_blind(&blinded).unwrap()).unwrap()
+        pending
+            .finalize(&key.sign_blind(&blinded).unwrap())
+            .unwrap()
     }
 
     fn patient() -> PartyId {
-        PartyId::new(crate::keys::SigningKey::generate().verifying_key().thumbprint()).unwrap()
+        PartyId::new(
+            crate::keys::SigningKey::generate()
+                .verifying_key()
+                .thumbprint(),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! unknown paths and wrong methods. Each gets a 4xx with a JSON `{"error": ...}` body (never a
 //! 5xx, a plain-text rejection or a hang), and the node keeps answering /v1/health.
 
-#[allow(dead_code)] // the admission helpers; this file runs its own single node
+// The admission helpers (the rest of the harness is unused here).
 mod common;
 
 use emrshare_core::keys::{PartyId, SigningKey};

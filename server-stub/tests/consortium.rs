@@ -54,9 +54,7 @@ fn consortium_commits_everywhere_survives_a_killed_proposer_and_catches_up() {
     let (status, reply) = c.post(
         1,
         "/v1/tx",
-        json!({"jws": admission_a})
-            .to_string()
-            .as_bytes(),
+        json!({"jws": admission_a}).to_string().as_bytes(),
     );
     assert_eq!(status, 409, "{reply}");
 

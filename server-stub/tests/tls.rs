@@ -3,7 +3,7 @@
 //! commits); a client trusting only that CA gets answers, a client trusting another CA and a
 //! plain-HTTP client do not; bad certificate files stop the node at start with a clear error.
 
-#[allow(dead_code)] // the admission helpers; this file has its own HTTPS consortium
+// The admission helpers (the rest of the harness is unused here).
 mod common;
 
 use emrshare_core::keys::SigningKey;

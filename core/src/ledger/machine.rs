@@ -26,9 +26,7 @@
 
 use super::block::{Genesis, SignedHeader, Validator};
 use super::dpos::{EQUIVOCATION_PENALTY, Member};
-use super::governance::{
-    Approval, Council, GovAction, MAX_PROPOSAL_LIFETIME_S, Proposal, Status,
-};
+use super::governance::{Approval, Council, GovAction, MAX_PROPOSAL_LIFETIME_S, Proposal, Status};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateTree, state_key, value_hash};
 use super::tx::{Action, Role, SignedTransaction, TxBody, TxError};
@@ -290,8 +288,7 @@ impl LedgerState {
     /// Whether a voucher (by its [`spent_hash`](crate::voucher::Voucher::spent_hash)) was
     /// used.
     pub fn voucher_spent(&self, hash: &Hash) -> bool {
-        self.values
-            .contains_key(&voucher_key(hash))
+        self.values.contains_key(&voucher_key(hash))
     }
 
     /// The consortium members in genesis order, with their current credit.
@@ -643,10 +640,7 @@ impl LedgerState {
                         self.put(council_key(), council);
                     }
                 }
-                self.put(
-                    state_key("governance/used", &proposal.proposal_id),
-                    &true,
-                );
+                self.put(state_key("governance/used", &proposal.proposal_id), &true);
             }
             TxBody::AdmitDoctor {
                 id,
@@ -826,7 +820,12 @@ impl LedgerState {
 
     /// Records `status` for `id` from this block on. A final status (expelled, revoked) is
     /// never changed; a change to the current status is refused (it would prove nothing).
-    fn change_status(&mut self, id: &PartyId, status: Status, ctx: Context) -> Result<(), ApplyError> {
+    fn change_status(
+        &mut self,
+        id: &PartyId,
+        status: Status,
+        ctx: Context,
+    ) -> Result<(), ApplyError> {
         let mut entry = self
             .registry_entry(id)
             .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
@@ -1311,7 +1310,9 @@ mod tests {
     fn signatures_must_be_by_the_registered_key() {
         let (mut state, gov) = world();
         let mut a = Party::new("hospital:a");
-        state.apply(&gov.admit(&mut a, Role::Hospital), ctx(1)).unwrap();
+        state
+            .apply(&gov.admit(&mut a, Role::Hospital), ctx(1))
+            .unwrap();
         let impostor_key = SigningKey::generate();
         let forged = Transaction {
             chain_id: CHAIN.into(),
@@ -1571,7 +1572,9 @@ mod tests {
     fn revoked_or_expired_senders_cannot_act() {
         let (mut state, gov) = world();
         let mut a = Party::new("hospital:a");
-        state.apply(&gov.admit(&mut a, Role::Hospital), ctx(1)).unwrap();
+        state
+            .apply(&gov.admit(&mut a, Role::Hospital), ctx(1))
+            .unwrap();
         state
             .apply(&a.tx(TxBody::RevokeIdentity { id: a.id.clone() }), ctx(2))
             .unwrap();
@@ -1583,7 +1586,9 @@ mod tests {
             Err(ApplyError::InactiveSender(_))
         ));
         let mut b = Party::new("hospital:b");
-        state.apply(&gov.admit(&mut b, Role::Hospital), ctx(1)).unwrap();
+        state
+            .apply(&gov.admit(&mut b, Role::Hospital), ctx(1))
+            .unwrap();
         let late = b.tx(TxBody::RevokeGrant {
             grant_id: "g".into(),
         });
@@ -1788,13 +1793,22 @@ mod tests {
         assert!(none.is_empty() && !more);
         // A refused registration is not listed.
         let mut dup = Party::new("insurer:a");
-        assert!(state.apply(&gov.admit(&mut dup, Role::Insurer), ctx(2)).is_err());
+        assert!(
+            state
+                .apply(&gov.admit(&mut dup, Role::Insurer), ctx(2))
+                .is_err()
+        );
         assert_eq!(state.directory(Role::Insurer).len(), 3);
     }
 
     /// Applies `tx`, expecting a refusal that leaves the state as it was; the sender's
     /// sequence number is given back.
-    fn refused(state: &mut LedgerState, tx: &SignedTransaction, sender: &mut Party, height: u64) -> ApplyError {
+    fn refused(
+        state: &mut LedgerState,
+        tx: &SignedTransaction,
+        sender: &mut Party,
+        height: u64,
+    ) -> ApplyError {
         let root = state.root();
         let error = state.apply(tx, ctx(height)).expect_err("refused");
         assert_eq!(state.root(), root, "a refusal changed the state: {error}");
@@ -1835,7 +1849,11 @@ mod tests {
                 ApplyError::NotAllowed(_)
             ));
         }
-        assert!(state.registry_entry(&PartyId::new("hospital:st-marys").unwrap()).is_none());
+        assert!(
+            state
+                .registry_entry(&PartyId::new("hospital:st-marys").unwrap())
+                .is_none()
+        );
     }
 
     /// An admission needs t approvals of distinct council members over the very proposal,
@@ -1854,7 +1872,11 @@ mod tests {
         let outsider = Party::new("node:9");
         let impostor = Party::new("node:2"); // a member's ID, another key
         let cases: Vec<(&str, Proposal, Vec<Approval>)> = vec![
-            ("t - 1 approvals", proposal.clone(), gov.approvals(&proposal, &[0, 1])),
+            (
+                "t - 1 approvals",
+                proposal.clone(),
+                gov.approvals(&proposal, &[0, 1]),
+            ),
             ("none", proposal.clone(), vec![]),
             (
                 "a non-member's approval",
@@ -1891,7 +1913,10 @@ mod tests {
         for (what, proposal, approvals) in cases {
             let tx = send(&mut acme, &proposal, approvals);
             assert!(
-                matches!(refused(&mut state, &tx, &mut acme, 2), ApplyError::Governance(_)),
+                matches!(
+                    refused(&mut state, &tx, &mut acme, 2),
+                    ApplyError::Governance(_)
+                ),
                 "{what}"
             );
         }
@@ -1922,7 +1947,10 @@ mod tests {
             let approvals = gov.approvals(&changed, &[0, 1, 2]);
             let tx = send(&mut acme, &changed, approvals);
             assert!(
-                matches!(refused(&mut state, &tx, &mut acme, 2), ApplyError::Governance(_)),
+                matches!(
+                    refused(&mut state, &tx, &mut acme, 2),
+                    ApplyError::Governance(_)
+                ),
                 "{what}"
             );
         }
@@ -1941,7 +1969,10 @@ mod tests {
         let good = send(&mut acme, &proposal, gov.approvals(&proposal, &[3, 0, 2]));
         state.apply(&good, ctx(2)).unwrap();
         let entry = state.registry_entry(&acme.id).unwrap();
-        assert_eq!((entry.role, entry.status()), (Role::Insurer, Status::Active));
+        assert_eq!(
+            (entry.role, entry.status()),
+            (Role::Insurer, Status::Active)
+        );
         assert_eq!(entry.admitted().height, 2);
         assert!(state.proposal_used(&proposal.proposal_id));
         // Replayed: the same transaction, the same admission again, or its proposal ID for
@@ -2080,7 +2111,9 @@ mod tests {
             id: other_hospital.id.clone(),
             status: Status::Suspended,
         };
-        state.apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3)).unwrap();
+        state
+            .apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3))
+            .unwrap();
         let tx = by(&mut other_hospital);
         assert!(matches!(
             refused(&mut state, &tx, &mut other_hospital, 4),
@@ -2096,7 +2129,9 @@ mod tests {
             id: other_hospital.id.clone(),
             status: Status::Active,
         };
-        state.apply(&gov.govern(0, reinstate, &[0, 1, 2]), ctx(5)).unwrap();
+        state
+            .apply(&gov.govern(0, reinstate, &[0, 1, 2]), ctx(5))
+            .unwrap();
         let tx = other_hospital.tx(TxBody::SetDoctorStatus {
             id: doctor.id.clone(),
             status: Status::Suspended,
@@ -2170,10 +2205,16 @@ mod tests {
             Err(ApplyError::InactiveSender(_))
         ));
         // Expelling again, or a patient, is refused.
-        assert!(state.apply(&gov.govern(1, expel, &[1, 2, 3]), at(4, NOW + 60)).is_err());
+        assert!(
+            state
+                .apply(&gov.govern(1, expel, &[1, 2, 3]), at(4, NOW + 60))
+                .is_err()
+        );
         gov.members[1].next -= 1;
         let mut patient = Party::patient();
-        state.apply(&gov.register_patient(&mut patient), at(4, NOW + 60)).unwrap();
+        state
+            .apply(&gov.register_patient(&mut patient), at(4, NOW + 60))
+            .unwrap();
         let tx = gov.govern(
             1,
             GovAction::SetStatus {
@@ -2240,7 +2281,10 @@ mod tests {
         // Its own: registered; the voucher is spent.
         let mine = gov.voucher(&patient.id);
         state
-            .apply(&patient.register_with(Role::Patient, Some(mine.clone())), ctx(2))
+            .apply(
+                &patient.register_with(Role::Patient, Some(mine.clone())),
+                ctx(2),
+            )
             .unwrap();
         assert!(state.voucher_spent(&mine.spent_hash().unwrap()));
         // Reused, by anybody: refused as spent.
@@ -2254,7 +2298,9 @@ mod tests {
             id: gov.hospital.id.clone(),
             status: Status::Suspended,
         };
-        state.apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3)).unwrap();
+        state
+            .apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3))
+            .unwrap();
         let tx = other.register_with(Role::Patient, Some(theirs));
         assert!(matches!(
             refused(&mut state, &tx, &mut other, 4),
@@ -2302,9 +2348,7 @@ mod tests {
             state.apply(&tx, at(3, NOW + 10)),
             Err(ApplyError::NotAllowed(_))
         ));
-        state
-            .apply(&patient.tx(rotation), at(3, NOW + 10))
-            .unwrap();
+        state.apply(&patient.tx(rotation), at(3, NOW + 10)).unwrap();
         let entry = state.registry_entry(&patient.id).unwrap();
         assert_eq!(entry.id.as_str(), first_key.thumbprint());
         assert_eq!(entry.keys.len(), 2);
@@ -2342,10 +2386,23 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Admit(usize),
-        AdmitDoctor { hospital: usize, doctor: usize },
-        Council { target: usize, status: Status },
-        Hospital { hospital: usize, doctor: usize, status: Status },
-        Rotate { party: usize, wrong_key: bool },
+        AdmitDoctor {
+            hospital: usize,
+            doctor: usize,
+        },
+        Council {
+            target: usize,
+            status: Status,
+        },
+        Hospital {
+            hospital: usize,
+            doctor: usize,
+            status: Status,
+        },
+        Rotate {
+            party: usize,
+            wrong_key: bool,
+        },
     }
 
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {

@@ -2,13 +2,13 @@
 //! for tests of everything that verifies what nodes serve.
 
 use super::block::{CertifiedHeader, CommitCertificate, Header, Validator, ValidatorSet, Vote};
-use super::machine::{Context, LedgerState, registry_key};
 use super::governance::{Approval, GovAction, Proposal};
+use super::machine::{Context, LedgerState, registry_key};
 use super::tx::{Role, SignedTransaction, Transaction, TxBody};
-use crate::voucher::Voucher;
 use super::verify::LightClient;
 use super::wire::{LookupEntry, LookupResponse};
 use crate::keys::{PartyId, RsaBits, SigningKey};
+use crate::voucher::Voucher;
 use crate::{PrivateKeySet, hazmat};
 
 pub const CHAIN: &str = "test";
@@ -145,9 +145,12 @@ impl TestChain {
     pub fn voucher_hospital(&mut self) -> PrivateKeySet {
         static KEYS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let json = KEYS.get_or_init(|| {
-            PrivateKeySet::generate(Some(PartyId::new("hospital:vouchers").unwrap()), RsaBits::B2048)
-                .to_json()
-                .to_string()
+            PrivateKeySet::generate(
+                Some(PartyId::new("hospital:vouchers").unwrap()),
+                RsaBits::B2048,
+            )
+            .to_json()
+            .to_string()
         });
         let keys = PrivateKeySet::from_json(json.as_bytes()).unwrap();
         if self.state.registry_entry(&keys.id).is_none() {

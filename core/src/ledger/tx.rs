@@ -57,6 +57,8 @@ pub enum Outcome {
 }
 
 /// The body of a transaction, by type.
+// Variants hold keys and proposals inline: a wire type, parsed once per transaction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TxBody {
@@ -291,9 +293,10 @@ impl SignedTransaction {
             TxBody::Govern {
                 proposal:
                     Proposal {
-                        action: GovAction::Admit {
-                            id, signing_jwk, ..
-                        },
+                        action:
+                            GovAction::Admit {
+                                id, signing_jwk, ..
+                            },
                         ..
                     },
                 ..
@@ -462,6 +465,60 @@ mod tests {
             revoke("g".repeat(4000)),
             Err(TxError::TooLarge(_))
         ));
+    }
+
+    /// Keys nested in a governance proposal (an admission's keys and voucher key, a new
+    /// council's keys) are held to the same rule: public members only.
+    #[test]
+    fn keys_nested_in_governance_proposals_carry_only_public_members() {
+        let key = SigningKey::generate();
+        let h = jws::Header::es256(TX_TYP, None);
+        let admission = Transaction {
+            chain_id: "test".into(),
+            sender: PartyId::new("hospital:a").unwrap(),
+            sequence: 0,
+            body: TxBody::Govern {
+                proposal: Proposal::new(
+                    "test",
+                    10,
+                    GovAction::Admit {
+                        id: PartyId::new("hospital:a").unwrap(),
+                        role: Role::Hospital,
+                        signing_jwk: key.verifying_key().to_jwk(None),
+                        encryption_jwk: crate::keys::tests::party()
+                            .decryption
+                            .encryption_key()
+                            .to_jwk(None),
+                        valid_from: 0,
+                        valid_until: 10,
+                        voucher_key: Some(
+                            crate::keys::tests::party()
+                                .decryption
+                                .encryption_key()
+                                .to_jwk(None),
+                        ),
+                    },
+                ),
+                approvals: vec![],
+            },
+        };
+        let good = serde_json::to_value(&admission).unwrap();
+        assert!(SignedTransaction::parse(&jws::sign(&key, &h, &good)).is_ok());
+        for (path, member, value) in [
+            ("voucher_key", "d", "AQAB".to_owned()),
+            ("signing_jwk", "padding", "x".repeat(100)),
+            ("encryption_jwk", "p", "AQAB".to_owned()),
+        ] {
+            let mut bad = good.clone();
+            bad["body"]["proposal"]["action"][path][member] = value.into();
+            assert!(
+                matches!(
+                    SignedTransaction::parse(&jws::sign(&key, &h, &bad)),
+                    Err(TxError::Invalid(_))
+                ),
+                "{path}.{member}"
+            );
+        }
     }
 
     #[test]

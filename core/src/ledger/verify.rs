@@ -11,9 +11,9 @@
 use super::block::{CertifiedHeader, ValidatorSet, vote_message};
 use super::governance::Status;
 use super::machine::{KeyEpoch, RegistryEntry, StatusChange, registry_key};
-use super::tx::Role;
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateProofError};
+use super::tx::Role;
 use crate::b64;
 use crate::keys::{EncryptionKey, KeyError, PartyId, PublicKeySet, VerifyingKey};
 use std::collections::BTreeSet;

@@ -8,12 +8,12 @@ use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::block::{
     CertifiedHeader, CommitCertificate, Header, Validator, ValidatorSet, Vote,
 };
-use emrshare_core::ledger::machine::{Context, LedgerState, registry_key};
 use emrshare_core::ledger::governance::{GovAction, Proposal};
+use emrshare_core::ledger::machine::{Context, LedgerState, registry_key};
 use emrshare_core::ledger::tx::{Role, SignedTransaction, Transaction, TxBody};
+use emrshare_core::ledger::verify::{LightClient, Verdict, VerifiedEntry};
 use emrshare_core::voucher;
 use std::sync::OnceLock;
-use emrshare_core::ledger::verify::{LightClient, Verdict, VerifiedEntry};
 
 pub const CHAIN: &str = "test";
 

@@ -4,14 +4,14 @@
 
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::governance::{GovAction, Proposal, default_threshold};
-use emrshare_core::voucher::{self, Voucher, VoucherKey, VoucherSecretKey};
 use emrshare_core::ledger::block::Transition;
 use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis};
+use emrshare_core::ledger::governance::{GovAction, Proposal, default_threshold};
 use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::state::{StateProof, value_hash};
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_core::voucher::{self, Voucher, VoucherKey, VoucherSecretKey};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -354,7 +354,8 @@ impl Consortium {
         self.wait_until(Duration::from_secs(30), |c| {
             verified_lookup(c, 0, VOUCHER_HOSPITAL) == Some(true)
         });
-        self.vouchers.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.vouchers
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A registration voucher of `hospital:vouchers` for `patient`: the whole blind
@@ -364,7 +365,9 @@ impl Consortium {
         let (_, secret) = voucher_hospital_keys();
         let (pending, blinded) =
             voucher::blind(&secret.public().unwrap(), CHAIN_ID, patient).unwrap();
-        pending.finalize(&secret.sign_blind(&blinded).unwrap()).unwrap()
+        pending
+            .finalize(&secret.sign_blind(&blinded).unwrap())
+            .unwrap()
     }
 }
 
@@ -431,6 +434,13 @@ pub fn verified_lookup(c: &Consortium, i: usize, id: &str) -> Option<bool> {
                 Some(value_hash(value.as_bytes())),
                 "value does not match its proof"
             );
+            // The served entry is a registry entry a thin client accepts (its key and status
+            // history, its affiliation), proven under the header.
+            let entry = client
+                .verify_registry_entry(&PartyId::new(id).unwrap(), Some(value.as_bytes()), &proof)
+                .expect("a well-formed registry entry")
+                .expect("present");
+            assert!(entry.entry().is_well_formed());
             Some(true)
         }
         None => {
