@@ -314,6 +314,7 @@ mod tests {
             },
             slot_ms: 500,
             start_ms: 1,
+            governance: None,
         }
     }
 

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::block::{Genesis, Validator, ValidatorSet};
+use emrshare_core::ledger::governance::Council;
 use std::path::{Path, PathBuf};
 
 /// What `init` writes (also its command-line flags).
@@ -94,7 +95,10 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
             signing_jwk: k.signing.verifying_key().to_jwk(None),
             credit: 100,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // Governance: every node is a council member with its consensus key, and an action
+    // needs floor(2n/3) + 1 of them (more than two thirds).
+    let council = Council::of_validators(&validators);
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
@@ -107,6 +111,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
         },
         slot_ms: options.slot_ms,
         start_ms,
+        governance: Some(council),
     };
     std::fs::write(&genesis_path, serde_json::to_string_pretty(&genesis)?)
         .with_context(|| format!("cannot write {}", genesis_path.display()))?;

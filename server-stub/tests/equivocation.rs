@@ -49,7 +49,7 @@ fn an_equivocating_proposer_yields_evidence_a_penalty_and_no_fork() {
     let (status, reply) = c.post(
         2,
         "/v1/tx",
-        json!({"jws": registration("hospital:after", &key)})
+        json!({"jws": registration(&c, "hospital:after", &key)})
             .to_string()
             .as_bytes(),
     );

@@ -239,6 +239,7 @@ fn node_seeds() {
             encryption_jwk: issuer.decryption.encryption_key().to_jwk(None),
             valid_from: 0,
             valid_until: u64::MAX,
+            voucher: None,
         },
     }
     .sign(&issuer.signing);
@@ -338,6 +339,7 @@ fn node_seeds() {
         },
         slot_ms: 500,
         start_ms: NOW * 1000,
+        governance: None,
     };
     seed(15, "genesis", &genesis);
     seed(16, "lock", &Some(proposal));

@@ -3,6 +3,7 @@
 
 pub mod block;
 pub mod dpos;
+pub mod governance;
 pub mod machine;
 pub mod merkle;
 pub mod state;
