@@ -6,7 +6,7 @@
 //! One of the patient's nodes lies on purpose: it swaps the keys in every lookup answer it
 //! serves. The patient's lookups still succeed from the honest nodes, and report it.
 
-use crate::consortium::LocalConsortium;
+use crate::consortium::{LocalConsortium, council_approvals};
 use crate::now;
 use anyhow::{Result, bail, ensure};
 use emrshare_client::records::StoredRecord;
@@ -21,6 +21,7 @@ use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::LookupResponse;
 use emrshare_core::record::{Ceas, Record};
+use emrshare_core::voucher::VoucherSecretKey;
 use emrshare_core::{PrivateKeySet, SdJwt};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,6 +95,8 @@ fn refused<T, E: std::fmt::Display>(what: &str, outcome: std::result::Result<T, 
 struct World<T: Transport> {
     transport: Arc<LyingTransport<T>>,
     config: ClientConfig,
+    /// The consortium's folder: its nodes' keys are the council's (admissions).
+    dir: PathBuf,
     lying_node: String,
     k: usize,
 }
@@ -209,6 +212,7 @@ pub async fn run_stories<T: Transport>(
     let world = World {
         transport: Arc::new(transport),
         config,
+        dir: consortium.dir.clone(),
         lying_node: lying_node.clone(),
         k,
     };
@@ -234,7 +238,11 @@ fn swapped_keys() -> Behaviour {
         for entry in &mut answer.entries {
             if let Some(value) = &entry.value {
                 if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(value) {
-                    v["signing_jwk"] = serde_json::to_value(&attacker).expect("JWKs serialize");
+                    // The current key: the last of the entry's key history.
+                    if let Some(current) = v["keys"].as_array_mut().and_then(|k| k.last_mut()) {
+                        current["signing_jwk"] =
+                            serde_json::to_value(&attacker).expect("JWKs serialize");
+                    }
                     entry.value = Some(v.to_string());
                 }
             }
@@ -250,7 +258,9 @@ struct Parties<T: Transport> {
 }
 
 async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
-    crate::say!("\n1. Parties register (BPDST 4.2.2)");
+    crate::say!(
+        "\n1. Parties join (DESIGN 3): the council admits institutions, patients register with a hospital's voucher"
+    );
     let t = Instant::now();
     let parties = Parties {
         doctor: world.party(keys(Some("hospital:st-marys"), RsaBits::B3072)?)?,
@@ -282,30 +292,82 @@ async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
             others.len()
         ),
     );
-    // Everyone at once: one block or two, not one per party.
+    // The hospital's voucher key: patients register with its blind signatures.
+    let t = Instant::now();
+    let vouchers = VoucherSecretKey::generate(2048)?;
+    step(
+        t,
+        "doctor",
+        "hospital:st-marys makes its voucher key (RSA-2048, RFC 9474 blind signatures)",
+    );
+    // Every institution at once: one block or two, not one per party.
     let t = Instant::now();
     let until = now() + 365 * 24 * 3600;
-    let everyone: Vec<(Role, &DemoParty<T>)> = [
+    let institutions: Vec<(Role, &DemoParty<T>)> = [
         (Role::Hospital, &parties.doctor),
-        (Role::Patient, &parties.patient),
         (Role::Insurer, &parties.insurer),
     ]
     .into_iter()
-    .chain(others.iter().map(|(role, party)| (*role, party)))
+    .chain(
+        others
+            .iter()
+            .filter(|(role, _)| *role != Role::Patient)
+            .map(|(role, party)| (*role, party)),
+    )
     .collect();
-    for (role, party) in &everyone {
-        let tx = party.sign_next(|a| a.register(*role, 0, until)).await?;
+    let council = world.config.genesis.council();
+    for (role, party) in &institutions {
+        let voucher_key = if std::ptr::eq(*party, &parties.doctor) {
+            Some(vouchers.public()?)
+        } else {
+            None
+        };
+        let proposal = party.admission(*role, 0, until, voucher_key.as_ref(), now() + 3600)?;
+        let approvals = council_approvals(&world.dir, &proposal)?;
+        let tx = party.sign_next(|a| a.govern(proposal, approvals)).await?;
         party.client().submit(&tx).await?;
     }
-    for (_, party) in &everyone {
+    for (_, party) in &institutions {
         party.wait_committed(0).await?;
     }
     step(
         t,
-        "nodes",
+        "council",
         format_args!(
-            "{} registrations committed (patient ID {})",
-            everyone.len(),
+            "{} institutions admitted: each admission approved by {} of the {} council members (t > 2n/3), sent by the admitted party",
+            institutions.len(),
+            council.threshold,
+            council.members.len()
+        ),
+    );
+    // Patients: each with a voucher the hospital signs blind.
+    let t = Instant::now();
+    let patients: Vec<&DemoParty<T>> = std::iter::once(&parties.patient)
+        .chain(
+            others
+                .iter()
+                .filter(|(role, _)| *role == Role::Patient)
+                .map(|(_, party)| party),
+        )
+        .collect();
+    let hospital = parties.doctor.id();
+    for patient in &patients {
+        let (pending, blinded) = patient.blind_voucher_request(&hospital).await?;
+        let voucher = pending.finalize(&vouchers.sign_blind(&blinded)?)?;
+        let tx = patient
+            .sign_next(|a| a.register_patient(voucher, 0, until))
+            .await?;
+        patient.client().submit(&tx).await?;
+    }
+    for patient in &patients {
+        patient.wait_committed(0).await?;
+    }
+    step(
+        t,
+        "patients",
+        format_args!(
+            "{} patients registered, each with a one-use voucher hospital:st-marys signed blind (it cannot tell which registration used it; patient ID {})",
+            patients.len(),
             parties.patient.id()
         ),
     );
@@ -471,11 +533,12 @@ async fn share<T: Transport>(world: &World<T>, p: &Parties<T>, received: &SdJwt)
         .insurer
         .look_up(awaiting_issuer.issuer(), Role::Hospital)
         .await?;
-    let shared = awaiting_issuer.verify_record(&doctor.entry, now())?;
+    let hospital = p.insurer.look_up_hospital_of(&doctor).await?;
+    let shared = awaiting_issuer.verify_record(&doctor.entry, &hospital.entry, now())?;
     step(
         t,
         "insurer",
-        "opens M3; verifies the doctor's registered key, CEAS, the patient's key binding, aud and nonce",
+        "opens M3; verifies the doctor's registered key (in force and admitted when it signed), CEAS, the patient's key binding, aud and nonce",
     );
     let mut seen: Vec<&str> = shared.record().parts().keys().map(String::as_str).collect();
     seen.sort_unstable();

@@ -82,8 +82,9 @@ enum Command {
         #[arg(long = "in")]
         input: Option<PathBuf>,
     },
-    /// Register this party's ID and keys on a running consortium; prints the registration
-    /// once the registry proves it.
+    /// Join a running consortium: an institution admitted by the council (approved with a
+    /// local consortium's node keys, --consortium DIR), a doctor by its hospital, a patient
+    /// with a hospital's voucher; prints the registration once the registry proves it.
     Register {
         /// The party's private key file (from keygen; a wrapped one reads
         /// EMRSHARE_PASSPHRASE).
@@ -95,6 +96,11 @@ enum Command {
         /// Days the registration is valid.
         #[arg(long, default_value_t = 365)]
         days: u64,
+        /// For a patient: the key file of the hospital whose voucher it registers with (its
+        /// voucher key beside it, `<file>.voucher.pk8`). For a doctor: its hospital's key
+        /// file (the hospital admits it).
+        #[arg(long)]
+        hospital_key: Option<PathBuf>,
         #[command(flatten)]
         consortium: roles::Consortium,
     },
@@ -327,8 +333,9 @@ fn run(command: Command) -> Result<()> {
             key,
             role,
             days,
+            hospital_key,
             consortium,
-        } => roles::register(&key, &role, days, &consortium)?,
+        } => roles::register(&key, &role, days, hospital_key.as_deref(), &consortium)?,
         Command::Lookup {
             id,
             role,
