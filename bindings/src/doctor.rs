@@ -47,7 +47,7 @@ crate::party::institution_basics!(
     DOCTOR_SECRET_NAME,
     doctor_id,
     "New keys for the registered name `doctor_id` (e.g. `hospital:st-marys`), saved in `store` under `\"emrshare.doctor\"`.",
-    "Registers the keys as `role` (doctor or hospital) for `valid_days` days."
+    "Refused for now (InvalidInput): since governance, a hospital is admitted by the council and a doctor by its hospital, which this SDK does not do yet."
 );
 
 #[uniffi::export]

@@ -117,6 +117,7 @@ pub(crate) fn from_ces(e: CesError) -> EmrshareError {
         Validity => unverified("the record is expired or not yet valid"),
         Key(_) => unverified("a key in the record is invalid"),
         IssuerRegistration(reason) => unverified(reason),
+        InactiveAtIssue(_) => EmrshareError::NotRegistered,
         // A check this version does not name still fails closed.
         _ => unverified("the record does not verify"),
     }

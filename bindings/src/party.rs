@@ -92,24 +92,27 @@ impl Party {
         self.with_keys(|k| k.public().to_json())
     }
 
-    /// Registers this party's keys for `days` days, and waits until the registry proves it.
+    /// Registration as it was before governance (issue 13) is refused by the chain now: an
+    /// institution is admitted by t council members, a doctor by its hospital, a patient
+    /// registers with a hospital's voucher. The client has those flows
+    /// (`emrshare_client::Party::submit_admission`, `admit_doctor`, `blind_voucher_request`,
+    /// `register_patient`); this SDK does not export them yet, so `register` refuses at once,
+    /// saying which one the role needs, instead of sending a transaction the chain refuses.
     pub async fn register(&self, role: PartyRole, days: u32) -> Result<Registration> {
         if days == 0 || days > 36_500 {
             return Err(invalid("a registration lasts 1 to 36500 days"));
         }
-        let from = crate::now();
-        let until = from + u64::from(days) * 24 * 3600;
-        let entry = self
-            .inner
-            .register(role.into(), from, until)
-            .await
-            .map_err(from_client)?;
-        Ok(Registration {
-            party_id: entry.id().to_string(),
-            role,
-            height: entry.height(),
-            valid_until: entry.entry().valid_until,
-        })
+        Err(invalid(match role {
+            PartyRole::Patient => {
+                "a patient registers with a hospital's voucher, which this SDK cannot obtain yet"
+            }
+            PartyRole::Doctor => {
+                "a doctor is admitted by its hospital, which this SDK cannot do yet"
+            }
+            _ => {
+                "an institution is admitted by the council's members, which this SDK cannot ask yet"
+            }
+        }))
     }
 
     /// A verified k-anonymous lookup of `target` among the registered IDs of `role`: its

@@ -70,7 +70,8 @@ impl PatientWallet {
         self.party.public_keys_json()
     }
 
-    /// Registers the patient's keys for `valid_days` days; returns once proven on chain.
+    /// Refused for now (InvalidInput): since governance, a patient registers with a hospital's
+    /// voucher, which this SDK does not obtain yet.
     pub async fn register(&self, valid_days: u32) -> Result<Registration> {
         let party = self.party.clone();
         on_runtime(async move {

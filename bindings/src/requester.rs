@@ -25,7 +25,7 @@ crate::party::institution_basics!(
     REQUESTER_SECRET_NAME,
     requester_id,
     "New keys for the registered name `requester_id` (e.g. `insurer:acme`), saved in `store` under `\"emrshare.requester\"`.",
-    "Registers the keys as `role` (insurer, hospital, researcher) for `valid_days` days."
+    "Refused for now (InvalidInput): since governance, an institution is admitted by the council, which this SDK does not ask yet."
 );
 
 #[uniffi::export]
