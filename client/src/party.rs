@@ -58,6 +58,10 @@ pub struct Party<T: Transport = HttpTransport> {
     /// Serialises writes: a transaction is signed with the chain's next sequence number and
     /// awaited before the next one is signed.
     writes: tokio::sync::Mutex<()>,
+    /// Keys this party used before a rotation ([`Party::rotate_keys`]), newest first: they
+    /// sign nothing any more, but open what was sealed to them (stored records, index
+    /// entries).
+    retired: Mutex<Vec<PrivateKeySet>>,
 }
 
 /// The roles the council admits (every other role joins another way: a patient with a
@@ -88,7 +92,57 @@ impl<T: Transport> Party<T> {
             client,
             settings,
             writes: tokio::sync::Mutex::new(()),
+            retired: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Adds keys this party used before a rotation (newest first), so that what was sealed
+    /// to them still opens; they never sign.
+    pub fn add_retired_keys(&self, keys: PrivateKeySet) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(keys);
+    }
+
+    /// Runs `f` with the party's account, mutably (locked briefly, never across an await).
+    pub(crate) fn with_account_mut<R>(&self, f: impl FnOnce(&mut Account) -> R) -> R {
+        let mut account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut account)
+    }
+
+    /// Retires the keys `old` held (newest first): they open, never sign.
+    pub(crate) fn retire(&self, old: Account) {
+        let keys = old.into_keys();
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(0, keys);
+    }
+
+    /// Runs `f` with the party's current keys and its retired ones (newest first).
+    pub fn with_all_keys<R>(&self, f: impl FnOnce(&PrivateKeySet, &[PrivateKeySet]) -> R) -> R {
+        let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        f(account.keys(), &retired)
+    }
+
+    /// Runs `f` with the current keys, then each retired set, until one succeeds; the
+    /// current keys' error if none does.
+    pub fn try_keys<R, E>(
+        &self,
+        f: impl Fn(&PrivateKeySet) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        self.with_all_keys(|current, retired| {
+            let first = f(current);
+            if first.is_ok() {
+                return first;
+            }
+            retired
+                .iter()
+                .find_map(|keys| f(keys).ok())
+                .map_or(first, Ok)
+        })
     }
 
     /// The verified client of the consortium's nodes.

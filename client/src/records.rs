@@ -12,7 +12,7 @@ use crate::error::{ClientError, Result};
 use crate::party::{LookedUp, Party, now};
 use crate::transport::Transport;
 use emrshare_core::PublicKeySet;
-use emrshare_core::account::share_envelope;
+use emrshare_core::account::{open_index_entry, share_envelope};
 use emrshare_core::ces::{self, IssueOptions, KeyBindingRequirement, SdJwt, VerifiedRecord};
 use emrshare_core::jwe::{Envelope, MAX_ENVELOPE_BYTES};
 use emrshare_core::keys::PartyId;
@@ -134,8 +134,9 @@ fn open_record<T: Transport>(party: &Party<T>, sealed: &[u8]) -> Result<SdJwt> {
         return Err(ClientError::Unverified("the envelope is too large"));
     }
     let envelope = Envelope::parse(sealed).map_err(ClientError::Open)?;
+    // A record stored before a rotation is sealed to the party's retired keys.
     let plaintext = party
-        .with_keys(|k| envelope.open(k))
+        .try_keys(|k| envelope.open(k))
         .map_err(ClientError::Open)?;
     let text =
         std::str::from_utf8(&plaintext).map_err(|_| ClientError::Unverified("malformed record"))?;
@@ -387,7 +388,7 @@ impl<T: Transport> Party<T> {
         let stored = Envelope::parse(envelope.as_bytes()).map_err(ClientError::Open)?;
         let grantee = self.look_up(grantee, grantee_role).await?.entry;
         let shared = if parts.is_empty() {
-            self.with_keys(|k| share_envelope(&stored, k, &grantee))
+            self.try_keys(|k| share_envelope(&stored, k, &grantee))
                 .map_err(ClientError::Open)?
         } else {
             let record = open_record(self, envelope.as_bytes())?;
@@ -536,7 +537,7 @@ impl<T: Transport> Party<T> {
                 ..
             } = body
             {
-                if let Ok(entry) = self.with_account(|a| a.open_index_entry(&entry_jwe)) {
+                if let Ok(entry) = self.try_keys(|k| open_index_entry(k, &entry_jwe)) {
                     out.push(IndexedRecord {
                         blob: entry.blob,
                         record_id: entry.record_id,
@@ -563,7 +564,7 @@ impl<T: Transport> Party<T> {
             }
             match body {
                 TxBody::UploadIndex { entry_jwe, .. } => {
-                    if let Ok(entry) = self.with_account(|a| a.open_index_entry(entry_jwe)) {
+                    if let Ok(entry) = self.try_keys(|k| open_index_entry(k, entry_jwe)) {
                         mine.insert(hex32::to_hex(&entry.blob));
                         // A record shared in a handshake is logged by its ID.
                         mine.extend(entry.record_id);

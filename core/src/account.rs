@@ -86,6 +86,12 @@ impl Account {
         &self.keys
     }
 
+    /// The party's keys, taking the account apart (after a rotation, to keep the old keys
+    /// for opening what was sealed to them).
+    pub fn into_keys(self) -> PrivateKeySet {
+        self.keys
+    }
+
     /// The sequence number the next signed transaction carries.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence
@@ -278,8 +284,7 @@ impl Account {
 
     /// Reads one of this party's index entries back.
     pub fn open_index_entry(&self, entry_jwe: &str) -> Result<IndexEntry, JweError> {
-        let plaintext = Envelope::parse(entry_jwe.as_bytes())?.open(&self.keys)?;
-        crate::strict_json::parse(&plaintext).map_err(JweError::from)
+        open_index_entry(&self.keys, entry_jwe)
     }
 
     /// Grants `grantee` `actions` on `parts` of the record stored at `record` until
@@ -310,6 +315,13 @@ impl Account {
             grant_id: grant_id.into(),
         })
     }
+}
+
+/// Reads an index entry sealed to `keys` (a party's current keys, or keys it used before a
+/// rotation).
+pub fn open_index_entry(keys: &PrivateKeySet, entry_jwe: &str) -> Result<IndexEntry, JweError> {
+    let plaintext = Envelope::parse(entry_jwe.as_bytes())?.open(keys)?;
+    crate::strict_json::parse(&plaintext).map_err(JweError::from)
 }
 
 /// The envelope a grantee can open: `envelope` (which `holder` can open) with the content
