@@ -177,6 +177,9 @@ pub(crate) fn from_client(e: emrshare_client::ClientError) -> EmrshareError {
         C::Key(e) => from_key_input(e),
         C::Lookup(e) => from_lookup(e),
         C::Handshake(e) => from_handshake(e),
+        C::Voucher(_) => {
+            unverified("the registration voucher or the hospital's voucher key is not valid")
+        }
         _ => EmrshareError::Internal {
             reason: "an error this version does not name".into(),
         },
