@@ -22,7 +22,7 @@ use std::time::Duration;
 pub struct Consortium {
     /// A folder written by `emrshare-node init`: its genesis.json, node URLs and CA.
     #[arg(long, conflicts_with_all = ["genesis", "node"])]
-    consortium: Option<PathBuf>,
+    pub(crate) consortium: Option<PathBuf>,
     /// The consortium's genesis file (with --node).
     #[arg(long, requires = "node")]
     genesis: Option<PathBuf>,
@@ -38,7 +38,8 @@ pub struct Consortium {
 }
 
 impl Consortium {
-    fn client(&self) -> Result<NodeClient> {
+    /// The verified client of the consortium named.
+    pub fn client(&self) -> Result<NodeClient> {
         let (genesis_path, mut nodes, mut ca) =
             (self.genesis.clone(), self.node.clone(), self.ca.clone());
         let genesis_path = match &self.consortium {
@@ -187,13 +188,13 @@ pub enum RequesterCommand {
     },
 }
 
-fn parse_role(role: &str) -> Result<Role> {
+pub(crate) fn parse_role(role: &str) -> Result<Role> {
     serde_json::from_value(serde_json::Value::String(role.into())).map_err(|_| {
         anyhow::anyhow!("unknown role {role:?} (patient, doctor, hospital, insurer, researcher)")
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -202,7 +203,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// The party whose private key file is `key`. Its lookup key is derived from its private
 /// key, so every run of the command asks the same decoys for a target (runs cannot be
 /// intersected to find it).
-fn party(consortium: &Consortium, key: &Path, k: LookupSize) -> Result<Party> {
+pub(crate) fn party(consortium: &Consortium, key: &Path, k: LookupSize) -> Result<Party> {
     let keys = files::load_private_keys(key)?;
     let master = MasterSecret::from_bytes(emrshare_core::content_hash(keys.to_json().as_bytes()));
     let settings = PartySettings {
