@@ -5,6 +5,9 @@
 //!
 //! One of the patient's nodes lies on purpose: it swaps the keys in every lookup answer it
 //! serves. The patient's lookups still succeed from the honest nodes, and report it.
+//!
+//! Then governance (DESIGN 3): a doctor admitted by its hospital, an impostor refused, a
+//! doctor and an insurer expelled, and what stays valid after an expulsion.
 
 use crate::consortium::{LocalConsortium, council_approvals};
 use crate::now;
@@ -375,6 +378,206 @@ async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
     let (stored, received) = visit(world, &parties).await?;
     share(world, &parties, &received).await?;
     standing_grant(world, &parties, &stored).await?;
+    let hospitals: Vec<&DemoParty<T>> = others
+        .iter()
+        .filter(|(role, _)| *role == Role::Hospital)
+        .map(|(_, party)| party)
+        .collect();
+    governance(world, &parties, &hospitals, &stored, &received).await?;
+    Ok(())
+}
+
+/// Governance (DESIGN 3): a doctor admitted by its hospital, whose records verify until
+/// the hospital expels it (those issued before stay valid); an impostor that registers
+/// itself as a hospital, and an admission short of the council's threshold, refused; an
+/// insurer expelled by the council, then refused, while the record shared before stays
+/// valid.
+async fn governance<T: Transport>(
+    world: &World<T>,
+    p: &Parties<T>,
+    decoy_hospitals: &[&DemoParty<T>],
+    stored: &StoredRecord,
+    received: &SdJwt,
+) -> Result<()> {
+    use emrshare_core::ledger::governance::Status;
+    use emrshare_core::ledger::tx::TxBody;
+    crate::say!("\n5. Governance (DESIGN 3): who may be a doctor, a hospital, an insurer");
+    let until = now() + 365 * 24 * 3600;
+
+    // A doctor admitted by its hospital, and k - 1 decoy doctors by other hospitals, so the
+    // doctor hides among k doctors in lookups.
+    let t = Instant::now();
+    let alice = world.party(keys(Some("doctor:alice"), RsaBits::B2048)?)?;
+    let entry = p
+        .doctor
+        .admit_doctor(&alice.with_keys(|k| k.public()), 0, until)
+        .await?;
+    let mut waiting = Vec::new();
+    for (i, hospital) in decoy_hospitals
+        .iter()
+        .take(world.k.saturating_sub(1))
+        .enumerate()
+    {
+        let doctor = keys(Some(&format!("doctor:decoy-{i:02}")), RsaBits::B2048)?.public();
+        let tx = hospital
+            .sign_next(|a| a.admit_doctor(&doctor, 0, until))
+            .await?;
+        hospital.client().submit(&tx).await?;
+        waiting.push((hospital, tx.transaction().sequence));
+    }
+    for (hospital, sequence) in waiting {
+        hospital.wait_committed(sequence).await?;
+    }
+    step(
+        t,
+        "doctor",
+        format_args!(
+            "hospital:st-marys admits doctor:alice (entry affiliated with {}, proven at height {}); other hospitals admit {} decoy doctors",
+            entry
+                .affiliation()
+                .map_or("nobody".into(), |h| h.to_string()),
+            entry.height(),
+            world.k.saturating_sub(1)
+        ),
+    );
+    let record = Record::sample_bpds();
+    let ceas = Ceas::default_for(&record);
+    let t = Instant::now();
+    let before = alice
+        .sign_and_seal_for_registered(&record, &p.patient.id(), &ceas)
+        .await?;
+    let got = p.patient.receive_record(&before).await?;
+    ensure!(
+        got.doctor.entry.affiliation() == Some(&p.doctor.id()),
+        "the doctor's entry names another hospital"
+    );
+    step(
+        t,
+        "patient",
+        "verifies doctor:alice's record: her entry (looked up among doctors) and her hospital's, both admitted and active when she signed",
+    );
+    world.describe(&got.doctor);
+
+    // Impostors: self-registration of an institution, an admission short of t approvals.
+    let t = Instant::now();
+    let impostor = world.party(keys(Some("hospital:st-elsewhere"), RsaBits::B2048)?)?;
+    let own = impostor.with_keys(|k| k.public());
+    let self_registered = impostor
+        .commit(|a| {
+            Ok((
+                a.sign(TxBody::RegisterIdentity {
+                    id: own.id.clone(),
+                    role: Role::Hospital,
+                    signing_jwk: own.signing.to_jwk(None),
+                    encryption_jwk: own.encryption.to_jwk(None),
+                    valid_from: 0,
+                    valid_until: until,
+                    voucher: None,
+                }),
+                (),
+            ))
+        })
+        .await;
+    refused(
+        "hospital:st-elsewhere registering itself as a hospital",
+        self_registered,
+    )?;
+    let proposal = impostor.admission(Role::Hospital, 0, until, None, now() + 3600)?;
+    let mut approvals = council_approvals(&world.dir, &proposal)?;
+    approvals.pop();
+    refused(
+        "its admission with t - 1 council approvals",
+        impostor.submit_admission(proposal, approvals).await,
+    )?;
+    refused(
+        "a lookup of hospital:st-elsewhere",
+        p.patient.look_up(&own.id, Role::Hospital).await,
+    )?;
+    step(
+        t,
+        "council",
+        "hospital:st-elsewhere could not make itself a hospital: no single key admits an institution",
+    );
+
+    // The hospital expels its doctor: records she issued before stay valid, later ones not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let t = Instant::now();
+    let expelled = p
+        .doctor
+        .set_doctor_status(&alice.id(), Status::Expelled)
+        .await?;
+    let ended = expelled.ended().map_or(0, |c| c.height);
+    step(
+        t,
+        "doctor",
+        format_args!("hospital:st-marys expels doctor:alice (at height {ended}, proven)"),
+    );
+    let t = Instant::now();
+    p.patient.receive_record(&before).await?;
+    step(
+        t,
+        "patient",
+        "doctor:alice's record signed before the expulsion still verifies",
+    );
+    let after = alice.sign_and_seal(&record, &p.patient.with_keys(|k| k.public()), &ceas)?;
+    refused(
+        "a record doctor:alice signed after her expulsion",
+        p.patient.receive_record(&after).await,
+    )?;
+
+    // The council expels the insurer: t members approve, one sends.
+    let t = Instant::now();
+    let member_keys = emrshare_node::config::load_keys(&world.dir.join("node-0/node.key.json"))?;
+    let member = world.party(member_keys)?;
+    let proposal = member.status_proposal(&p.insurer.id(), Status::Expelled, now() + 3600)?;
+    let approvals = council_approvals(&world.dir, &proposal)?;
+    let count = approvals.len();
+    let entry = member
+        .submit_governance(proposal, approvals)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no entry for the expelled insurer"))?;
+    step(
+        t,
+        "council",
+        format_args!(
+            "{count} members approve the expulsion of insurer:acme-health, {} sends it; the registry proves it expelled at height {}",
+            member.id(),
+            entry.ended().map_or(0, |c| c.height)
+        ),
+    );
+    refused(
+        "a grant to the expelled insurer",
+        p.patient
+            .grant(&stored.envelope, &p.insurer.id(), Role::Insurer, &[], 60)
+            .await,
+    )?;
+    refused(
+        "the expelled insurer's next transaction",
+        p.insurer
+            .commit(|a| Ok((a.revoke_grant("grant-none"), ())))
+            .await,
+    )?;
+    let t = Instant::now();
+    let again = p.patient.look_up_issuer(&p.doctor.id()).await?;
+    let hospital = p.patient.look_up_hospital_of(&again).await?;
+    emrshare_core::ces::verify_registered(
+        received,
+        &again.entry,
+        &hospital.entry,
+        None,
+        None,
+        now(),
+    )?;
+    let log = p.patient.audit_log().await?;
+    ensure!(
+        log.iter().any(|e| e.accessor == p.insurer.id()),
+        "the insurer's past accesses vanished from the audit log"
+    );
+    step(
+        t,
+        "patient",
+        "the record shared with the insurer before still verifies, and the audit log keeps the insurer's past accesses",
+    );
     Ok(())
 }
 
