@@ -406,6 +406,12 @@ pub fn rotate_keys(
         party(consortium, key, LookupSize(Some(1)))?
     };
     files::write_private_file(out, contents.as_bytes(), false)?;
+    // A hospital's voucher key is not rotated with its keys: it goes beside the new file.
+    let vouchers = voucher_key_file(key);
+    if vouchers.exists() {
+        let der = zeroize::Zeroizing::new(files::read_input(Some(&vouchers), 64 * 1024)?);
+        files::write_private_file(&voucher_key_file(out), &der, false)?;
+    }
     let rotated = runtime.block_on(party.rotate_keys(fresh));
     match rotated {
         Ok(entry) => {
@@ -426,6 +432,7 @@ pub fn rotate_keys(
         ),
         Err(e) => {
             let _ = std::fs::remove_file(out);
+            let _ = std::fs::remove_file(voucher_key_file(out));
             Err(e).context("the rotation was refused")
         }
     }
@@ -504,6 +511,9 @@ fn read_line(what: &str) -> Result<String> {
         .take(16 * 1024)
         .read_line(&mut line)
         .with_context(|| format!("cannot read {what} from standard input"))?;
-    ensure!(!line.trim().is_empty(), "no {what} on standard input");
+    ensure!(
+        !line.trim().is_empty(),
+        "standard input ended before {what} (one line) came"
+    );
     Ok(line)
 }

@@ -431,7 +431,8 @@ fn admissions_vouchers_rotation_and_expulsion_on_a_running_consortium() {
         )),
         "refused",
     );
-    // The new key does: it admits a doctor. (The voucher key stays beside the old file.)
+    // The new key does: it admits a doctor; its voucher key went beside the new file.
+    assert!(std::path::Path::new(&c.path("hospital.next.json.voucher.pk8")).exists());
     let doctor = keygen(&c, "doctor", Some("doctor:alice"));
     let said = ok(&strs(&on(
         &c,
