@@ -5,7 +5,7 @@
 # (ios-demo/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=target/bindings-check
+OUT=${CARGO_TARGET_DIR:-target}/bindings-check
 scripts/gen-bindings.sh "$OUT" >/dev/null
 python3 scripts/check-bindings-api.py bindings/src \
   --swift "$OUT/swift/EmrshareFFI.swift" \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Host JVM tests of the generated Kotlin bindings and of android-demo's logic classes, against
 # a live local consortium on loopback. Installs what is missing (idempotent): the npm package
-# kotlin-compiler (into .tools/), Debian libjna-java and junit5. Ends with "N passed, N failed".
+# kotlin-compiler (into .tools/), Debian libjna-java and junit5. Builds into $CARGO_TARGET_DIR
+# when set (else target/). Ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -10,7 +11,9 @@ KOTLIN_VERSION=2.4.20
 TOOLS=$ROOT/.tools
 KH=$TOOLS/node_modules/kotlin-compiler
 J=/usr/share/java
-WORK=$ROOT/target/kotlin-tests
+TARGET=${CARGO_TARGET_DIR:-target}
+case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+WORK=$TARGET/kotlin-tests
 CONSORTIUM_PID=
 step() { echo "--- $*"; }
 fail() { echo "kotlin tests: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
@@ -63,7 +66,7 @@ echo "compiled in $((SECONDS - started)) s"
 # 4. A live consortium: 3 nodes in one process on loopback, bounded to 10 minutes.
 step "starting a local consortium (emrshare local-consortium, 3 nodes)"
 rm -rf "$WORK/consortium"
-target/release/emrshare local-consortium --dir "$WORK/consortium" --nodes 3 --block-ms 200 --seconds 600 \
+"$TARGET/release/emrshare" local-consortium --dir "$WORK/consortium" --nodes 3 --block-ms 200 --seconds 600 \
   > "$WORK/consortium.out" 2> "$WORK/consortium.err" &
 CONSORTIUM_PID=$!
 for _ in $(seq 300); do
@@ -79,8 +82,9 @@ echo "nodes: $NODES (pid $CONSORTIUM_PID)"
 step "running the JUnit 5 tests"
 RUNTIME_CP=$WORK/tests.jar:$J/jna.jar:$KH/lib/kotlin-stdlib.jar:$KH/lib/kotlin-test.jar
 RUNTIME_CP=$RUNTIME_CP:$KH/lib/kotlin-test-junit5.jar:$KH/lib/kotlinx-coroutines-core-jvm.jar
-timeout 480 java -Djna.library.path="$ROOT/target/release" \
+timeout 480 java -Djna.library.path="$TARGET/release" \
   -Demrshare.nodes="$NODES" -Demrshare.genesis="$WORK/consortium/genesis.json" \
+  -Demrshare.consortium="$WORK/consortium" \
   -jar $J/junit-platform-console-standalone.jar \
   -cp "$RUNTIME_CP" --select-class StoriesTest \
   --disable-banner --details=tree --disable-ansi-colors 2>&1 | tee "$WORK/junit.out"

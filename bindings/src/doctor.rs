@@ -1,9 +1,11 @@
 //! [`DoctorSigner`]: a doctor (or hospital) signs a record with a content extraction
-//! signature (SD-JWT, DESIGN 4) and seals it to the patient (JWE, DESIGN 5).
+//! signature (SD-JWT, DESIGN 4) and seals it to the patient (JWE, DESIGN 5). As a hospital it
+//! also admits and expels its doctors and signs its patients' blinded voucher requests.
 
 use crate::error::{Result, from_client, invalid};
 use crate::on_runtime;
 use crate::party::{Party, log_result};
+use crate::types::Registration;
 
 use emrshare_core::PublicKeySet;
 use emrshare_core::ces;
@@ -46,8 +48,7 @@ crate::party::institution_basics!(
     "doctor",
     DOCTOR_SECRET_NAME,
     doctor_id,
-    "New keys for the registered name `doctor_id` (e.g. `hospital:st-marys`), saved in `store` under `\"emrshare.doctor\"`.",
-    "Registers the keys as `role` (doctor or hospital) for `valid_days` days."
+    "New keys for the registered name `doctor_id` (e.g. `hospital:st-marys`), saved in `store` under `\"emrshare.doctor\"`. A hospital is admitted by the council (`admission_request`, `submit_admission`); a doctor by its hospital (`admit_doctor`, given this object's `public_keys_json`)."
 );
 
 #[uniffi::export]
@@ -73,6 +74,47 @@ impl DoctorSigner {
                     .sign_and_seal(&record, &patient, &ceas)
                     .map_err(from_issue)
             }),
+        )
+    }
+
+    /// As a hospital: admits the doctor whose public JWK Set is `doctor_public_keys_json` (a
+    /// `DoctorSigner`'s `public_keys_json`) for `valid_days`, affiliated with this hospital;
+    /// returns the doctor's registration once proven. Refused unless this party is an
+    /// admitted, active hospital.
+    pub async fn admit_doctor(
+        &self,
+        doctor_public_keys_json: String,
+        valid_days: u32,
+    ) -> Result<Registration> {
+        let party = self.party.clone();
+        on_runtime(async move {
+            log_result(
+                "admit doctor",
+                party
+                    .admit_doctor(&doctor_public_keys_json, valid_days)
+                    .await,
+            )
+        })
+        .await
+    }
+
+    /// As a hospital: expels one of its doctors, from the block that commits it (final).
+    /// Records the doctor issued before stay valid; later ones are refused.
+    pub async fn expel_doctor(&self, doctor_id: String) -> Result<()> {
+        let party = self.party.clone();
+        on_runtime(async move { log_result("expel doctor", party.expel_doctor(&doctor_id).await) })
+            .await
+    }
+
+    /// As a hospital: signs a patient's blinded voucher request
+    /// ([`crate::VoucherRequest::blinded_request`], base64url) with its voucher key; returns
+    /// the blind signature (base64url) for the patient to finalize. The hospital decides
+    /// whom it vouches for (one voucher per person); it cannot see the patient's ID, nor
+    /// later tell which registration used the voucher.
+    pub fn sign_voucher_request(&self, blinded_request: String) -> Result<String> {
+        log_result(
+            "sign voucher request",
+            self.party.sign_voucher_request(&blinded_request),
         )
     }
 

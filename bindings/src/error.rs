@@ -117,6 +117,7 @@ pub(crate) fn from_ces(e: CesError) -> EmrshareError {
         Validity => unverified("the record is expired or not yet valid"),
         Key(_) => unverified("a key in the record is invalid"),
         IssuerRegistration(reason) => unverified(reason),
+        InactiveAtIssue(_) => EmrshareError::NotRegistered,
         // A check this version does not name still fails closed.
         _ => unverified("the record does not verify"),
     }
@@ -176,6 +177,9 @@ pub(crate) fn from_client(e: emrshare_client::ClientError) -> EmrshareError {
         C::Key(e) => from_key_input(e),
         C::Lookup(e) => from_lookup(e),
         C::Handshake(e) => from_handshake(e),
+        C::Voucher(_) => {
+            unverified("the registration voucher or the hospital's voucher key is not valid")
+        }
         _ => EmrshareError::Internal {
             reason: "an error this version does not name".into(),
         },

@@ -3,15 +3,19 @@
 //! The SDK a phone app embeds, through uniffi (Kotlin on Android and the JVM, Swift on iOS):
 //! a small facade over `emrshare-core` (DESIGN sections 1, 8 and 11).
 //!
-//! - [`PatientWallet`]: keys (kept by the app's [`SecretStore`]), registration, receiving and
+//! - [`PatientWallet`]: keys (kept by the app's [`SecretStore`]), registration with a
+//!   hospital's blind-signed voucher ([`VoucherRequest`]), key rotation, receiving and
 //!   verifying a doctor's sealed record (the doctor's key by a verified k-anonymous lookup),
 //!   extraction and key-bound presentation, storage (blob + index on chain), standing grants,
 //!   revocation, the audit log.
 //! - [`DoctorSigner`]: signs a record (SD-JWT content extraction signature) and seals it to a
-//!   patient.
+//!   patient; as a hospital, admits and expels its doctors and signs patients' vouchers.
 //! - [`Requester`]: an institution; asks a patient for a record (the handshake), fetches a
 //!   granted blob (logged on chain) and verifies the record in it, or verifies a presentation
 //!   a patient made for it.
+//! - Governance (DESIGN 3): an institution's `admission_request` and `submit_admission`, a
+//!   council member's [`approve_proposal`] (and [`describe_proposal`]); `rotate_keys` for
+//!   every party.
 //! - [`ClientConfig`]: the consortium (node URLs, genesis), lookup size k, nodes asked n,
 //!   timeouts, TLS trust.
 //!
@@ -29,6 +33,7 @@ uniffi::setup_scaffolding!();
 mod config;
 mod doctor;
 mod error;
+mod governance;
 mod handshake;
 mod party;
 mod patient;
@@ -40,10 +45,11 @@ mod types;
 pub use config::ClientConfig;
 pub use doctor::DoctorSigner;
 pub use error::EmrshareError;
+pub use governance::{ProposalInfo, approve_proposal, describe_proposal};
 pub use handshake::{
     IncomingRequest, OutgoingRequest, PatientAuthenticated, RequestSummary, SharedRecordInfo,
 };
-pub use patient::PatientWallet;
+pub use patient::{PatientWallet, VoucherRequest};
 pub use requester::Requester;
 pub use secrets::{SecretStore, UploadProgress};
 pub use types::*;

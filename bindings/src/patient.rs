@@ -1,13 +1,14 @@
 //! [`PatientWallet`]: the patient's side of the three stories (DESIGN 1).
 
 use crate::config::ClientConfig;
-use crate::error::{Result, from_ces, from_client, invalid};
+use crate::error::{Result, from_ces, from_client, invalid, unverified};
 use crate::party::{Party, log_result, lookup_report};
 use crate::secrets::{SecretStore, UploadProgress};
 use crate::types::*;
 use crate::{now, on_runtime};
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::state::hex32;
+use emrshare_core::voucher::{PendingVoucher, Voucher};
 use std::sync::Arc;
 
 /// The name the wallet's secrets have in the app's [`SecretStore`].
@@ -30,6 +31,43 @@ pub struct IndexedRecord {
     pub location: String,
     pub time: u64,
     pub height: u64,
+}
+
+/// A patient's pending registration voucher (RFC 9474 blind signature): the blinded request
+/// for the hospital, and the secret that unblinds its answer (kept here, never shown).
+#[derive(uniffi::Object)]
+pub struct VoucherRequest {
+    blinded: String,
+    pending: std::sync::Mutex<Option<PendingVoucher>>,
+}
+
+#[uniffi::export]
+impl VoucherRequest {
+    /// The blinded request (base64url) to hand to the hospital: random to it, it reveals
+    /// nothing of the patient's ID.
+    pub fn blinded_request(&self) -> String {
+        self.blinded.clone()
+    }
+
+    /// Unblinds the hospital's blind signature (base64url) into the voucher (JSON) that
+    /// [`PatientWallet::register`] takes, checking it under the hospital's registered voucher
+    /// key. Once only.
+    pub fn finalize(&self, blind_signature: String) -> Result<String> {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| invalid("this voucher request was finalized already"))?;
+        let signature = emrshare_core::b64::decode(&blind_signature)
+            .map_err(|_| invalid("the blind signature is not base64url"))?;
+        let voucher = pending
+            .finalize(&signature)
+            .map_err(|_| unverified("the hospital's blind signature does not verify"))?;
+        serde_json::to_string(&voucher).map_err(|_| crate::error::EmrshareError::Internal {
+            reason: "a voucher does not serialize".into(),
+        })
+    }
 }
 
 #[uniffi::export]
@@ -70,14 +108,72 @@ impl PatientWallet {
         self.party.public_keys_json()
     }
 
-    /// Registers the patient's keys for `valid_days` days; returns once proven on chain.
-    pub async fn register(&self, valid_days: u32) -> Result<Registration> {
+    /// Step 1 of registering: a voucher request to the hospital `hospital_id` (looked up
+    /// k-anonymously among hospitals; its registered voucher key). Hand
+    /// [`VoucherRequest::blinded_request`] to the hospital (which signs it with
+    /// `DoctorSigner.sign_voucher_request`), then [`VoucherRequest::finalize`] its answer
+    /// and [`PatientWallet::register`] with the voucher.
+    pub async fn voucher_request(&self, hospital_id: String) -> Result<Arc<VoucherRequest>> {
+        let party = self.party.clone();
+        on_runtime(async move {
+            log_result(
+                "voucher request",
+                async {
+                    let hospital =
+                        PartyId::new(hospital_id).map_err(crate::error::from_key_input)?;
+                    let (pending, blinded) = party
+                        .inner
+                        .blind_voucher_request(&hospital)
+                        .await
+                        .map_err(from_client)?;
+                    Ok(Arc::new(VoucherRequest {
+                        blinded: emrshare_core::b64::encode(&blinded),
+                        pending: std::sync::Mutex::new(Some(pending)),
+                    }))
+                }
+                .await,
+            )
+        })
+        .await
+    }
+
+    /// Registers the patient for `valid_days` with `voucher` (from
+    /// [`VoucherRequest::finalize`]: one use, refused if used before); returns the
+    /// registration once the registry proves it.
+    pub async fn register(&self, voucher: String, valid_days: u32) -> Result<Registration> {
         let party = self.party.clone();
         on_runtime(async move {
             log_result(
                 "register",
-                party.register(PartyRole::Patient, valid_days).await,
+                async {
+                    let voucher: Voucher = emrshare_core::strict_json::parse(voucher.as_bytes())
+                        .map_err(|_| invalid("not a registration voucher"))?;
+                    let (from, until) = crate::party::validity(valid_days)?;
+                    let entry = party
+                        .inner
+                        .register_patient(voucher, from, until)
+                        .await
+                        .map_err(from_client)?;
+                    Ok(crate::party::registration(&entry))
+                }
+                .await,
             )
+        })
+        .await
+    }
+
+    /// Rotates the patient's keys to fresh ones (RSA of `rsa_bits`); the patient ID stays
+    /// (the thumbprint of its first key). The update is signed with the current key; the
+    /// store then holds the new keys, and the old ones only to open what was sealed to them
+    /// (stored records, index entries), so grants and the audit log keep working. Records
+    /// issued before the rotation name the old key: they are shared by grants; a
+    /// key-bound presentation needs a record issued to the current key.
+    #[uniffi::method(default(rsa_bits = 3072))]
+    pub async fn rotate_keys(&self, rsa_bits: u32) -> Result<Registration> {
+        let party = self.party.clone();
+        on_runtime(async move {
+            let bits = crate::party::rsa_bits(rsa_bits)?;
+            log_result("rotate keys", party.rotate_keys(bits).await)
         })
         .await
     }

@@ -24,8 +24,7 @@ crate::party::institution_basics!(
     "requester",
     REQUESTER_SECRET_NAME,
     requester_id,
-    "New keys for the registered name `requester_id` (e.g. `insurer:acme`), saved in `store` under `\"emrshare.requester\"`.",
-    "Registers the keys as `role` (insurer, hospital, researcher) for `valid_days` days."
+    "New keys for the registered name `requester_id` (e.g. `insurer:acme`), saved in `store` under `\"emrshare.requester\"`. Admitted by the council: `admission_request`, then `submit_admission`."
 );
 
 #[uniffi::export]

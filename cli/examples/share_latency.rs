@@ -7,7 +7,7 @@
 //!     cargo run --release -p emrshare-cli --example share_latency -- --runs 30
 
 use anyhow::{Context, Result};
-use emrshare_cli::consortium::LocalConsortium;
+use emrshare_cli::consortium::{LocalConsortium, voucher_for};
 use emrshare_client::{ClientConfig, HttpTransport, NodeClient, TlsTrust};
 use emrshare_core::account::Account;
 use emrshare_core::ces::{self, IssueOptions};
@@ -18,6 +18,7 @@ use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::verify::VerifiedEntry;
 use emrshare_core::lookup::{LookupKey, LookupPlan, QuerySize};
 use emrshare_core::record::{Ceas, Record};
+use emrshare_core::voucher::VoucherSecretKey;
 use emrshare_core::{PrivateKeySet, SdJwt};
 use std::time::{Duration, Instant};
 
@@ -85,21 +86,40 @@ async fn main() -> Result<()> {
         everyone.push((Role::Patient, party(None, RsaBits::B2048)));
     }
     let until = now() + 3600;
-    let mut txs = vec![
-        doctor.register(Role::Hospital, 0, until),
-        patient.register(Role::Patient, 0, until),
-        insurer.register(Role::Insurer, 0, until),
+    // Institutions first (admitted by the council, the hospital with its voucher key), then
+    // patients (registered with the hospital's vouchers).
+    let vouchers = VoucherSecretKey::generate(2048)?;
+    let mut admissions = vec![
+        consortium.admission(
+            &mut doctor,
+            Role::Hospital,
+            until,
+            Some(&vouchers.public()?),
+        )?,
+        consortium.admission(&mut insurer, Role::Insurer, until, None)?,
     ];
+    let mut patients = vec![&mut patient];
     for (role, account) in &mut everyone {
-        txs.push(account.register(*role, 0, until));
+        if *role == Role::Patient {
+            patients.push(account);
+        } else {
+            admissions.push(consortium.admission(account, *role, until, None)?);
+        }
     }
-    for tx in &txs {
-        client.submit(tx).await?;
+    let mut registrations = Vec::new();
+    for patient in patients {
+        let voucher = voucher_for(&vouchers, &chain, patient.id())?;
+        registrations.push(patient.register_patient(voucher, 0, until));
     }
-    for tx in &txs {
-        client
-            .wait_sequence(&tx.transaction().sender, 0, Duration::from_secs(30))
-            .await?;
+    for txs in [admissions, registrations] {
+        for tx in &txs {
+            client.submit(tx).await?;
+        }
+        for tx in &txs {
+            client
+                .wait_sequence(&tx.transaction().sender, 0, Duration::from_secs(30))
+                .await?;
+        }
     }
     let record = ces::issue(
         doctor.keys(),
@@ -140,7 +160,8 @@ async fn main() -> Result<()> {
         let m3 = session.send_record(&record, &["examination"], None, patient.keys(), now())?;
         let issuer = insurer_waiting.receive_m3(&m3)?;
         let entry = lookup(&client, &insurer_key, issuer.issuer(), Role::Hospital).await?;
-        let shared = issuer.verify_record(&entry, now())?;
+        // A hospital issued the record: it is its own hospital.
+        let shared = issuer.verify_record(&entry, &entry, now())?;
         verified.push(started.elapsed());
         let log = insurer.sign(shared.access_log());
         client.submit(&log).await?;

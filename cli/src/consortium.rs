@@ -1,9 +1,19 @@
 //! A local consortium inside this process, for `emrshare demo`: `emrshare-node init` into a
 //! folder, then every node spawned on the current tokio runtime, on loopback ports.
+//!
+//! The folder holds every node's keys, so whoever has it holds the whole governance council
+//! (genesis makes every node a member): [`council_approvals`] approves a proposal with them,
+//! which is how the demo, the tests and `emrshare register` on a local consortium admit
+//! institutions. A real consortium's members approve on their own machines.
 
 use anyhow::{Context, Result, bail};
+use emrshare_core::account::Account;
+use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::block::Genesis;
-use emrshare_node::config::{NodeConfig, load_genesis};
+use emrshare_core::ledger::governance::{Approval, Proposal};
+use emrshare_core::ledger::tx::{Role, SignedTransaction};
+use emrshare_core::voucher::{self, Voucher, VoucherKey, VoucherSecretKey};
+use emrshare_node::config::{NodeConfig, load_genesis, load_keys};
 use emrshare_node::provision::{InitOptions, init};
 use emrshare_node::{RunningNode, spawn};
 use std::net::TcpListener;
@@ -11,6 +21,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub struct LocalConsortium {
+    /// The folder `init` wrote (genesis, every node's keys and config).
+    pub dir: std::path::PathBuf,
     pub urls: Vec<String>,
     pub genesis: Genesis,
     pub proposers: usize,
@@ -106,6 +118,7 @@ impl LocalConsortium {
             running.push(spawn(config).await?);
         }
         let consortium = Self {
+            dir: dir.to_owned(),
             urls,
             genesis,
             proposers,
@@ -141,12 +154,82 @@ impl LocalConsortium {
             .collect()
     }
 
+    /// The approvals of `proposal` by the genesis council's members whose keys this
+    /// consortium's folder holds (see [`council_approvals`]).
+    pub fn approve(&self, proposal: &Proposal) -> Result<Vec<Approval>> {
+        council_approvals(&self.dir, proposal)
+    }
+
+    /// `account`'s admission as `role` (valid from 0 to `valid_until`, a hospital with its
+    /// voucher key), approved by the council: the Govern transaction the admitted party
+    /// submits (its first).
+    pub fn admission(
+        &self,
+        account: &mut Account,
+        role: Role,
+        valid_until: u64,
+        voucher_key: Option<&VoucherKey>,
+    ) -> Result<SignedTransaction> {
+        let proposal =
+            account.admission_proposal(role, 0, valid_until, voucher_key, crate::now() + 3600);
+        let approvals = self.approve(&proposal)?;
+        Ok(account.govern(proposal, approvals))
+    }
+
     pub async fn stop(self) -> Result<()> {
         for node in self.nodes {
             node.stop().await?;
         }
         Ok(())
     }
+}
+
+/// Approves `proposal` with the keys of the genesis council's members found in `dir` (a
+/// folder written by `emrshare-node init`: `node-*/node.key.json`), as many as the council's
+/// threshold. Fails if the folder holds fewer members' keys than that.
+pub fn council_approvals(dir: &Path, proposal: &Proposal) -> Result<Vec<Approval>> {
+    let council = load_genesis(&dir.join("genesis.json"))?.council();
+    let mut key_files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path().join("node.key.json"))
+        .filter(|path| path.exists())
+        .collect();
+    key_files.sort();
+    let mut approvals = Vec::new();
+    for path in key_files {
+        if approvals.len() == council.threshold {
+            break;
+        }
+        let keys = load_keys(&path)?;
+        let is_member = council
+            .member(&keys.id)
+            .is_some_and(|m| m.signing_jwk == keys.signing.verifying_key().to_jwk(None));
+        if is_member {
+            approvals.push(proposal.approve(&keys.id, &keys.signing));
+        }
+    }
+    if approvals.len() < council.threshold {
+        bail!(
+            "{} holds the keys of {} council members; an approval needs {}",
+            dir.display(),
+            approvals.len(),
+            council.threshold
+        );
+    }
+    Ok(approvals)
+}
+
+/// A registration voucher of the hospital whose voucher key is `hospital`, for `patient` on
+/// `chain_id`: the whole blind protocol (blind, sign blind, finalize) with both sides in
+/// this process.
+pub fn voucher_for(
+    hospital: &VoucherSecretKey,
+    chain_id: &str,
+    patient: &PartyId,
+) -> Result<Voucher> {
+    let (pending, blinded) = voucher::blind(&hospital.public()?, chain_id, patient)?;
+    Ok(pending.finalize(&hospital.sign_blind(&blinded)?)?)
 }
 
 /// What `emrshare local-consortium` starts.

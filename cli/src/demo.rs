@@ -5,8 +5,11 @@
 //!
 //! One of the patient's nodes lies on purpose: it swaps the keys in every lookup answer it
 //! serves. The patient's lookups still succeed from the honest nodes, and report it.
+//!
+//! Then governance (DESIGN 3): a doctor admitted by its hospital, an impostor refused, a
+//! doctor and an insurer expelled, and what stays valid after an expulsion.
 
-use crate::consortium::LocalConsortium;
+use crate::consortium::{LocalConsortium, council_approvals};
 use crate::now;
 use anyhow::{Result, bail, ensure};
 use emrshare_client::records::StoredRecord;
@@ -21,6 +24,7 @@ use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::LookupResponse;
 use emrshare_core::record::{Ceas, Record};
+use emrshare_core::voucher::VoucherSecretKey;
 use emrshare_core::{PrivateKeySet, SdJwt};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,6 +98,8 @@ fn refused<T, E: std::fmt::Display>(what: &str, outcome: std::result::Result<T, 
 struct World<T: Transport> {
     transport: Arc<LyingTransport<T>>,
     config: ClientConfig,
+    /// The consortium's folder: its nodes' keys are the council's (admissions).
+    dir: PathBuf,
     lying_node: String,
     k: usize,
 }
@@ -209,6 +215,7 @@ pub async fn run_stories<T: Transport>(
     let world = World {
         transport: Arc::new(transport),
         config,
+        dir: consortium.dir.clone(),
         lying_node: lying_node.clone(),
         k,
     };
@@ -234,7 +241,11 @@ fn swapped_keys() -> Behaviour {
         for entry in &mut answer.entries {
             if let Some(value) = &entry.value {
                 if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(value) {
-                    v["signing_jwk"] = serde_json::to_value(&attacker).expect("JWKs serialize");
+                    // The current key: the last of the entry's key history.
+                    if let Some(current) = v["keys"].as_array_mut().and_then(|k| k.last_mut()) {
+                        current["signing_jwk"] =
+                            serde_json::to_value(&attacker).expect("JWKs serialize");
+                    }
                     entry.value = Some(v.to_string());
                 }
             }
@@ -250,7 +261,9 @@ struct Parties<T: Transport> {
 }
 
 async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
-    crate::say!("\n1. Parties register (BPDST 4.2.2)");
+    crate::say!(
+        "\n1. Parties join (DESIGN 3): the council admits institutions, patients register with a hospital's voucher"
+    );
     let t = Instant::now();
     let parties = Parties {
         doctor: world.party(keys(Some("hospital:st-marys"), RsaBits::B3072)?)?,
@@ -282,30 +295,82 @@ async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
             others.len()
         ),
     );
-    // Everyone at once: one block or two, not one per party.
+    // The hospital's voucher key: patients register with its blind signatures.
+    let t = Instant::now();
+    let vouchers = VoucherSecretKey::generate(2048)?;
+    step(
+        t,
+        "doctor",
+        "hospital:st-marys makes its voucher key (RSA-2048, RFC 9474 blind signatures)",
+    );
+    // Every institution at once: one block or two, not one per party.
     let t = Instant::now();
     let until = now() + 365 * 24 * 3600;
-    let everyone: Vec<(Role, &DemoParty<T>)> = [
+    let institutions: Vec<(Role, &DemoParty<T>)> = [
         (Role::Hospital, &parties.doctor),
-        (Role::Patient, &parties.patient),
         (Role::Insurer, &parties.insurer),
     ]
     .into_iter()
-    .chain(others.iter().map(|(role, party)| (*role, party)))
+    .chain(
+        others
+            .iter()
+            .filter(|(role, _)| *role != Role::Patient)
+            .map(|(role, party)| (*role, party)),
+    )
     .collect();
-    for (role, party) in &everyone {
-        let tx = party.sign_next(|a| a.register(*role, 0, until)).await?;
+    let council = world.config.genesis.council();
+    for (role, party) in &institutions {
+        let voucher_key = if std::ptr::eq(*party, &parties.doctor) {
+            Some(vouchers.public()?)
+        } else {
+            None
+        };
+        let proposal = party.admission(*role, 0, until, voucher_key.as_ref(), now() + 3600)?;
+        let approvals = council_approvals(&world.dir, &proposal)?;
+        let tx = party.sign_next(|a| a.govern(proposal, approvals)).await?;
         party.client().submit(&tx).await?;
     }
-    for (_, party) in &everyone {
+    for (_, party) in &institutions {
         party.wait_committed(0).await?;
     }
     step(
         t,
-        "nodes",
+        "council",
         format_args!(
-            "{} registrations committed (patient ID {})",
-            everyone.len(),
+            "{} institutions admitted: each admission approved by {} of the {} council members (t > 2n/3), sent by the admitted party",
+            institutions.len(),
+            council.threshold,
+            council.members.len()
+        ),
+    );
+    // Patients: each with a voucher the hospital signs blind.
+    let t = Instant::now();
+    let patients: Vec<&DemoParty<T>> = std::iter::once(&parties.patient)
+        .chain(
+            others
+                .iter()
+                .filter(|(role, _)| *role == Role::Patient)
+                .map(|(_, party)| party),
+        )
+        .collect();
+    let hospital = parties.doctor.id();
+    for patient in &patients {
+        let (pending, blinded) = patient.blind_voucher_request(&hospital).await?;
+        let voucher = pending.finalize(&vouchers.sign_blind(&blinded)?)?;
+        let tx = patient
+            .sign_next(|a| a.register_patient(voucher, 0, until))
+            .await?;
+        patient.client().submit(&tx).await?;
+    }
+    for patient in &patients {
+        patient.wait_committed(0).await?;
+    }
+    step(
+        t,
+        "patients",
+        format_args!(
+            "{} patients registered, each with a one-use voucher hospital:st-marys signed blind (it cannot tell which registration used it; patient ID {})",
+            patients.len(),
             parties.patient.id()
         ),
     );
@@ -313,6 +378,206 @@ async fn stories<T: Transport>(world: &World<T>) -> Result<()> {
     let (stored, received) = visit(world, &parties).await?;
     share(world, &parties, &received).await?;
     standing_grant(world, &parties, &stored).await?;
+    let hospitals: Vec<&DemoParty<T>> = others
+        .iter()
+        .filter(|(role, _)| *role == Role::Hospital)
+        .map(|(_, party)| party)
+        .collect();
+    governance(world, &parties, &hospitals, &stored, &received).await?;
+    Ok(())
+}
+
+/// Governance (DESIGN 3): a doctor admitted by its hospital, whose records verify until
+/// the hospital expels it (those issued before stay valid); an impostor that registers
+/// itself as a hospital, and an admission short of the council's threshold, refused; an
+/// insurer expelled by the council, then refused, while the record shared before stays
+/// valid.
+async fn governance<T: Transport>(
+    world: &World<T>,
+    p: &Parties<T>,
+    decoy_hospitals: &[&DemoParty<T>],
+    stored: &StoredRecord,
+    received: &SdJwt,
+) -> Result<()> {
+    use emrshare_core::ledger::governance::Status;
+    use emrshare_core::ledger::tx::TxBody;
+    crate::say!("\n5. Governance (DESIGN 3): who may be a doctor, a hospital, an insurer");
+    let until = now() + 365 * 24 * 3600;
+
+    // A doctor admitted by its hospital, and k - 1 decoy doctors by other hospitals, so the
+    // doctor hides among k doctors in lookups.
+    let t = Instant::now();
+    let alice = world.party(keys(Some("doctor:alice"), RsaBits::B2048)?)?;
+    let entry = p
+        .doctor
+        .admit_doctor(&alice.with_keys(|k| k.public()), 0, until)
+        .await?;
+    let mut waiting = Vec::new();
+    for (i, hospital) in decoy_hospitals
+        .iter()
+        .take(world.k.saturating_sub(1))
+        .enumerate()
+    {
+        let doctor = keys(Some(&format!("doctor:decoy-{i:02}")), RsaBits::B2048)?.public();
+        let tx = hospital
+            .sign_next(|a| a.admit_doctor(&doctor, 0, until))
+            .await?;
+        hospital.client().submit(&tx).await?;
+        waiting.push((hospital, tx.transaction().sequence));
+    }
+    for (hospital, sequence) in waiting {
+        hospital.wait_committed(sequence).await?;
+    }
+    step(
+        t,
+        "doctor",
+        format_args!(
+            "hospital:st-marys admits doctor:alice (entry affiliated with {}, proven at height {}); other hospitals admit {} decoy doctors",
+            entry
+                .affiliation()
+                .map_or("nobody".into(), |h| h.to_string()),
+            entry.height(),
+            world.k.saturating_sub(1)
+        ),
+    );
+    let record = Record::sample_bpds();
+    let ceas = Ceas::default_for(&record);
+    let t = Instant::now();
+    let before = alice
+        .sign_and_seal_for_registered(&record, &p.patient.id(), &ceas)
+        .await?;
+    let got = p.patient.receive_record(&before).await?;
+    ensure!(
+        got.doctor.entry.affiliation() == Some(&p.doctor.id()),
+        "the doctor's entry names another hospital"
+    );
+    step(
+        t,
+        "patient",
+        "verifies doctor:alice's record: her entry (looked up among doctors) and her hospital's, both admitted and active when she signed",
+    );
+    world.describe(&got.doctor);
+
+    // Impostors: self-registration of an institution, an admission short of t approvals.
+    let t = Instant::now();
+    let impostor = world.party(keys(Some("hospital:st-elsewhere"), RsaBits::B2048)?)?;
+    let own = impostor.with_keys(|k| k.public());
+    let self_registered = impostor
+        .commit(|a| {
+            Ok((
+                a.sign(TxBody::RegisterIdentity {
+                    id: own.id.clone(),
+                    role: Role::Hospital,
+                    signing_jwk: own.signing.to_jwk(None),
+                    encryption_jwk: own.encryption.to_jwk(None),
+                    valid_from: 0,
+                    valid_until: until,
+                    voucher: None,
+                }),
+                (),
+            ))
+        })
+        .await;
+    refused(
+        "hospital:st-elsewhere registering itself as a hospital",
+        self_registered,
+    )?;
+    let proposal = impostor.admission(Role::Hospital, 0, until, None, now() + 3600)?;
+    let mut approvals = council_approvals(&world.dir, &proposal)?;
+    approvals.pop();
+    refused(
+        "its admission with t - 1 council approvals",
+        impostor.submit_admission(proposal, approvals).await,
+    )?;
+    refused(
+        "a lookup of hospital:st-elsewhere",
+        p.patient.look_up(&own.id, Role::Hospital).await,
+    )?;
+    step(
+        t,
+        "council",
+        "hospital:st-elsewhere could not make itself a hospital: no single key admits an institution",
+    );
+
+    // The hospital expels its doctor: records she issued before stay valid, later ones not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let t = Instant::now();
+    let expelled = p
+        .doctor
+        .set_doctor_status(&alice.id(), Status::Expelled)
+        .await?;
+    let ended = expelled.ended().map_or(0, |c| c.height);
+    step(
+        t,
+        "doctor",
+        format_args!("hospital:st-marys expels doctor:alice (at height {ended}, proven)"),
+    );
+    let t = Instant::now();
+    p.patient.receive_record(&before).await?;
+    step(
+        t,
+        "patient",
+        "doctor:alice's record signed before the expulsion still verifies",
+    );
+    let after = alice.sign_and_seal(&record, &p.patient.with_keys(|k| k.public()), &ceas)?;
+    refused(
+        "a record doctor:alice signed after her expulsion",
+        p.patient.receive_record(&after).await,
+    )?;
+
+    // The council expels the insurer: t members approve, one sends.
+    let t = Instant::now();
+    let member_keys = emrshare_node::config::load_keys(&world.dir.join("node-0/node.key.json"))?;
+    let member = world.party(member_keys)?;
+    let proposal = member.status_proposal(&p.insurer.id(), Status::Expelled, now() + 3600)?;
+    let approvals = council_approvals(&world.dir, &proposal)?;
+    let count = approvals.len();
+    let entry = member
+        .submit_governance(proposal, approvals)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no entry for the expelled insurer"))?;
+    step(
+        t,
+        "council",
+        format_args!(
+            "{count} members approve the expulsion of insurer:acme-health, {} sends it; the registry proves it expelled at height {}",
+            member.id(),
+            entry.ended().map_or(0, |c| c.height)
+        ),
+    );
+    refused(
+        "a grant to the expelled insurer",
+        p.patient
+            .grant(&stored.envelope, &p.insurer.id(), Role::Insurer, &[], 60)
+            .await,
+    )?;
+    refused(
+        "the expelled insurer's next transaction",
+        p.insurer
+            .commit(|a| Ok((a.revoke_grant("grant-none"), ())))
+            .await,
+    )?;
+    let t = Instant::now();
+    let again = p.patient.look_up_issuer(&p.doctor.id()).await?;
+    let hospital = p.patient.look_up_hospital_of(&again).await?;
+    emrshare_core::ces::verify_registered(
+        received,
+        &again.entry,
+        &hospital.entry,
+        None,
+        None,
+        now(),
+    )?;
+    let log = p.patient.audit_log().await?;
+    ensure!(
+        log.iter().any(|e| e.accessor == p.insurer.id()),
+        "the insurer's past accesses vanished from the audit log"
+    );
+    step(
+        t,
+        "patient",
+        "the record shared with the insurer before still verifies, and the audit log keeps the insurer's past accesses",
+    );
     Ok(())
 }
 
@@ -471,11 +736,12 @@ async fn share<T: Transport>(world: &World<T>, p: &Parties<T>, received: &SdJwt)
         .insurer
         .look_up(awaiting_issuer.issuer(), Role::Hospital)
         .await?;
-    let shared = awaiting_issuer.verify_record(&doctor.entry, now())?;
+    let hospital = p.insurer.look_up_hospital_of(&doctor).await?;
+    let shared = awaiting_issuer.verify_record(&doctor.entry, &hospital.entry, now())?;
     step(
         t,
         "insurer",
-        "opens M3; verifies the doctor's registered key, CEAS, the patient's key binding, aud and nonce",
+        "opens M3; verifies the doctor's registered key (in force and admitted when it signed), CEAS, the patient's key binding, aud and nonce",
     );
     let mut seen: Vec<&str> = shared.record().parts().keys().map(String::as_str).collect();
     seen.sort_unstable();

@@ -4,6 +4,7 @@
 //! - [`demo`]: the three stories of DESIGN section 1 on a local consortium;
 //! - [`consortium`]: a local consortium inside this process;
 //! - [`roles`]: each role's steps against a running consortium;
+//! - [`governance`]: admissions, expulsions, key rotation and patient vouchers;
 //! - [`memory`]: a transport that reaches in-process nodes without sockets, for tests;
 //! - [`files`]: key files and inputs.
 
@@ -12,6 +13,7 @@
 pub mod consortium;
 pub mod demo;
 pub mod files;
+pub mod governance;
 pub mod memory;
 pub mod roles;
 

@@ -3,7 +3,7 @@
 //! seal and open envelopes. `demo` runs the whole visit story on a sample record.
 #![forbid(unsafe_code)]
 
-use emrshare_cli::{consortium, demo, files, now, roles};
+use emrshare_cli::{consortium, demo, files, governance, now, roles};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -82,8 +82,9 @@ enum Command {
         #[arg(long = "in")]
         input: Option<PathBuf>,
     },
-    /// Register this party's ID and keys on a running consortium; prints the registration
-    /// once the registry proves it.
+    /// Join a running consortium: an institution admitted by the council (approved with a
+    /// local consortium's node keys, --consortium DIR), a doctor by its hospital, a patient
+    /// with a hospital's voucher; prints the registration once the registry proves it.
     Register {
         /// The party's private key file (from keygen; a wrapped one reads
         /// EMRSHARE_PASSPHRASE).
@@ -95,9 +96,44 @@ enum Command {
         /// Days the registration is valid.
         #[arg(long, default_value_t = 365)]
         days: u64,
+        /// For a patient: the key file of the hospital whose voucher it registers with (its
+        /// voucher key beside it, `<file>.voucher.pk8`). For a doctor: its hospital's key
+        /// file (the hospital admits it).
+        #[arg(long)]
+        hospital_key: Option<PathBuf>,
         #[command(flatten)]
         consortium: roles::Consortium,
     },
+    /// Admission of an institution by the council: prepare the proposal, approve it (each
+    /// member), submit it with the approvals.
+    #[command(subcommand)]
+    Admit(governance::AdmitCommand),
+    /// Expulsion: by the council for an institution (propose, approve with `admit approve`,
+    /// submit), or by a hospital for its doctor.
+    #[command(subcommand)]
+    Expel(governance::ExpelCommand),
+    /// Replace a party's keys (same ID): the update is signed with the current key; the new
+    /// keys go to a new file, the old file still opens what was sealed to the old keys.
+    RotateKeys {
+        /// The party's current private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the new private keys (a new file).
+        #[arg(long)]
+        out: PathBuf,
+        /// RSA key size for the new encryption key: 2048, 3072 or 4096.
+        #[arg(long, default_value_t = 3072)]
+        rsa_bits: usize,
+        /// Encrypt the new key file under the passphrase in EMRSHARE_PASSPHRASE (Argon2id).
+        #[arg(long)]
+        wrap: bool,
+        #[command(flatten)]
+        consortium: roles::Consortium,
+    },
+    /// Patient registration vouchers (RSA blind signatures): a hospital issues, a patient
+    /// redeems.
+    #[command(subcommand)]
+    Voucher(governance::VoucherCommand),
     /// Look a party up k-anonymously (the target among k-1 registered decoys of its role),
     /// verified under a certified header; prints its registry entry.
     Lookup {
@@ -270,9 +306,14 @@ fn main() -> ExitCode {
         // Usage errors in one line, like every other error of the command.
         Err(e) => {
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or_default();
-            let line = line.strip_prefix("error: ").unwrap_or(line);
-            eprintln!("emrshare: error: {line} (see --help)");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            // "the following required arguments were not provided:" names them next.
+            match lines.next().filter(|_| first.ends_with(':')) {
+                Some(what) => eprintln!("emrshare: error: {first} {what} (see --help)"),
+                None => eprintln!("emrshare: error: {first} (see --help)"),
+            }
             return ExitCode::from(2);
         }
     };
@@ -329,8 +370,19 @@ fn run(command: Command) -> Result<()> {
             key,
             role,
             days,
+            hospital_key,
             consortium,
-        } => roles::register(&key, &role, days, &consortium)?,
+        } => roles::register(&key, &role, days, hospital_key.as_deref(), &consortium)?,
+        Command::Admit(command) => governance::admit(command)?,
+        Command::Expel(command) => governance::expel(command)?,
+        Command::RotateKeys {
+            key,
+            out,
+            rsa_bits,
+            wrap,
+            consortium,
+        } => governance::rotate_keys(&key, &out, rsa_bits, wrap, &consortium)?,
+        Command::Voucher(command) => governance::voucher(command)?,
         Command::Lookup {
             id,
             role,

@@ -3,6 +3,7 @@
 //! arguments and prints: every flow is the client's (`emrshare_client::Party`), the same the
 //! SDK and the demo run, and every answer is verified from the consortium's genesis.
 
+use crate::consortium::council_approvals;
 use crate::files;
 use crate::now;
 use anyhow::{Context, Result, ensure};
@@ -12,6 +13,7 @@ use emrshare_core::keys::PartyId;
 use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::tx::Role;
+use emrshare_core::voucher::VoucherSecretKey;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use std::time::Duration;
 pub struct Consortium {
     /// A folder written by `emrshare-node init`: its genesis.json, node URLs and CA.
     #[arg(long, conflicts_with_all = ["genesis", "node"])]
-    consortium: Option<PathBuf>,
+    pub(crate) consortium: Option<PathBuf>,
     /// The consortium's genesis file (with --node).
     #[arg(long, requires = "node")]
     genesis: Option<PathBuf>,
@@ -48,7 +50,8 @@ impl Default for NodesAsked {
 }
 
 impl Consortium {
-    fn client(&self, asked: NodesAsked) -> Result<NodeClient> {
+    /// The verified client of the consortium named.
+    pub fn client(&self, asked: NodesAsked) -> Result<NodeClient> {
         let (genesis_path, mut nodes, mut ca) =
             (self.genesis.clone(), self.node.clone(), self.ca.clone());
         let genesis_path = match &self.consortium {
@@ -203,13 +206,13 @@ pub enum RequesterCommand {
     },
 }
 
-fn parse_role(role: &str) -> Result<Role> {
+pub(crate) fn parse_role(role: &str) -> Result<Role> {
     serde_json::from_value(serde_json::Value::String(role.into())).map_err(|_| {
         anyhow::anyhow!("unknown role {role:?} (patient, doctor, hospital, insurer, researcher)")
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -218,7 +221,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// The party whose private key file is `key`. Its lookup key is derived from its private
 /// key, so every run of the command asks the same decoys for a target (runs cannot be
 /// intersected to find it).
-fn party(consortium: &Consortium, asked: NodesAsked, key: &Path, k: LookupSize) -> Result<Party> {
+pub(crate) fn party(
+    consortium: &Consortium,
+    asked: NodesAsked,
+    key: &Path,
+    k: LookupSize,
+) -> Result<Party> {
     let keys = files::load_private_keys(key)?;
     let master = MasterSecret::from_bytes(emrshare_core::content_hash(keys.to_json().as_bytes()));
     let settings = PartySettings {
@@ -233,14 +241,79 @@ fn party(consortium: &Consortium, asked: NodesAsked, key: &Path, k: LookupSize) 
     ))
 }
 
-/// `emrshare register`.
-pub fn register(key: &Path, role: &str, days: u64, consortium: &Consortium) -> Result<()> {
+/// Where a hospital's voucher key (RFC 9474, PKCS#8 DER, owner-only) is kept: beside its key
+/// file, `<key file>.voucher.pk8`.
+pub fn voucher_key_file(hospital_key: &Path) -> PathBuf {
+    let mut name = hospital_key.as_os_str().to_owned();
+    name.push(".voucher.pk8");
+    PathBuf::from(name)
+}
+
+/// `emrshare register`: how each role joins a consortium.
+/// - An institution (hospital, insurer, researcher) is admitted by the council: on a local
+///   consortium (`--consortium DIR` holding the nodes' keys) this command approves the
+///   admission with them, and the party sends it. A hospital gets a voucher key (kept in
+///   [`voucher_key_file`]), published in its admission.
+/// - A doctor is admitted by its hospital: `hospital_key` is the hospital's key file.
+/// - A patient registers with a voucher of an admitted hospital: `hospital_key` is that
+///   hospital's key file; its voucher key signs the patient's blinded request here (both
+///   sides on this machine).
+pub fn register(
+    key: &Path,
+    role: &str,
+    days: u64,
+    hospital_key: Option<&Path>,
+    consortium: &Consortium,
+) -> Result<()> {
     let role = parse_role(role)?;
+    let (from, until) = (now(), now() + days * 24 * 3600);
     runtime()?.block_on(async {
         let party = party(consortium, NodesAsked::default(), key, LookupSize(Some(1)))?;
-        let entry = party
-            .register(role, now(), now() + days * 24 * 3600)
-            .await?;
+        let entry = match role {
+            Role::Patient => {
+                let hospital_key =
+                    hospital_key.context("a patient registers with a voucher: give --hospital-key")?;
+                let hospital = files::load_private_keys(hospital_key)?.id;
+                let path = voucher_key_file(hospital_key);
+                let vouchers = VoucherSecretKey::from_pkcs8(
+                    &std::fs::read(&path)
+                        .with_context(|| format!("cannot read {} (the hospital's voucher key)", path.display()))?,
+                )?;
+                let (pending, blinded) = party.blind_voucher_request(&hospital).await?;
+                let voucher = pending.finalize(&vouchers.sign_blind(&blinded)?)?;
+                party.register_patient(voucher, from, until).await?
+            }
+            Role::Doctor => {
+                let hospital_key =
+                    hospital_key.context("a doctor is admitted by its hospital: give --hospital-key")?;
+                let hospital = self::party(
+                    consortium,
+                    NodesAsked::default(),
+                    hospital_key,
+                    LookupSize(Some(1)),
+                )?;
+                let doctor = party.with_keys(|k| k.public());
+                hospital.admit_doctor(&doctor, from, until).await?
+            }
+            role => {
+                let dir = consortium.consortium.as_ref().context(
+                    "an institution is admitted by the council's members: this command approves with a local consortium's node keys (--consortium DIR)",
+                )?;
+                let vouchers = match role {
+                    Role::Hospital => {
+                        let path = voucher_key_file(key);
+                        let secret = VoucherSecretKey::generate(2048)?;
+                        files::write_private_file(&path, &secret.to_pkcs8()?, false)?;
+                        crate::say!("voucher key written to {}", path.display());
+                        Some(secret.public()?)
+                    }
+                    _ => None,
+                };
+                let proposal = party.admission(role, from, until, vouchers.as_ref(), now() + 3600)?;
+                let approvals = council_approvals(dir, &proposal)?;
+                party.submit_admission(proposal, approvals).await?
+            }
+        };
         crate::say!(
             "{} registered as {role:?} (proven at height {})",
             entry.id(),

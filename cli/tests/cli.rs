@@ -498,8 +498,18 @@ fn demo_runs_the_three_stories_on_a_local_consortium_and_keeps_its_files() {
         None,
     );
     assert!(out.contains("all checks held"), "{out}");
-    for story in ["Story 1", "Story 2", "Story 3"] {
+    for story in ["Story 1", "Story 2", "Story 3", "Governance"] {
         assert!(out.contains(story), "{story} missing: {out}");
+    }
+    // Governance: a doctor admitted by its hospital, an impostor refused, expulsions.
+    for scene in [
+        "hospital:st-marys admits doctor:alice",
+        "refused: hospital:st-elsewhere registering itself as a hospital",
+        "refused: a record doctor:alice signed after her expulsion",
+        "refused: the expelled insurer's next transaction",
+        "the record shared with the insurer before still verifies",
+    ] {
+        assert!(out.contains(scene), "{scene} missing: {out}");
     }
     // The lying node is caught, and the lookups succeed anyway.
     assert!(out.contains("(the lying node)"), "{out}");

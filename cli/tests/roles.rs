@@ -1,6 +1,8 @@
 //! Each role's CLI steps against a running consortium, as real processes: `emrshare
 //! local-consortium --tls` serves 3 nodes over HTTPS on loopback (a CA generated for the
-//! test; clients trust only it, as a phone would its consortium's), and parties register; a
+//! test; clients trust only it, as a phone would its consortium's), and parties join (the
+//! council, whose node keys the consortium's folder holds, admits the institutions; the
+//! patient registers with the hospital's voucher); a
 //! doctor's record is stored and indexed, granted, fetched under the grant, revoked, refused,
 //! and audited.
 
@@ -144,7 +146,20 @@ fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
         })
         .collect();
     run_ok(&["register", "--key", &doctor, "--role", "hospital"]);
-    run_ok(&["register", "--key", &patient, "--role", "patient"]);
+    // The patient registers with a voucher of the hospital, which signs it blind.
+    run_fails(
+        &["register", "--key", &patient, "--role", "patient"],
+        "registers with a voucher",
+    );
+    run_ok(&[
+        "register",
+        "--key",
+        &patient,
+        "--role",
+        "patient",
+        "--hospital-key",
+        &doctor,
+    ]);
     let registered = run_ok(&["register", "--key", &insurer, "--role", "insurer"]);
     assert!(
         registered.contains("insurer:acme registered"),

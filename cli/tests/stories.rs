@@ -4,7 +4,7 @@
 //! swap keys, withhold entries, serve stale headers or forged certificates, drop requests;
 //! the client catches each, still succeeds from honest nodes, and fails closed when all lie.
 
-use emrshare_cli::consortium::LocalConsortium;
+use emrshare_cli::consortium::{LocalConsortium, voucher_for};
 use emrshare_cli::memory::MemoryTransport;
 use emrshare_client::{Behaviour, ClientConfig, LyingTransport, NetError, NodeClient};
 use emrshare_core::PrivateKeySet;
@@ -16,6 +16,7 @@ use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, TxBody};
 use emrshare_core::ledger::verify::{InvalidReason, Verdict};
 use emrshare_core::ledger::wire::LookupResponse;
 use emrshare_core::lookup::{LookupError, LookupKey, LookupPlan, NodeFault, QuerySize};
+use emrshare_core::voucher::VoucherSecretKey;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,10 +55,10 @@ async fn setup() -> Setup {
             RsaBits::B2048,
         );
         let mut account = Account::new(keys, &chain, 0);
-        client
-            .submit(&account.register(Role::Insurer, 0, now() + 3600))
-            .await
+        let admission = consortium
+            .admission(&mut account, Role::Insurer, now() + 3600, None)
             .unwrap();
+        client.submit(&admission).await.unwrap();
         insurers.push(account);
     }
     for account in &insurers {
@@ -136,7 +137,7 @@ async fn lying_nodes_are_caught_and_the_lookup_succeeds_from_honest_ones() {
         alter_lookups(move |a| {
             let value = a.entries[index].value.as_mut().unwrap();
             let mut v: serde_json::Value = serde_json::from_str(value).unwrap();
-            v["signing_jwk"] = serde_json::to_value(&attacker).unwrap();
+            v["keys"][0]["signing_jwk"] = serde_json::to_value(&attacker).unwrap();
             *value = v.to_string();
         }),
     );
@@ -312,8 +313,30 @@ async fn expired_grants_and_revoked_requesters_are_refused() {
     let chain = s.consortium.genesis.chain_id.clone();
     let key = LookupKey::derive(&MasterSecret::generate());
     let mut patient = Account::new(PrivateKeySet::generate(None, RsaBits::B2048), &chain, 0);
+    // A hospital admitted with its voucher key, whose voucher the patient registers with.
+    let vouchers = VoucherSecretKey::generate(2048).unwrap();
+    let mut hospital = Account::new(
+        PrivateKeySet::generate(Some(PartyId::new("hospital:a").unwrap()), RsaBits::B2048),
+        &chain,
+        0,
+    );
+    let admission = s
+        .consortium
+        .admission(
+            &mut hospital,
+            Role::Hospital,
+            now() + 3600,
+            Some(&vouchers.public().unwrap()),
+        )
+        .unwrap();
+    s.client.submit(&admission).await.unwrap();
     s.client
-        .submit(&patient.register(Role::Patient, 0, now() + 3600))
+        .wait_sequence(hospital.id(), 0, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let voucher = voucher_for(&vouchers, &chain, patient.id()).unwrap();
+    s.client
+        .submit(&patient.register_patient(voucher, 0, now() + 3600))
         .await
         .unwrap();
     s.client

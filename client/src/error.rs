@@ -59,6 +59,9 @@ pub enum ClientError {
     /// A k-anonymous lookup could not be planned, or its answers conflict.
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    /// A registration voucher could not be blinded, finalized or checked.
+    #[error(transparent)]
+    Voucher(#[from] emrshare_core::voucher::VoucherError),
     /// A handshake message was refused.
     #[error(transparent)]
     Handshake(#[from] emrshare_core::handshake::HandshakeError),

@@ -64,8 +64,9 @@ impl<T: Transport> Party<T> {
         Ok((awaiting_m3, m2, patient))
     }
 
-    /// The requester opens M3 and accepts the record: its issuer's registry entry (a doctor
-    /// or hospital, active when it issued the record), the patient's binding to this session,
+    /// The requester opens M3 and accepts the record: its issuer's and its hospital's registry
+    /// entries (a doctor and its hospital, or a hospital, active when it issued the record,
+    /// its key then in force), the patient's binding to this session,
     /// and the record being the authenticated patient's; then commits its AccessLog, and
     /// only then hands the record over.
     pub async fn accept_record(
@@ -75,7 +76,8 @@ impl<T: Transport> Party<T> {
     ) -> Result<AcceptedRecord> {
         let opened = awaiting.receive_m3(m3)?;
         let issuer = self.look_up_issuer(opened.issuer()).await?;
-        let shared = opened.verify_record(&issuer.entry, now())?;
+        let hospital = self.look_up_hospital_of(&issuer).await?;
+        let shared = opened.verify_record(&issuer.entry, &hospital.entry, now())?;
         if shared.record().patient() != shared.patient().as_str() {
             return Err(ClientError::Unverified(
                 "the record belongs to another patient than the one authenticated",

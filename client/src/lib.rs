@@ -11,12 +11,15 @@
 //! - [`records`]: the record flows (seal to a registered patient, receive, store, grant,
 //!   revoke, fetch a granted record, verify a presentation, index, audit log), once for the
 //!   SDK, the command line and the demo.
+//! - [`governance`]: council approvals and governance actions, a hospital's doctors, key
+//!   rotation.
 //! - [`handshake`]: the handshake steps that need the consortium (reading a request,
 //!   authenticating the patient, accepting the record and logging the access).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
 pub mod error;
+pub mod governance;
 pub mod handshake;
 pub mod node;
 pub mod party;

@@ -5,13 +5,15 @@
 use crate::error::{ClientError, Result};
 use crate::transport::{HttpTransport, Transport};
 use crate::{NetError, NodeClient};
-use emrshare_core::PrivateKeySet;
 use emrshare_core::account::Account;
 use emrshare_core::keys::PartyId;
 use emrshare_core::keys::txkeys::MasterSecret;
+use emrshare_core::ledger::governance::{Approval, GovAction, Proposal};
 use emrshare_core::ledger::tx::{Role, SignedTransaction, TxBody};
 use emrshare_core::ledger::verify::VerifiedEntry;
 use emrshare_core::lookup::{LookupKey, LookupOutcome, LookupPlan, QuerySize};
+use emrshare_core::voucher::{self, PendingVoucher, Voucher, VoucherKey};
+use emrshare_core::{PrivateKeySet, PublicKeySet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -56,7 +58,16 @@ pub struct Party<T: Transport = HttpTransport> {
     /// Serialises writes: a transaction is signed with the chain's next sequence number and
     /// awaited before the next one is signed.
     writes: tokio::sync::Mutex<()>,
+    /// Keys this party used before a rotation ([`Party::rotate_keys`]), newest first: they
+    /// sign nothing any more, but open what was sealed to them (stored records, index
+    /// entries).
+    retired: Mutex<Vec<PrivateKeySet>>,
 }
+
+/// The roles the council admits (every other role joins another way: a patient with a
+/// voucher, a doctor by its hospital).
+pub const INSTITUTION_ROLES: &[Role] =
+    &[Role::Hospital, Role::Insurer, Role::Researcher, Role::Node];
 
 /// Unix seconds now.
 pub fn now() -> u64 {
@@ -81,7 +92,57 @@ impl<T: Transport> Party<T> {
             client,
             settings,
             writes: tokio::sync::Mutex::new(()),
+            retired: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Adds keys this party used before a rotation (newest first), so that what was sealed
+    /// to them still opens; they never sign.
+    pub fn add_retired_keys(&self, keys: PrivateKeySet) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(keys);
+    }
+
+    /// Runs `f` with the party's account, mutably (locked briefly, never across an await).
+    pub(crate) fn with_account_mut<R>(&self, f: impl FnOnce(&mut Account) -> R) -> R {
+        let mut account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut account)
+    }
+
+    /// Retires the keys `old` held (newest first): they open, never sign.
+    pub(crate) fn retire(&self, old: Account) {
+        let keys = old.into_keys();
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(0, keys);
+    }
+
+    /// Runs `f` with the party's current keys and its retired ones (newest first).
+    pub fn with_all_keys<R>(&self, f: impl FnOnce(&PrivateKeySet, &[PrivateKeySet]) -> R) -> R {
+        let account = self.account.lock().unwrap_or_else(|p| p.into_inner());
+        let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        f(account.keys(), &retired)
+    }
+
+    /// Runs `f` with the current keys, then each retired set, until one succeeds; the
+    /// current keys' error if none does.
+    pub fn try_keys<R, E>(
+        &self,
+        f: impl Fn(&PrivateKeySet) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        self.with_all_keys(|current, retired| {
+            let first = f(current);
+            if first.is_ok() {
+                return first;
+            }
+            retired
+                .iter()
+                .find_map(|keys| f(keys).ok())
+                .map_or(first, Ok)
+        })
     }
 
     /// The verified client of the consortium's nodes.
@@ -161,16 +222,57 @@ impl<T: Transport> Party<T> {
             .map_err(|_| ClientError::Timeout)
     }
 
-    /// Registers this party's keys as `role` from `valid_from` to `valid_until` (Unix
-    /// seconds), and waits until the registry proves it.
-    pub async fn register(
+    /// The proposal that admits this party as an institution of `role` (hospital, insurer,
+    /// researcher or node operator) from `valid_from` to `valid_until` (Unix seconds), for
+    /// t council members to approve ([`Proposal::approve`]) before `expires_at`; a hospital
+    /// names the voucher key its patients register with.
+    pub fn admission(
         &self,
         role: Role,
         valid_from: u64,
         valid_until: u64,
-    ) -> Result<VerifiedEntry> {
+        voucher_key: Option<&VoucherKey>,
+        expires_at: u64,
+    ) -> Result<Proposal> {
+        if !INSTITUTION_ROLES.contains(&role) {
+            return Err(ClientError::Invalid(
+                "the council admits institutions: a hospital, insurer, researcher or node operator",
+            ));
+        }
         if valid_from >= valid_until {
-            return Err(ClientError::Invalid("a registration's validity is empty"));
+            return Err(ClientError::Invalid("an admission's validity is empty"));
+        }
+        if voucher_key.is_some() && role != Role::Hospital {
+            return Err(ClientError::Invalid("only a hospital has a voucher key"));
+        }
+        Ok(self.with_account(|account| {
+            account.admission_proposal(role, valid_from, valid_until, voucher_key, expires_at)
+        }))
+    }
+
+    /// Sends this party's admission (its first transaction, signed with the key admitted)
+    /// with the council members' `approvals`, and waits until the registry proves it. The
+    /// proposal must admit this party's ID and keys ([`Party::admission`]).
+    pub async fn submit_admission(
+        &self,
+        proposal: Proposal,
+        approvals: Vec<Approval>,
+    ) -> Result<VerifiedEntry> {
+        let own = self.with_keys(|k| k.public());
+        match &proposal.action {
+            GovAction::Admit {
+                id,
+                signing_jwk,
+                encryption_jwk,
+                ..
+            } if id == &own.id
+                && signing_jwk == &own.signing.to_jwk(None)
+                && encryption_jwk == &own.encryption.to_jwk(None) => {}
+            _ => {
+                return Err(ClientError::Invalid(
+                    "the proposal does not admit this party's ID and keys",
+                ));
+            }
         }
         self.commit(|account| {
             if account.next_sequence() != 0 {
@@ -178,11 +280,82 @@ impl<T: Transport> Party<T> {
                     "this party is registered already (it has sent transactions)",
                 ));
             }
-            Ok((account.register(role, valid_from, valid_until), ()))
+            Ok((account.govern(proposal, approvals), ()))
         })
         .await?;
+        self.wait_registered(&own.id).await
+    }
+
+    /// As a hospital: admits `doctor` (its ID and public keys) from `valid_from` to
+    /// `valid_until` (Unix seconds), affiliated with this hospital, and waits until the
+    /// registry proves the doctor's entry.
+    pub async fn admit_doctor(
+        &self,
+        doctor: &PublicKeySet,
+        valid_from: u64,
+        valid_until: u64,
+    ) -> Result<VerifiedEntry> {
+        if valid_from >= valid_until {
+            return Err(ClientError::Invalid("an admission's validity is empty"));
+        }
+        self.commit(|account| Ok((account.admit_doctor(doctor, valid_from, valid_until), ())))
+            .await?;
+        self.wait_registered(&doctor.id).await
+    }
+
+    /// Step 1 of a registration voucher (RFC 9474, [`emrshare_core::voucher`]): looks
+    /// `hospital` up among hospitals and blinds this party's ID under its registered voucher
+    /// key. The blinded message goes to the hospital, which signs it
+    /// ([`VoucherSecretKey::sign_blind`](emrshare_core::voucher::VoucherSecretKey::sign_blind));
+    /// [`PendingVoucher::finalize`] then makes the voucher for [`Party::register_patient`].
+    pub async fn blind_voucher_request(
+        &self,
+        hospital: &PartyId,
+    ) -> Result<(PendingVoucher, Vec<u8>)> {
+        let found = self.look_up(hospital, Role::Hospital).await?;
+        let key = found.entry.voucher_key().ok_or(ClientError::Invalid(
+            "the hospital publishes no voucher key",
+        ))?;
+        let chain = self.client.config().genesis.chain_id.clone();
+        Ok(voucher::blind(&key, &chain, &self.id())?)
+    }
+
+    /// Registers this patient (its ID the thumbprint of its signing key) from `valid_from`
+    /// to `valid_until` (Unix seconds) with a one-use `voucher` of an admitted hospital, and
+    /// waits until the registry proves it.
+    pub async fn register_patient(
+        &self,
+        voucher: Voucher,
+        valid_from: u64,
+        valid_until: u64,
+    ) -> Result<VerifiedEntry> {
+        if valid_from >= valid_until {
+            return Err(ClientError::Invalid("a registration's validity is empty"));
+        }
+        if !self.with_keys(|k| k.public().is_self_certifying()) {
+            return Err(ClientError::Invalid(
+                "a patient's ID must be its signing key's thumbprint",
+            ));
+        }
+        self.commit(|account| {
+            if account.next_sequence() != 0 {
+                return Err(ClientError::Invalid(
+                    "this party is registered already (it has sent transactions)",
+                ));
+            }
+            Ok((
+                account.register_patient(voucher, valid_from, valid_until),
+                (),
+            ))
+        })
+        .await?;
+        self.wait_registered(&self.id()).await
+    }
+
+    /// Waits until the registry proves `id`'s entry (within the commit timeout).
+    async fn wait_registered(&self, id: &PartyId) -> Result<VerifiedEntry> {
         self.client
-            .wait_registered(&self.id(), self.settings.commit_timeout)
+            .wait_registered(id, self.settings.commit_timeout)
             .await
             .map_err(|_| ClientError::Timeout)
     }
@@ -191,6 +364,19 @@ impl<T: Transport> Party<T> {
     /// entry must be registered in that role and active now. With fewer registered IDs than
     /// k the lookup is refused ([`ClientError::WeakLookup`]), never silently made smaller.
     pub async fn look_up(&self, target: &PartyId, role: Role) -> Result<LookedUp> {
+        let found = self.look_up_entry(target, role).await?;
+        if !found.entry.entry().is_active(now()) {
+            return Err(ClientError::NotRegistered {
+                id: target.clone(),
+                role,
+            });
+        }
+        Ok(found)
+    }
+
+    /// [`Party::look_up`] of an entry active or not: a record issuer's (and its hospital's),
+    /// whose records issued before a suspension or expulsion stay valid.
+    pub(crate) async fn look_up_entry(&self, target: &PartyId, role: Role) -> Result<LookedUp> {
         let directory = self.client.directory(role).await?;
         let size = match self.settings.k {
             None => QuerySize::All,
@@ -210,7 +396,7 @@ impl<T: Transport> Party<T> {
             role,
         };
         let entry = outcome.target.clone().ok_or_else(not_registered)?;
-        if entry.entry().role != role || !entry.entry().is_active(now()) {
+        if entry.entry().role != role {
             return Err(not_registered());
         }
         Ok(LookedUp {

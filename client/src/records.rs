@@ -3,15 +3,16 @@
 //! index entry), grants access to it whole or in chosen parts, revokes, reads its index and
 //! audit log; a requester fetches a granted record and verifies it.
 //!
-//! Every record accepted is checked against its issuer's proven registry entry
-//! ([`ces::verify_registered`]: issuer role, active at issue time), every party a flow seals to
+//! Every record accepted is checked against its issuer's and its hospital's proven registry
+//! entries ([`ces::verify_registered`]: a doctor affiliated with the hospital, or the hospital
+//! itself, both active at issue time, the key then in force), every party a flow seals to
 //! comes from a verified lookup in the role asked.
 
 use crate::error::{ClientError, Result};
 use crate::party::{LookedUp, Party, now};
 use crate::transport::Transport;
 use emrshare_core::PublicKeySet;
-use emrshare_core::account::share_envelope;
+use emrshare_core::account::{open_index_entry, share_envelope};
 use emrshare_core::ces::{self, IssueOptions, KeyBindingRequirement, SdJwt, VerifiedRecord};
 use emrshare_core::jwe::{Envelope, MAX_ENVELOPE_BYTES};
 use emrshare_core::keys::PartyId;
@@ -34,7 +35,7 @@ pub struct ReceivedRecord {
     pub record: VerifiedRecord,
     /// The SD-JWT as received: what [`Party::store_record`] stores.
     pub sd_jwt: SdJwt,
-    /// The issuer's verified lookup (a doctor or hospital, active now).
+    /// The issuer's verified lookup (a doctor or hospital, active when it issued the record).
     pub doctor: LookedUp,
 }
 
@@ -124,7 +125,7 @@ pub struct FetchedRecord {
     pub sd_jwt: SdJwt,
     /// The grant it was fetched under, proven live and to this party.
     pub grant: ProvenGrant,
-    /// The issuer's verified lookup (a doctor or hospital, active now).
+    /// The issuer's verified lookup (a doctor or hospital, active when it issued the record).
     pub doctor: LookedUp,
 }
 
@@ -133,16 +134,18 @@ fn open_record<T: Transport>(party: &Party<T>, sealed: &[u8]) -> Result<SdJwt> {
         return Err(ClientError::Unverified("the envelope is too large"));
     }
     let envelope = Envelope::parse(sealed).map_err(ClientError::Open)?;
+    // A record stored before a rotation is sealed to the party's retired keys.
     let plaintext = party
-        .with_keys(|k| envelope.open(k))
+        .try_keys(|k| envelope.open(k))
         .map_err(ClientError::Open)?;
     let text =
         std::str::from_utf8(&plaintext).map_err(|_| ClientError::Unverified("malformed record"))?;
     Ok(SdJwt::parse(text)?)
 }
 
-/// Looks the record's issuer up (among doctors, then hospitals: both issue records) and
-/// verifies the record against that entry.
+/// Looks the record's issuer up (among doctors, then hospitals: both issue records) and its
+/// hospital (a doctor's affiliation, or the issuer itself), and verifies the record against
+/// both entries ([`ces::verify_registered`]).
 async fn verify_issued<T: Transport>(
     party: &Party<T>,
     record: &SdJwt,
@@ -150,16 +153,25 @@ async fn verify_issued<T: Transport>(
     key_binding: Option<KeyBindingRequirement<'_>>,
 ) -> Result<(VerifiedRecord, LookedUp)> {
     let doctor = party.look_up_issuer(&record.claimed_issuer()?).await?;
-    let verified = ces::verify_registered(record, &doctor.entry, holder, key_binding, now())?;
+    let hospital = party.look_up_hospital_of(&doctor).await?;
+    let verified = ces::verify_registered(
+        record,
+        &doctor.entry,
+        &hospital.entry,
+        holder,
+        key_binding,
+        now(),
+    )?;
     Ok((verified, doctor))
 }
 
 impl<T: Transport> Party<T> {
     /// Looks a record's issuer up among the roles that issue records (doctors, then
-    /// hospitals): its entry, registered in one of them and active now.
+    /// hospitals): its entry, registered in one of them, active now or not (whether it was
+    /// active when it issued a record is the record's check).
     pub async fn look_up_issuer(&self, issuer: &PartyId) -> Result<LookedUp> {
         for role in ces::ISSUER_ROLES {
-            match self.look_up(issuer, *role).await {
+            match self.look_up_entry(issuer, *role).await {
                 Ok(found) => return Ok(found),
                 // Not in this role (or too few of the role to hide it): try the next.
                 Err(ClientError::NotRegistered { .. } | ClientError::WeakLookup { .. }) => {}
@@ -170,6 +182,15 @@ impl<T: Transport> Party<T> {
             id: issuer.clone(),
             role: Role::Doctor,
         })
+    }
+
+    /// The hospital of a record issuer found by [`Party::look_up_issuer`]: a doctor's
+    /// affiliation (looked up among hospitals, active now or not), or a hospital itself.
+    pub async fn look_up_hospital_of(&self, issuer: &LookedUp) -> Result<LookedUp> {
+        match issuer.entry.affiliation() {
+            None => Ok(issuer.clone()),
+            Some(hospital) => self.look_up_entry(hospital, Role::Hospital).await,
+        }
     }
 
     /// Signs `record` for `patient` (whose public keys the app holds, e.g. from a QR code)
@@ -186,6 +207,12 @@ impl<T: Transport> Party<T> {
                 "a patient's ID must be its signing key's thumbprint",
             ));
         }
+        self.seal_signed(record, patient, ceas)
+    }
+
+    /// Signs `record` for `patient` and seals it to `patient`'s key, whose ID the caller
+    /// checked.
+    fn seal_signed(&self, record: &Record, patient: &PublicKeySet, ceas: &Ceas) -> Result<String> {
         let signed = self.with_keys(|doctor| {
             ces::issue(
                 doctor,
@@ -220,7 +247,9 @@ impl<T: Transport> Party<T> {
             .entry
             .public_keys()
             .map_err(|_| ClientError::Unverified("the patient's registered keys are invalid"))?;
-        self.sign_and_seal(record, &keys, ceas)
+        // The proven entry ties the ID to the patient's first key; after a rotation the
+        // current key is another one, which the ID's thumbprint check would refuse.
+        self.seal_signed(record, &keys, ceas)
     }
 
     /// Opens a record a doctor sealed to this patient and verifies it: the issuer's entry
@@ -370,7 +399,7 @@ impl<T: Transport> Party<T> {
         let stored = Envelope::parse(envelope.as_bytes()).map_err(ClientError::Open)?;
         let grantee = self.look_up(grantee, grantee_role).await?.entry;
         let shared = if parts.is_empty() {
-            self.with_keys(|k| share_envelope(&stored, k, &grantee))
+            self.try_keys(|k| share_envelope(&stored, k, &grantee))
                 .map_err(ClientError::Open)?
         } else {
             let record = open_record(self, envelope.as_bytes())?;
@@ -518,7 +547,7 @@ impl<T: Transport> Party<T> {
                 ..
             } = body
             {
-                if let Ok(entry) = self.with_account(|a| a.open_index_entry(&entry_jwe)) {
+                if let Ok(entry) = self.try_keys(|k| open_index_entry(k, &entry_jwe)) {
                     out.push(IndexedRecord {
                         blob: entry.blob,
                         record_id: entry.record_id,
@@ -545,7 +574,7 @@ impl<T: Transport> Party<T> {
             }
             match body {
                 TxBody::UploadIndex { entry_jwe, .. } => {
-                    if let Ok(entry) = self.with_account(|a| a.open_index_entry(entry_jwe)) {
+                    if let Ok(entry) = self.try_keys(|k| open_index_entry(k, entry_jwe)) {
                         mine.insert(hex32::to_hex(&entry.blob));
                         // A record shared in a handshake is logged by its ID.
                         mine.extend(entry.record_id);

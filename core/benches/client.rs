@@ -10,6 +10,7 @@ use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits, SigningKey};
 use emrshare_core::ledger::block::{CertifiedHeader, Header, Validator, ValidatorSet, certify};
+use emrshare_core::ledger::governance::{GovAction, Proposal};
 use emrshare_core::ledger::machine::{Context, LedgerState, registry_key};
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
@@ -56,17 +57,31 @@ fn setup(registry: usize) -> Setup {
     for i in 0..registry {
         let id = PartyId::new(format!("insurer:{i:05}")).unwrap();
         let key = SigningKey::generate();
-        let tx = Transaction {
-            chain_id: "bench".into(),
-            sender: id.clone(),
-            sequence: 0,
-            body: TxBody::RegisterIdentity {
+        // Admitted by the council: every validator approves (threshold 3 of 3).
+        let proposal = Proposal::new(
+            "bench",
+            3600,
+            GovAction::Admit {
                 id: id.clone(),
                 role: Role::Insurer,
                 signing_jwk: key.verifying_key().to_jwk(None),
                 encryption_jwk: encryption.clone(),
                 valid_from: 0,
                 valid_until: u64::MAX,
+                voucher_key: None,
+            },
+        );
+        let approvals = auditors
+            .iter()
+            .map(|(member, k)| proposal.approve(member, k))
+            .collect();
+        let tx = Transaction {
+            chain_id: "bench".into(),
+            sender: id.clone(),
+            sequence: 0,
+            body: TxBody::Govern {
+                proposal,
+                approvals,
             },
         }
         .sign(&key);

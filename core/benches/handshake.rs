@@ -85,7 +85,8 @@ fn patient_side(c: &mut Criterion) {
     let mut untimed = Duration::ZERO;
     let (a, m3) = run(&mut untimed);
     let a = a.receive_m3(&m3).unwrap();
-    a.verify_record(&registry.entry(&doctor.id), NOW).unwrap();
+    let issuer = registry.entry(&doctor.id);
+    a.verify_record(&issuer, &issuer, NOW).unwrap();
 
     let mut group = c.benchmark_group("handshake");
     group

@@ -1,5 +1,5 @@
 //! Block apply: `LedgerState::apply` over a block of 100 and 1000 signed transactions
-//! (RegisterIdentity of new parties, Grant by registered parties, and a half-and-half mix) on
+//! (admissions of new institutions, each with a council approval, Grant by registered parties, and a half-and-half mix) on
 //! a state of 10^4 registered identities. Transactions are signed before any timing; each
 //! iteration applies the block to a fresh clone of the base state (the clone is not timed).
 //! Throughput is in transactions, so criterion prints transactions per second.
@@ -12,6 +12,8 @@
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use emrshare_core::keys::{DecryptionKey, Jwk, PartyId, RsaBits, SigningKey};
+use emrshare_core::ledger::block::Validator;
+use emrshare_core::ledger::governance::{GovAction, Proposal};
 use emrshare_core::ledger::machine::{Context, LedgerState};
 use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, Transaction, TxBody};
 use std::hint::black_box;
@@ -33,18 +35,45 @@ struct Party {
     key: SigningKey,
 }
 
+/// The one-member council (threshold 1) that admits the bench's institutions.
+fn council() -> &'static (PartyId, SigningKey) {
+    static COUNCIL: std::sync::OnceLock<(PartyId, SigningKey)> = std::sync::OnceLock::new();
+    COUNCIL.get_or_init(|| (PartyId::new("node:0").unwrap(), SigningKey::generate()))
+}
+
+fn genesis() -> LedgerState {
+    let (id, key) = council();
+    LedgerState::genesis(&[Validator {
+        id: id.clone(),
+        signing_jwk: key.verifying_key().to_jwk(None),
+        credit: 100,
+    }])
+}
+
+/// An institution's admission, approved by the council, sent by the institution.
 fn registration(party: &Party, encryption_jwk: &Jwk) -> SignedTransaction {
-    Transaction {
-        chain_id: CHAIN.into(),
-        sender: party.id.clone(),
-        sequence: 0,
-        body: TxBody::RegisterIdentity {
+    let proposal = Proposal::new(
+        CHAIN,
+        ctx(1).now + 3600,
+        GovAction::Admit {
             id: party.id.clone(),
             role: Role::Hospital,
             signing_jwk: party.key.verifying_key().to_jwk(None),
             encryption_jwk: encryption_jwk.clone(),
             valid_from: 0,
             valid_until: u64::MAX,
+            voucher_key: None,
+        },
+    );
+    let (id, key) = council();
+    let approvals = vec![proposal.approve(id, key)];
+    Transaction {
+        chain_id: CHAIN.into(),
+        sender: party.id.clone(),
+        sequence: 0,
+        body: TxBody::Govern {
+            proposal,
+            approvals,
         },
     }
     .sign(&party.key)
@@ -90,7 +119,7 @@ fn fixture() -> Fixture {
     let parties: Vec<Party> = (0..IDENTITIES)
         .map(|i| party(format!("hospital:base-{i}")))
         .collect();
-    let mut base = LedgerState::new();
+    let mut base = genesis();
     for p in &parties {
         base.apply(&registration(p, &encryption_jwk), ctx(1))
             .expect("base registration applies");

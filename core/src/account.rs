@@ -4,11 +4,13 @@
 //! registered key, and the Grant / RevokeGrant transactions the nodes enforce.
 
 use crate::jwe::{Envelope, JweError, Recipient};
-use crate::keys::PartyId;
+use crate::keys::{DecryptionKey, PartyId, PublicKeySet, SigningKey};
+use crate::ledger::governance::{Approval, GovAction, Proposal, Status};
 use crate::ledger::merkle::Hash;
 use crate::ledger::state::hex32;
 use crate::ledger::tx::{Action, Outcome, Role, SignedTransaction, Transaction, TxBody};
 use crate::ledger::verify::VerifiedEntry;
+use crate::voucher::{Voucher, VoucherKey};
 use crate::{PrivateKeySet, b64, hazmat, jws};
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +86,12 @@ impl Account {
         &self.keys
     }
 
+    /// The party's keys, taking the account apart (after a rotation, to keep the old keys
+    /// for opening what was sealed to them).
+    pub fn into_keys(self) -> PrivateKeySet {
+        self.keys
+    }
+
     /// The sequence number the next signed transaction carries.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence
@@ -107,16 +115,106 @@ impl Account {
         tx.sign(&self.keys.signing)
     }
 
-    /// Registers this party's ID and keys for `[valid_from, valid_until)` (Unix seconds).
-    pub fn register(&mut self, role: Role, valid_from: u64, valid_until: u64) -> SignedTransaction {
+    /// Registers this patient's ID and keys for `[valid_from, valid_until)` (Unix seconds),
+    /// with a voucher from an admitted hospital ([`crate::voucher`]: blind it with
+    /// [`crate::voucher::blind`] for [`Self::id`] and this chain, have the hospital sign it
+    /// blind, finalize it). Only patients register themselves.
+    pub fn register_patient(
+        &mut self,
+        voucher: Voucher,
+        valid_from: u64,
+        valid_until: u64,
+    ) -> SignedTransaction {
         self.sign(TxBody::RegisterIdentity {
             id: self.keys.id.clone(),
-            role,
+            role: Role::Patient,
             signing_jwk: self.keys.signing.verifying_key().to_jwk(None),
             encryption_jwk: self.keys.decryption.encryption_key().to_jwk(None),
             valid_from,
             valid_until,
+            voucher: Some(voucher),
         })
+    }
+
+    /// The proposal that admits this party as an institution of `role` for
+    /// `[valid_from, valid_until)`, for council members to approve
+    /// ([`Proposal::approve`]) until `expires_at`; a hospital names its voucher key.
+    pub fn admission_proposal(
+        &self,
+        role: Role,
+        valid_from: u64,
+        valid_until: u64,
+        voucher_key: Option<&VoucherKey>,
+        expires_at: u64,
+    ) -> Proposal {
+        Proposal::new(
+            &self.chain_id,
+            expires_at,
+            GovAction::Admit {
+                id: self.keys.id.clone(),
+                role,
+                signing_jwk: self.keys.signing.verifying_key().to_jwk(None),
+                encryption_jwk: self.keys.decryption.encryption_key().to_jwk(None),
+                valid_from,
+                valid_until,
+                voucher_key: voucher_key.map(VoucherKey::to_jwk),
+            },
+        )
+    }
+
+    /// A governance transaction: this party's own admission with its approvals (sent by
+    /// the admitted party), or, from a council member's account, any approved proposal.
+    pub fn govern(&mut self, proposal: Proposal, approvals: Vec<Approval>) -> SignedTransaction {
+        self.sign(TxBody::Govern {
+            proposal,
+            approvals,
+        })
+    }
+
+    /// From a hospital's account: admits `doctor` (its ID and keys) for
+    /// `[valid_from, valid_until)`, affiliated with this hospital.
+    pub fn admit_doctor(
+        &mut self,
+        doctor: &PublicKeySet,
+        valid_from: u64,
+        valid_until: u64,
+    ) -> SignedTransaction {
+        self.sign(TxBody::AdmitDoctor {
+            id: doctor.id.clone(),
+            signing_jwk: doctor.signing.to_jwk(None),
+            encryption_jwk: doctor.encryption.to_jwk(None),
+            valid_from,
+            valid_until,
+        })
+    }
+
+    /// From a hospital's account: suspends, reinstates or expels one of its doctors.
+    pub fn set_doctor_status(&mut self, doctor: &PartyId, status: Status) -> SignedTransaction {
+        self.sign(TxBody::SetDoctorStatus {
+            id: doctor.clone(),
+            status,
+        })
+    }
+
+    /// Rotates this party's keys: the UpdateKeys transaction is signed with the current key,
+    /// then the account holds `new_signing` and `new_decryption` under the same ID (a
+    /// patient's ID stays the thumbprint of its first key).
+    pub fn rotate_keys(
+        &mut self,
+        new_signing: SigningKey,
+        new_decryption: DecryptionKey,
+    ) -> SignedTransaction {
+        let tx = self.sign(TxBody::UpdateKeys {
+            id: self.keys.id.clone(),
+            signing_jwk: new_signing.verifying_key().to_jwk(None),
+            encryption_jwk: new_decryption.encryption_key().to_jwk(None),
+        });
+        self.keys = PrivateKeySet {
+            id: self.keys.id.clone(),
+            signing: new_signing,
+            decryption: new_decryption,
+        };
+        tx
     }
 
     /// The signed claim that this party owns the blob `hash` (header `x-emr-owner` of a PUT).
@@ -186,8 +284,7 @@ impl Account {
 
     /// Reads one of this party's index entries back.
     pub fn open_index_entry(&self, entry_jwe: &str) -> Result<IndexEntry, JweError> {
-        let plaintext = Envelope::parse(entry_jwe.as_bytes())?.open(&self.keys)?;
-        crate::strict_json::parse(&plaintext).map_err(JweError::from)
+        open_index_entry(&self.keys, entry_jwe)
     }
 
     /// Grants `grantee` `actions` on `parts` of the record stored at `record` until
@@ -220,6 +317,13 @@ impl Account {
     }
 }
 
+/// Reads an index entry sealed to `keys` (a party's current keys, or keys it used before a
+/// rotation).
+pub fn open_index_entry(keys: &PrivateKeySet, entry_jwe: &str) -> Result<IndexEntry, JweError> {
+    let plaintext = Envelope::parse(entry_jwe.as_bytes())?.open(keys)?;
+    crate::strict_json::parse(&plaintext).map_err(JweError::from)
+}
+
 /// The envelope a grantee can open: `envelope` (which `holder` can open) with the content
 /// key also wrapped to `grantee`'s registered key. The content is not re-encrypted, but the
 /// bytes change, so the shared version is a new blob with its own address.
@@ -245,7 +349,7 @@ pub fn share_envelope(
 mod tests {
     use super::*;
     use crate::keys::RsaBits;
-    use crate::ledger::machine::{Context, LedgerState};
+    use crate::ledger::machine::Context;
     use crate::ledger::testkit::{CHAIN, TestChain};
 
     fn lookup(chain: &TestChain, id: &PartyId) -> VerifiedEntry {
@@ -263,14 +367,17 @@ mod tests {
     fn accounts_number_their_transactions_and_the_chain_accepts_them() {
         let keys = PrivateKeySet::generate(None, RsaBits::B2048);
         let mut patient = Account::new(keys, CHAIN, 0);
-        let mut state = LedgerState::new();
+        let mut chain = TestChain::new();
+        let voucher = chain.voucher(patient.id());
+        chain.apply(&[]);
+        let mut state = chain.state.clone();
         let ctx = |height| Context {
             chain_id: CHAIN,
             height,
             now: 1_000,
         };
         state
-            .apply(&patient.register(Role::Patient, 0, 10_000), ctx(1))
+            .apply(&patient.register_patient(voucher, 0, 10_000), ctx(1))
             .unwrap();
         let blob = crate::content_hash(b"ciphertext");
         let index = patient

@@ -13,6 +13,8 @@
 
 use crate::jws::{self, JwsError};
 use crate::keys::{KeyError, PartyId, PrivateKeySet, PublicKeySet, SigningKey, VerifyingKey};
+use crate::ledger::tx::Role;
+use crate::ledger::verify::VerifiedEntry;
 use crate::record::{Ceas, Record, RecordError};
 use crate::strict_json::{self, StrictJsonError};
 use crate::{b64, hazmat};
@@ -106,6 +108,11 @@ pub enum CesError {
     /// not issue records, or not active when the record was issued.
     #[error("the issuer's registration does not cover this record: {0}")]
     IssuerRegistration(&'static str),
+    /// The issuer or its hospital (which one: `"issuer"`, `"hospital"`) was not admitted,
+    /// within its validity and active when the record was issued (it had no key then, or
+    /// was suspended, expelled or revoked by then).
+    #[error("the record's {0} was not admitted and active when the record was issued")]
+    InactiveAtIssue(&'static str),
     /// The record to issue is not valid.
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -319,6 +326,17 @@ impl SdJwt {
         Ok(PartyId::new(iss)?)
     }
 
+    /// The `iat` claim **unverified**: the time whose registered keys of the issuer to
+    /// verify with ([`VerifiedEntry::public_keys_at`]); [`verify_registered`] then checks
+    /// that the verified `iat` is that time's and that the key was the one in force.
+    pub fn claimed_issued_at(&self) -> Result<u64, CesError> {
+        let payload = jws::unverified_payload(&self.issuer_jwt).map_err(CesError::IssuerJwt)?;
+        payload
+            .get("iat")
+            .and_then(Value::as_u64)
+            .ok_or(CesError::MissingClaim("iat"))
+    }
+
     /// Keeps only the disclosures of the named parts (CEAS parts are plain claims and always
     /// stay); drops any key binding. Naming a part that is neither disclosable here nor a plain
     /// part is an error, so a typo cannot silently disclose less than intended.
@@ -384,6 +402,9 @@ pub struct VerifyPolicy<'a> {
 }
 
 impl<'a> VerifyPolicy<'a> {
+    /// The skew [`new`](Self::new) and [`verify_registered`] allow, in seconds.
+    pub const DEFAULT_MAX_SKEW: u64 = 300;
+
     /// A policy for records by `issuer`, at `now`: no holder, no key binding, 300 s of skew.
     pub fn new(issuer: &'a PublicKeySet, now: u64) -> Self {
         Self {
@@ -391,7 +412,7 @@ impl<'a> VerifyPolicy<'a> {
             holder: None,
             key_binding: None,
             now,
-            max_skew: 300,
+            max_skew: Self::DEFAULT_MAX_SKEW,
         }
     }
 }
@@ -402,51 +423,13 @@ pub const ISSUER_ROLES: &[crate::ledger::tx::Role] = &[
     crate::ledger::tx::Role::Hospital,
 ];
 
-/// Verifies a record against its issuer's proven registry entry (every flow that accepts a
-/// record does it this way): the entry is the record's issuer, in a role that issues
-/// records, its keys sign the record (with `policy`'s holder and key binding), and it was
-/// active when the record was issued. Records issued before the entry ended stay valid.
-pub fn verify_registered(
-    sd_jwt: &SdJwt,
-    issuer: &crate::ledger::verify::VerifiedEntry,
-    holder: Option<&PublicKeySet>,
-    key_binding: Option<KeyBindingRequirement<'_>>,
-    now: u64,
-) -> Result<VerifiedRecord, CesError> {
-    if issuer.id() != &sd_jwt.claimed_issuer()? {
-        return Err(CesError::IssuerRegistration(
-            "the entry is of another party",
-        ));
-    }
-    if !ISSUER_ROLES.contains(&issuer.entry().role) {
-        return Err(CesError::IssuerRegistration(
-            "its role does not issue records",
-        ));
-    }
-    let keys = issuer
-        .public_keys()
-        .map_err(|_| CesError::IssuerRegistration("its registered keys do not parse"))?;
-    let record = verify(
-        sd_jwt,
-        &VerifyPolicy {
-            holder,
-            key_binding,
-            ..VerifyPolicy::new(&keys, now)
-        },
-    )?;
-    if !issuer.entry().is_active(record.issued_at()) {
-        return Err(CesError::IssuerRegistration(
-            "it was not active when the record was issued",
-        ));
-    }
-    Ok(record)
-}
-
 /// A record whose doctor signature, disclosures, CEAS and (if present or required) key
 /// binding have been verified. Only [`verify`] makes one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedRecord {
     issuer: PartyId,
+    /// The key the issuer signature verified under.
+    issuer_key: VerifyingKey,
     patient: String,
     record_id: String,
     schema: String,
@@ -461,6 +444,10 @@ impl VerifiedRecord {
     /// The issuer (`iss`): the doctor whose key signed the record.
     pub fn issuer(&self) -> &PartyId {
         &self.issuer
+    }
+    /// The key the issuer's signature verified under.
+    pub fn issuer_key(&self) -> &VerifyingKey {
+        &self.issuer_key
     }
     /// The patient (`sub`): its ID.
     pub fn patient(&self) -> &str {
@@ -577,6 +564,7 @@ pub fn verify(sd_jwt: &SdJwt, policy: &VerifyPolicy) -> Result<VerifiedRecord, C
     let key_bound = check_key_binding(sd_jwt, holder_key.as_ref(), policy)?;
     Ok(VerifiedRecord {
         issuer: policy.issuer.id.clone(),
+        issuer_key: policy.issuer.signing.clone(),
         patient,
         record_id: text("emr_id")?.to_owned(),
         schema: text("emr_schema")?.to_owned(),
@@ -589,6 +577,104 @@ pub fn verify(sd_jwt: &SdJwt, policy: &VerifyPolicy) -> Result<VerifiedRecord, C
         holder_key,
         key_bound,
     })
+}
+
+/// Verifies a record against proven registry entries (every flow that accepts a record does
+/// it this way): [`verify`] under the issuer's key in force at the record's issue time
+/// (`iat`), with `holder` and `key_binding` as in [`VerifyPolicy`], then:
+/// - the issuer is `issuer` (the entry's ID), a doctor or a hospital;
+/// - `hospital` is the doctor's affiliation (for a hospital issuer: the issuer itself), and
+///   a hospital;
+/// - both were admitted and active (not suspended, expelled or revoked, within validity)
+///   at `iat`: a record issued before an expulsion stays valid, one issued after is refused;
+/// - the signature verified under the issuer's key in force at `iat`, so old records stay
+///   checkable after a rotation, and a rotated-away key cannot sign new ones.
+///
+/// `iat` is the issuer's own claim: a holder of an expelled doctor's key can still backdate
+/// a record to before the expulsion. See SECURITY.md (trust model).
+pub fn verify_registered(
+    sd_jwt: &SdJwt,
+    issuer: &VerifiedEntry,
+    hospital: &VerifiedEntry,
+    holder: Option<&PublicKeySet>,
+    key_binding: Option<KeyBindingRequirement<'_>>,
+    now: u64,
+) -> Result<VerifiedRecord, CesError> {
+    let template = RegistryPolicy {
+        holder,
+        key_binding,
+        now,
+        max_skew: VerifyPolicy::DEFAULT_MAX_SKEW,
+    };
+    verify_registered_with(sd_jwt, issuer, hospital, template)
+}
+
+/// What [`verify_registered`] takes besides the entries: a [`VerifyPolicy`] without the
+/// issuer's keys (they come from the entry), with the skew the caller allows.
+pub(crate) struct RegistryPolicy<'a> {
+    pub(crate) holder: Option<&'a PublicKeySet>,
+    pub(crate) key_binding: Option<KeyBindingRequirement<'a>>,
+    pub(crate) now: u64,
+    pub(crate) max_skew: u64,
+}
+
+/// [`verify_registered`] with a chosen skew (the handshake's).
+pub(crate) fn verify_registered_with(
+    sd_jwt: &SdJwt,
+    issuer: &VerifiedEntry,
+    hospital: &VerifiedEntry,
+    policy: RegistryPolicy<'_>,
+) -> Result<VerifiedRecord, CesError> {
+    let refused = |why| Err(CesError::IssuerRegistration(why));
+    if issuer.id() != &sd_jwt.claimed_issuer()? {
+        return refused("the entry is another party's");
+    }
+    match issuer.role() {
+        Role::Doctor => {
+            if issuer.affiliation() != Some(hospital.id()) {
+                return refused("the doctor is not affiliated with that hospital");
+            }
+        }
+        Role::Hospital => {
+            if hospital.id() != issuer.id() {
+                return refused("a hospital issues records as its own hospital");
+            }
+        }
+        _ => return refused("its role does not issue records"),
+    }
+    if hospital.role() != Role::Hospital {
+        return refused("the affiliation is not a hospital");
+    }
+    let keys = issuer
+        .public_keys_at(sd_jwt.claimed_issued_at()?)
+        .map_err(|_| CesError::IssuerRegistration("its registered keys do not parse"))?
+        .ok_or(CesError::InactiveAtIssue("issuer"))?;
+    let record = verify(
+        sd_jwt,
+        &VerifyPolicy {
+            issuer: &keys,
+            holder: policy.holder,
+            key_binding: policy.key_binding,
+            now: policy.now,
+            max_skew: policy.max_skew,
+        },
+    )?;
+    let at = record.issued_at();
+    if !issuer.is_active_at(at) {
+        return Err(CesError::InactiveAtIssue("issuer"));
+    }
+    if !hospital.is_active_at(at) {
+        return Err(CesError::InactiveAtIssue("hospital"));
+    }
+    // The verified `iat` is the claimed one (the same signed payload); checked again so the
+    // key rule never rests on that.
+    let key_then = issuer
+        .public_keys_at(at)
+        .map_err(|_| CesError::IssuerRegistration("its registered keys do not parse"))?;
+    if key_then.map(|k| k.signing).as_ref() != Some(record.issuer_key()) {
+        return refused("the record is not signed by the issuer's key in force at its issue");
+    }
+    Ok(record)
 }
 
 fn check_validity(claims: &Map<String, Value>, policy: &VerifyPolicy) -> Result<(), CesError> {
@@ -798,6 +884,135 @@ mod tests {
         assert!(matches!(
             unfolder.unfold(&payload, 0),
             Err(CesError::DisclosureKind)
+        ));
+    }
+
+    /// A record verifies against the registry only if its doctor and the doctor's hospital
+    /// were both admitted and active at its issue time, under the doctor's key of that time:
+    /// a record issued before an expulsion is kept, one issued after is refused.
+    #[test]
+    fn records_verify_only_if_doctor_and_hospital_were_active_at_issue() {
+        use crate::keys::{DecryptionKey, RsaBits, SigningKey};
+        use crate::ledger::governance::{GovAction, Status};
+        use crate::ledger::testkit::TestChain;
+        use crate::record::{Ceas, Record};
+        let mut chain = TestChain::new();
+        chain.now = 1_000;
+        let hospital = chain.voucher_hospital();
+        let doctor = PrivateKeySet::generate(
+            Some(PartyId::new("doctor:hospital-vouchers:house").unwrap()),
+            RsaBits::B2048,
+        );
+        chain.enrol(&doctor, crate::ledger::tx::Role::Doctor);
+        let patient = PrivateKeySet::generate(None, RsaBits::B2048);
+        let record = Record::sample_bpds();
+        let sign = |keys: &PrivateKeySet, at: u64| {
+            issue(
+                keys,
+                &patient.public(),
+                &record,
+                &Ceas::default_for(&record),
+                IssueOptions {
+                    issued_at: at,
+                    decoys: 0,
+                },
+            )
+            .unwrap()
+        };
+        let check = |chain: &TestChain, sd: &SdJwt, hospital_id: &PartyId| {
+            let issuer = chain.verified_entry(&doctor.id).unwrap();
+            let hospital = chain.verified_entry(hospital_id).unwrap();
+            verify_registered(sd, &issuer, &hospital, None, None, 5_000)
+        };
+        let before = sign(&doctor, 1_010);
+        check(&chain, &before, &hospital.id).unwrap();
+        // Issued before the doctor's admission: refused.
+        assert!(matches!(
+            check(&chain, &sign(&doctor, 999), &hospital.id),
+            Err(CesError::InactiveAtIssue("issuer"))
+        ));
+        // The wrong hospital (not the doctor's affiliation): refused.
+        let other = chain.register(Some("hospital:other"), crate::ledger::tx::Role::Hospital);
+        assert!(matches!(
+            check(&chain, &before, &other.id),
+            Err(CesError::IssuerRegistration(_))
+        ));
+        // The doctor rotates at 1_020: the old record still verifies (old key at its
+        // time); the old key cannot sign a record dated after the rotation.
+        chain.now = 1_020;
+        let mut rotated = PrivateKeySet {
+            id: doctor.id.clone(),
+            signing: SigningKey::generate(),
+            decryption: DecryptionKey::from_jwk(&doctor.decryption.to_jwk(None)).unwrap(),
+        };
+        let rotation = chain.tx(
+            &doctor,
+            crate::ledger::tx::TxBody::UpdateKeys {
+                id: doctor.id.clone(),
+                signing_jwk: rotated.signing.verifying_key().to_jwk(None),
+                encryption_jwk: doctor.decryption.encryption_key().to_jwk(None),
+            },
+        );
+        chain.apply(&[rotation]);
+        check(&chain, &before, &hospital.id).unwrap();
+        assert!(check(&chain, &sign(&doctor, 1_025), &hospital.id).is_err());
+        let after_rotation = sign(&rotated, 1_025);
+        check(&chain, &after_rotation, &hospital.id).unwrap();
+        // The hospital expels its doctor at 1_030.
+        chain.now = 1_030;
+        let expel = chain.tx(
+            &hospital,
+            crate::ledger::tx::TxBody::SetDoctorStatus {
+                id: doctor.id.clone(),
+                status: Status::Expelled,
+            },
+        );
+        chain.apply(&[expel]);
+        let entry = chain.verified_entry(&doctor.id).unwrap();
+        assert_eq!(entry.ended().unwrap().time, 1_030);
+        check(&chain, &before, &hospital.id).unwrap();
+        check(&chain, &after_rotation, &hospital.id).unwrap();
+        assert!(matches!(
+            check(&chain, &sign(&rotated, 1_030), &hospital.id),
+            Err(CesError::InactiveAtIssue("issuer"))
+        ));
+        // A hospital expelled by the council: its own records after that are refused too,
+        // and so are its doctors' (checked with the hospital entry).
+        let mut second = TestChain::new();
+        second.now = 1_000;
+        let h = second.voucher_hospital();
+        second.enrol(&doctor, crate::ledger::tx::Role::Doctor);
+        rotated.id = doctor.id.clone();
+        second.now = 1_040;
+        let tx = second.govern(GovAction::SetStatus {
+            id: h.id.clone(),
+            status: Status::Expelled,
+        });
+        second.apply(&[tx]);
+        check(&second, &sign(&doctor, 1_039), &h.id).unwrap();
+        assert!(matches!(
+            check(&second, &sign(&doctor, 1_041), &h.id),
+            Err(CesError::InactiveAtIssue("hospital"))
+        ));
+        let own = |at| sign(&h, at);
+        let hospital_entry = second.verified_entry(&h.id).unwrap();
+        let check_own =
+            |sd: &SdJwt| verify_registered(sd, &hospital_entry, &hospital_entry, None, None, 5_000);
+        check_own(&own(1_039)).unwrap();
+        assert!(check_own(&own(1_041)).is_err());
+        // Only doctors and hospitals issue.
+        let insurer = second.register(Some("insurer:acme"), crate::ledger::tx::Role::Insurer);
+        let insurer_entry = second.verified_entry(&insurer.id).unwrap();
+        assert!(matches!(
+            verify_registered(
+                &sign(&insurer, 1_041),
+                &insurer_entry,
+                &hospital_entry,
+                None,
+                None,
+                5_000
+            ),
+            Err(CesError::IssuerRegistration(_))
         ));
     }
 }

@@ -16,6 +16,8 @@
 //!   with proofs, transactions, blocks and certificates, the improved-DPoS rules, the thin-client
 //!   verifier, and the node API's wire types.
 //! - [`account`]: a party's transactions, blob claims, access logs, index entries and grants.
+//! - [`voucher`]: patients' one-use registration vouchers from admitted hospitals, as RSA
+//!   blind signatures (RFC 9474) the chain cannot link to the hospital's issuance.
 //! - [`lookup`]: the k-anonymous registry lookup: stable PRF-chosen decoys, and verification
 //!   of several nodes' answers with evidence against those that fail.
 //!
@@ -39,6 +41,7 @@ pub mod ledger;
 pub mod lookup;
 pub mod record;
 pub mod strict_json;
+pub mod voucher;
 
 pub use ces::{SdJwt, VerifiedRecord};
 pub use jwe::Envelope;

@@ -498,7 +498,7 @@ mod tests {
         let entry = &mut all[0].1.as_mut().unwrap().entries[target_index];
         let mut value: serde_json::Value =
             serde_json::from_str(entry.value.as_ref().unwrap()).unwrap();
-        value["signing_jwk"] = serde_json::to_value(
+        value["keys"][0]["signing_jwk"] = serde_json::to_value(
             crate::keys::SigningKey::generate()
                 .verifying_key()
                 .to_jwk(None),

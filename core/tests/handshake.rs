@@ -128,7 +128,10 @@ fn accept_m3(
 ) -> Result<SharedRecord, HandshakeError> {
     let a = a.receive_m3(m3)?;
     let entry = reg.entry(a.issuer());
-    a.verify_record(&entry, now)
+    let hospital = entry
+        .affiliation()
+        .map_or_else(|| entry.clone(), |h| reg.entry(h));
+    a.verify_record(&entry, &hospital, now)
 }
 
 fn until_m1(reg: &Registry) -> (RequesterAwaitingM1, PatientAwaitingM2, Vec<u8>, Vec<u8>) {
@@ -1270,7 +1273,7 @@ fn a_record_needs_its_doctors_active_entry() {
     let (a, m3) = until_m3(&reg);
     let a = a.receive_m3(&m3).unwrap();
     assert!(matches!(
-        a.verify_record(&reg.entry(&insurer().id), NOW),
+        a.verify_record(&reg.entry(&insurer().id), &reg.entry(&doctor().id), NOW),
         Err(E::EntryMismatch("issuer"))
     ));
     // The doctor revoked its identity (a stolen key, say).

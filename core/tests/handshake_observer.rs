@@ -101,7 +101,7 @@ fn handshake(reg: &Registry, holder: &PrivateKeySet, record: &SdJwt) -> Wire {
         .unwrap();
     let a = a.receive_m3(&m3).unwrap();
     let issuer = reg.entry(a.issuer());
-    let shared = a.verify_record(&issuer, NOW).unwrap();
+    let shared = a.verify_record(&issuer, &issuer, NOW).unwrap();
     Wire {
         request,
         m1,

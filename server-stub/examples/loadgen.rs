@@ -13,7 +13,8 @@
 //!    in flight, `--secs` seconds), for 10 IDs registered (and committed on every node) just
 //!    before. One answer is first decoded with `ledger::wire` and verified from genesis as a
 //!    thin client would, and again after the load;
-//! 2. committed transactions/s: `--txs` RegisterIdentity transactions of fresh parties,
+//! 2. committed transactions/s: `--txs` admissions of fresh institutions (each approved by
+//!    the council's threshold of nodes),
 //!    submitted round-robin to the five nodes (`--submit-concurrency` in flight, at most
 //!    `--rate` per second if given), timed from the first submit until every acknowledged one
 //!    is in a certified block that every node has applied (polling `/v1/health` every 25 ms
@@ -323,30 +324,54 @@ struct Presigned {
     body: axum::body::Bytes,
 }
 
-/// Fresh parties' registrations (IDs `hospital:<prefix>-<i>`), signed before any timing; and
-/// the index of each by transaction ID.
+/// The chain and the council members (every node, `init`'s default council) that approve
+/// the generator's admissions.
+struct Council<'a> {
+    chain_id: &'a str,
+    members: &'a [emrshare_core::PrivateKeySet],
+}
+
+/// Fresh institutions' admissions (IDs `hospital:<prefix>-<i>`), approved by the council's
+/// threshold of members, signed before any timing; and the index of each by transaction ID.
 fn presign(
-    chain_id: &str,
+    council: &Council,
     prefix: &str,
     n: usize,
     encryption_jwk: &emrshare_core::keys::Jwk,
 ) -> (Vec<Presigned>, HashMap<String, usize>) {
+    use emrshare_core::ledger::governance::{GovAction, Proposal, default_threshold};
+    let chain_id = council.chain_id;
+    let t = default_threshold(council.members.len());
+    let expires_at = now_ms() / 1000 + 24 * 3600;
     let mut by_id = HashMap::with_capacity(n);
     let txs = (0..n)
         .map(|i| {
             let key = SigningKey::generate();
             let party = PartyId::new(format!("hospital:{prefix}-{i}")).expect("valid ID");
-            let signed = Transaction {
-                chain_id: chain_id.into(),
-                sender: party.clone(),
-                sequence: 0,
-                body: TxBody::RegisterIdentity {
+            let proposal = Proposal::new(
+                chain_id,
+                expires_at,
+                GovAction::Admit {
                     id: party.clone(),
                     role: Role::Hospital,
                     signing_jwk: key.verifying_key().to_jwk(None),
                     encryption_jwk: encryption_jwk.clone(),
                     valid_from: 0,
                     valid_until: u64::MAX,
+                    voucher_key: None,
+                },
+            );
+            let approvals = council.members[..t]
+                .iter()
+                .map(|m| proposal.approve(&m.id, &m.signing))
+                .collect();
+            let signed = Transaction {
+                chain_id: chain_id.into(),
+                sender: party.clone(),
+                sequence: 0,
+                body: TxBody::Govern {
+                    proposal,
+                    approvals,
                 },
             }
             .sign(&key);
@@ -793,14 +818,26 @@ async fn run(args: Args) -> Result<()> {
 
     let signing = Instant::now();
     let chain_id = c.genesis.chain_id.clone();
+    let members: Vec<emrshare_core::PrivateKeySet> = (0..NODES)
+        .map(|i| {
+            let path = c.dir.join(format!("node-{i}/node.key.json"));
+            std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(emrshare_core::PrivateKeySet::from_json(&bytes)?))
+        })
+        .collect::<Result<_>>()?;
     let n = args.txs;
     let (lookup_txs, load_txs, by_id) = tokio::task::spawn_blocking(move || {
         let encryption_jwk = DecryptionKey::generate(RsaBits::B2048)
             .encryption_key()
             .to_jwk(None);
         let run = now_ms() % 1_000_000;
-        let (lookup_txs, _) = presign(&chain_id, &format!("lk{run}"), K, &encryption_jwk);
-        let (load_txs, by_id) = presign(&chain_id, &format!("lg{run}"), n, &encryption_jwk);
+        let signers = Council {
+            chain_id: &chain_id,
+            members: &members,
+        };
+        let (lookup_txs, _) = presign(&signers, &format!("lk{run}"), K, &encryption_jwk);
+        let (load_txs, by_id) = presign(&signers, &format!("lg{run}"), n, &encryption_jwk);
         (lookup_txs, load_txs, by_id)
     })
     .await?;

@@ -130,7 +130,9 @@ fn admit_error(e: &AdmitError) -> Response {
         AdmitError::Refused(
             ApplyError::UnknownSender(_)
             | ApplyError::InactiveSender(_)
-            | ApplyError::NotAllowed(_),
+            | ApplyError::NotAllowed(_)
+            | ApplyError::Governance(_)
+            | ApplyError::Voucher(_),
         )
         | AdmitError::NotReadable(_) => StatusCode::FORBIDDEN,
         AdmitError::Refused(ApplyError::Sequence { .. } | ApplyError::AlreadyRegistered(_))

@@ -115,7 +115,7 @@ impl Chain {
             .expect("genesis was checked");
         Self {
             signatures: Default::default(),
-            state: LedgerState::genesis(&genesis.validators.validators),
+            state: LedgerState::from_genesis(&genesis),
             set: genesis.validators.clone(),
             genesis,
             head: None,
@@ -421,6 +421,7 @@ mod tests {
     use super::*;
     use emrshare_core::keys::SigningKey;
     use emrshare_core::ledger::block::{Timeouts, Validator, certify};
+    use emrshare_core::ledger::governance::{GovAction, Proposal as GovProposal};
     use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
     use std::sync::Arc;
 
@@ -458,6 +459,7 @@ mod tests {
             block_ms: 100,
             timeouts: Timeouts::default(),
             start_ms: START_MS,
+            governance: None,
         };
         Consortium {
             chain: Chain::new(genesis),
@@ -486,25 +488,41 @@ mod tests {
         }
     }
 
-    fn registration(i: usize) -> Arc<SignedTransaction> {
+    /// The admission of `hospital:h<i>`, approved by both members (the default council:
+    /// every validator, t = 2 of 2).
+    fn registration(c: &Consortium, i: usize) -> Arc<SignedTransaction> {
         let key = SigningKey::generate();
         let id = PartyId::new(format!("hospital:h{i}")).unwrap();
         let encryption = emrshare_core::PrivateKeySet::generate(
             Some(id.clone()),
             emrshare_core::keys::RsaBits::B2048,
         );
+        let proposal = GovProposal::new(
+            "c",
+            START_MS / 1000 + 3600,
+            GovAction::Admit {
+                id: id.clone(),
+                role: Role::Hospital,
+                signing_jwk: key.verifying_key().to_jwk(None),
+                encryption_jwk: encryption.decryption.encryption_key().to_jwk(None),
+                valid_from: 0,
+                valid_until: u64::MAX,
+                voucher_key: None,
+            },
+        );
+        let approvals = c
+            .members
+            .iter()
+            .map(|(member, k)| proposal.approve(member, k))
+            .collect();
         Arc::new(
             Transaction {
                 chain_id: "c".into(),
                 sender: id.clone(),
                 sequence: 0,
-                body: TxBody::RegisterIdentity {
-                    id,
-                    role: Role::Hospital,
-                    signing_jwk: key.verifying_key().to_jwk(None),
-                    encryption_jwk: encryption.decryption.encryption_key().to_jwk(None),
-                    valid_from: 0,
-                    valid_until: u64::MAX,
+                body: TxBody::Govern {
+                    proposal,
+                    approvals,
                 },
             }
             .sign(&key),
@@ -550,7 +568,7 @@ mod tests {
     #[test]
     fn blocks_are_built_under_the_byte_budget_by_the_rounds_proposer() {
         let c = consortium();
-        let txs: Vec<_> = (0..6).map(registration).collect();
+        let txs: Vec<_> = (0..6).map(|i| registration(&c, i)).collect();
         let one = tx_block_bytes(txs[0].as_jws());
         let budget = 2 * one + one / 2;
         let now = START_MS + 3_000;

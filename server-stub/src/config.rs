@@ -271,6 +271,10 @@ pub fn load_genesis(path: &Path) -> Result<Genesis> {
         .validators
         .check()
         .with_context(|| format!("invalid genesis file {}", path.display()))?;
+    genesis
+        .council()
+        .check()
+        .with_context(|| format!("invalid governance council in {}", path.display()))?;
     Ok(genesis)
 }
 

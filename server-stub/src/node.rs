@@ -752,7 +752,7 @@ impl Node {
         if !entry.is_active(now_ms() / 1000) {
             return Err(BlobError::Forbidden("owner is not active".into()));
         }
-        let key = VerifyingKey::from_jwk(&entry.signing_jwk)
+        let key = VerifyingKey::from_jwk(entry.signing_jwk())
             .map_err(|e| BlobError::Storage(e.to_string()))?;
         emrshare_core::jws::verify(claim, &key, BLOB_CLAIM_TYP).map_err(|e| unauthorized(&e))?;
         if claimed.blob != hash || claimed.iat.abs_diff(now_ms() / 1000) > MAX_SKEW_S {

@@ -264,6 +264,7 @@ mod tests {
             block_ms: 500,
             timeouts: Default::default(),
             start_ms: 1,
+            governance: None,
         }
     }
 

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::block::{Genesis, Timeouts, Validator, ValidatorSet};
+use emrshare_core::ledger::governance::Council;
 use std::path::{Path, PathBuf};
 
 /// What `init` writes (also its command-line flags).
@@ -100,7 +101,10 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
             signing_jwk: k.signing.verifying_key().to_jwk(None),
             credit: 100,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // Governance: every node is a council member with its consensus key, and an action
+    // needs floor(2n/3) + 1 of them (more than two thirds).
+    let council = Council::of_validators(&validators);
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
@@ -118,6 +122,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
             precommit_ms: options.propose_ms / 2,
         },
         start_ms,
+        governance: Some(council),
     };
     std::fs::write(&genesis_path, serde_json::to_string_pretty(&genesis)?)
         .with_context(|| format!("cannot write {}", genesis_path.display()))?;

@@ -9,12 +9,16 @@
 //! - Free functions: free ports, plain HTTP with a deadline, signed registrations.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // a harness fails loudly
 
+use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis, Transition};
+use emrshare_core::ledger::block::Transition;
+use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis};
+use emrshare_core::ledger::governance::{GovAction, Proposal, default_threshold};
 use emrshare_core::ledger::machine::registry_key;
 use emrshare_core::ledger::state::{StateProof, value_hash};
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_core::voucher::{self, Voucher, VoucherKey, VoucherSecretKey};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -278,6 +282,8 @@ pub struct Consortium {
     pub base_port: u16,
     children: Vec<Option<Child>>,
     pub http: reqwest::blocking::Client,
+    /// Whether `hospital:vouchers` was admitted.
+    vouchers: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Consortium {
@@ -362,6 +368,7 @@ impl Consortium {
             base_port,
             children: (0..NODES).map(|_| None).collect(),
             http,
+            vouchers: Default::default(),
         };
         for i in 0..NODES {
             consortium.spawn(i);
@@ -486,21 +493,143 @@ impl Consortium {
     }
 }
 
-/// A self-signed registration of `id` as a hospital on the chain `test-chain`.
-pub fn registration(id: &str, key: &SigningKey) -> String {
-    registration_as(id, key, Role::Hospital)
+/// Unix seconds now.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
-/// A self-signed registration of `id` as `role` on the chain `test-chain`.
-pub fn registration_as(id: &str, key: &SigningKey, role: Role) -> String {
-    registration_on("test-chain", id, key, role)
-}
-
-/// A self-signed registration of `id` as `role` (valid forever) on `chain_id`.
-pub fn registration_on(chain_id: &str, id: &str, key: &SigningKey, role: Role) -> String {
+/// The admission of `id` (keys: `key` and a fresh RSA key) as `role` on `chain_id`, approved
+/// by the first `t = floor(2n/3) + 1` of `members` (the council `init` writes: every node
+/// with its consensus key), sent and signed by the admitted party (sequence 0).
+pub fn admission_by(
+    members: &[PrivateKeySet],
+    chain_id: &str,
+    id: &str,
+    key: &SigningKey,
+    role: Role,
+    voucher_key: Option<&VoucherKey>,
+) -> String {
     let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
+    let proposal = Proposal::new(
+        chain_id,
+        now_s() + 3600,
+        GovAction::Admit {
+            id: PartyId::new(id).unwrap(),
+            role,
+            signing_jwk: key.verifying_key().to_jwk(None),
+            encryption_jwk: enc.encryption_key().to_jwk(None),
+            valid_from: 0,
+            valid_until: u64::MAX,
+            voucher_key: voucher_key.map(VoucherKey::to_jwk),
+        },
+    );
+    let t = default_threshold(members.len());
+    let approvals = members[..t]
+        .iter()
+        .map(|m| proposal.approve(&m.id, &m.signing))
+        .collect();
     Transaction {
         chain_id: chain_id.into(),
+        sender: PartyId::new(id).unwrap(),
+        sequence: 0,
+        body: TxBody::Govern {
+            proposal,
+            approvals,
+        },
+    }
+    .sign(key)
+    .as_jws()
+    .to_owned()
+}
+
+/// Every node's keys in `dir` (written by `init`): the council's members.
+pub fn member_keys(dir: &std::path::Path, nodes: usize) -> Vec<PrivateKeySet> {
+    (0..nodes)
+        .map(|i| {
+            PrivateKeySet::from_json(
+                &std::fs::read(dir.join(format!("node-{i}/node.key.json"))).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The hospital whose voucher key the consortium's test patients register with (RSA key
+/// generation is slow: one key for every test).
+fn voucher_hospital_keys() -> &'static (SigningKey, VoucherSecretKey) {
+    static KEYS: std::sync::OnceLock<(SigningKey, VoucherSecretKey)> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        (
+            SigningKey::generate(),
+            VoucherSecretKey::generate(2048).unwrap(),
+        )
+    })
+}
+
+pub const VOUCHER_HOSPITAL: &str = "hospital:vouchers";
+
+impl Consortium {
+    /// The council's keys (every node's).
+    pub fn members(&self) -> Vec<PrivateKeySet> {
+        member_keys(self.dir.path(), NODES)
+    }
+
+    /// Admits `hospital:vouchers` with its voucher key (once) and waits until node 0
+    /// proves it.
+    pub fn voucher_hospital(&self) {
+        if self.vouchers.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let (key, secret) = voucher_hospital_keys();
+        let jws = admission_by(
+            &self.members(),
+            CHAIN_ID,
+            VOUCHER_HOSPITAL,
+            key,
+            Role::Hospital,
+            Some(&secret.public().unwrap()),
+        );
+        submit(self, 0, &jws);
+        self.wait_until(Duration::from_secs(30), |c| {
+            verified_lookup(c, 0, VOUCHER_HOSPITAL) == Some(true)
+        });
+        self.vouchers
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A registration voucher of `hospital:vouchers` for `patient`: the whole blind
+    /// protocol (the hospital signs without seeing the patient's ID).
+    pub fn voucher(&self, patient: &PartyId) -> Voucher {
+        self.voucher_hospital();
+        let (_, secret) = voucher_hospital_keys();
+        let (pending, blinded) =
+            voucher::blind(&secret.public().unwrap(), CHAIN_ID, patient).unwrap();
+        pending
+            .finalize(&secret.sign_blind(&blinded).unwrap())
+            .unwrap()
+    }
+}
+
+pub const CHAIN_ID: &str = "test-chain";
+
+/// A hospital's admission by the council.
+pub fn registration(c: &Consortium, id: &str, key: &SigningKey) -> String {
+    registration_as(c, id, key, Role::Hospital)
+}
+
+/// How `id` joins as `role`: a patient registers itself with a voucher; an institution is
+/// admitted by the council (the transaction is its own, sequence 0).
+pub fn registration_as(c: &Consortium, id: &str, key: &SigningKey, role: Role) -> String {
+    if role != Role::Patient {
+        return admission_by(&c.members(), CHAIN_ID, id, key, role, None);
+    }
+    let voucher = c.voucher(&PartyId::new(id).unwrap());
+    let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
+    Transaction {
+        chain_id: CHAIN_ID.into(),
         sender: PartyId::new(id).unwrap(),
         sequence: 0,
         body: TxBody::RegisterIdentity {
@@ -510,6 +639,7 @@ pub fn registration_on(chain_id: &str, id: &str, key: &SigningKey, role: Role) -
             encryption_jwk: enc.encryption_key().to_jwk(None),
             valid_from: 0,
             valid_until: u64::MAX,
+            voucher: Some(voucher),
         },
     }
     .sign(key)
@@ -567,6 +697,13 @@ pub fn verified_lookup(c: &Consortium, i: usize, id: &str) -> Option<bool> {
                 Some(value_hash(value.as_bytes())),
                 "value does not match its proof"
             );
+            // The served entry is a registry entry a thin client accepts (its key and status
+            // history, its affiliation), proven under the header.
+            let entry = client
+                .verify_registry_entry(&PartyId::new(id).unwrap(), Some(value.as_bytes()), &proof)
+                .expect("a well-formed registry entry")
+                .expect("present");
+            assert!(entry.entry().is_well_formed());
             Some(true)
         }
         None => {

@@ -50,7 +50,11 @@ impl Actor {
     }
 
     fn register(&self, c: &Consortium, node: usize, role: Role) {
-        submit(c, node, &registration_as(self.id.as_str(), &self.key, role));
+        submit(
+            c,
+            node,
+            &registration_as(c, self.id.as_str(), &self.key, role),
+        );
         self.next.set(1);
     }
 
@@ -597,18 +601,50 @@ fn ids_cannot_be_squatted_signatures_have_one_form_and_peers_must_sign() {
         let (status, reply) = c.post(
             0,
             "/v1/tx",
-            json!({"jws": registration_as(jws, &attacker, role)})
+            json!({"jws": registration_as(&c, jws, &attacker, role)})
                 .to_string()
                 .as_bytes(),
         );
         assert_eq!(status, 403, "{what}: {reply}");
+    }
+    // Self-registration of an institution (no council approvals), and a patient without a
+    // voucher: refused before anything is stored.
+    let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
+    for (id, role) in [
+        ("hospital:self", Role::Hospital),
+        (victim.id.as_str(), Role::Patient),
+    ] {
+        let key = if role == Role::Patient {
+            &victim.key
+        } else {
+            &attacker
+        };
+        let jws = Transaction {
+            chain_id: CHAIN.into(),
+            sender: PartyId::new(id).unwrap(),
+            sequence: 0,
+            body: TxBody::RegisterIdentity {
+                id: PartyId::new(id).unwrap(),
+                role,
+                signing_jwk: key.verifying_key().to_jwk(None),
+                encryption_jwk: enc.encryption_key().to_jwk(None),
+                valid_from: 0,
+                valid_until: u64::MAX,
+                voucher: None,
+            },
+        }
+        .sign(key)
+        .as_jws()
+        .to_owned();
+        let (status, reply) = c.post(0, "/v1/tx", json!({"jws": jws}).to_string().as_bytes());
+        assert_eq!(status, 403, "{id}: {reply}");
     }
     victim.register(&c, 0, Role::Patient);
     registered(&c, &[&victim.id]);
 
     // The high-S twin of a signed transaction: same content, a second ID. Refused.
     let hospital = Actor::named("hospital:h");
-    let registration = registration_as(hospital.id.as_str(), &hospital.key, Role::Hospital);
+    let registration = registration_as(&c, hospital.id.as_str(), &hospital.key, Role::Hospital);
     let (head, signature) = registration.rsplit_once('.').unwrap();
     let mut twin = emrshare_core::b64::decode(signature).unwrap();
     let order: [u8; 32] = [

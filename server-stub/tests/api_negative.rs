@@ -6,7 +6,7 @@
 
 use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::tx::{Action, Outcome, Role, Transaction, TxBody};
-use emrshare_node::testkit::free_ports;
+use emrshare_node::testkit::{admission_by, free_ports, member_keys};
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
@@ -247,17 +247,16 @@ fn signed(sender: &str, key: &SigningKey, chain_id: &str, body: TxBody) -> Strin
     .to_owned()
 }
 
-fn registration(id: &str, key: &SigningKey, chain_id: &str) -> String {
-    let enc = emrshare_core::keys::DecryptionKey::generate(emrshare_core::keys::RsaBits::B2048);
-    let body = TxBody::RegisterIdentity {
-        id: PartyId::new(id).unwrap(),
-        role: Role::Hospital,
-        signing_jwk: key.verifying_key().to_jwk(None),
-        encryption_jwk: enc.encryption_key().to_jwk(None),
-        valid_from: 0,
-        valid_until: u64::MAX,
-    };
-    signed(id, key, chain_id, body)
+/// A hospital's admission by the 2-node council (both approve: t = 2).
+fn registration(node: &Node, id: &str, key: &SigningKey, chain_id: &str) -> String {
+    admission_by(
+        &member_keys(node.dir.path(), 2),
+        chain_id,
+        id,
+        key,
+        Role::Hospital,
+        None,
+    )
 }
 
 /// Replaces the signature segment of a JWS with another valid-looking one.
@@ -463,7 +462,7 @@ fn bodies_over_the_configured_limits_get_413() {
 fn signatures_lookup_sizes_and_removed_consensus_routes_are_checked() {
     let node = Node::start();
     let key = SigningKey::generate();
-    let good = registration("hospital:neg", &key, CHAIN);
+    let good = registration(&node, "hospital:neg", &key, CHAIN);
 
     for route in ["/v1/tx", "/v1/consensus/tx"] {
         let body = |jws: &str| json!({ "jws": jws }).to_string();
@@ -506,13 +505,14 @@ fn signatures_lookup_sizes_and_removed_consensus_routes_are_checked() {
                         encryption_jwk: enc.encryption_key().to_jwk(None),
                         valid_from: 0,
                         valid_until: u64::MAX,
+                        voucher: None,
                     };
                     signed("hospital:neg2", &SigningKey::generate(), CHAIN, body)
                 }),
             ),
             (
                 "another chain",
-                body(&registration("hospital:neg3", &key, "other-chain")),
+                body(&registration(&node, "hospital:neg3", &key, "other-chain")),
             ),
         ];
         for (what, body) in cases {
@@ -889,7 +889,7 @@ fn blob_auth_headers_and_contents_are_checked() {
         (
             "GET with a transaction that is no access log",
             get(Some(
-                registration("insurer:acme", &reader, CHAIN).as_bytes(),
+                registration(&node, "insurer:acme", &reader, CHAIN).as_bytes(),
             )),
             401,
         ),

@@ -19,7 +19,8 @@ fn consortium_commits_everywhere_survives_a_killed_proposer_and_catches_up() {
 
     // Submitted to an auditor (not a proposer): relayed, committed, visible on every node.
     let a = SigningKey::generate();
-    submit(&c, 4, &registration("hospital:a", &a));
+    let admission_a = registration(&c, "hospital:a", &a);
+    submit(&c, 4, &admission_a);
     c.wait_until(Duration::from_secs(20), |c| {
         (0..NODES).all(|i| verified_lookup(c, i, "hospital:a") == Some(true))
     });
@@ -38,7 +39,7 @@ fn consortium_commits_everywhere_survives_a_killed_proposer_and_catches_up() {
     // Kill proposer 0 with SIGKILL: its rounds time out, the other proposers go on.
     c.kill(0);
     let b = SigningKey::generate();
-    submit(&c, 3, &registration("hospital:b", &b));
+    submit(&c, 3, &registration(&c, "hospital:b", &b));
     c.wait_until(Duration::from_secs(20), |c| {
         (1..NODES).all(|i| verified_lookup(c, i, "hospital:b") == Some(true))
     });
@@ -53,9 +54,7 @@ fn consortium_commits_everywhere_survives_a_killed_proposer_and_catches_up() {
     let (status, reply) = c.post(
         1,
         "/v1/tx",
-        json!({"jws": registration("hospital:a", &a)})
-            .to_string()
-            .as_bytes(),
+        json!({"jws": admission_a}).to_string().as_bytes(),
     );
     assert_eq!(status, 409, "{reply}");
 
@@ -127,7 +126,7 @@ fn kill_9_during_writes_loses_no_acknowledged_transaction() {
         for target in 0..NODES {
             let id = format!("hospital:k{n}");
             n += 1;
-            let jws = registration(&id, &SigningKey::generate());
+            let jws = registration(&c, &id, &SigningKey::generate());
             let Ok(reply) = c
                 .http
                 .post(c.url(target, "/v1/tx"))
@@ -261,12 +260,12 @@ fn blobs_are_served_only_under_a_live_grant_and_every_fetch_is_logged() {
     submit(
         &c,
         0,
-        &registration_as(patient.id.as_str(), &patient.key, Role::Patient),
+        &registration_as(&c, patient.id.as_str(), &patient.key, Role::Patient),
     );
     submit(
         &c,
         1,
-        &registration_as(insurer.id.as_str(), &insurer.key, Role::Insurer),
+        &registration_as(&c, insurer.id.as_str(), &insurer.key, Role::Insurer),
     );
     c.wait_until(Duration::from_secs(20), |c| {
         verified_lookup(c, 0, patient.id.as_str()) == Some(true)

@@ -5,7 +5,7 @@
 
 use emrshare_core::keys::SigningKey;
 use emrshare_core::ledger::tx::Role;
-use emrshare_node::testkit::{exit_within, free_ports, node_binary, registration_on};
+use emrshare_node::testkit::{admission_by, exit_within, free_ports, member_keys, node_binary};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -130,6 +130,18 @@ impl Consortium {
     }
 }
 
+/// A hospital's admission by the 2-node council (both approve: t = 2).
+fn registration(dir: &Path, id: &str, key: &SigningKey) -> String {
+    admission_by(
+        &member_keys(dir, 2),
+        "tls-chain",
+        id,
+        key,
+        Role::Hospital,
+        None,
+    )
+}
+
 #[test]
 fn init_tls_writes_a_ca_certificates_and_https_peers() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,7 +186,7 @@ fn https_consortium_commits_and_refuses_untrusted_and_plain_clients() {
     // auditor's vote and broadcasts the block, all over HTTPS between the nodes.
     let before = c.height(0);
     let key = SigningKey::generate();
-    let jws = registration_on("tls-chain", "hospital:tls", &key, Role::Hospital);
+    let jws = registration(c.dir.path(), "hospital:tls", &key);
     let reply = c
         .https
         .post(c.url("https", 1, "/v1/tx"))

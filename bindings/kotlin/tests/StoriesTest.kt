@@ -5,6 +5,10 @@
 // The three stories of DESIGN 1 through the Kotlin API: suspend functions, results as data
 // classes, exceptions on tampered input. Story 2 runs the mutual-authentication handshake
 // (DESIGN 8) between the Android demo's request screen logic and an insurer in process.
+//
+// Every party is admitted as governance requires (DESIGN 3): institutions by the council (the
+// test approves with the consortium's node keys, node-*/node.key.json in the folder the script
+// passes), doctors by their hospital, patients with a hospital's blind-signed voucher.
 
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
@@ -22,6 +26,7 @@ import org.emrshare.demo.logic.RequestState
 import org.emrshare.demo.logic.RequestViewModel
 import org.emrshare.demo.logic.SealedSecretStore
 import org.emrshare.demo.logic.Verification
+import org.emrshare.demo.logic.VoucherChannel
 import org.emrshare.demo.logic.WalletRepository
 import org.emrshare.ffi.AccessOutcome
 import org.emrshare.ffi.ClientConfig
@@ -35,7 +40,9 @@ import org.emrshare.ffi.Requester
 import org.emrshare.ffi.SecretStore
 import org.emrshare.ffi.SharedRecordInfo
 import org.emrshare.ffi.UploadStage
+import org.emrshare.ffi.approveProposal
 import org.emrshare.ffi.defaultClientConfig
+import org.emrshare.ffi.describeProposal
 import org.emrshare.ffi.makeNonce
 import org.emrshare.ffi.sdkVersion
 import org.junit.jupiter.api.AfterAll
@@ -94,22 +101,43 @@ class StoriesTest {
     private val genesis = File(System.getProperty("emrshare.genesis")).readText()
     private val config: ClientConfig = defaultClientConfig(nodes, genesis).copy(k = 4u, n = 3u)
 
+    /** The council members' private keys: every node of the local consortium is one. */
+    private val memberKeys: List<String> =
+        File(System.getProperty("emrshare.consortium")).listFiles()!!
+            .filter { it.name.startsWith("node-") }.sortedBy { it.name }
+            .map { File(it, "node.key.json").readText() }
+
+    private val walletStore = SealedSecretStore(InMemoryAesGcmSealer(), InMemoryKeyValueStore())
     private lateinit var repo: WalletRepository
     private lateinit var doctor: DoctorSigner
     private lateinit var insurer: Requester
     private lateinit var otherInsurer: Requester
     private lateinit var records: RecordsViewModel
+    private val decoyHospitals = mutableListOf<DoctorSigner>()
     private var recordId = ""
     private var grantId = ""
 
-    private fun party(id: String, role: PartyRole) = when (role) {
-        PartyRole.HOSPITAL, PartyRole.DOCTOR -> DoctorSigner.create(config, MapStore(), id, 2048u)
-        else -> Requester.create(config, MapStore(), id, 2048u)
+    /** The council admits an institution: its request, every member's approval, submitted. */
+    private suspend fun admit(party: DoctorSigner, role: PartyRole = PartyRole.HOSPITAL) =
+        party.admissionRequest(role, 365u).let { p -> party.submitAdmission(p, memberKeys.map { approveProposal(p, it) }) }
+
+    private suspend fun admit(party: Requester, role: PartyRole = PartyRole.INSURER) =
+        party.admissionRequest(role, 365u).let { p -> party.submitAdmission(p, memberKeys.map { approveProposal(p, it) }) }
+
+    /** The hospital's side of the voucher exchange, in process. */
+    class HospitalDesk(private val hospital: DoctorSigner) : VoucherChannel {
+        override suspend fun signBlind(blindedRequest: String): String = hospital.signVoucherRequest(blindedRequest)
     }
+
+    /** A patient registers with a voucher of [hospital]: blind request, blind signature, finalize. */
+    private suspend fun registerPatient(wallet: PatientWallet, hospital: DoctorSigner = doctor, days: UInt = 365u) =
+        wallet.voucherRequest(hospital.doctorId()).let { request ->
+            wallet.register(request.finalize(hospital.signVoucherRequest(request.blindedRequest())), days)
+        }
 
     @BeforeAll
     fun consortiumAndParties() = runBlocking {
-        repo = WalletRepository(config, SealedSecretStore(InMemoryAesGcmSealer(), InMemoryKeyValueStore()), 2048u)
+        repo = WalletRepository(config, walletStore, 2048u)
         records = RecordsViewModel(repo)
         doctor = DoctorSigner.create(config, MapStore(), "hospital:st-marys", 2048u)
         insurer = Requester.create(config, MapStore(), "insurer:acme-health", 2048u)
@@ -117,19 +145,25 @@ class StoriesTest {
         // Decoys, so lookups hide their target among k = 4 registered IDs of its role.
         coroutineScope {
             val jobs = mutableListOf(
-                async { doctor.register(PartyRole.HOSPITAL, 365u) },
-                async { insurer.register(PartyRole.INSURER, 365u) },
-                async { otherInsurer.register(PartyRole.INSURER, 365u) },
+                async { admit(doctor) },
+                async { admit(insurer) },
+                async { admit(otherInsurer) },
             )
             for (i in 0 until 4) {
-                val h = party("hospital:decoy-$i", PartyRole.HOSPITAL) as DoctorSigner
-                val r = party("insurer:decoy-$i", PartyRole.INSURER) as Requester
-                jobs += async { h.register(PartyRole.HOSPITAL, 365u) }
-                jobs += async { r.register(PartyRole.INSURER, 365u) }
-                // Patients too: the insurer looks the patient of M1 up among k of them.
-                jobs += async { PatientWallet.create(config, MapStore(), 2048u).register(365u) }
+                val h = DoctorSigner.create(config, MapStore(), "hospital:decoy-$i", 2048u)
+                decoyHospitals += h
+                val r = Requester.create(config, MapStore(), "insurer:decoy-$i", 2048u)
+                jobs += async { admit(h) }
+                jobs += async { admit(r) }
             }
             jobs.awaitAll()
+        }
+        // Patients too (the insurer looks the patient of M1 up among k of them), each with a
+        // voucher of a hospital: the hospitals must be admitted first.
+        coroutineScope {
+            (0 until 4).map { i ->
+                async { registerPatient(PatientWallet.create(config, MapStore(), 2048u), decoyHospitals[i]) }
+            }.awaitAll()
         }
         Unit
     }
@@ -140,9 +174,9 @@ class StoriesTest {
     // ---------------------------------------------------------------- story 1: the visit
 
     @Test @Order(1)
-    fun `onboarding creates sealed keys and registers the patient`() = runBlocking {
+    fun `onboarding creates sealed keys and registers the patient with a hospital's voucher`() = runBlocking {
         val onboarding = OnboardingViewModel(repo)
-        onboarding.start()
+        onboarding.start("hospital:st-marys", HospitalDesk(doctor))
         val state = onboarding.state.value
         assertTrue(state is OnboardingState.Ready, "onboarding ended in $state")
         assertEquals(43, state.patientId.length, "a patient ID is a SHA-256 thumbprint")
@@ -266,7 +300,7 @@ class StoriesTest {
     fun `unreachable nodes give Unreachable, quickly`() = runBlocking {
         val dead = config.copy(nodeUrls = listOf("http://127.0.0.1:9"), requestTimeoutMs = 500u)
         val wallet = PatientWallet.create(dead, MapStore(), 2048u)
-        assertFailsWith<EmrshareException.Unreachable> { wallet.register(365u) }
+        assertFailsWith<EmrshareException.Unreachable> { wallet.voucherRequest("hospital:st-marys") }
         Unit
     }
 
@@ -454,7 +488,7 @@ class StoriesTest {
         }
         // Presented as someone else's record.
         val other = PatientWallet.create(config, MapStore(), 2048u)
-        other.register(30u)
+        registerPatient(other, days = 30u)
         assertFailsWith<EmrshareException.VerificationFailed> {
             insurer.verifyPresentation(good, other.patientId(), nonce, PartyRole.HOSPITAL)
         }
@@ -518,5 +552,150 @@ class StoriesTest {
         assertFailsWith<EmrshareException.Refused> { insurer.fetchGranted(grantId, PartyRole.HOSPITAL) }
         val audit = AuditViewModel(repo).refresh()
         assertEquals(2, audit.count { it.accessorId == "insurer:acme-health" && it.grantId != null }, "two fetches, the refused one not logged")
+    }
+
+    // ------------------------------------------------------------ governance (DESIGN 3)
+
+    @Test @Order(40)
+    fun `the council admits only with t approvals of the very proposal`() = runBlocking {
+        val applicant = Requester.create(config, MapStore(), "insurer:applicant", 2048u)
+        val proposal = applicant.admissionRequest(PartyRole.INSURER, 365u)
+        val info = describeProposal(proposal)
+        assertEquals("admit", info.kind)
+        assertEquals("insurer:applicant", info.subjectId)
+        assertEquals(PartyRole.INSURER, info.role)
+        assertFalse(info.hasVoucherKey)
+        val approvals = memberKeys.map { approveProposal(proposal, it) }
+        // t - 1 approvals (t is every member of a 3-node council): refused.
+        assertFailsWith<EmrshareException.Refused> { applicant.submitAdmission(proposal, approvals.drop(1)) }
+        // One member's approval twice: refused.
+        assertFailsWith<EmrshareException.Refused> {
+            applicant.submitAdmission(proposal, approvals.drop(1) + approvals[1])
+        }
+        // Approvals of another proposal (another applicant's) do not count for this one; and
+        // another applicant's proposal is not this party's to send.
+        val other = Requester.create(config, MapStore(), "insurer:applicant-2", 2048u)
+        val otherProposal = other.admissionRequest(PartyRole.INSURER, 365u)
+        val otherApprovals = memberKeys.map { approveProposal(otherProposal, it) }
+        assertFailsWith<EmrshareException.Refused> { applicant.submitAdmission(proposal, otherApprovals) }
+        assertFailsWith<EmrshareException.InvalidInput> { applicant.submitAdmission(otherProposal, otherApprovals) }
+        assertFailsWith<EmrshareException.InvalidInput> { applicant.submitAdmission(proposal, listOf("{}")) }
+        assertFailsWith<EmrshareException.InvalidInput> { approveProposal(proposal, "not a key") }
+        assertFailsWith<EmrshareException.InvalidInput> { applicant.admissionRequest(PartyRole.PATIENT, 365u) }
+        // Nothing was registered by the refused attempts.
+        assertFailsWith<EmrshareException.NotRegistered> {
+            repo.walletOrNull()!!.lookUp("insurer:applicant", PartyRole.INSURER)
+        }
+        // With every approval: admitted, and found by a verified lookup.
+        val registration = applicant.submitAdmission(proposal, approvals)
+        assertEquals("insurer:applicant", registration.partyId)
+        assertEquals(PartyRole.INSURER, registration.role)
+        assertEquals("insurer:applicant", repo.walletOrNull()!!.lookUp("insurer:applicant", PartyRole.INSURER).partyId)
+        // The same proposal again (replayed): refused.
+        assertFailsWith<EmrshareException.InvalidInput> { applicant.submitAdmission(proposal, approvals) }
+        Unit
+    }
+
+    @Test @Order(41)
+    fun `a doctor admitted by its hospital issues records that verify, until its hospital expels it`() = runBlocking {
+        val alice = DoctorSigner.create(config, MapStore(), "doctor:alice", 2048u)
+        val registration = doctor.admitDoctor(alice.publicKeysJson(), 365u)
+        assertEquals(PartyRole.DOCTOR, registration.role)
+        // Decoy doctors of other hospitals, so the doctor is looked up among k = 4.
+        for (i in 0 until 3) {
+            decoyHospitals[i].admitDoctor(DoctorSigner.create(config, MapStore(), "doctor:decoy-$i", 2048u).publicKeysJson(), 365u)
+        }
+        // A doctor is not a hospital: it admits nobody.
+        val bob = DoctorSigner.create(config, MapStore(), "doctor:bob", 2048u)
+        assertFailsWith<EmrshareException.Refused> { alice.admitDoctor(bob.publicKeysJson(), 365u) }
+        // A doctor has no voucher key: it signs no vouchers.
+        assertFailsWith<EmrshareException.InvalidInput> { alice.signVoucherRequest("AAAA") }
+
+        val wallet = repo.walletOrNull()!!
+        val before = alice.signAndSealForRegistered(BPDS_RECORD, wallet.patientId(), null, null)
+        val received = wallet.receiveRecord(before, PartyRole.DOCTOR)
+        assertEquals("doctor:alice", received.record.doctorId)
+        assertEquals(PartyRole.DOCTOR, received.doctorLookup.role)
+        assertEquals(4u, received.doctorLookup.idsAsked, "the doctor among 3 decoys")
+
+        Thread.sleep(1100) // the expulsion's block time after the record's issue time
+        doctor.expelDoctor("doctor:alice")
+        Thread.sleep(1100)
+        // Records issued before the expulsion stay valid; after it, refused.
+        assertEquals("doctor:alice", wallet.receiveRecord(before, PartyRole.DOCTOR).record.doctorId)
+        val after = alice.signAndSeal(BPDS_RECORD, wallet.publicKeysJson(), null, null)
+        assertFailsWith<EmrshareException.NotRegistered> { wallet.receiveRecord(after, PartyRole.DOCTOR) }
+        // Only its own hospital expels a doctor.
+        assertFailsWith<EmrshareException.Refused> { decoyHospitals[0].expelDoctor("doctor:decoy-1") }
+        Unit
+    }
+
+    @Test @Order(42)
+    fun `a voucher registers one patient once, and only a valid one`() = runBlocking {
+        val patient = PatientWallet.create(config, MapStore(), 2048u)
+        val request = patient.voucherRequest("hospital:st-marys")
+        val voucher = request.finalize(doctor.signVoucherRequest(request.blindedRequest()))
+        assertFailsWith<EmrshareException.InvalidInput> { request.finalize("AAAA") }
+        // A blind signature by another hospital's key does not finalize.
+        val forged = patient.voucherRequest("hospital:st-marys")
+        assertFailsWith<EmrshareException.VerificationFailed> {
+            forged.finalize(decoyHospitals[0].signVoucherRequest(forged.blindedRequest()))
+        }
+        assertFailsWith<EmrshareException.InvalidInput> { patient.register("{}", 365u) }
+        assertEquals(patient.patientId(), patient.register(voucher, 365u).partyId)
+        // The voucher for another patient: it is bound to the first patient's ID, refused.
+        val second = PatientWallet.create(config, MapStore(), 2048u)
+        assertFailsWith<EmrshareException.Refused> { second.register(voucher, 365u) }
+        // A registration without a voucher of an admitted hospital: a non-hospital has none.
+        assertFailsWith<EmrshareException.NotRegistered> { second.voucherRequest("insurer:acme-health") }
+        Unit
+    }
+
+    @Test @Order(50)
+    fun `a rotated patient key still shares and audits, and institutions rotate too`() = runBlocking {
+        val wallet = repo.walletOrNull()!!
+        val patientId = wallet.patientId()
+        val oldKeys = wallet.publicKeysJson()
+        val rotated = repo.rotateKeys()
+        assertEquals(patientId, rotated.partyId, "the patient keeps its ID across rotations")
+        assertTrue(wallet.publicKeysJson() != oldKeys)
+        // The store holds the new keys (and the old ones to open older records).
+        assertEquals(wallet.publicKeysJson(), PatientWallet.restore(config, walletStore).publicKeysJson())
+
+        // A record stored before the rotation (sealed to the old key) is still shared by a
+        // grant the new key signs; the insurer fetches and verifies it.
+        val grant = repo.grant(recordId, "insurer:acme-health", PartyRole.INSURER, listOf("examination"), 600u)
+        val fetched = insurer.fetchGranted(grant.grantId, PartyRole.HOSPITAL)
+        assertEquals(recordId, fetched.record.recordId)
+        assertEquals(patientId, fetched.record.patientId)
+        // The audit log reads index entries sealed to the old key, and shows the new fetch.
+        val audit = AuditViewModel(repo).refresh()
+        assertTrue(audit.any { it.accessorId == "insurer:acme-health" && it.grantId == grant.grantId })
+        assertTrue(wallet.indexedRecords().any { it.recordId == recordId })
+
+        // A record issued to the new keys is received, and shared over the handshake: the
+        // insurer authenticates the patient under its rotated key.
+        val fresh = doctor.signAndSealForRegistered(BPDS_RECORD, patientId, null, null)
+        val freshId = records.receive(fresh)!!
+        records.store(freshId, "cardiology")
+        val outgoing = claimRequest()
+        val vm = RequestViewModel(repo)
+        vm.review(outgoing.requestMessage(), PartyRole.INSURER, freshId)
+        val channel = InProcessChannel(outgoing)
+        assertTrue(vm.answer(channel), "answer failed: ${vm.state.value}")
+        assertEquals(patientId, channel.authenticated!!.patientId)
+        assertEquals(freshId, channel.shared!!.record.recordId)
+
+        // An institution rotates: its requests verify under its new key, records signed by
+        // the hospital before its rotation stay valid.
+        val sealedBefore = doctor.signAndSealForRegistered(BPDS_RECORD, patientId, null, null)
+        Thread.sleep(1100)
+        assertEquals("insurer:other", otherInsurer.rotateKeys(2048u).partyId)
+        assertEquals("hospital:st-marys", doctor.rotateKeys(2048u).partyId)
+        val incoming = wallet.readRequest(claimRequest(otherInsurer).requestMessage(), PartyRole.INSURER)
+        assertEquals("insurer:other", incoming.summary().requesterId)
+        assertEquals("hospital:st-marys", wallet.receiveRecord(sealedBefore, PartyRole.HOSPITAL).record.doctorId)
+        val sealedAfter = doctor.signAndSealForRegistered(BPDS_RECORD, patientId, null, null)
+        assertEquals("hospital:st-marys", wallet.receiveRecord(sealedAfter, PartyRole.HOSPITAL).record.doctorId)
     }
 }

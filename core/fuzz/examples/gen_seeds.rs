@@ -239,6 +239,7 @@ fn node_seeds() {
             encryption_jwk: issuer.decryption.encryption_key().to_jwk(None),
             valid_from: 0,
             valid_until: u64::MAX,
+            voucher: None,
         },
     }
     .sign(&issuer.signing);
@@ -344,6 +345,7 @@ fn node_seeds() {
         block_ms: 500,
         timeouts: Timeouts::default(),
         start_ms: NOW * 1000,
+        governance: None,
     };
     seed(15, "genesis", &genesis);
     seed(16, "double_vote", &Evidence::DoubleVote(Box::new(vote(1)), Box::new(vote(2))));

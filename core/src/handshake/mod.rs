@@ -93,7 +93,7 @@
 //! }
 //! ```
 
-use crate::ces::{self, CesError, KeyBindingRequirement, SdJwt, VerifiedRecord, VerifyPolicy};
+use crate::ces::{self, CesError, KeyBindingRequirement, SdJwt, VerifiedRecord};
 use crate::hazmat::{self, EcdhP256Public, EcdhP256Secret, aes256_gcm};
 use crate::jwe::Envelope;
 use crate::jws::{self, JwsError};
@@ -368,10 +368,6 @@ use wire::*;
 mod tests {
     use super::*;
     use crate::keys::RsaBits;
-    use crate::ledger::machine::{Context, LedgerState, registry_key};
-    use crate::ledger::tx::Transaction;
-    use crate::ledger::verify::LightClient;
-    use crate::ledger::verify::tests::{QUORUM, certify, consortium, header};
     use crate::record::{Ceas, Record};
     use std::sync::OnceLock;
 
@@ -398,35 +394,10 @@ mod tests {
     /// A registry entry proven the real way: the registration applied to a ledger state
     /// whose root the auditors certify and a light client accepts.
     fn entry(party: &PrivateKeySet, role: Role) -> VerifiedEntry {
-        let c = consortium();
-        let tx = Transaction {
-            chain_id: "test".into(),
-            sender: party.id.clone(),
-            sequence: 0,
-            body: TxBody::RegisterIdentity {
-                id: party.id.clone(),
-                role,
-                signing_jwk: party.signing.verifying_key().to_jwk(None),
-                encryption_jwk: party.decryption.encryption_key().to_jwk(None),
-                valid_from: 0,
-                valid_until: u64::MAX,
-            },
-        }
-        .sign(&party.signing);
-        let mut state = LedgerState::new();
-        let ctx = Context {
-            chain_id: "test",
-            height: 1,
-            now: NOW,
-        };
-        state.apply(&tx, ctx).unwrap();
-        let mut client = LightClient::new("test", c.set.clone()).unwrap();
-        client.verify_header(&certify(&c, header(&c, 1, state.root()), QUORUM));
-        let (value, proof) = state.get_with_proof(&registry_key(&party.id));
-        client
-            .verify_registry_entry(&party.id, value, &proof)
-            .unwrap()
-            .unwrap()
+        let mut chain = crate::ledger::testkit::TestChain::new();
+        chain.now = NOW - 100;
+        chain.enrol(party, role);
+        chain.verified_entry(&party.id).unwrap()
     }
 
     /// An honest handshake up to the point where the patient may send the record.
@@ -482,7 +453,8 @@ mod tests {
         let (n_a, presented) = presentation(&p.n_a);
         let m3 = p.seal_m3(&n_a, &presented.serialize(), None);
         let a = a.receive_m3(&m3)?;
-        a.verify_record(&entry(&parties().doctor, Role::Hospital), NOW)
+        let doctor = entry(&parties().doctor, Role::Hospital);
+        a.verify_record(&doctor, &doctor, NOW)
     }
 
     #[test]

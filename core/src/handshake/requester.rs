@@ -205,10 +205,11 @@ impl RequesterAwaitingPatientKeys {
             &[Role::Patient],
             now,
         )?;
-        if !patient.is_self_certifying() {
+        // A patient's ID is the thumbprint of its *first* key (kept across rotations).
+        if !patient_entry.entry().is_well_formed() {
             return Err(HandshakeError::UnusableEntry {
                 party: "patient",
-                reason: "a patient's ID must be its signing key's thumbprint",
+                reason: "a patient's ID must be its first signing key's thumbprint",
             });
         }
         // The same bytes whose IDs, request hash and time `receive_m1` checked, now verified.
@@ -303,10 +304,14 @@ impl RequesterAwaitingIssuerKeys {
     /// Verifies the record with the doctor's registered key: the doctor's signature, the
     /// disclosures, the CEAS, that it is the session patient's record, and its key-binding
     /// JWT (signed by the patient's registered key, aud = us, nonce = n_a, recent). The
-    /// doctor's entry must not be revoked and must have been valid when the record was issued.
+    /// doctor and its hospital (`hospital_entry`: the doctor's affiliation, or the issuer
+    /// itself when a hospital issued the record) must both have been admitted and active
+    /// when the record was issued, and the signature must be by the doctor's key in force
+    /// then ([`ces::verify_registered`]).
     pub fn verify_record(
         self,
         issuer_entry: &VerifiedEntry,
+        hospital_entry: &VerifiedEntry,
         now: u64,
     ) -> Result<SharedRecord, HandshakeError> {
         if issuer_entry.id() != &self.claimed_issuer {
@@ -318,15 +323,8 @@ impl RequesterAwaitingIssuerKeys {
                 reason: "its role does not issue records",
             });
         }
-        let issuer = issuer_entry
-            .public_keys()
-            .map_err(|_| HandshakeError::UnusableEntry {
-                party: "issuer",
-                reason: "its keys do not parse",
-            })?;
         let nonce = b64::encode(self.n_a);
-        let policy = VerifyPolicy {
-            issuer: &issuer,
+        let policy = ces::RegistryPolicy {
             holder: Some(&self.patient),
             key_binding: Some(KeyBindingRequirement {
                 audience: self.asked.requester.as_str(),
@@ -335,10 +333,12 @@ impl RequesterAwaitingIssuerKeys {
             now,
             max_skew: self.config.max_skew,
         };
-        let record = ces::verify(&self.presentation, &policy)?;
-        if !issuer_entry.entry().is_active(record.issued_at()) {
-            return Err(HandshakeError::InactiveEntry("issuer"));
-        }
+        let record =
+            ces::verify_registered_with(&self.presentation, issuer_entry, hospital_entry, policy)
+                .map_err(|e| match e {
+                CesError::InactiveAtIssue(who) => HandshakeError::InactiveEntry(who),
+                other => other.into(),
+            })?;
         Ok(SharedRecord {
             record,
             patient: self.patient.id,

@@ -277,9 +277,22 @@ pub struct Genesis {
     pub timeouts: Timeouts,
     /// Unix time in milliseconds of genesis: the first block is dated after it.
     pub start_ms: u64,
+    /// The first governance council (members and threshold, see
+    /// [`governance`](super::governance)); without it, every validator with its consensus
+    /// key and `t = floor(2n/3) + 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<super::governance::Council>,
 }
 
 impl Genesis {
+    /// The council at genesis: the one named, or every validator with the default
+    /// threshold.
+    pub fn council(&self) -> super::governance::Council {
+        self.governance.clone().unwrap_or_else(|| {
+            super::governance::Council::of_validators(&self.validators.validators)
+        })
+    }
+
     /// SHA-256 of its JSON serialization (fixed field order, so a reformatted genesis file
     /// hashes the same): what nodes compare with their peers' and with the chain they store.
     pub fn hash(&self) -> Hash {

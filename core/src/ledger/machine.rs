@@ -3,7 +3,13 @@
 //!
 //! What the state holds (each entry is a value in the [`StateTree`], so each has membership
 //! and non-membership proofs under a certified header):
-//! - `registry/<id>`: the party's registry entry (role, keys, validity, revoked);
+//! - `registry/<id>`: the party's registry entry ([`RegistryEntry`]: role, a doctor's
+//!   affiliation, validity, key history, status history, a hospital's voucher key); never
+//!   deleted, so an expulsion is proven by a lookup;
+//! - `governance/council`: the council that approves governance actions (members, threshold;
+//!   genesis names the first, see [`governance`](super::governance));
+//! - `governance/used/<proposal id>`: proposal IDs already applied (replay protection);
+//! - `voucher/spent/<hash>`: patients' registration vouchers already used;
 //! - `sequence/<id>`: the last sequence number used by the sender (replay protection);
 //! - `grant/<grant id>`: a grant (grantor, grantee, record, parts, actions, not-after, revoked);
 //! - `index_head/<patient>`: the hash of the patient's latest index entry (each entry links
@@ -13,9 +19,14 @@
 //! - `consensus/members`: the consortium members with their consensus keys and credit
 //!   scores (see [`dpos`](super::dpos));
 //! - `evidence/<accused>/<height>/<round>/<step>`: equivocation evidence already punished.
+//!
+//! Who may register: a patient itself, with a voucher of an admitted hospital
+//! ([`crate::voucher`]); an institution only through `t` council approvals; a doctor only
+//! through its active hospital. See SECURITY.md section 2.11.
 
-use super::block::Validator;
+use super::block::{Genesis, Validator};
 use super::dpos::{EQUIVOCATION_PENALTY, Member};
+use super::governance::{Approval, Council, GovAction, MAX_PROPOSAL_LIFETIME_S, Proposal, Status};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateTree, state_key, value_hash};
 use super::tx::{Action, Role, SignedTransaction, TxBody, TxError};
@@ -58,6 +69,12 @@ pub enum ApplyError {
     /// Misbehaviour evidence that does not prove an unpunished equivocation (why, fixed text).
     #[error("misbehaviour evidence refused: {0}")]
     Evidence(&'static str),
+    /// A governance action the council's rules refuse (why, fixed text).
+    #[error("governance action refused: {0}")]
+    Governance(&'static str),
+    /// A patient registration whose voucher is missing, invalid or spent (why, fixed text).
+    #[error("registration voucher refused: {0}")]
+    Voucher(&'static str),
     /// The transaction is malformed, or its signature or a key it carries is invalid.
     #[error(transparent)]
     Tx(#[from] TxError),
@@ -83,7 +100,37 @@ impl SignatureCache for NoSignatureCache {
     fn record(&self, _: &Hash, _: &VerifyingKey) {}
 }
 
-/// A party's entry in the identity registry.
+/// A key a party had, and from when: the height and block time of the transaction that
+/// registered or rotated it. It was in force until the next key's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEpoch {
+    /// The public ES256 key that verifies the party's signatures.
+    pub signing_jwk: Jwk,
+    /// The public RSA-OAEP-256 key that records and keys are sealed to.
+    pub encryption_jwk: Jwk,
+    /// The height of the block that registered the key.
+    pub height: u64,
+    /// The block time (Unix seconds) from which the key was in force.
+    pub time: u64,
+}
+
+/// A change of a registry entry's status, from the block at `height` (block time `time`) on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    /// The status from then on.
+    pub status: Status,
+    /// The height of the block that committed the change.
+    pub height: u64,
+    /// That block's time (Unix seconds).
+    pub time: u64,
+}
+
+/// A party's entry in the identity registry: its role, its doctor's affiliation, its
+/// validity, every key it has had, every status it has had (the first is its admission or
+/// registration), and for a hospital its voucher key. An entry is never deleted: an
+/// expelled party's entry says so, with the height and time, and a lookup proves it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryEntry {
@@ -91,23 +138,103 @@ pub struct RegistryEntry {
     pub id: PartyId,
     /// What the party is.
     pub role: Role,
-    /// The public ES256 key that verifies the party's signatures.
-    pub signing_jwk: Jwk,
-    /// The public RSA-OAEP-256 key that records and keys are sealed to.
-    pub encryption_jwk: Jwk,
+    /// For a doctor: the hospital that admitted it (and may suspend or expel it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affiliation: Option<PartyId>,
     /// Start of validity, Unix seconds (inclusive).
     pub valid_from: u64,
     /// End of validity, Unix seconds (exclusive).
     pub valid_until: u64,
-    /// Whether the party revoked its identity (for good).
-    pub revoked: bool,
+    /// Oldest first; the last is the current key. Never empty.
+    pub keys: Vec<KeyEpoch>,
+    /// Oldest first; the first is the admission (`active`). Never empty.
+    pub statuses: Vec<StatusChange>,
+    /// For a hospital: the RSA key (RFC 9474) its patient registration vouchers verify
+    /// under ([`crate::voucher::VoucherKey`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voucher_key: Option<Jwk>,
 }
 
+/// The most key rotations an entry keeps (each costs a block's worth of space in every
+/// lookup of the entry): past it, a party needs a new registration.
+pub const MAX_KEY_EPOCHS: usize = 32;
+/// The most status changes an entry keeps (suspend / reinstate cycles).
+pub const MAX_STATUS_CHANGES: usize = 32;
+
 impl RegistryEntry {
-    /// Whether the entry is usable at `now` (Unix seconds): not revoked, and within its
-    /// validity.
+    /// The current key.
+    pub fn current_keys(&self) -> &KeyEpoch {
+        self.keys.last().expect("an entry always has a key")
+    }
+
+    /// The current signing key (JWK).
+    pub fn signing_jwk(&self) -> &Jwk {
+        &self.current_keys().signing_jwk
+    }
+
+    /// The current encryption key (JWK).
+    pub fn encryption_jwk(&self) -> &Jwk {
+        &self.current_keys().encryption_jwk
+    }
+
+    /// The key in force at `time`: the last registered at or before it (`None` before the
+    /// first). A signature made at `time` is checked against it.
+    pub fn keys_at(&self, time: u64) -> Option<&KeyEpoch> {
+        self.keys.iter().rev().find(|k| k.time <= time)
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.statuses
+            .last()
+            .map_or(Status::Revoked, |change| change.status)
+    }
+
+    /// The status at `time` (`None` before the admission).
+    pub fn status_at(&self, time: u64) -> Option<Status> {
+        self.statuses
+            .iter()
+            .rev()
+            .find(|c| c.time <= time)
+            .map(|c| c.status)
+    }
+
+    /// The admission (or registration): its height and time.
+    pub fn admitted(&self) -> &StatusChange {
+        self.statuses.first().expect("an entry always has a status")
+    }
+
+    /// When the entry ended for good (expelled or revoked), if it did.
+    pub fn ended(&self) -> Option<&StatusChange> {
+        self.statuses.iter().find(|c| c.status.is_final())
+    }
+
+    /// Whether the party was admitted, within its validity period, and active (neither
+    /// suspended nor expelled nor revoked) at `time`.
+    pub fn is_active_at(&self, time: u64) -> bool {
+        self.valid_from <= time
+            && time < self.valid_until
+            && self.status_at(time) == Some(Status::Active)
+    }
+
+    /// [`is_active_at`](Self::is_active_at) `now`.
     pub fn is_active(&self, now: u64) -> bool {
-        !self.revoked && self.valid_from <= now && now < self.valid_until
+        self.is_active_at(now)
+    }
+
+    /// The form the chain guarantees: keys and statuses present, the first status an
+    /// admission, a doctor (and only a doctor) affiliated, a voucher key only for a
+    /// hospital, and a patient's ID the thumbprint of its first signing key.
+    pub fn is_well_formed(&self) -> bool {
+        let (Some(first_key), Some(first_status)) = (self.keys.first(), self.statuses.first())
+        else {
+            return false;
+        };
+        first_status.status == Status::Active
+            && (self.role == Role::Doctor) == self.affiliation.is_some()
+            && (self.role == Role::Hospital || self.voucher_key.is_none())
+            && (self.role != Role::Patient
+                || self.id.as_str() == first_key.signing_jwk.thumbprint())
     }
 }
 
@@ -166,12 +293,44 @@ impl LedgerState {
         Self::default()
     }
 
-    /// The state at genesis: the consortium members with their initial credit.
+    /// The state at genesis: the consortium members with their initial credit, and as the
+    /// council every validator with the default threshold (see [`Self::from_genesis`]).
     pub fn genesis(validators: &[Validator]) -> Self {
+        Self::with_council(validators, &Council::of_validators(validators))
+    }
+
+    /// The state at genesis: the consortium members with their initial credit, and the
+    /// council genesis names (by default every validator, `t = floor(2n/3) + 1`).
+    pub fn from_genesis(genesis: &Genesis) -> Self {
+        Self::with_council(&genesis.validators.validators, &genesis.council())
+    }
+
+    fn with_council(validators: &[Validator], council: &Council) -> Self {
         let mut state = Self::new();
         let members: Vec<Member> = validators.iter().map(Member::from_genesis).collect();
         state.put(members_key(), &members);
+        state.put(council_key(), council);
         state
+    }
+
+    /// The council that approves governance actions now.
+    pub fn council(&self) -> Council {
+        self.get(&council_key()).unwrap_or(Council {
+            members: Vec::new(),
+            threshold: 1,
+        })
+    }
+
+    /// Whether a governance proposal ID was used.
+    pub fn proposal_used(&self, proposal_id: &str) -> bool {
+        self.values
+            .contains_key(&state_key("governance/used", proposal_id))
+    }
+
+    /// Whether a voucher (by its [`spent_hash`](crate::voucher::Voucher::spent_hash)) was
+    /// used.
+    pub fn voucher_spent(&self, hash: &Hash) -> bool {
+        self.values.contains_key(&voucher_key(hash))
     }
 
     /// The consortium members in genesis order, with their current credit.
@@ -342,7 +501,15 @@ impl LedgerState {
             if !entry.is_active(ctx.now) {
                 return Err(ApplyError::InactiveSender(tx.sender.clone()));
             }
-            return Ok(VerifyingKey::from_jwk(&entry.signing_jwk).map_err(TxError::from)?);
+            return Ok(VerifyingKey::from_jwk(entry.signing_jwk()).map_err(TxError::from)?);
+        }
+        // Council members sign governance transactions with their council keys.
+        if matches!(tx.body, TxBody::Govern { .. }) {
+            let council = self.council();
+            let member = council.member(&tx.sender).ok_or(ApplyError::NotAllowed(
+                "a governance action is sent by a council member (or an admission by the admitted)",
+            ))?;
+            return Ok(VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?);
         }
         // Consortium members sign consensus transactions with their consensus keys.
         let member = self
@@ -352,7 +519,7 @@ impl LedgerState {
             .ok_or_else(|| ApplyError::UnknownSender(tx.sender.clone()))?;
         if !matches!(tx.body, TxBody::Misbehaviour { .. }) {
             return Err(ApplyError::NotAllowed(
-                "a consortium member's key signs only consensus transactions",
+                "a consortium member's key signs only consensus and governance transactions",
             ));
         }
         Ok(VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?)
@@ -373,23 +540,40 @@ impl LedgerState {
                 encryption_jwk,
                 valid_from,
                 valid_until,
+                voucher,
             } => {
-                crate::keys::EncryptionKey::from_jwk(encryption_jwk).map_err(TxError::from)?;
-                if valid_from >= valid_until {
-                    return Err(ApplyError::NotAllowed("empty validity period"));
+                if *role != Role::Patient {
+                    return Err(ApplyError::NotAllowed(
+                        "only patients register themselves: institutions are admitted by the council, doctors by their hospital",
+                    ));
                 }
+                check_keys_and_validity(signing_jwk, encryption_jwk, *valid_from, *valid_until)?;
                 self.check_registrable(id, *role, signing_jwk)?;
-                self.roles.entry(*role).or_default().insert(id.clone());
-                let entry = RegistryEntry {
+                let voucher = voucher.as_ref().ok_or(ApplyError::Voucher(
+                    "a patient registers with a voucher from an admitted hospital",
+                ))?;
+                let spent = voucher
+                    .spent_hash()
+                    .map_err(|_| ApplyError::Voucher("malformed voucher"))?;
+                if self.voucher_spent(&spent) {
+                    return Err(ApplyError::Voucher("voucher already used"));
+                }
+                if !self.voucher_verifies(id, voucher, ctx) {
+                    return Err(ApplyError::Voucher(
+                        "the voucher verifies under no active hospital's voucher key",
+                    ));
+                }
+                self.put(voucher_key(&spent), &true);
+                self.insert_entry(RegistryEntry {
                     id: id.clone(),
                     role: *role,
-                    signing_jwk: signing_jwk.clone(),
-                    encryption_jwk: encryption_jwk.clone(),
+                    affiliation: None,
                     valid_from: *valid_from,
                     valid_until: *valid_until,
-                    revoked: false,
-                };
-                self.put(registry_key(id), &entry);
+                    keys: vec![epoch(signing_jwk, encryption_jwk, ctx)],
+                    statuses: vec![change(Status::Active, ctx)],
+                    voucher_key: None,
+                });
             }
             TxBody::UpdateKeys {
                 id,
@@ -404,8 +588,17 @@ impl LedgerState {
                 let mut entry = self
                     .registry_entry(id)
                     .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
-                entry.signing_jwk = signing_jwk.clone();
-                entry.encryption_jwk = encryption_jwk.clone();
+                if entry.keys.len() >= MAX_KEY_EPOCHS {
+                    return Err(ApplyError::NotAllowed(
+                        "too many key rotations for one entry",
+                    ));
+                }
+                let current = entry.current_keys();
+                if &current.signing_jwk == signing_jwk && &current.encryption_jwk == encryption_jwk
+                {
+                    return Err(ApplyError::NotAllowed("the keys are the current ones"));
+                }
+                entry.keys.push(epoch(signing_jwk, encryption_jwk, ctx));
                 self.put(registry_key(id), &entry);
             }
             TxBody::RevokeIdentity { id } => {
@@ -414,11 +607,125 @@ impl LedgerState {
                         "only a party revokes its own identity",
                     ));
                 }
-                let mut entry = self
+                self.change_status(id, Status::Revoked, ctx)?;
+            }
+            TxBody::Govern {
+                proposal,
+                approvals,
+            } => {
+                self.check_approvals(proposal, approvals, ctx)?;
+                match &proposal.action {
+                    GovAction::Admit {
+                        id,
+                        role,
+                        signing_jwk,
+                        encryption_jwk,
+                        valid_from,
+                        valid_until,
+                        voucher_key: vouchers,
+                    } => {
+                        if !matches!(
+                            role,
+                            Role::Hospital | Role::Insurer | Role::Researcher | Role::Node
+                        ) {
+                            return Err(ApplyError::NotAllowed(
+                                "the council admits institutions (hospital, insurer, researcher, node operator)",
+                            ));
+                        }
+                        if id != sender {
+                            return Err(ApplyError::NotAllowed(
+                                "an admission is sent by the admitted party",
+                            ));
+                        }
+                        check_keys_and_validity(
+                            signing_jwk,
+                            encryption_jwk,
+                            *valid_from,
+                            *valid_until,
+                        )?;
+                        if let Some(jwk) = vouchers {
+                            if *role != Role::Hospital {
+                                return Err(ApplyError::NotAllowed(
+                                    "only a hospital has a voucher key",
+                                ));
+                            }
+                            crate::voucher::VoucherKey::from_jwk(jwk)
+                                .map_err(|_| ApplyError::NotAllowed("invalid voucher key"))?;
+                        }
+                        self.check_registrable(id, *role, signing_jwk)?;
+                        self.insert_entry(RegistryEntry {
+                            id: id.clone(),
+                            role: *role,
+                            affiliation: None,
+                            valid_from: *valid_from,
+                            valid_until: *valid_until,
+                            keys: vec![epoch(signing_jwk, encryption_jwk, ctx)],
+                            statuses: vec![change(Status::Active, ctx)],
+                            voucher_key: vouchers.clone(),
+                        });
+                    }
+                    GovAction::SetStatus { id, status } => {
+                        let entry = self
+                            .registry_entry(id)
+                            .ok_or(ApplyError::NotAllowed("no such party"))?;
+                        if entry.role == Role::Patient {
+                            return Err(ApplyError::NotAllowed(
+                                "the council governs institutions and doctors, not patients",
+                            ));
+                        }
+                        if *status == Status::Revoked {
+                            return Err(ApplyError::NotAllowed(
+                                "a party revokes only itself: the council expels",
+                            ));
+                        }
+                        self.change_status(id, *status, ctx)?;
+                    }
+                    GovAction::SetCouncil { council } => {
+                        council
+                            .check()
+                            .map_err(|_| ApplyError::NotAllowed("invalid council"))?;
+                        self.put(council_key(), council);
+                    }
+                }
+                self.put(state_key("governance/used", &proposal.proposal_id), &true);
+            }
+            TxBody::AdmitDoctor {
+                id,
+                signing_jwk,
+                encryption_jwk,
+                valid_from,
+                valid_until,
+            } => {
+                self.check_is_hospital(sender)?;
+                check_keys_and_validity(signing_jwk, encryption_jwk, *valid_from, *valid_until)?;
+                self.check_registrable(id, Role::Doctor, signing_jwk)?;
+                self.insert_entry(RegistryEntry {
+                    id: id.clone(),
+                    role: Role::Doctor,
+                    affiliation: Some(sender.clone()),
+                    valid_from: *valid_from,
+                    valid_until: *valid_until,
+                    keys: vec![epoch(signing_jwk, encryption_jwk, ctx)],
+                    statuses: vec![change(Status::Active, ctx)],
+                    voucher_key: None,
+                });
+            }
+            TxBody::SetDoctorStatus { id, status } => {
+                self.check_is_hospital(sender)?;
+                let entry = self
                     .registry_entry(id)
-                    .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
-                entry.revoked = true;
-                self.put(registry_key(id), &entry);
+                    .ok_or(ApplyError::NotAllowed("no such party"))?;
+                if entry.role != Role::Doctor || entry.affiliation.as_ref() != Some(sender) {
+                    return Err(ApplyError::NotAllowed(
+                        "a hospital governs only its own doctors",
+                    ));
+                }
+                if *status == Status::Revoked {
+                    return Err(ApplyError::NotAllowed(
+                        "a party revokes only itself: its hospital expels",
+                    ));
+                }
+                self.change_status(id, *status, ctx)?;
             }
             TxBody::UploadIndex {
                 department,
@@ -519,16 +826,20 @@ impl LedgerState {
         Ok(())
     }
 
-    /// Who may hold `id` in `role`: a patient's ID is the RFC 7638 thumbprint of the key it
-    /// registers (so nobody else can take it first), every other ID is a namespaced name
-    /// (`hospital:st-marys`: it has a `:`, which no thumbprint has), and the consortium
-    /// members' IDs are theirs alone.
+    /// Who may hold `id` in `role`: nobody yet (an ID is never reused, even after an
+    /// expulsion); a patient's ID is the RFC 7638 thumbprint of the key it registers (so
+    /// nobody else can take it first), every other ID is a namespaced name
+    /// (`hospital:st-marys`: it has a `:`, which no thumbprint has), and the consortium's
+    /// and the council's members' IDs are theirs alone.
     fn check_registrable(
         &self,
         id: &PartyId,
         role: Role,
         signing_jwk: &Jwk,
     ) -> Result<(), ApplyError> {
+        if self.registry_entry(id).is_some() {
+            return Err(ApplyError::AlreadyRegistered(id.clone()));
+        }
         if role == Role::Patient {
             if id.as_str() != signing_jwk.thumbprint() {
                 return Err(ApplyError::NotAllowed(
@@ -540,10 +851,126 @@ impl LedgerState {
                 "an institution's or doctor's ID is a name with a `:` (like hospital:st-marys)",
             ));
         }
-        if self.members().iter().any(|m| &m.id == id) {
+        if self.members().iter().any(|m| &m.id == id) || self.council().member(id).is_some() {
             return Err(ApplyError::NotAllowed("the ID is a consortium member's"));
         }
         Ok(())
+    }
+
+    fn insert_entry(&mut self, entry: RegistryEntry) {
+        self.roles
+            .entry(entry.role)
+            .or_default()
+            .insert(entry.id.clone());
+        self.put(registry_key(&entry.id), &entry);
+    }
+
+    /// Records `status` for `id` from this block on. A final status (expelled, revoked) is
+    /// never changed; a change to the current status is refused (it would prove nothing).
+    fn change_status(
+        &mut self,
+        id: &PartyId,
+        status: Status,
+        ctx: Context,
+    ) -> Result<(), ApplyError> {
+        let mut entry = self
+            .registry_entry(id)
+            .ok_or_else(|| ApplyError::UnknownSender(id.clone()))?;
+        if entry.status().is_final() {
+            return Err(ApplyError::NotAllowed("the entry was expelled or revoked"));
+        }
+        if entry.status() == status {
+            return Err(ApplyError::NotAllowed("the entry already has that status"));
+        }
+        if entry.statuses.len() >= MAX_STATUS_CHANGES && !status.is_final() {
+            return Err(ApplyError::NotAllowed(
+                "too many status changes for one entry: expel it or let it be",
+            ));
+        }
+        entry.statuses.push(change(status, ctx));
+        self.put(registry_key(id), &entry);
+        Ok(())
+    }
+
+    /// The sender is a registered hospital (its activity was checked with its key).
+    fn check_is_hospital(&self, sender: &PartyId) -> Result<(), ApplyError> {
+        match self.registry_entry(sender) {
+            Some(entry) if entry.role == Role::Hospital => Ok(()),
+            _ => Err(ApplyError::NotAllowed(
+                "only a registered, active hospital admits and governs doctors",
+            )),
+        }
+    }
+
+    /// Checks a proposal's approvals against the current council: the proposal is for this
+    /// chain, not expired (nor valid implausibly long), its ID unused and well-formed, and
+    /// at least `t` approvals are there, each a valid signature by a distinct member. Any
+    /// approval by a non-member, duplicated, or not verifying refuses the transaction.
+    fn check_approvals(
+        &self,
+        proposal: &Proposal,
+        approvals: &[Approval],
+        ctx: Context,
+    ) -> Result<(), ApplyError> {
+        if proposal.chain_id != ctx.chain_id {
+            return Err(ApplyError::Governance("the proposal is for another chain"));
+        }
+        if ctx.now > proposal.expires_at {
+            return Err(ApplyError::Governance("the proposal expired"));
+        }
+        if proposal.expires_at > ctx.now.saturating_add(MAX_PROPOSAL_LIFETIME_S) {
+            return Err(ApplyError::Governance(
+                "the proposal's expiry is too far in the future",
+            ));
+        }
+        if !proposal.id_is_well_formed() {
+            return Err(ApplyError::Governance("malformed proposal ID"));
+        }
+        if self.proposal_used(&proposal.proposal_id) {
+            return Err(ApplyError::Governance("the proposal ID was used before"));
+        }
+        let council = self.council();
+        let mut seen = std::collections::BTreeSet::new();
+        for approval in approvals {
+            let member = council
+                .member(&approval.member)
+                .ok_or(ApplyError::Governance("an approval by a non-member"))?;
+            if !seen.insert(&approval.member) {
+                return Err(ApplyError::Governance("two approvals by one member"));
+            }
+            let key = VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?;
+            if !approval.verifies(proposal, &key) {
+                return Err(ApplyError::Governance("an approval does not verify"));
+            }
+        }
+        if seen.len() < council.threshold {
+            return Err(ApplyError::Governance(
+                "fewer approvals than the council's threshold",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `voucher` for `patient` verifies under the voucher key of a hospital active
+    /// at the block time (each tried in turn: the voucher names none).
+    fn voucher_verifies(
+        &self,
+        patient: &PartyId,
+        voucher: &crate::voucher::Voucher,
+        ctx: Context,
+    ) -> bool {
+        let Some(hospitals) = self.roles.get(&Role::Hospital) else {
+            return false;
+        };
+        hospitals.iter().any(|id| {
+            self.registry_entry(id).is_some_and(|h| {
+                h.is_active_at(ctx.now)
+                    && h.voucher_key.as_ref().is_some_and(|jwk| {
+                        crate::voucher::VoucherKey::from_jwk(jwk)
+                            .is_ok_and(|key| key.verify(ctx.chain_id, patient, voucher).is_ok())
+                    })
+            })
+        })
     }
 
     /// Checks equivocation evidence: one JSON text of [`Evidence`](super::bft::Evidence),
@@ -612,6 +1039,46 @@ fn members_key() -> StateKey {
     state_key("consensus", "members")
 }
 
+fn council_key() -> StateKey {
+    state_key("governance", "council")
+}
+
+fn voucher_key(spent: &Hash) -> StateKey {
+    state_key("voucher/spent", &super::state::hex32::to_hex(spent))
+}
+
+fn epoch(signing_jwk: &Jwk, encryption_jwk: &Jwk, ctx: Context) -> KeyEpoch {
+    KeyEpoch {
+        signing_jwk: signing_jwk.clone(),
+        encryption_jwk: encryption_jwk.clone(),
+        height: ctx.height,
+        time: ctx.now,
+    }
+}
+
+fn change(status: Status, ctx: Context) -> StatusChange {
+    StatusChange {
+        status,
+        height: ctx.height,
+        time: ctx.now,
+    }
+}
+
+/// Both keys parse and the validity period is not empty.
+fn check_keys_and_validity(
+    signing_jwk: &Jwk,
+    encryption_jwk: &Jwk,
+    valid_from: u64,
+    valid_until: u64,
+) -> Result<(), ApplyError> {
+    VerifyingKey::from_jwk(signing_jwk).map_err(TxError::from)?;
+    crate::keys::EncryptionKey::from_jwk(encryption_jwk).map_err(TxError::from)?;
+    if valid_from >= valid_until {
+        return Err(ApplyError::NotAllowed("empty validity period"));
+    }
+    Ok(())
+}
+
 /// The state key of `id`'s registry entry.
 pub fn registry_key(id: &PartyId) -> StateKey {
     state_key("registry", id.as_str())
@@ -630,6 +1097,7 @@ pub fn crumbs_key(patient: &PartyId, department: &str) -> StateKey {
 #[cfg(test)]
 mod tests {
     use super::super::bft::{ConsensusVote, Evidence, Signed, VoteKind};
+    use super::super::governance::{Approval, GovAction, Proposal};
     use super::super::tx::{Outcome, Transaction};
     use super::*;
     use crate::keys::SigningKey;
@@ -673,17 +1141,24 @@ mod tests {
             tx.sign(&self.key)
         }
 
+        /// A self-registration without a voucher (which only patients may send, with one).
         fn register(&mut self, role: Role) -> SignedTransaction {
+            self.register_with(role, None)
+        }
+
+        fn register_with(
+            &mut self,
+            role: Role,
+            voucher: Option<crate::voucher::Voucher>,
+        ) -> SignedTransaction {
             let body = TxBody::RegisterIdentity {
                 id: self.id.clone(),
                 role,
                 signing_jwk: self.key.verifying_key().to_jwk(None),
-                encryption_jwk: crate::keys::tests::party()
-                    .decryption
-                    .encryption_key()
-                    .to_jwk(None),
+                encryption_jwk: encryption_jwk(),
                 valid_from: 0,
                 valid_until: 10_000,
+                voucher,
             };
             self.tx(body)
         }
@@ -697,12 +1172,140 @@ mod tests {
         }
     }
 
+    fn encryption_jwk() -> Jwk {
+        crate::keys::tests::party()
+            .decryption
+            .encryption_key()
+            .to_jwk(None)
+    }
+
+    /// The council: members node:0..=3 (their consensus keys), threshold 3; and the
+    /// hospital `hospital:v` whose voucher key is `voucher::tests::hospital_key(0)`.
+    struct Gov {
+        members: Vec<Party>,
+        hospital: Party,
+    }
+
+    /// A genesis state with the council, and `hospital:v` admitted at height 1.
+    fn world() -> (LedgerState, Gov) {
+        let members: Vec<Party> = (0..4).map(|i| Party::new(&format!("node:{i}"))).collect();
+        let validators: Vec<Validator> = members
+            .iter()
+            .map(|p| Validator {
+                id: p.id.clone(),
+                signing_jwk: p.key.verifying_key().to_jwk(None),
+                credit: 100,
+            })
+            .collect();
+        let mut state = LedgerState::genesis(&validators);
+        assert_eq!(state.council().threshold, 3);
+        let mut gov = Gov {
+            members,
+            hospital: Party::new("hospital:v"),
+        };
+        let key = crate::voucher::tests::hospital_key(0).public().unwrap();
+        let mut hospital = Party::new("hospital:v");
+        std::mem::swap(&mut hospital, &mut gov.hospital);
+        let admission = gov.admit_with(&mut hospital, Role::Hospital, Some(&key), NOW + 100);
+        state.apply(&admission, ctx(1)).unwrap();
+        gov.hospital = hospital;
+        (state, gov)
+    }
+
+    impl Gov {
+        fn approvals(&self, proposal: &Proposal, who: &[usize]) -> Vec<Approval> {
+            who.iter()
+                .map(|&i| proposal.approve(&self.members[i].id, &self.members[i].key))
+                .collect()
+        }
+
+        fn admit_proposal(
+            party: &Party,
+            role: Role,
+            voucher_key: Option<&crate::voucher::VoucherKey>,
+            expires_at: u64,
+        ) -> Proposal {
+            Proposal::new(
+                CHAIN,
+                expires_at,
+                GovAction::Admit {
+                    id: party.id.clone(),
+                    role,
+                    signing_jwk: party.key.verifying_key().to_jwk(None),
+                    encryption_jwk: encryption_jwk(),
+                    valid_from: 0,
+                    valid_until: 10_000,
+                    voucher_key: voucher_key.map(|k| k.to_jwk()),
+                },
+            )
+        }
+
+        fn admit_with(
+            &self,
+            party: &mut Party,
+            role: Role,
+            voucher_key: Option<&crate::voucher::VoucherKey>,
+            expires_at: u64,
+        ) -> SignedTransaction {
+            let proposal = Self::admit_proposal(party, role, voucher_key, expires_at);
+            let approvals = self.approvals(&proposal, &[0, 1, 2]);
+            party.tx(TxBody::Govern {
+                proposal,
+                approvals,
+            })
+        }
+
+        /// The council admits `party` as `role` (approvals of node:0..=2), sent by `party`.
+        fn admit(&self, party: &mut Party, role: Role) -> SignedTransaction {
+            self.admit_with(party, role, None, NOW + 100)
+        }
+
+        /// A member sends an approved action.
+        fn govern(&mut self, sender: usize, action: GovAction, who: &[usize]) -> SignedTransaction {
+            let proposal = Proposal::new(CHAIN, NOW + 100, action);
+            let approvals = self.approvals(&proposal, who);
+            self.members[sender].tx(TxBody::Govern {
+                proposal,
+                approvals,
+            })
+        }
+
+        fn voucher(&self, patient: &PartyId) -> crate::voucher::Voucher {
+            crate::voucher::tests::voucher(crate::voucher::tests::hospital_key(0), CHAIN, patient)
+        }
+
+        /// A patient's registration with a voucher of `hospital:v`.
+        fn register_patient(&self, party: &mut Party) -> SignedTransaction {
+            let voucher = self.voucher(&party.id);
+            party.register_with(Role::Patient, Some(voucher))
+        }
+
+        /// `hospital:v` admits `doctor`.
+        fn admit_doctor(&mut self, doctor: &Party) -> SignedTransaction {
+            self.hospital.tx(TxBody::AdmitDoctor {
+                id: doctor.id.clone(),
+                signing_jwk: doctor.key.verifying_key().to_jwk(None),
+                encryption_jwk: encryption_jwk(),
+                valid_from: 0,
+                valid_until: 10_000,
+            })
+        }
+
+        /// The way `role` joins: patients with a voucher, institutions by admission.
+        fn enrol(&self, party: &mut Party, role: Role) -> SignedTransaction {
+            match role {
+                Role::Patient => self.register_patient(party),
+                role => self.admit(party, role),
+            }
+        }
+    }
+
     #[test]
     fn registration_then_proofs_of_entry_and_absence() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut hospital = Party::new("hospital:a");
         state
-            .apply(&hospital.register(Role::Hospital), ctx(1))
+            .apply(&gov.admit(&mut hospital, Role::Hospital), ctx(1))
             .unwrap();
         let entry = state.registry_entry(&hospital.id).unwrap();
         assert!(entry.is_active(NOW));
@@ -715,15 +1318,18 @@ mod tests {
         let (none, proof) = state.get_with_proof(&absent);
         assert!(none.is_none());
         assert_eq!(proof.verify(&state.root(), &absent), Ok(None));
-        assert_eq!(state.directory(Role::Hospital), vec![hospital.id.clone()]);
+        assert_eq!(
+            state.directory(Role::Hospital),
+            vec![hospital.id.clone(), gov.hospital.id.clone()]
+        );
         assert!(state.directory(Role::Insurer).is_empty());
     }
 
     #[test]
     fn replays_reorders_and_foreign_chains_are_refused_without_changing_state() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut a = Party::new("hospital:a");
-        let registration = a.register(Role::Hospital);
+        let registration = gov.admit(&mut a, Role::Hospital);
         state.apply(&registration, ctx(1)).unwrap();
         let root = state.root();
         assert!(matches!(
@@ -762,9 +1368,11 @@ mod tests {
 
     #[test]
     fn signatures_must_be_by_the_registered_key() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut a = Party::new("hospital:a");
-        state.apply(&a.register(Role::Hospital), ctx(1)).unwrap();
+        state
+            .apply(&gov.admit(&mut a, Role::Hospital), ctx(1))
+            .unwrap();
         let impostor_key = SigningKey::generate();
         let forged = Transaction {
             chain_id: CHAIN.into(),
@@ -789,21 +1397,21 @@ mod tests {
         let mut twin = Party::new("hospital:a");
         twin.next = 1;
         assert!(matches!(
-            state.apply(&twin.register(Role::Hospital), ctx(2)),
+            state.apply(&gov.admit(&mut twin, Role::Hospital), ctx(2)),
             Err(ApplyError::AlreadyRegistered(_))
         ));
     }
 
     #[test]
     fn grants_are_made_checked_and_revoked_by_their_grantor_only() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut patient = Party::patient();
         let mut insurer = Party::new("insurer:acme");
         state
-            .apply(&patient.register(Role::Patient), ctx(1))
+            .apply(&gov.register_patient(&mut patient), ctx(1))
             .unwrap();
         state
-            .apply(&insurer.register(Role::Insurer), ctx(1))
+            .apply(&gov.admit(&mut insurer, Role::Insurer), ctx(1))
             .unwrap();
         let grant = patient.tx(TxBody::Grant {
             grant_id: "g1".into(),
@@ -863,42 +1471,37 @@ mod tests {
     /// consortium member's ID are all refused.
     #[test]
     fn ids_cannot_be_squatted() {
-        let members = [Validator {
-            id: PartyId::new("node:4").unwrap(),
-            signing_jwk: SigningKey::generate().verifying_key().to_jwk(None),
-            credit: 100,
-        }];
-        let mut state = LedgerState::genesis(&members);
+        let (mut state, gov) = world();
         let victim = Party::patient();
         let mut squatter = Party::new(victim.id.as_str());
         assert!(matches!(
-            state.apply(&squatter.register(Role::Patient), ctx(1)),
+            state.apply(&gov.register_patient(&mut squatter), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
         squatter.next = 0;
         assert!(matches!(
-            state.apply(&squatter.register(Role::Insurer), ctx(1)),
+            state.apply(&gov.admit(&mut squatter, Role::Insurer), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
         let mut named_patient = Party::new("patient-7");
         assert!(matches!(
-            state.apply(&named_patient.register(Role::Patient), ctx(1)),
+            state.apply(&gov.register_patient(&mut named_patient), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
         let mut bare = Party::new("acme");
         assert!(matches!(
-            state.apply(&bare.register(Role::Insurer), ctx(1)),
+            state.apply(&gov.admit(&mut bare, Role::Insurer), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
-        let mut member = Party::new("node:4");
+        let mut member = Party::new("node:3");
         assert!(matches!(
-            state.apply(&member.register(Role::Node), ctx(1)),
+            state.apply(&gov.admit(&mut member, Role::Node), ctx(1)),
             Err(ApplyError::NotAllowed(_))
         ));
         let root = state.root();
         let mut victim = victim;
         state
-            .apply(&victim.register(Role::Patient), ctx(2))
+            .apply(&gov.register_patient(&mut victim), ctx(2))
             .unwrap();
         assert_ne!(state.root(), root);
     }
@@ -908,7 +1511,7 @@ mod tests {
     /// within its window of the block time.
     #[test]
     fn access_logs_name_only_grants_that_cover_them() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut patient = Party::patient();
         let mut insurer = Party::new("insurer:acme");
         let mut other = Party::new("insurer:other");
@@ -917,7 +1520,7 @@ mod tests {
             (&mut insurer, Role::Insurer),
             (&mut other, Role::Insurer),
         ] {
-            state.apply(&party.register(role), ctx(1)).unwrap();
+            state.apply(&gov.enrol(party, role), ctx(1)).unwrap();
         }
         let grant = patient.tx(TxBody::Grant {
             grant_id: "g1".into(),
@@ -981,10 +1584,10 @@ mod tests {
 
     #[test]
     fn index_entries_chain_and_leave_bread_crumbs() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut patient = Party::patient();
         state
-            .apply(&patient.register(Role::Patient), ctx(1))
+            .apply(&gov.register_patient(&mut patient), ctx(1))
             .unwrap();
         let first = patient.tx(TxBody::UploadIndex {
             department: "cardiology".into(),
@@ -1027,9 +1630,11 @@ mod tests {
 
     #[test]
     fn revoked_or_expired_senders_cannot_act() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         let mut a = Party::new("hospital:a");
-        state.apply(&a.register(Role::Hospital), ctx(1)).unwrap();
+        state
+            .apply(&gov.admit(&mut a, Role::Hospital), ctx(1))
+            .unwrap();
         state
             .apply(&a.tx(TxBody::RevokeIdentity { id: a.id.clone() }), ctx(2))
             .unwrap();
@@ -1041,7 +1646,9 @@ mod tests {
             Err(ApplyError::InactiveSender(_))
         ));
         let mut b = Party::new("hospital:b");
-        state.apply(&b.register(Role::Hospital), ctx(1)).unwrap();
+        state
+            .apply(&gov.admit(&mut b, Role::Hospital), ctx(1))
+            .unwrap();
         let late = b.tx(TxBody::RevokeGrant {
             grant_id: "g".into(),
         });
@@ -1201,7 +1808,7 @@ mod tests {
 
     #[test]
     fn directory_pages_cover_each_role_once_in_order() {
-        let mut state = LedgerState::new();
+        let (mut state, gov) = world();
         for name in ["insurer:c", "insurer:a", "hospital:x", "insurer:b"] {
             let role = if name.starts_with("insurer") {
                 Role::Insurer
@@ -1209,7 +1816,7 @@ mod tests {
                 Role::Hospital
             };
             state
-                .apply(&Party::new(name).register(role), ctx(1))
+                .apply(&gov.admit(&mut Party::new(name), role), ctx(1))
                 .unwrap();
         }
         let ids = |v: Vec<PartyId>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
@@ -1228,7 +1835,800 @@ mod tests {
         assert!(none.is_empty() && !more);
         // A refused registration is not listed.
         let mut dup = Party::new("insurer:a");
-        assert!(state.apply(&dup.register(Role::Insurer), ctx(2)).is_err());
+        assert!(
+            state
+                .apply(&gov.admit(&mut dup, Role::Insurer), ctx(2))
+                .is_err()
+        );
         assert_eq!(state.directory(Role::Insurer).len(), 3);
+    }
+
+    /// Applies `tx`, expecting a refusal that leaves the state as it was; the sender's
+    /// sequence number is given back.
+    fn refused(
+        state: &mut LedgerState,
+        tx: &SignedTransaction,
+        sender: &mut Party,
+        height: u64,
+    ) -> ApplyError {
+        let root = state.root();
+        let error = state.apply(tx, ctx(height)).expect_err("refused");
+        assert_eq!(state.root(), root, "a refusal changed the state: {error}");
+        sender.next -= 1;
+        error
+    }
+
+    fn at(height: u64, now: u64) -> Context<'static> {
+        Context {
+            chain_id: CHAIN,
+            height,
+            now,
+        }
+    }
+
+    /// No institution, doctor or consortium role registers itself, with or without a
+    /// voucher: only a patient does.
+    #[test]
+    fn self_registered_institutions_are_refused() {
+        let (mut state, gov) = world();
+        for role in [
+            Role::Hospital,
+            Role::Insurer,
+            Role::Researcher,
+            Role::Node,
+            Role::Doctor,
+        ] {
+            let mut party = Party::new("hospital:st-marys");
+            let tx = party.register(role);
+            assert!(matches!(
+                refused(&mut state, &tx, &mut party, 2),
+                ApplyError::NotAllowed(_)
+            ));
+            let voucher = gov.voucher(&party.id);
+            let tx = party.register_with(role, Some(voucher));
+            assert!(matches!(
+                refused(&mut state, &tx, &mut party, 2),
+                ApplyError::NotAllowed(_)
+            ));
+        }
+        assert!(
+            state
+                .registry_entry(&PartyId::new("hospital:st-marys").unwrap())
+                .is_none()
+        );
+    }
+
+    /// An admission needs t approvals of distinct council members over the very proposal,
+    /// unexpired, for this chain, with an unused ID; anything else is refused whole.
+    #[test]
+    fn admissions_need_t_distinct_valid_member_approvals() {
+        let (mut state, gov) = world();
+        let mut acme = Party::new("insurer:acme");
+        let proposal = Gov::admit_proposal(&acme, Role::Insurer, None, NOW + 100);
+        let send = |acme: &mut Party, proposal: &Proposal, approvals: Vec<Approval>| {
+            acme.tx(TxBody::Govern {
+                proposal: proposal.clone(),
+                approvals,
+            })
+        };
+        let outsider = Party::new("node:9");
+        let impostor = Party::new("node:2"); // a member's ID, another key
+        let cases: Vec<(&str, Proposal, Vec<Approval>)> = vec![
+            (
+                "t - 1 approvals",
+                proposal.clone(),
+                gov.approvals(&proposal, &[0, 1]),
+            ),
+            ("none", proposal.clone(), vec![]),
+            (
+                "a non-member's approval",
+                proposal.clone(),
+                [
+                    gov.approvals(&proposal, &[0, 1, 2]),
+                    vec![proposal.approve(&outsider.id, &outsider.key)],
+                ]
+                .concat(),
+            ),
+            (
+                "a duplicated approval",
+                proposal.clone(),
+                gov.approvals(&proposal, &[0, 1, 1]),
+            ),
+            (
+                "an approval by the wrong key",
+                proposal.clone(),
+                [
+                    gov.approvals(&proposal, &[0, 1]),
+                    vec![proposal.approve(&impostor.id, &impostor.key)],
+                ]
+                .concat(),
+            ),
+            (
+                "approvals of another proposal",
+                proposal.clone(),
+                gov.approvals(
+                    &Gov::admit_proposal(&acme, Role::Hospital, None, NOW + 100),
+                    &[0, 1, 2],
+                ),
+            ),
+        ];
+        for (what, proposal, approvals) in cases {
+            let tx = send(&mut acme, &proposal, approvals);
+            assert!(
+                matches!(
+                    refused(&mut state, &tx, &mut acme, 2),
+                    ApplyError::Governance(_)
+                ),
+                "{what}"
+            );
+        }
+        for (what, changed) in [
+            (
+                "expired",
+                Gov::admit_proposal(&acme, Role::Insurer, None, NOW - 1),
+            ),
+            (
+                "valid for too long",
+                Gov::admit_proposal(&acme, Role::Insurer, None, NOW + 100 * 24 * 3600),
+            ),
+            (
+                "for another chain",
+                Proposal {
+                    chain_id: "other".into(),
+                    ..proposal.clone()
+                },
+            ),
+            (
+                "malformed ID",
+                Proposal {
+                    proposal_id: "a b".into(),
+                    ..proposal.clone()
+                },
+            ),
+        ] {
+            let approvals = gov.approvals(&changed, &[0, 1, 2]);
+            let tx = send(&mut acme, &changed, approvals);
+            assert!(
+                matches!(
+                    refused(&mut state, &tx, &mut acme, 2),
+                    ApplyError::Governance(_)
+                ),
+                "{what}"
+            );
+        }
+        // Sent by anybody but the admitted party (here a member): refused.
+        let mut member = Party {
+            id: gov.members[3].id.clone(),
+            key: SigningKey::from_pkcs8(&gov.members[3].key.to_pkcs8()).unwrap(),
+            next: 0,
+        };
+        let by_member = send(&mut member, &proposal, gov.approvals(&proposal, &[0, 1, 2]));
+        assert!(matches!(
+            refused(&mut state, &by_member, &mut member, 2),
+            ApplyError::Tx(_)
+        ));
+        // t approvals (all four are fine too): admitted.
+        let good = send(&mut acme, &proposal, gov.approvals(&proposal, &[3, 0, 2]));
+        state.apply(&good, ctx(2)).unwrap();
+        let entry = state.registry_entry(&acme.id).unwrap();
+        assert_eq!(
+            (entry.role, entry.status()),
+            (Role::Insurer, Status::Active)
+        );
+        assert_eq!(entry.admitted().height, 2);
+        assert!(state.proposal_used(&proposal.proposal_id));
+        // Replayed: the same transaction, the same admission again, or its proposal ID for
+        // another party.
+        assert!(state.apply(&good, ctx(3)).is_err());
+        let again = send(&mut acme, &proposal, gov.approvals(&proposal, &[0, 1, 2]));
+        assert!(matches!(
+            refused(&mut state, &again, &mut acme, 3),
+            ApplyError::AlreadyRegistered(_)
+        ));
+        let mut other = Party::new("insurer:other");
+        let reused = Proposal {
+            action: Gov::admit_proposal(&other, Role::Insurer, None, NOW + 100).action,
+            ..proposal.clone()
+        };
+        let tx = send(&mut other, &reused, gov.approvals(&reused, &[0, 1, 2]));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut other, 3),
+            ApplyError::Governance("the proposal ID was used before")
+        ));
+    }
+
+    /// A governance action by a member is also refused without t approvals, and the
+    /// council can replace itself (then only the new members count).
+    #[test]
+    fn the_council_changes_only_by_its_own_threshold() {
+        let (mut state, mut gov) = world();
+        let newcomer = Party::new("node:new");
+        let council = Council {
+            members: vec![
+                super::super::governance::CouncilMember {
+                    id: gov.members[0].id.clone(),
+                    signing_jwk: gov.members[0].key.verifying_key().to_jwk(None),
+                },
+                super::super::governance::CouncilMember {
+                    id: newcomer.id.clone(),
+                    signing_jwk: newcomer.key.verifying_key().to_jwk(None),
+                },
+            ],
+            threshold: 2,
+        };
+        let action = GovAction::SetCouncil {
+            council: council.clone(),
+        };
+        let weak = gov.govern(1, action.clone(), &[0, 1]);
+        assert!(matches!(
+            state.apply(&weak, ctx(2)),
+            Err(ApplyError::Governance(_))
+        ));
+        gov.members[1].next -= 1;
+        let invalid = GovAction::SetCouncil {
+            council: Council {
+                threshold: 1,
+                ..council.clone()
+            },
+        };
+        let tx = gov.govern(1, invalid, &[0, 1, 2]);
+        assert!(matches!(
+            state.apply(&tx, ctx(2)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        gov.members[1].next -= 1;
+        state
+            .apply(&gov.govern(1, action, &[0, 1, 2]), ctx(2))
+            .unwrap();
+        assert_eq!(state.council(), council);
+        // The old members' approvals no longer count; the new council's do.
+        let mut acme = Party::new("insurer:acme");
+        let admission = gov.admit(&mut acme, Role::Insurer);
+        assert!(matches!(
+            state.apply(&admission, ctx(3)),
+            Err(ApplyError::Governance(_))
+        ));
+        acme.next -= 1;
+        let proposal = Gov::admit_proposal(&acme, Role::Insurer, None, NOW + 100);
+        let approvals = vec![
+            proposal.approve(&gov.members[0].id, &gov.members[0].key),
+            proposal.approve(&newcomer.id, &newcomer.key),
+        ];
+        state
+            .apply(
+                &acme.tx(TxBody::Govern {
+                    proposal,
+                    approvals,
+                }),
+                ctx(3),
+            )
+            .unwrap();
+        // A former member can no longer send governance transactions; the newcomer's ID
+        // is reserved.
+        let mut squatter = Party::new("node:new");
+        assert!(matches!(
+            state.apply(&gov.admit(&mut squatter, Role::Node), ctx(4)),
+            Err(ApplyError::Governance(_))
+        ));
+    }
+
+    /// Doctors are admitted by an active hospital, which alone (with the council) governs
+    /// them.
+    #[test]
+    fn doctors_are_admitted_and_governed_by_their_hospital_only() {
+        let (mut state, mut gov) = world();
+        let mut insurer = Party::new("insurer:acme");
+        let mut other_hospital = Party::new("hospital:other");
+        state
+            .apply(&gov.admit(&mut insurer, Role::Insurer), ctx(2))
+            .unwrap();
+        state
+            .apply(&gov.admit(&mut other_hospital, Role::Hospital), ctx(2))
+            .unwrap();
+        let doctor = Party::new("doctor:who");
+        let by = |party: &mut Party| {
+            party.tx(TxBody::AdmitDoctor {
+                id: doctor.id.clone(),
+                signing_jwk: doctor.key.verifying_key().to_jwk(None),
+                encryption_jwk: encryption_jwk(),
+                valid_from: 0,
+                valid_until: 10_000,
+            })
+        };
+        // Admitted by a non-hospital: refused.
+        let tx = by(&mut insurer);
+        assert!(matches!(
+            refused(&mut state, &tx, &mut insurer, 3),
+            ApplyError::NotAllowed(_)
+        ));
+        // By an unregistered "hospital": refused.
+        let mut fake = Party::new("hospital:fake");
+        let tx = by(&mut fake);
+        assert!(matches!(
+            refused(&mut state, &tx, &mut fake, 3),
+            ApplyError::UnknownSender(_)
+        ));
+        // By a suspended hospital: refused.
+        let suspend = GovAction::SetStatus {
+            id: other_hospital.id.clone(),
+            status: Status::Suspended,
+        };
+        state
+            .apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3))
+            .unwrap();
+        let tx = by(&mut other_hospital);
+        assert!(matches!(
+            refused(&mut state, &tx, &mut other_hospital, 4),
+            ApplyError::InactiveSender(_)
+        ));
+        // By its hospital: admitted, affiliated.
+        state.apply(&gov.admit_doctor(&doctor), ctx(4)).unwrap();
+        let entry = state.registry_entry(&doctor.id).unwrap();
+        assert_eq!(entry.role, Role::Doctor);
+        assert_eq!(entry.affiliation.as_ref(), Some(&gov.hospital.id));
+        // Another hospital cannot suspend it; its own can, and reinstate it.
+        let reinstate = GovAction::SetStatus {
+            id: other_hospital.id.clone(),
+            status: Status::Active,
+        };
+        state
+            .apply(&gov.govern(0, reinstate, &[0, 1, 2]), ctx(5))
+            .unwrap();
+        let tx = other_hospital.tx(TxBody::SetDoctorStatus {
+            id: doctor.id.clone(),
+            status: Status::Suspended,
+        });
+        assert!(matches!(
+            refused(&mut state, &tx, &mut other_hospital, 6),
+            ApplyError::NotAllowed(_)
+        ));
+        for status in [Status::Suspended, Status::Active, Status::Expelled] {
+            let tx = gov.hospital.tx(TxBody::SetDoctorStatus {
+                id: doctor.id.clone(),
+                status,
+            });
+            state.apply(&tx, ctx(6)).unwrap();
+        }
+        // Expelled is final, for the hospital and the council alike.
+        let tx = gov.hospital.tx(TxBody::SetDoctorStatus {
+            id: doctor.id.clone(),
+            status: Status::Active,
+        });
+        assert!(matches!(
+            state.apply(&tx, ctx(7)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        let tx = gov.govern(
+            0,
+            GovAction::SetStatus {
+                id: doctor.id.clone(),
+                status: Status::Active,
+            },
+            &[0, 1, 2],
+        );
+        assert!(matches!(
+            state.apply(&tx, ctx(7)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+    }
+
+    /// An expulsion takes effect from the block that commits it: the party is active
+    /// before, inactive from then on, and can send nothing more.
+    #[test]
+    fn expulsion_takes_effect_from_its_block_and_is_final() {
+        let (mut state, mut gov) = world();
+        let mut acme = Party::new("insurer:acme");
+        state
+            .apply(&gov.admit(&mut acme, Role::Insurer), at(2, NOW))
+            .unwrap();
+        let expel = GovAction::SetStatus {
+            id: acme.id.clone(),
+            status: Status::Expelled,
+        };
+        state
+            .apply(&gov.govern(1, expel.clone(), &[1, 2, 3]), at(3, NOW + 50))
+            .unwrap();
+        let entry = state.registry_entry(&acme.id).unwrap();
+        assert!(entry.is_active_at(NOW + 49));
+        assert!(!entry.is_active_at(NOW + 50));
+        assert_eq!(
+            entry.ended(),
+            Some(&StatusChange {
+                status: Status::Expelled,
+                height: 3,
+                time: NOW + 50
+            })
+        );
+        let after = acme.tx(TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        });
+        assert!(matches!(
+            state.apply(&after, at(4, NOW + 60)),
+            Err(ApplyError::InactiveSender(_))
+        ));
+        // Expelling again, or a patient, is refused.
+        assert!(
+            state
+                .apply(&gov.govern(1, expel, &[1, 2, 3]), at(4, NOW + 60))
+                .is_err()
+        );
+        gov.members[1].next -= 1;
+        let mut patient = Party::patient();
+        state
+            .apply(&gov.register_patient(&mut patient), at(4, NOW + 60))
+            .unwrap();
+        let tx = gov.govern(
+            1,
+            GovAction::SetStatus {
+                id: patient.id.clone(),
+                status: Status::Expelled,
+            },
+            &[1, 2, 3],
+        );
+        assert!(matches!(
+            state.apply(&tx, at(5, NOW + 70)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+    }
+
+    /// A patient registers only with a voucher that verifies under an active hospital's
+    /// voucher key, for its own ID, once.
+    #[test]
+    fn patients_register_only_with_an_unspent_voucher_of_an_active_hospital() {
+        let (mut state, mut gov) = world();
+        let mut patient = Party::patient();
+        let tx = patient.register(Role::Patient);
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        // Forged: by a hospital key nobody admitted, or not a signature at all.
+        let forged = crate::voucher::tests::voucher(
+            crate::voucher::tests::hospital_key(1),
+            CHAIN,
+            &patient.id,
+        );
+        let tx = patient.register_with(Role::Patient, Some(forged.clone()));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        let garbage = crate::voucher::Voucher {
+            randomizer: forged.randomizer.clone(),
+            signature: crate::b64::encode([7u8; 256]),
+        };
+        let tx = patient.register_with(Role::Patient, Some(garbage));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        // Another patient's voucher (bound to its ID), another chain's.
+        let mut other = Party::patient();
+        let theirs = gov.voucher(&other.id);
+        let tx = patient.register_with(Role::Patient, Some(theirs.clone()));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        let foreign = crate::voucher::tests::voucher(
+            crate::voucher::tests::hospital_key(0),
+            "other",
+            &patient.id,
+        );
+        let tx = patient.register_with(Role::Patient, Some(foreign));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut patient, 2),
+            ApplyError::Voucher(_)
+        ));
+        // Its own: registered; the voucher is spent.
+        let mine = gov.voucher(&patient.id);
+        state
+            .apply(
+                &patient.register_with(Role::Patient, Some(mine.clone())),
+                ctx(2),
+            )
+            .unwrap();
+        assert!(state.voucher_spent(&mine.spent_hash().unwrap()));
+        // Reused, by anybody: refused as spent.
+        let tx = other.register_with(Role::Patient, Some(mine));
+        assert_eq!(
+            refused(&mut state, &tx, &mut other, 3).to_string(),
+            "registration voucher refused: voucher already used"
+        );
+        // A suspended hospital's vouchers are refused while it is suspended.
+        let suspend = GovAction::SetStatus {
+            id: gov.hospital.id.clone(),
+            status: Status::Suspended,
+        };
+        state
+            .apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3))
+            .unwrap();
+        let tx = other.register_with(Role::Patient, Some(theirs));
+        assert!(matches!(
+            refused(&mut state, &tx, &mut other, 4),
+            ApplyError::Voucher(_)
+        ));
+    }
+
+    /// Rotation is signed by the current key; the ID stays; the history keeps the old key
+    /// with the time it was in force; the old key signs nothing more.
+    #[test]
+    fn rotation_is_signed_by_the_current_key_and_keeps_the_history() {
+        let (mut state, gov) = world();
+        let mut patient = Party::patient();
+        let first_key = patient.key.verifying_key().to_jwk(None);
+        state
+            .apply(&gov.register_patient(&mut patient), at(2, NOW))
+            .unwrap();
+        let new_key = SigningKey::generate();
+        let rotation = TxBody::UpdateKeys {
+            id: patient.id.clone(),
+            signing_jwk: new_key.verifying_key().to_jwk(None),
+            encryption_jwk: encryption_jwk(),
+        };
+        // Signed by the wrong key (the new one, or a stranger's): refused.
+        for wrong in [&new_key, &SigningKey::generate()] {
+            let tx = Transaction {
+                chain_id: CHAIN.into(),
+                sender: patient.id.clone(),
+                sequence: patient.next,
+                body: rotation.clone(),
+            }
+            .sign(wrong);
+            assert!(matches!(
+                state.apply(&tx, at(3, NOW + 10)),
+                Err(ApplyError::Tx(_))
+            ));
+        }
+        // Another party's rotation, signed by its own valid key: refused.
+        let mut other = Party::patient();
+        state
+            .apply(&gov.register_patient(&mut other), at(3, NOW + 10))
+            .unwrap();
+        let tx = other.tx(rotation.clone());
+        assert!(matches!(
+            state.apply(&tx, at(3, NOW + 10)),
+            Err(ApplyError::NotAllowed(_))
+        ));
+        state.apply(&patient.tx(rotation), at(3, NOW + 10)).unwrap();
+        let entry = state.registry_entry(&patient.id).unwrap();
+        assert_eq!(entry.id.as_str(), first_key.thumbprint());
+        assert_eq!(entry.keys.len(), 2);
+        assert_eq!(entry.keys_at(NOW + 9).unwrap().signing_jwk, first_key);
+        assert_eq!(
+            entry.keys_at(NOW + 10).unwrap().signing_jwk,
+            new_key.verifying_key().to_jwk(None)
+        );
+        assert!(entry.keys_at(NOW - 1).is_none());
+        // The old key signs nothing more; the new one does.
+        let old = patient.tx(TxBody::RevokeGrant {
+            grant_id: "g".into(),
+        });
+        assert!(matches!(
+            state.apply(&old, at(4, NOW + 20)),
+            Err(ApplyError::Tx(_))
+        ));
+        patient.next -= 1;
+        patient.key = new_key;
+        let grant = patient.tx(TxBody::Grant {
+            grant_id: "g1".into(),
+            grantee: gov.hospital.id.clone(),
+            record_id: "rec".into(),
+            parts: vec![],
+            actions: vec![Action::Read],
+            not_after: NOW + 100,
+        });
+        state.apply(&grant, at(4, NOW + 20)).unwrap();
+        // The proven entry's ID is still self-certifying (its first key).
+        assert!(entry.is_well_formed());
+    }
+
+    /// One step of the registry property test (indices into a fixed universe: parties 0..=2
+    /// are institutions, 0 and 1 hospitals, 2 an insurer; 3..=5 are doctors).
+    #[derive(Debug, Clone)]
+    enum Op {
+        Admit(usize),
+        AdmitDoctor {
+            hospital: usize,
+            doctor: usize,
+        },
+        Council {
+            target: usize,
+            status: Status,
+        },
+        Hospital {
+            hospital: usize,
+            doctor: usize,
+            status: Status,
+        },
+        Rotate {
+            party: usize,
+            wrong_key: bool,
+        },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let status = prop_oneof![
+            Just(Status::Active),
+            Just(Status::Suspended),
+            Just(Status::Expelled)
+        ];
+        prop_oneof![
+            (0..3usize).prop_map(Op::Admit),
+            (0..3usize, 3..6usize)
+                .prop_map(|(hospital, doctor)| Op::AdmitDoctor { hospital, doctor }),
+            (0..6usize, status.clone()).prop_map(|(target, status)| Op::Council { target, status }),
+            (0..3usize, 3..6usize, status).prop_map(|(hospital, doctor, status)| Op::Hospital {
+                hospital,
+                doctor,
+                status
+            }),
+            (0..6usize, proptest::bool::weighted(0.2))
+                .prop_map(|(party, wrong_key)| Op::Rotate { party, wrong_key }),
+        ]
+    }
+
+    /// What the model knows of a registered party.
+    #[derive(Debug, Clone)]
+    struct Model {
+        role: Role,
+        affiliation: Option<usize>,
+        status: Status,
+        keys: Vec<Jwk>,
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Any sequence of admissions, status changes and rotations keeps the registry
+        /// consistent with a simple model: an action applies exactly when the model says it
+        /// may, a refused one changes nothing, and every entry's role, affiliation, status,
+        /// key history and directory listing are the model's.
+        #[test]
+        fn the_registry_follows_a_simple_model(ops in proptest::collection::vec(op(), 1..24)) {
+            let (mut state, mut gov) = world();
+            let names = [
+                "hospital:p0", "hospital:p1", "insurer:p2", "doctor:p3", "doctor:p4", "doctor:p5",
+            ];
+            let roles = [Role::Hospital, Role::Hospital, Role::Insurer];
+            let mut parties: Vec<Party> = names.iter().map(|n| Party::new(n)).collect();
+            let mut model: Vec<Option<Model>> = vec![None; 6];
+            for (height, op) in (2u64..).zip(ops) {
+                let active = |m: &Option<Model>| m.as_ref().is_some_and(|m| m.status == Status::Active);
+                let (tx, sender, expected) = match op {
+                    Op::Admit(i) => {
+                        let tx = gov.admit(&mut parties[i], roles[i]);
+                        let ok = model[i].is_none();
+                        if ok {
+                            model[i] = Some(Model {
+                                role: roles[i],
+                                affiliation: None,
+                                status: Status::Active,
+                                keys: vec![parties[i].key.verifying_key().to_jwk(None)],
+                            });
+                        }
+                        (tx, Some(i), ok)
+                    }
+                    Op::AdmitDoctor { hospital, doctor } => {
+                        let d = &parties[doctor];
+                        let body = TxBody::AdmitDoctor {
+                            id: d.id.clone(),
+                            signing_jwk: d.key.verifying_key().to_jwk(None),
+                            encryption_jwk: encryption_jwk(),
+                            valid_from: 0,
+                            valid_until: 10_000,
+                        };
+                        let key = d.key.verifying_key().to_jwk(None);
+                        let tx = parties[hospital].tx(body);
+                        let ok = active(&model[hospital])
+                            && model[hospital].as_ref().unwrap().role == Role::Hospital
+                            && model[doctor].is_none();
+                        if ok {
+                            model[doctor] = Some(Model {
+                                role: Role::Doctor,
+                                affiliation: Some(hospital),
+                                status: Status::Active,
+                                keys: vec![key],
+                            });
+                        }
+                        (tx, Some(hospital), ok)
+                    }
+                    Op::Council { target, status } => {
+                        let tx = gov.govern(
+                            0,
+                            GovAction::SetStatus { id: parties[target].id.clone(), status },
+                            &[0, 1, 2],
+                        );
+                        let ok = model[target].as_ref().is_some_and(|m| {
+                            !m.status.is_final() && m.status != status
+                        });
+                        if ok {
+                            model[target].as_mut().unwrap().status = status;
+                        }
+                        (tx, None, ok)
+                    }
+                    Op::Hospital { hospital, doctor, status } => {
+                        let id = parties[doctor].id.clone();
+                        let tx = parties[hospital].tx(TxBody::SetDoctorStatus { id, status });
+                        let ok = active(&model[hospital])
+                            && model[hospital].as_ref().unwrap().role == Role::Hospital
+                            && model[doctor].as_ref().is_some_and(|m| {
+                                m.affiliation == Some(hospital)
+                                    && !m.status.is_final()
+                                    && m.status != status
+                            });
+                        if ok {
+                            model[doctor].as_mut().unwrap().status = status;
+                        }
+                        (tx, Some(hospital), ok)
+                    }
+                    Op::Rotate { party, wrong_key } => {
+                        let new_key = SigningKey::generate();
+                        let body = TxBody::UpdateKeys {
+                            id: parties[party].id.clone(),
+                            signing_jwk: new_key.verifying_key().to_jwk(None),
+                            encryption_jwk: encryption_jwk(),
+                        };
+                        let p = &mut parties[party];
+                        let tx = if wrong_key {
+                            let tx = Transaction {
+                                chain_id: CHAIN.into(),
+                                sender: p.id.clone(),
+                                sequence: p.next,
+                                body,
+                            }
+                            .sign(&SigningKey::generate());
+                            p.next += 1;
+                            tx
+                        } else {
+                            p.tx(body)
+                        };
+                        let ok = !wrong_key
+                            && active(&model[party])
+                            && model[party].as_ref().unwrap().keys.len() < MAX_KEY_EPOCHS;
+                        if ok {
+                            model[party]
+                                .as_mut()
+                                .unwrap()
+                                .keys
+                                .push(new_key.verifying_key().to_jwk(None));
+                            parties[party].key = new_key;
+                        }
+                        (tx, Some(party), ok)
+                    }
+                };
+                let root = state.root();
+                let result = state.apply(&tx, ctx(height));
+                proptest::prop_assert_eq!(result.is_ok(), expected, "{:?}", result.err());
+                if !expected {
+                    proptest::prop_assert_eq!(state.root(), root);
+                    match sender {
+                        Some(i) => parties[i].next -= 1,
+                        None => gov.members[0].next -= 1,
+                    }
+                }
+                for (i, m) in model.iter().enumerate() {
+                    let entry = state.registry_entry(&parties[i].id);
+                    proptest::prop_assert_eq!(entry.is_some(), m.is_some());
+                    let (Some(entry), Some(m)) = (entry, m) else { continue };
+                    proptest::prop_assert!(entry.is_well_formed());
+                    proptest::prop_assert_eq!(entry.role, m.role);
+                    proptest::prop_assert_eq!(
+                        entry.affiliation.clone(),
+                        m.affiliation.map(|h| parties[h].id.clone())
+                    );
+                    proptest::prop_assert_eq!(entry.status(), m.status);
+                    proptest::prop_assert_eq!(entry.is_active(NOW), m.status == Status::Active);
+                    let keys: Vec<Jwk> = entry.keys.iter().map(|k| k.signing_jwk.clone()).collect();
+                    proptest::prop_assert_eq!(&keys, &m.keys);
+                    proptest::prop_assert_eq!(
+                        entry.ended().is_some(),
+                        m.status.is_final()
+                    );
+                    proptest::prop_assert!(state.directory(m.role).contains(&parties[i].id));
+                }
+            }
+        }
     }
 }

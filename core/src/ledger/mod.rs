@@ -4,6 +4,7 @@
 pub mod bft;
 pub mod block;
 pub mod dpos;
+pub mod governance;
 pub mod machine;
 pub mod merkle;
 pub mod state;

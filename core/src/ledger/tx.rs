@@ -3,10 +3,12 @@
 //! Replay protection: each sender's transactions carry strictly increasing sequence numbers,
 //! which the node's state machine enforces.
 
+use super::governance::{Approval, GovAction, Proposal, Status};
 use super::state::hex32;
 use crate::jws::{self, JwsError};
 use crate::keys::{Jwk, KeyError, PartyId, SigningKey, VerifyingKey};
 use crate::strict_json::{self, StrictJsonError};
+use crate::voucher::Voucher;
 use crate::{b64, hazmat};
 use serde::{Deserialize, Serialize};
 
@@ -75,11 +77,16 @@ pub enum Outcome {
 }
 
 /// The body of a transaction, by type.
+// Variants hold keys and proposals inline: a wire type, parsed once per transaction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TxBody {
-    /// A party registers its ID and public keys for a validity period (BPDST 4.2.2). Signed
-    /// by the key being registered.
+    /// A patient registers its ID (the thumbprint of `signing_jwk`) and public keys for a
+    /// validity period (BPDST 4.2.2), signed by the key being registered, with a one-use
+    /// voucher from an admitted hospital ([`crate::voucher`]) that names no hospital. No
+    /// other role registers itself: institutions are admitted by the council
+    /// ([`TxBody::Govern`]), doctors by their hospital ([`TxBody::AdmitDoctor`]).
     RegisterIdentity {
         /// The ID being registered: the sender's own.
         id: PartyId,
@@ -93,8 +100,12 @@ pub enum TxBody {
         valid_from: u64,
         /// End of validity, Unix seconds (exclusive; after `valid_from`).
         valid_until: u64,
+        /// The one-use registration voucher of an admitted hospital (required).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voucher: Option<Voucher>,
     },
-    /// A party replaces its registered keys; only the party itself may.
+    /// Key rotation, signed by the party's current key: the entry keeps its ID and its key
+    /// history (each key with the height and time from which it was in force).
     UpdateKeys {
         /// The party whose keys change: the sender.
         id: PartyId,
@@ -103,10 +114,39 @@ pub enum TxBody {
         /// The new public RSA-OAEP-256 key.
         encryption_jwk: Jwk,
     },
-    /// A party revokes its own identity; the entry stays, marked revoked.
+    /// A party ends its own registration (status `revoked`, final).
     RevokeIdentity {
         /// The party revoked: the sender.
         id: PartyId,
+    },
+    /// A governance action approved by at least `t` council members
+    /// ([`governance`](super::governance)).
+    Govern {
+        /// The canonical payload the members approved.
+        proposal: Proposal,
+        /// At least `t` distinct members' approvals of `proposal`.
+        approvals: Vec<Approval>,
+    },
+    /// A registered, active hospital (the sender) admits one of its doctors; the entry names
+    /// the hospital as the doctor's affiliation.
+    AdmitDoctor {
+        /// The doctor's ID.
+        id: PartyId,
+        /// The doctor's public ES256 key.
+        signing_jwk: Jwk,
+        /// The doctor's public RSA-OAEP-256 key.
+        encryption_jwk: Jwk,
+        /// Start of validity, Unix seconds (inclusive).
+        valid_from: u64,
+        /// End of validity, Unix seconds (exclusive; after `valid_from`).
+        valid_until: u64,
+    },
+    /// A hospital (the sender) suspends, reinstates or expels one of its doctors.
+    SetDoctorStatus {
+        /// The doctor, affiliated with the sender.
+        id: PartyId,
+        /// Its new status.
+        status: Status,
     },
     /// BPDS eq. 3-4: the index {url, hash of ciphertext, time} as a JWE to the patient, a
     /// department tag for bread crumbs, and the link to the patient's previous entry.
@@ -183,8 +223,14 @@ impl TxBody {
     /// fills blocks with padding.
     pub fn max_bytes(&self) -> usize {
         match self {
-            Self::RegisterIdentity { .. } | Self::UpdateKeys { .. } => 6 * 1024,
+            // Two JWKs (RSA-4096 at most), and for a patient a voucher (an RSA-4096
+            // signature).
+            Self::RegisterIdentity { .. } => 8 * 1024,
+            Self::UpdateKeys { .. } | Self::AdmitDoctor { .. } => 6 * 1024,
+            // Up to 64 members' keys and approvals, or an admission's three keys.
+            Self::Govern { .. } => 48 * 1024,
             Self::RevokeIdentity { .. }
+            | Self::SetDoctorStatus { .. }
             | Self::RevokeGrant { .. }
             | Self::AccessLog { .. }
             | Self::CreditUpdate { .. } => 2 * 1024,
@@ -192,6 +238,34 @@ impl TxBody {
             Self::UploadIndex { .. } | Self::Misbehaviour { .. } => 24 * 1024,
         }
     }
+}
+
+/// The names under which a transaction body carries keys, at any depth.
+const KEY_MEMBERS: [&str; 3] = ["signing_jwk", "encryption_jwk", "voucher_key"];
+
+/// Checks every key a body carries, at any depth (a governance proposal nests them).
+fn check_keys_in(value: &serde_json::Value, depth: usize) -> Result<(), TxError> {
+    if depth > 8 {
+        return Ok(()); // deeper than any body nests keys: the typed parse refuses it
+    }
+    match value {
+        serde_json::Value::Object(members) => {
+            for (name, member) in members {
+                if KEY_MEMBERS.contains(&name.as_str()) {
+                    check_public_jwk_members(member)?;
+                } else {
+                    check_keys_in(member, depth + 1)?;
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                check_keys_in(item, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The members a public EC or RSA JWK may carry in a transaction (RFC 7517/7518): a key
@@ -263,11 +337,7 @@ impl SignedTransaction {
         }
         let payload = jws::unverified_payload(jws_text).map_err(TxError::Signature)?;
         if let Some(body) = payload.get("body") {
-            for member in ["signing_jwk", "encryption_jwk"] {
-                if let Some(jwk) = body.get(member) {
-                    check_public_jwk_members(jwk)?;
-                }
-            }
+            check_keys_in(body, 0)?;
         }
         let tx: Transaction = strict_json::from_value(payload)?;
         if jws_text.len() > tx.body.max_bytes() {
@@ -285,21 +355,32 @@ impl SignedTransaction {
         Ok(&self.tx)
     }
 
-    /// For a RegisterIdentity, the key it registers is the key that must have signed it.
+    /// For a RegisterIdentity, or a governance admission, the key it registers is the key
+    /// that must have signed it (proof of possession).
     pub fn self_signing_key(&self) -> Result<Option<VerifyingKey>, TxError> {
-        match &self.tx.body {
+        let (id, signing_jwk) = match &self.tx.body {
             TxBody::RegisterIdentity {
                 id, signing_jwk, ..
-            } => {
-                if id != &self.tx.sender {
-                    return Err(TxError::Invalid(
-                        "a registration must be sent by the ID it registers",
-                    ));
-                }
-                Ok(Some(VerifyingKey::from_jwk(signing_jwk)?))
-            }
-            _ => Ok(None),
+            } => (id, signing_jwk),
+            TxBody::Govern {
+                proposal:
+                    Proposal {
+                        action:
+                            GovAction::Admit {
+                                id, signing_jwk, ..
+                            },
+                        ..
+                    },
+                ..
+            } => (id, signing_jwk),
+            _ => return Ok(None),
+        };
+        if id != &self.tx.sender {
+            return Err(TxError::Invalid(
+                "a registration or admission must be sent by the ID it registers",
+            ));
         }
+        Ok(Some(VerifyingKey::from_jwk(signing_jwk)?))
     }
 
     /// The decoded transaction (its signature checked only by [`verify`](Self::verify)).
@@ -369,6 +450,7 @@ mod tests {
                 encryption_jwk: enc,
                 valid_from: 0,
                 valid_until: u64::MAX,
+                voucher: None,
             },
         }
     }
@@ -462,6 +544,60 @@ mod tests {
             revoke("g".repeat(4000)),
             Err(TxError::TooLarge(_))
         ));
+    }
+
+    /// Keys nested in a governance proposal (an admission's keys and voucher key, a new
+    /// council's keys) are held to the same rule: public members only.
+    #[test]
+    fn keys_nested_in_governance_proposals_carry_only_public_members() {
+        let key = SigningKey::generate();
+        let h = jws::Header::es256(TX_TYP, None);
+        let admission = Transaction {
+            chain_id: "test".into(),
+            sender: PartyId::new("hospital:a").unwrap(),
+            sequence: 0,
+            body: TxBody::Govern {
+                proposal: Proposal::new(
+                    "test",
+                    10,
+                    GovAction::Admit {
+                        id: PartyId::new("hospital:a").unwrap(),
+                        role: Role::Hospital,
+                        signing_jwk: key.verifying_key().to_jwk(None),
+                        encryption_jwk: crate::keys::tests::party()
+                            .decryption
+                            .encryption_key()
+                            .to_jwk(None),
+                        valid_from: 0,
+                        valid_until: 10,
+                        voucher_key: Some(
+                            crate::keys::tests::party()
+                                .decryption
+                                .encryption_key()
+                                .to_jwk(None),
+                        ),
+                    },
+                ),
+                approvals: vec![],
+            },
+        };
+        let good = serde_json::to_value(&admission).unwrap();
+        assert!(SignedTransaction::parse(&jws::sign(&key, &h, &good)).is_ok());
+        for (path, member, value) in [
+            ("voucher_key", "d", "AQAB".to_owned()),
+            ("signing_jwk", "padding", "x".repeat(100)),
+            ("encryption_jwk", "p", "AQAB".to_owned()),
+        ] {
+            let mut bad = good.clone();
+            bad["body"]["proposal"]["action"][path][member] = value.into();
+            assert!(
+                matches!(
+                    SignedTransaction::parse(&jws::sign(&key, &h, &bad)),
+                    Err(TxError::Invalid(_))
+                ),
+                "{path}.{member}"
+            );
+        }
     }
 
     #[test]

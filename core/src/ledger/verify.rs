@@ -11,9 +11,11 @@
 
 use super::bft::{CertificateError, VerifiedSet};
 use super::block::{CertifiedHeader, ValidatorSet};
-use super::machine::{RegistryEntry, registry_key};
+use super::governance::Status;
+use super::machine::{KeyEpoch, RegistryEntry, StatusChange, registry_key};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateProofError};
+use super::tx::Role;
 use crate::keys::{EncryptionKey, KeyError, PartyId, PublicKeySet, VerifyingKey};
 
 /// Why a header is not accepted.
@@ -109,17 +111,64 @@ impl VerifiedEntry {
         &self.entry.id
     }
 
+    /// The role the party is registered in.
+    pub fn role(&self) -> Role {
+        self.entry.role
+    }
+
     /// The height of the header the entry was proven under.
     pub fn height(&self) -> u64 {
         self.height
     }
 
-    /// The registered keys.
+    /// The entry's status as of the proven header (the last change is at or below it).
+    pub fn status(&self) -> Status {
+        self.entry.status()
+    }
+
+    /// When the party was expelled or revoked (height and block time), if it was: proven,
+    /// since the change is part of the entry under the certified state root.
+    pub fn ended(&self) -> Option<&StatusChange> {
+        self.entry.ended()
+    }
+
+    /// For a doctor: the hospital that admitted it.
+    pub fn affiliation(&self) -> Option<&PartyId> {
+        self.entry.affiliation.as_ref()
+    }
+
+    /// Whether the party was admitted, within its validity, and active at `time`.
+    pub fn is_active_at(&self, time: u64) -> bool {
+        self.entry.is_active_at(time)
+    }
+
+    /// The current registered keys.
     pub fn public_keys(&self) -> Result<PublicKeySet, KeyError> {
+        Self::key_set(&self.entry.id, self.entry.current_keys())
+    }
+
+    /// The keys in force at `time` (to check a signature made then), if any were.
+    pub fn public_keys_at(&self, time: u64) -> Result<Option<PublicKeySet>, KeyError> {
+        self.entry
+            .keys_at(time)
+            .map(|epoch| Self::key_set(&self.entry.id, epoch))
+            .transpose()
+    }
+
+    /// For a hospital: its voucher key, with which a patient blinds its registration
+    /// voucher ([`crate::voucher::blind`]).
+    pub fn voucher_key(&self) -> Option<crate::voucher::VoucherKey> {
+        self.entry
+            .voucher_key
+            .as_ref()
+            .and_then(|jwk| crate::voucher::VoucherKey::from_jwk(jwk).ok())
+    }
+
+    fn key_set(id: &PartyId, epoch: &KeyEpoch) -> Result<PublicKeySet, KeyError> {
         Ok(PublicKeySet {
-            id: self.entry.id.clone(),
-            signing: VerifyingKey::from_jwk(&self.entry.signing_jwk)?,
-            encryption: EncryptionKey::from_jwk(&self.entry.encryption_jwk)?,
+            id: id.clone(),
+            signing: VerifyingKey::from_jwk(&epoch.signing_jwk)?,
+            encryption: EncryptionKey::from_jwk(&epoch.encryption_jwk)?,
         })
     }
 }
@@ -301,11 +350,18 @@ impl LightClient {
             return Err(EntryError::Malformed);
         }
         // The chain enforces it; a client checks it too, so an entry from a chain that did
-        // not (or from before it did) cannot hand a patient's ID to another key.
-        if entry.role == crate::ledger::tx::Role::Patient
-            && entry.id.as_str() != entry.signing_jwk.thumbprint()
+        // not (or from before it did) cannot hand a patient's ID to another key. A patient
+        // keeps its ID across rotations: it is its *first* key's thumbprint.
+        if entry.role == Role::Patient
+            && entry
+                .keys
+                .first()
+                .is_some_and(|k| entry.id.as_str() != k.signing_jwk.thumbprint())
         {
             return Err(EntryError::NotSelfCertifying);
+        }
+        if !entry.is_well_formed() {
+            return Err(EntryError::Malformed);
         }
         Ok(Some(VerifiedEntry { entry, height }))
     }
@@ -595,11 +651,21 @@ pub(crate) mod tests {
         let entry = |signing: &SigningKey| RegistryEntry {
             id: victim_id.clone(),
             role: Role::Patient,
-            signing_jwk: signing.verifying_key().to_jwk(None),
-            encryption_jwk: keys.decryption.encryption_key().to_jwk(None),
+            affiliation: None,
             valid_from: 0,
             valid_until: 10,
-            revoked: false,
+            keys: vec![super::super::machine::KeyEpoch {
+                signing_jwk: signing.verifying_key().to_jwk(None),
+                encryption_jwk: keys.decryption.encryption_key().to_jwk(None),
+                height: 1,
+                time: 0,
+            }],
+            statuses: vec![super::super::machine::StatusChange {
+                status: Status::Active,
+                height: 1,
+                time: 0,
+            }],
+            voucher_key: None,
         };
         for (signing, accepted) in [(SigningKey::generate(), false), (victim, true)] {
             let mut state = LedgerState::new();
@@ -618,33 +684,19 @@ pub(crate) mod tests {
 
     #[test]
     fn registry_entries_are_accepted_only_with_their_proof() {
-        use super::super::machine::LedgerState;
-        use super::super::tx::{Role, Transaction, TxBody};
+        use super::super::tx::Role;
         let c = consortium();
         let id = PartyId::new("insurer:acme").unwrap();
-        let signing = SigningKey::generate();
         let keys = crate::keys::tests::party();
-        let tx = Transaction {
-            chain_id: "test".into(),
-            sender: id.clone(),
-            sequence: 0,
-            body: TxBody::RegisterIdentity {
-                id: id.clone(),
-                role: Role::Insurer,
-                signing_jwk: signing.verifying_key().to_jwk(None),
-                encryption_jwk: keys.decryption.encryption_key().to_jwk(None),
-                valid_from: 0,
-                valid_until: 10,
-            },
-        }
-        .sign(&signing);
-        let mut state = LedgerState::new();
-        let ctx = super::super::machine::Context {
-            chain_id: "test",
-            height: 1,
-            now: 1,
+        let party = crate::PrivateKeySet {
+            id: id.clone(),
+            signing: SigningKey::generate(),
+            decryption: crate::keys::DecryptionKey::from_jwk(&keys.decryption.to_jwk(None))
+                .unwrap(),
         };
-        state.apply(&tx, ctx).unwrap();
+        let mut chain = super::super::testkit::TestChain::new();
+        chain.enrol(&party, Role::Insurer);
+        let state = chain.state.clone();
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
         let (value, proof) = state.get_with_proof(&registry_key(&id));
         let value = value.unwrap().to_vec();
@@ -665,7 +717,7 @@ pub(crate) mod tests {
         );
         // A node that swaps the keys, hides the entry, or serves another ID's entry is caught.
         let mut swapped: serde_json::Value = serde_json::from_slice(&value).unwrap();
-        swapped["signing_jwk"] =
+        swapped["keys"][0]["signing_jwk"] =
             serde_json::to_value(SigningKey::generate().verifying_key().to_jwk(None)).unwrap();
         let swapped = serde_json::to_vec(&swapped).unwrap();
         assert_eq!(
@@ -692,6 +744,40 @@ pub(crate) mod tests {
             client
                 .verify_registry_entry(&other, Some(&value), &absence)
                 .is_err()
+        );
+    }
+
+    /// A lookup of an expelled party proves it: the entry, proven under a certified
+    /// header, says "expelled at height h (time t)", and the party is inactive from then.
+    #[test]
+    fn a_lookup_of_an_expelled_party_proves_it() {
+        use super::super::governance::{GovAction, Status};
+        use super::super::testkit::TestChain;
+        let mut chain = TestChain::new();
+        let insurer = chain.register(Some("insurer:acme"), Role::Insurer);
+        let admitted = chain.verified_entry(&insurer.id).unwrap();
+        assert_eq!(admitted.status(), Status::Active);
+        assert!(admitted.ended().is_none());
+        chain.now = 1_500;
+        let expel = chain.govern(GovAction::SetStatus {
+            id: insurer.id.clone(),
+            status: Status::Expelled,
+        });
+        chain.apply(&[expel]);
+        let proven = chain.verified_entry(&insurer.id).unwrap();
+        assert_eq!(proven.status(), Status::Expelled);
+        let ended = proven.ended().unwrap();
+        assert_eq!((ended.height, ended.time), (chain.height, 1_500));
+        assert!(proven.is_active_at(1_499));
+        assert!(!proven.is_active_at(1_500));
+        // A node hiding the expulsion (serving the old entry) is caught by the proof.
+        let mut client = chain.client();
+        client.verify_header(&chain.header(&[1, 2]));
+        let (_, proof) = chain.state.get_with_proof(&registry_key(&insurer.id));
+        let stale = serde_json::to_vec(admitted.entry()).unwrap();
+        assert_eq!(
+            client.verify_registry_entry(&insurer.id, Some(&stale), &proof),
+            Err(EntryError::ValueMismatch)
         );
     }
 

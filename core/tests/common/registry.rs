@@ -6,12 +6,32 @@
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::block::{Header, Validator, ValidatorSet, certify};
+use emrshare_core::ledger::governance::{GovAction, Proposal};
 use emrshare_core::ledger::machine::{Context, LedgerState, registry_key};
 use emrshare_core::ledger::tx::{Role, SignedTransaction, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict, VerifiedEntry};
+use emrshare_core::voucher;
+use std::sync::OnceLock;
 
 /// The test chain's ID.
 pub(crate) const CHAIN: &str = "test";
+
+/// The registry hospital's keys and voucher key (RSA key generation is slow: made once).
+fn registry_hospital() -> &'static PrivateKeySet {
+    static KEYS: OnceLock<PrivateKeySet> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        PrivateKeySet::generate(
+            Some(PartyId::new("hospital:registry").unwrap()),
+            emrshare_core::keys::RsaBits::B2048,
+        )
+    })
+}
+
+fn voucher_secret() -> &'static voucher::VoucherSecretKey {
+    static KEY: OnceLock<voucher::VoucherSecretKey> = OnceLock::new();
+    KEY.get_or_init(|| voucher::VoucherSecretKey::generate(2048).unwrap())
+}
+
 /// Block time of the registrations (the handshake tests run at `super::NOW`).
 const REGISTERED_AT: u64 = 1_700_000_000;
 
@@ -50,7 +70,7 @@ impl Registry {
             auditors: 3,
         };
         Self {
-            state: LedgerState::new(),
+            state: LedgerState::genesis(&set.validators),
             client: LightClient::new(CHAIN, set.clone()).unwrap(),
             validators,
             set,
@@ -71,7 +91,9 @@ impl Registry {
         self.try_register(party, role, from, until).unwrap();
     }
 
-    /// A registration as the ledger takes it, or why it refuses it.
+    /// A registration as the ledger takes it, or why it refuses it: a patient registers
+    /// itself with a voucher of the registry's hospital, a doctor is admitted by that
+    /// hospital, an institution by the council (five of the six members).
     pub(crate) fn try_register(
         &mut self,
         party: &PrivateKeySet,
@@ -79,15 +101,107 @@ impl Registry {
         from: u64,
         until: u64,
     ) -> Result<(), String> {
-        let body = TxBody::RegisterIdentity {
-            id: party.id.clone(),
-            role,
-            signing_jwk: party.signing.verifying_key().to_jwk(None),
-            encryption_jwk: party.decryption.encryption_key().to_jwk(None),
-            valid_from: from,
-            valid_until: until,
-        };
-        self.try_submit(party, body)
+        match role {
+            Role::Patient => {
+                let hospital = self.hospital();
+                let (pending, blinded) =
+                    voucher::blind(&hospital.voucher_key().unwrap(), CHAIN, &party.id).unwrap();
+                let voucher = pending
+                    .finalize(&voucher_secret().sign_blind(&blinded).unwrap())
+                    .unwrap();
+                let body = TxBody::RegisterIdentity {
+                    id: party.id.clone(),
+                    role,
+                    signing_jwk: party.signing.verifying_key().to_jwk(None),
+                    encryption_jwk: party.decryption.encryption_key().to_jwk(None),
+                    valid_from: from,
+                    valid_until: until,
+                    voucher: Some(voucher),
+                };
+                self.try_submit(party, body)
+            }
+            Role::Doctor => {
+                self.hospital();
+                let body = TxBody::AdmitDoctor {
+                    id: party.id.clone(),
+                    signing_jwk: party.signing.verifying_key().to_jwk(None),
+                    encryption_jwk: party.decryption.encryption_key().to_jwk(None),
+                    valid_from: from,
+                    valid_until: until,
+                };
+                let hospital = registry_hospital();
+                self.try_submit(hospital, body)
+            }
+            role => self.try_admit(party, role, from, until, None),
+        }
+    }
+
+    /// The council admits `party` as `role`; the admitted party sends the admission.
+    pub(crate) fn try_admit(
+        &mut self,
+        party: &PrivateKeySet,
+        role: Role,
+        from: u64,
+        until: u64,
+        voucher_key: Option<&voucher::VoucherKey>,
+    ) -> Result<(), String> {
+        let proposal = Proposal::new(
+            CHAIN,
+            self.time + 3600,
+            GovAction::Admit {
+                id: party.id.clone(),
+                role,
+                signing_jwk: party.signing.verifying_key().to_jwk(None),
+                encryption_jwk: party.decryption.encryption_key().to_jwk(None),
+                valid_from: from,
+                valid_until: until,
+                voucher_key: voucher_key.map(|k| k.to_jwk()),
+            },
+        );
+        let approvals = self.validators[..5]
+            .iter()
+            .map(|(id, key)| proposal.approve(id, key))
+            .collect();
+        self.try_submit(
+            party,
+            TxBody::Govern {
+                proposal,
+                approvals,
+            },
+        )
+    }
+
+    /// A governance action approved by five of the six members, sent by member 0.
+    pub(crate) fn govern(&mut self, action: GovAction) {
+        let proposal = Proposal::new(CHAIN, self.time + 3600, action);
+        let approvals = self.validators[..5]
+            .iter()
+            .map(|(id, key)| proposal.approve(id, key))
+            .collect();
+        let (id, key) = &self.validators[0];
+        let tx = Transaction {
+            chain_id: CHAIN.into(),
+            sender: id.clone(),
+            sequence: self.state.next_sequence(id),
+            body: TxBody::Govern {
+                proposal,
+                approvals,
+            },
+        }
+        .sign(key);
+        self.apply(&tx).unwrap();
+    }
+
+    /// The registry's own hospital (`hospital:registry`, whose voucher key patients
+    /// register with and which admits doctors), admitted on first use.
+    pub(crate) fn hospital(&mut self) -> VerifiedEntry {
+        let keys = registry_hospital();
+        if self.state.registry_entry(&keys.id).is_none() {
+            let key = voucher_secret().public().unwrap();
+            self.try_admit(keys, Role::Hospital, 0, u64::MAX, Some(&key))
+                .unwrap();
+        }
+        self.entry(&keys.id)
     }
 
     /// The time of the blocks that follow (Unix seconds).

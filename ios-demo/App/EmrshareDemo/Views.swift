@@ -4,13 +4,26 @@ import EmrshareDemoLogic
 
 struct OnboardingView: View {
     @StateObject var model: OnboardingModel
+    @StateObject private var voucher = ManualVoucherChannel()
+    @State private var hospitalId = "hospital:st-marys"
+    @State private var signature = ""
     var body: some View {
         switch model.state {
-        case .notStarted: Button("Create keys (Keychain) and register") { Task { await model.start() } }
+        case .notStarted: VStack {
+            TextField("Hospital that vouches for you", text: $hospitalId)
+            Button("Create keys (Keychain) and register") { Task { await model.start(hospitalId: hospitalId, hospital: voucher) } }
+        }
         case .creatingKeys: Text("Creating keys…")
-        case .registering(let id): Text("Registering \(id)…")
+        case .registering(let id): VStack {
+            Text("Registering \(id)…")
+            if let request = voucher.outgoing {
+                Text("Show the hospital this voucher request: \(request)").textSelection(.enabled)
+                TextField("The hospital's blind signature", text: $signature)
+                Button("Register with the voucher") { voucher.deliver(signature.trimmingCharacters(in: .whitespaces)) }
+            }
+        }
         case .ready(let id, let height): VStack { Text("Patient ID \(id)"); Text("Registered, proven at height \(height)") }
-        case .failed(let message): VStack { Text(message); Button("Retry") { Task { await model.start() } } }
+        case .failed(let message): VStack { Text(message); Button("Retry") { Task { await model.start(hospitalId: hospitalId, hospital: voucher) } } }
         }
     }
 }

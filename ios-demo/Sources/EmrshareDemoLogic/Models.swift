@@ -87,6 +87,29 @@ public final class WalletRepository: ObservableObject {
     }
 }
 
+/// How a patient's blinded voucher request reaches the hospital and its blind signature comes
+/// back (in person: QR codes); the request is random to anyone but the patient.
+public protocol VoucherChannel {
+    func signBlind(_ blindedRequest: String) async throws -> String
+}
+
+/// A voucher channel carried by hand: `outgoing` is the request to show the hospital,
+/// `deliver` takes its blind signature.
+@MainActor
+public final class ManualVoucherChannel: ObservableObject, VoucherChannel {
+    @Published public private(set) var outgoing: String?
+    private var answer: CheckedContinuation<String, Error>?
+    public init() {}
+    public func signBlind(_ blindedRequest: String) async throws -> String {
+        outgoing = blindedRequest
+        return try await withCheckedThrowingContinuation { answer = $0 }
+    }
+    public func deliver(_ blindSignature: String) {
+        answer?.resume(returning: blindSignature)
+        answer = nil
+    }
+}
+
 @MainActor
 public final class OnboardingModel: ObservableObject {
     public enum State: Equatable { case notStarted, creatingKeys, registering(String), ready(String, UInt64), failed(String) }
@@ -94,12 +117,17 @@ public final class OnboardingModel: ObservableObject {
     private let repo: WalletRepository
     public init(repo: WalletRepository) { self.repo = repo }
 
-    public func start() async {
+    /// Keys, then registration with a voucher of `hospitalId` (RFC 9474 blind signature),
+    /// which signs the wallet's blinded request through `hospital`.
+    public func start(hospitalId: String, hospital: VoucherChannel) async {
         state = .creatingKeys
         do {
             let wallet = try repo.openOrCreate()
             state = .registering(wallet.patientId())
-            let registration = try await wallet.register(validDays: 365)
+            let request = try await wallet.voucherRequest(hospitalId: hospitalId)
+            let signature = try await hospital.signBlind(request.blindedRequest())
+            let voucher = try request.finalize(blindSignature: signature)
+            let registration = try await wallet.register(voucher: voucher, validDays: 365)
             state = .ready(registration.partyId, registration.height)
         } catch {
             state = .failed(describe(error))

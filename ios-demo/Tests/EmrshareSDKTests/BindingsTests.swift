@@ -5,7 +5,8 @@ import EmrshareDemoLogic
 /// XCTest tests of the Swift bindings, run on macOS with `swift test` after
 /// scripts/build-xcframework.sh, against a local consortium:
 ///   emrshare local-consortium --dir /tmp/c --nodes 3 > /tmp/c.out &
-///   EMRSHARE_NODES=$(grep -v ready /tmp/c.out | paste -sd, -) EMRSHARE_GENESIS=/tmp/c/genesis.json swift test
+///   EMRSHARE_NODES=$(grep -v ready /tmp/c.out | paste -sd, -) EMRSHARE_GENESIS=/tmp/c/genesis.json \
+///     EMRSHARE_CONSORTIUM=/tmp/c swift test
 /// Without those variables the network tests are skipped; the offline ones still run.
 final class BindingsTests: XCTestCase {
     let record = #"{"name":"Alex Example","gender":"female","age":42,"id_number":"X-1","medical_history":["hypertension"],"examination":{"bp":"150/95"},"prescription":["amlodipine"]}"#
@@ -25,12 +26,34 @@ final class BindingsTests: XCTestCase {
         return config
     }
 
-    /// A registered hospital and insurer with fresh names, and the patient's repository.
+    /// The council members' private keys: node-*/node.key.json in EMRSHARE_CONSORTIUM (the
+    /// local consortium's folder; every node is a member).
+    func memberKeys() throws -> [String] {
+        guard let dir = ProcessInfo.processInfo.environment["EMRSHARE_CONSORTIUM"] else {
+            throw XCTSkip("set EMRSHARE_CONSORTIUM to the consortium's folder (its node keys approve admissions)")
+        }
+        let nodes = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("node-") }.sorted()
+        return try nodes.map { try String(contentsOfFile: "\(dir)/\($0)/node.key.json") }
+    }
+
+    /// The hospital's side of the voucher exchange, in process.
+    struct HospitalDesk: VoucherChannel {
+        let hospital: DoctorSigner
+        func signBlind(_ blindedRequest: String) async throws -> String {
+            try hospital.signVoucherRequest(blindedRequest: blindedRequest)
+        }
+    }
+
+    /// A hospital and an insurer with fresh names, admitted by the council, and the patient's
+    /// repository.
     func registeredParties(_ config: ClientConfig) async throws -> (DoctorSigner, Requester, WalletRepository) {
         let doctor = try DoctorSigner.create(config: config, store: MemorySecretStore(), doctorId: "hospital:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
         let insurer = try Requester.create(config: config, store: MemorySecretStore(), requesterId: "insurer:swift-\(UUID().uuidString.prefix(8))", rsaBits: 2048)
-        _ = try await doctor.register(role: .hospital, validDays: 30)
-        _ = try await insurer.register(role: .insurer, validDays: 30)
+        let members = try memberKeys()
+        let hospitalProposal = try doctor.admissionRequest(role: .hospital, validDays: 30)
+        _ = try await doctor.submitAdmission(proposal: hospitalProposal, approvals: try members.map { try approveProposal(proposalJson: hospitalProposal, memberKeysJson: $0) })
+        let insurerProposal = try insurer.admissionRequest(role: .insurer, validDays: 30)
+        _ = try await insurer.submitAdmission(proposal: insurerProposal, approvals: try members.map { try approveProposal(proposalJson: insurerProposal, memberKeysJson: $0) })
         let repo = await WalletRepository(config: config, secrets: MemorySecretStore(), rsaBits: 2048)
         return (doctor, insurer, repo)
     }
@@ -50,7 +73,7 @@ final class BindingsTests: XCTestCase {
         let config = try liveConfig()
         let (doctor, insurer, repo) = try await registeredParties(config)
         let onboarding = await OnboardingModel(repo: repo)
-        await onboarding.start()
+        await onboarding.start(hospitalId: doctor.doctorId(), hospital: HospitalDesk(hospital: doctor))
         let wallet = try await repo.openOrCreate()
         let sealed = try doctor.signAndSeal(recordJson: record, patientPublicKeysJson: wallet.publicKeysJson(), mandatoryParts: nil, recordId: nil)
         let entry = try await repo.receive(sealed: sealed)
@@ -84,7 +107,7 @@ final class BindingsTests: XCTestCase {
         }
         let config = try liveConfig()
         let (doctor, insurer, repo) = try await registeredParties(config)
-        await OnboardingModel(repo: repo).start()
+        await OnboardingModel(repo: repo).start(hospitalId: doctor.doctorId(), hospital: HospitalDesk(hospital: doctor))
         let wallet = try await repo.openOrCreate()
         let entry = try await repo.receive(sealed: try doctor.signAndSeal(recordJson: record, patientPublicKeysJson: wallet.publicKeysJson(), mandatoryParts: nil, recordId: nil))
         let outgoing = try insurer.startRequest(purpose: "claim", parts: ["examination"])

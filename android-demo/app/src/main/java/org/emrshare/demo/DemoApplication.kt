@@ -3,6 +3,7 @@ package org.emrshare.demo
 import android.app.Application
 import org.emrshare.demo.logic.AuditViewModel
 import org.emrshare.demo.logic.GrantsViewModel
+import org.emrshare.demo.logic.ManualVoucherChannel
 import org.emrshare.demo.logic.OnboardingViewModel
 import org.emrshare.demo.logic.RecordsViewModel
 import org.emrshare.demo.logic.RequestViewModel
@@ -21,6 +22,8 @@ import org.emrshare.ffi.defaultClientConfig
 class DemoApplication : Application() {
     lateinit var repo: WalletRepository
     lateinit var onboarding: OnboardingViewModel
+    /** Carries the patient's voucher request to the hospital and its signature back, by hand. */
+    val voucher = ManualVoucherChannel()
     lateinit var records: RecordsViewModel
     lateinit var request: RequestViewModel
     lateinit var grants: GrantsViewModel

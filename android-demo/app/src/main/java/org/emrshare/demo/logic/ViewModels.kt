@@ -41,17 +41,50 @@ sealed interface OnboardingState {
     data class Failed(val message: String) : OnboardingState
 }
 
-/** Onboarding: keys into the secret store (Android Keystore), then registration. */
+/**
+ * How a patient's blinded voucher request reaches the hospital, and its blind signature comes
+ * back: in person (QR codes), or any channel; the request is random to anyone but the patient.
+ */
+interface VoucherChannel {
+    /** Hands the blinded request (base64url) to the hospital; returns its blind signature. */
+    suspend fun signBlind(blindedRequest: String): String
+}
+
+/**
+ * A voucher channel the user carries by hand: [outgoing] is the blinded request to show the
+ * hospital (a QR code), [deliver] takes the hospital's blind signature, scanned or pasted.
+ */
+class ManualVoucherChannel : VoucherChannel {
+    private val _outgoing = MutableStateFlow<String?>(null)
+    val outgoing: StateFlow<String?> = _outgoing.asStateFlow()
+    private var answer = CompletableDeferred<String>()
+
+    override suspend fun signBlind(blindedRequest: String): String {
+        answer = CompletableDeferred()
+        _outgoing.value = blindedRequest
+        return answer.await()
+    }
+
+    fun deliver(blindSignature: String) {
+        answer.complete(blindSignature)
+    }
+}
+
+/**
+ * Onboarding: keys into the secret store (Android Keystore), then registration with a
+ * voucher of the hospital [hospitalId], which signs the wallet's blinded request through
+ * [hospital].
+ */
 class OnboardingViewModel(private val repo: WalletRepository) {
     private val _state = MutableStateFlow<OnboardingState>(OnboardingState.NotStarted)
     val state: StateFlow<OnboardingState> = _state.asStateFlow()
 
-    suspend fun start(days: UInt = 365u) {
+    suspend fun start(hospitalId: String, hospital: VoucherChannel, days: UInt = 365u) {
         _state.value = OnboardingState.CreatingKeys
         try {
             val wallet = repo.openOrCreate()
             _state.value = OnboardingState.Registering(wallet.patientId())
-            val registration = repo.register(days)
+            val registration = repo.register(hospitalId, hospital, days)
             _state.value = OnboardingState.Ready(registration.partyId, registration.height)
         } catch (e: EmrshareException) {
             _state.value = OnboardingState.Failed(describe(e))

@@ -48,7 +48,21 @@ class WalletRepository(
     private fun requireWallet(): PatientWallet =
         wallet ?: throw IllegalStateException("onboarding first")
 
-    suspend fun register(days: UInt = 365u): Registration = requireWallet().register(days)
+    /**
+     * Registers the patient with a voucher of the hospital [hospitalId] (RFC 9474 blind
+     * signature): the wallet blinds a request under the hospital's registered voucher key,
+     * [hospital] carries it there and brings the blind signature back, the wallet finalizes
+     * the voucher (one use) and registers with it. The hospital never sees the patient's ID.
+     */
+    suspend fun register(hospitalId: String, hospital: VoucherChannel, days: UInt = 365u): Registration {
+        val wallet = requireWallet()
+        val request = wallet.voucherRequest(hospitalId)
+        val voucher = request.finalize(hospital.signBlind(request.blindedRequest()))
+        return wallet.register(voucher, days)
+    }
+
+    /** New keys for the wallet (same patient ID); the old ones stay to open older records. */
+    suspend fun rotateKeys(): Registration = requireWallet().rotateKeys(rsaBits)
 
     suspend fun receive(sealed: String, doctorRole: PartyRole): RecordEntry {
         val received = requireWallet().receiveRecord(sealed, doctorRole)

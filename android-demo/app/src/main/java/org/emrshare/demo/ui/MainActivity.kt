@@ -38,7 +38,7 @@ class MainActivity : ComponentActivity() {
                         }
                         Column(Modifier.padding(16.dp)) {
                             when (tab) {
-                                0 -> OnboardingScreen(app.onboarding)
+                                0 -> OnboardingScreen(app.onboarding, app.voucher)
                                 1 -> RecordsScreen(app.records)
                                 2 -> RequestScreen(app.request)
                                 3 -> GrantsScreen(app.grants)

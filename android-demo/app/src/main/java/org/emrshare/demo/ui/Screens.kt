@@ -22,6 +22,7 @@ import kotlinx.coroutines.launch
 import org.emrshare.demo.logic.AuditViewModel
 import org.emrshare.demo.logic.GrantsViewModel
 import org.emrshare.demo.logic.ManualChannel
+import org.emrshare.demo.logic.ManualVoucherChannel
 import org.emrshare.demo.logic.OnboardingState
 import org.emrshare.demo.logic.OnboardingViewModel
 import org.emrshare.demo.logic.RecordsViewModel
@@ -31,22 +32,35 @@ import org.emrshare.demo.logic.Verification
 import org.emrshare.ffi.PartyRole
 
 @Composable
-fun OnboardingScreen(vm: OnboardingViewModel) {
+fun OnboardingScreen(vm: OnboardingViewModel, voucher: ManualVoucherChannel) {
     val state by vm.state.collectAsState()
+    val request by voucher.outgoing.collectAsState()
     val scope = rememberCoroutineScope()
+    var hospitalId by remember { mutableStateOf("hospital:st-marys") }
+    var signature by remember { mutableStateOf("") }
     when (val s = state) {
-        OnboardingState.NotStarted -> Button(onClick = { scope.launch { vm.start() } }) {
-            Text("Create keys (Android Keystore) and register")
+        OnboardingState.NotStarted -> Column {
+            OutlinedTextField(hospitalId, { hospitalId = it }, label = { Text("Hospital that vouches for you") })
+            Button(onClick = { scope.launch { vm.start(hospitalId, voucher) } }) {
+                Text("Create keys (Android Keystore) and register")
+            }
         }
         OnboardingState.CreatingKeys -> Text("Creating keys…")
-        is OnboardingState.Registering -> Text("Registering ${s.patientId}…")
+        is OnboardingState.Registering -> Column {
+            Text("Registering ${s.patientId}…")
+            request?.let { blinded ->
+                Field("Show the hospital this voucher request", blinded)
+                OutlinedTextField(signature, { signature = it }, label = { Text("The hospital's blind signature") })
+                Button(onClick = { voucher.deliver(signature.trim()) }) { Text("Register with the voucher") }
+            }
+        }
         is OnboardingState.Ready -> Column {
             Field("Patient ID", s.patientId)
             Field("Registered, proven at height", s.provenAtHeight.toString())
         }
         is OnboardingState.Failed -> Column {
             Text(s.message)
-            Button(onClick = { scope.launch { vm.start() } }) { Text("Retry") }
+            Button(onClick = { scope.launch { vm.start(hospitalId, voucher) } }) { Text("Retry") }
         }
     }
 }
