@@ -29,7 +29,7 @@ impl Consortium {
                 "local-consortium",
                 "--nodes",
                 "3",
-                "--slot-ms",
+                "--block-ms",
                 "300",
                 "--seconds",
                 "300",

@@ -670,8 +670,9 @@ impl<T: Transport> NodeClient<T> {
         }
     }
 
-    /// Polls until `id`'s next sequence number is past `sequence` (its transaction with that
-    /// number is committed), or `limit` passes.
+    /// Waits until `id`'s transaction `sequence` is committed: seen at one node, then at
+    /// every other node that answers (each validator applies a decided block in its own
+    /// time, and the next request may go to any of them), within `limit`.
     pub async fn wait_sequence(
         &self,
         id: &PartyId,
@@ -685,7 +686,7 @@ impl<T: Transport> NodeClient<T> {
                 .await
                 .is_ok_and(|next| next > sequence)
             {
-                return Ok(());
+                break;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(NetError::NoAnswer {
@@ -695,6 +696,24 @@ impl<T: Transport> NodeClient<T> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The others: a node that does not answer is not waited for; one that lags is, a
+        // little (it is at most a block or two behind), never past the limit.
+        let path = format!("/v1/sequence/{id}");
+        for node in self.rotation() {
+            loop {
+                let answer: Result<SequenceAnswer, NetError> =
+                    self.call_json(&node, HttpRequest::get(path.clone())).await;
+                match answer {
+                    Ok(answer) if answer.next <= sequence => {}
+                    _ => break,
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -95,7 +95,7 @@ impl TestChain {
     /// The registry entry of `id` proven under a certified header of the current state.
     pub(crate) fn verified_entry(&self, id: &PartyId) -> Option<super::verify::VerifiedEntry> {
         let mut client = self.client();
-        client.verify_header(&self.header(&[1, 2]));
+        client.verify_header(&self.header(&[0, 1, 2]));
         let (value, proof) = self.state.get_with_proof(&registry_key(id));
         client.verify_registry_entry(id, value, &proof).unwrap()
     }

@@ -772,7 +772,7 @@ pub(crate) mod tests {
         assert!(!proven.is_active_at(1_500));
         // A node hiding the expulsion (serving the old entry) is caught by the proof.
         let mut client = chain.client();
-        client.verify_header(&chain.header(&[1, 2]));
+        client.verify_header(&chain.header(&[0, 1, 2]));
         let (_, proof) = chain.state.get_with_proof(&registry_key(&insurer.id));
         let stale = serde_json::to_vec(admitted.entry()).unwrap();
         assert_eq!(
