@@ -6,89 +6,10 @@
 //! another hospital's doctor).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-struct Consortium {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Consortium {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Consortium {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_emrshare"))
-            .args([
-                "local-consortium",
-                "--nodes",
-                "3",
-                "--block-ms",
-                "300",
-                "--seconds",
-                "300",
-            ])
-            .arg("--dir")
-            .arg(dir.path().join("c"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let started = Instant::now();
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            let line = lines.next().expect("the consortium prints ready").unwrap();
-            if line == "ready" {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "no consortium");
-        }
-        Self { child, dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_owned()
-    }
-
-    /// The council members' key files (every node is one).
-    fn member_keys(&self) -> Vec<String> {
-        (0..3)
-            .map(|i| self.path(&format!("c/node-{i}/node.key.json")))
-            .collect()
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn emrshare(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_emrshare"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(args: &[&str]) -> String {
-    let run = emrshare(args);
-    assert_eq!(run.code, 0, "emrshare {args:?} failed: {}", run.stderr);
-    run.stdout
-}
+mod common;
+use common::{Consortium, Run, emrshare, ok};
 
 fn fails(args: &[&str], expected: &str) {
     let run = emrshare(args);
@@ -231,7 +152,7 @@ fn redeem(c: &Consortium, patient: &str, hospital: &str, hospital_key: &str, out
 
 #[test]
 fn admissions_vouchers_rotation_and_expulsion_on_a_running_consortium() {
-    let c = Consortium::start();
+    let c = Consortium::start(false);
 
     // --- admission: t approvals of one proposal, and nothing less.
     let hospital = keygen(&c, "hospital", Some("hospital:st-marys"));

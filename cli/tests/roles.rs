@@ -6,89 +6,10 @@
 //! doctor's record is stored and indexed, granted, fetched under the grant, revoked, refused,
 //! and audited.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-struct Consortium {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Consortium {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Consortium {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_emrshare"))
-            .args([
-                "local-consortium",
-                "--tls",
-                "--nodes",
-                "3",
-                "--block-ms",
-                "300",
-                "--seconds",
-                "300",
-            ])
-            .arg("--dir")
-            .arg(dir.path().join("c"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let started = Instant::now();
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            let line = lines.next().expect("the consortium prints ready").unwrap();
-            if line == "ready" {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "no consortium");
-        }
-        Self { child, dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_owned()
-    }
-
-    fn consortium(&self) -> String {
-        self.path("c")
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn emrshare(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_emrshare"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(args: &[&str]) -> String {
-    let run = emrshare(args);
-    assert_eq!(run.code, 0, "emrshare {args:?} failed: {}", run.stderr);
-    run.stdout
-}
+mod common;
+use common::{Consortium, emrshare, ok};
 
 fn fails(args: &[&str], expected: &str) {
     let run = emrshare(args);
@@ -114,7 +35,7 @@ fn keygen(c: &Consortium, name: &str, id: Option<&str>) -> String {
 
 #[test]
 fn roles_store_grant_fetch_revoke_and_audit_on_a_running_consortium() {
-    let c = Consortium::start();
+    let c = Consortium::start(true);
     let consortium = c.consortium();
     let with = |args: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
