@@ -415,3 +415,52 @@ async fn expired_grants_and_revoked_requesters_are_refused() {
     }
     s.consortium.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_blocks_wait_for_a_lagging_node_and_skip_lying_ones() {
+    let s = setup().await;
+    let height = s.client.latest_header().await.unwrap().header.height;
+    let is_block = |request: &emrshare_client::HttpRequest| request.path.starts_with("/v1/blocks/");
+    // Two nodes serve blocks whose transactions do not match their headers.
+    for node in &s.consortium.urls[..2] {
+        s.client.transport().set(
+            node,
+            Behaviour::Alter(Arc::new(move |request, response| {
+                if is_block(request) {
+                    let mut block: serde_json::Value =
+                        serde_json::from_slice(&response.body).unwrap();
+                    block["txs"].as_array_mut().unwrap().push("forged".into());
+                    response.body = serde_json::to_vec(&block).unwrap();
+                }
+            })),
+        );
+    }
+    s.client
+        .transport()
+        .set(&s.consortium.urls[2], Behaviour::Drop);
+    // The other two lag: each block is "not there yet" the first time it is asked for.
+    for node in &s.consortium.urls[3..] {
+        let asked = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        s.client.transport().set(
+            node,
+            Behaviour::Alter(Arc::new(move |request, response| {
+                if is_block(request) && asked.lock().unwrap().insert(request.path.clone()) {
+                    response.status = 404;
+                    response.body = br#"{"error":"no such block"}"#.to_vec();
+                }
+            })),
+        );
+    }
+    let blocks = s.client.verified_blocks(height).await.unwrap();
+    assert_eq!(blocks.len() as u64, height);
+    assert_eq!(blocks.last().unwrap().header.height, height);
+    // With every node lying or silent, nothing is accepted.
+    for node in &s.consortium.urls[3..] {
+        s.client.transport().set(node, Behaviour::Drop);
+    }
+    match s.client.verified_blocks(height).await {
+        Err(NetError::Unverified(evidence)) => assert_eq!(evidence.len(), 5),
+        other => panic!("blocks from lying nodes only must be refused: {other:?}"),
+    }
+    s.consortium.stop().await.unwrap();
+}

@@ -586,22 +586,37 @@ impl<T: Transport> NodeClient<T> {
         Err(last)
     }
 
-    /// The certified blocks up to `to` from one node, each header verified from genesis
-    /// (following the node's changes of validator set) and its transactions checked against
-    /// the header's root: the basis of an audit log. Walks the chain from height 1.
+    /// The certified blocks up to `to`, each header verified from genesis (following the
+    /// chain's changes of validator set) and its transactions checked against the header's
+    /// root: the basis of an audit log. Walks one node's chain from height 1; a node that
+    /// lags (`to` came from a node ahead of it) is waited for a little, and a node whose
+    /// blocks do not verify is evidence, and the next node is walked instead.
     pub async fn verified_blocks(&self, to: u64) -> Result<Vec<VerifiedBlock>, NetError> {
-        let node = self.rotation().remove(0);
+        let mut evidence = Vec::new();
+        for node in self.rotation() {
+            match self.walk_blocks(&node, to).await {
+                Ok(blocks) => return Ok(blocks),
+                Err(e @ NetError::Genesis(_)) => return Err(e),
+                Err(e) => evidence.push(NodeEvidence {
+                    node,
+                    fault: NodeFault::NoAnswer(e.to_string()),
+                }),
+            }
+        }
+        Err(NetError::Unverified(evidence))
+    }
+
+    /// One node's certified blocks 1..=`to`, verified (see [`NodeClient::verified_blocks`]).
+    async fn walk_blocks(&self, node: &str, to: u64) -> Result<Vec<VerifiedBlock>, NetError> {
         let genesis = &self.config.genesis;
         let mut trust = LightClient::new(&genesis.chain_id, genesis.validators.clone())
             .map_err(|e| NetError::Genesis(e.to_string()))?;
         let changes: ValidatorsAnswer = self
-            .call_json(&node, HttpRequest::get("/v1/validators"))
+            .call_json(node, HttpRequest::get("/v1/validators"))
             .await?;
         let mut blocks = Vec::new();
         for height in 1..=to {
-            let block: emrshare_core::ledger::block::CertifiedBlock = self
-                .call_json(&node, HttpRequest::get(format!("/v1/blocks/{height}")))
-                .await?;
+            let block = self.block_at(node, height).await?;
             let bad = |what: &str| NetError::Malformed(format!("{node}: block {height}: {what}"));
             if !matches!(
                 trust.verify_header(&block.certified_header()),
@@ -635,6 +650,27 @@ impl<T: Transport> NodeClient<T> {
             });
         }
         Ok(blocks)
+    }
+
+    /// The block at `height` from `node`; a node that has not applied it yet (validators
+    /// apply a decided block each in its own time) is asked again within the answer timeout.
+    async fn block_at(
+        &self,
+        node: &str,
+        height: u64,
+    ) -> Result<emrshare_core::ledger::block::CertifiedBlock, NetError> {
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let path = format!("/v1/blocks/{height}");
+        loop {
+            match self.call_json(node, HttpRequest::get(path.clone())).await {
+                Err(NetError::Refused { status: 404, .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Polls a lookup of `id` until the chain shows it registered (or `limit` passes).
