@@ -442,6 +442,24 @@ impl Consortium {
         child.wait().unwrap();
     }
 
+    /// SIGSTOP (by PID): the node keeps its sockets but answers nothing, votes nothing.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// SIGCONT (by PID): a paused node goes on where it stopped.
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid(i).to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} node {i}");
+    }
+
     pub fn url(&self, i: usize, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.base_port as usize + i)
     }

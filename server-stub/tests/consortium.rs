@@ -169,6 +169,76 @@ fn kill_9_during_writes_loses_no_acknowledged_transaction() {
     }
 }
 
+/// The fault model is f < n/3 of the voting power (proposers 2 each, auditors 1: 8 in all).
+/// SIGSTOP one proposer (2 of 8) for longer than several rounds: the others go on deciding,
+/// and once resumed it catches up. SIGSTOP two proposers (4 of 8, more than a third): no
+/// block is decided while they sleep, an acknowledged transaction waits, and once they resume
+/// the chain goes on with it; every node holds the same chain, and each verifies from genesis.
+#[test]
+fn stopping_under_a_third_of_the_power_slows_nothing_and_over_a_third_halts_safely() {
+    let c = Consortium::start();
+    fn awake(stopped: &[usize]) -> impl Iterator<Item = usize> + '_ {
+        (0..NODES).filter(move |i| !stopped.contains(i))
+    }
+    c.wait_until(Duration::from_secs(20), |c| (0..NODES).all(|i| c.height(i) >= 2));
+
+    // f: proposer 0 stopped for 8 s (its rounds time out, the next proposer decides).
+    c.pause(0);
+    let before = awake(&[0]).map(|i| c.height(i)).max().unwrap();
+    submit(&c, 3, &registration(&c, "hospital:while-f-sleeps", &SigningKey::generate()));
+    c.wait_until(Duration::from_secs(20), |c| {
+        awake(&[0]).all(|i| verified_lookup(c, i, "hospital:while-f-sleeps") == Some(true))
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    let during = awake(&[0]).map(|i| c.height(i)).min().unwrap();
+    assert!(
+        during >= before + 3,
+        "with 6 of 8 of the power awake the chain must go on: {before} -> {during}"
+    );
+    c.resume(0);
+    c.wait_until(Duration::from_secs(30), |c| c.height(0) >= during);
+    assert_eq!(verified_lookup(&c, 0, "hospital:while-f-sleeps"), Some(true));
+
+    // More than f: proposers 1 and 2 stopped (4 of 8 awake, not more than 2/3).
+    c.pause(1);
+    c.pause(2);
+    // A block already past its precommits when they stopped may still be applied.
+    std::thread::sleep(Duration::from_secs(2));
+    let halted: Vec<u64> = awake(&[1, 2]).map(|i| c.height(i)).collect();
+    let waiting = registration(&c, "hospital:while-more-sleep", &SigningKey::generate());
+    submit(&c, 3, &waiting);
+    std::thread::sleep(Duration::from_secs(8));
+    let still: Vec<u64> = awake(&[1, 2]).map(|i| c.height(i)).collect();
+    assert_eq!(
+        halted, still,
+        "no block may be decided without more than 2/3 of the power"
+    );
+    assert!(
+        awake(&[1, 2]).all(|i| verified_lookup(&c, i, "hospital:while-more-sleep") == Some(false)),
+        "the waiting transaction must not be committed"
+    );
+    c.resume(1);
+    c.resume(2);
+    c.wait_until(Duration::from_secs(60), |c| {
+        (0..NODES).all(|i| verified_lookup(c, i, "hospital:while-more-sleep") == Some(true))
+    });
+
+    // One chain: every node's blocks verify from genesis and agree at every common height.
+    let common = (0..NODES).map(|i| c.height(i)).min().unwrap();
+    for height in 1..=common {
+        let headers: Vec<Value> = (0..NODES)
+            .map(|i| c.get(i, &format!("/v1/blocks/{height}")).unwrap()["header"].clone())
+            .collect();
+        assert!(
+            headers.windows(2).all(|w| w[0] == w[1]),
+            "nodes disagree at height {height}"
+        );
+    }
+    for i in 0..NODES {
+        verify_chain(&c, i);
+    }
+}
+
 fn now_s() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
