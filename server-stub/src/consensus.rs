@@ -129,5 +129,29 @@ pub async fn start(node: Arc<Node>) -> anyhow::Result<Running> {
     let key = Arc::new(emrshare_core::keys::SigningKey::from_jwk(
         &node.keys.signing.to_jwk(None),
     )?);
-    crate::bft::engine::start(&settings, key, NodeLedger(node)).await
+    let mut running =
+        crate::bft::engine::start(&settings, key, NodeLedger(Arc::clone(&node))).await?;
+    if let Some(evidence) = running.take_evidence() {
+        tokio::spawn(report_evidence(node, evidence));
+    }
+    Ok(running)
+}
+
+/// Commits each equivocation the node's watch finds as its Misbehaviour transaction. Another
+/// member may have committed the same evidence first: the state machine refuses the second
+/// (one penalty per offence), which is logged and dropped.
+async fn report_evidence(
+    node: Arc<Node>,
+    mut evidence: tokio::sync::mpsc::Receiver<emrshare_core::ledger::bft::Evidence>,
+) {
+    while let Some(found) = evidence.recv().await {
+        match node.report_misbehaviour(&found).await {
+            Ok(admitted) => tracing::warn!(
+                "evidence of equivocation at height {} submitted as transaction {}",
+                found.height(),
+                emrshare_core::ledger::state::hex32::to_hex(&admitted.id)
+            ),
+            Err(e) => tracing::info!("evidence at height {} not submitted: {e}", found.height()),
+        }
+    }
 }

@@ -300,6 +300,45 @@ impl Node {
         Ok(Admitted { id, new: true })
     }
 
+    /// Commits `evidence` of an equivocation as this member's Misbehaviour transaction: signed
+    /// with its consensus key at its next free sequence number, admitted like any client's
+    /// transaction (so the state machine's own checks run first), relayed, and proposed.
+    pub async fn report_misbehaviour(
+        &self,
+        evidence: &emrshare_core::ledger::bft::Evidence,
+    ) -> Result<Admitted, AdmitError> {
+        use emrshare_core::ledger::bft::Evidence;
+        let accused = match evidence {
+            Evidence::DoubleVote(a, _) => a.message.validator.clone(),
+            Evidence::DoubleProposal(a, _) => a.message.proposer.clone(),
+        };
+        let (chain_id, committed_next) = {
+            let chain = self.chain.lock().await;
+            (
+                chain.genesis.chain_id.clone(),
+                chain.state().next_sequence(&self.keys.id),
+            )
+        };
+        let sequence = self
+            .pool()
+            .next_free_sequence(&self.keys.id, committed_next);
+        let tx = emrshare_core::ledger::tx::Transaction {
+            chain_id,
+            sender: self.keys.id.clone(),
+            sequence,
+            body: emrshare_core::ledger::tx::TxBody::Misbehaviour {
+                accused,
+                evidence: vec![serde_json::to_string(evidence).map_err(|_| {
+                    AdmitError::Refused(emrshare_core::ledger::machine::ApplyError::Evidence(
+                        "evidence does not encode",
+                    ))
+                })?],
+            },
+        }
+        .sign(&self.keys.signing);
+        self.admit(tx.as_jws()).await
+    }
+
     /// The sender's key from the state, and the transaction's signature under it (each
     /// transaction's signature is checked once per key; see `CheckedSignatures`).
     fn check_signature(

@@ -180,12 +180,18 @@ fn stopping_under_a_third_of_the_power_slows_nothing_and_over_a_third_halts_safe
     fn awake(stopped: &[usize]) -> impl Iterator<Item = usize> + '_ {
         (0..NODES).filter(move |i| !stopped.contains(i))
     }
-    c.wait_until(Duration::from_secs(20), |c| (0..NODES).all(|i| c.height(i) >= 2));
+    c.wait_until(Duration::from_secs(20), |c| {
+        (0..NODES).all(|i| c.height(i) >= 2)
+    });
 
     // f: proposer 0 stopped for 8 s (its rounds time out, the next proposer decides).
     c.pause(0);
     let before = awake(&[0]).map(|i| c.height(i)).max().unwrap();
-    submit(&c, 3, &registration(&c, "hospital:while-f-sleeps", &SigningKey::generate()));
+    submit(
+        &c,
+        3,
+        &registration(&c, "hospital:while-f-sleeps", &SigningKey::generate()),
+    );
     c.wait_until(Duration::from_secs(20), |c| {
         awake(&[0]).all(|i| verified_lookup(c, i, "hospital:while-f-sleeps") == Some(true))
     });
@@ -197,7 +203,10 @@ fn stopping_under_a_third_of_the_power_slows_nothing_and_over_a_third_halts_safe
     );
     c.resume(0);
     c.wait_until(Duration::from_secs(30), |c| c.height(0) >= during);
-    assert_eq!(verified_lookup(&c, 0, "hospital:while-f-sleeps"), Some(true));
+    assert_eq!(
+        verified_lookup(&c, 0, "hospital:while-f-sleeps"),
+        Some(true)
+    );
 
     // More than f: proposers 1 and 2 stopped (4 of 8 awake, not more than 2/3).
     c.pause(1);

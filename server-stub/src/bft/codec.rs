@@ -6,8 +6,9 @@
 use super::context::{
     Bft, BlockHash, Height, Proposal, ProposalPart, Signature, ValidatorId, Vote,
 };
+use super::watch::{EquivocationWatch, Verdict};
 use bytes::Bytes;
-use emrshare_core::ledger::bft::{ConsensusProposal, ConsensusVote};
+use emrshare_core::ledger::bft::{ConsensusProposal, ConsensusVote, Signed};
 use emrshare_core::{b64, strict_json};
 use malachitebft_app_channel::app::consensus::{LivenessMsg, ProposedValue, SignedConsensusMsg};
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
@@ -19,6 +20,7 @@ use malachitebft_app_channel::app::types::core::{
 };
 use malachitebft_app_channel::app::types::sync::{RawDecidedValue, Request, Response, Status};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The largest message the codec decodes: a block part stream chunk, a certificate of
 /// [`emrshare_core::ledger::bft::MAX_VALIDATORS`] signatures, or a synced block under the
@@ -42,9 +44,69 @@ pub enum CodecError {
     Encode(#[from] serde_json::Error),
 }
 
-/// The codec of one node (stateless).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct JsonCodec;
+/// The codec of one node. The network's copy shows every vote and proposal it decodes to
+/// the node's [`EquivocationWatch`].
+#[derive(Clone, Default)]
+pub struct JsonCodec {
+    watch: Option<Arc<EquivocationWatch>>,
+}
+
+impl JsonCodec {
+    /// A codec that shows decoded votes and proposals to `watch`.
+    pub fn watching(watch: Arc<EquivocationWatch>) -> Self {
+        Self { watch: Some(watch) }
+    }
+
+    /// The one signature let in for a vote found in a certificate (see
+    /// [`EquivocationWatch::canonical_vote`]).
+    fn canonical(
+        &self,
+        kind: emrshare_core::ledger::bft::VoteKind,
+        (height, round, value): (u64, u32, Option<[u8; 32]>),
+        validator: &emrshare_core::keys::PartyId,
+        signature: Signature,
+    ) -> Signature {
+        match &self.watch {
+            Some(watch) => watch.canonical_vote(
+                ConsensusVote {
+                    kind,
+                    height,
+                    round,
+                    value,
+                    validator: validator.clone(),
+                },
+                signature,
+            ),
+            None => signature,
+        }
+    }
+
+    /// Shows a vote to the watch; a second signature of a vote that passed is refused.
+    fn saw_vote(&self, wire: &WireVote) -> Result<(), CodecError> {
+        let Some(watch) = &self.watch else {
+            return Ok(());
+        };
+        let verdict = watch.vote(&Signed {
+            message: wire.message.clone(),
+            signature: wire.signature.clone(),
+        });
+        match verdict {
+            Verdict::Pass => Ok(()),
+            Verdict::Again => Err(CodecError::Invalid(
+                "a second signature of a vote already received",
+            )),
+        }
+    }
+
+    fn saw_proposal(&self, wire: &WireProposal) {
+        if let Some(watch) = &self.watch {
+            watch.proposal(&Signed {
+                message: wire.message.clone(),
+                signature: wire.signature.clone(),
+            });
+        }
+    }
+}
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, CodecError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
@@ -72,7 +134,7 @@ fn round_from(round: Option<u32>) -> Round {
 }
 
 /// A signed message: core's form and its signature.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireSigned<M> {
     message: M,
@@ -122,8 +184,16 @@ impl Codec<SignedConsensusMsg<Bft>> for JsonCodec {
 
     fn decode(&self, bytes: Bytes) -> Result<SignedConsensusMsg<Bft>, CodecError> {
         Ok(match parse(&bytes)? {
-            WireConsensusMsg::Vote(v) => SignedConsensusMsg::Vote(vote_from_wire(v)?),
-            WireConsensusMsg::Proposal(p) => SignedConsensusMsg::Proposal(proposal_from_wire(p)?),
+            WireConsensusMsg::Vote(v) => {
+                let vote = vote_from_wire(v.clone())?;
+                self.saw_vote(&v)?;
+                SignedConsensusMsg::Vote(vote)
+            }
+            WireConsensusMsg::Proposal(p) => {
+                let proposal = proposal_from_wire(p.clone())?;
+                self.saw_proposal(&p);
+                SignedConsensusMsg::Proposal(proposal)
+            }
         })
     }
 
@@ -262,7 +332,11 @@ impl Codec<LivenessMsg<Bft>> for JsonCodec {
 
     fn decode(&self, bytes: Bytes) -> Result<LivenessMsg<Bft>, CodecError> {
         Ok(match parse(&bytes)? {
-            WireLivenessMsg::Vote(v) => LivenessMsg::Vote(vote_from_wire(v)?),
+            WireLivenessMsg::Vote(v) => {
+                let vote = vote_from_wire(v.clone())?;
+                self.saw_vote(&v)?;
+                LivenessMsg::Vote(vote)
+            }
             WireLivenessMsg::Polka {
                 height,
                 round,
@@ -275,9 +349,15 @@ impl Codec<LivenessMsg<Bft>> for JsonCodec {
                 polka_signatures: signatures
                     .into_iter()
                     .map(|s| {
+                        let signature = self.canonical(
+                            emrshare_core::ledger::bft::VoteKind::Prevote,
+                            (height, round, Some(value)),
+                            &s.validator,
+                            signature_from(&s.signature)?,
+                        );
                         Ok(PolkaSignature {
                             address: ValidatorId(s.validator),
-                            signature: signature_from(&s.signature)?,
+                            signature,
                         })
                     })
                     .collect::<Result<_, CodecError>>()?,
@@ -298,6 +378,17 @@ impl Codec<LivenessMsg<Bft>> for JsonCodec {
                 round_signatures: signatures
                     .into_iter()
                     .map(|s| {
+                        let kind = if s.precommit {
+                            emrshare_core::ledger::bft::VoteKind::Precommit
+                        } else {
+                            emrshare_core::ledger::bft::VoteKind::Prevote
+                        };
+                        let signature = self.canonical(
+                            kind,
+                            (height, round, s.value),
+                            &s.validator,
+                            signature_from(&s.signature)?,
+                        );
                         Ok(RoundSignature {
                             vote_type: if s.precommit {
                                 VoteType::Precommit
@@ -308,7 +399,7 @@ impl Codec<LivenessMsg<Bft>> for JsonCodec {
                                 .value
                                 .map_or(NilOrVal::Nil, |h| NilOrVal::Val(BlockHash(h))),
                             address: ValidatorId(s.validator),
-                            signature: signature_from(&s.signature)?,
+                            signature,
                         })
                     })
                     .collect::<Result<_, CodecError>>()?,
@@ -466,12 +557,28 @@ impl Codec<Response<Bft>> for JsonCodec {
         let wire: WireResponse = parse(&bytes)?;
         let value = match wire.value {
             None => None,
-            Some((block, certificate)) => Some(RawDecidedValue::new(
+            Some((block, mut certificate)) => Some(RawDecidedValue::new(
                 Bytes::from(
                     b64::decode(&block)
                         .map_err(|_| CodecError::Invalid("a block is not base64url"))?,
                 ),
-                certificate_from_core(certificate)?,
+                {
+                    let step = (
+                        certificate.height,
+                        certificate.round,
+                        Some(certificate.value),
+                    );
+                    for s in &mut certificate.signatures {
+                        let signature = self.canonical(
+                            emrshare_core::ledger::bft::VoteKind::Precommit,
+                            step,
+                            &s.validator,
+                            signature_from(&s.signature)?,
+                        );
+                        s.signature = signature_text(&signature);
+                    }
+                    certificate_from_core(certificate)?
+                },
             )),
         };
         Ok(Response::ValueResponse(
@@ -557,8 +664,8 @@ mod tests {
         JsonCodec: Codec<T>,
         <JsonCodec as Codec<T>>::Error: std::fmt::Debug,
     {
-        let bytes = JsonCodec.encode(&value).unwrap();
-        JsonCodec.decode(bytes).unwrap()
+        let bytes = JsonCodec::default().encode(&value).unwrap();
+        JsonCodec::default().decode(bytes).unwrap()
     }
 
     #[test]
@@ -615,14 +722,19 @@ mod tests {
         ];
         for bytes in bad {
             let b = Bytes::from_static(bytes);
-            assert!(Codec::<SignedConsensusMsg<Bft>>::decode(&JsonCodec, b.clone()).is_err());
-            assert!(Codec::<StreamMessage<ProposalPart>>::decode(&JsonCodec, b.clone()).is_err());
-            assert!(Codec::<Status<Bft>>::decode(&JsonCodec, b.clone()).is_err());
-            assert!(Codec::<LivenessMsg<Bft>>::decode(&JsonCodec, b).is_err());
+            assert!(
+                Codec::<SignedConsensusMsg<Bft>>::decode(&JsonCodec::default(), b.clone()).is_err()
+            );
+            assert!(
+                Codec::<StreamMessage<ProposalPart>>::decode(&JsonCodec::default(), b.clone())
+                    .is_err()
+            );
+            assert!(Codec::<Status<Bft>>::decode(&JsonCodec::default(), b.clone()).is_err());
+            assert!(Codec::<LivenessMsg<Bft>>::decode(&JsonCodec::default(), b).is_err());
         }
         let huge = Bytes::from(vec![b' '; MAX_MESSAGE_BYTES + 1]);
         assert!(matches!(
-            Codec::<ProposalPart>::decode(&JsonCodec, huge),
+            Codec::<ProposalPart>::decode(&JsonCodec::default(), huge),
             Err(CodecError::TooLarge(_))
         ));
         // A signature of the wrong length.
@@ -632,6 +744,6 @@ mod tests {
         .unwrap();
         wire["vote"]["signature"] = "AAAA".into();
         let bytes = Bytes::from(serde_json::to_vec(&wire).unwrap());
-        assert!(Codec::<SignedConsensusMsg<Bft>>::decode(&JsonCodec, bytes).is_err());
+        assert!(Codec::<SignedConsensusMsg<Bft>>::decode(&JsonCodec::default(), bytes).is_err());
     }
 }

@@ -504,12 +504,24 @@ impl mc::Context for Bft {
 pub struct Signer {
     chain_id: Arc<str>,
     key: Arc<SigningKey>,
+    watch: Option<Arc<super::watch::EquivocationWatch>>,
 }
 
 impl Signer {
     /// The signer of `chain_id` with `key`.
     pub fn new(chain_id: Arc<str>, key: Arc<SigningKey>) -> Self {
-        Self { chain_id, key }
+        Self {
+            chain_id,
+            key,
+            watch: None,
+        }
+    }
+
+    /// The same signer, keeping one signature per vote with `watch` (see
+    /// [`super::watch::EquivocationWatch::own_vote`]).
+    pub fn watching(mut self, watch: Arc<super::watch::EquivocationWatch>) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     fn sign(&self, bytes: &[u8]) -> Signature {
@@ -524,7 +536,12 @@ impl Signer {
 
 impl mc::SigningProvider<Bft> for Signer {
     fn sign_vote(&self, vote: Vote) -> SignedMessage<Bft, Vote> {
-        let signature = self.sign(&vote.to_core().sign_bytes(&self.chain_id));
+        let core = vote.to_core();
+        let signature = self.sign(&core.sign_bytes(&self.chain_id));
+        let signature = match &self.watch {
+            Some(watch) => watch.own_vote(core, signature),
+            None => signature,
+        };
         SignedMessage::new(vote, signature)
     }
 

@@ -6,9 +6,11 @@
 use super::codec::JsonCodec;
 use super::context::{Bft, PublicKey, Signer, ValidatorId, ValidatorSet};
 use super::host::{Host, HostLimits, Ledger};
+use super::watch::EquivocationWatch;
 use anyhow::{Context as _, Result};
 use bytesize::ByteSize;
 use emrshare_core::keys::{PartyId, SigningKey};
+use emrshare_core::ledger::bft::Evidence;
 use malachitebft_app_channel::app::config::{
     ConsensusConfig, DiscoveryConfig, P2pConfig, PubSubProtocol, TimeoutConfig, ValuePayload,
     ValueSyncConfig,
@@ -137,6 +139,7 @@ pub fn peer_keypair(key: &SigningKey) -> Result<Keypair> {
 #[derive(Clone)]
 struct EngineNode {
     key: Arc<SigningKey>,
+    watch: Arc<EquivocationWatch>,
     chain_id: Arc<str>,
     home: PathBuf,
     config: EngineConfig,
@@ -196,6 +199,13 @@ impl Node for EngineNode {
     }
 
     fn get_keypair(&self, key: Arc<SigningKey>) -> Keypair {
+        // Tests run a second copy of a validator (same consensus key, so it signs what the
+        // first did not: the way double-signing happens in practice), which needs a peer
+        // identity of its own to be let into the network.
+        #[cfg(feature = "testkit")]
+        if std::env::var_os("EMRSHARE_TEST_TWIN").is_some() {
+            return peer_keypair(&SigningKey::generate()).expect("a fresh P-256 key");
+        }
         peer_keypair(&key).expect("a P-256 key is a libp2p ECDSA key")
     }
 
@@ -212,7 +222,7 @@ impl Node for EngineNode {
     }
 
     fn get_signing_provider(&self, key: Arc<SigningKey>) -> Signer {
-        Signer::new(self.chain_id.clone(), key)
+        Signer::new(self.chain_id.clone(), key).watching(self.watch.clone())
     }
 }
 
@@ -221,9 +231,16 @@ pub struct Running {
     engine: EngineHandle,
     host: tokio::task::JoinHandle<Result<()>>,
     events: malachitebft_app_channel::app::events::TxEvent<Bft>,
+    evidence: Option<tokio::sync::mpsc::Receiver<Evidence>>,
 }
 
 impl Running {
+    /// The equivocations the node's watch finds in gossip, verified against the height's
+    /// set (once: the first caller takes the stream).
+    pub fn take_evidence(&mut self) -> Option<tokio::sync::mpsc::Receiver<Evidence>> {
+        self.evidence.take()
+    }
+
     /// The engine's events (decisions, rounds), for tests and metrics.
     pub fn subscribe(&self) -> RxEvent<Bft> {
         self.events.subscribe()
@@ -263,8 +280,11 @@ pub async fn start<L: Ledger>(
         super::context::Height(start),
         malachitebft_app_channel::app::types::core::Round::ZERO,
     );
+    let (found, evidence) = tokio::sync::mpsc::channel(64);
+    let watch = Arc::new(EquivocationWatch::new(chain_id.clone(), found));
     let node = EngineNode {
         key,
+        watch: watch.clone(),
         chain_id,
         home: settings.home.clone(),
         config: config.clone(),
@@ -273,19 +293,20 @@ pub async fn start<L: Ledger>(
         context,
         node,
         config,
-        JsonCodec,
-        JsonCodec,
+        JsonCodec::default(),
+        JsonCodec::watching(watch.clone()),
         Some(super::context::Height(start)),
         set,
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot start consensus: {e:#}"))?;
     let events = channels.events.clone();
-    let host = Host::new(ledger, settings.id.clone(), settings.limits);
+    let host = Host::new(ledger, settings.id.clone(), settings.limits).watching(watch);
     let host = tokio::spawn(async move { host.run(&mut channels).await });
     Ok(Running {
         engine,
         host,
         events,
+        evidence: Some(evidence),
     })
 }

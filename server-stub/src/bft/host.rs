@@ -120,9 +120,17 @@ pub struct Host<L: Ledger> {
     /// Streams started by this node (for unique stream IDs).
     streams_sent: u32,
     last_decision: Option<Instant>,
+    /// Told the validator set of each height the engine enters.
+    watch: Option<std::sync::Arc<super::watch::EquivocationWatch>>,
 }
 
 impl<L: Ledger> Host<L> {
+    /// The same host, telling `watch` the set of each height it enters.
+    pub fn watching(mut self, watch: std::sync::Arc<super::watch::EquivocationWatch>) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
     /// The host of node `me` over `ledger`.
     pub fn new(ledger: L, me: PartyId, limits: HostLimits) -> Self {
         Self {
@@ -133,6 +141,7 @@ impl<L: Ledger> Host<L> {
             streams: HashMap::new(),
             streams_sent: 0,
             last_decision: None,
+            watch: None,
         }
     }
 
@@ -179,6 +188,11 @@ impl<L: Ledger> Host<L> {
                 ..
             } => {
                 let round = round.as_u32().unwrap_or(0);
+                if let Some(watch) = &self.watch {
+                    if let Some(set) = self.ledger.validator_set(height.0).await {
+                        watch.enter(height.0, set);
+                    }
+                }
                 self.validate_pending(height.0).await;
                 let values = self
                     .undecided
