@@ -104,6 +104,7 @@ fn setup(registry: usize) -> Setup {
         state_root: state.root(),
         validators_hash: set.hash(),
         next_validators_hash: set.hash(),
+        last_commit: Vec::new(),
     };
     // The proposer (power 2) and one auditor (power 1) hold 3 of 4.
     let signers: Vec<_> = auditors[..2].iter().map(|(id, key)| (id, key)).collect();

@@ -1,5 +1,6 @@
-//! Bounded load generator for a 5-node consortium on 127.0.0.1 (3 proposers, 2 auditors),
-//! talking to the nodes over their HTTP API only.
+//! Bounded load generator for a consortium of `--nodes` validators on 127.0.0.1 (by default
+//! 4: 3 proposers of voting power 2, 1 auditor of power 1), talking to the nodes over their
+//! HTTP API only.
 //!
 //!     cargo build --release -p emrshare-node          # the node binary it starts
 //!     cargo run --release -p emrshare-node --example loadgen -- --secs 20
@@ -45,12 +46,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const NODES: usize = 5;
 const K: usize = 10;
 
 #[derive(Parser, Debug)]
-#[command(about = "Bounded load generator for a 5-node loopback emrshare consortium")]
+#[command(about = "Bounded load generator for a loopback emrshare consortium")]
 struct Args {
+    /// Validators (each a node process).
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// How many of them propose (default: all but a third; the rest audit).
+    #[arg(long)]
+    proposers: Option<usize>,
     /// Seconds of the lookup phase.
     #[arg(long, default_value_t = 20)]
     secs: u64,
@@ -66,9 +72,9 @@ struct Args {
     /// Most submits started per second (0: as fast as the in-flight limit allows).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// The node the lookups go to (0-2 propose, 3-4 audit).
-    #[arg(long, default_value_t = 3)]
-    lookup_node: usize,
+    /// The node the lookups go to (default: the last, an auditor).
+    #[arg(long)]
+    lookup_node: Option<usize>,
     /// The least time between blocks, given to `init`.
     #[arg(long, default_value_t = 100)]
     block_ms: u64,
@@ -78,7 +84,7 @@ struct Args {
     /// Overall limit in seconds: after it the nodes are killed and the run abandoned.
     #[arg(long, default_value_t = 420)]
     deadline: u64,
-    /// First of five consecutive ports (default: five free ones found at random).
+    /// First of 2 x nodes consecutive ports, HTTP then libp2p (default: free ones found).
     #[arg(long)]
     base_port: Option<u16>,
     /// The `emrshare-node` binary (default: the release binary next to this example).
@@ -87,6 +93,10 @@ struct Args {
     /// Worker threads of the generator's own runtime (it shares the machine with the nodes).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// After the load: kill the last node, let the others decide this many blocks, restart
+    /// it and time its catch-up (0: skip).
+    #[arg(long, default_value_t = 0)]
+    catchup_blocks: u64,
     /// Keep the consortium folder (configs, data, node logs) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -94,7 +104,16 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    ensure!(args.lookup_node < NODES, "--lookup-node is 0..{NODES}");
+    ensure!((2..=64).contains(&args.nodes), "--nodes is 2 to 64");
+    ensure!(
+        args.lookup_node.is_none_or(|n| n < args.nodes),
+        "--lookup-node is 0..{}",
+        args.nodes
+    );
+    ensure!(
+        args.proposers.is_none_or(|p| (1..=args.nodes).contains(&p)),
+        "--proposers is 1 to --nodes"
+    );
     ensure!(args.txs >= K, "--txs must be at least {K}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads.max(1))
@@ -156,20 +175,28 @@ fn node_binary(args: &Args) -> PathBuf {
     }
 }
 
-/// Five consecutive ports that are free now (from `--base-port`, or found).
-fn free_ports(base: Option<u16>) -> Result<Vec<u16>> {
+/// The HTTP ports of `nodes` nodes, with `nodes` more for libp2p after them, all free now
+/// (from `--base-port`, or found).
+fn free_ports(base: Option<u16>, nodes: usize) -> Result<Vec<u16>> {
+    let n = u16::try_from(nodes)?;
     let base = match base {
         Some(base) => {
             let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
             ensure!(
-                (0..NODES as u16).all(|i| free(base + i)),
+                (0..2 * n).all(|i| free(base + i)),
                 "ports {base}.. are in use"
             );
             base
         }
-        None => emrshare_node::testkit::free_ports(NODES as u16),
+        None => emrshare_node::testkit::free_ports(2 * n),
     };
-    Ok((0..NODES as u16).map(|i| base + i).collect())
+    Ok((0..n).map(|i| base + i).collect())
+}
+
+impl Args {
+    fn proposers(&self) -> usize {
+        self.proposers.unwrap_or(self.nodes - self.nodes / 3)
+    }
 }
 
 fn start(args: &Args, started: Instant) -> Result<Consortium> {
@@ -188,11 +215,13 @@ fn start(args: &Args, started: Instant) -> Result<Consortium> {
         }
     }
     let mut cleanup = Cleanup((!args.keep).then_some(dir.as_path()));
-    let ports = free_ports(args.base_port)?;
+    let ports = free_ports(args.base_port, args.nodes)?;
     let status = Command::new(&bin)
         .args(["init", "--dir"])
         .arg(&dir)
-        .args(["--nodes", "5", "--proposers", "3", "--auditors", "2"])
+        .args(["--nodes", &args.nodes.to_string()])
+        .args(["--proposers", &args.proposers().to_string()])
+        .args(["--auditors", &(args.nodes - args.proposers()).to_string()])
         .args(["--base-port", &ports[0].to_string()])
         .args(["--block-ms", &args.block_ms.to_string()])
         .args(["--chain-id", "loadgen"])
@@ -240,7 +269,7 @@ fn start(args: &Args, started: Instant) -> Result<Consortium> {
             }
         });
     }
-    for i in 0..NODES {
+    for i in 0..args.nodes {
         let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
         let child = Command::new(&bin)
             .args(["run", "--config"])
@@ -305,7 +334,7 @@ async fn health(http: &reqwest::Client, c: &Consortium, node: usize) -> Option<H
 
 async fn wait_healthy(http: &reqwest::Client, c: &Consortium, limit: Duration) -> Result<()> {
     let until = Instant::now() + limit;
-    for node in 0..NODES {
+    for node in 0..c.ports.len() {
         while health(http, c, node).await.is_none() {
             ensure!(
                 Instant::now() < until,
@@ -426,8 +455,8 @@ async fn poll_chain(
     let mut fetched = 0u64;
     let mut all_reached = 0u64;
     while !done.load(Ordering::Relaxed) {
-        let mut heights = Vec::with_capacity(NODES);
-        for node in 0..NODES {
+        let mut heights = Vec::with_capacity(c.ports.len());
+        for node in 0..c.ports.len() {
             heights.push(health(&http, &c, node).await.map_or(0, |h| h.height));
         }
         let now = Instant::now();
@@ -537,7 +566,7 @@ async fn commit_phase(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let reply = http
-                    .post(c.url(i % NODES, "/v1/tx"))
+                    .post(c.url(i % c.ports.len(), "/v1/tx"))
                     .header("content-type", "application/json")
                     .body(txs[i].body.clone())
                     .send()
@@ -689,7 +718,7 @@ async fn register_lookup_ids(
 ) -> Result<()> {
     for (i, tx) in txs.iter().enumerate() {
         let reply = http
-            .post(c.url(i % NODES, "/v1/tx"))
+            .post(c.url(i % c.ports.len(), "/v1/tx"))
             .header("content-type", "application/json")
             .body(tx.body.clone())
             .send()
@@ -709,7 +738,7 @@ async fn register_lookup_ids(
             "the lookup IDs did not commit within 60 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        for node in 0..NODES {
+        for node in 0..c.ports.len() {
             match verified_lookup(http, c, node, &ids, &body).await {
                 Ok((present, _)) if present == ids.len() => {}
                 _ => continue 'wait,
@@ -736,7 +765,7 @@ async fn lookup_phase(
     c: &Arc<Consortium>,
     ids: Vec<PartyId>,
 ) -> Result<LookupReport> {
-    let node = args.lookup_node;
+    let node = args.lookup_node.unwrap_or(args.nodes - 1);
     let body: axum::body::Bytes = serde_json::to_vec(&LookupRequest::new(&ids))?.into();
     let (present, bytes_per_answer) = verified_lookup(http, c, node, &ids, &body).await?;
     let cpu_before = cpu_snapshot(c);
@@ -809,16 +838,17 @@ async fn run(args: Args) -> Result<()> {
         .build()?;
     wait_healthy(&http, c, Duration::from_secs(30)).await?;
     eprintln!(
-        "5 nodes up on ports {}..{} (PIDs {:?}), folder {}",
+        "{} nodes up on ports {}..{} (PIDs {:?}), folder {}",
+        c.ports.len(),
         c.ports[0],
-        c.ports[NODES - 1],
+        c.ports[c.ports.len() - 1],
         c.pids,
         c.dir.display()
     );
 
     let signing = Instant::now();
     let chain_id = c.genesis.chain_id.clone();
-    let members: Vec<emrshare_core::PrivateKeySet> = (0..NODES)
+    let members: Vec<emrshare_core::PrivateKeySet> = (0..c.ports.len())
         .map(|i| {
             let path = c.dir.join(format!("node-{i}/node.key.json"));
             std::fs::read(&path)
@@ -856,6 +886,63 @@ async fn run(args: Args) -> Result<()> {
     eprintln!("lookups done; submitting {} transactions", load_txs.len());
     let commit = commit_phase(&args, &http, c, Arc::new(load_txs), Arc::new(by_id)).await?;
     print_report(&args, c, &commit, &lookups);
+    if args.catchup_blocks > 0 {
+        catch_up_phase(&args, &http, c).await?;
+    }
+    Ok(())
+}
+
+/// Kills the last node (SIGKILL), lets the others decide `--catchup-blocks` blocks without
+/// it, restarts it, and times how long it takes to reach the height the others had when it
+/// came back (replaying its store, then syncing the rest from its peers).
+async fn catch_up_phase(args: &Args, http: &reqwest::Client, c: &Consortium) -> Result<()> {
+    let victim = args.nodes - 1;
+    let height = |node| async move { health(http, c, node).await.map_or(0, |h| h.height) };
+    {
+        let mut children = c.children.lock().unwrap_or_else(|p| p.into_inner());
+        children[victim].kill()?;
+        children[victim].wait()?;
+    }
+    let from = height(0).await;
+    eprintln!(
+        "node {victim} killed at height {from}; waiting for {} more blocks",
+        args.catchup_blocks
+    );
+    let until = Instant::now() + Duration::from_secs(args.commit_timeout.max(600));
+    while height(0).await < from + args.catchup_blocks {
+        ensure!(
+            Instant::now() < until,
+            "the others did not decide the blocks in time"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let target = height(0).await;
+    let restarted = Instant::now();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(c.dir.join(format!("node-{victim}.log")))?;
+    let child = Command::new(node_binary(args))
+        .args(["run", "--config"])
+        .arg(c.dir.join(format!("node-{victim}/config.toml")))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    c.children.lock().unwrap_or_else(|p| p.into_inner())[victim] = child;
+    while height(victim).await < target {
+        ensure!(
+            restarted.elapsed() < Duration::from_secs(600),
+            "node {victim} did not catch up within 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let missed = target - from;
+    let took = restarted.elapsed();
+    println!();
+    println!(
+        "| catch-up of a killed node ({missed} blocks behind, restart to the others' height) | {:.1} s ({:.0} blocks/s) | |",
+        took.as_secs_f64(),
+        missed as f64 / took.as_secs_f64()
+    );
     Ok(())
 }
 
@@ -881,8 +968,11 @@ fn print_report(args: &Args, c: &Consortium, commit: &CommitReport, lookups: &Lo
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
-        "emrshare loadgen: 5 nodes (3 proposers, 2 auditors) on 127.0.0.1, blocks >= {slot} ms apart, \
+        "emrshare loadgen: {} validators ({} proposers, {} auditors) on 127.0.0.1, blocks >= {slot} ms apart, \
          data on {fs}, {cpus} CPUs shared with the generator ({} runtime thread(s))",
+        args.nodes,
+        args.proposers(),
+        args.nodes - args.proposers(),
         args.client_threads
     );
     println!();
@@ -905,13 +995,14 @@ fn print_report(args: &Args, c: &Consortium, commit: &CommitReport, lookups: &Lo
         lookups.ok, lookups.errors, lookups.bytes_per_answer, lookups.present
     );
     println!(
-        "| committed tx/s ({} txs{}, first submit to committed on all 5) | {:.0}{} | >= 2000 |",
+        "| committed tx/s ({} txs{}, first submit to committed on all {}) | {:.0}{} | >= 2000 |",
         args.txs,
         if args.rate > 0 {
             format!(", offered at {}/s", args.rate)
         } else {
             String::new()
         },
+        args.nodes,
         committed_per_s,
         if commit.complete {
             String::new()
@@ -959,10 +1050,25 @@ fn print_report(args: &Args, c: &Consortium, commit: &CommitReport, lookups: &Lo
     };
     println!("CPU seconds per process in each phase (USER_HZ 100):");
     println!();
-    println!("| phase | node 0 | node 1 | node 2 | node 3 | node 4 | generator | machine busy |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let nodes: Vec<String> = (0..args.nodes).map(|i| format!("node {i}")).collect();
+    println!(
+        "| phase | {} | generator | machine busy |",
+        nodes.join(" | ")
+    );
+    println!("|---|{}---|---|", "---|".repeat(args.nodes));
     cpu_row("lookups", &lookups.cpu, lookups.elapsed);
     cpu_row("commit", &commit.cpu, commit.elapsed);
+    if commit.committed > 0 {
+        let per_tx: Vec<String> = commit.cpu[..args.nodes]
+            .iter()
+            .map(|s| format!("{:.0}", s * 1e6 / commit.committed as f64))
+            .collect();
+        println!();
+        println!(
+            "CPU per committed transaction, per node (target <= 150 us): {} us",
+            per_tx.join(" / ")
+        );
+    }
     if !commit.refused.is_empty() {
         let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, why) in &commit.refused {

@@ -10,7 +10,8 @@ use emrshare_core::content_hash as sha256;
 use emrshare_core::keys::PartyId;
 use emrshare_core::keys::VerifyingKey;
 use emrshare_core::ledger::block::{
-    CertifiedBlock, CertifiedHeader, Genesis, Header, Transition, ValidatorSet, tx_root,
+    CertifiedBlock, CertifiedHeader, CommitCertificate, Genesis, Header, Transition, ValidatorSet,
+    tx_root,
 };
 use emrshare_core::ledger::dpos;
 use emrshare_core::ledger::machine::{Context, LedgerState, SignatureCache};
@@ -40,6 +41,8 @@ pub enum ChainError {
     TimeOffClock { now_ms: u64, got_ms: u64 },
     #[error("{bytes} bytes of transactions, over the block budget of {budget}")]
     TooLarge { bytes: usize, budget: usize },
+    #[error("the previous block's signers are misnamed: {0}")]
+    LastCommit(&'static str),
 }
 
 /// How far ahead of a validator's clock a proposal's time may be.
@@ -189,6 +192,15 @@ impl Chain {
         txs: &[String],
     ) -> Result<(LedgerState, ValidatorSet), ChainError> {
         let mut state = self.state.clone();
+        if let Some(previous) = header.height.checked_sub(1).and_then(|h| self.set_at(h)) {
+            let voters: Vec<PartyId> = previous
+                .consensus_set()
+                .validators
+                .into_iter()
+                .map(|v| v.id)
+                .collect();
+            state.record_commit(&voters, &header.last_commit);
+        }
         for missed in dpos::missed_proposers(header.height, header.round, &self.set) {
             state.adjust_credit(&missed, -dpos::MISSED_ROUND_PENALTY);
         }
@@ -250,6 +262,7 @@ impl Chain {
                 got_ms: header.time_ms,
             });
         }
+        self.check_last_commit(header)?;
         let (state, next) = self.execute(header, txs)?;
         let parsed: Vec<SignedTransaction> = txs
             .iter()
@@ -263,6 +276,65 @@ impl Chain {
             return Err(ChainError::Roots);
         }
         Ok((state, next))
+    }
+
+    /// The voters of the previous block's set, in the set's order, whose precommits are in
+    /// `certificate`.
+    fn signers_in_order(&self, height: u64, certificate: &CommitCertificate) -> Vec<PartyId> {
+        let Some(set) = self.set_at(height) else {
+            return Vec::new();
+        };
+        set.consensus_set()
+            .validators
+            .into_iter()
+            .map(|v| v.id)
+            .filter(|id| certificate.signatures.iter().any(|s| &s.validator == id))
+            .collect()
+    }
+
+    /// A header's list of the previous block's signers is well formed: none for the first
+    /// block; otherwise distinct voters of the previous block's set, in its order, with more
+    /// than 2/3 of its power (whether they signed is checked on the certificate the proposal
+    /// carries, see [`Chain::check_proposal`]).
+    fn check_last_commit(&self, header: &Header) -> Result<(), ChainError> {
+        let Some(previous) = header.height.checked_sub(1).filter(|&h| h > 0) else {
+            return if header.last_commit.is_empty() {
+                Ok(())
+            } else {
+                Err(ChainError::LastCommit(
+                    "the first block has no previous block",
+                ))
+            };
+        };
+        let voters = self
+            .set_at(previous)
+            .ok_or(ChainError::ValidatorSet)?
+            .consensus_set()
+            .validators;
+        let total: u64 = voters.iter().map(|v| v.power).sum();
+        let mut power = 0u64;
+        let mut last_index = None;
+        for id in &header.last_commit {
+            let index = voters
+                .iter()
+                .position(|v| &v.id == id)
+                .ok_or(ChainError::LastCommit(
+                    "a signer is not a voter of that block",
+                ))?;
+            if last_index.is_some_and(|last| index <= last) {
+                return Err(ChainError::LastCommit(
+                    "signers are not distinct and in the set's order",
+                ));
+            }
+            last_index = Some(index);
+            power += voters[index].power;
+        }
+        if 3 * power <= 2 * total {
+            return Err(ChainError::LastCommit(
+                "the signers hold 2/3 of the power or less",
+            ));
+        }
+        Ok(())
     }
 
     /// Applies a certified block: certificate, height, link, transactions and roots checked.
@@ -326,6 +398,11 @@ impl Chain {
             state_root: [0; 32],
             validators_hash: self.set.hash(),
             next_validators_hash: [0; 32],
+            last_commit: self
+                .head
+                .as_ref()
+                .map(|h| self.signers_in_order(h.header.height, &h.certificate))
+                .unwrap_or_default(),
         };
         // The consensus effects first, exactly as `execute` applies them.
         let (mut state, _) = self
@@ -386,7 +463,54 @@ impl Chain {
                 header.round,
             ));
         }
+        if let Some(head) = &self.head {
+            let certificate = block
+                .last_commit
+                .as_ref()
+                .ok_or(ChainError::LastCommit("the proposal shows no certificate"))?;
+            let set = self
+                .set_at(head.header.height)
+                .and_then(|s| s.consensus_set().verified().ok())
+                .ok_or(ChainError::ValidatorSet)?;
+            if certificate.height != head.header.height
+                || certificate.value != head.header.hash()
+                || certificate.verify(&self.genesis.chain_id, &set).is_err()
+            {
+                return Err(ChainError::LastCommit(
+                    "the certificate shown does not certify our head",
+                ));
+            }
+            if self.signers_in_order(head.header.height, certificate) != header.last_commit {
+                return Err(ChainError::LastCommit(
+                    "the header's signers are not the certificate's",
+                ));
+            }
+        }
         self.check_contents(header, &block.txs).map(|_| ())
+    }
+
+    /// A check of a decided block a peer synced: by the proposer of its round, its contents
+    /// valid on our head. Unlike a proposal it may be old, and it shows no certificate of
+    /// the block before (its voters checked that before they decided it).
+    pub fn check_decided(&self, block: &BlockBody) -> Result<(), ChainError> {
+        let header = &block.header;
+        let voters = self
+            .set
+            .consensus_set()
+            .verified()
+            .map_err(|_| ChainError::ValidatorSet)?;
+        if voters.proposer(header.height, header.round) != &header.proposer {
+            return Err(ChainError::WrongProposer(
+                header.proposer.clone(),
+                header.round,
+            ));
+        }
+        self.check_contents(header, &block.txs).map(|_| ())
+    }
+
+    /// The certificate this node holds for its head: what its proposals show.
+    pub fn head_certificate(&self) -> Option<CommitCertificate> {
+        self.head.as_ref().map(|h| h.certificate.clone())
     }
 
     /// The validator set in force at `height`: the next block's, or the one a past block was
@@ -414,6 +538,10 @@ pub struct BlockBody {
     pub header: Header,
     /// The transactions, as JWS texts.
     pub txs: Vec<String>,
+    /// A proposal's proof of its header's `last_commit`: the certificate of the previous
+    /// block (not kept: the header names the signers; synced blocks carry none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<CommitCertificate>,
 }
 
 #[cfg(test)]
@@ -473,7 +601,11 @@ mod tests {
                 self.chain
                     .build(&self.members[0].0, 0, time_ms, txs, 100, usize::MAX);
             header.time_ms = time_ms;
-            BlockBody { header, txs }
+            BlockBody {
+                header,
+                txs,
+                last_commit: self.chain.head_certificate(),
+            }
         }
 
         fn decide(&mut self, block: &BlockBody) {
@@ -533,6 +665,66 @@ mod tests {
     /// (grant expiry, validity): validators take only a time after the parent's and near
     /// their own clock.
     #[test]
+    fn proposals_show_the_previous_certificate_and_name_exactly_its_signers() {
+        let mut c = consortium();
+        let first = c.proposal(START_MS + 1_000, &[]);
+        assert!(first.header.last_commit.is_empty() && first.last_commit.is_none());
+        c.decide(&first);
+        let now = START_MS + 2_000;
+        let honest = c.proposal(now, &[]);
+        assert_eq!(honest.header.last_commit.len(), 2);
+        c.chain.check_proposal(&honest, now, usize::MAX).unwrap();
+        let refused = |block: &BlockBody| {
+            matches!(
+                c.chain.check_proposal(block, now, usize::MAX),
+                Err(ChainError::LastCommit(_))
+            )
+        };
+        // No certificate shown.
+        let mut bare = honest.clone();
+        bare.last_commit = None;
+        assert!(refused(&bare));
+        // A decided block synced from a peer shows none (its voters checked it), and may be
+        // old; a misnamed list is still refused.
+        c.chain.check_decided(&bare).unwrap();
+        // A signer left out, to have it counted absent.
+        let mut short = honest.clone();
+        short.header.last_commit.pop();
+        assert!(refused(&short));
+        assert!(matches!(
+            c.chain.check_decided(&short),
+            Err(ChainError::LastCommit(_))
+        ));
+        // A stranger named, the order changed, a name twice.
+        let mut stranger = honest.clone();
+        stranger.header.last_commit[1] = PartyId::new("node:nobody").unwrap();
+        assert!(refused(&stranger));
+        let mut swapped = honest.clone();
+        swapped.header.last_commit.reverse();
+        assert!(refused(&swapped));
+        let mut twice = honest.clone();
+        twice.header.last_commit[1] = twice.header.last_commit[0].clone();
+        assert!(refused(&twice));
+        // A certificate of another block, or with a signature gone.
+        let mut other = honest.clone();
+        other.last_commit.as_mut().unwrap().value = [7; 32];
+        assert!(refused(&other));
+        let mut thin = honest.clone();
+        thin.last_commit.as_mut().unwrap().signatures.pop();
+        assert!(refused(&thin));
+        // The first block names nobody.
+        let fresh = consortium();
+        let mut named = fresh.proposal(START_MS + 1_000, &[]);
+        named.header.last_commit = honest.header.last_commit.clone();
+        assert!(matches!(
+            fresh
+                .chain
+                .check_proposal(&named, START_MS + 1_000, usize::MAX),
+            Err(ChainError::LastCommit(_))
+        ));
+    }
+
+    #[test]
     fn block_times_move_forward_and_stay_near_the_clock() {
         let mut c = consortium();
         let now = START_MS + 10_000;
@@ -578,6 +770,7 @@ mod tests {
         let fits = BlockBody {
             header,
             txs: included,
+            last_commit: c.chain.head_certificate(),
         };
         c.chain.check_proposal(&fits, now, budget).unwrap();
         let all = c.proposal(now, &txs);
@@ -588,8 +781,15 @@ mod tests {
         ));
         let (header, txs) = c.chain.build(&c.members[1].0, 0, now, &[], 100, budget);
         assert!(matches!(
-            c.chain
-                .check_proposal(&BlockBody { header, txs }, now, budget),
+            c.chain.check_proposal(
+                &BlockBody {
+                    header,
+                    txs,
+                    last_commit: None,
+                },
+                now,
+                budget
+            ),
             Err(ChainError::WrongProposer(..))
         ));
     }

@@ -44,7 +44,15 @@ impl Ledger for NodeLedger {
             limits.block_tx_bytes(),
         );
         let hash = header.hash();
-        Ok((hash, serde_json::to_vec(&BlockBody { header, txs })?))
+        let last_commit = chain.head_certificate();
+        Ok((
+            hash,
+            serde_json::to_vec(&BlockBody {
+                header,
+                txs,
+                last_commit,
+            })?,
+        ))
     }
 
     async fn check(&self, _proposer: &PartyId, block: &[u8]) -> Checked {
@@ -55,6 +63,19 @@ impl Ledger for NodeLedger {
         let hash = block.header.hash();
         let chain = self.0.chain.lock().await;
         match chain.check_proposal(&block, now_ms(), self.0.config.limits.block_tx_bytes()) {
+            Ok(()) => Checked::Valid(hash),
+            Err(e) => Checked::Invalid(hash, e.to_string()),
+        }
+    }
+
+    async fn check_decided(&self, _proposer: &PartyId, block: &[u8]) -> Checked {
+        let block = match parse_block(block) {
+            Ok(block) => block,
+            Err(e) => return Checked::Unreadable(e),
+        };
+        let hash = block.header.hash();
+        let chain = self.0.chain.lock().await;
+        match chain.check_decided(&block) {
             Ok(()) => Checked::Valid(hash),
             Err(e) => Checked::Invalid(hash, e.to_string()),
         }
@@ -94,6 +115,7 @@ impl Ledger for NodeLedger {
         let body = BlockBody {
             header: block.header,
             txs: block.txs,
+            last_commit: None,
         };
         Some((serde_json::to_vec(&body).ok()?, block.certificate))
     }

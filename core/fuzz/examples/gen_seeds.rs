@@ -260,6 +260,7 @@ fn node_seeds() {
         state_root: tree.root(),
         validators_hash: [9; 32],
         next_validators_hash: [9; 32],
+        last_commit: Vec::new(),
     };
     let voter_id = PartyId::new("node:3").unwrap();
     let certified = certify(header.clone(), 0, &[(&voter_id, &voter)]);

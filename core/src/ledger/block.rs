@@ -48,6 +48,11 @@ pub struct Header {
     /// the last certified header before it.
     #[serde(with = "hex32")]
     pub next_validators_hash: Hash,
+    /// The voters whose precommits certified the previous block, in the set's order, as the
+    /// proposer showed them (empty for the first block): the chain's record of who takes
+    /// part (see [`super::dpos::ABSENCE_WINDOW`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_commit: Vec<PartyId>,
 }
 
 impl Header {

@@ -6,7 +6,10 @@
 //! A block decided in round `r` means the proposers of rounds 0 to `r - 1` at its height did
 //! not get a proposal decided in time: each of them, named once, loses
 //! [`MISSED_ROUND_PENALTY`]; the block's proposer gains [`PROPOSAL_REWARD`] up to its initial
-//! credit. Equivocation evidence costs [`EQUIVOCATION_PENALTY`]. A cycle is as many heights as
+//! credit. Equivocation evidence costs [`EQUIVOCATION_PENALTY`]. Each block names the
+//! voters whose precommits certified the block before it (its proposer shows the
+//! certificate, which the other validators check); a voter missing from
+//! [`ABSENCE_WINDOW`] certificates in a row loses [`ABSENCE_PENALTY`]. A cycle is as many heights as
 //! genesis has proposers. At a cycle's first block the ranking is recomputed from the credits
 //! in the state after that block ([`next_set`]): members below [`ELIGIBLE_CREDIT`] drop out of
 //! both roles and the standby members with the most credit fill the places. The header of
@@ -26,6 +29,12 @@ pub const PROPOSAL_REWARD: i64 = 1;
 pub const EQUIVOCATION_PENALTY: i64 = 60;
 /// Members with less credit are neither proposers nor auditors from the next cycle on.
 pub const ELIGIBLE_CREDIT: i64 = 50;
+/// Consecutive certificates a voter may be missing from before it pays
+/// [`ABSENCE_PENALTY`] (and the count starts again).
+pub const ABSENCE_WINDOW: u32 = 10;
+/// Credit a voter loses for every [`ABSENCE_WINDOW`] consecutive blocks whose certificate
+/// lacks its precommit.
+pub const ABSENCE_PENALTY: i64 = 5;
 
 /// A consortium member as the state records it: its consensus key and credit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +48,14 @@ pub struct Member {
     pub credit: i64,
     /// The genesis credit: the ceiling of rewards.
     pub initial_credit: i64,
+    /// Certificates in a row, up to the last block, that lacked its precommit while it was a
+    /// voter (see [`ABSENCE_WINDOW`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed_commits: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Member {
@@ -49,6 +66,7 @@ impl Member {
             signing_jwk: v.signing_jwk.clone(),
             credit: v.credit,
             initial_credit: v.credit,
+            missed_commits: 0,
         }
     }
 }
@@ -193,6 +211,7 @@ mod tests {
                 signing_jwk: SigningKey::generate().verifying_key().to_jwk(None),
                 credit,
                 initial_credit: 100,
+                missed_commits: 0,
             })
             .collect()
     }

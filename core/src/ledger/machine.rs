@@ -25,7 +25,7 @@
 //! through its active hospital. See SECURITY.md section 2.11.
 
 use super::block::{Genesis, Validator};
-use super::dpos::{EQUIVOCATION_PENALTY, Member};
+use super::dpos::{self, EQUIVOCATION_PENALTY, Member};
 use super::governance::{Approval, Council, GovAction, MAX_PROPOSAL_LIFETIME_S, Proposal, Status};
 use super::merkle::Hash;
 use super::state::{StateKey, StateProof, StateTree, state_key, value_hash};
@@ -336,6 +336,34 @@ impl LedgerState {
     /// The consortium members in genesis order, with their current credit.
     pub fn members(&self) -> Vec<Member> {
         self.get(&members_key()).unwrap_or_default()
+    }
+
+    /// Counts, for each of `voters` (the set that certified the previous block), whether its
+    /// precommit is among `signers` (that block's certificate as the new block names it): a
+    /// voter missing from [`dpos::ABSENCE_WINDOW`] certificates in a row loses
+    /// [`dpos::ABSENCE_PENALTY`] credit, and its count starts again.
+    pub fn record_commit(&mut self, voters: &[PartyId], signers: &[PartyId]) {
+        let mut members = self.members();
+        let mut changed = false;
+        for member in members.iter_mut().filter(|m| voters.contains(&m.id)) {
+            let missed = if signers.contains(&member.id) {
+                0
+            } else {
+                member.missed_commits + 1
+            };
+            let missed = if missed >= dpos::ABSENCE_WINDOW {
+                member.credit = member.credit.saturating_sub(dpos::ABSENCE_PENALTY);
+                changed = true;
+                0
+            } else {
+                missed
+            };
+            changed |= missed != member.missed_commits;
+            member.missed_commits = missed;
+        }
+        if changed {
+            self.put(members_key(), &members);
+        }
     }
 
     /// Changes a member's credit; a reward never lifts it above its initial credit.
@@ -1704,6 +1732,35 @@ mod tests {
             .find(|m| m.id.as_str() == id)
             .unwrap()
             .credit
+    }
+
+    #[test]
+    fn a_voter_missing_from_a_window_of_certificates_pays_and_one_signature_resets_the_count() {
+        let (mut state, absent, present) = consortium();
+        let voters = [absent.id.clone(), present.id.clone()];
+        let signed_by_one = [present.id.clone()];
+        let root = state.root();
+        // Everyone signing changes nothing (not even the state root).
+        state.record_commit(&voters, &voters);
+        assert_eq!(state.root(), root);
+        for _ in 1..dpos::ABSENCE_WINDOW {
+            state.record_commit(&voters, &signed_by_one);
+        }
+        assert_eq!(credit(&state, "node:0"), 100, "not yet a whole window");
+        // One certificate with its precommit starts the count again.
+        state.record_commit(&voters, &voters);
+        for _ in 1..dpos::ABSENCE_WINDOW {
+            state.record_commit(&voters, &signed_by_one);
+        }
+        assert_eq!(credit(&state, "node:0"), 100);
+        state.record_commit(&voters, &signed_by_one);
+        assert_eq!(credit(&state, "node:0"), 100 - dpos::ABSENCE_PENALTY);
+        assert_eq!(credit(&state, "node:1"), 100);
+        // A member that is not a voter is never counted absent.
+        for _ in 0..2 * dpos::ABSENCE_WINDOW {
+            state.record_commit(&voters[1..], &signed_by_one);
+        }
+        assert_eq!(credit(&state, "node:0"), 100 - dpos::ABSENCE_PENALTY);
     }
 
     #[test]

@@ -247,6 +247,7 @@ impl TestChain {
             state_root: self.state.root(),
             validators_hash: self.set.hash(),
             next_validators_hash: self.set.hash(),
+            last_commit: Vec::new(),
         };
         let precommits: Vec<_> = voters
             .iter()

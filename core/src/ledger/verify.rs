@@ -461,6 +461,7 @@ pub(crate) mod tests {
             state_root,
             validators_hash: c.set.hash(),
             next_validators_hash: c.set.hash(),
+            last_commit: Vec::new(),
         }
     }
 

@@ -343,6 +343,7 @@ mod tests {
             state_root: [3; 32],
             validators_hash: [4; 32],
             next_validators_hash: [4; 32],
+            last_commit: Vec::new(),
         };
         let precommit = ConsensusVote {
             kind: VoteKind::Precommit,

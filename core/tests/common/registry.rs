@@ -265,6 +265,7 @@ impl Registry {
             state_root: self.state.root(),
             validators_hash: self.set.hash(),
             next_validators_hash: self.set.hash(),
+            last_commit: Vec::new(),
         };
         // Proposers 0..3 hold power 2 each, auditors 3..6 power 1: 0, 1, 2 and 3 hold 7 of 9.
         let signers: Vec<_> = self.validators[..4]

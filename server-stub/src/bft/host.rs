@@ -51,6 +51,14 @@ pub trait Ledger: Send + Sync + 'static {
     /// Judges the bytes of a block proposed by `proposer` for the next height.
     async fn check(&self, proposer: &PartyId, block: &[u8]) -> Checked;
 
+    /// Judges the bytes of a decided block a peer synced (it comes with its certificate, which
+    /// the engine checks): its contents must apply on our head, but it may be old, and it
+    /// carries no proposer's proof of its previous block's signers (the block's voters
+    /// checked that). By default, as a proposal.
+    async fn check_decided(&self, proposer: &PartyId, block: &[u8]) -> Checked {
+        self.check(proposer, block).await
+    }
+
     /// The header hash of a block's bytes, if they parse (for blocks of a later height,
     /// kept until they can be checked).
     async fn block_hash(&self, block: &[u8]) -> Option<Hash>;
@@ -530,7 +538,7 @@ impl<L: Ledger> Host<L> {
             .await?
             .proposer(height, r)
             .clone();
-        let (hash, validity) = match self.ledger.check(&proposer, bytes).await {
+        let (hash, validity) = match self.ledger.check_decided(&proposer, bytes).await {
             Checked::Valid(hash) => (hash, Validity::Valid),
             Checked::Invalid(hash, _) => (hash, Validity::Invalid),
             Checked::Unreadable(_) => return None,

@@ -305,7 +305,10 @@ mod tests {
 
         f.watch.proposal(&proposal(&f, 2, 7));
         f.watch.proposal(&proposal(&f, 2, 7));
-        assert!(f.found.try_recv().is_err(), "the same proposal twice is no offence");
+        assert!(
+            f.found.try_recv().is_err(),
+            "the same proposal twice is no offence"
+        );
         f.watch.proposal(&proposal(&f, 2, 8));
         let evidence = f.found.try_recv().unwrap();
         assert!(matches!(evidence, Evidence::DoubleProposal(..)));
@@ -317,9 +320,16 @@ mod tests {
         let mut f = fixture();
         let first = vote(&f, 1, 5, Some(1));
         let second = vote(&f, 1, 5, Some(1));
-        assert_ne!(first.signature, second.signature, "ECDSA signs with a fresh nonce");
+        assert_ne!(
+            first.signature, second.signature,
+            "ECDSA signs with a fresh nonce"
+        );
         assert_eq!(f.watch.vote(&first), Verdict::Pass);
-        assert_eq!(f.watch.vote(&first), Verdict::Pass, "a re-broadcast is the same");
+        assert_eq!(
+            f.watch.vote(&first),
+            Verdict::Pass,
+            "a re-broadcast is the same"
+        );
         assert_eq!(f.watch.vote(&second), Verdict::Again);
         let raw = |s: &Signed<ConsensusVote>| Signature(b64::decode_array(&s.signature).unwrap());
         let canonical = f.watch.canonical_vote(second.message.clone(), raw(&second));
