@@ -498,7 +498,7 @@ impl LedgerState {
             signed.verify(&sender_key)?;
             cache.record(&signed.id(), &sender_key);
         }
-        self.apply_body(&tx.sender, &tx.body, signed.id(), ctx)?;
+        self.apply_body(&tx.sender, &tx.body, signed.id(), ctx, cache)?;
         self.put(state_key("sequence", tx.sender.as_str()), &tx.sequence);
         Ok(())
     }
@@ -559,6 +559,7 @@ impl LedgerState {
         body: &TxBody,
         tx_id: Hash,
         ctx: Context,
+        cache: &dyn SignatureCache,
     ) -> Result<(), ApplyError> {
         match body {
             TxBody::RegisterIdentity {
@@ -641,7 +642,7 @@ impl LedgerState {
                 proposal,
                 approvals,
             } => {
-                self.check_approvals(proposal, approvals, ctx)?;
+                self.check_approvals(proposal, approvals, ctx, (&tx_id, cache))?;
                 match &proposal.action {
                     GovAction::Admit {
                         id,
@@ -939,7 +940,13 @@ impl LedgerState {
         proposal: &Proposal,
         approvals: &[Approval],
         ctx: Context,
+        (tx_id, cache): (&Hash, &dyn SignatureCache),
     ) -> Result<(), ApplyError> {
+        // The transaction's ID covers the proposal and every approval, so a member's approval
+        // in it verifies once per node (under an ID of its own: a member may send the
+        // transaction too, and its signature on the transaction is another check).
+        let approvals_id =
+            crate::content_hash(&[b"emrshare/v1/approvals".as_slice(), tx_id].concat());
         if proposal.chain_id != ctx.chain_id {
             return Err(ApplyError::Governance("the proposal is for another chain"));
         }
@@ -967,8 +974,11 @@ impl LedgerState {
                 return Err(ApplyError::Governance("two approvals by one member"));
             }
             let key = VerifyingKey::from_jwk(&member.signing_jwk).map_err(TxError::from)?;
-            if !approval.verifies(proposal, &key) {
-                return Err(ApplyError::Governance("an approval does not verify"));
+            if !cache.is_verified(&approvals_id, &key) {
+                if !approval.verifies(proposal, &key) {
+                    return Err(ApplyError::Governance("an approval does not verify"));
+                }
+                cache.record(&approvals_id, &key);
             }
         }
         if seen.len() < council.threshold {

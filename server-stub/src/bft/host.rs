@@ -104,6 +104,8 @@ const CHUNK_BYTES: usize = 64 * 1024;
 struct Undecided {
     value: ProposedValue<Bft>,
     block: Vec<u8>,
+    /// Came by value sync (a decided block a peer served): not paced.
+    synced: bool,
 }
 
 /// A part stream being received from one peer.
@@ -239,6 +241,7 @@ impl<L: Ledger> Host<L> {
                                 validity: Validity::Valid,
                             },
                             block,
+                            synced: false,
                         };
                         self.undecided.insert((height.0, r, hash), u.clone());
                         u
@@ -449,6 +452,7 @@ impl<L: Ledger> Host<L> {
             Undecided {
                 value: value.clone(),
                 block,
+                synced: false,
             },
         );
         (height == next).then_some(value)
@@ -483,11 +487,11 @@ impl<L: Ledger> Host<L> {
     ) -> anyhow::Result<Next<Bft>> {
         let height = certificate.height.0;
         let hash = certificate.value_id.0;
-        let block = self
+        let (block, synced) = self
             .undecided
             .iter()
             .find(|((h, _, v), _)| *h == height && *v == hash)
-            .map(|(_, u)| u.block.clone());
+            .map_or((None, false), |(_, u)| (Some(u.block.clone()), u.synced));
         let committed = match block {
             Some(block) if height == self.next_height().await => {
                 self.ledger
@@ -512,7 +516,8 @@ impl<L: Ledger> Host<L> {
         }
         self.undecided = self.undecided.split_off(&(next, 0, [0; 32]));
         // Pace empty chains: the next height starts no sooner than one interval after this.
-        if let Some(last) = self.last_decision {
+        // A node catching up by sync is not paced (it would sync one interval per block).
+        if let Some(last) = self.last_decision.filter(|_| !synced) {
             let due = last + self.limits.block_interval;
             tokio::time::sleep_until(due.into()).await;
         }
@@ -556,6 +561,7 @@ impl<L: Ledger> Host<L> {
             Undecided {
                 value: value.clone(),
                 block: bytes.to_vec(),
+                synced: true,
             },
         );
         Some(value)
