@@ -452,17 +452,7 @@ impl Chain {
         if bytes > budget {
             return Err(ChainError::TooLarge { bytes, budget });
         }
-        let voters = self
-            .set
-            .consensus_set()
-            .verified()
-            .map_err(|_| ChainError::ValidatorSet)?;
-        if voters.proposer(header.height, header.round) != &header.proposer {
-            return Err(ChainError::WrongProposer(
-                header.proposer.clone(),
-                header.round,
-            ));
-        }
+        self.check_proposer(header)?;
         if let Some(head) = &self.head {
             let certificate = block
                 .last_commit
@@ -493,7 +483,12 @@ impl Chain {
     /// valid on our head. Unlike a proposal it may be old, and it shows no certificate of
     /// the block before (its voters checked that before they decided it).
     pub fn check_decided(&self, block: &BlockBody) -> Result<(), ChainError> {
-        let header = &block.header;
+        self.check_proposer(&block.header)?;
+        self.check_contents(&block.header, &block.txs).map(|_| ())
+    }
+
+    /// The header names the proposer of its round, by the set the chain fixed.
+    fn check_proposer(&self, header: &Header) -> Result<(), ChainError> {
         let voters = self
             .set
             .consensus_set()
@@ -505,7 +500,7 @@ impl Chain {
                 header.round,
             ));
         }
-        self.check_contents(header, &block.txs).map(|_| ())
+        Ok(())
     }
 
     /// The certificate this node holds for its head: what its proposals show.
