@@ -218,9 +218,13 @@ fn stopping_under_a_third_of_the_power_slows_nothing_and_over_a_third_halts_safe
     submit(&c, 3, &waiting);
     std::thread::sleep(Duration::from_secs(8));
     let still: Vec<u64> = awake(&[1, 2]).map(|i| c.height(i)).collect();
+    // An awake node that lagged may still sync blocks decided before the stop; the tip must
+    // not move.
+    let tip = halted.iter().max().copied();
     assert_eq!(
-        halted, still,
-        "no block may be decided without more than 2/3 of the power"
+        tip,
+        still.iter().max().copied(),
+        "no block may be decided without more than 2/3 of the power: {halted:?} -> {still:?}"
     );
     assert!(
         awake(&[1, 2]).all(|i| verified_lookup(&c, i, "hospital:while-more-sleep") == Some(false)),
