@@ -5,7 +5,7 @@
 
 use crate::bft::engine::{EngineSettings, Running};
 use crate::bft::host::{Checked, HostLimits, Ledger};
-use crate::chain::BlockBody;
+use crate::chain::{BlockBody, Chain};
 use crate::node::{Node, now_ms};
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::bft::{DecisionCertificate, VerifiedSet};
@@ -16,6 +16,26 @@ use std::time::Duration;
 
 /// The ledger of one node.
 pub struct NodeLedger(pub Arc<Node>);
+
+impl NodeLedger {
+    /// Parses a block's bytes and judges them with `rule` on the chain as it is now.
+    async fn judge(
+        &self,
+        block: &[u8],
+        rule: impl FnOnce(&Chain, &BlockBody) -> Result<(), crate::chain::ChainError>,
+    ) -> Checked {
+        let block = match parse_block(block) {
+            Ok(block) => block,
+            Err(e) => return Checked::Unreadable(e),
+        };
+        let hash = block.header.hash();
+        let chain = self.0.chain.lock().await;
+        match rule(&chain, &block) {
+            Ok(()) => Checked::Valid(hash),
+            Err(e) => Checked::Invalid(hash, e.to_string()),
+        }
+    }
+}
 
 fn parse_block(bytes: &[u8]) -> Result<BlockBody, String> {
     emrshare_core::strict_json::parse(bytes).map_err(|e| format!("not a block: {e}"))
@@ -56,29 +76,15 @@ impl Ledger for NodeLedger {
     }
 
     async fn check(&self, _proposer: &PartyId, block: &[u8]) -> Checked {
-        let block = match parse_block(block) {
-            Ok(block) => block,
-            Err(e) => return Checked::Unreadable(e),
-        };
-        let hash = block.header.hash();
-        let chain = self.0.chain.lock().await;
-        match chain.check_proposal(&block, now_ms(), self.0.config.limits.block_tx_bytes()) {
-            Ok(()) => Checked::Valid(hash),
-            Err(e) => Checked::Invalid(hash, e.to_string()),
-        }
+        let budget = self.0.config.limits.block_tx_bytes();
+        self.judge(block, |chain, body| {
+            chain.check_proposal(body, now_ms(), budget)
+        })
+        .await
     }
 
     async fn check_decided(&self, _proposer: &PartyId, block: &[u8]) -> Checked {
-        let block = match parse_block(block) {
-            Ok(block) => block,
-            Err(e) => return Checked::Unreadable(e),
-        };
-        let hash = block.header.hash();
-        let chain = self.0.chain.lock().await;
-        match chain.check_decided(&block) {
-            Ok(()) => Checked::Valid(hash),
-            Err(e) => Checked::Invalid(hash, e.to_string()),
-        }
+        self.judge(block, Chain::check_decided).await
     }
 
     async fn block_hash(&self, block: &[u8]) -> Option<Hash> {
