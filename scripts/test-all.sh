@@ -10,6 +10,10 @@ export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
 passed=0
 failed=0
 failures=()
+# Each suite's output is also kept, so the closing summary can repeat the end of a failed one:
+# a CI log that shows only its last lines then still says why.
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
 
 suite() {
   local name=$1
@@ -17,12 +21,14 @@ suite() {
   echo
   echo "=== $name"
   local started=$SECONDS
-  if "$@"; then
+  local log=$LOGS/$((passed + failed)).log
+  "$@" 2>&1 | tee "$log"
+  if [ "${PIPESTATUS[0]}" -eq 0 ]; then
     passed=$((passed + 1))
     echo "=== $name: ok ($((SECONDS - started)) s)"
   else
     failed=$((failed + 1))
-    failures+=("$name")
+    failures+=("$name|$log")
     echo "=== $name: FAILED ($((SECONDS - started)) s)"
   fi
 }
@@ -46,8 +52,12 @@ suite "the README demo command" cargo run --release --locked -q -p emrshare-cli 
 
 echo
 if [ "$failed" -gt 0 ]; then
+  for failure in "${failures[@]}"; do
+    echo "--- the last 40 lines of: ${failure%%|*}"
+    tail -n 40 "${failure#*|}"
+  done
   printf 'failed suites:\n'
-  printf '  - %s\n' "${failures[@]}"
+  for failure in "${failures[@]}"; do echo "  - ${failure%%|*}"; done
 fi
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -63,10 +63,11 @@ started=$SECONDS
 [ -f "$WORK/tests.jar" ] || fail "Kotlin compilation failed"
 echo "compiled in $((SECONDS - started)) s"
 
-# 4. A live consortium: 3 nodes in one process on loopback, bounded to 10 minutes.
+# 4. A live consortium: 3 nodes in one process on loopback, bounded to 16 minutes (the tests
+# take about 4; the bound leaves room for a loaded machine).
 step "starting a local consortium (emrshare local-consortium, 3 nodes)"
 rm -rf "$WORK/consortium"
-"$TARGET/release/emrshare" local-consortium --dir "$WORK/consortium" --nodes 3 --block-ms 200 --seconds 600 \
+"$TARGET/release/emrshare" local-consortium --dir "$WORK/consortium" --nodes 3 --block-ms 200 --seconds 960 \
   > "$WORK/consortium.out" 2> "$WORK/consortium.err" &
 CONSORTIUM_PID=$!
 for _ in $(seq 300); do
@@ -82,13 +83,26 @@ echo "nodes: $NODES (pid $CONSORTIUM_PID)"
 step "running the JUnit 5 tests"
 RUNTIME_CP=$WORK/tests.jar:$J/jna.jar:$KH/lib/kotlin-stdlib.jar:$KH/lib/kotlin-test.jar
 RUNTIME_CP=$RUNTIME_CP:$KH/lib/kotlin-test-junit5.jar:$KH/lib/kotlinx-coroutines-core-jvm.jar
-timeout 480 java -Djna.library.path="$TARGET/release" \
+rm -rf "$WORK/reports"
+timeout 900 java -Djna.library.path="$TARGET/release" \
   -Demrshare.nodes="$NODES" -Demrshare.genesis="$WORK/consortium/genesis.json" \
   -Demrshare.consortium="$WORK/consortium" \
   -jar $J/junit-platform-console-standalone.jar \
   -cp "$RUNTIME_CP" --select-class StoriesTest \
+  --reports-dir "$WORK/reports" \
   --disable-banner --details=tree --disable-ansi-colors 2>&1 | tee "$WORK/junit.out"
 status=${PIPESTATUS[0]}
+[ "$status" -eq 124 ] && echo "kotlin tests: stopped after 900 s"
+# The slowest tests and every failure again, last, where a truncated log still shows them.
+python3 - "$WORK/reports" <<'PY' || true
+import glob, sys, xml.etree.ElementTree as ET
+cases = [c for f in glob.glob(sys.argv[1] + "/*.xml") for c in ET.parse(f).iter("testcase")]
+for c in sorted(cases, key=lambda c: -float(c.get("time", 0)))[:5]:
+    print(f"slow: {float(c.get('time', 0)):6.1f} s  {c.get('name')}")
+for c in cases:
+    for bad in list(c.findall("failure")) + list(c.findall("error")):
+        print(f"FAILED: {c.get('name')}: {(bad.get('message') or '').strip()[:300]}")
+PY
 passed=$(sed -n 's/^\[ *\([0-9]*\) tests successful *\]$/\1/p' "$WORK/junit.out")
 failed=$(sed -n 's/^\[ *\([0-9]*\) tests failed *\]$/\1/p' "$WORK/junit.out")
 if [ -z "$passed" ] || [ -z "$failed" ]; then
