@@ -29,7 +29,6 @@ use emrshare_core::handshake::{
     HandshakeConfig, HandshakeError, PatientAwaitingM2, PatientStart, RequesterAwaitingM1,
     RequesterAwaitingM3, RequesterStart, VerifiedRequest,
 };
-use emrshare_core::ledger::state::hex32;
 use std::sync::{Arc, Mutex};
 
 /// Takes the handshake's state for `step` if it is there. A call out of order is the app's
@@ -340,7 +339,7 @@ impl OutgoingRequest {
             patient_id: shared.patient().to_string(),
             purpose: shared.purpose().into(),
             requested_parts: shared.requested_parts().to_vec(),
-            session_id: hex32::to_hex(shared.session_id()),
+            session_id: emrshare_core::hash::to_hex(shared.session_id()),
             doctor_lookup,
             access_log_sequence,
         })

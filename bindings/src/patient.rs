@@ -7,7 +7,6 @@ use crate::secrets::{SecretStore, UploadProgress};
 use crate::types::*;
 use crate::{now, on_runtime};
 use emrshare_core::keys::PartyId;
-use emrshare_core::ledger::state::hex32;
 use emrshare_core::voucher::{PendingVoucher, Voucher};
 use std::sync::Arc;
 
@@ -377,7 +376,7 @@ async fn store(
         .map_err(from_client)?;
     Ok(StoredRecord {
         record_id: stored.record_id,
-        blob: hex32::to_hex(&stored.blob),
+        blob: stored.blob.to_hex(),
         department: stored.department,
         envelope: stored.envelope,
         index_height: stored.index_height,
@@ -435,7 +434,7 @@ async fn indexed(party: &Party) -> Result<Vec<IndexedRecord>> {
     Ok(entries
         .into_iter()
         .map(|e| IndexedRecord {
-            blob: hex32::to_hex(&e.blob),
+            blob: e.blob.to_hex(),
             record_id: e.record_id,
             department: e.department,
             location: e.location,

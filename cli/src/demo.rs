@@ -20,7 +20,6 @@ use emrshare_client::{
 use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
 use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits};
-use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::LookupResponse;
 use emrshare_core::record::{Ceas, Record};
@@ -619,7 +618,7 @@ async fn visit<T: Transport>(world: &World<T>, p: &Parties<T>) -> Result<(Stored
             "stores the ciphertext ({} bytes) on {} nodes at sha-256 {}, commits the index entry (sealed to itself, linked to the previous one)",
             stored.envelope.len(),
             world.config.n,
-            &hex32::to_hex(&stored.blob)[..16]
+            &stored.blob.to_hex()[..16]
         ),
     );
     note(format_args!(

@@ -11,7 +11,6 @@ use clap::{Args, Subcommand};
 use emrshare_client::{ClientConfig, HttpTransport, NodeClient, Party, PartySettings, TlsTrust};
 use emrshare_core::keys::PartyId;
 use emrshare_core::keys::txkeys::MasterSecret;
-use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::voucher::VoucherSecretKey;
 use std::path::{Path, PathBuf};
@@ -228,7 +227,8 @@ pub(crate) fn party(
     k: LookupSize,
 ) -> Result<Party> {
     let keys = files::load_private_keys(key)?;
-    let master = MasterSecret::from_bytes(emrshare_core::content_hash(keys.to_json().as_bytes()));
+    let master =
+        MasterSecret::from_bytes(emrshare_core::content_hash(keys.to_json().as_bytes()).to_bytes());
     let settings = PartySettings {
         k: k.0,
         commit_timeout: Duration::from_secs(30),
@@ -377,7 +377,7 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 let stored = patient
                     .store_record(&received.sd_jwt, &department, &|_, _| {})
                     .await?;
-                crate::say!("{}", hex32::to_hex(&stored.blob));
+                crate::say!("{}", stored.blob.to_hex());
                 Ok(())
             }
             PatientCommand::Grant {

@@ -12,7 +12,7 @@ use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::block::Genesis;
 use emrshare_core::ledger::machine::{GrantEntry, crumbs_key, index_head_key};
 use emrshare_core::ledger::merkle::Hash;
-use emrshare_core::ledger::state::{hex32, state_key};
+use emrshare_core::ledger::state::state_key;
 use emrshare_core::ledger::tx::{Role, SignedTransaction};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
 use emrshare_core::ledger::wire::{
@@ -462,7 +462,7 @@ impl<T: Transport> NodeClient<T> {
                 .map(|v| {
                     serde_json::from_slice::<String>(v)
                         .ok()
-                        .and_then(|h| hex32::from_hex(&h))
+                        .and_then(|h| Hash::from_hex(&h))
                 })
                 .map(|h| h.ok_or(NodeFault::WrongIds))
                 .transpose()?;
@@ -524,7 +524,7 @@ impl<T: Transport> NodeClient<T> {
     /// signed claim (see the node's API). Returns its address.
     pub async fn put_blob(&self, bytes: &[u8], claim: &str) -> Result<Hash, NetError> {
         let hash = emrshare_core::content_hash(bytes);
-        let path = format!("/v1/blobs/{}", hex32::to_hex(&hash));
+        let path = format!("/v1/blobs/{}", hash.to_hex());
         let nodes = self.rotation();
         let wanted = self.config.n.clamp(1, nodes.len());
         let calls = nodes.iter().take(wanted).map(|node| {
@@ -559,7 +559,7 @@ impl<T: Transport> NodeClient<T> {
     ) -> Result<Vec<u8>, NetError> {
         let request = HttpRequest {
             method: Method::Get,
-            path: format!("/v1/blobs/{}", hex32::to_hex(hash)),
+            path: format!("/v1/blobs/{}", hash.to_hex()),
             headers: vec![("x-emr-access", access.as_jws().to_owned())],
             body: Vec::new(),
         };

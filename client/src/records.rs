@@ -18,7 +18,6 @@ use emrshare_core::jwe::{Envelope, MAX_ENVELOPE_BYTES};
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::machine::GrantEntry;
 use emrshare_core::ledger::merkle::Hash;
-use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::tx::{Action, Role, TxBody};
 use emrshare_core::record::{Ceas, Record};
 
@@ -307,7 +306,7 @@ impl<T: Transport> Party<T> {
         let blob = self.put_blob(&bytes).await?;
         progress(UploadStage::Uploaded, total);
         let previous = self.client().index(&id, department).await?.head;
-        let location = format!("emrshare:blob/{}", hex32::to_hex(&blob));
+        let location = format!("emrshare:blob/{}", blob.to_hex());
         let tx_id = self
             .commit(|account| {
                 let tx = account
@@ -477,7 +476,7 @@ impl<T: Transport> Party<T> {
                 "the grant is revoked or expired on chain",
             ));
         }
-        let blob = hex32::from_hex(&grant.grant.record_id)
+        let blob = Hash::from_hex(&grant.grant.record_id)
             .ok_or(ClientError::Unverified("malformed grant"))?;
         let bytes = {
             let _writing = self.write_lock().await;
@@ -575,7 +574,7 @@ impl<T: Transport> Party<T> {
             match body {
                 TxBody::UploadIndex { entry_jwe, .. } => {
                     if let Ok(entry) = self.try_keys(|k| open_index_entry(k, entry_jwe)) {
-                        mine.insert(hex32::to_hex(&entry.blob));
+                        mine.insert(entry.blob.to_hex());
                         // A record shared in a handshake is logged by its ID.
                         mine.extend(entry.record_id);
                     }

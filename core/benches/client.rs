@@ -6,7 +6,6 @@
 #![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits, SigningKey};
 use emrshare_core::ledger::block::{CertifiedHeader, Header, Validator, ValidatorSet, certify};
@@ -16,6 +15,7 @@ use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
 use emrshare_core::ledger::wire::{LookupEntry, LookupResponse};
 use emrshare_core::lookup::{LookupKey, LookupPlan, QuerySize, verify_answers};
+use emrshare_core::{Hash, PrivateKeySet};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -97,10 +97,10 @@ fn setup(registry: usize) -> Setup {
         chain_id: "bench".into(),
         height: 1,
         round: 0,
-        previous: [0; 32],
+        previous: Hash::new([0; 32]),
         time_ms: 0,
         proposer: auditors[0].0.clone(),
-        tx_root: [0; 32],
+        tx_root: Hash::new([0; 32]),
         state_root: state.root(),
         validators_hash: set.hash(),
         next_validators_hash: set.hash(),

@@ -7,7 +7,6 @@ use crate::jwe::{Envelope, JweError, Recipient};
 use crate::keys::{DecryptionKey, PartyId, PublicKeySet, SigningKey};
 use crate::ledger::governance::{Approval, GovAction, Proposal, Status};
 use crate::ledger::merkle::Hash;
-use crate::ledger::state::hex32;
 use crate::ledger::tx::{Action, Outcome, Role, SignedTransaction, Transaction, TxBody};
 use crate::ledger::verify::VerifiedEntry;
 use crate::voucher::{Voucher, VoucherKey};
@@ -22,7 +21,6 @@ pub const BLOB_CLAIM_TYP: &str = "emr-blob+jwt";
 #[serde(deny_unknown_fields)]
 pub struct BlobClaim {
     /// The blob's address: SHA-256 of its bytes.
-    #[serde(with = "hex32")]
     pub blob: Hash,
     /// The party that uploads the blob and signs the claim.
     pub owner: PartyId,
@@ -51,7 +49,6 @@ pub struct IndexEntry {
     /// Where the envelope is stored, e.g. `emrshare:blob/<hex address>`.
     pub location: String,
     /// The stored envelope's address: SHA-256 of its bytes.
-    #[serde(with = "hex32")]
     pub blob: Hash,
     /// When the entry was made, Unix seconds.
     pub time: u64,
@@ -242,7 +239,7 @@ impl Account {
     ) -> SignedTransaction {
         self.sign(TxBody::AccessLog {
             accessor: self.keys.id.clone(),
-            record_id: hex32::to_hex(record),
+            record_id: record.to_hex(),
             action: Action::Read,
             at: now,
             outcome: Outcome::Granted,
@@ -301,7 +298,7 @@ impl Account {
         let tx = self.sign(TxBody::Grant {
             grant_id: grant_id.clone(),
             grantee: grantee.id().clone(),
-            record_id: hex32::to_hex(record),
+            record_id: record.to_hex(),
             parts: parts.iter().map(|p| (*p).to_owned()).collect(),
             actions: actions.to_vec(),
             not_after,
@@ -469,7 +466,7 @@ mod tests {
             BLOB_CLAIM_TYP,
         )
         .unwrap();
-        assert_eq!(verified.payload["blob"], hex32::to_hex(&blob));
+        assert_eq!(verified.payload["blob"], blob.to_hex());
         assert_eq!(verified.payload["owner"], "insurer:acme");
         assert_eq!(verified.payload["iat"], 77);
         let log = insurer.access_log(&blob, Some("g"), 78);
@@ -484,7 +481,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(accessor.as_str(), "insurer:acme");
-        assert_eq!(record_id, &hex32::to_hex(&blob));
+        assert_eq!(record_id, &blob.to_hex());
         assert_eq!(grant_id.as_deref(), Some("g"));
     }
 }

@@ -33,6 +33,7 @@ pub mod account;
 pub mod b64;
 pub mod ces;
 pub mod handshake;
+pub mod hash;
 mod hazmat;
 pub mod jwe;
 pub mod jws;
@@ -44,13 +45,14 @@ pub mod strict_json;
 pub mod voucher;
 
 pub use ces::{SdJwt, VerifiedRecord};
+pub use hash::Hash;
 pub use jwe::Envelope;
 pub use keys::{PartyId, PrivateKeySet, PublicKeySet};
 pub use record::Record;
 
 /// SHA-256 of a blob: how stored ciphertexts are addressed and indexed.
-pub fn content_hash(data: &[u8]) -> [u8; 32] {
-    hazmat::sha256(data)
+pub fn content_hash(data: &[u8]) -> Hash {
+    Hash::sha256(data)
 }
 
 /// [`content_hash`] over a blob that arrives in pieces (streamed to disk, never whole in
@@ -69,8 +71,8 @@ impl ContentHasher {
     }
 
     /// The blob's SHA-256, as [`content_hash`] of all the pieces in order would give.
-    pub fn finish(self) -> [u8; 32] {
-        self.0.finish()
+    pub fn finish(self) -> Hash {
+        Hash::new(self.0.finish())
     }
 }
 

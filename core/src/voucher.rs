@@ -216,11 +216,11 @@ impl Voucher {
     }
 
     /// The hash the chain records as spent: SHA-256 of the randomizer and signature bytes.
-    pub fn spent_hash(&self) -> Result<[u8; 32], VoucherError> {
+    pub fn spent_hash(&self) -> Result<crate::Hash, VoucherError> {
         let (randomizer, signature) = self.decode()?;
         let mut data = randomizer.to_vec();
         data.extend_from_slice(&signature);
-        Ok(crate::hazmat::sha256(&data))
+        Ok(crate::Hash::sha256(&data))
     }
 }
 

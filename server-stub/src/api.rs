@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use emrshare_core::Hash;
 use emrshare_core::keys::PartyId;
 
 use emrshare_core::ledger::machine::{crumbs_key, index_head_key, registry_key};
@@ -187,7 +188,7 @@ async fn tx_status(State(node): State<Shared>, Path(id): Path<String>) -> Respon
             "a transaction ID is 43 base64url characters",
         );
     };
-    match node.tx_status(&id) {
+    match node.tx_status(&Hash::new(id)) {
         Ok(Some(status)) => Json(status).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such transaction here"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -437,9 +438,8 @@ async fn validators(State(node): State<Shared>) -> Json<ValidatorsAnswer> {
     })
 }
 
-fn blob_hash(hex: &str) -> Result<[u8; 32], BadBody> {
-    emrshare_core::ledger::state::hex32::from_hex(hex)
-        .ok_or_else(|| BadBody("blob address is 64 lowercase hex digits".into()))
+fn blob_hash(hex: &str) -> Result<Hash, BadBody> {
+    Hash::from_hex(hex).ok_or_else(|| BadBody("blob address is 64 lowercase hex digits".into()))
 }
 
 async fn put_blob(

@@ -11,8 +11,7 @@
 //! only then renamed to its address; a read checks the hash again before serving.
 
 use anyhow::{Context, Result};
-use emrshare_core::ContentHasher;
-use emrshare_core::ledger::state::hex32;
+use emrshare_core::{ContentHasher, Hash};
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
@@ -35,7 +34,7 @@ pub struct BlobUpload {
     temp: tempfile::TempPath,
     hasher: ContentHasher,
     written: u64,
-    hash: [u8; 32],
+    hash: Hash,
     path: PathBuf,
 }
 
@@ -48,13 +47,13 @@ impl FsBlobStore {
         })
     }
 
-    fn path(&self, hash: &[u8; 32]) -> PathBuf {
-        let hex = hex32::to_hex(hash);
+    fn path(&self, hash: &Hash) -> PathBuf {
+        let hex = hash.to_hex();
         self.root.join(&hex[..2]).join(hex)
     }
 
     /// Starts an upload of the blob `hash`.
-    pub fn begin(&self, hash: &[u8; 32]) -> std::io::Result<BlobUpload> {
+    pub fn begin(&self, hash: &Hash) -> std::io::Result<BlobUpload> {
         let path = self.path(hash);
         let dir = path.parent().expect("blob paths have a parent");
         std::fs::create_dir_all(dir)?;
@@ -75,12 +74,12 @@ impl FsBlobStore {
 
     /// The blob's bytes, checked against its address (a file damaged on disk is an error,
     /// never served).
-    pub fn get(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+    pub fn get(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
         match std::fs::read(self.path(hash)) {
             Ok(bytes) if emrshare_core::content_hash(&bytes) == *hash => Ok(Some(bytes)),
             Ok(_) => anyhow::bail!(
                 "blob {} on disk does not hash to its address",
-                hex32::to_hex(hash)
+                hash.to_hex()
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),

@@ -394,10 +394,10 @@ impl Chain {
             previous: self.head_hash(),
             time_ms,
             proposer: proposer.clone(),
-            tx_root: [0; 32],
-            state_root: [0; 32],
+            tx_root: Hash::new([0; 32]),
+            state_root: Hash::new([0; 32]),
             validators_hash: self.set.hash(),
-            next_validators_hash: [0; 32],
+            next_validators_hash: Hash::new([0; 32]),
             last_commit: self
                 .head
                 .as_ref()
@@ -702,7 +702,7 @@ mod tests {
         assert!(refused(&twice));
         // A certificate of another block, or with a signature gone.
         let mut other = honest.clone();
-        other.last_commit.as_mut().unwrap().value = [7; 32];
+        other.last_commit.as_mut().unwrap().value = Hash::new([7; 32]);
         assert!(refused(&other));
         let mut thin = honest.clone();
         thin.last_commit.as_mut().unwrap().signatures.pop();

@@ -177,7 +177,7 @@ async fn report_evidence(
             Ok(admitted) => tracing::warn!(
                 "evidence of equivocation at height {} submitted as transaction {}",
                 found.height(),
-                emrshare_core::ledger::state::hex32::to_hex(&admitted.id)
+                admitted.id.to_hex()
             ),
             Err(e) => tracing::info!("evidence at height {} not submitted: {e}", found.height()),
         }

@@ -98,7 +98,7 @@ pub enum BlobError {
 
 /// A transaction to store, and who waits for it to be durable.
 type PendingWrite = (
-    [u8; 32],
+    Hash,
     String,
     tokio::sync::oneshot::Sender<Result<(), String>>,
 );
@@ -127,7 +127,7 @@ fn spawn_mempool_writer(store: Arc<Store>) -> std::sync::mpsc::Sender<PendingWri
                     Err(_) => break,
                 }
             }
-            let txs: Vec<([u8; 32], String)> = batch
+            let txs: Vec<(Hash, String)> = batch
                 .iter()
                 .map(|(id, jws, _)| (*id, jws.clone()))
                 .collect();
@@ -471,7 +471,7 @@ impl Node {
         else {
             return Ok(());
         };
-        let Some(hash) = emrshare_core::ledger::state::hex32::from_hex(record_id) else {
+        let Some(hash) = Hash::from_hex(record_id) else {
             return Ok(());
         };
         match self.store.blob_owner(&hash) {
@@ -658,9 +658,7 @@ impl Node {
             peer: self.keys.id.clone(),
             path: path.to_owned(),
             len: body.len() as u64,
-            body_sha256: emrshare_core::ledger::state::hex32::to_hex(&emrshare_core::content_hash(
-                &body,
-            )),
+            body_sha256: emrshare_core::content_hash(&body).to_hex(),
             iat: now_ms() / 1000,
         };
         let token = emrshare_core::jws::sign(
@@ -709,8 +707,7 @@ impl Node {
         if content_length != Some(claimed.len) {
             return Err("peer token: Content-Length differs from the signed length".into());
         }
-        emrshare_core::ledger::state::hex32::from_hex(&claimed.body_sha256)
-            .ok_or_else(|| "peer token: malformed body hash".into())
+        Hash::from_hex(&claimed.body_sha256).ok_or_else(|| "peer token: malformed body hash".into())
     }
 
     /// Offers the pending transactions that waited past [`RELAY_RETRY_MS`] to every peer
@@ -879,7 +876,7 @@ impl Node {
             return Err(unauthorized(&"access must be an AccessLog transaction"));
         };
         let now = now_ms() / 1000;
-        let hex = emrshare_core::ledger::state::hex32::to_hex(&hash);
+        let hex = hash.to_hex();
         if *record_id != hex
             || *action != Action::Read
             || *outcome != Outcome::Granted

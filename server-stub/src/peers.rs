@@ -11,7 +11,6 @@ use crate::config::Peer;
 use crate::node::Node;
 use emrshare_core::ledger::block::Genesis;
 use emrshare_core::ledger::merkle::Hash;
-use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::wire::HealthAnswer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,7 +71,7 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn short(hash: &Option<Hash>) -> String {
-    hash.map_or_else(|| "unstated".into(), |h| hex32::to_hex(&h))
+    hash.map_or_else(|| "unstated".into(), |h| h.to_hex())
 }
 
 impl Peers {
@@ -189,7 +188,7 @@ impl Peers {
                 chain_id.as_deref().unwrap_or("unstated"),
                 short(genesis_hash),
                 self.chain_id,
-                hex32::to_hex(&self.genesis_hash)
+                self.genesis_hash.to_hex()
             ),
         }
     }

@@ -4,8 +4,8 @@
 //! consensus engine keeps its own write-ahead log (its locks and votes) beside it.
 
 use anyhow::{Result, anyhow, bail};
+use emrshare_core::Hash;
 use emrshare_core::ledger::block::CertifiedBlock;
-use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::wire::TxStatus;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -95,14 +95,14 @@ fn open_database(path: &Path, dir: &Path) -> Result<Database> {
 fn record_failed(
     mempool: &mut redb::Table<&[u8], &str>,
     status: &mut redb::Table<&[u8], &str>,
-    failed: &[([u8; 32], String)],
+    failed: &[(Hash, String)],
 ) -> Result<()> {
     for (id, reason) in failed {
-        mempool.remove(id.as_slice())?;
+        mempool.remove(id.as_bytes().as_slice())?;
         let failed = serde_json::to_string(&TxStatus::Failed {
             reason: reason.clone(),
         })?;
-        status.insert(id.as_slice(), failed.as_str())?;
+        status.insert(id.as_bytes().as_slice(), failed.as_str())?;
     }
     Ok(())
 }
@@ -143,7 +143,7 @@ impl Store {
     /// that, refuses another one (the error names `genesis_file` and `data_dir`).
     pub fn check_genesis(
         &self,
-        genesis_hash: &[u8; 32],
+        genesis_hash: &Hash,
         genesis_file: &Path,
         data_dir: &Path,
     ) -> Result<()> {
@@ -152,19 +152,19 @@ impl Store {
             let mut meta = tx.open_table(META)?;
             let recorded = meta.get("genesis_hash")?.map(|v| v.value().to_vec());
             if recorded.is_none() {
-                meta.insert("genesis_hash", genesis_hash.as_slice())?;
+                meta.insert("genesis_hash", genesis_hash.as_bytes().as_slice())?;
             }
             recorded
         };
         match recorded {
-            Some(recorded) if recorded != genesis_hash => {
-                let recorded = hex32::to_hex(&recorded);
+            Some(recorded) if recorded != genesis_hash.as_bytes() => {
+                let recorded = emrshare_core::hash::to_hex(&recorded);
                 bail!(
                     "genesis file {} (genesis {}) is not the genesis of the chain in {} \
                      (genesis {recorded}): put back the genesis file that chain was started \
                      with, or move {} aside to start this node anew from this genesis",
                     genesis_file.display(),
-                    hex32::to_hex(genesis_hash),
+                    genesis_hash.to_hex(),
                     data_dir.display(),
                     data_dir.display()
                 )
@@ -179,8 +179,8 @@ impl Store {
     pub fn put_block(
         &self,
         block: &CertifiedBlock,
-        committed: &[[u8; 32]],
-        failed: &[([u8; 32], String)],
+        committed: &[Hash],
+        failed: &[(Hash, String)],
     ) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
@@ -191,8 +191,8 @@ impl Store {
             let height = block.header.height;
             let committed_status = serde_json::to_string(&TxStatus::Committed { height })?;
             for id in committed {
-                mempool.remove(id.as_slice())?;
-                status.insert(id.as_slice(), committed_status.as_str())?;
+                mempool.remove(id.as_bytes().as_slice())?;
+                status.insert(id.as_bytes().as_slice(), committed_status.as_str())?;
             }
             record_failed(&mut mempool, &mut status, failed)?;
         }
@@ -201,7 +201,7 @@ impl Store {
     }
 
     /// Drops transactions that can never apply from the mempool, recording why.
-    pub fn fail_txs(&self, failed: &[([u8; 32], String)]) -> Result<()> {
+    pub fn fail_txs(&self, failed: &[(Hash, String)]) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
             let mut mempool = tx.open_table(MEMPOOL)?;
@@ -213,10 +213,10 @@ impl Store {
     }
 
     /// What became of a transaction that left the mempool (`None`: pending, or never seen).
-    pub fn tx_status(&self, id: &[u8; 32]) -> Result<Option<TxStatus>> {
+    pub fn tx_status(&self, id: &Hash) -> Result<Option<TxStatus>> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(TX_STATUS)?;
-        Ok(match table.get(id.as_slice())? {
+        Ok(match table.get(id.as_bytes().as_slice())? {
             Some(value) => Some(serde_json::from_str(value.value())?),
             None => None,
         })
@@ -244,12 +244,12 @@ impl Store {
 
     /// Records acknowledged transactions durably, in one commit (the acknowledgements follow
     /// it): many concurrent submissions share one fsync.
-    pub fn add_txs(&self, txs: &[([u8; 32], String)]) -> Result<()> {
+    pub fn add_txs(&self, txs: &[(Hash, String)]) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
             let mut table = tx.open_table(MEMPOOL)?;
             for (id, jws) in txs {
-                table.insert(id.as_slice(), jws.as_str())?;
+                table.insert(id.as_bytes().as_slice(), jws.as_str())?;
             }
         }
         tx.commit()?;
@@ -268,15 +268,17 @@ impl Store {
     }
 
     /// Records the owner of a blob unless it has one; returns the owner in force.
-    pub fn claim_blob(&self, hash: &[u8; 32], owner: &str) -> Result<String> {
+    pub fn claim_blob(&self, hash: &Hash, owner: &str) -> Result<String> {
         let tx = self.db.begin_write()?;
         let current = {
             let mut table = tx.open_table(BLOB_OWNERS)?;
-            let existing = table.get(hash.as_slice())?.map(|v| v.value().to_owned());
+            let existing = table
+                .get(hash.as_bytes().as_slice())?
+                .map(|v| v.value().to_owned());
             match existing {
                 Some(existing) => existing,
                 None => {
-                    table.insert(hash.as_slice(), owner)?;
+                    table.insert(hash.as_bytes().as_slice(), owner)?;
                     owner.to_owned()
                 }
             }
@@ -285,9 +287,11 @@ impl Store {
         Ok(current)
     }
 
-    pub fn blob_owner(&self, hash: &[u8; 32]) -> Result<Option<String>> {
+    pub fn blob_owner(&self, hash: &Hash) -> Result<Option<String>> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(BLOB_OWNERS)?;
-        Ok(table.get(hash.as_slice())?.map(|v| v.value().to_owned()))
+        Ok(table
+            .get(hash.as_bytes().as_slice())?
+            .map(|v| v.value().to_owned()))
     }
 }

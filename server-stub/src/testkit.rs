@@ -111,9 +111,7 @@ impl Provisioned {
                 "peer": keys.id.as_str(),
                 "path": path,
                 "len": body.len(),
-                "body_sha256": emrshare_core::ledger::state::hex32::to_hex(
-                    &emrshare_core::content_hash(body)
-                ),
+                "body_sha256": emrshare_core::content_hash(body).to_hex(),
                 "iat": now,
             }),
         )

@@ -6,8 +6,8 @@
 use emrshare_node::testkit as common;
 
 use common::{Consortium, registration_as, submit, verified_lookup};
+use emrshare_core::Hash;
 use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::state::hex32;
 use emrshare_core::ledger::tx::{Action, Outcome, Role, SignedTransaction, Transaction, TxBody};
 use serde_json::{Value, json};
 use std::cell::Cell;
@@ -99,12 +99,12 @@ impl Actor {
 }
 
 fn put_blob(c: &Consortium, node: usize, owner: &Actor, blob: &[u8]) -> u16 {
-    let hash = hex32::to_hex(&emrshare_core::content_hash(blob));
+    let hash = emrshare_core::content_hash(blob).to_hex();
     put_claimed(c, node, &owner.blob_claim(&hash), blob)
 }
 
 fn put_claimed(c: &Consortium, node: usize, claim: &str, blob: &[u8]) -> u16 {
-    let hash = hex32::to_hex(&emrshare_core::content_hash(blob));
+    let hash = emrshare_core::content_hash(blob).to_hex();
     c.http
         .put(c.url(node, &format!("/v1/blobs/{hash}")))
         .header("x-emr-owner", claim)
@@ -190,7 +190,7 @@ fn outsiders_and_revoked_grantees_get_no_blob_and_every_served_read_is_logged() 
     registered(&c, &[&patient.id, &insurer.id, &stranger.id]);
 
     let blob = b"a JWE ciphertext, opaque to the node".to_vec();
-    let hash = hex32::to_hex(&emrshare_core::content_hash(&blob));
+    let hash = emrshare_core::content_hash(&blob).to_hex();
     assert_eq!(put_blob(&c, 0, &patient, &blob), 201);
 
     // A keyless outsider: an unregistered sender, the owner as accessor, a zero signature.
@@ -357,7 +357,7 @@ fn junk_is_refused_before_it_is_stored_and_honest_traffic_commits() {
     let patient = Actor::patient();
     patient.register(&c, 0, Role::Patient);
     registered(&c, &[&patient.id]);
-    let index = |previous: Option<[u8; 32]>, i: usize| TxBody::UploadIndex {
+    let index = |previous: Option<Hash>, i: usize| TxBody::UploadIndex {
         department: "cardiology".into(),
         entry_jwe: format!("entry-{i}"),
         previous,
@@ -474,19 +474,19 @@ fn concurrent_uploads_store_exactly_their_bytes() {
     std::thread::scope(|scope| {
         for blob in &blobs {
             let c = &c;
-            let claim = patient.blob_claim(&hex32::to_hex(&emrshare_core::content_hash(blob)));
+            let claim = patient.blob_claim(&emrshare_core::content_hash(blob).to_hex());
             scope.spawn(move || assert_eq!(put_claimed(c, 0, &claim, blob), 201));
         }
     });
     for blob in &blobs {
-        let hash = hex32::to_hex(&emrshare_core::content_hash(blob));
+        let hash = emrshare_core::content_hash(blob).to_hex();
         let log = patient.tx(patient.access_log(&patient.id, &hash, None));
         let (status, bytes) = get_blob(&c, 0, &hash, &log);
         assert_eq!(status, 200);
         assert_eq!(&bytes, blob, "blob {hash} holds other bytes");
     }
     // A body that does not hash to its address is refused and leaves no file.
-    let hash = hex32::to_hex(&emrshare_core::content_hash(&blobs[0]));
+    let hash = emrshare_core::content_hash(&blobs[0]).to_hex();
     let status = c
         .http
         .put(c.url(0, &format!("/v1/blobs/{}", "0".repeat(64))))
@@ -547,7 +547,7 @@ fn stranger_bodies_are_refused_unread_and_stalled_uploads_hold_no_memory() {
     // Six uploads with valid claims, 64 MiB declared, 16 MiB sent, then stalled.
     let stalled: Vec<_> = (0..6u8)
         .map(|i| {
-            let hash = hex32::to_hex(&[i; 32]);
+            let hash = Hash::new([i; 32]).to_hex();
             let head = format!(
                 "PUT /v1/blobs/{hash} HTTP/1.1\r\nhost: x\r\nx-emr-owner: {}\r\ncontent-length: {}\r\n\r\n",
                 patient.blob_claim(&hash),
@@ -672,7 +672,7 @@ fn ids_cannot_be_squatted_signatures_have_one_form_and_peers_must_sign() {
             "peer": keys.id.as_str(),
             "path": path,
             "len": signed_body.len(),
-            "body_sha256": hex32::to_hex(&emrshare_core::content_hash(signed_body)),
+            "body_sha256": emrshare_core::content_hash(signed_body).to_hex(),
             "iat": now_s(),
         });
         emrshare_core::jws::sign(

@@ -6,11 +6,10 @@
 
 use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::tx::{Action, Outcome, Role, Transaction, TxBody};
-use emrshare_node::testkit::{admission_by, free_ports, member_keys};
+use emrshare_node::testkit::{self, Provisioned, admission_by, member_keys, now_s, wait_for};
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHAIN: &str = "neg-chain";
@@ -26,9 +25,9 @@ const MAX_LOOKUP_IDS: usize = 8;
 /// One node of a 2-node consortium (node:0 proposes, node:1 audits): node:1 runs alone, so
 /// its chain stays at height 0 and every request reaches its checks.
 struct Node {
-    dir: tempfile::TempDir,
+    consortium: Provisioned,
     port: u16,
-    child: Child,
+    process: testkit::Node,
     http: Client,
     /// Cases checked, for the summary line.
     cases: std::cell::Cell<usize>,
@@ -36,66 +35,45 @@ struct Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         eprintln!("{} cases", self.cases.get());
     }
 }
 
 impl Node {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let base_port = free_ports(4);
-        let status = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
-            .args(["init", "--dir", dir.path().to_str().unwrap()])
-            .args(["--nodes", "2", "--proposers", "1", "--auditors", "1"])
-            .args(["--base-port", &base_port.to_string()])
-            .args(["--block-ms", "300", "--chain-id", CHAIN])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let config = dir.path().join("node-1/config.toml");
-        let mut table: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
-        let limits = table["limits"].as_table_mut().unwrap();
-        limits.insert("max_body_bytes".into(), (MAX_BODY as i64).into());
-        limits.insert("max_blob_bytes".into(), (MAX_BLOB as i64).into());
-        limits.insert("max_block_bytes".into(), (MAX_BLOCK as i64).into());
-        limits.insert("max_lookup_ids".into(), (MAX_LOOKUP_IDS as i64).into());
-        limits.insert("max_page_ids".into(), 2.into());
-        limits.insert("serve_timeout_ms".into(), 1500.into());
-        std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
-
-        let log = std::fs::File::create(dir.path().join("node-1.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_emrshare-node"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let consortium = Provisioned::init(2, CHAIN);
+        consortium.set_limits(
+            1,
+            &[
+                ("max_body_bytes", MAX_BODY as i64),
+                ("max_blob_bytes", MAX_BLOB as i64),
+                ("max_block_bytes", MAX_BLOCK as i64),
+                ("max_lookup_ids", MAX_LOOKUP_IDS as i64),
+                ("max_page_ids", 2),
+                ("serve_timeout_ms", 1500),
+            ],
+        );
+        let process = consortium.start(1);
         let http = Client::builder()
             .timeout(Duration::from_secs(10))
             .use_preconfigured_tls(emrshare_node::tls::client_config(None).unwrap())
             .build()
             .unwrap();
         let mut node = Self {
-            dir,
-            port: base_port + 1,
-            child,
+            port: consortium.port(1),
+            consortium,
+            process,
             http,
             cases: Default::default(),
         };
-        let start = Instant::now();
-        while !node.healthy() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "node never answered; log in {}",
-                node.dir.path().display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(
+            Duration::from_secs(20),
+            "node:1 answers /v1/health",
+            &[&node.process],
+            || node.healthy(),
+        );
         assert!(
-            node.child.try_wait().unwrap().is_none(),
+            node.process.child.try_wait().unwrap().is_none(),
             "another node answered on port {}",
             node.port
         );
@@ -168,23 +146,7 @@ impl Node {
         if !path.starts_with("/v1/consensus/") {
             return request.body(body);
         }
-        let member = emrshare_core::PrivateKeySet::from_json(
-            &std::fs::read(self.dir.path().join("node-0/node.key.json")).unwrap(),
-        )
-        .unwrap();
-        let token = emrshare_core::jws::sign(
-            &member.signing,
-            &emrshare_core::jws::Header::es256("emr-peer+jwt", None),
-            &json!({
-                "peer": member.id.as_str(),
-                "path": path,
-                "len": body.len(),
-                "body_sha256": emrshare_core::ledger::state::hex32::to_hex(
-                    &emrshare_core::content_hash(&body)
-                ),
-                "iat": now_s(),
-            }),
-        );
+        let token = self.consortium.member_token(0, path, &body);
         request.header("x-emr-peer", token).body(body)
     }
 
@@ -221,18 +183,11 @@ impl Node {
         assert!(
             self.healthy(),
             "node stopped answering; log in {}",
-            self.dir.path().display()
+            self.process.log.display()
         );
-        let log = std::fs::read_to_string(self.dir.path().join("node-1.log")).unwrap();
+        let log = self.process.log();
         assert!(!log.contains("panicked"), "the node panicked: {log}");
     }
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 fn signed(sender: &str, key: &SigningKey, chain_id: &str, body: TxBody) -> String {
@@ -250,7 +205,7 @@ fn signed(sender: &str, key: &SigningKey, chain_id: &str, body: TxBody) -> Strin
 /// A hospital's admission by the 2-node council (both approve: t = 2).
 fn registration(node: &Node, id: &str, key: &SigningKey, chain_id: &str) -> String {
     admission_by(
-        &member_keys(node.dir.path(), 2),
+        &member_keys(node.consortium.dir.path(), 2),
         chain_id,
         id,
         key,
@@ -782,7 +737,7 @@ fn unknown_paths_get_404_and_wrong_methods_405() {
 fn blob_auth_headers_and_contents_are_checked() {
     let node = Node::start();
     let blob = b"an opaque ciphertext".to_vec();
-    let hash = emrshare_core::ledger::state::hex32::to_hex(&emrshare_core::content_hash(&blob));
+    let hash = emrshare_core::content_hash(&blob).to_hex();
     let path = format!("/v1/blobs/{hash}");
     let owner = SigningKey::generate();
     let claim = |payload: Value| {

@@ -40,7 +40,7 @@ impl ChainOfHashes {
         let decided = self.decided.lock().unwrap();
         (
             decided.len() as u64,
-            decided.last().map_or([0; 32], |d| d.0),
+            decided.last().map_or(Hash::new([0; 32]), |d| d.0),
         )
     }
 }
@@ -101,7 +101,7 @@ impl Ledger for ChainOfHashes {
 }
 
 fn hex(hash: &Hash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    hash.to_hex()
 }
 
 struct Network {

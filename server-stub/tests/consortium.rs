@@ -356,7 +356,7 @@ fn blobs_are_served_only_under_a_live_grant_and_every_fetch_is_logged() {
     });
 
     let blob = b"a JWE ciphertext, opaque to the node".to_vec();
-    let hash = emrshare_core::ledger::state::hex32::to_hex(&emrshare_core::content_hash(&blob));
+    let hash = emrshare_core::content_hash(&blob).to_hex();
     let claim = |who: &Actor, body_hash: &str| {
         let payload = json!({"blob": body_hash, "owner": who.id.as_str(), "iat": now_s()});
         emrshare_core::jws::sign(

@@ -18,6 +18,7 @@ use emrshare_core::jwe::{Envelope, Recipient};
 use emrshare_core::keys::wrap::{self, KdfParams};
 use emrshare_core::keys::{Jwk, PartyId, RsaBits};
 use emrshare_core::record::{Ceas, Record, BPDS_SCHEMA};
+use emrshare_core::Hash;
 use emrshare_core::{b64, PrivateKeySet};
 use serde_json::{json, Value};
 use std::fs;
@@ -46,7 +47,12 @@ fn fixture(name: &str, id: Option<&str>) -> PrivateKeySet {
 
 /// The sample BPDS record under a fixed ID, so the seeds are the same on every run.
 fn fixed_record() -> Record {
-    Record::new(BPDS_SCHEMA, "rec-fuzz-seed-1", Record::sample_bpds().parts().clone()).unwrap()
+    Record::new(
+        BPDS_SCHEMA,
+        "rec-fuzz-seed-1",
+        Record::sample_bpds().parts().clone(),
+    )
+    .unwrap()
 }
 
 fn main() {
@@ -73,11 +79,17 @@ fn main() {
     write("seeds/jwe_compact/to_fixture.jwe", &compact_text);
     write(
         "seeds/jwe_compact/to_other.jwe",
-        Envelope::seal_to(b"x", &[&opub], None).unwrap().to_compact().unwrap(),
+        Envelope::seal_to(b"x", &[&opub], None)
+            .unwrap()
+            .to_compact()
+            .unwrap(),
     );
     write(
         "seeds/jwe_compact/short_plaintext.jwe",
-        Envelope::seal_to(b"", &[&rpub], None).unwrap().to_compact().unwrap(),
+        Envelope::seal_to(b"", &[&rpub], None)
+            .unwrap()
+            .to_compact()
+            .unwrap(),
     );
     let general = Envelope::seal_to(&plaintext, &[&opub, &rpub], Some("application/json")).unwrap();
     write("seeds/jwe_json/general_two.json", general.to_json());
@@ -106,7 +118,13 @@ fn main() {
     let mut granted = Envelope::seal_to(b"granted", &[&rpub], None).unwrap();
     let okid = opub.id.encryption_kid();
     granted
-        .add_recipient(&recipient, Recipient { kid: &okid, key: &opub.encryption })
+        .add_recipient(
+            &recipient,
+            Recipient {
+                kid: &okid,
+                key: &opub.encryption,
+            },
+        )
         .unwrap();
     write("seeds/jwe_json/after_add_recipient.json", granted.to_json());
     write("seeds/jwe_json/compact_as_general.json", compact.to_json());
@@ -130,10 +148,23 @@ fn main() {
     let record = fixed_record();
     let ceas = Ceas::default_for(&record);
     let hpub = holder.public();
-    let options = IssueOptions { issued_at: NOW - 60, decoys: 0 };
+    let options = IssueOptions {
+        issued_at: NOW - 60,
+        decoys: 0,
+    };
     let issued = ces::issue(&issuer, &hpub, &record, &ceas, options).unwrap();
     write("seeds/sd_jwt/issued.sdjwt", issued.serialize());
-    let decoyed = ces::issue(&issuer, &hpub, &record, &ceas, IssueOptions { decoys: 3, ..options }).unwrap();
+    let decoyed = ces::issue(
+        &issuer,
+        &hpub,
+        &record,
+        &ceas,
+        IssueOptions {
+            decoys: 3,
+            ..options
+        },
+    )
+    .unwrap();
     write("seeds/sd_jwt/issued_decoys.sdjwt", decoyed.serialize());
     let extracted = issued.extract(&["name", "prescription"]).unwrap();
     write("seeds/sd_jwt/extracted.sdjwt", extracted.serialize());
@@ -162,14 +193,29 @@ fn main() {
     write("seeds/jwk/holder.pub.json", hpub.to_json());
     write("seeds/jwk/holder.priv.json", holder.to_json().as_bytes());
     let jwk = |j: &Jwk| serde_json::to_string(j).unwrap();
-    write("seeds/jwk/ec_public.json", jwk(&issuer.signing.verifying_key().to_jwk(Some("k".into()))));
-    write("seeds/jwk/ec_private.json", jwk(&issuer.signing.to_jwk(None)));
-    write("seeds/jwk/rsa_public.json", jwk(&issuer.decryption.encryption_key().to_jwk(None)));
-    write("seeds/jwk/rsa_private.json", jwk(&issuer.decryption.to_jwk(Some("r".into()))));
+    write(
+        "seeds/jwk/ec_public.json",
+        jwk(&issuer.signing.verifying_key().to_jwk(Some("k".into()))),
+    );
+    write(
+        "seeds/jwk/ec_private.json",
+        jwk(&issuer.signing.to_jwk(None)),
+    );
+    write(
+        "seeds/jwk/rsa_public.json",
+        jwk(&issuer.decryption.encryption_key().to_jwk(None)),
+    );
+    write(
+        "seeds/jwk/rsa_private.json",
+        jwk(&issuer.decryption.to_jwk(Some("r".into()))),
+    );
 
     // pkcs8: DER of both key kinds.
     write("seeds/pkcs8/ec.der", issuer.signing.to_pkcs8().as_slice());
-    write("seeds/pkcs8/rsa.der", issuer.decryption.to_pkcs8().as_slice());
+    write(
+        "seeds/pkcs8/rsa.der",
+        issuer.decryption.to_pkcs8().as_slice(),
+    );
 
     // wrapped_key: minimum-cost KDF so the fuzzer is not starved; a small secret and a
     // wrapped private key set.
@@ -183,17 +229,31 @@ fn main() {
     );
     write(
         "seeds/wrapped_key/key_set.json",
-        holder.wrap_with_passphrase(PASSPHRASE, KdfParams::MINIMUM).unwrap(),
+        holder
+            .wrap_with_passphrase(PASSPHRASE, KdfParams::MINIMUM)
+            .unwrap(),
     );
 
     // record: a BPDS record and a generic one.
-    write("seeds/record/bpds.json", serde_json::to_vec(record.parts()).unwrap());
-    write("seeds/record/parts.json", br#"{"allergies":["penicillin"],"x":{"y":[1,2.5,null,true]}}"#);
+    write(
+        "seeds/record/bpds.json",
+        serde_json::to_vec(record.parts()).unwrap(),
+    );
+    write(
+        "seeds/record/parts.json",
+        br#"{"allergies":["penicillin"],"x":{"y":[1,2.5,null,true]}}"#,
+    );
 
     // strict_json: a few shapes.
-    write("seeds/strict_json/object.json", br#"{"a":[1,{"b":null}],"c":"d\u00e9","e":-1.5e3}"#);
+    write(
+        "seeds/strict_json/object.json",
+        br#"{"a":[1,{"b":null}],"c":"d\u00e9","e":-1.5e3}"#,
+    );
     write("seeds/strict_json/dup.json", br#"{"a":1,"a":2}"#);
-    write("seeds/strict_json/big.json", br#"[18446744073709551615,-9223372036854775808,1e308,"\ud83d\ude00"]"#);
+    write(
+        "seeds/strict_json/big.json",
+        br#"[18446744073709551615,-9223372036854775808,1e308,"\ud83d\ude00"]"#,
+    );
 
     ledger_seeds();
     node_seeds();
@@ -210,7 +270,6 @@ fn node_seeds() {
         certify, CertifiedBlock, Genesis, Header, Timeouts, Validator, ValidatorSet,
     };
     use emrshare_core::ledger::machine::registry_key;
-    use emrshare_core::ledger::state::hex32;
     use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
     use emrshare_core::ledger::wire::*;
 
@@ -222,7 +281,10 @@ fn node_seeds() {
         if sorted != bytes[1..] {
             let mut bytes = vec![mode];
             bytes.extend(sorted);
-            write(&format!("seeds/node_messages/{mode:02}_{name}_sorted.bin"), bytes);
+            write(
+                &format!("seeds/node_messages/{mode:02}_{name}_sorted.bin"),
+                bytes,
+            );
         }
     };
 
@@ -253,13 +315,13 @@ fn node_seeds() {
         chain_id: "fuzz-chain".into(),
         height: 3,
         round: 0,
-        previous: [7; 32],
+        previous: Hash::new([7; 32]),
         time_ms: NOW * 1000,
         proposer: PartyId::new("node:2").unwrap(),
         tx_root: emrshare_core::ledger::block::tx_root(std::slice::from_ref(&tx)),
         state_root: tree.root(),
-        validators_hash: [9; 32],
-        next_validators_hash: [9; 32],
+        validators_hash: Hash::new([9; 32]),
+        next_validators_hash: Hash::new([9; 32]),
         last_commit: Vec::new(),
     };
     let voter_id = PartyId::new("node:3").unwrap();
@@ -269,7 +331,7 @@ fn node_seeds() {
             kind: VoteKind::Prevote,
             height: 3,
             round: 1,
-            value: Some([value; 32]),
+            value: Some(Hash::new([value; 32])),
             validator: voter_id.clone(),
         }
         .sign("fuzz-chain", &voter)
@@ -307,25 +369,69 @@ fn node_seeds() {
 
     seed(0, "submit", &SubmitRequest { jws: jws.clone() });
     seed(1, "submitted", &SubmitResponse { id: tx.id_text() });
-    seed(2, "lookup", &LookupRequest { ids: vec!["party-0".into(), "absent-1".into()] });
-    seed(3, "lookup_answer", &lookup);
-    seed(4, "directory", &DirectoryPage { ids: vec![issuer.id.clone(), PartyId::new("node:0").unwrap()], next: None });
-    seed(5, "grant_present", &GrantAnswer {
-        grant: ProvenValue {
-            proof: tree.prove(&ledger::keys()[2]),
-            value: Some(r#"{"grantor":"patient-1","revoked":false}"#.into()),
+    seed(
+        2,
+        "lookup",
+        &LookupRequest {
+            ids: vec!["party-0".into(), "absent-1".into()],
         },
-        header: certified.clone(),
-    });
-    seed(5, "grant_absent", &GrantAnswer {
-        grant: ProvenValue { proof: tree.prove(&ledger::keys()[20]), value: None },
-        header: certified.clone(),
-    });
+    );
+    seed(3, "lookup_answer", &lookup);
+    seed(
+        4,
+        "directory",
+        &DirectoryPage {
+            ids: vec![issuer.id.clone(), PartyId::new("node:0").unwrap()],
+            next: None,
+        },
+    );
+    seed(
+        5,
+        "grant_present",
+        &GrantAnswer {
+            grant: ProvenValue {
+                proof: tree.prove(&ledger::keys()[2]),
+                value: Some(r#"{"grantor":"patient-1","revoked":false}"#.into()),
+            },
+            header: certified.clone(),
+        },
+    );
+    seed(
+        5,
+        "grant_absent",
+        &GrantAnswer {
+            grant: ProvenValue {
+                proof: tree.prove(&ledger::keys()[20]),
+                value: None,
+            },
+            header: certified.clone(),
+        },
+    );
     seed(6, "sequence", &SequenceAnswer { next: 12 });
-    seed(7, "health", &HealthAnswer { chain_id: Some("emrshare-local".into()), genesis_hash: Some([0x5a; 32]), height: 42, id: PartyId::new("node:1").unwrap(), status: HealthAnswer::OK.into() });
+    seed(
+        7,
+        "health",
+        &HealthAnswer {
+            chain_id: Some("emrshare-local".into()),
+            genesis_hash: Some(Hash::new([0x5a; 32])),
+            height: 42,
+            id: PartyId::new("node:1").unwrap(),
+            status: HealthAnswer::OK.into(),
+        },
+    );
     seed(8, "block_accepted", &BlockAccepted { height: 3 });
-    seed(9, "blob_stored", &BlobStored { hash: hex32::from_hex(&"5a".repeat(32)).unwrap() });
-    seed(10, "error", &ErrorBody::new("unexpected JSON structure: unknown field `x`"));
+    seed(
+        9,
+        "blob_stored",
+        &BlobStored {
+            hash: Hash::from_hex(&"5a".repeat(32)).unwrap(),
+        },
+    );
+    seed(
+        10,
+        "error",
+        &ErrorBody::new("unexpected JSON structure: unknown field `x`"),
+    );
     seed(11, "proposal", &proposal);
     seed(12, "block", &block);
     seed(13, "certified_header", &certified);
@@ -349,7 +455,11 @@ fn node_seeds() {
         governance: None,
     };
     seed(15, "genesis", &genesis);
-    seed(16, "double_vote", &Evidence::DoubleVote(Box::new(vote(1)), Box::new(vote(2))));
+    seed(
+        16,
+        "double_vote",
+        &Evidence::DoubleVote(Box::new(vote(1)), Box::new(vote(2))),
+    );
 }
 
 /// Serializing seeds of different types through one closure.
@@ -385,9 +495,9 @@ fn ledger_seeds() {
         let mut seed = vec![1u8];
         seed.extend((index as u64).to_be_bytes());
         seed.extend(n.to_be_bytes());
-        seed.extend(leaves[index]);
+        seed.extend(leaves[index].as_bytes());
         for h in merkle::inclusion_proof(&leaves, index).unwrap() {
-            seed.extend(h);
+            seed.extend(h.as_bytes());
         }
         write(&format!("seeds/ledger_proofs/inclusion_{index}.bin"), seed);
     }
@@ -395,9 +505,9 @@ fn ledger_seeds() {
         let mut seed = vec![2u8];
         seed.extend((old as u64).to_be_bytes());
         seed.extend(n.to_be_bytes());
-        seed.extend(merkle::root(&leaves[..old]));
+        seed.extend(merkle::root(&leaves[..old]).as_bytes());
         for h in merkle::consistency_proof(&leaves, old).unwrap() {
-            seed.extend(h);
+            seed.extend(h.as_bytes());
         }
         write(&format!("seeds/ledger_proofs/consistency_{old}.bin"), seed);
     }

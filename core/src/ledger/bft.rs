@@ -13,7 +13,6 @@
 //! 1/3 of the power, and each of those signed both: the evidence names them.
 
 use super::merkle::Hash;
-use super::state::hex32;
 use crate::keys::{Jwk, KeyError, PartyId, SigningKey, VerifyingKey};
 use crate::{b64, hazmat};
 use serde::{Deserialize, Serialize};
@@ -56,7 +55,6 @@ pub struct ConsensusVote {
     /// The round voted in (0 first).
     pub round: u32,
     /// The header hash voted for; `None` is a vote for nil.
-    #[serde(with = "hex32_option")]
     pub value: Option<Hash>,
     /// The validator that votes.
     pub validator: PartyId,
@@ -95,7 +93,6 @@ pub struct ConsensusProposal {
     /// The round proposed in.
     pub round: u32,
     /// The header hash proposed.
-    #[serde(with = "hex32")]
     pub value: Hash,
     /// The round in which this value got a polka (prevotes of more than 2/3), when the
     /// proposer re-proposes a value it is locked on; `None` for a fresh value.
@@ -267,7 +264,7 @@ impl ConsensusSet {
             // At most 256 * 2^40 = 2^48: no overflow.
             total_power += v.power;
         }
-        let hash = hazmat::sha256(&serde_json::to_vec(&self).expect("validator sets serialize"));
+        let hash = Hash::sha256(&serde_json::to_vec(&self).expect("validator sets serialize"));
         Ok(VerifiedSet {
             set: self,
             keys,
@@ -345,7 +342,6 @@ pub struct DecisionCertificate {
     /// The round whose precommits decided it.
     pub round: u32,
     /// The header hash decided.
-    #[serde(with = "hex32")]
     pub value: Hash,
     /// The precommits, one per validator.
     pub signatures: Vec<CommitSignature>,
@@ -554,32 +550,6 @@ impl Evidence {
     }
 }
 
-mod hex32_option {
-    use super::hex32;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(
-        hash: &Option<[u8; 32]>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match hash {
-            Some(hash) => s.serialize_some(&hex32::to_hex(hash)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<[u8; 32]>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(text) => hex32::from_hex(&text)
-                .map(Some)
-                .ok_or_else(|| D::Error::custom("expected 64 lowercase hex digits")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,11 +615,11 @@ mod tests {
     fn more_than_two_thirds_of_the_power_certifies() {
         let m = members(&[1, 1, 1, 1], 2);
         assert_eq!(
-            certificate(&m, &[0, 1, 2], [9; 32]).verify(CHAIN, &m.set),
+            certificate(&m, &[0, 1, 2], Hash::new([9; 32])).verify(CHAIN, &m.set),
             Ok(3)
         );
         assert_eq!(
-            certificate(&m, &[0, 1, 2, 3], [9; 32]).verify(CHAIN, &m.set),
+            certificate(&m, &[0, 1, 2, 3], Hash::new([9; 32])).verify(CHAIN, &m.set),
             Ok(4)
         );
     }
@@ -659,26 +629,26 @@ mod tests {
         // Powers 3 + 3 of 9 is exactly 2/3.
         let m = members(&[3, 3, 2, 1], 2);
         assert_eq!(
-            certificate(&m, &[0, 1], [9; 32]).verify(CHAIN, &m.set),
+            certificate(&m, &[0, 1], Hash::new([9; 32])).verify(CHAIN, &m.set),
             Err(CertificateError::NotEnoughPower {
                 signed: 6,
                 total: 9
             })
         );
         assert_eq!(
-            certificate(&m, &[0, 1, 3], [9; 32]).verify(CHAIN, &m.set),
+            certificate(&m, &[0, 1, 3], Hash::new([9; 32])).verify(CHAIN, &m.set),
             Ok(7)
         );
         let four = members(&[1, 1, 1, 1], 1);
         assert!(matches!(
-            certificate(&four, &[0, 1], [9; 32]).verify(CHAIN, &four.set),
+            certificate(&four, &[0, 1], Hash::new([9; 32])).verify(CHAIN, &four.set),
             Err(CertificateError::NotEnoughPower {
                 signed: 2,
                 total: 4
             })
         ));
         assert!(matches!(
-            certificate(&four, &[], [9; 32]).verify(CHAIN, &four.set),
+            certificate(&four, &[], Hash::new([9; 32])).verify(CHAIN, &four.set),
             Err(CertificateError::NotEnoughPower { signed: 0, .. })
         ));
     }
@@ -686,15 +656,15 @@ mod tests {
     #[test]
     fn a_duplicated_precommit_is_refused_not_counted_twice() {
         let m = members(&[1, 1, 1, 1], 2);
-        let mut cert = certificate(&m, &[0, 1], [9; 32]);
+        let mut cert = certificate(&m, &[0, 1], Hash::new([9; 32]));
         cert.signatures.push(cert.signatures[0].clone());
         assert_eq!(
             cert.verify(CHAIN, &m.set),
             Err(CertificateError::Duplicate(id(0)))
         );
         // A second, different signature by the same validator (ECDSA is randomised).
-        let mut cert = certificate(&m, &[0, 1, 2], [9; 32]);
-        let again = precommit(&m, 2, 7, 1, [9; 32]);
+        let mut cert = certificate(&m, &[0, 1, 2], Hash::new([9; 32]));
+        let again = precommit(&m, 2, 7, 1, Hash::new([9; 32]));
         cert.signatures.push(CommitSignature {
             validator: id(2),
             signature: again.signature,
@@ -710,14 +680,14 @@ mod tests {
         let fixed = members(&[1, 1, 1, 1], 2);
         let other = members(&[1, 1, 1, 1], 2);
         // Same IDs, other keys: a set the chain did not fix.
-        let cert = certificate(&other, &[0, 1, 2, 3], [9; 32]);
+        let cert = certificate(&other, &[0, 1, 2, 3], Hash::new([9; 32]));
         assert_eq!(
             cert.verify(CHAIN, &fixed.set),
             Err(CertificateError::BadSignature(id(0)))
         );
         // A signer outside the set.
         let five = members(&[1, 1, 1, 1, 1], 2);
-        let cert = certificate(&five, &[4, 0, 1, 2], [9; 32]);
+        let cert = certificate(&five, &[4, 0, 1, 2], Hash::new([9; 32]));
         assert_eq!(
             cert.verify(CHAIN, &fixed.set),
             Err(CertificateError::Unknown(id(4)))
@@ -727,7 +697,7 @@ mod tests {
     #[test]
     fn a_signature_over_anything_else_is_refused() {
         let m = members(&[1, 1, 1, 1], 2);
-        let good = certificate(&m, &[0, 1, 2], [9; 32]);
+        let good = certificate(&m, &[0, 1, 2], Hash::new([9; 32]));
         let variants = [
             DecisionCertificate {
                 height: 8,
@@ -738,7 +708,7 @@ mod tests {
                 ..good.clone()
             },
             DecisionCertificate {
-                value: [8; 32],
+                value: Hash::new([8; 32]),
                 ..good.clone()
             },
         ];
@@ -757,7 +727,7 @@ mod tests {
             kind: VoteKind::Prevote,
             height: 7,
             round: 1,
-            value: Some([9; 32]),
+            value: Some(Hash::new([9; 32])),
             validator: id(0),
         }
         .sign(CHAIN, &m.keys[0]);
@@ -802,10 +772,10 @@ mod tests {
     #[test]
     fn retain_valid_keeps_exactly_what_verify_counts() {
         let m = members(&[1, 1, 1, 1], 2);
-        let mut cert = certificate(&m, &[0, 1, 2], [9; 32]);
+        let mut cert = certificate(&m, &[0, 1, 2], Hash::new([9; 32]));
         let five = members(&[1, 1, 1, 1, 1], 2);
         cert.signatures
-            .push(certificate(&five, &[4], [9; 32]).signatures[0].clone());
+            .push(certificate(&five, &[4], Hash::new([9; 32])).signatures[0].clone());
         cert.signatures.push(cert.signatures[0].clone());
         cert.signatures[1].signature = cert.signatures[2].signature.clone();
         assert!(cert.verify(CHAIN, &m.set).is_err());
@@ -829,13 +799,13 @@ mod tests {
     fn from_precommits_keeps_only_matching_precommits_once() {
         let m = members(&[1, 1, 1, 1], 2);
         let votes = vec![
-            precommit(&m, 0, 7, 1, [9; 32]),
-            precommit(&m, 0, 7, 1, [9; 32]),
-            precommit(&m, 1, 7, 0, [9; 32]),
-            precommit(&m, 2, 7, 1, [8; 32]),
-            precommit(&m, 3, 7, 1, [9; 32]),
+            precommit(&m, 0, 7, 1, Hash::new([9; 32])),
+            precommit(&m, 0, 7, 1, Hash::new([9; 32])),
+            precommit(&m, 1, 7, 0, Hash::new([9; 32])),
+            precommit(&m, 2, 7, 1, Hash::new([8; 32])),
+            precommit(&m, 3, 7, 1, Hash::new([9; 32])),
         ];
-        let cert = DecisionCertificate::from_precommits(7, 1, [9; 32], &votes);
+        let cert = DecisionCertificate::from_precommits(7, 1, Hash::new([9; 32]), &votes);
         let signers: Vec<_> = cert
             .signatures
             .iter()
@@ -936,23 +906,23 @@ mod tests {
         let m = members(&[1, 1, 1, 1], 2);
         let pre = VoteKind::Prevote;
         let double_vote = Evidence::DoubleVote(
-            vote(&m, 2, pre, 0, Some([1; 32])),
-            vote(&m, 2, pre, 0, Some([2; 32])),
+            vote(&m, 2, pre, 0, Some(Hash::new([1; 32]))),
+            vote(&m, 2, pre, 0, Some(Hash::new([2; 32]))),
         );
         assert_eq!(double_vote.verify(CHAIN, &m.set), Ok(id(2)));
         let value_and_nil = Evidence::DoubleVote(
-            vote(&m, 1, VoteKind::Precommit, 3, Some([1; 32])),
+            vote(&m, 1, VoteKind::Precommit, 3, Some(Hash::new([1; 32]))),
             vote(&m, 1, VoteKind::Precommit, 3, None),
         );
         assert_eq!(value_and_nil.verify(CHAIN, &m.set), Ok(id(1)));
         let double_proposal = Evidence::DoubleProposal(
-            proposal(&m, 0, 0, [1; 32], None),
-            proposal(&m, 0, 0, [2; 32], None),
+            proposal(&m, 0, 0, Hash::new([1; 32]), None),
+            proposal(&m, 0, 0, Hash::new([2; 32]), None),
         );
         assert_eq!(double_proposal.verify(CHAIN, &m.set), Ok(id(0)));
         let other_pol = Evidence::DoubleProposal(
-            proposal(&m, 0, 2, [1; 32], None),
-            proposal(&m, 0, 2, [1; 32], Some(1)),
+            proposal(&m, 0, 2, Hash::new([1; 32]), None),
+            proposal(&m, 0, 2, Hash::new([1; 32]), Some(1)),
         );
         assert_eq!(other_pol.verify(CHAIN, &m.set), Ok(id(0)));
         // It round-trips through JSON as the chain stores it.
@@ -968,50 +938,50 @@ mod tests {
         let cases = [
             (
                 Evidence::DoubleVote(
-                    vote(&m, 2, pre, 0, Some([1; 32])),
-                    vote(&m, 2, pre, 0, Some([1; 32])),
+                    vote(&m, 2, pre, 0, Some(Hash::new([1; 32]))),
+                    vote(&m, 2, pre, 0, Some(Hash::new([1; 32]))),
                 ),
                 EvidenceError::NotConflicting,
             ),
             (
                 Evidence::DoubleVote(
-                    vote(&m, 2, pre, 0, Some([1; 32])),
-                    vote(&m, 3, pre, 0, Some([2; 32])),
+                    vote(&m, 2, pre, 0, Some(Hash::new([1; 32]))),
+                    vote(&m, 3, pre, 0, Some(Hash::new([2; 32]))),
                 ),
                 EvidenceError::DifferentSigners,
             ),
             (
                 Evidence::DoubleVote(
-                    vote(&m, 2, pre, 0, Some([1; 32])),
-                    vote(&m, 2, pre, 1, Some([2; 32])),
+                    vote(&m, 2, pre, 0, Some(Hash::new([1; 32]))),
+                    vote(&m, 2, pre, 1, Some(Hash::new([2; 32]))),
                 ),
                 EvidenceError::DifferentSteps,
             ),
             (
                 Evidence::DoubleVote(
-                    vote(&m, 2, pre, 0, Some([1; 32])),
-                    vote(&m, 2, VoteKind::Precommit, 0, Some([2; 32])),
+                    vote(&m, 2, pre, 0, Some(Hash::new([1; 32]))),
+                    vote(&m, 2, VoteKind::Precommit, 0, Some(Hash::new([2; 32]))),
                 ),
                 EvidenceError::DifferentSteps,
             ),
             (
                 Evidence::DoubleProposal(
-                    proposal(&m, 0, 0, [1; 32], None),
-                    proposal(&m, 0, 0, [1; 32], None),
+                    proposal(&m, 0, 0, Hash::new([1; 32]), None),
+                    proposal(&m, 0, 0, Hash::new([1; 32]), None),
                 ),
                 EvidenceError::NotConflicting,
             ),
             (
                 Evidence::DoubleProposal(
-                    proposal(&m, 0, 0, [1; 32], None),
-                    proposal(&m, 1, 0, [2; 32], None),
+                    proposal(&m, 0, 0, Hash::new([1; 32]), None),
+                    proposal(&m, 1, 0, Hash::new([2; 32]), None),
                 ),
                 EvidenceError::DifferentSigners,
             ),
             (
                 Evidence::DoubleProposal(
-                    proposal(&m, 0, 0, [1; 32], None),
-                    proposal(&m, 0, 1, [2; 32], None),
+                    proposal(&m, 0, 0, Hash::new([1; 32]), None),
+                    proposal(&m, 0, 1, Hash::new([2; 32]), None),
                 ),
                 EvidenceError::DifferentSteps,
             ),
@@ -1020,8 +990,8 @@ mod tests {
             assert_eq!(evidence.verify(CHAIN, &m.set), Err(error));
         }
         // A forged second vote: its signature is another vote's.
-        let a = vote(&m, 2, pre, 0, Some([1; 32]));
-        let mut b = vote(&m, 2, pre, 0, Some([2; 32]));
+        let a = vote(&m, 2, pre, 0, Some(Hash::new([1; 32])));
+        let mut b = vote(&m, 2, pre, 0, Some(Hash::new([2; 32])));
         b.signature = a.signature.clone();
         let forged = Evidence::DoubleVote(a.clone(), b);
         assert_eq!(
@@ -1029,7 +999,7 @@ mod tests {
             Err(EvidenceError::BadSignature)
         );
         // Another chain's votes, and a signer outside the set fixed for the height.
-        let genuine = Evidence::DoubleVote(a, vote(&m, 2, pre, 0, Some([2; 32])));
+        let genuine = Evidence::DoubleVote(a, vote(&m, 2, pre, 0, Some(Hash::new([2; 32]))));
         assert_eq!(
             genuine.verify("other-chain", &m.set),
             Err(EvidenceError::BadSignature)
@@ -1064,7 +1034,7 @@ mod tests {
                 ..base.clone()
             },
             ConsensusVote {
-                value: Some([0; 32]),
+                value: Some(Hash::new([0; 32])),
                 ..base.clone()
             },
             ConsensusVote {
@@ -1078,7 +1048,7 @@ mod tests {
         let proposal = ConsensusProposal {
             height: 1,
             round: 0,
-            value: [0; 32],
+            value: Hash::new([0; 32]),
             pol_round: None,
             proposer: id(0),
         };
@@ -1107,7 +1077,7 @@ mod tests {
             let signers: Vec<usize> = (0..powers.len()).filter(|i| mask & (1 << i) != 0).collect();
             let signed: u64 = signers.iter().map(|&i| powers[i]).sum();
             let total: u64 = powers.iter().sum();
-            let verdict = certificate(&m, &signers, [3; 32]).verify(CHAIN, &m.set);
+            let verdict = certificate(&m, &signers, Hash::new([3; 32])).verify(CHAIN, &m.set);
             if 3 * signed > 2 * total {
                 prop_assert_eq!(verdict, Ok(signed));
             } else {

@@ -9,9 +9,7 @@
 
 use super::bft::{ConsensusSet, PoweredValidator};
 use super::merkle::{self, Hash};
-use super::state::hex32;
 use super::tx::SignedTransaction;
-use crate::hazmat;
 use crate::keys::{Jwk, KeyError, PartyId, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -28,25 +26,20 @@ pub struct Header {
     /// at this height moved the turn to the next proposer).
     pub round: u32,
     /// The previous header's hash ([`Genesis::hash`] for the first block).
-    #[serde(with = "hex32")]
     pub previous: Hash,
     /// Unix time in milliseconds.
     pub time_ms: u64,
     /// The member that proposed the block: the proposer of its round.
     pub proposer: PartyId,
     /// The RFC 6962 root over the block's transaction IDs ([`tx_root`]).
-    #[serde(with = "hex32")]
     pub tx_root: Hash,
     /// The root of the state after the block's transactions.
-    #[serde(with = "hex32")]
     pub state_root: Hash,
     /// The validator set that certifies this header.
-    #[serde(with = "hex32")]
     pub validators_hash: Hash,
     /// The ranking computed from this block's state: the set in force for the next block if
     /// that block starts a new cycle. A thin client follows a change of validator set through
     /// the last certified header before it.
-    #[serde(with = "hex32")]
     pub next_validators_hash: Hash,
     /// The voters whose precommits certified the previous block, in the set's order, as the
     /// proposer showed them (empty for the first block): the chain's record of who takes
@@ -58,7 +51,7 @@ pub struct Header {
 impl Header {
     /// The header's hash: SHA-256 of its JSON serialization.
     pub fn hash(&self) -> Hash {
-        hazmat::sha256(&serde_json::to_vec(self).expect("headers serialize"))
+        Hash::sha256(&serde_json::to_vec(self).expect("headers serialize"))
     }
 }
 
@@ -134,7 +127,7 @@ impl ValidatorSet {
 
     /// SHA-256 of the set's JSON serialization: what headers name as `validators_hash`.
     pub fn hash(&self) -> Hash {
-        hazmat::sha256(&serde_json::to_vec(self).expect("validator sets serialize"))
+        Hash::sha256(&serde_json::to_vec(self).expect("validator sets serialize"))
     }
 
     /// The proposers' IDs, in rank order.
@@ -301,7 +294,7 @@ impl Genesis {
     /// SHA-256 of its JSON serialization (fixed field order, so a reformatted genesis file
     /// hashes the same): what nodes compare with their peers' and with the chain they store.
     pub fn hash(&self) -> Hash {
-        hazmat::sha256(&serde_json::to_vec(self).expect("genesis serializes"))
+        Hash::sha256(&serde_json::to_vec(self).expect("genesis serializes"))
     }
 }
 

@@ -426,7 +426,7 @@ impl LedgerState {
     /// The ID of `patient`'s newest UploadIndex transaction (its index head), if any.
     pub fn index_head(&self, patient: &PartyId) -> Option<Hash> {
         self.get::<String>(&index_head_key(patient))
-            .and_then(|hex| super::state::hex32::from_hex(&hex))
+            .and_then(|hex| Hash::from_hex(&hex))
     }
 
     /// The sequence number the sender's next transaction must carry.
@@ -764,7 +764,7 @@ impl LedgerState {
                 if *previous != self.index_head(sender) {
                     return Err(ApplyError::BrokenIndexChain);
                 }
-                self.put(index_head_key(sender), &super::state::hex32::to_hex(&tx_id));
+                self.put(index_head_key(sender), &tx_id.to_hex());
                 let mut crumbs = self.crumbs(sender, department);
                 if crumbs.last() != Some(&ctx.height) {
                     crumbs.push(ctx.height);
@@ -1082,7 +1082,7 @@ fn council_key() -> StateKey {
 }
 
 fn voucher_key(spent: &Hash) -> StateKey {
-    state_key("voucher/spent", &super::state::hex32::to_hex(spent))
+    state_key("voucher/spent", &spent.to_hex())
 }
 
 fn epoch(signing_jwk: &Jwk, encryption_jwk: &Jwk, ctx: Context) -> KeyEpoch {
@@ -1724,7 +1724,7 @@ mod tests {
                 kind: VoteKind::Prevote,
                 height: 4,
                 round,
-                value: Some([value; 32]),
+                value: Some(Hash::new([value; 32])),
                 validator: PartyId::new("node:0").unwrap(),
             }
             .sign(CHAIN, &by.key),

@@ -8,11 +8,10 @@
 //! empty hash is 32 zero bytes, which no SHA-256 output is known to equal.
 
 use super::merkle::{Hash, node_hash};
-use crate::hazmat;
 use serde::{Deserialize, Serialize};
 
 /// The hash of an empty subtree.
-pub const EMPTY: Hash = [0; 32];
+pub const EMPTY: Hash = Hash::new([0; 32]);
 
 /// A key of the state map: SHA-256 of a namespaced logical key.
 pub type StateKey = Hash;
@@ -23,12 +22,12 @@ pub fn state_key(namespace: &str, name: &str) -> StateKey {
     input.extend_from_slice(namespace.as_bytes());
     input.push(0);
     input.extend_from_slice(name.as_bytes());
-    hazmat::sha256(&input)
+    Hash::sha256(&input)
 }
 
 /// The hash committing to a value stored in the map.
 pub fn value_hash(value: &[u8]) -> Hash {
-    hazmat::sha256(value)
+    Hash::sha256(value)
 }
 
 /// The hash of a leaf: `SHA-256(0x00 || key || value_hash)`.
@@ -36,7 +35,7 @@ pub fn leaf_hash(key: &StateKey, value_hash: &Hash) -> Hash {
     let mut input = [0u8; 65];
     input[1..33].copy_from_slice(key);
     input[33..].copy_from_slice(value_hash);
-    hazmat::sha256(&input)
+    Hash::sha256(&input)
 }
 
 fn bit(key: &StateKey, depth: usize) -> bool {
@@ -178,10 +177,8 @@ pub enum Terminal {
     /// A leaf: the key itself (membership) or another key with the same prefix (absence).
     Leaf {
         /// The leaf's key.
-        #[serde(with = "hex32")]
         key: StateKey,
         /// The hash of the leaf's value.
-        #[serde(with = "hex32")]
         value_hash: Hash,
     },
 }
@@ -193,12 +190,7 @@ pub enum Terminal {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum TerminalRepr {
     Empty {},
-    Leaf {
-        #[serde(with = "hex32")]
-        key: StateKey,
-        #[serde(with = "hex32")]
-        value_hash: Hash,
-    },
+    Leaf { key: StateKey, value_hash: Hash },
 }
 
 impl From<TerminalRepr> for Terminal {
@@ -215,7 +207,7 @@ impl From<TerminalRepr> for Terminal {
 #[serde(deny_unknown_fields)]
 pub struct StateProof {
     /// The hashes of the siblings along the key's path, from the root down (at most 256).
-    #[serde(with = "hex32_vec")]
+    #[serde(deserialize_with = "crate::hash::at_most_256::deserialize")]
     pub siblings: Vec<Hash>,
     /// What the path ends in.
     pub terminal: Terminal,
@@ -375,78 +367,6 @@ impl StateProof {
     }
 }
 
-/// Hashes as lowercase hex in JSON (serde helpers, and `to_hex` / `from_hex`).
-pub mod hex32 {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    /// Lowercase hex of `bytes`, two digits per byte.
-    pub fn to_hex(bytes: &[u8]) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(2 * bytes.len());
-        for &b in bytes {
-            out.push(DIGITS[usize::from(b >> 4)] as char);
-            out.push(DIGITS[usize::from(b & 0x0f)] as char);
-        }
-        out
-    }
-
-    /// The 32 bytes of 64 lowercase hex digits, or `None` for any other text.
-    pub fn from_hex(text: &str) -> Option<[u8; 32]> {
-        if text.len() != 64
-            || !text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(out)
-    }
-
-    /// Serializes a hash as 64 lowercase hex digits.
-    pub fn serialize<S: Serializer>(hash: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&to_hex(hash))
-    }
-
-    /// Reads a hash from 64 lowercase hex digits; any other text is an error.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let text = String::deserialize(d)?;
-        from_hex(&text).ok_or_else(|| D::Error::custom("expected 64 lowercase hex digits"))
-    }
-}
-
-/// Lists of hashes as JSON arrays of lowercase hex (serde helpers): at most 256 on reading.
-pub mod hex32_vec {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error, ser::SerializeSeq};
-
-    /// Serializes hashes as an array of 64-digit lowercase hex strings.
-    pub fn serialize<S: Serializer>(hashes: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(hashes.len()))?;
-        for h in hashes {
-            seq.serialize_element(&super::hex32::to_hex(h))?;
-        }
-        seq.end()
-    }
-
-    /// Reads an array of at most 256 hashes, each 64 lowercase hex digits.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
-        let texts = Vec::<String>::deserialize(d)?;
-        if texts.len() > 256 {
-            return Err(D::Error::custom("more than 256 hashes"));
-        }
-        texts
-            .iter()
-            .map(|t| {
-                super::hex32::from_hex(t)
-                    .ok_or_else(|| D::Error::custom("expected 64 lowercase hex digits"))
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,11 +397,11 @@ mod tests {
     fn hex_is_lowercase_two_digits_per_byte_and_roundtrips() {
         let all: Vec<u8> = (0..=255).collect();
         let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex32::to_hex(&all), expected);
-        assert_eq!(hex32::to_hex(&[]), "");
+        assert_eq!(crate::hash::to_hex(&all), expected);
+        assert_eq!(crate::hash::to_hex(&[]), "");
         for chunk in all.chunks(32) {
-            let hash: [u8; 32] = chunk.try_into().unwrap();
-            assert_eq!(hex32::from_hex(&hex32::to_hex(&hash)), Some(hash));
+            let hash = Hash::new(chunk.try_into().unwrap());
+            assert_eq!(Hash::from_hex(&hash.to_hex()), Some(hash));
         }
     }
 
@@ -509,7 +429,7 @@ mod tests {
                 proof.verify(&root, &other).is_err()
                     || proof.verify(&root, &other) == Ok(None) && tree.get(&other).is_none()
             );
-            assert!(proof.verify(&[1; 32], &key(i)).is_err());
+            assert!(proof.verify(&Hash::new([1; 32]), &key(i)).is_err());
         }
         let mut forged = tree.prove(&key(3));
         if let Terminal::Leaf { value_hash, .. } = &mut forged.terminal {
@@ -524,13 +444,13 @@ mod tests {
     #[test]
     fn a_leaf_off_the_path_is_refused() {
         let mut tree = StateTree::new();
-        tree.insert(key(1), [1; 32]);
-        tree.insert(key(2), [2; 32]);
+        tree.insert(key(1), Hash::new([1; 32]));
+        tree.insert(key(2), Hash::new([2; 32]));
         let proof = tree.prove(&key(1));
         let mut moved = proof.clone();
         moved.terminal = Terminal::Leaf {
             key: key(2),
-            value_hash: [2; 32],
+            value_hash: Hash::new([2; 32]),
         };
         assert!(moved.verify(&tree.root(), &key(1)).is_err());
     }
@@ -539,7 +459,7 @@ mod tests {
     fn proofs_are_logarithmic() {
         let mut tree = StateTree::new();
         for i in 0..100_000u32 {
-            tree.insert(key(i), [0; 32]);
+            tree.insert(key(i), Hash::new([0; 32]));
         }
         let longest = (0..1000)
             .map(|i| tree.prove(&key(i * 97)).siblings.len())
@@ -562,8 +482,8 @@ mod tests {
             let mut model = BTreeMap::new();
             for (k, insert, v) in ops {
                 if insert {
-                    tree.insert(key(k), [v; 32]);
-                    model.insert(key(k), [v; 32]);
+                    tree.insert(key(k), Hash::new([v; 32]));
+                    model.insert(key(k), Hash::new([v; 32]));
                 } else {
                     prop_assert_eq!(tree.remove(&key(k)), model.remove(&key(k)).is_some());
                 }

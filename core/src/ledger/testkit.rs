@@ -10,7 +10,7 @@ use super::verify::LightClient;
 use super::wire::{LookupEntry, LookupResponse};
 use crate::keys::{PartyId, RsaBits, SigningKey};
 use crate::voucher::Voucher;
-use crate::{PrivateKeySet, hazmat};
+use crate::{Hash, PrivateKeySet};
 
 /// The test chain's ID.
 pub(crate) const CHAIN: &str = "test";
@@ -240,10 +240,10 @@ impl TestChain {
             chain_id: CHAIN.into(),
             height: self.height,
             round: 0,
-            previous: hazmat::sha256(&self.height.to_be_bytes()),
+            previous: Hash::sha256(&self.height.to_be_bytes()),
             time_ms: 1_000_000,
             proposer: self.validator_keys[0].0.clone(),
-            tx_root: [0; 32],
+            tx_root: Hash::new([0; 32]),
             state_root: self.state.root(),
             validators_hash: self.set.hash(),
             next_validators_hash: self.set.hash(),

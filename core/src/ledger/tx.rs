@@ -4,7 +4,7 @@
 //! which the node's state machine enforces.
 
 use super::governance::{Approval, GovAction, Proposal, Status};
-use super::state::hex32;
+use crate::Hash;
 use crate::jws::{self, JwsError};
 use crate::keys::{Jwk, KeyError, PartyId, SigningKey, VerifyingKey};
 use crate::strict_json::{self, StrictJsonError};
@@ -156,8 +156,8 @@ pub enum TxBody {
         /// The sealed [`IndexEntry`](crate::account::IndexEntry), a compact JWE to the patient.
         entry_jwe: String,
         /// The ID of the patient's previous UploadIndex (its index head), or `None` for the first.
-        #[serde(default, with = "opt_hex32", skip_serializing_if = "Option::is_none")]
-        previous: Option<[u8; 32]>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<Hash>,
     },
     /// The sender (the grantor) grants a registered party access to one stored record.
     Grant {
@@ -394,39 +394,13 @@ impl SignedTransaction {
     }
 
     /// The transaction ID: SHA-256 of the JWS text.
-    pub fn id(&self) -> [u8; 32] {
-        hazmat::sha256(self.jws.as_bytes())
+    pub fn id(&self) -> Hash {
+        Hash::sha256(self.jws.as_bytes())
     }
 
     /// The transaction ID as text (base64url).
     pub fn id_text(&self) -> String {
         b64::encode(self.id())
-    }
-}
-
-mod opt_hex32 {
-    use super::hex32;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(
-        value: &Option<[u8; 32]>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(hash) => hex32::serialize(hash, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<[u8; 32]>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        text.map(|t| {
-            hex32::from_hex(&t)
-                .ok_or_else(|| serde::de::Error::custom("expected 64 lowercase hex digits"))
-        })
-        .transpose()
     }
 }
 

@@ -86,7 +86,7 @@ pub struct TrustedHeader {
 }
 
 fn certificate_hash(certified: &CertifiedHeader) -> Hash {
-    crate::hazmat::sha256(
+    crate::Hash::sha256(
         &serde_json::to_vec(&certified.certificate).expect("certificates serialize"),
     )
 }
@@ -454,10 +454,10 @@ pub(crate) mod tests {
             chain_id: "test".into(),
             height,
             round: 0,
-            previous: [0; 32],
+            previous: Hash::new([0; 32]),
             time_ms: 0,
             proposer: c.set.validators[0].id.clone(),
-            tx_root: [0; 32],
+            tx_root: Hash::new([0; 32]),
             state_root,
             validators_hash: c.set.hash(),
             next_validators_hash: c.set.hash(),
@@ -519,7 +519,7 @@ pub(crate) mod tests {
     fn refuses_minorities_strangers_duplicates_and_forgeries() {
         let c = consortium();
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
-        let h = header(&c, 1, [1; 32]);
+        let h = header(&c, 1, Hash::new([1; 32]));
         assert_eq!(
             client.verify_header(&certify(&c, h.clone(), TWO_THIRDS)),
             Verdict::NotEnoughTrust { power: 6, total: 9 }
@@ -536,7 +536,7 @@ pub(crate) mod tests {
             Verdict::Invalid(InvalidReason::DuplicateVote(_))
         ));
         let mut forged = certify(&c, h.clone(), QUORUM);
-        forged.header.state_root = [9; 32];
+        forged.header.state_root = Hash::new([9; 32]);
         assert!(matches!(
             client.verify_header(&forged),
             Verdict::Invalid(InvalidReason::CertificateMismatch)
@@ -555,7 +555,7 @@ pub(crate) mod tests {
             Verdict::Invalid(InvalidReason::WrongChain(_))
         ));
         let mut other_set = h;
-        other_set.validators_hash = [7; 32];
+        other_set.validators_hash = Hash::new([7; 32]);
         assert!(matches!(
             client.verify_header(&certify(&c, other_set, QUORUM)),
             Verdict::Invalid(InvalidReason::WrongValidatorSet)
@@ -568,23 +568,35 @@ pub(crate) mod tests {
         let c = consortium();
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
         assert_eq!(
-            client.verify_header(&certify(&c, header(&c, 5, [5; 32]), &[0, 1, 2, 3, 4, 5])),
+            client.verify_header(&certify(
+                &c,
+                header(&c, 5, Hash::new([5; 32])),
+                &[0, 1, 2, 3, 4, 5]
+            )),
             Verdict::Success
         );
         assert!(matches!(
-            client.verify_header(&certify(&c, header(&c, 4, [4; 32]), QUORUM)),
+            client.verify_header(&certify(&c, header(&c, 4, Hash::new([4; 32])), QUORUM)),
             Verdict::Invalid(InvalidReason::Stale { height: 4, last: 5 })
         ));
         assert!(matches!(
-            client.verify_header(&certify(&c, header(&c, 5, [6; 32]), QUORUM)),
+            client.verify_header(&certify(&c, header(&c, 5, Hash::new([6; 32])), QUORUM)),
             Verdict::Invalid(InvalidReason::ConflictingHeader)
         ));
         assert_eq!(
-            client.verify_header(&certify(&c, header(&c, 5, [5; 32]), OTHER_QUORUM)),
+            client.verify_header(&certify(
+                &c,
+                header(&c, 5, Hash::new([5; 32])),
+                OTHER_QUORUM
+            )),
             Verdict::Success
         );
         assert_eq!(
-            client.verify_header(&certify(&c, header(&c, 6, [6; 32]), OTHER_QUORUM)),
+            client.verify_header(&certify(
+                &c,
+                header(&c, 6, Hash::new([6; 32])),
+                OTHER_QUORUM
+            )),
             Verdict::Success
         );
         assert_eq!(client.last().unwrap().height, 6);
@@ -602,10 +614,10 @@ pub(crate) mod tests {
             .map(|&i| c.set.validators[i].clone())
             .collect();
         next.auditors = 2;
-        let mut last = header(&c, 7, [7; 32]);
+        let mut last = header(&c, 7, Hash::new([7; 32]));
         last.next_validators_hash = next.hash();
         // A header under the new set is refused until the transition is followed.
-        let mut after = header(&c, 8, [8; 32]);
+        let mut after = header(&c, 8, Hash::new([8; 32]));
         after.validators_hash = next.hash();
         // Under the next set, nodes 1, 2, 4 (power 2) and 5 (power 1) hold 7 of 8.
         let after = certify(&c, after, &[1, 2, 4, 5]);
@@ -630,7 +642,7 @@ pub(crate) mod tests {
         );
         assert_eq!(client.validators(), &next);
         // node:3 dropped out: its precommit no longer counts; the new set's do.
-        let mut forged = header(&c, 8, [8; 32]);
+        let mut forged = header(&c, 8, Hash::new([8; 32]));
         forged.validators_hash = next.hash();
         assert!(matches!(
             client.verify_header(&certify(&c, forged, &[0, 1, 2, 3])),
@@ -786,7 +798,7 @@ pub(crate) mod tests {
     fn an_accepted_header_with_another_certificate_is_checked_again() {
         let c = consortium();
         let mut client = LightClient::new("test", c.set.clone()).unwrap();
-        let h = header(&c, 3, [3; 32]);
+        let h = header(&c, 3, Hash::new([3; 32]));
         let good = certify(&c, h.clone(), QUORUM);
         assert_eq!(client.verify_header(&good), Verdict::Success);
         assert_eq!(client.verify_header(&good), Verdict::Success);

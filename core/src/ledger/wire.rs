@@ -18,7 +18,7 @@
 
 use super::block::CertifiedHeader;
 use super::merkle::Hash;
-use super::state::{StateProof, hex32};
+use super::state::StateProof;
 use crate::keys::PartyId;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -229,11 +229,7 @@ pub struct HealthAnswer {
     pub chain_id: Option<String>,
     /// [`Genesis::hash`](super::block::Genesis::hash) of the node's genesis, in hex: peers
     /// with another one are not synced from.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "hex32_option"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genesis_hash: Option<Hash>,
     /// Height of the node's latest applied certified block (0 before the first).
     pub height: u64,
@@ -259,25 +255,6 @@ impl HealthAnswer {
     }
 }
 
-/// An optional [`hex32`] member.
-mod hex32_option {
-    use super::{Hash, hex32};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(hash: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
-        match hash {
-            Some(hash) => hex32::serialize(hash, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hash>, D::Error> {
-        #[derive(Deserialize)]
-        struct Hex(#[serde(with = "hex32")] Hash);
-        Ok(Option::<Hex>::deserialize(d)?.map(|Hex(hash)| hash))
-    }
-}
-
 /// The answer to `POST /v1/consensus/block` when the block is applied (or already was).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -291,7 +268,6 @@ pub struct BlockAccepted {
 #[serde(deny_unknown_fields)]
 pub struct BlobStored {
     /// The stored blob's address: SHA-256 of its bytes.
-    #[serde(with = "hex32")]
     pub hash: Hash,
 }
 
@@ -336,13 +312,13 @@ mod tests {
             chain_id: "wire-test".into(),
             height: 7,
             round: 0,
-            previous: [1; 32],
+            previous: Hash::new([1; 32]),
             time_ms: 1_700_000_000_000,
             proposer: PartyId::new("node:0").unwrap(),
-            tx_root: [2; 32],
-            state_root: [3; 32],
-            validators_hash: [4; 32],
-            next_validators_hash: [4; 32],
+            tx_root: Hash::new([2; 32]),
+            state_root: Hash::new([3; 32]),
+            validators_hash: Hash::new([4; 32]),
+            next_validators_hash: Hash::new([4; 32]),
             last_commit: Vec::new(),
         };
         let precommit = ConsensusVote {
@@ -518,14 +494,14 @@ mod tests {
             (
                 json!({
                     "chain_id": "c",
-                    "genesis_hash": hex32::to_hex(&[0xcd; 32]),
+                    "genesis_hash": Hash::new([0xcd; 32]).to_hex(),
                     "height": 9,
                     "id": id.as_str(),
                     "status": "behind by 3",
                 }),
                 serde_json::to_vec(&roundtrip(&HealthAnswer {
                     chain_id: Some("c".into()),
-                    genesis_hash: Some([0xcd; 32]),
+                    genesis_hash: Some(Hash::new([0xcd; 32])),
                     height: 9,
                     id: id.clone(),
                     status: HealthAnswer::behind(3),
@@ -537,8 +513,11 @@ mod tests {
                 serde_json::to_vec(&roundtrip(&BlockAccepted { height: u64::MAX })).unwrap(),
             ),
             (
-                json!({"hash": hex32::to_hex(&[0xab; 32])}),
-                serde_json::to_vec(&roundtrip(&BlobStored { hash: [0xab; 32] })).unwrap(),
+                json!({"hash": Hash::new([0xab; 32]).to_hex()}),
+                serde_json::to_vec(&roundtrip(&BlobStored {
+                    hash: Hash::new([0xab; 32]),
+                }))
+                .unwrap(),
             ),
             (
                 json!({"error": "no such endpoint \"x\"\n"}),

@@ -3,7 +3,6 @@
 //! header, and entries come out as `VerifiedEntry`, the only form in which the protocols
 //! accept a party's keys.
 
-use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::block::{Header, Validator, ValidatorSet, certify};
 use emrshare_core::ledger::governance::{GovAction, Proposal};
@@ -11,6 +10,7 @@ use emrshare_core::ledger::machine::{Context, LedgerState, registry_key};
 use emrshare_core::ledger::tx::{Role, SignedTransaction, Transaction, TxBody};
 use emrshare_core::ledger::verify::{LightClient, Verdict, VerifiedEntry};
 use emrshare_core::voucher;
+use emrshare_core::{Hash, PrivateKeySet};
 use std::sync::OnceLock;
 
 /// The test chain's ID.
@@ -258,10 +258,10 @@ impl Registry {
             chain_id: CHAIN.into(),
             height: self.height,
             round: 0,
-            previous: [0; 32],
+            previous: Hash::new([0; 32]),
             time_ms: self.time * 1000,
             proposer: self.validators[0].0.clone(),
-            tx_root: [0; 32],
+            tx_root: Hash::new([0; 32]),
             state_root: self.state.root(),
             validators_hash: self.set.hash(),
             next_validators_hash: self.set.hash(),

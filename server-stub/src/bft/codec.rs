@@ -9,7 +9,7 @@ use super::context::{
 use super::watch::{EquivocationWatch, Verdict};
 use bytes::Bytes;
 use emrshare_core::ledger::bft::{ConsensusProposal, ConsensusVote, Signed};
-use emrshare_core::{b64, strict_json};
+use emrshare_core::{Hash, b64, strict_json};
 use malachitebft_app_channel::app::consensus::{LivenessMsg, ProposedValue, SignedConsensusMsg};
 use malachitebft_app_channel::app::streaming::{StreamContent, StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::PeerId;
@@ -62,7 +62,7 @@ impl JsonCodec {
     fn canonical(
         &self,
         kind: emrshare_core::ledger::bft::VoteKind,
-        (height, round, value): (u64, u32, Option<[u8; 32]>),
+        (height, round, value): (u64, u32, Option<Hash>),
         validator: &emrshare_core::keys::PartyId,
         signature: Signature,
     ) -> Signature {
@@ -275,8 +275,7 @@ struct WireSignature {
 #[serde(deny_unknown_fields)]
 struct WireRoundSignature {
     precommit: bool,
-    #[serde(with = "optional_hash")]
-    value: Option<[u8; 32]>,
+    value: Option<Hash>,
     validator: emrshare_core::keys::PartyId,
     signature: String,
 }
@@ -288,8 +287,7 @@ enum WireLivenessMsg {
     Polka {
         height: u64,
         round: u32,
-        #[serde(with = "emrshare_core::ledger::state::hex32")]
-        value: [u8; 32],
+        value: Hash,
         signatures: Vec<WireSignature>,
     },
     SkipRound {
@@ -299,26 +297,6 @@ enum WireLivenessMsg {
         skip: bool,
         signatures: Vec<WireRoundSignature>,
     },
-}
-
-mod optional_hash {
-    use emrshare_core::ledger::state::hex32;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(h: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
-        match h {
-            Some(h) => s.serialize_some(&hex32::to_hex(h)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<[u8; 32]>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|t| hex32::from_hex(&t).ok_or_else(|| D::Error::custom("expected a hash")))
-            .transpose()
-    }
 }
 
 fn round_of(round: Round) -> Result<u32, CodecError> {
@@ -654,7 +632,7 @@ mod tests {
             vote_type: VoteType::Precommit,
             height: Height(3),
             round: Round::new(1),
-            value: NilOrVal::Val(BlockHash([7; 32])),
+            value: NilOrVal::Val(BlockHash(Hash::new([7; 32]))),
             validator: ValidatorId(PartyId::new("node:1").unwrap()),
         }
     }
@@ -676,7 +654,7 @@ mod tests {
         let proposal = Proposal {
             height: Height(3),
             round: Round::new(0),
-            value: BlockHash([1; 32]),
+            value: BlockHash(Hash::new([1; 32])),
             pol_round: Round::Nil,
             proposer: ValidatorId(PartyId::new("node:0").unwrap()),
         };

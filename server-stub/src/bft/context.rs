@@ -47,15 +47,12 @@ impl mc::Height for Height {
 
 /// The value consensus decides: a block header's hash.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct BlockHash(#[serde(with = "emrshare_core::ledger::state::hex32")] pub Hash);
+pub struct BlockHash(pub Hash);
 
 impl fmt::Display for BlockHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Eight bytes are enough to tell blocks apart in logs.
-        for byte in &self.0[..8] {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(&self.0.short())
     }
 }
 

@@ -206,7 +206,10 @@ impl<L: Ledger> Host<L> {
                 self.validate_pending(height.0).await;
                 let values = self
                     .undecided
-                    .range((height.0, round, [0; 32])..=(height.0, round, [0xff; 32]))
+                    .range(
+                        (height.0, round, Hash::new([0; 32]))
+                            ..=(height.0, round, Hash::new([0xff; 32])),
+                    )
                     .map(|(_, u)| u.value.clone())
                     .collect();
                 let _ = reply_value.send(values);
@@ -465,7 +468,7 @@ impl<L: Ledger> Host<L> {
         }
         let keys: Vec<_> = self
             .undecided
-            .range((height, 0, [0; 32])..=(height, u32::MAX, [0xff; 32]))
+            .range((height, 0, Hash::new([0; 32]))..=(height, u32::MAX, Hash::new([0xff; 32])))
             .filter(|(_, u)| u.value.proposer.0 != self.me)
             .map(|(k, _)| *k)
             .collect();
@@ -514,7 +517,7 @@ impl<L: Ledger> Host<L> {
             tracing::error!(%height, "commit failed, restarting the height: {e:#}");
             return Ok(Next::Restart(Height(next), set));
         }
-        self.undecided = self.undecided.split_off(&(next, 0, [0; 32]));
+        self.undecided = self.undecided.split_off(&(next, 0, Hash::new([0; 32])));
         // Pace empty chains: the next height starts no sooner than one interval after this.
         // A node catching up by sync is not paced (it would sync one interval per block).
         if let Some(last) = self.last_decision.filter(|_| !synced) {

@@ -229,6 +229,7 @@ impl EquivocationWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use emrshare_core::Hash;
     use emrshare_core::keys::SigningKey;
     use emrshare_core::ledger::bft::{ConsensusSet, PoweredValidator};
 
@@ -273,7 +274,7 @@ mod tests {
             kind: VoteKind::Prevote,
             height,
             round: 0,
-            value: value.map(|v| [v; 32]),
+            value: value.map(|v| Hash::new([v; 32])),
             validator: PartyId::new(format!("node:{who}")).unwrap(),
         };
         let signature = b64::encode(f.keys[who].sign(&message.sign_bytes(CHAIN)));
@@ -284,7 +285,7 @@ mod tests {
         let message = ConsensusProposal {
             height: 5,
             round: 0,
-            value: [value; 32],
+            value: Hash::new([value; 32]),
             pol_round: None,
             proposer: PartyId::new(format!("node:{who}")).unwrap(),
         };
