@@ -68,6 +68,11 @@ pub struct Provisioned {
 impl Provisioned {
     /// `nodes` nodes, node:0 the only proposer and node:1 the only auditor.
     pub fn init(nodes: usize, chain_id: &str) -> Self {
+        Self::init_with(nodes, chain_id, &[])
+    }
+
+    /// As [`init`](Self::init), with more `emrshare-node init` arguments (`--tls`).
+    pub fn init_with(nodes: usize, chain_id: &str, more: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let base_port = free_ports(2 * nodes as u16);
         let out = Command::new(node_binary())
@@ -75,6 +80,7 @@ impl Provisioned {
             .args(["--nodes", &nodes.to_string(), "--proposers", "1"])
             .args(["--auditors", "1", "--base-port", &base_port.to_string()])
             .args(["--block-ms", "200", "--chain-id", chain_id])
+            .args(more)
             .stdout(Stdio::null())
             .output()
             .unwrap();

@@ -4,6 +4,7 @@
 //! every served read on the chain. Each test failed on the node before this round's fixes.
 
 use emrshare_node::testkit as common;
+use emrshare_node::testkit::now_s;
 
 use common::{Consortium, registration_as, submit, verified_lookup};
 use emrshare_core::Hash;
@@ -15,13 +16,6 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const CHAIN: &str = "test-chain";
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// A party that numbers its own transactions, as a client does.
 struct Actor {

@@ -6,6 +6,7 @@
 //! transaction; bad requests get JSON 4xx.
 
 use emrshare_node::testkit as common;
+use emrshare_node::testkit::now_s;
 
 use common::*;
 use emrshare_core::keys::{PartyId, SigningKey};
@@ -250,13 +251,6 @@ fn stopping_under_a_third_of_the_power_slows_nothing_and_over_a_third_halts_safe
     for i in 0..NODES {
         verify_chain(&c, i);
     }
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// A party that numbers its own transactions, as a client does (the chain's next sequence

@@ -5,10 +5,12 @@
 
 use emrshare_core::keys::SigningKey;
 use emrshare_core::ledger::tx::Role;
-use emrshare_node::testkit::{admission_by, exit_within, free_ports, member_keys, node_binary};
+use emrshare_node::testkit::{
+    Node, Provisioned, admission_by, exit_within, member_keys, node_binary,
+};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,66 +38,34 @@ fn client_trusting(roots_pem: &[u8]) -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn init_tls(dir: &Path, base_port: u16) {
-    let status = Command::new(node_binary())
-        .args(["init", "--dir", dir.to_str().unwrap(), "--tls"])
-        .args(["--nodes", "2", "--proposers", "1", "--auditors", "1"])
-        .args(["--base-port", &base_port.to_string()])
-        .args(["--block-ms", "300", "--chain-id", "tls-chain"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+fn init_tls() -> Provisioned {
+    Provisioned::init_with(NODES, "tls-chain", &["--tls"])
 }
 
 struct Consortium {
-    dir: tempfile::TempDir,
+    provisioned: Provisioned,
     base_port: u16,
-    children: Vec<Child>,
+    _nodes: Vec<Node>,
     https: reqwest::blocking::Client,
-}
-
-impl Drop for Consortium {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 impl Consortium {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let base_port = free_ports(2 * NODES as u16);
-        init_tls(dir.path(), base_port);
-        let https = client_trusting(&std::fs::read(dir.path().join("ca.pem")).unwrap());
-        let mut c = Self {
-            dir,
-            base_port,
-            children: Vec::new(),
+        let provisioned = init_tls();
+        let https = client_trusting(&std::fs::read(provisioned.dir.path().join("ca.pem")).unwrap());
+        let nodes: Vec<Node> = (0..NODES).map(|i| provisioned.start(i)).collect();
+        let c = Self {
+            base_port: provisioned.base_port,
+            provisioned,
+            _nodes: nodes,
             https,
         };
-        for i in 0..NODES {
-            let log = std::fs::File::create(c.dir.path().join(format!("node-{i}.log"))).unwrap();
-            let child = Command::new(node_binary())
-                .args(["run", "--config", c.config(i).to_str().unwrap()])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            c.children.push(child);
-        }
         for i in 0..NODES {
             c.wait_until(Duration::from_secs(20), |c| {
                 c.get(i, "/v1/health").is_some()
             });
         }
         c
-    }
-
-    fn config(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("node-{i}/config.toml"))
     }
 
     fn url(&self, scheme: &str, i: usize, path: &str) -> String {
@@ -123,7 +93,7 @@ impl Consortium {
             assert!(
                 start.elapsed() < limit,
                 "timed out after {limit:?}; logs in {}",
-                self.dir.path().display()
+                self.provisioned.dir.path().display()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -144,8 +114,8 @@ fn registration(dir: &Path, id: &str, key: &SigningKey) -> String {
 
 #[test]
 fn init_tls_writes_a_ca_certificates_and_https_peers() {
-    let dir = tempfile::tempdir().unwrap();
-    init_tls(dir.path(), 7900);
+    let provisioned = init_tls();
+    let dir = &provisioned.dir;
     assert!(
         std::fs::read_to_string(dir.path().join("ca.pem"))
             .unwrap()
@@ -186,7 +156,7 @@ fn https_consortium_commits_and_refuses_untrusted_and_plain_clients() {
     // auditor's vote and broadcasts the block, all over HTTPS between the nodes.
     let before = c.height(0);
     let key = SigningKey::generate();
-    let jws = registration(c.dir.path(), "hospital:tls", &key);
+    let jws = registration(c.provisioned.dir.path(), "hospital:tls", &key);
     let reply = c
         .https
         .post(c.url("https", 1, "/v1/tx"))
@@ -256,8 +226,8 @@ fn fails_at_start(config: &Path, expected: &str) {
 
 #[test]
 fn bad_tls_files_stop_the_node_at_start_with_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    init_tls(dir.path(), free_ports(2 * NODES as u16));
+    let provisioned = init_tls();
+    let dir = &provisioned.dir;
     let node = dir.path().join("node-0");
     let config = node.join("config.toml");
     let good_cert = std::fs::read(node.join("tls.cert.pem")).unwrap();
@@ -308,9 +278,8 @@ fn bad_tls_files_stop_the_node_at_start_with_a_clear_error() {
 /// and releases its port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serve_shuts_down_gracefully() {
-    let dir = tempfile::tempdir().unwrap();
-    let base_port = free_ports(2 * NODES as u16);
-    init_tls(dir.path(), base_port);
+    let provisioned = init_tls();
+    let (dir, base_port) = (&provisioned.dir, provisioned.base_port);
     let config =
         emrshare_node::config::NodeConfig::load(&dir.path().join("node-0/config.toml")).unwrap();
     let ca = emrshare_node::tls::client_config(Some(&dir.path().join("ca.pem"))).unwrap();
