@@ -8,17 +8,14 @@
 #![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
 
 #[allow(dead_code)]
-#[path = "../tests/common/registry.rs"]
-mod registry;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::ces::{self, IssueOptions};
 use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
 use emrshare_core::keys::{PartyId, RsaBits};
+use emrshare_core::ledger::testkit::Registry;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::record::{Ceas, Record};
-use registry::Registry;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

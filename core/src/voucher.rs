@@ -355,28 +355,10 @@ impl PendingVoucher {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use std::sync::OnceLock;
 
-    /// RSA key generation is slow: tests share two hospital keys.
-    pub(crate) fn hospital_key(i: usize) -> &'static VoucherSecretKey {
-        static KEYS: OnceLock<[VoucherSecretKey; 2]> = OnceLock::new();
-        &KEYS.get_or_init(|| {
-            [
-                VoucherSecretKey::generate(2048).unwrap(),
-                VoucherSecretKey::generate(2048).unwrap(),
-            ]
-        })[i]
-    }
-
-    /// A voucher for `patient` on `chain` from hospital key `key`, the whole protocol.
-    pub(crate) fn voucher(key: &VoucherSecretKey, chain: &str, patient: &PartyId) -> Voucher {
-        let (pending, blinded) = blind(&key.public().unwrap(), chain, patient).unwrap();
-        pending
-            .finalize(&key.sign_blind(&blinded).unwrap())
-            .unwrap()
-    }
+    use crate::ledger::testkit::{voucher, voucher_key as hospital_key};
 
     fn patient() -> PartyId {
         PartyId::new(

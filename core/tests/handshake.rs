@@ -11,7 +11,6 @@
 
 mod common;
 
-use common::registry::Registry;
 use common::{NOW, doctor, insurer, patient, stranger};
 use emrshare_core::ces::{self, CesError, IssueOptions, SdJwt};
 use emrshare_core::handshake::{
@@ -23,6 +22,7 @@ use emrshare_core::handshake::{
 use emrshare_core::jwe::Envelope;
 use emrshare_core::jws;
 use emrshare_core::keys::{PublicKeySet, SigningKey};
+use emrshare_core::ledger::testkit::Registry;
 use emrshare_core::ledger::tx::{Action, Outcome, Role, TxBody};
 use emrshare_core::record::{Ceas, Record};
 use emrshare_core::{PrivateKeySet, b64, content_hash};

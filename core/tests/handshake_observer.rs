@@ -11,7 +11,6 @@
 
 mod common;
 
-use common::registry::Registry;
 use common::{NOW, doctor, insurer, patient};
 use emrshare_core::ces::{self, IssueOptions, SdJwt};
 use emrshare_core::handshake::{
@@ -19,6 +18,7 @@ use emrshare_core::handshake::{
 };
 use emrshare_core::jwe::Envelope;
 use emrshare_core::keys::RsaBits;
+use emrshare_core::ledger::testkit::Registry;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::record::{BPDS_SCHEMA, Ceas, Record, new_record_id};
 use emrshare_core::{PrivateKeySet, b64};

@@ -1218,7 +1218,7 @@ mod tests {
     }
 
     /// The council: members node:0..=3 (their consensus keys), threshold 3; and the
-    /// hospital `hospital:v` whose voucher key is `voucher::tests::hospital_key(0)`.
+    /// hospital `hospital:v` whose voucher key is `testkit::voucher_key(0)`.
     struct Gov {
         members: Vec<Party>,
         hospital: Party,
@@ -1241,7 +1241,7 @@ mod tests {
             members,
             hospital: Party::new("hospital:v"),
         };
-        let key = crate::voucher::tests::hospital_key(0).public().unwrap();
+        let key = crate::ledger::testkit::voucher_key(0).public().unwrap();
         let mut hospital = Party::new("hospital:v");
         std::mem::swap(&mut hospital, &mut gov.hospital);
         let admission = gov.admit_with(&mut hospital, Role::Hospital, Some(&key), NOW + 100);
@@ -1309,7 +1309,7 @@ mod tests {
         }
 
         fn voucher(&self, patient: &PartyId) -> crate::voucher::Voucher {
-            crate::voucher::tests::voucher(crate::voucher::tests::hospital_key(0), CHAIN, patient)
+            crate::ledger::testkit::voucher(crate::ledger::testkit::voucher_key(0), CHAIN, patient)
         }
 
         /// A patient's registration with a voucher of `hospital:v`.
@@ -2350,8 +2350,8 @@ mod tests {
             ApplyError::Voucher(_)
         ));
         // Forged: by a hospital key nobody admitted, or not a signature at all.
-        let forged = crate::voucher::tests::voucher(
-            crate::voucher::tests::hospital_key(1),
+        let forged = crate::ledger::testkit::voucher(
+            crate::ledger::testkit::voucher_key(1),
             CHAIN,
             &patient.id,
         );
@@ -2377,8 +2377,8 @@ mod tests {
             refused(&mut state, &tx, &mut patient, 2),
             ApplyError::Voucher(_)
         ));
-        let foreign = crate::voucher::tests::voucher(
-            crate::voucher::tests::hospital_key(0),
+        let foreign = crate::ledger::testkit::voucher(
+            crate::ledger::testkit::voucher_key(0),
             "other",
             &patient.id,
         );

@@ -8,8 +8,8 @@ pub mod governance;
 pub mod machine;
 pub mod merkle;
 pub mod state;
-#[cfg(test)]
-pub(crate) mod testkit;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod tx;
 pub mod verify;
 pub mod wire;

@@ -1,23 +1,29 @@
-//! Test support: a consortium in memory (validator keys, a ledger state, certified headers),
-//! for tests of everything that verifies what nodes serve.
+//! The test kit (feature `testkit`, and every unit test of this crate): a consortium in
+//! memory, for tests of everything that verifies what nodes serve. [`TestChain`] holds the
+//! validator keys, a ledger state and certifies headers; [`Registry`] is a chain with a light
+//! client following it, for tests that need `VerifiedEntry` values; [`voucher_key`] and
+//! [`voucher`] make patients' registration vouchers. Keys are real and made fresh; RSA keys are
+//! 2048-bit and shared, to keep tests fast. Never for production: panics on misuse.
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use super::bft::{ConsensusVote, DecisionCertificate, VoteKind};
 use super::block::{CertifiedHeader, Header, Validator, ValidatorSet};
 use super::governance::{Approval, GovAction, Proposal};
 use super::machine::{Context, LedgerState, registry_key};
 use super::tx::{Role, SignedTransaction, Transaction, TxBody};
-use super::verify::LightClient;
+use super::verify::{LightClient, Verdict, VerifiedEntry};
 use super::wire::{LookupEntry, LookupResponse};
 use crate::keys::{PartyId, RsaBits, SigningKey};
-use crate::voucher::Voucher;
+use crate::voucher::{self, Voucher, VoucherKey, VoucherSecretKey};
 use crate::{Hash, PrivateKeySet};
+use std::sync::OnceLock;
 
 /// The test chain's ID.
-pub(crate) const CHAIN: &str = "test";
+pub const CHAIN: &str = "test";
 
 /// 1 proposer (power 2) and 3 auditors (power 1 each): a certificate needs more than 2/3 of
 /// the 5, such as node:0, node:1 and node:2. A ledger state, and a height.
-pub(crate) struct TestChain {
+pub struct TestChain {
     pub validator_keys: Vec<(PartyId, SigningKey)>,
     pub set: ValidatorSet,
     pub state: LedgerState,
@@ -26,9 +32,15 @@ pub(crate) struct TestChain {
     pub now: u64,
 }
 
+impl Default for TestChain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestChain {
     /// Genesis: four validators with credit 100, no registrations, height 0.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let validator_keys: Vec<_> = (0..4)
             .map(|i| {
                 (
@@ -60,21 +72,21 @@ impl TestChain {
     }
 
     /// A light client trusting the chain's validator set (no header yet).
-    pub(crate) fn client(&self) -> LightClient {
+    pub fn client(&self) -> LightClient {
         LightClient::new(CHAIN, self.set.clone()).unwrap()
     }
 
     /// Registers a new party of `role` (RSA 2048 to keep tests fast) in a new block, the way
     /// the chain takes it: a patient with a voucher of the chain's hospital, a doctor
     /// admitted by that hospital, an institution admitted by the council.
-    pub(crate) fn register(&mut self, id: Option<&str>, role: Role) -> PrivateKeySet {
+    pub fn register(&mut self, id: Option<&str>, role: Role) -> PrivateKeySet {
         let keys = PrivateKeySet::generate(id.map(|i| PartyId::new(i).unwrap()), RsaBits::B2048);
         self.enrol(&keys, role);
         keys
     }
 
     /// Registers `keys` as `role` in a new block (see [`register`](Self::register)).
-    pub(crate) fn enrol(&mut self, keys: &PrivateKeySet, role: Role) {
+    pub fn enrol(&mut self, keys: &PrivateKeySet, role: Role) {
         match role {
             Role::Patient => {
                 let voucher = self.voucher(&keys.id);
@@ -93,7 +105,7 @@ impl TestChain {
     }
 
     /// The registry entry of `id` proven under a certified header of the current state.
-    pub(crate) fn verified_entry(&self, id: &PartyId) -> Option<super::verify::VerifiedEntry> {
+    pub fn verified_entry(&self, id: &PartyId) -> Option<VerifiedEntry> {
         let mut client = self.client();
         client.verify_header(&self.header(&[0, 1, 2]));
         let (value, proof) = self.state.get_with_proof(&registry_key(id));
@@ -102,11 +114,23 @@ impl TestChain {
 
     /// The admission of `keys` as `role` approved by three of the four members (the
     /// threshold), sent by the admitted party.
-    pub(crate) fn admission(
+    pub fn admission(
         &self,
         keys: &PrivateKeySet,
         role: Role,
-        voucher_key: Option<&crate::voucher::VoucherKey>,
+        voucher_key: Option<&VoucherKey>,
+    ) -> SignedTransaction {
+        self.admission_for(keys, role, voucher_key, 0, u64::MAX)
+    }
+
+    /// As [`admission`](Self::admission), valid from `from` to `until` (Unix seconds).
+    pub fn admission_for(
+        &self,
+        keys: &PrivateKeySet,
+        role: Role,
+        voucher_key: Option<&VoucherKey>,
+        from: u64,
+        until: u64,
     ) -> SignedTransaction {
         let proposal = Proposal::new(
             CHAIN,
@@ -116,8 +140,8 @@ impl TestChain {
                 role,
                 signing_jwk: keys.signing.verifying_key().to_jwk(None),
                 encryption_jwk: keys.decryption.encryption_key().to_jwk(None),
-                valid_from: 0,
-                valid_until: u64::MAX,
+                valid_from: from,
+                valid_until: until,
                 voucher_key: voucher_key.map(|k| k.to_jwk()),
             },
         );
@@ -125,7 +149,7 @@ impl TestChain {
         Transaction {
             chain_id: CHAIN.into(),
             sender: keys.id.clone(),
-            sequence: 0,
+            sequence: self.state.next_sequence(&keys.id),
             body: TxBody::Govern {
                 proposal,
                 approvals,
@@ -135,7 +159,7 @@ impl TestChain {
     }
 
     /// Approvals of `proposal` by validators `members`.
-    pub(crate) fn approvals(&self, proposal: &Proposal, members: &[usize]) -> Vec<Approval> {
+    pub fn approvals(&self, proposal: &Proposal, members: &[usize]) -> Vec<Approval> {
         members
             .iter()
             .map(|&i| {
@@ -145,10 +169,10 @@ impl TestChain {
             .collect()
     }
 
-    /// The hospital whose voucher key (`voucher::tests::hospital_key(0)`) this chain's
-    /// patients register with, admitted on first use.
-    pub(crate) fn voucher_hospital(&mut self) -> PrivateKeySet {
-        static KEYS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    /// The hospital whose voucher key ([`voucher_key`]`(0)`) this chain's patients register
+    /// with, and which admits its doctors; admitted on first use.
+    pub fn voucher_hospital(&mut self) -> PrivateKeySet {
+        static KEYS: OnceLock<String> = OnceLock::new();
         let json = KEYS.get_or_init(|| {
             PrivateKeySet::generate(
                 Some(PartyId::new("hospital:vouchers").unwrap()),
@@ -159,7 +183,7 @@ impl TestChain {
         });
         let keys = PrivateKeySet::from_json(json.as_bytes()).unwrap();
         if self.state.registry_entry(&keys.id).is_none() {
-            let key = crate::voucher::tests::hospital_key(0).public().unwrap();
+            let key = voucher_key(0).public().unwrap();
             let tx = self.admission(&keys, Role::Hospital, Some(&key));
             self.apply(&[tx]);
         }
@@ -167,13 +191,13 @@ impl TestChain {
     }
 
     /// A voucher of the chain's hospital for `patient`.
-    pub(crate) fn voucher(&mut self, patient: &PartyId) -> Voucher {
+    pub fn voucher(&mut self, patient: &PartyId) -> Voucher {
         self.voucher_hospital();
-        crate::voucher::tests::voucher(crate::voucher::tests::hospital_key(0), CHAIN, patient)
+        voucher(voucher_key(0), CHAIN, patient)
     }
 
     /// A governance action approved by members 0..=2, sent by member 0.
-    pub(crate) fn govern(&self, action: GovAction) -> SignedTransaction {
+    pub fn govern(&self, action: GovAction) -> SignedTransaction {
         let proposal = Proposal::new(CHAIN, self.now + 1_000, action);
         let approvals = self.approvals(&proposal, &[0, 1, 2]);
         let (id, key) = &self.validator_keys[0];
@@ -190,7 +214,7 @@ impl TestChain {
     }
 
     /// `sender`'s next transaction with `body`.
-    pub(crate) fn tx(&self, sender: &PrivateKeySet, body: TxBody) -> SignedTransaction {
+    pub fn tx(&self, sender: &PrivateKeySet, body: TxBody) -> SignedTransaction {
         Transaction {
             chain_id: CHAIN.into(),
             sender: sender.id.clone(),
@@ -201,10 +225,21 @@ impl TestChain {
     }
 
     /// `hospital` admits `doctor`.
-    pub(crate) fn admit_doctor_tx(
+    pub fn admit_doctor_tx(
         &self,
         hospital: &PrivateKeySet,
         doctor: &PrivateKeySet,
+    ) -> SignedTransaction {
+        self.admit_doctor_for(hospital, doctor, 0, u64::MAX)
+    }
+
+    /// As [`admit_doctor_tx`](Self::admit_doctor_tx), valid from `from` to `until`.
+    pub fn admit_doctor_for(
+        &self,
+        hospital: &PrivateKeySet,
+        doctor: &PrivateKeySet,
+        from: u64,
+        until: u64,
     ) -> SignedTransaction {
         Transaction {
             chain_id: CHAIN.into(),
@@ -214,15 +249,21 @@ impl TestChain {
                 id: doctor.id.clone(),
                 signing_jwk: doctor.signing.verifying_key().to_jwk(None),
                 encryption_jwk: doctor.decryption.encryption_key().to_jwk(None),
-                valid_from: 0,
-                valid_until: u64::MAX,
+                valid_from: from,
+                valid_until: until,
             },
         }
         .sign(&hospital.signing)
     }
 
     /// Applies `txs` in a new block at time [`now`](Self::now); panics on a refused one.
-    pub(crate) fn apply(&mut self, txs: &[SignedTransaction]) {
+    pub fn apply(&mut self, txs: &[SignedTransaction]) {
+        self.try_apply(txs).unwrap();
+    }
+
+    /// Applies `txs` in a new block at time [`now`](Self::now), or says why the state
+    /// machine refused one (the ones before it stay applied, as in a test that wants them).
+    pub fn try_apply(&mut self, txs: &[SignedTransaction]) -> Result<(), String> {
         self.height += 1;
         for tx in txs {
             let ctx = Context {
@@ -230,18 +271,19 @@ impl TestChain {
                 height: self.height,
                 now: self.now,
             };
-            self.state.apply(tx, ctx).unwrap();
+            self.state.apply(tx, ctx).map_err(|e| e.to_string())?;
         }
+        Ok(())
     }
 
     /// The current state's header, certified by the precommits of `voters` (indices 0..=3).
-    pub(crate) fn header(&self, voters: &[usize]) -> CertifiedHeader {
+    pub fn header(&self, voters: &[usize]) -> CertifiedHeader {
         let header = Header {
             chain_id: CHAIN.into(),
             height: self.height,
             round: 0,
             previous: Hash::sha256(&self.height.to_be_bytes()),
-            time_ms: 1_000_000,
+            time_ms: self.now * 1000,
             proposer: self.validator_keys[0].0.clone(),
             tx_root: Hash::new([0; 32]),
             state_root: self.state.root(),
@@ -275,7 +317,7 @@ impl TestChain {
     }
 
     /// An honest node's answer to a lookup of `ids`.
-    pub(crate) fn lookup(&self, ids: &[PartyId]) -> LookupResponse {
+    pub fn lookup(&self, ids: &[PartyId]) -> LookupResponse {
         LookupResponse {
             header: self.header(&[0, 1, 2]),
             entries: ids
@@ -294,7 +336,17 @@ impl TestChain {
 }
 
 /// A patient's registration with `voucher`.
-pub(crate) fn registration(keys: &PrivateKeySet, voucher: Voucher) -> SignedTransaction {
+pub fn registration(keys: &PrivateKeySet, voucher: Voucher) -> SignedTransaction {
+    registration_for(keys, voucher, 0, u64::MAX)
+}
+
+/// A patient's registration with `voucher`, valid from `from` to `until` (Unix seconds).
+pub fn registration_for(
+    keys: &PrivateKeySet,
+    voucher: Voucher,
+    from: u64,
+    until: u64,
+) -> SignedTransaction {
     Transaction {
         chain_id: CHAIN.into(),
         sender: keys.id.clone(),
@@ -304,10 +356,134 @@ pub(crate) fn registration(keys: &PrivateKeySet, voucher: Voucher) -> SignedTran
             role: Role::Patient,
             signing_jwk: keys.signing.verifying_key().to_jwk(None),
             encryption_jwk: keys.decryption.encryption_key().to_jwk(None),
-            valid_from: 0,
-            valid_until: u64::MAX,
+            valid_from: from,
+            valid_until: until,
             voucher: Some(voucher),
         },
     }
     .sign(&keys.signing)
+}
+
+/// Hospital voucher key `i` (0 or 1): RSA key generation is slow, so every test shares two.
+pub fn voucher_key(i: usize) -> &'static VoucherSecretKey {
+    static KEYS: OnceLock<[VoucherSecretKey; 2]> = OnceLock::new();
+    &KEYS.get_or_init(|| {
+        [
+            VoucherSecretKey::generate(2048).unwrap(),
+            VoucherSecretKey::generate(2048).unwrap(),
+        ]
+    })[i]
+}
+
+/// A voucher for `patient` on `chain` from hospital key `key`, the whole blind protocol.
+pub fn voucher(key: &VoucherSecretKey, chain: &str, patient: &PartyId) -> Voucher {
+    let (pending, blinded) = voucher::blind(&key.public().unwrap(), chain, patient).unwrap();
+    pending
+        .finalize(&key.sign_blind(&blinded).unwrap())
+        .unwrap()
+}
+
+/// A [`TestChain`] whose every block is certified and followed by one light client, so
+/// registry entries come out as [`VerifiedEntry`], the only form in which the protocols accept
+/// a party's keys. Parties register the way the chain takes them: a patient with a voucher of
+/// the chain's hospital, a doctor admitted by that hospital, an institution by the council.
+pub struct Registry {
+    chain: TestChain,
+    client: LightClient,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry; blocks at 1,700,000,000 (Unix seconds) until [`set_time`](Self::set_time).
+    pub fn new() -> Self {
+        let mut chain = TestChain::new();
+        chain.now = 1_700_000_000;
+        Self {
+            client: chain.client(),
+            chain,
+        }
+    }
+
+    /// Registers `party` as `role`, valid from the start of time on.
+    pub fn with(mut self, party: &PrivateKeySet, role: Role) -> Self {
+        self.register(party, role, 0, u64::MAX);
+        self
+    }
+
+    /// Registers `party` as `role`, valid from `from` to `until`; panics if refused.
+    pub fn register(&mut self, party: &PrivateKeySet, role: Role, from: u64, until: u64) {
+        self.try_register(party, role, from, until).unwrap();
+    }
+
+    /// Registers `party` as `role` valid from `from` to `until`, or says why the ledger
+    /// refuses it.
+    pub fn try_register(
+        &mut self,
+        party: &PrivateKeySet,
+        role: Role,
+        from: u64,
+        until: u64,
+    ) -> Result<(), String> {
+        let tx = match role {
+            Role::Patient => {
+                let voucher = self.chain.voucher(&party.id);
+                registration_for(party, voucher, from, until)
+            }
+            Role::Doctor => {
+                let hospital = self.chain.voucher_hospital();
+                self.chain.admit_doctor_for(&hospital, party, from, until)
+            }
+            role => self.chain.admission_for(party, role, None, from, until),
+        };
+        self.apply(&tx)
+    }
+
+    /// The time of the blocks that follow (Unix seconds).
+    pub fn set_time(&mut self, now: u64) {
+        self.chain.now = now;
+    }
+
+    /// The party revokes its own identity.
+    pub fn revoke(&mut self, party: &PrivateKeySet) {
+        let id = party.id.clone();
+        self.submit(party, TxBody::RevokeIdentity { id });
+    }
+
+    /// Applies `body`, sent and signed by `sender`, in a new certified block; panics if refused.
+    pub fn submit(&mut self, sender: &PrivateKeySet, body: TxBody) {
+        self.try_submit(sender, body).unwrap();
+    }
+
+    /// Signs `body` as `sender` with its next sequence number, applies and certifies it.
+    pub fn try_submit(&mut self, sender: &PrivateKeySet, body: TxBody) -> Result<(), String> {
+        let tx = self.chain.tx(sender, body);
+        self.apply(&tx)
+    }
+
+    /// Applies a signed transaction in a new block, and the light client accepts its header.
+    pub fn apply(&mut self, tx: &SignedTransaction) -> Result<(), String> {
+        self.chain.try_apply(std::slice::from_ref(tx))?;
+        let header = self.chain.header(&[0, 1, 2]);
+        assert_eq!(self.client.verify_header(&header), Verdict::Success);
+        Ok(())
+    }
+
+    /// The registry entry of `id`, proven under the last certified header; panics if absent.
+    pub fn entry(&self, id: &PartyId) -> VerifiedEntry {
+        self.find(id)
+            .unwrap_or_else(|| panic!("{id} is not registered"))
+    }
+
+    /// The registry entry of `id` if it is registered (its absence proven otherwise).
+    pub fn find(&self, id: &PartyId) -> Option<VerifiedEntry> {
+        let (value, proof) = self.chain.state.get_with_proof(&registry_key(id));
+        self.client
+            .verify_registry_entry(id, value, &proof)
+            .unwrap()
+    }
 }

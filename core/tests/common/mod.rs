@@ -2,8 +2,6 @@
 #![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 #![allow(dead_code)]
 
-pub(crate) mod registry;
-
 use emrshare_core::PrivateKeySet;
 use emrshare_core::keys::{PartyId, RsaBits};
 use std::sync::OnceLock;
