@@ -3,10 +3,9 @@
 //! revoked party or a registered party playing tricks gets: nothing kept, nothing served,
 //! every served read on the chain. Each test failed on the node before this round's fixes.
 
-use emrshare_node::testkit as common;
+use emrshare_node::testkit;
 use emrshare_node::testkit::now_s;
 
-use common::{Consortium, registration_as, submit, verified_lookup};
 use emrshare_core::Hash;
 use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::tx::{Action, Outcome, Role, SignedTransaction, Transaction, TxBody};
@@ -14,6 +13,7 @@ use serde_json::{Value, json};
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
+use testkit::{Consortium, registration_as, submit, verified_lookup};
 
 const CHAIN: &str = "test-chain";
 

@@ -3,12 +3,12 @@
 //! keep-alive connections are closed after their timeouts, and over the connection cap a
 //! client gets a clear 503 JSON refusal.
 
-use emrshare_node::testkit as support;
+use emrshare_node::testkit;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{Node, Provisioned as Consortium, client, height, wait_for, wait_until};
+use testkit::{Node, Provisioned, client, height, wait_for, wait_until};
 
 /// Idle sockets each test opens.
 const IDLE_SOCKETS: usize = 1_000;
@@ -84,7 +84,7 @@ fn honest_get(port: u16, path: &str, timeout: Duration) -> Result<u16, String> {
 #[test]
 fn a_thousand_idle_sockets_keep_descriptors_bounded_and_the_chain_going() {
     raise_own_fd_limit();
-    let c = Consortium::init(2, "conn-chain");
+    let c = Provisioned::init(2, "conn-chain");
     let auditor = c.start(1);
     let node = c.start(0);
     wait_for(
@@ -147,7 +147,7 @@ fn a_thousand_idle_sockets_keep_descriptors_bounded_and_the_chain_going() {
 #[test]
 fn a_node_limited_to_256_files_outlasts_a_thousand_idle_sockets() {
     raise_own_fd_limit();
-    let c = Consortium::init(2, "fd-chain");
+    let c = Provisioned::init(2, "fd-chain");
     let auditor = c.start(1);
     let node = Node::start(&c.config(0), &c.node_dir(0).join("node.log"), Some(256));
     wait_for(
@@ -180,14 +180,14 @@ fn a_node_limited_to_256_files_outlasts_a_thousand_idle_sockets() {
 
 #[test]
 fn unfinished_headers_and_idle_keep_alive_connections_are_closed() {
-    let c = Consortium::init(2, "timeout-chain");
+    let c = Provisioned::init(2, "timeout-chain");
     c.set_limits(
         1,
         &[("header_read_timeout_ms", 1000), ("idle_timeout_ms", 1500)],
     );
     let _node = c.start(1);
     wait_until(Duration::from_secs(20), "node up", || {
-        support::health(c.port(1)).is_some()
+        testkit::health(c.port(1)).is_some()
     });
 
     let start = Instant::now();
@@ -222,12 +222,12 @@ fn unfinished_headers_and_idle_keep_alive_connections_are_closed() {
 
 #[test]
 fn over_the_connection_cap_idle_sockets_give_way_and_busy_ones_get_a_503() {
-    let c = Consortium::init(2, "cap-chain");
+    let c = Provisioned::init(2, "cap-chain");
     c.set_limits(1, &[("max_connections", 4)]);
     let _node = c.start(1);
     let port = c.port(1);
     wait_until(Duration::from_secs(20), "node up", || {
-        support::health(port).is_some()
+        testkit::health(port).is_some()
     });
 
     // Idle sockets fill the cap: an honest client still gets in (the oldest idle one goes).

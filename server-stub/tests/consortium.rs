@@ -5,14 +5,14 @@
 //! syncs; proposers and auditors killed in turn during writes lose no acknowledged
 //! transaction; bad requests get JSON 4xx.
 
-use emrshare_node::testkit as common;
+use emrshare_node::testkit;
 use emrshare_node::testkit::now_s;
 
-use common::*;
 use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::*;
 
 #[test]
 fn consortium_commits_everywhere_survives_a_killed_proposer_and_catches_up() {

@@ -2,10 +2,10 @@
 //! has another genesis than its peers, when it has no live peer, and logs what it does with
 //! its peers (unreachable, back, another genesis).
 
-use emrshare_node::testkit as support;
+use emrshare_node::testkit;
 
 use std::time::Duration;
-use support::{Node, Provisioned as Consortium, edit_config, health, height, wait_until};
+use testkit::{Node, Provisioned, edit_config, health, height, wait_until};
 
 fn status(port: u16) -> String {
     health(port)
@@ -15,7 +15,7 @@ fn status(port: u16) -> String {
 
 #[test]
 fn health_reports_dead_peers_and_another_genesis_and_the_log_says_so() {
-    let a = Consortium::init(2, "peer-chain");
+    let a = Provisioned::init(2, "peer-chain");
     let a0 = a.start(0);
 
     // Alone: its only peer never answers.
@@ -43,7 +43,7 @@ fn health_reports_dead_peers_and_another_genesis_and_the_log_says_so() {
 
     // A node of another consortium (same chain ID, another genesis) with an empty data dir,
     // whose peers are A's nodes.
-    let b = Consortium::init(2, "peer-chain");
+    let b = Provisioned::init(2, "peer-chain");
     let peers: Vec<toml::Value> = (0..2)
         .map(|i| {
             let mut peer = toml::Table::new();

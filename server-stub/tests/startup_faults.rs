@@ -3,17 +3,17 @@
 //! Each stops `emrshare-node` with exit code 1 and one stderr line naming the file and what
 //! to do; none panics.
 
-use emrshare_node::testkit as support;
+use emrshare_node::testkit;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Provisioned as Consortium, height, wait_until};
+use testkit::{Provisioned, height, wait_until};
 
 /// Runs `emrshare-node args`; it must exit with code 1 within 20 s, printing one line on
 /// stderr that starts with `emrshare-node: ` and contains each of `expected`. Returns it.
 fn fails_with(args: &[&str], expected: &[&str], drop_dac_override: bool) -> String {
-    let mut command = Command::new(support::node_binary());
+    let mut command = Command::new(testkit::node_binary());
     command
         .args(args)
         .env_remove("RUST_BACKTRACE")
@@ -84,8 +84,8 @@ fn s(path: &Path) -> String {
 }
 
 /// A node's store made by the node itself: a 2-node consortium runs until height 2.
-fn consortium_with_blocks() -> Consortium {
-    let c = Consortium::init(2, "faults-chain");
+fn consortium_with_blocks() -> Provisioned {
+    let c = Provisioned::init(2, "faults-chain");
     let a = c.start(0);
     let b = c.start(1);
     wait_until(Duration::from_secs(20), "two blocks", || {
@@ -113,13 +113,13 @@ fn a_truncated_store_is_refused_without_a_panic() {
     std::fs::write(&db, &full).unwrap();
     let _node = c.start(0);
     wait_until(Duration::from_secs(20), "restarted", || {
-        support::health(c.port(0)).is_some()
+        testkit::health(c.port(0)).is_some()
     });
 }
 
 #[test]
 fn a_missing_key_file_is_named() {
-    let c = Consortium::init(2, "faults-chain");
+    let c = Provisioned::init(2, "faults-chain");
     let key = c.node_dir(0).join("node.key.json");
     std::fs::remove_file(&key).unwrap();
     run_fails(&c.config(0), &[&s(&key), "No such file"]);
@@ -129,7 +129,7 @@ fn a_missing_key_file_is_named() {
 
 #[test]
 fn a_missing_or_damaged_genesis_file_is_named() {
-    let c = Consortium::init(2, "faults-chain");
+    let c = Provisioned::init(2, "faults-chain");
     let genesis = c.dir.path().join("genesis.json");
     let text = std::fs::read(&genesis).unwrap();
     std::fs::write(&genesis, &text[..text.len() / 2]).unwrap();
@@ -182,7 +182,7 @@ fn a_genesis_changed_under_existing_data_is_refused() {
 
 #[test]
 fn an_unparsable_or_invalid_config_is_named() {
-    let c = Consortium::init(2, "faults-chain");
+    let c = Provisioned::init(2, "faults-chain");
     let config = c.config(0);
     let original = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
@@ -194,7 +194,7 @@ fn an_unparsable_or_invalid_config_is_named() {
     std::fs::write(&config, original.replace("listen = ", "listen_on = ")).unwrap();
     run_fails(&config, &[&s(&config), "listen"]);
     std::fs::write(&config, &original).unwrap();
-    support::edit_config(&config, |t| {
+    testkit::edit_config(&config, |t| {
         t["limits"]
             .as_table_mut()
             .unwrap()
@@ -207,7 +207,7 @@ fn an_unparsable_or_invalid_config_is_named() {
 
 #[test]
 fn init_refuses_a_folder_with_a_consortium_unless_forced() {
-    let c = Consortium::init(2, "faults-chain");
+    let c = Provisioned::init(2, "faults-chain");
     let dir = c.dir.path().to_str().unwrap().to_owned();
     let genesis = std::fs::read(c.dir.path().join("genesis.json")).unwrap();
     std::fs::create_dir_all(c.node_dir(0).join("data")).unwrap();
@@ -232,7 +232,7 @@ fn init_refuses_a_folder_with_a_consortium_unless_forced() {
         genesis,
         "genesis overwritten"
     );
-    let status = Command::new(support::node_binary())
+    let status = Command::new(testkit::node_binary())
         .args(["init", "--dir", &dir, "--nodes", "2", "--proposers", "1"])
         .args(["--auditors", "1", "--force"])
         .stdout(Stdio::null())

@@ -1,19 +1,19 @@
 //! A JSON array where the API declares an object is refused (issue #10, point 13): serde's
 //! derive would read `["x"]` as `{"jws": "x"}` and `[["node:0"]]` as a lookup.
 
-use emrshare_node::testkit as support;
+use emrshare_node::testkit;
 
 use std::time::Duration;
-use support::{Provisioned as Consortium, client, wait_until};
+use testkit::{Provisioned, client, wait_until};
 
 #[test]
 fn arrays_in_place_of_objects_are_refused() {
-    let c = Consortium::init(2, "strict-chain");
+    let c = Provisioned::init(2, "strict-chain");
     // node:1 alone: its chain stays at height 0.
     let _node = c.start(1);
     let port = c.port(1);
     wait_until(Duration::from_secs(20), "node up", || {
-        support::health(port).is_some()
+        testkit::health(port).is_some()
     });
     // On a consortium route as node:0 would send it (a member's token), so the body is read.
     let post = |path: &str, body: &str| {
