@@ -8,9 +8,7 @@
 //!   patient makes the request, finalizes the voucher and registers with it.
 
 use crate::files;
-use crate::roles::{
-    Consortium, LookupSize, NodesAsked, parse_role, party, runtime, voucher_key_file,
-};
+use crate::roles::{Consortium, NodesAsked, own_party, parse_role, runtime, voucher_key_file};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Subcommand;
 use emrshare_client::governance::{approve, days_from_now, status_proposal};
@@ -253,12 +251,7 @@ pub fn admit(command: AdmitCommand) -> Result<()> {
                 (1..=90).contains(&expires_days),
                 "--expires-days is 1 to 90"
             );
-            let party = party(
-                &consortium,
-                NodesAsked::default(),
-                &key,
-                LookupSize(Some(1)),
-            )?;
+            let party = own_party(&consortium, &key)?;
             let vouchers = if role == Role::Hospital {
                 let path = voucher_key_file(&key);
                 let secret = if path.exists() {
@@ -310,12 +303,7 @@ pub fn admit(command: AdmitCommand) -> Result<()> {
             let proposal: Proposal = read_json!(&proposal, "a governance proposal")?;
             let approvals = read_approvals(&approvals)?;
             runtime()?.block_on(async {
-                let party = party(
-                    &consortium,
-                    NodesAsked::default(),
-                    &key,
-                    LookupSize(Some(1)),
-                )?;
+                let party = own_party(&consortium, &key)?;
                 let entry = party.submit_admission(proposal, approvals).await?;
                 registered(&entry);
                 Ok::<_, anyhow::Error>(())
@@ -369,12 +357,7 @@ pub fn expel(command: ExpelCommand) -> Result<()> {
             let proposal: Proposal = read_json!(&proposal, "a governance proposal")?;
             let approvals = read_approvals(&approvals)?;
             runtime()?.block_on(async {
-                let member = party(
-                    &consortium,
-                    NodesAsked::default(),
-                    &member_key,
-                    LookupSize(Some(1)),
-                )?;
+                let member = own_party(&consortium, &member_key)?;
                 match member.submit_governance(proposal, approvals).await? {
                     Some(entry) => status_line(&entry),
                     None => crate::say!("committed"),
@@ -389,12 +372,7 @@ pub fn expel(command: ExpelCommand) -> Result<()> {
         } => {
             let doctor = PartyId::new(id)?;
             runtime()?.block_on(async {
-                let hospital = party(
-                    &consortium,
-                    NodesAsked::default(),
-                    &key,
-                    LookupSize(Some(1)),
-                )?;
+                let hospital = own_party(&consortium, &key)?;
                 let entry = hospital
                     .set_doctor_status(&doctor, Status::Expelled)
                     .await?;
@@ -425,7 +403,7 @@ pub fn rotate_keys(
     let runtime = runtime()?;
     let party = {
         let _entered = runtime.enter();
-        party(consortium, NodesAsked::default(), key, LookupSize(Some(1)))?
+        own_party(consortium, key)?
     };
     files::write_private_file(out, contents.as_bytes(), false)?;
     // A hospital's voucher key is not rotated with its keys: it goes beside the new file.
@@ -493,12 +471,7 @@ pub fn voucher(command: VoucherCommand) -> Result<()> {
         } => {
             ensure!((1..=36_500).contains(&days), "--days is 1 to 36500");
             runtime()?.block_on(async {
-                let patient = party(
-                    &consortium,
-                    NodesAsked::default(),
-                    &key,
-                    LookupSize(Some(1)),
-                )?;
+                let patient = own_party(&consortium, &key)?;
                 let voucher: Voucher = match (voucher, hospital) {
                     (Some(path), _) => read_json!(&path, "a registration voucher")?,
                     (None, Some(hospital)) => {

@@ -241,6 +241,12 @@ pub(crate) fn party(
     ))
 }
 
+/// A party for commands that look no other party up (register, revoke, audit, governance):
+/// the default nodes, and lookups of one ID, which these commands never make.
+pub(crate) fn own_party(consortium: &Consortium, key: &Path) -> Result<Party> {
+    party(consortium, NodesAsked::default(), key, LookupSize(Some(1)))
+}
+
 /// Where a hospital's voucher key (RFC 9474, PKCS#8 DER, owner-only) is kept: beside its key
 /// file, `<key file>.voucher.pk8`.
 pub fn voucher_key_file(hospital_key: &Path) -> PathBuf {
@@ -268,7 +274,7 @@ pub fn register(
     let role = parse_role(role)?;
     let (from, until) = (now(), now() + days * 24 * 3600);
     runtime()?.block_on(async {
-        let party = party(consortium, NodesAsked::default(), key, LookupSize(Some(1)))?;
+        let party = own_party(consortium, key)?;
         let entry = match role {
             Role::Patient => {
                 let hospital_key =
@@ -286,12 +292,7 @@ pub fn register(
             Role::Doctor => {
                 let hospital_key =
                     hospital_key.context("a doctor is admitted by its hospital: give --hospital-key")?;
-                let hospital = self::party(
-                    consortium,
-                    NodesAsked::default(),
-                    hospital_key,
-                    LookupSize(Some(1)),
-                )?;
+                let hospital = own_party(consortium, hospital_key)?;
                 let doctor = party.with_keys(|k| k.public());
                 hospital.admit_doctor(&doctor, from, until).await?
             }
@@ -417,23 +418,13 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                 grant,
                 consortium,
             } => {
-                let patient = party(
-                    &consortium,
-                    NodesAsked::default(),
-                    &key,
-                    LookupSize(Some(1)),
-                )?;
+                let patient = own_party(&consortium, &key)?;
                 let proven = patient.revoke(&grant).await?;
                 crate::say!("{grant} revoked (proven at height {})", proven.height);
                 Ok(())
             }
             PatientCommand::Audit { key, consortium } => {
-                let patient = party(
-                    &consortium,
-                    NodesAsked::default(),
-                    &key,
-                    LookupSize(Some(1)),
-                )?;
+                let patient = own_party(&consortium, &key)?;
                 for event in patient.audit_log().await? {
                     crate::say!(
                         "{}",
