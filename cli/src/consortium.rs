@@ -62,16 +62,14 @@ impl LocalConsortium {
         if nodes < 2 {
             bail!("a consortium needs at least 2 nodes (a proposer and an auditor)");
         }
-        let auditors = (nodes * 2 / 5).max(1);
-        let proposers = nodes - auditors;
         let base_port = match base_port {
             Some(port) => port,
             None => free_ports(2 * nodes)?,
         };
         let options = InitOptions {
             nodes,
-            proposers,
-            auditors,
+            proposers: None,
+            auditors: None,
             base_port,
             block_ms,
             propose_ms: 1_000,

@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 pub struct InitOptions {
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
-    /// Representative (proposer) nodes, RPN.
-    #[arg(long, default_value_t = 3)]
-    pub proposers: usize,
-    /// Audit nodes, ATN.
-    #[arg(long, default_value_t = 2)]
-    pub auditors: usize,
+    /// Representative (proposer) nodes, RPN [default: the nodes that are not auditors].
+    #[arg(long)]
+    pub proposers: Option<usize>,
+    /// Audit nodes, ATN [default: 2 of every 5 nodes, at least 1].
+    #[arg(long)]
+    pub auditors: Option<usize>,
     /// Node i's HTTP API listens on base + i, its consensus (libp2p) on base + nodes + i.
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
@@ -44,6 +44,18 @@ pub struct InitOptions {
     pub force: bool,
 }
 
+impl InitOptions {
+    /// The numbers of proposers and auditors: as given, or 2 of every 5 nodes audit (at least
+    /// one) and the others propose, so any `--nodes` of 2 or more works alone.
+    pub fn proposers_and_auditors(&self) -> (usize, usize) {
+        let auditors = self.auditors.unwrap_or((self.nodes * 2 / 5).max(1));
+        let proposers = self
+            .proposers
+            .unwrap_or(self.nodes.saturating_sub(auditors));
+        (proposers, auditors)
+    }
+}
+
 /// The nodes' data dirs in a folder `init` wrote (node-<i>/data), those that exist.
 fn existing_data_dirs(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -62,11 +74,13 @@ fn existing_data_dirs(dir: &Path) -> Vec<PathBuf> {
 /// Writes `dir/genesis.json` and `dir/node-<i>/{node.key.json,config.toml}`; refuses a
 /// folder that holds a consortium already unless `options.force`.
 pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
-    if options.proposers + options.auditors > options.nodes
-        || options.proposers == 0
-        || options.auditors == 0
-    {
-        bail!("need 1 <= proposers, 1 <= auditors, proposers + auditors <= nodes");
+    let (proposers, auditors) = options.proposers_and_auditors();
+    if proposers + auditors > options.nodes || proposers == 0 || auditors == 0 {
+        bail!(
+            "{proposers} proposers and {auditors} auditors do not fit {} nodes: a consortium \
+             needs at least one of each, and no more than --nodes together",
+            options.nodes
+        );
     }
     let genesis_path = dir.join("genesis.json");
     let data_dirs = existing_data_dirs(dir);
@@ -112,8 +126,8 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
         chain_id: options.chain_id.clone(),
         validators: ValidatorSet {
             validators,
-            proposers: options.proposers,
-            auditors: options.auditors,
+            proposers,
+            auditors,
         },
         block_ms: options.block_ms,
         timeouts: Timeouts {
@@ -250,4 +264,51 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: InitOptions,
+    }
+
+    fn options(args: &[&str]) -> InitOptions {
+        Cli::try_parse_from(std::iter::once("init").chain(args.iter().copied()))
+            .unwrap()
+            .options
+    }
+
+    #[test]
+    fn roles_default_to_two_auditors_in_five_and_given_ones_are_kept() {
+        assert_eq!(options(&[]).proposers_and_auditors(), (3, 2));
+        assert_eq!(options(&["--nodes", "2"]).proposers_and_auditors(), (1, 1));
+        assert_eq!(options(&["--nodes", "4"]).proposers_and_auditors(), (3, 1));
+        assert_eq!(options(&["--nodes", "7"]).proposers_and_auditors(), (5, 2));
+        let given = options(&["--nodes", "4", "--proposers", "1", "--auditors", "1"]);
+        assert_eq!(given.proposers_and_auditors(), (1, 1));
+        let only_auditors = options(&["--nodes", "4", "--auditors", "2"]);
+        assert_eq!(only_auditors.proposers_and_auditors(), (2, 2));
+    }
+
+    #[test]
+    fn roles_that_do_not_fit_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        for args in [
+            &["--nodes", "1"][..],
+            &["--nodes", "3", "--proposers", "3"],
+            &["--nodes", "3", "--auditors", "0"],
+            &["--nodes", "3", "--proposers", "0"],
+        ] {
+            let error = init(dir.path(), &options(args)).unwrap_err().to_string();
+            assert!(error.contains("do not fit"), "{args:?}: {error}");
+            assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+        }
+        let written = init(dir.path(), &options(&["--nodes", "2"])).unwrap();
+        assert_eq!(written.len(), 2);
+    }
 }
