@@ -367,6 +367,173 @@ impl StateProof {
     }
 }
 
+/// The canonical hash of the subtree at `depth` holding exactly `entries` (keys that share
+/// their first `depth` bits): what an honest tree has there, by the definition above.
+pub fn subtree_hash(entries: &[(StateKey, Hash)], depth: usize) -> Hash {
+    match entries {
+        [] => EMPTY,
+        [(key, value_hash)] => leaf_hash(key, value_hash),
+        _ if depth >= 256 => EMPTY, // distinct keys differ above 256 bits; never reached
+        _ => {
+            let split = entries.partition_point(|(key, _)| !bit(key, depth));
+            let (left, right) = entries.split_at(split);
+            node_hash(
+                &subtree_hash(left, depth + 1),
+                &subtree_hash(right, depth + 1),
+            )
+        }
+    }
+}
+
+/// Whether `key` starts with the first `bits` bits of `prefix`.
+pub fn has_prefix(key: &StateKey, prefix: &StateKey, bits: usize) -> bool {
+    (0..bits.min(256)).all(|d| bit(key, d) == bit(prefix, d))
+}
+
+/// A proof that a list of entries is every entry of a tree whose key starts with a prefix
+/// (a bucket): the siblings along the prefix's path from the root down, and, where the path
+/// ends above the prefix's depth in an empty subtree or a single leaf, that terminal. The
+/// verifier rebuilds the bucket's subtree from the entries, so a node can neither add nor
+/// withhold an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixProof {
+    /// The hashes of the siblings along the prefix's path, from the root down (at most 256).
+    #[serde(deserialize_with = "crate::hash::at_most_256::deserialize")]
+    pub siblings: Vec<Hash>,
+    /// Where the path ends above the prefix's depth: what is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<Terminal>,
+}
+
+/// Why a bucket's entries and proof do not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrefixProofError {
+    /// The prefix is longer than a key.
+    #[error("a prefix has at most 256 bits")]
+    TooLong,
+    /// An entry's key does not start with the prefix, or two entries have one key.
+    #[error("an entry is outside the bucket, or listed twice")]
+    StrayEntry,
+    /// The proof's shape does not fit the prefix (too many siblings, a terminal where the path
+    /// reaches the prefix, or none where it stops above it).
+    #[error("the bucket proof does not fit the prefix")]
+    Shape,
+    /// The entries and proof lead to another root: an entry was added, withheld or altered.
+    #[error("the bucket's entries and proof do not lead to the root")]
+    RootMismatch,
+}
+
+impl PrefixProof {
+    /// Checks that `entries` (sorted by key, or in any order) are every entry under the
+    /// first `bits` bits of `prefix` in the tree with root `root`.
+    pub fn verify(
+        &self,
+        root: &Hash,
+        prefix: &StateKey,
+        bits: usize,
+        entries: &[(StateKey, Hash)],
+    ) -> Result<(), PrefixProofError> {
+        if bits > 256 {
+            return Err(PrefixProofError::TooLong);
+        }
+        let mut sorted = entries.to_vec();
+        sorted.sort_by_key(|(key, _)| *key);
+        if sorted.windows(2).any(|w| w[0].0 == w[1].0)
+            || sorted.iter().any(|(key, _)| !has_prefix(key, prefix, bits))
+        {
+            return Err(PrefixProofError::StrayEntry);
+        }
+        let depth = self.siblings.len();
+        let mut hash = match (&self.terminal, depth.cmp(&bits)) {
+            (None, std::cmp::Ordering::Equal) => subtree_hash(&sorted, bits),
+            (Some(Terminal::Empty), std::cmp::Ordering::Less) if sorted.is_empty() => EMPTY,
+            (Some(Terminal::Leaf { key, value_hash }), std::cmp::Ordering::Less)
+                if has_prefix(key, prefix, depth) =>
+            {
+                // The one key below this depth: in the bucket, it must be the one entry;
+                // elsewhere, the bucket is empty.
+                let expected: &[(StateKey, Hash)] = if has_prefix(key, prefix, bits) {
+                    &[(*key, *value_hash)]
+                } else {
+                    &[]
+                };
+                if sorted != expected {
+                    return Err(PrefixProofError::RootMismatch);
+                }
+                leaf_hash(key, value_hash)
+            }
+            (Some(Terminal::Empty), std::cmp::Ordering::Less) => {
+                return Err(PrefixProofError::RootMismatch);
+            }
+            _ => return Err(PrefixProofError::Shape),
+        };
+        for (d, sibling) in self.siblings.iter().enumerate().rev() {
+            hash = if bit(prefix, d) {
+                node_hash(sibling, &hash)
+            } else {
+                node_hash(&hash, sibling)
+            };
+        }
+        if &hash != root {
+            return Err(PrefixProofError::RootMismatch);
+        }
+        Ok(())
+    }
+
+    /// Bytes of the proof on the wire (32 per sibling, plus the terminal).
+    pub fn encoded_len(&self) -> usize {
+        32 * self.siblings.len()
+            + match self.terminal {
+                None => 0,
+                Some(Terminal::Empty) => 1,
+                Some(Terminal::Leaf { .. }) => 65,
+            }
+    }
+}
+
+impl StateTree {
+    /// The proof for the bucket of keys starting with the first `bits` bits of `prefix` (the
+    /// caller lists the bucket's entries, from its own index of the keys).
+    pub fn prove_prefix(&self, prefix: &StateKey, bits: usize) -> PrefixProof {
+        let bits = bits.min(256);
+        let mut siblings = Vec::new();
+        let mut node = &self.root;
+        loop {
+            let depth = siblings.len();
+            if depth == bits {
+                return PrefixProof {
+                    siblings,
+                    terminal: None,
+                };
+            }
+            match node {
+                Node::Internal { children, .. } => {
+                    let side = bit(prefix, depth) as usize;
+                    siblings.push(children[1 - side].hash());
+                    node = &children[side];
+                }
+                Node::Empty => {
+                    return PrefixProof {
+                        siblings,
+                        terminal: Some(Terminal::Empty),
+                    };
+                }
+                Node::Leaf { key, value_hash } => {
+                    return PrefixProof {
+                        siblings,
+                        terminal: Some(Terminal::Leaf {
+                            key: *key,
+                            value_hash: *value_hash,
+                        }),
+                    };
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +558,93 @@ mod tests {
 
     fn key(i: u32) -> StateKey {
         state_key("test", &i.to_string())
+    }
+
+    /// The bucket of `prefix`/`bits` in a tree of `entries`: its proof and its entries.
+    fn bucket(
+        tree: &StateTree,
+        all: &BTreeMap<StateKey, Hash>,
+        prefix: &StateKey,
+        bits: usize,
+    ) -> (PrefixProof, Vec<(StateKey, Hash)>) {
+        let entries = all
+            .iter()
+            .filter(|(k, _)| has_prefix(k, prefix, bits))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        (tree.prove_prefix(prefix, bits), entries)
+    }
+
+    #[test]
+    fn buckets_of_an_empty_tree_and_of_one_key_prove_what_they_hold() {
+        let empty = StateTree::new();
+        let proof = empty.prove_prefix(&key(1), 4);
+        assert_eq!(proof.verify(&EMPTY, &key(1), 4, &[]), Ok(()));
+        let v = value_hash(b"v");
+        assert_eq!(
+            proof.verify(&EMPTY, &key(1), 4, &[(key(1), v)]),
+            Err(PrefixProofError::RootMismatch)
+        );
+        let mut one = StateTree::new();
+        one.insert(key(1), v);
+        // The one leaf sits at the root: its own bucket holds it, any other bucket nothing.
+        let own = one.prove_prefix(&key(1), 8);
+        assert_eq!(own.verify(&one.root(), &key(1), 8, &[(key(1), v)]), Ok(()));
+        assert_eq!(
+            own.verify(&one.root(), &key(1), 8, &[]),
+            Err(PrefixProofError::RootMismatch)
+        );
+        let mut other = key(1);
+        other[0] ^= 0x80;
+        let elsewhere = one.prove_prefix(&other, 8);
+        assert_eq!(elsewhere.verify(&one.root(), &other, 8, &[]), Ok(()));
+        // All of it (0 bits): the whole tree.
+        let all = one.prove_prefix(&key(9), 0);
+        assert_eq!(all.verify(&one.root(), &key(9), 0, &[(key(1), v)]), Ok(()));
+    }
+
+    #[test]
+    fn bucket_proofs_of_a_shape_that_does_not_fit_are_refused() {
+        let mut tree = StateTree::new();
+        for i in 0..64 {
+            tree.insert(key(i), value_hash(&i.to_be_bytes()));
+        }
+        let prefix = key(3);
+        let mut proof = tree.prove_prefix(&prefix, 3);
+        assert_eq!(proof.siblings.len(), 3);
+        let entries: Vec<_> = (0..64)
+            .map(|i| (key(i), value_hash(&i.to_be_bytes())))
+            .filter(|(k, _)| has_prefix(k, &prefix, 3))
+            .collect();
+        assert_eq!(proof.verify(&tree.root(), &prefix, 3, &entries), Ok(()));
+        assert_eq!(
+            proof.verify(&tree.root(), &prefix, 257, &entries),
+            Err(PrefixProofError::TooLong)
+        );
+        // Proven for 3 bits, read as 2 or 4.
+        assert_eq!(
+            proof.verify(&tree.root(), &prefix, 2, &entries),
+            Err(PrefixProofError::Shape)
+        );
+        assert!(proof.verify(&tree.root(), &prefix, 4, &entries).is_err());
+        // An entry listed twice, or one of another bucket.
+        let mut twice = entries.clone();
+        twice.push(entries[0]);
+        assert_eq!(
+            proof.verify(&tree.root(), &prefix, 3, &twice),
+            Err(PrefixProofError::StrayEntry)
+        );
+        proof.terminal = Some(Terminal::Empty);
+        assert_eq!(
+            proof.verify(&tree.root(), &prefix, 3, &entries),
+            Err(PrefixProofError::Shape)
+        );
+        let wire = serde_json::to_string(&tree.prove_prefix(&prefix, 3)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<PrefixProof>(&wire).unwrap(),
+            tree.prove_prefix(&prefix, 3)
+        );
+        assert!(serde_json::from_str::<PrefixProof>(r#"{"siblings":[],"extra":1}"#).is_err());
     }
 
     #[test]
@@ -498,6 +752,44 @@ mod tests {
             prop_assert_eq!(rebuilt.root(), tree.root());
             for k in 0..64 {
                 prop_assert_eq!(tree.prove(&key(k)).verify(&tree.root(), &key(k)), Ok(model.get(&key(k)).copied()));
+            }
+        }
+    }
+
+    proptest! {
+        /// Every bucket of every tree verifies with exactly its entries; withholding one,
+        /// adding one of the bucket's prefix that is not in the tree, or altering a value is
+        /// caught.
+        #[test]
+        fn buckets_are_complete_and_exact(
+            ids in proptest::collection::btree_set(0u32..2000, 0..80),
+            probe in 0u32..4000,
+            bits in 0usize..10,
+            extra in 2000u32..4000,
+        ) {
+            let mut tree = StateTree::new();
+            let mut all = BTreeMap::new();
+            for i in &ids {
+                let v = value_hash(&i.to_be_bytes());
+                tree.insert(key(*i), v);
+                all.insert(key(*i), v);
+            }
+            let prefix = key(probe);
+            let (proof, entries) = bucket(&tree, &all, &prefix, bits);
+            let root = tree.root();
+            prop_assert_eq!(proof.verify(&root, &prefix, bits, &entries), Ok(()));
+            prop_assert!(proof.encoded_len() <= 32 * bits + 65);
+            if let Some((_, rest)) = entries.split_first() {
+                prop_assert!(proof.verify(&root, &prefix, bits, rest).is_err());
+                let mut altered = entries.clone();
+                altered[0].1 = value_hash(b"altered");
+                prop_assert!(proof.verify(&root, &prefix, bits, &altered).is_err());
+            }
+            let newcomer = key(extra);
+            if has_prefix(&newcomer, &prefix, bits) {
+                let mut more = entries.clone();
+                more.push((newcomer, value_hash(b"new")));
+                prop_assert!(proof.verify(&root, &prefix, bits, &more).is_err());
             }
         }
     }
