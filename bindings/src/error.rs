@@ -189,7 +189,7 @@ pub(crate) fn from_client(e: emrshare_client::ClientError) -> EmrshareError {
 pub(crate) fn from_lookup(e: LookupError) -> EmrshareError {
     match e {
         LookupError::BadK => invalid("k must be between 1 and 1024"),
-        LookupError::NotEnoughDecoys { .. } => {
+        LookupError::TooFewRegistered { .. } => {
             invalid("k is larger than the directory of that role")
         }
         LookupError::NoVerifiedAnswer(evidence) => EmrshareError::UntrustedAnswers {

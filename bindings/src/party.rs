@@ -81,7 +81,7 @@ impl Party {
             master,
             retired,
         } = secrets;
-        let inner = emrshare_client::Party::new(client, keys, &master, settings);
+        let inner = emrshare_client::Party::new(client, keys, settings);
         for old in retired {
             inner.add_retired_keys(old);
         }

@@ -77,9 +77,12 @@ pub enum NodeFaultKind {
     NoAnswer,
     /// Its header's certificate did not verify, or the header was stale.
     BadHeader,
-    /// It answered for other IDs than those asked.
-    WrongIds,
-    /// An entry's proof did not verify (e.g. swapped keys).
+    /// Its answer was not of the shape asked for.
+    Malformed,
+    /// The role's directory head or the bucket's proof did not verify: an entry was added,
+    /// withheld or altered (e.g. swapped keys).
+    BadBucket,
+    /// An entry was malformed or of another role.
     BadEntry,
 }
 
@@ -95,7 +98,8 @@ pub struct NodeEvidence {
 pub struct LookupReport {
     pub party_id: String,
     pub role: PartyRole,
-    /// IDs asked for (the target and k-1 decoys of its role).
+    /// IDs of the bucket the target hid among (itself included): k or more, unless the
+    /// bucket is weak.
     pub ids_asked: u32,
     /// Nodes whose answers verified.
     pub verified_by: Vec<String>,
@@ -122,7 +126,8 @@ impl LookupReport {
                     fault: match e.fault {
                         NodeFault::NoAnswer(_) => NodeFaultKind::NoAnswer,
                         NodeFault::Header(_) => NodeFaultKind::BadHeader,
-                        NodeFault::WrongIds => NodeFaultKind::WrongIds,
+                        NodeFault::Malformed(_) => NodeFaultKind::Malformed,
+                        NodeFault::Head(_) | NodeFault::Bucket(_) => NodeFaultKind::BadBucket,
                         NodeFault::Entry { .. } => NodeFaultKind::BadEntry,
                     },
                 })

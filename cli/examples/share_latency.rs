@@ -12,11 +12,10 @@ use emrshare_client::{ClientConfig, HttpTransport, NodeClient, TlsTrust};
 use emrshare_core::account::Account;
 use emrshare_core::ces::{self, IssueOptions};
 use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
-use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::verify::VerifiedEntry;
-use emrshare_core::lookup::{LookupKey, LookupPlan, QuerySize};
+use emrshare_core::lookup::{LookupPlan, QuerySize};
 use emrshare_core::record::{Ceas, Record};
 use emrshare_core::voucher::VoucherSecretKey;
 use emrshare_core::{PrivateKeySet, SdJwt};
@@ -28,19 +27,14 @@ fn now() -> u64 {
     emrshare_cli::now()
 }
 
-async fn lookup(
-    client: &NodeClient,
-    key: &LookupKey,
-    id: &PartyId,
-    role: Role,
-) -> Result<VerifiedEntry> {
-    let directory = client.directory(role).await?;
-    let size = if K >= directory.len() {
+async fn lookup(client: &NodeClient, id: &PartyId, role: Role) -> Result<VerifiedEntry> {
+    let registered = client.directory_size(role).await?;
+    let size = if K as u64 >= registered {
         QuerySize::All
     } else {
         QuerySize::K(K)
     };
-    let plan = LookupPlan::new(key, id, role, &directory, size)?;
+    let plan = LookupPlan::new(id, role, registered, size)?;
     client.lookup(&plan).await?.target.context("not registered")
 }
 
@@ -132,10 +126,6 @@ async fn main() -> Result<()> {
         },
     )?;
     let record = SdJwt::parse(&record.serialize())?;
-    let (patient_key, insurer_key) = (
-        LookupKey::derive(&MasterSecret::generate()),
-        LookupKey::derive(&MasterSecret::generate()),
-    );
     let config = HandshakeConfig::default();
     let (mut verified, mut logged) = (Vec::new(), Vec::new());
     let mut answered = AnsweredRequests::default();
@@ -149,17 +139,17 @@ async fn main() -> Result<()> {
         )?;
         let patient_side = PatientStart::new(config);
         let read = patient_side.read_request(&request, now())?;
-        let entry = lookup(&client, &patient_key, read.requester(), Role::Insurer).await?;
+        let entry = lookup(&client, read.requester(), Role::Insurer).await?;
         let request = read.verify_requester(&entry, &answered, now())?;
         let (patient_waiting, m1) =
             patient_side.send_m1(request, &mut answered, patient.keys(), now())?;
         let side = insurer_waiting.receive_m1(&m1, insurer.keys(), now())?;
-        let entry = lookup(&client, &insurer_key, side.patient(), Role::Patient).await?;
+        let entry = lookup(&client, side.patient(), Role::Patient).await?;
         let (insurer_waiting, m2) = side.verify_patient(&entry, insurer.keys(), now())?;
         let session = patient_waiting.receive_m2(&m2, patient.keys(), now())?;
         let m3 = session.send_record(&record, &["examination"], None, patient.keys(), now())?;
         let issuer = insurer_waiting.receive_m3(&m3)?;
-        let entry = lookup(&client, &insurer_key, issuer.issuer(), Role::Hospital).await?;
+        let entry = lookup(&client, issuer.issuer(), Role::Hospital).await?;
         // A hospital issued the record: it is its own hospital.
         let shared = issuer.verify_record(&entry, &entry, now())?;
         verified.push(started.elapsed());

@@ -123,7 +123,8 @@ impl LocalConsortium {
             auditors,
             nodes: running,
         };
-        consortium.wait_healthy(Duration::from_secs(20)).await?;
+        // Bounded, and generous: on a loaded 2-core machine the first block can take a while.
+        consortium.wait_healthy(Duration::from_secs(60)).await?;
         Ok(consortium)
     }
 

@@ -18,10 +18,9 @@ use emrshare_client::{
     PartySettings, TlsTrust, Transport,
 };
 use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
-use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::tx::Role;
-use emrshare_core::ledger::wire::LookupResponse;
+use emrshare_core::ledger::wire::BucketAnswer;
 use emrshare_core::record::{Ceas, Record};
 use emrshare_core::voucher::VoucherSecretKey;
 use emrshare_core::{PrivateKeySet, SdJwt};
@@ -113,20 +112,16 @@ impl<T: Transport> World<T> {
             k: Some(self.k),
             commit_timeout: Duration::from_secs(30),
         };
-        Ok(Party::new(
-            client,
-            keys,
-            &MasterSecret::generate(),
-            settings,
-        ))
+        Ok(Party::new(client, keys, settings))
     }
 
     fn describe(&self, found: &LookedUp) {
         let outcome = &found.outcome;
         let header = &outcome.header;
         note(format_args!(
-            "asked {} IDs of {} nodes; verified by {} (certificate of {} validators, height {})",
+            "hid among {} of {} IDs (one proven bucket) at {} nodes; verified by {} (certificate of {} validators, height {})",
             found.asked,
+            outcome.registered,
             outcome.verified_by.len() + outcome.evidence.len(),
             outcome.verified_by.join(", "),
             header.certificate.signatures.len(),
@@ -231,22 +226,20 @@ fn swapped_keys() -> Behaviour {
         .verifying_key()
         .to_jwk(None);
     Behaviour::Alter(Arc::new(move |request, response| {
-        if request.path != "/v1/registry/lookup" {
+        if !request.path.contains("/bucket") {
             return;
         }
-        let Ok(mut answer) = serde_json::from_slice::<LookupResponse>(&response.body) else {
+        let Ok(mut answer) = serde_json::from_slice::<BucketAnswer>(&response.body) else {
             return;
         };
         for entry in &mut answer.entries {
-            if let Some(value) = &entry.value {
-                if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(value) {
-                    // The current key: the last of the entry's key history.
-                    if let Some(current) = v["keys"].as_array_mut().and_then(|k| k.last_mut()) {
-                        current["signing_jwk"] =
-                            serde_json::to_value(&attacker).expect("JWKs serialize");
-                    }
-                    entry.value = Some(v.to_string());
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&entry.value) {
+                // The current key: the last of the entry's key history.
+                if let Some(current) = v["keys"].as_array_mut().and_then(|k| k.last_mut()) {
+                    current["signing_jwk"] =
+                        serde_json::to_value(&attacker).expect("JWKs serialize");
                 }
+                entry.value = v.to_string();
             }
         }
         response.body = serde_json::to_vec(&answer).expect("answers serialize");

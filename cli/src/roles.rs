@@ -10,7 +10,6 @@ use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand};
 use emrshare_client::{ClientConfig, HttpTransport, NodeClient, Party, PartySettings, TlsTrust};
 use emrshare_core::keys::PartyId;
-use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::voucher::VoucherSecretKey;
 use std::path::{Path, PathBuf};
@@ -227,18 +226,11 @@ pub(crate) fn party(
     k: LookupSize,
 ) -> Result<Party> {
     let keys = files::load_private_keys(key)?;
-    let master =
-        MasterSecret::from_bytes(emrshare_core::content_hash(keys.to_json().as_bytes()).to_bytes());
     let settings = PartySettings {
         k: k.0,
         commit_timeout: Duration::from_secs(30),
     };
-    Ok(Party::new(
-        consortium.client(asked)?,
-        keys,
-        &master,
-        settings,
-    ))
+    Ok(Party::new(consortium.client(asked)?, keys, settings))
 }
 
 /// A party for commands that look no other party up (register, revoke, audit, governance):
@@ -346,11 +338,18 @@ pub fn lookup(
             );
         }
         eprintln!(
-            "asked {} IDs; verified by {} at height {}",
+            "hid among {} of {} IDs (one proven bucket); verified by {} at height {}",
             found.asked,
+            found.outcome.registered,
             found.outcome.verified_by.join(", "),
             found.outcome.header.header.height
         );
+        if let Some(k) = k.0.filter(|&k| found.asked < k) {
+            eprintln!(
+                "emrshare: weak bucket: the target hid among {} IDs, fewer than k = {k}",
+                found.asked
+            );
+        }
         crate::say!("{}", serde_json::to_string_pretty(found.entry.entry())?);
         Ok(())
     })

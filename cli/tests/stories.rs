@@ -10,12 +10,12 @@ use emrshare_client::{Behaviour, ClientConfig, LyingTransport, NetError, NodeCli
 use emrshare_core::PrivateKeySet;
 use emrshare_core::account::{Account, share_envelope};
 use emrshare_core::jwe::Envelope;
-use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits, SigningKey};
+use emrshare_core::ledger::machine::directory_key;
 use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, TxBody};
 use emrshare_core::ledger::verify::{InvalidReason, Verdict};
-use emrshare_core::ledger::wire::LookupResponse;
-use emrshare_core::lookup::{LookupError, LookupKey, LookupPlan, NodeFault, QuerySize};
+use emrshare_core::ledger::wire::BucketAnswer;
+use emrshare_core::lookup::{LookupError, LookupPlan, NodeFault, QuerySize};
 use emrshare_core::voucher::VoucherSecretKey;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,27 +76,34 @@ async fn setup() -> Setup {
     }
 }
 
-async fn plan(s: &Setup, key: &LookupKey, target: usize) -> LookupPlan {
-    let directory = s.client.directory(Role::Insurer).await.unwrap();
-    LookupPlan::new(
-        key,
-        s.insurers[target].id(),
-        Role::Insurer,
-        &directory,
-        QuerySize::K(4),
-    )
-    .unwrap()
+/// A lookup of insurer `target` among k = 2 of the six: a bucket of one bit.
+async fn plan(s: &Setup, target: usize) -> LookupPlan {
+    let registered = s.client.directory_size(Role::Insurer).await.unwrap();
+    assert_eq!(registered, 6);
+    let plan = LookupPlan::new(s.insurers[target].id(), Role::Insurer, 6, QuerySize::K(2));
+    let plan = plan.unwrap();
+    assert_eq!(plan.bits(), 1);
+    plan
 }
 
-/// Every lookup answer of a node, altered by `change`.
-fn alter_lookups(change: impl Fn(&mut LookupResponse) + Send + Sync + 'static) -> Behaviour {
+fn is_bucket(path: &str) -> bool {
+    path.starts_with("/v1/directory/") && path.contains("/bucket")
+}
+
+/// Every bucket answer of a node, altered by `change`.
+fn alter_lookups(change: impl Fn(&mut BucketAnswer) + Send + Sync + 'static) -> Behaviour {
     Behaviour::Alter(Arc::new(move |request, response| {
-        if request.path == "/v1/registry/lookup" {
-            let mut answer: LookupResponse = serde_json::from_slice(&response.body).unwrap();
+        if is_bucket(&request.path) {
+            let mut answer: BucketAnswer = serde_json::from_slice(&response.body).unwrap();
             change(&mut answer);
             response.body = serde_json::to_vec(&answer).unwrap();
         }
     }))
+}
+
+/// The position of `id` in a bucket answer.
+fn position(answer: &BucketAnswer, id: &PartyId) -> usize {
+    answer.entries.iter().position(|e| &e.id == id).unwrap()
 }
 
 fn faults(outcome: &[emrshare_core::lookup::NodeEvidence], node: &str) -> Vec<NodeFault> {
@@ -123,27 +130,30 @@ async fn the_three_stories_run_over_the_in_memory_transport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lying_nodes_are_caught_and_the_lookup_succeeds_from_honest_ones() {
     let s = setup().await;
-    let key = LookupKey::derive(&MasterSecret::generate());
     let nodes = s.consortium.urls.clone();
     let transport = s.client.transport();
     let attacker = SigningKey::generate().verifying_key().to_jwk(None);
     let target = s.insurers[2].id().clone();
-    let plan = plan(&s, &key, 2).await;
-    let index = plan.ids().iter().position(|id| *id == target).unwrap();
+    let plan = plan(&s, 2).await;
 
     // Lies about a public key (a man in the middle's), then withholds the entry.
+    let swapped = target.clone();
     transport.set(
         &nodes[0],
         alter_lookups(move |a| {
-            let value = a.entries[index].value.as_mut().unwrap();
-            let mut v: serde_json::Value = serde_json::from_str(value).unwrap();
+            let i = position(a, &swapped);
+            let mut v: serde_json::Value = serde_json::from_str(&a.entries[i].value).unwrap();
             v["keys"][0]["signing_jwk"] = serde_json::to_value(&attacker).unwrap();
-            *value = v.to_string();
+            a.entries[i].value = v.to_string();
         }),
     );
+    let withheld = target.clone();
     transport.set(
         &nodes[1],
-        alter_lookups(move |a| a.entries[index].value = None),
+        alter_lookups(move |a| {
+            let i = position(a, &withheld);
+            a.entries.remove(i);
+        }),
     );
     // Forges a certificate: one validator's precommit twice.
     transport.set(
@@ -171,11 +181,11 @@ async fn lying_nodes_are_caught_and_the_lookup_succeeds_from_honest_ones() {
     }
     assert!(matches!(
         faults(&evidence, &nodes[0])[0],
-        NodeFault::Entry { .. }
+        NodeFault::Bucket(_)
     ));
     assert!(matches!(
         faults(&evidence, &nodes[1])[0],
-        NodeFault::Entry { .. }
+        NodeFault::Bucket(_)
     ));
     assert!(matches!(
         faults(&evidence, &nodes[2])[0],
@@ -184,7 +194,14 @@ async fn lying_nodes_are_caught_and_the_lookup_succeeds_from_honest_ones() {
 
     // Every node lies: the lookup fails closed.
     for node in &nodes {
-        transport.set(node, alter_lookups(move |a| a.entries[index].value = None));
+        let withheld = target.clone();
+        transport.set(
+            node,
+            alter_lookups(move |a| {
+                let i = position(a, &withheld);
+                a.entries.remove(i);
+            }),
+        );
     }
     match s.client.lookup(&plan).await {
         Err(NetError::Lookup(LookupError::NoVerifiedAnswer(evidence))) => {
@@ -209,16 +226,15 @@ async fn lying_nodes_are_caught_and_the_lookup_succeeds_from_honest_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_header_is_refused_once_the_client_has_seen_a_newer_one() {
     let mut s = setup().await;
-    let key = LookupKey::derive(&MasterSecret::generate());
     let nodes = s.consortium.urls.clone();
-    let plan = plan(&s, &key, 1).await;
+    let plan = plan(&s, 1).await;
     // Record node 0's answer now, then let the chain move on.
     let recorded: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
     let keep = Arc::clone(&recorded);
     s.client.transport().set(
         &nodes[0],
         Behaviour::Alter(Arc::new(move |request, response| {
-            if request.path == "/v1/registry/lookup" {
+            if is_bucket(&request.path) {
                 keep.lock()
                     .unwrap()
                     .get_or_insert_with(|| response.body.clone());
@@ -244,7 +260,7 @@ async fn a_stale_header_is_refused_once_the_client_has_seen_a_newer_one() {
     s.client.transport().set(
         &nodes[0],
         Behaviour::Alter(Arc::new(move |request, response| {
-            if request.path == "/v1/registry/lookup" {
+            if is_bucket(&request.path) {
                 response.body = old.clone();
             }
         })),
@@ -265,45 +281,48 @@ async fn a_stale_header_is_refused_once_the_client_has_seen_a_newer_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lookups_of_one_target_send_the_same_registered_decoys_every_time() {
+async fn every_lookup_of_one_target_asks_the_same_bucket_and_gets_all_of_it() {
     let s = setup().await;
-    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     for node in &s.consortium.urls {
         let seen = Arc::clone(&seen);
         s.client.transport().set(
             node,
             Behaviour::Alter(Arc::new(move |request, _| {
-                if request.path == "/v1/registry/lookup" {
-                    seen.lock().unwrap().push(request.body.clone());
+                if is_bucket(&request.path) {
+                    seen.lock().unwrap().push(request.path.clone());
                 }
             })),
         );
     }
-    let secret = MasterSecret::generate();
+    // Fresh plans each time (as by other parties, or after an app restart): one bucket.
+    let mut buckets = Vec::new();
     for _ in 0..3 {
-        // A fresh plan each time, from the same patient secret (as after an app restart).
-        let key = LookupKey::derive(&MasterSecret::from_bytes(*secret.to_bytes()));
-        let plan = plan(&s, &key, 4).await;
-        s.client.lookup(&plan).await.unwrap();
+        let plan = plan(&s, 4).await;
+        buckets.push(s.client.lookup(&plan).await.unwrap().bucket);
     }
     let seen = seen.lock().unwrap().clone();
     assert!(seen.len() >= 9);
-    assert!(seen.windows(2).all(|w| w[0] == w[1]), "requests differ");
-    let request: serde_json::Value = serde_json::from_slice(&seen[0]).unwrap();
-    let directory: Vec<String> = s
-        .client
-        .directory(Role::Insurer)
-        .await
-        .unwrap()
-        .iter()
-        .map(|id| id.to_string())
-        .collect();
-    let ids = request["ids"].as_array().unwrap();
-    assert_eq!(ids.len(), 4);
     assert!(
-        ids.iter()
-            .all(|id| directory.contains(&id.as_str().unwrap().to_owned()))
+        seen.windows(2).all(|w| w[0] == w[1]),
+        "requests differ: {seen:?}"
     );
+    // One bit of the target's key leaves the client: the path's prefix is "0" or "1".
+    let prefix = seen[0].rsplit('/').next().unwrap();
+    assert!(prefix == "0" || prefix == "1", "{}", seen[0]);
+    // The bucket is every insurer whose key has that bit, the target among them.
+    let bit = prefix == "1";
+    let mut expected: Vec<PartyId> = s
+        .insurers
+        .iter()
+        .map(|a| a.id().clone())
+        .filter(|id| (directory_key(id)[0] & 0x80 != 0) == bit)
+        .collect();
+    expected.sort_by_key(directory_key);
+    assert!(expected.contains(s.insurers[4].id()));
+    for bucket in buckets {
+        assert_eq!(bucket, expected);
+    }
     s.consortium.stop().await.unwrap();
 }
 
@@ -311,7 +330,6 @@ async fn lookups_of_one_target_send_the_same_registered_decoys_every_time() {
 async fn expired_grants_and_revoked_requesters_are_refused() {
     let mut s = setup().await;
     let chain = s.consortium.genesis.chain_id.clone();
-    let key = LookupKey::derive(&MasterSecret::generate());
     let mut patient = Account::new(PrivateKeySet::generate(None, RsaBits::B2048), &chain, 0);
     // A hospital admitted with its voucher key, whose voucher the patient registers with.
     let vouchers = VoucherSecretKey::generate(2048).unwrap();
@@ -349,7 +367,7 @@ async fn expired_grants_and_revoked_requesters_are_refused() {
     for (index, not_after) in [(0usize, now() + 1), (3, now() + 3600)] {
         let grantee = s
             .client
-            .lookup(&plan(&s, &key, index).await)
+            .lookup(&plan(&s, index).await)
             .await
             .unwrap()
             .target

@@ -10,14 +10,16 @@
 use crate::transport::{HttpRequest, HttpTransport, Method, Transport};
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::block::Genesis;
-use emrshare_core::ledger::machine::{GrantEntry, crumbs_key, index_head_key};
+use emrshare_core::ledger::machine::{
+    DirectoryHead, GrantEntry, crumbs_key, directory_head_key, index_head_key,
+};
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::state::state_key;
 use emrshare_core::ledger::tx::{Role, SignedTransaction};
-use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_core::ledger::verify::{EntryError, LightClient, Verdict};
 use emrshare_core::ledger::wire::{
-    DirectoryPage, ErrorBody, GrantAnswer, IndexAnswer, LookupResponse, SequenceAnswer,
-    SubmitRequest, SubmitResponse, ValidatorsAnswer,
+    BucketAnswer, DirectoryAnswer, ErrorBody, GrantAnswer, IndexAnswer, LookupRequest,
+    LookupResponse, SequenceAnswer, SubmitRequest, SubmitResponse, ValidatorsAnswer,
 };
 use emrshare_core::lookup::{LookupError, LookupOutcome, LookupPlan, NodeEvidence, NodeFault};
 use emrshare_core::strict_json;
@@ -26,9 +28,6 @@ use serde::de::DeserializeOwned;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// The most IDs the client reads from a directory.
-const MAX_DIRECTORY: usize = 100_000;
 
 /// Where the client's nodes are and how it talks to them.
 #[derive(Debug, Clone)]
@@ -257,27 +256,27 @@ impl<T: Transport> NodeClient<T> {
         Ok(answer.next)
     }
 
-    /// Every registered ID of `role` (the decoy candidates). Not proven: the lookup reports
-    /// decoys that turn out unregistered or of another role.
-    pub async fn directory(&self, role: Role) -> Result<Vec<PartyId>, NetError> {
-        let role = serde_json::to_value(role).expect("roles serialize");
-        let role = role.as_str().expect("roles are strings");
-        let mut ids: Vec<PartyId> = Vec::new();
-        let mut path = format!("/v1/directory/{role}");
-        loop {
-            let page: DirectoryPage = self.first_answer(HttpRequest::get(path)).await?;
-            ids.extend(page.ids);
-            match page.next {
-                // A next page must move forward, or a node could keep the client paging.
-                Some(next) if ids.len() < MAX_DIRECTORY && ids.last() == Some(&next) => {
-                    path = format!("/v1/directory/{role}?after={}", path_segment(next.as_str()));
-                }
-                Some(_) if ids.len() >= MAX_DIRECTORY => break,
-                Some(_) => return Err(NetError::Malformed("directory page cursor".into())),
-                None => break,
+    /// How many IDs of `role` are registered, proven under a certified header (asked of
+    /// nodes in turn until one answer verifies): what a lookup sizes its bucket from.
+    pub async fn directory_size(&self, role: Role) -> Result<u64, NetError> {
+        let request = HttpRequest::get(format!("/v1/directory/{}", role.as_str()));
+        self.verified(request, |trust, answer: DirectoryAnswer| {
+            verify_header(trust, &answer.header)?;
+            let head = trust
+                .verify_value(
+                    &directory_head_key(role),
+                    answer.head.value.as_deref().map(str::as_bytes),
+                    &answer.head.proof,
+                )
+                .map_err(NodeFault::Head)?;
+            match head {
+                None => Ok(0),
+                Some(bytes) => serde_json::from_slice::<DirectoryHead>(bytes)
+                    .map(|head| head.count)
+                    .map_err(|_| NodeFault::Head(EntryError::Malformed)),
             }
-        }
-        Ok(ids)
+        })
+        .await
     }
 
     /// Follows the changes of validator set that `node` lists, each checked under the set
@@ -308,10 +307,10 @@ impl<T: Transport> NodeClient<T> {
     /// others is not taken for a liar next time, while a header older than that is refused as
     /// stale.
     pub async fn lookup(&self, plan: &LookupPlan) -> Result<LookupOutcome, NetError> {
-        let body = serde_json::to_vec(&plan.request()).expect("requests serialize");
+        let path = plan.path();
         let nodes = self.rotation();
         let wanted = self.config.n.clamp(1, nodes.len());
-        let mut answers: Vec<(String, Result<LookupResponse, String>)> = Vec::new();
+        let mut answers: Vec<(String, Result<BucketAnswer, String>)> = Vec::new();
         let mut evidence = Vec::new();
         let mut queue = nodes.into_iter();
         loop {
@@ -323,11 +322,11 @@ impl<T: Transport> NodeClient<T> {
                     break;
                 }
                 let calls = batch.iter().map(|node| {
-                    let request = HttpRequest::post_json("/v1/registry/lookup", body.clone());
+                    let request = HttpRequest::get(path.clone());
                     async move {
                         (
                             node.clone(),
-                            self.call_json::<LookupResponse>(node, request).await,
+                            self.call_json::<BucketAnswer>(node, request).await,
                         )
                     }
                 });
@@ -362,7 +361,7 @@ impl<T: Transport> NodeClient<T> {
     async fn verify_lookup(
         &self,
         plan: &LookupPlan,
-        answers: Vec<(String, Result<LookupResponse, String>)>,
+        answers: Vec<(String, Result<BucketAnswer, String>)>,
         evidence: &mut Vec<NodeEvidence>,
     ) -> Result<LookupOutcome, NetError> {
         // An answer under a validator set the client does not know yet: learn the changes
@@ -427,7 +426,7 @@ impl<T: Transport> NodeClient<T> {
             let grant = value
                 .map(serde_json::from_slice::<GrantEntry>)
                 .transpose()
-                .map_err(|_| NodeFault::WrongIds)?;
+                .map_err(|_| NodeFault::Malformed("a value of another shape".into()))?;
             Ok(VerifiedGrant {
                 grant,
                 height: answer.header.header.height,
@@ -464,7 +463,7 @@ impl<T: Transport> NodeClient<T> {
                         .ok()
                         .and_then(|h| Hash::from_hex(&h))
                 })
-                .map(|h| h.ok_or(NodeFault::WrongIds))
+                .map(|h| h.ok_or(NodeFault::Malformed("a value of another shape".into())))
                 .transpose()?;
             let crumbs = trust
                 .verify_value(
@@ -475,7 +474,7 @@ impl<T: Transport> NodeClient<T> {
                 .map_err(fault)?
                 .map(serde_json::from_slice::<Vec<u64>>)
                 .transpose()
-                .map_err(|_| NodeFault::WrongIds)?
+                .map_err(|_| NodeFault::Malformed("a value of another shape".into()))?
                 .unwrap_or_default();
             Ok(VerifiedIndex {
                 head,
@@ -673,28 +672,43 @@ impl<T: Transport> NodeClient<T> {
         }
     }
 
-    /// Polls a lookup of `id` until the chain shows it registered (or `limit` passes).
+    /// `id`'s registry entry, or its proven absence, asked by name (not k-anonymous: for a
+    /// party's own ID), proven under a certified header.
+    pub async fn registry_entry(
+        &self,
+        id: &PartyId,
+    ) -> Result<Option<emrshare_core::ledger::verify::VerifiedEntry>, NetError> {
+        let body = serde_json::to_vec(&LookupRequest::new(std::slice::from_ref(id)))
+            .expect("requests serialize");
+        let request = HttpRequest::post_json("/v1/registry/lookup", body);
+        self.verified(request, |trust, answer: LookupResponse| {
+            verify_header(trust, &answer.header)?;
+            let [entry] = answer.entries.as_slice() else {
+                return Err(NodeFault::Malformed("one entry per ID asked".into()));
+            };
+            if &entry.id != id {
+                return Err(NodeFault::Malformed("an entry of another ID".into()));
+            }
+            trust
+                .verify_registry_entry(id, entry.value.as_deref().map(str::as_bytes), &entry.proof)
+                .map_err(|error| NodeFault::Entry {
+                    id: id.clone(),
+                    error,
+                })
+        })
+        .await
+    }
+
+    /// Polls `id`'s registry entry until the chain shows it registered (or `limit` passes).
     pub async fn wait_registered(
         &self,
         id: &PartyId,
         limit: Duration,
     ) -> Result<emrshare_core::ledger::verify::VerifiedEntry, NetError> {
         let deadline = tokio::time::Instant::now() + limit;
-        let key = emrshare_core::lookup::LookupKey::derive(
-            &emrshare_core::keys::txkeys::MasterSecret::generate(),
-        );
         loop {
-            let plan = LookupPlan::new(
-                &key,
-                id,
-                Role::Node,
-                &[],
-                emrshare_core::lookup::QuerySize::K(1),
-            )?;
-            if let Ok(outcome) = self.lookup(&plan).await {
-                if let Some(entry) = outcome.target {
-                    return Ok(entry);
-                }
+            if let Ok(Some(entry)) = self.registry_entry(id).await {
+                return Ok(entry);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(NetError::NoAnswer {

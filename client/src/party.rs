@@ -7,11 +7,10 @@ use crate::transport::{HttpTransport, Transport};
 use crate::{NetError, NodeClient};
 use emrshare_core::account::Account;
 use emrshare_core::keys::PartyId;
-use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::ledger::governance::{Approval, GovAction, Proposal};
 use emrshare_core::ledger::tx::{Role, SignedTransaction, TxBody};
 use emrshare_core::ledger::verify::VerifiedEntry;
-use emrshare_core::lookup::{LookupKey, LookupOutcome, LookupPlan, QuerySize};
+use emrshare_core::lookup::{LookupOutcome, LookupPlan, QuerySize};
 use emrshare_core::voucher::{self, PendingVoucher, Voucher, VoucherKey};
 use emrshare_core::{PrivateKeySet, PublicKeySet};
 use std::sync::Mutex;
@@ -42,7 +41,7 @@ impl Default for PartySettings {
 pub struct LookedUp {
     /// The target's registry entry, proven under a certified header.
     pub entry: VerifiedEntry,
-    /// IDs asked of the nodes (the target among decoys).
+    /// IDs of the bucket the target hid among (itself included).
     pub asked: usize,
     /// How the nodes' answers verified: headers, agreeing nodes, evidence, weak decoys.
     pub outcome: LookupOutcome,
@@ -54,7 +53,6 @@ pub struct Party<T: Transport = HttpTransport> {
     settings: PartySettings,
     /// The party's keys and next sequence number; locked briefly, never across an await.
     account: Mutex<Account>,
-    lookup_key: LookupKey,
     /// Serialises writes: a transaction is signed with the chain's next sequence number and
     /// awaited before the next one is signed.
     writes: tokio::sync::Mutex<()>,
@@ -77,17 +75,10 @@ pub fn now() -> u64 {
 }
 
 impl<T: Transport> Party<T> {
-    /// A party with `keys`, whose lookup key derives from `master`; its next sequence number
-    /// is read from the chain before each write.
-    pub fn new(
-        client: NodeClient<T>,
-        keys: PrivateKeySet,
-        master: &MasterSecret,
-        settings: PartySettings,
-    ) -> Self {
+    /// A party with `keys`; its next sequence number is read from the chain before each write.
+    pub fn new(client: NodeClient<T>, keys: PrivateKeySet, settings: PartySettings) -> Self {
         let chain = client.config().genesis.chain_id.clone();
         Self {
-            lookup_key: LookupKey::derive(master),
             account: Mutex::new(Account::new(keys, &chain, 0)),
             client,
             settings,
@@ -377,19 +368,18 @@ impl<T: Transport> Party<T> {
     /// [`Party::look_up`] of an entry active or not: a record issuer's (and its hospital's),
     /// whose records issued before a suspension or expulsion stay valid.
     pub(crate) async fn look_up_entry(&self, target: &PartyId, role: Role) -> Result<LookedUp> {
-        let directory = self.client.directory(role).await?;
+        let registered = self.client.directory_size(role).await?;
         let size = match self.settings.k {
             None => QuerySize::All,
-            Some(k) if k > directory.len() => {
+            Some(k) if k as u64 > registered => {
                 return Err(ClientError::WeakLookup {
-                    registered: directory.len(),
+                    registered: usize::try_from(registered).unwrap_or(usize::MAX),
                     wanted: k,
                 });
             }
-            Some(k) if k == directory.len() => QuerySize::All,
             Some(k) => QuerySize::K(k),
         };
-        let plan = LookupPlan::new(&self.lookup_key, target, role, &directory, size)?;
+        let plan = LookupPlan::new(target, role, registered, size)?;
         let outcome = self.client.lookup(&plan).await?;
         let not_registered = || ClientError::NotRegistered {
             id: target.clone(),
@@ -401,7 +391,7 @@ impl<T: Transport> Party<T> {
         }
         Ok(LookedUp {
             entry,
-            asked: plan.ids().len(),
+            asked: outcome.bucket.len(),
             outcome,
         })
     }

@@ -1,68 +1,37 @@
-//! k-anonymous registry lookup (DESIGN section 8; BPDST 4.2.4 steps 2-3), sans I/O.
+//! k-anonymous registry lookup by proven buckets (DESIGN section 8; BPDST 4.2.4 steps 2-3),
+//! sans I/O.
 //!
 //! To learn a party's registered keys without telling the full nodes whom it is checking, a
-//! patient asks for k IDs at once: the target and k-1 decoys. Decoys are registered IDs of the
-//! target's role (an unregistered one would betray itself), chosen by a PRF keyed by the
-//! patient's lookup key and the target: repeated lookups of one target send the identical set
-//! (fresh decoys each time would let a node intersect the sets), and a growing directory
-//! changes only the decoys a newcomer outranks. [`QuerySize::All`] asks for the whole
-//! directory of the role.
+//! client asks for a whole bucket of the role's directory: every registered ID whose
+//! [`directory_key`] (SHA-256 of the ID) starts with the first L bits of the target's. The
+//! state commits to each role's directory tree and size ([`DirectoryHead`]); L is the longest
+//! prefix whose expected bucket still holds k IDs (size / 2^L >= k), so the bucket is a uniform
+//! sample of about k to 2k IDs. The client rebuilds the bucket's subtree from the entries it
+//! got, so a node can neither add nor withhold one (completeness); and everyone who looks up
+//! one target asks for the same bucket, so repeated lookups intersect to nothing smaller, and
+//! no decoy list or key needs to be kept. [`QuerySize::All`] is L = 0: the whole directory.
 //!
 //! The same request goes to n nodes; [`verify_answers`] checks each answer under the thin
-//! client's trust (certified header, freshness, a proof for every ID) and returns the
-//! target's entry from the newest verified answer, with evidence against every node whose
-//! answer failed. It fails closed when no answer verifies.
+//! client's trust (certified header, freshness, the directory head's state proof, the bucket
+//! proof, every entry) and returns the target's entry from the newest verified answer, with
+//! evidence against every node whose answer failed. It fails closed when no answer verifies.
 
+use crate::hash::Hash;
 use crate::keys::PartyId;
-use crate::keys::txkeys::MasterSecret;
 use crate::ledger::block::CertifiedHeader;
+use crate::ledger::machine::{DirectoryHead, directory_head_key, directory_key};
+use crate::ledger::state::{EMPTY, PrefixProofError, StateKey, value_hash};
 use crate::ledger::tx::Role;
 use crate::ledger::verify::{EntryError, LightClient, Verdict, VerifiedEntry};
-use crate::ledger::wire::{LookupRequest, LookupResponse};
-use aws_lc_rs::{hkdf, hmac};
-use std::fmt;
-use zeroize::Zeroizing;
+use crate::ledger::wire::BucketAnswer;
 
-/// The most IDs one lookup asks for (the nodes' default limit).
+/// The largest k a lookup asks for (buckets hold about k to 2k IDs).
 pub const MAX_K: usize = 1024;
 
-/// The patient's key for choosing decoys: derived from its master secret, never sent.
-pub struct LookupKey(Zeroizing<[u8; 32]>);
-
-impl LookupKey {
-    /// Derives the key from the patient's master secret (HKDF-SHA256), so the same master secret
-    /// always chooses the same decoys.
-    pub fn derive(master: &MasterSecret) -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        hkdf::Salt::new(hkdf::HKDF_SHA256, b"emrshare/v1/lookup-prf")
-            .extract(master.to_bytes().as_ref())
-            .expand(&[b"decoys"], hkdf::HKDF_SHA256)
-            .and_then(|okm| okm.fill(key.as_mut()))
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Self(key)
-    }
-
-    /// PRF(target, candidate): the rank of `candidate` as a decoy for `target`.
-    fn rank(&self, target: &PartyId, candidate: &PartyId) -> hmac::Tag {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, self.0.as_ref());
-        let mut ctx = hmac::Context::with_key(&key);
-        ctx.update(target.as_str().as_bytes());
-        ctx.update(&[0]);
-        ctx.update(candidate.as_str().as_bytes());
-        ctx.sign()
-    }
-}
-
-impl fmt::Debug for LookupKey {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("LookupKey([redacted])")
-    }
-}
-
-/// How many IDs a lookup asks for.
+/// How many IDs a lookup hides its target among.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuerySize {
-    /// The target and k-1 decoys.
+    /// At least k IDs of the role (the bucket of the longest prefix expected to hold k).
     K(usize),
     /// The whole directory of the target's role: perfect hiding when it is small.
     All,
@@ -72,16 +41,16 @@ pub enum QuerySize {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LookupError {
-    /// `k` is 0, or the lookup would ask for more than [`MAX_K`] IDs.
+    /// `k` is 0 or more than [`MAX_K`].
     #[error("k must be between 1 and {MAX_K}")]
     BadK,
-    /// The role's directory has fewer than k - 1 IDs besides the target.
-    #[error("k = {wanted} needs {} decoys, the directory has {available}", wanted - 1)]
-    NotEnoughDecoys {
+    /// The role has fewer registered IDs than k: no bucket can hide the target among k.
+    #[error("k = {wanted} needs {wanted} registered IDs of the role, it has {registered}")]
+    TooFewRegistered {
         /// The k asked for (the target included).
         wanted: usize,
-        /// The directory's IDs other than the target.
-        available: usize,
+        /// The role's registered IDs.
+        registered: u64,
     },
     /// No node's answer verified (a fail-closed lookup); the evidence against each node.
     #[error("no node's answer verified ({} failed)", .0.len())]
@@ -92,56 +61,80 @@ pub enum LookupError {
     ConflictingCertificates(u64),
 }
 
-/// The IDs of one lookup, sorted, so the request is identical on every run.
+/// The prefix length of a lookup among `size` of a role with `registered` IDs: the largest L
+/// with registered / 2^L >= k, so the target's bucket is expected to hold k to 2k IDs; 0 (the
+/// whole directory) for [`QuerySize::All`].
+pub fn bucket_bits(registered: u64, size: QuerySize) -> Result<usize, LookupError> {
+    let k = match size {
+        QuerySize::All => return Ok(0),
+        QuerySize::K(k) if k == 0 || k > MAX_K => return Err(LookupError::BadK),
+        QuerySize::K(k) => k as u64,
+    };
+    if registered < k {
+        return Err(LookupError::TooFewRegistered {
+            wanted: k as usize,
+            registered,
+        });
+    }
+    let mut bits = 0;
+    while bits < 63 && registered >> (bits + 1) >= k {
+        bits += 1;
+    }
+    Ok(bits)
+}
+
+/// The first `bits` bits of `key`, the rest zero: all of the target's key that leaves the
+/// client.
+fn masked(key: &StateKey, bits: usize) -> Hash {
+    let mut out = [0u8; 32];
+    for bit in 0..bits.min(256) {
+        let mask = 0x80u8 >> (bit % 8);
+        out[bit / 8] |= key[bit / 8] & mask;
+    }
+    Hash::new(out)
+}
+
+/// The prefix a bucket request's path names: a string of at most 256 `0` and `1` characters,
+/// the prefix's bits in order (empty: the whole directory). Its length and the prefix, the
+/// bits past it zero; `None` for any other text.
+pub fn bucket_prefix(bits: &str) -> Option<(usize, Hash)> {
+    if bits.len() > 256 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, c) in bits.bytes().enumerate() {
+        match c {
+            b'0' => {}
+            b'1' => out[i / 8] |= 0x80 >> (i % 8),
+            _ => return None,
+        }
+    }
+    Some((bits.len(), Hash::new(out)))
+}
+
+/// One lookup: the target, its role, and the bucket asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupPlan {
     target: PartyId,
     role: Role,
-    ids: Vec<PartyId>,
+    bits: usize,
+    prefix: Hash,
 }
 
 impl LookupPlan {
-    /// Plans a lookup of `target`, whose role's registered IDs are `directory`.
+    /// Plans a lookup of `target` among `size` IDs of `role`, which has `registered` IDs.
     pub fn new(
-        key: &LookupKey,
         target: &PartyId,
         role: Role,
-        directory: &[PartyId],
+        registered: u64,
         size: QuerySize,
     ) -> Result<Self, LookupError> {
-        let mut candidates: Vec<&PartyId> = directory.iter().filter(|id| *id != target).collect();
-        candidates.sort();
-        candidates.dedup();
-        let decoys = match size {
-            QuerySize::All => candidates.len(),
-            QuerySize::K(k) if k == 0 || k > MAX_K => return Err(LookupError::BadK),
-            QuerySize::K(k) if k - 1 > candidates.len() => {
-                return Err(LookupError::NotEnoughDecoys {
-                    wanted: k,
-                    available: candidates.len(),
-                });
-            }
-            QuerySize::K(k) => k - 1,
-        };
-        if decoys + 1 > MAX_K {
-            return Err(LookupError::BadK);
-        }
-        let mut ranked: Vec<(hmac::Tag, &PartyId)> = candidates
-            .into_iter()
-            .map(|c| (key.rank(target, c), c))
-            .collect();
-        ranked.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        let mut ids: Vec<PartyId> = ranked
-            .into_iter()
-            .take(decoys)
-            .map(|(_, id)| id.clone())
-            .chain([target.clone()])
-            .collect();
-        ids.sort();
+        let bits = bucket_bits(registered, size)?;
         Ok(Self {
             target: target.clone(),
             role,
-            ids,
+            bits,
+            prefix: masked(&directory_key(target), bits),
         })
     }
 
@@ -150,14 +143,39 @@ impl LookupPlan {
         &self.target
     }
 
-    /// Every ID asked for, target and decoys, sorted.
-    pub fn ids(&self) -> &[PartyId] {
-        &self.ids
+    /// The role it is looked up in.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
-    /// The request to send to the nodes: every ID of the plan.
-    pub fn request(&self) -> LookupRequest {
-        LookupRequest::new(&self.ids)
+    /// The bucket's prefix length in bits.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// The node API path of the bucket: `/v1/directory/{role}/bucket/{prefix}`, the prefix's
+    /// bits as `0` and `1` characters; `/v1/directory/{role}/bucket` for the whole directory.
+    pub fn path(&self) -> String {
+        let bits: String = (0..self.bits)
+            .map(|i| {
+                if self.prefix[i / 8] & (0x80 >> (i % 8)) == 0 {
+                    '0'
+                } else {
+                    '1'
+                }
+            })
+            .collect();
+        let role = self.role.as_str();
+        if bits.is_empty() {
+            format!("/v1/directory/{role}/bucket")
+        } else {
+            format!("/v1/directory/{role}/bucket/{bits}")
+        }
+    }
+
+    /// The bucket's prefix (its first [`bits`](Self::bits) bits; the rest zero).
+    pub fn prefix(&self) -> &Hash {
+        &self.prefix
     }
 }
 
@@ -170,15 +188,21 @@ pub enum NodeFault {
     /// The answer's certified header did not verify under the client's trust.
     #[error("header refused: {0:?}")]
     Header(Verdict),
-    /// The answer's entries are not exactly the IDs asked for, in the order asked.
-    #[error("the answer does not cover exactly the IDs asked for")]
-    WrongIds,
-    /// The entry of an ID asked for did not verify against its proof.
+    /// The answer's body is not what the request asks for (a value of another shape).
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// The role's directory head did not verify against its state proof.
+    #[error("directory head: {0}")]
+    Head(EntryError),
+    /// The bucket's entries and proof do not verify: one was added, withheld or altered.
+    #[error("bucket: {0}")]
+    Bucket(PrefixProofError),
+    /// An entry of the bucket is malformed, or not of the role asked.
     #[error("entry of {id}: {error}")]
     Entry {
         /// The ID whose entry failed.
         id: PartyId,
-        /// Why its value or proof was refused.
+        /// Why it was refused.
         error: EntryError,
     },
 }
@@ -205,19 +229,19 @@ pub struct LookupOutcome {
     pub verified_by: Vec<String>,
     /// Nodes whose answers did not.
     pub evidence: Vec<NodeEvidence>,
-    /// Decoys that the verified answer shows unregistered or of another role: the directory
-    /// they came from was wrong, and those decoys hide nothing.
-    pub weak_decoys: Vec<PartyId>,
+    /// The IDs of the verified bucket: what the target hid among (the target included when it
+    /// is registered in the role). Fewer than k is a weak bucket, for the caller to report.
+    pub bucket: Vec<PartyId>,
+    /// The role's registered IDs, proven with the bucket.
+    pub registered: u64,
 }
-
-/// Each asked ID with its proven entry, or its proven absence.
-type ProvenEntries = Vec<(PartyId, Option<VerifiedEntry>)>;
 
 /// One node's verified answer.
 struct Verified {
     node: String,
     header: CertifiedHeader,
-    entries: ProvenEntries,
+    registered: u64,
+    entries: Vec<VerifiedEntry>,
 }
 
 /// Clients that accepted a certified header: answers with the same header and certificate
@@ -228,8 +252,8 @@ fn verify_one(
     client: &LightClient,
     accepted: &mut AcceptedHeaders,
     plan: &LookupPlan,
-    answer: LookupResponse,
-) -> Result<(CertifiedHeader, ProvenEntries), NodeFault> {
+    answer: BucketAnswer,
+) -> Result<(CertifiedHeader, u64, Vec<VerifiedEntry>), NodeFault> {
     let client = match accepted.iter().find(|(h, _)| *h == answer.header) {
         Some((_, client)) => client.clone(),
         None => {
@@ -242,25 +266,43 @@ fn verify_one(
             client
         }
     };
-    let asked: Vec<&PartyId> = plan.ids.iter().collect();
-    let answered: Vec<&PartyId> = answer.entries.iter().map(|e| &e.id).collect();
-    if asked != answered {
-        return Err(NodeFault::WrongIds);
+    let head = client
+        .verify_value(
+            &directory_head_key(plan.role),
+            answer.head.value.as_deref().map(str::as_bytes),
+            &answer.head.proof,
+        )
+        .map_err(NodeFault::Head)?;
+    let head: DirectoryHead = match head {
+        Some(bytes) => {
+            serde_json::from_slice(bytes).map_err(|_| NodeFault::Head(EntryError::Malformed))?
+        }
+        None => DirectoryHead {
+            root: EMPTY,
+            count: 0,
+        },
+    };
+    let mut entries = Vec::with_capacity(answer.entries.len());
+    let mut leaves = Vec::with_capacity(answer.entries.len());
+    for e in &answer.entries {
+        let fault = |error| NodeFault::Entry {
+            id: e.id.clone(),
+            error,
+        };
+        let entry = client
+            .registry_entry_from(&e.id, e.value.as_bytes())
+            .map_err(fault)?;
+        if entry.entry().role != plan.role {
+            return Err(fault(EntryError::Malformed));
+        }
+        leaves.push((directory_key(&e.id), value_hash(e.value.as_bytes())));
+        entries.push(entry);
     }
-    let entries = answer
-        .entries
-        .iter()
-        .map(|e| {
-            client
-                .verify_registry_entry(&e.id, e.value.as_deref().map(str::as_bytes), &e.proof)
-                .map(|v| (e.id.clone(), v))
-                .map_err(|error| NodeFault::Entry {
-                    id: e.id.clone(),
-                    error,
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((answer.header, entries))
+    answer
+        .proof
+        .verify(&head.root, &plan.prefix, plan.bits, &leaves)
+        .map_err(NodeFault::Bucket)?;
+    Ok((answer.header, head.count, entries))
 }
 
 /// Verifies the answers of several nodes to `plan`'s request under `client`'s trust (which
@@ -268,7 +310,7 @@ fn verify_one(
 pub fn verify_answers(
     client: &LightClient,
     plan: &LookupPlan,
-    answers: Vec<(String, Result<LookupResponse, String>)>,
+    answers: Vec<(String, Result<BucketAnswer, String>)>,
 ) -> Result<LookupOutcome, LookupError> {
     let mut verified: Vec<Verified> = Vec::new();
     let mut evidence = Vec::new();
@@ -278,9 +320,10 @@ pub fn verify_answers(
             .map_err(NodeFault::NoAnswer)
             .and_then(|a| verify_one(client, &mut accepted, plan, a));
         match result {
-            Ok((header, entries)) => verified.push(Verified {
+            Ok((header, registered, entries)) => verified.push(Verified {
                 node,
                 header,
+                registered,
                 entries,
             }),
             Err(fault) => evidence.push(NodeEvidence { node, fault }),
@@ -303,26 +346,20 @@ pub fn verify_answers(
         .min_by_key(|v| v.header.header.height)
         .map(|v| v.header.clone())
         .expect("at least one verified answer");
+    // The bucket is complete: a target missing from it is proven not registered in the role.
     let target = newest
         .entries
         .iter()
-        .find(|(id, _)| id == &plan.target)
-        .and_then(|(_, entry)| entry.clone());
-    let weak_decoys = newest
-        .entries
-        .iter()
-        .filter(|(id, entry)| {
-            id != &plan.target && entry.as_ref().is_none_or(|e| e.entry().role != plan.role)
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
+        .find(|e| e.id() == &plan.target)
+        .cloned();
     Ok(LookupOutcome {
         target,
         header: newest.header.clone(),
         oldest,
         verified_by: verified.iter().map(|v| v.node.clone()).collect(),
         evidence,
-        weak_decoys,
+        bucket: newest.entries.iter().map(|e| e.id().clone()).collect(),
+        registered: newest.registered,
     })
 }
 
@@ -335,13 +372,12 @@ mod tests {
         chain: TestChain,
         insurers: Vec<PartyId>,
         target: PartyId,
-        key: LookupKey,
     }
 
-    /// Eight registered insurers (the target among them) and two hospitals.
+    /// Sixteen registered insurers (the target among them) and two hospitals.
     fn world() -> World {
         let mut chain = TestChain::new();
-        let insurers: Vec<PartyId> = (0..8)
+        let insurers: Vec<PartyId> = (0..16)
             .map(|i| {
                 chain
                     .register(Some(&format!("insurer:{i}")), Role::Insurer)
@@ -355,116 +391,77 @@ mod tests {
             target: insurers[3].clone(),
             insurers,
             chain,
-            key: LookupKey::derive(&MasterSecret::generate()),
         }
     }
 
     fn plan(w: &World, k: usize) -> LookupPlan {
-        LookupPlan::new(
-            &w.key,
-            &w.target,
-            Role::Insurer,
-            &w.insurers,
-            QuerySize::K(k),
-        )
-        .unwrap()
+        LookupPlan::new(&w.target, Role::Insurer, 16, QuerySize::K(k)).unwrap()
     }
 
-    #[test]
-    fn repeated_lookups_of_one_target_send_the_identical_request() {
-        let w = world();
-        let first = plan(&w, 4);
-        for _ in 0..5 {
-            assert_eq!(plan(&w, 4).request(), first.request());
-        }
-        assert_eq!(first.ids().len(), 4);
-        assert!(first.ids().contains(&w.target));
-        assert!(first.ids().iter().all(|id| w.insurers.contains(id)));
-        // The directory's order does not matter; a newcomer changes at most one decoy.
-        let mut shuffled = w.insurers.clone();
-        shuffled.reverse();
-        let again = LookupPlan::new(&w.key, &w.target, Role::Insurer, &shuffled, QuerySize::K(4));
-        assert_eq!(again.unwrap(), first);
-        let mut grown = w.insurers.clone();
-        grown.push(PartyId::new("insurer:new").unwrap());
-        let grown = LookupPlan::new(&w.key, &w.target, Role::Insurer, &grown, QuerySize::K(4));
-        let kept = grown
-            .unwrap()
-            .ids()
-            .iter()
-            .filter(|id| first.ids().contains(id))
-            .count();
-        assert!(kept >= 3);
-        // Another patient (another key) picks other decoys, with overwhelming likelihood.
-        let other = LookupKey::derive(&MasterSecret::generate());
-        let plans: Vec<_> = (0..4)
-            .map(|_| LookupKey::derive(&MasterSecret::generate()))
-            .chain([other])
-            .map(|key| {
-                LookupPlan::new(&key, &w.target, Role::Insurer, &w.insurers, QuerySize::K(3))
-                    .unwrap()
-            })
-            .collect();
-        assert!(plans.iter().any(|p| p != &plans[0]));
-    }
-
-    #[test]
-    fn sizes_are_checked_and_all_takes_the_directory() {
-        let w = world();
-        let all = LookupPlan::new(
-            &w.key,
-            &w.target,
-            Role::Insurer,
-            &w.insurers,
-            QuerySize::All,
-        );
-        assert_eq!(all.unwrap().ids().len(), 8);
-        for (k, error) in [
-            (0, LookupError::BadK),
-            (MAX_K + 1, LookupError::BadK),
-            (
-                9,
-                LookupError::NotEnoughDecoys {
-                    wanted: 9,
-                    available: 7,
-                },
-            ),
-        ] {
-            assert_eq!(
-                LookupPlan::new(
-                    &w.key,
-                    &w.target,
-                    Role::Insurer,
-                    &w.insurers,
-                    QuerySize::K(k)
-                ),
-                Err(error)
-            );
-        }
-        // A target missing from the directory is still asked for.
-        let stranger = PartyId::new("insurer:stranger").unwrap();
-        let p = LookupPlan::new(
-            &w.key,
-            &stranger,
-            Role::Insurer,
-            &w.insurers,
-            QuerySize::K(3),
-        );
-        assert!(p.unwrap().ids().contains(&stranger));
-    }
-
-    fn answers(
-        w: &World,
-        p: &LookupPlan,
-        n: usize,
-    ) -> Vec<(String, Result<LookupResponse, String>)> {
+    fn answers(w: &World, p: &LookupPlan, n: usize) -> Vec<(String, Result<BucketAnswer, String>)> {
         (0..n)
-            .map(|i| (format!("node-{i}"), Ok(w.chain.lookup(p.ids()))))
+            .map(|i| (format!("node-{i}"), Ok(w.chain.bucket_answer(p))))
             .collect()
     }
 
     #[test]
-    fn honest_answers_verify_and_give_the_registered_keys() {
+    fn bucket_length_is_the_longest_prefix_expected_to_hold_k() {
+        assert_eq!(bucket_bits(1000, QuerySize::K(10)), Ok(6)); // 1000/64 = 15.6 >= 10
+        assert_eq!(bucket_bits(100_000, QuerySize::K(10)), Ok(13));
+        assert_eq!(bucket_bits(1_000_000, QuerySize::K(10)), Ok(16));
+        assert_eq!(bucket_bits(10, QuerySize::K(10)), Ok(0));
+        assert_eq!(bucket_bits(19, QuerySize::K(10)), Ok(0));
+        assert_eq!(bucket_bits(20, QuerySize::K(10)), Ok(1));
+        assert_eq!(bucket_bits(5, QuerySize::All), Ok(0));
+        assert_eq!(bucket_bits(u64::MAX, QuerySize::K(1)), Ok(63));
+        assert_eq!(bucket_bits(100, QuerySize::K(0)), Err(LookupError::BadK));
+        assert_eq!(
+            bucket_bits(1 << 20, QuerySize::K(MAX_K + 1)),
+            Err(LookupError::BadK)
+        );
+        assert_eq!(
+            bucket_bits(9, QuerySize::K(10)),
+            Err(LookupError::TooFewRegistered {
+                wanted: 10,
+                registered: 9
+            })
+        );
+    }
+
+    #[test]
+    fn everyone_asks_one_bucket_for_a_target_and_sends_only_its_prefix() {
+        let w = world();
+        let first = plan(&w, 4);
+        assert_eq!(first.bits(), 2);
+        assert_eq!(plan(&w, 4), first);
+        let path = first.path();
+        assert!(path.starts_with("/v1/directory/insurer/bucket/"));
+        let bits = path.rsplit('/').next().unwrap();
+        assert_eq!(bits.len(), 2);
+        // Only the prefix's bits leave the client.
+        let (length, prefix) = bucket_prefix(bits).unwrap();
+        assert_eq!((length, &prefix), (2, first.prefix()));
+        assert_eq!(prefix[0] & 0x3f, 0);
+        assert!(prefix[1..].iter().all(|&b| b == 0));
+        assert_eq!(prefix[0] >> 6, directory_key(&w.target)[0] >> 6);
+        // Paths name one bucket one way.
+        for bad in ["2", "01a", " 1", "0b1", &"0".repeat(257)] {
+            assert_eq!(bucket_prefix(bad), None, "{bad}");
+        }
+        assert_eq!(bucket_prefix(""), Some((0, Hash::new([0; 32]))));
+        let mut expected = [0; 32];
+        expected[0] = 0xab;
+        expected[1] = 0xc0;
+        assert_eq!(
+            bucket_prefix("101010111100"),
+            Some((12, Hash::new(expected)))
+        );
+        let all = LookupPlan::new(&w.target, Role::Insurer, 16, QuerySize::All).unwrap();
+        assert_eq!(all.path(), "/v1/directory/insurer/bucket");
+    }
+
+    #[test]
+    fn honest_answers_verify_and_give_the_registered_keys_among_the_bucket() {
         let w = world();
         let p = plan(&w, 4);
         let outcome = verify_answers(&w.chain.client(), &p, answers(&w, &p, 3)).unwrap();
@@ -473,76 +470,122 @@ mod tests {
         assert_eq!(entry.entry().role, Role::Insurer);
         assert_eq!(outcome.verified_by.len(), 3);
         assert!(outcome.evidence.is_empty());
-        assert!(outcome.weak_decoys.is_empty());
-        // An unregistered target is a proven absence, not an error.
-        let stranger = PartyId::new("insurer:stranger").unwrap();
-        let p = LookupPlan::new(
-            &w.key,
-            &stranger,
-            Role::Insurer,
-            &w.insurers,
-            QuerySize::K(3),
-        )
-        .unwrap();
-        let outcome = verify_answers(&w.chain.client(), &p, answers(&w, &p, 1)).unwrap();
-        assert!(outcome.target.is_none());
+        assert_eq!(outcome.registered, 16);
+        assert!(outcome.bucket.contains(&w.target));
+        assert!(outcome.bucket.iter().all(|id| w.insurers.contains(id)));
+        // k = all: the whole directory.
+        let all = LookupPlan::new(&w.target, Role::Insurer, 16, QuerySize::All).unwrap();
+        let outcome = verify_answers(&w.chain.client(), &all, answers(&w, &all, 1)).unwrap();
+        assert_eq!(outcome.bucket.len(), 16);
+        // An unregistered target (or one of another role) is a proven absence, not an error.
+        for stranger in ["insurer:stranger", "hospital:0"] {
+            let stranger = PartyId::new(stranger).unwrap();
+            let p = LookupPlan::new(&stranger, Role::Insurer, 16, QuerySize::K(4)).unwrap();
+            let outcome = verify_answers(&w.chain.client(), &p, answers(&w, &p, 1)).unwrap();
+            assert!(outcome.target.is_none());
+        }
     }
 
     #[test]
     fn lying_nodes_are_caught_and_honest_ones_still_answer() {
         let w = world();
-        let p = plan(&w, 4);
-        let mut all = answers(&w, &p, 6);
-        let target_index = p.ids().iter().position(|id| id == &w.target).unwrap();
+        let p = LookupPlan::new(&w.target, Role::Insurer, 16, QuerySize::K(2)).unwrap();
+        let mut all = answers(&w, &p, 7);
+        let honest = w.chain.bucket_answer(&p);
+        assert!(honest.entries.len() >= 2, "the target's bucket has a decoy");
+        let target_index = honest
+            .entries
+            .iter()
+            .position(|e| e.id == w.target)
+            .unwrap();
+        let decoy_index = (target_index + 1) % honest.entries.len();
         // node-0 swaps the target's signing key (a man in the middle's key).
         let entry = &mut all[0].1.as_mut().unwrap().entries[target_index];
-        let mut value: serde_json::Value =
-            serde_json::from_str(entry.value.as_ref().unwrap()).unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(&entry.value).unwrap();
         value["keys"][0]["signing_jwk"] = serde_json::to_value(
             crate::keys::SigningKey::generate()
                 .verifying_key()
                 .to_jwk(None),
         )
         .unwrap();
-        entry.value = Some(value.to_string());
-        // node-1 withholds the target's entry.
-        all[1].1.as_mut().unwrap().entries[target_index].value = None;
+        entry.value = value.to_string();
+        // node-1 withholds a decoy: the target would hide among fewer.
+        all[1].1.as_mut().unwrap().entries.remove(decoy_index);
         // node-2 forges a certificate: one validator's precommit twice.
         let forged = &mut all[2].1.as_mut().unwrap().header.certificate;
         forged.signatures[1] = forged.signatures[0].clone();
-        // node-3 drops an ID; node-4 does not answer.
-        all[3].1.as_mut().unwrap().entries.pop();
+        // node-3 withholds the target itself, claiming it is not registered.
+        all[3].1.as_mut().unwrap().entries.remove(target_index);
+        // node-4 does not answer; node-5 serves another role's directory head.
         all[4].1 = Err("timed out".into());
+        let other_head = w
+            .chain
+            .state
+            .get_with_proof(&directory_head_key(Role::Hospital));
+        all[5].1.as_mut().unwrap().head.proof = other_head.1;
         let outcome = verify_answers(&w.chain.client(), &p, all).unwrap();
-        assert_eq!(outcome.verified_by, ["node-5"]);
+        assert_eq!(outcome.verified_by, ["node-6"]);
         assert!(outcome.target.is_some());
         let faults: Vec<(&str, &NodeFault)> = outcome
             .evidence
             .iter()
             .map(|e| (e.node.as_str(), &e.fault))
             .collect();
-        assert!(matches!(faults[0], ("node-0", NodeFault::Entry { .. })));
-        assert!(matches!(faults[1], ("node-1", NodeFault::Entry { .. })));
+        assert!(matches!(faults[0], ("node-0", NodeFault::Bucket(_))));
+        assert!(matches!(faults[1], ("node-1", NodeFault::Bucket(_))));
         assert!(matches!(
             faults[2],
             ("node-2", NodeFault::Header(Verdict::Invalid(_)))
         ));
-        assert!(matches!(faults[3], ("node-3", NodeFault::WrongIds)));
+        assert!(matches!(faults[3], ("node-3", NodeFault::Bucket(_))));
         assert!(matches!(faults[4], ("node-4", NodeFault::NoAnswer(_))));
+        assert!(matches!(faults[5], ("node-5", NodeFault::Head(_))));
+    }
+
+    #[test]
+    fn entries_of_another_role_or_malformed_are_refused_even_when_proven() {
+        let w = world();
+        // A hospital's bucket, checked as if it were the insurers': the entries are proven
+        // (under the hospitals' head) but not of the role asked.
+        let hospital = PartyId::new("hospital:0").unwrap();
+        let p = LookupPlan::new(&hospital, Role::Hospital, 2, QuerySize::All).unwrap();
+        let mut answer = w.chain.bucket_answer(&p);
+        let as_insurer = LookupPlan::new(&hospital, Role::Insurer, 16, QuerySize::All).unwrap();
+        let (value, proof) = w
+            .chain
+            .state
+            .get_with_proof(&directory_head_key(Role::Insurer));
+        let result = verify_answers(
+            &w.chain.client(),
+            &as_insurer,
+            vec![("node".into(), Ok(answer.clone()))],
+        );
+        assert!(matches!(result, Err(LookupError::NoVerifiedAnswer(_))));
+        answer.head.proof = proof;
+        answer.head.value = value.map(|v| String::from_utf8(v.to_vec()).unwrap());
+        answer.entries[0].value = "{}".into();
+        let Err(LookupError::NoVerifiedAnswer(evidence)) = verify_answers(
+            &w.chain.client(),
+            &as_insurer,
+            vec![("node".into(), Ok(answer))],
+        ) else {
+            panic!("a malformed entry must not verify");
+        };
+        assert!(matches!(evidence[0].fault, NodeFault::Entry { .. }));
     }
 
     #[test]
     fn stale_and_minority_headers_are_refused_and_all_liars_fail_closed() {
         let mut w = world();
         let p = plan(&w, 4);
-        let old = w.chain.lookup(p.ids());
+        let old = w.chain.bucket_answer(&p);
         w.chain.register(Some("insurer:late"), Role::Insurer);
         let mut client = w.chain.client();
         assert_eq!(
             client.verify_header(&w.chain.header(&[0, 1, 2])),
             Verdict::Success
         );
-        let mut minority = w.chain.lookup(p.ids());
+        let mut minority = w.chain.bucket_answer(&p);
         minority.header = w.chain.header(&[3]);
         let result = verify_answers(
             &client,
@@ -566,19 +609,5 @@ mod tests {
             verify_answers(&client, &p, vec![]),
             Err(LookupError::NoVerifiedAnswer(_))
         ));
-    }
-
-    #[test]
-    fn decoys_that_are_not_of_the_role_are_reported() {
-        let w = world();
-        let mut directory = w.insurers.clone();
-        directory.push(PartyId::new("hospital:0").unwrap());
-        directory.push(PartyId::new("insurer:ghost").unwrap());
-        let p =
-            LookupPlan::new(&w.key, &w.target, Role::Insurer, &directory, QuerySize::All).unwrap();
-        let outcome = verify_answers(&w.chain.client(), &p, answers(&w, &p, 1)).unwrap();
-        let mut weak: Vec<&str> = outcome.weak_decoys.iter().map(|d| d.as_str()).collect();
-        weak.sort();
-        assert_eq!(weak, ["hospital:0", "insurer:ghost"]);
     }
 }

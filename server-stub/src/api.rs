@@ -11,11 +11,13 @@ use axum::{Json, Router};
 use emrshare_core::Hash;
 use emrshare_core::keys::PartyId;
 
-use emrshare_core::ledger::machine::{crumbs_key, index_head_key, registry_key};
+use emrshare_core::ledger::machine::{
+    crumbs_key, directory_head_key, index_head_key, registry_key,
+};
 use emrshare_core::ledger::state::{StateKey, state_key};
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::{
-    BlobStored, DirectoryPage, ErrorBody, GrantAnswer, HealthAnswer, IndexAnswer, LookupEntry,
+    BlobStored, DirectoryAnswer, ErrorBody, GrantAnswer, HealthAnswer, IndexAnswer, LookupEntry,
     LookupRequest, LookupResponse, ProvenValue, RelayAccepted, RelayRequest, SequenceAnswer,
     SubmitRequest, SubmitResponse, ValidatorsAnswer,
 };
@@ -62,6 +64,8 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/registry/lookup", post(lookup))
         .route("/v1/directory/{role}", get(directory))
+        .route("/v1/directory/{role}/bucket", get(whole_directory))
+        .route("/v1/directory/{role}/bucket/{prefix}", get(bucket))
         .route("/v1/grants/{grant_id}", get(grant))
         .route("/v1/validators", get(validators))
         .route("/v1/index/{patient}", get(index))
@@ -347,35 +351,58 @@ async fn lookup(State(node): State<Shared>, body: Bytes) -> Response {
     sorted_json(&answer)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    after: Option<String>,
-    limit: Option<usize>,
+fn parse_role(role: &str) -> Option<Role> {
+    serde_json::from_value::<Role>(Value::String(role.to_owned())).ok()
 }
 
-/// One page of the registered IDs of a role (`?after=ID&limit=N`), sorted.
-async fn directory(
-    State(node): State<Shared>,
-    Path(role): Path<String>,
-    Query(query): Query<PageQuery>,
-) -> Response {
-    let Ok(role) = serde_json::from_value::<Role>(Value::String(role)) else {
+/// A role's directory head (its tree's root and size), proven: what a lookup sizes its
+/// bucket from.
+async fn directory(State(node): State<Shared>, Path(role): Path<String>) -> Response {
+    let Some(role) = parse_role(&role) else {
         return error(StatusCode::BAD_REQUEST, "unknown role");
     };
-    let max = node.config.limits.max_page_ids;
-    let limit = query.limit.unwrap_or(max);
-    if limit == 0 || limit > max {
-        return error(StatusCode::BAD_REQUEST, format!("limit is 1 to {max}"));
-    }
-    let after = match query.after.map(PartyId::new).transpose() {
-        Ok(after) => after,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    let snapshot = node.chain.lock().await.snapshot();
+    let Some((header, state)) = snapshot else {
+        return error(StatusCode::NOT_FOUND, "no block yet");
     };
-    let chain = node.chain.lock().await;
-    let (ids, more) = chain.state().directory_page(role, after.as_ref(), limit);
-    let next = more.then(|| ids.last().cloned()).flatten();
-    Json(DirectoryPage { ids, next }).into_response()
+    let head = proven(&state, &directory_head_key(role));
+    sorted_json(&DirectoryAnswer { header, head })
+}
+
+/// The bucket of the empty prefix: the whole directory of a role.
+async fn whole_directory(state: State<Shared>, Path(role): Path<String>) -> Response {
+    bucket(state, Path((role, String::new()))).await
+}
+
+/// Every registered ID of a role under a key prefix (its bits as `0` and `1` characters),
+/// with the proof that it is all of them: the k-anonymous lookup (DESIGN section 8).
+async fn bucket(
+    State(node): State<Shared>,
+    Path((role, prefix)): Path<(String, String)>,
+) -> Response {
+    let Some(role) = parse_role(&role) else {
+        return error(StatusCode::BAD_REQUEST, "unknown role");
+    };
+    let Some((bits, prefix)) = emrshare_core::lookup::bucket_prefix(&prefix) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a bucket's prefix is at most 256 characters 0 and 1",
+        );
+    };
+    let limit = node.config.limits.max_page_ids;
+    // A snapshot of the header and the state under it (O(1)); the bucket and its proof are
+    // made without holding the chain.
+    let snapshot = node.chain.lock().await.snapshot();
+    let Some((header, state)) = snapshot else {
+        return error(StatusCode::NOT_FOUND, "no block yet");
+    };
+    let Some(answer) = state.bucket_answer(header, role, &prefix, bits, limit) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("the bucket holds more than {limit} IDs: ask a longer prefix"),
+        );
+    };
+    sorted_json(&answer)
 }
 
 /// A state value or its absence, with its proof.

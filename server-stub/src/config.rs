@@ -59,7 +59,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_blob_bytes: usize,
     pub max_lookup_ids: usize,
-    /// IDs per directory page.
+    /// The most IDs one directory bucket answer holds (a lookup's bucket holds about k to 2k;
+    /// a larger one is refused: the client asks a longer prefix).
     pub max_page_ids: usize,
     pub max_txs_per_block: usize,
     /// Largest proposal or block a peer may send (its transactions are up to 64 KiB each).
@@ -157,7 +158,7 @@ impl Default for Limits {
             max_body_bytes: 256 * 1024,
             max_blob_bytes: 64 * 1024 * 1024,
             max_lookup_ids: 1024,
-            max_page_ids: 1000,
+            max_page_ids: 4096,
             max_txs_per_block: 2000,
             max_block_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 2000,

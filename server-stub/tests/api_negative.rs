@@ -609,18 +609,21 @@ fn bad_path_parameters_get_400() {
             400,
         );
     }
-    for query in [
-        "?limit=0",
-        "?limit=3",
-        "?limit=-1",
-        "?limit=x",
-        "?after=bad%20id",
-        "?after=%FF",
-        "?page=2",
+    // Buckets: a prefix of at most 256 characters 0 and 1.
+    let long_prefix = "1".repeat(257);
+    for bucket in [
+        "hospital/bucket/2",
+        "hospital/bucket/01a",
+        "hospital/bucket/%30%FF",
+        "hospital/bucket/0%201",
+        &format!("hospital/bucket/{long_prefix}"),
+        "wizard/bucket",
+        "wizard/bucket/01",
+        "Hospital/bucket/1",
     ] {
         node.refused(
-            &format!("directory page {query}"),
-            node.request(Method::GET, &format!("/v1/directory/hospital{query}")),
+            &format!("bucket {bucket}"),
+            node.request(Method::GET, &format!("/v1/directory/{bucket}")),
             400,
         );
     }
@@ -659,6 +662,8 @@ fn bad_path_parameters_get_400() {
     for path in [
         "/v1/blocks/18446744073709551615",
         "/v1/directory/hospital",
+        "/v1/directory/hospital/bucket/1",
+        "/v1/directory/hospital/bucket",
         "/v1/sequence/hospital:a",
         "/v1/grants/g-1",
     ] {

@@ -154,14 +154,17 @@ fn kill_9_during_writes_loses_no_acknowledged_transaction() {
     );
     c.wait_until(Duration::from_secs(60), |c| {
         (0..NODES).all(|i| {
-            let ids = c
-                .get(i, "/v1/directory/hospital")
-                .map(|d| d["ids"].clone())
-                .unwrap_or_default();
-            acknowledged.iter().all(|id| {
-                ids.as_array()
-                    .is_some_and(|a| a.iter().any(|x| x == id.as_str()))
-            })
+            // The whole directory of hospitals: the bucket of the empty prefix.
+            let ids: Vec<String> = c
+                .get(i, "/v1/directory/hospital/bucket")
+                .and_then(|d| d["entries"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e["id"].as_str().map(str::to_owned))
+                .collect();
+            acknowledged
+                .iter()
+                .all(|id| ids.iter().any(|x| x == id.as_str()))
         })
     });
     // And every node's chain verifies from genesis.

@@ -265,15 +265,45 @@ impl GrantEntry {
     }
 }
 
-/// The state: the authenticated map, plus the values it commits to, plus the registered
-/// IDs by role (derived from the registry entries, so directory pages need no scan). All
-/// three are persistent structures: a copy (to check a transaction or a block) is O(1) and
-/// shares everything it does not change.
+/// The state: the authenticated map, plus the values it commits to, plus each role's
+/// directory (derived from the registry entries). All are persistent structures: a copy (to
+/// check a transaction or a block) is O(1) and shares everything it does not change.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerState {
     tree: StateTree,
     values: imbl::OrdMap<StateKey, std::sync::Arc<Vec<u8>>>,
-    roles: imbl::OrdMap<Role, imbl::OrdSet<PartyId>>,
+    directories: imbl::OrdMap<Role, Directory>,
+}
+
+/// A role's directory (DESIGN section 8): an authenticated tree of its registry entries keyed
+/// by [`directory_key`] (SHA-256 of the ID), whose root and size the state commits to in a
+/// [`DirectoryHead`], so a lookup can ask for a whole bucket of IDs sharing a key prefix and
+/// check that it got every one; and the IDs by key, to list a bucket.
+#[derive(Debug, Clone, Default)]
+struct Directory {
+    tree: StateTree,
+    ids: imbl::OrdMap<StateKey, PartyId>,
+}
+
+/// What the state commits to for a role's directory, at [`directory_head_key`]: the root of
+/// its tree and how many IDs it holds (the size a lookup's bucket length is chosen from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryHead {
+    /// The root of the role's directory tree.
+    pub root: Hash,
+    /// How many IDs of the role are registered (whatever their status).
+    pub count: u64,
+}
+
+/// One bucket of a role's directory: every ID whose [`directory_key`] starts with a prefix,
+/// with its registry entry as stored, and the proof of the bucket under the head's root.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    /// The IDs and their registry entries' JSON, by directory key.
+    pub entries: Vec<(PartyId, std::sync::Arc<Vec<u8>>)>,
+    /// The bucket's proof under the directory's root.
+    pub proof: super::state::PrefixProof,
 }
 
 /// Where a transaction is applied: the chain, the block height and the block time.
@@ -441,30 +471,82 @@ impl LedgerState {
             .unwrap_or_default()
     }
 
-    /// Every registered ID of a role, sorted (the directory for decoys and k = all).
+    /// Every registered ID of a role, sorted.
     pub fn directory(&self, role: Role) -> Vec<PartyId> {
-        self.directory_page(role, None, usize::MAX).0
+        let mut ids: Vec<PartyId> = self
+            .directories
+            .get(&role)
+            .map(|d| d.ids.values().cloned().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
     }
 
-    /// Up to `limit` registered IDs of `role` after `after`, sorted, and whether more follow.
-    pub fn directory_page(
+    /// The number of registered IDs of `role`.
+    pub fn directory_len(&self, role: Role) -> usize {
+        self.directories.get(&role).map_or(0, |d| d.ids.len())
+    }
+
+    /// A node's whole answer to a bucket request under `header` (whose state this is): the
+    /// bucket, its proof, and the role's directory head with its state proof; `None` when the
+    /// bucket holds more than `limit` IDs.
+    pub fn bucket_answer(
+        &self,
+        header: super::block::CertifiedHeader,
+        role: Role,
+        prefix: &StateKey,
+        bits: usize,
+        limit: usize,
+    ) -> Option<super::wire::BucketAnswer> {
+        let bucket = self.bucket(role, prefix, bits, limit)?;
+        let (value, proof) = self.get_with_proof(&directory_head_key(role));
+        Some(super::wire::BucketAnswer {
+            header,
+            head: super::wire::ProvenValue {
+                proof,
+                value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+            },
+            proof: bucket.proof,
+            entries: bucket
+                .entries
+                .into_iter()
+                .map(|(id, value)| super::wire::BucketEntry {
+                    id,
+                    value: String::from_utf8_lossy(&value).into_owned(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The bucket of `role`'s directory under the first `bits` bits of `prefix`, or `None`
+    /// when it holds more than `limit` IDs (a longer prefix must be asked for).
+    pub fn bucket(
         &self,
         role: Role,
-        after: Option<&PartyId>,
+        prefix: &StateKey,
+        bits: usize,
         limit: usize,
-    ) -> (Vec<PartyId>, bool) {
-        let Some(ids) = self.roles.get(&role) else {
-            return (Vec::new(), false);
+    ) -> Option<Bucket> {
+        let Some(directory) = self.directories.get(&role) else {
+            let proof = StateTree::new().prove_prefix(prefix, bits);
+            return Some(Bucket {
+                entries: Vec::new(),
+                proof,
+            });
         };
-        let mut rest: Box<dyn Iterator<Item = &PartyId>> = match after {
-            Some(after) => Box::new(ids.range::<_, PartyId>((
-                std::ops::Bound::Excluded(after),
-                std::ops::Bound::Unbounded,
-            ))),
-            None => Box::new(ids.iter()),
-        };
-        let page: Vec<PartyId> = rest.by_ref().take(limit).cloned().collect();
-        (page, rest.next().is_some())
+        let (low, high) = prefix_range(prefix, bits);
+        let mut entries = Vec::new();
+        for (_, id) in directory.ids.range(low..=high) {
+            if entries.len() == limit {
+                return None;
+            }
+            let value = self.values.get(&registry_key(id))?.clone();
+            entries.push((id.clone(), value));
+        }
+        Some(Bucket {
+            entries,
+            proof: directory.tree.prove_prefix(prefix, bits),
+        })
     }
 
     /// Checks and applies one transaction; on error the state is unchanged.
@@ -628,7 +710,7 @@ impl LedgerState {
                     return Err(ApplyError::NotAllowed("the keys are the current ones"));
                 }
                 entry.keys.push(epoch(signing_jwk, encryption_jwk, ctx));
-                self.put(registry_key(id), &entry);
+                self.put_entry(&entry);
             }
             TxBody::RevokeIdentity { id } => {
                 if id != sender {
@@ -887,11 +969,30 @@ impl LedgerState {
     }
 
     fn insert_entry(&mut self, entry: RegistryEntry) {
-        self.roles
-            .entry(entry.role)
-            .or_default()
-            .insert(entry.id.clone());
-        self.put(registry_key(&entry.id), &entry);
+        self.put_entry(&entry);
+    }
+
+    /// Writes `entry` as no transaction would: for benches and tests that need a large
+    /// directory without admitting each party (feature `testkit`).
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn put_entry_unchecked(&mut self, entry: &RegistryEntry) {
+        self.put_entry(entry);
+    }
+
+    /// Writes a registry entry, and keeps its role's directory and head in step with it.
+    fn put_entry(&mut self, entry: &RegistryEntry) {
+        let key = registry_key(&entry.id);
+        self.put(key, entry);
+        let hash = self.tree.get(&key).expect("just written");
+        let directory = self.directories.entry(entry.role).or_default();
+        let at = directory_key(&entry.id);
+        directory.tree.insert(at, hash);
+        directory.ids.insert(at, entry.id.clone());
+        let head = DirectoryHead {
+            root: directory.tree.root(),
+            count: directory.tree.len() as u64,
+        };
+        self.put(directory_head_key(entry.role), &head);
     }
 
     /// Records `status` for `id` from this block on. A final status (expelled, revoked) is
@@ -917,7 +1018,7 @@ impl LedgerState {
             ));
         }
         entry.statuses.push(change(status, ctx));
-        self.put(registry_key(id), &entry);
+        self.put_entry(&entry);
         Ok(())
     }
 
@@ -997,10 +1098,10 @@ impl LedgerState {
         voucher: &crate::voucher::Voucher,
         ctx: Context,
     ) -> bool {
-        let Some(hospitals) = self.roles.get(&Role::Hospital) else {
+        let Some(hospitals) = self.directories.get(&Role::Hospital) else {
             return false;
         };
-        hospitals.iter().any(|id| {
+        hospitals.ids.values().any(|id| {
             self.registry_entry(id).is_some_and(|h| {
                 h.is_active_at(ctx.now)
                     && h.voucher_key.as_ref().is_some_and(|jwk| {
@@ -1120,6 +1221,28 @@ fn check_keys_and_validity(
 /// The state key of `id`'s registry entry.
 pub fn registry_key(id: &PartyId) -> StateKey {
     state_key("registry", id.as_str())
+}
+
+/// Where `id` sits in its role's directory tree: SHA-256 of the ID, so a bucket (a key
+/// prefix) is a uniform sample of the role that anyone can compute for a target.
+pub fn directory_key(id: &PartyId) -> StateKey {
+    Hash::sha256(id.as_str().as_bytes())
+}
+
+/// The state key of `role`'s [`DirectoryHead`].
+pub fn directory_head_key(role: Role) -> StateKey {
+    state_key("directory", role.as_str())
+}
+
+/// The lowest and highest keys that start with the first `bits` bits of `prefix`.
+pub fn prefix_range(prefix: &StateKey, bits: usize) -> (StateKey, StateKey) {
+    let (mut low, mut high) = (prefix.to_bytes(), prefix.to_bytes());
+    for bit in bits.min(256)..256 {
+        let mask = 0x80u8 >> (bit % 8);
+        low[bit / 8] &= !mask;
+        high[bit / 8] |= mask;
+    }
+    (Hash::new(low), Hash::new(high))
 }
 
 /// The state key of `patient`'s index head.
@@ -1874,9 +1997,10 @@ mod tests {
     }
 
     #[test]
-    fn directory_pages_cover_each_role_once_in_order() {
-        let (mut state, gov) = world();
-        for name in ["insurer:c", "insurer:a", "hospital:x", "insurer:b"] {
+    fn directories_hold_each_role_and_prove_every_bucket_complete() {
+        let (mut state, mut gov) = world();
+        let names: Vec<String> = (0..24).map(|i| format!("insurer:{i:02}")).collect();
+        for name in names.iter().map(String::as_str).chain(["hospital:x"]) {
             let role = if name.starts_with("insurer") {
                 Role::Insurer
             } else {
@@ -1886,28 +2010,98 @@ mod tests {
                 .apply(&gov.admit(&mut Party::new(name), role), ctx(1))
                 .unwrap();
         }
-        let ids = |v: Vec<PartyId>| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        let mut sorted = names.clone();
+        sorted.sort();
+        let listed: Vec<String> = state
+            .directory(Role::Insurer)
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(listed, sorted);
+        assert_eq!(state.directory_len(Role::Insurer), 24);
+        assert!(state.directory(Role::Researcher).is_empty());
+
+        // The head is in the state, proven like any value.
+        let head_key = directory_head_key(Role::Insurer);
+        let (value, proof) = state.get_with_proof(&head_key);
+        let value = value.unwrap();
         assert_eq!(
-            ids(state.directory(Role::Insurer)),
-            ["insurer:a", "insurer:b", "insurer:c"]
+            proof.verify(&state.root(), &head_key),
+            Ok(Some(value_hash(value)))
         );
-        let (first, more) = state.directory_page(Role::Insurer, None, 2);
-        assert_eq!(
-            (ids(first.clone()), more),
-            (vec!["insurer:a".to_owned(), "insurer:b".to_owned()], true)
-        );
-        let (second, more) = state.directory_page(Role::Insurer, first.last(), 2);
-        assert_eq!((ids(second), more), (vec!["insurer:c".to_owned()], false));
-        let (none, more) = state.directory_page(Role::Researcher, None, 2);
-        assert!(none.is_empty() && !more);
-        // A refused registration is not listed.
-        let mut dup = Party::new("insurer:a");
+        let head: DirectoryHead = serde_json::from_slice(value).unwrap();
+        assert_eq!(head.count, 24);
+
+        // Every bucket (3 bits: 8 of them) is exactly the IDs whose key has its prefix.
+        let mut seen = 0;
+        for first in 0u8..8 {
+            let prefix = Hash::new([first << 5; 32]);
+            let bucket = state.bucket(Role::Insurer, &prefix, 3, 100).unwrap();
+            let entries: Vec<(StateKey, Hash)> = bucket
+                .entries
+                .iter()
+                .map(|(id, v)| (directory_key(id), value_hash(v)))
+                .collect();
+            assert!(
+                entries
+                    .iter()
+                    .all(|(k, _)| super::super::state::has_prefix(k, &prefix, 3))
+            );
+            bucket
+                .proof
+                .verify(&head.root, &prefix, 3, &entries)
+                .unwrap();
+            seen += entries.len();
+            // Too many for the limit: no bucket.
+            if !entries.is_empty() {
+                assert!(
+                    state
+                        .bucket(Role::Insurer, &prefix, 3, entries.len() - 1)
+                        .is_none()
+                );
+            }
+        }
+        assert_eq!(seen, 24);
+        // A role with no directory: an empty bucket, proven under the empty root.
+        let empty = state
+            .bucket(Role::Researcher, &Hash::new([0; 32]), 2, 10)
+            .unwrap();
+        assert!(empty.entries.is_empty());
+        empty
+            .proof
+            .verify(&super::super::state::EMPTY, &Hash::new([0; 32]), 2, &[])
+            .unwrap();
+
+        // A refused registration is not listed; a status change moves the head's root.
+        let mut dup = Party::new("insurer:00");
         assert!(
             state
                 .apply(&gov.admit(&mut dup, Role::Insurer), ctx(2))
                 .is_err()
         );
-        assert_eq!(state.directory(Role::Insurer).len(), 3);
+        assert_eq!(state.directory_len(Role::Insurer), 24);
+        let id = PartyId::new("insurer:03").unwrap();
+        let suspend = GovAction::SetStatus {
+            id,
+            status: Status::Suspended,
+        };
+        state
+            .apply(&gov.govern(0, suspend, &[0, 1, 2]), ctx(3))
+            .unwrap();
+        let after: DirectoryHead = state.get(&head_key).unwrap();
+        assert_eq!(after.count, 24);
+        assert_ne!(after.root, head.root);
+    }
+
+    #[test]
+    fn prefix_ranges_span_exactly_the_prefix() {
+        let prefix = Hash::new([0b1011_0110; 32]);
+        let (low, high) = prefix_range(&prefix, 4);
+        assert_eq!(low[0], 0b1011_0000);
+        assert_eq!(high[0], 0b1011_1111);
+        assert!(low[1..].iter().all(|&b| b == 0) && high[1..].iter().all(|&b| b == 0xff));
+        assert_eq!(prefix_range(&prefix, 256), (prefix, prefix));
+        assert_eq!(prefix_range(&prefix, 0).0, Hash::new([0; 32]));
     }
 
     /// Applies `tx`, expecting a refusal that leaves the state as it was; the sender's

@@ -12,7 +12,7 @@ use super::governance::{Approval, GovAction, Proposal};
 use super::machine::{Context, LedgerState, registry_key};
 use super::tx::{Role, SignedTransaction, Transaction, TxBody};
 use super::verify::{LightClient, Verdict, VerifiedEntry};
-use super::wire::{LookupEntry, LookupResponse};
+use super::wire::{BucketAnswer, LookupEntry, LookupResponse};
 use crate::keys::{PartyId, RsaBits, SigningKey};
 use crate::voucher::{self, Voucher, VoucherKey, VoucherSecretKey};
 use crate::{Hash, PrivateKeySet};
@@ -314,6 +314,19 @@ impl TestChain {
             ),
             header,
         }
+    }
+
+    /// An honest node's answer to the bucket request of `plan`.
+    pub fn bucket_answer(&self, plan: &crate::lookup::LookupPlan) -> BucketAnswer {
+        self.state
+            .bucket_answer(
+                self.header(&[0, 1, 2]),
+                plan.role(),
+                plan.prefix(),
+                plan.bits(),
+                usize::MAX,
+            )
+            .unwrap()
     }
 
     /// An honest node's answer to a lookup of `ids`.

@@ -56,6 +56,20 @@ pub enum Role {
     Node,
 }
 
+impl Role {
+    /// The role's name as JSON and the node's paths spell it (`patient`, `hospital`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Doctor => "doctor",
+            Role::Hospital => "hospital",
+            Role::Insurer => "insurer",
+            Role::Researcher => "researcher",
+            Role::Node => "node",
+        }
+    }
+}
+
 /// What a grant allows, and what a logged access did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -336,14 +336,26 @@ impl LightClient {
         value: Option<&[u8]>,
         proof: &StateProof,
     ) -> Result<Option<VerifiedEntry>, EntryError> {
+        let Some(value) = self.verify_value(&registry_key(id), value, proof)? else {
+            return Ok(None);
+        };
+        self.registry_entry_from(id, value).map(Some)
+    }
+
+    /// Reads `id`'s registry entry from its JSON, whose hash the caller has checked against a
+    /// proof under the last trusted header (a state proof, or a directory bucket's): the
+    /// entry must name `id`, be well formed, and a patient's ID must be its first key's
+    /// thumbprint.
+    pub fn registry_entry_from(
+        &self,
+        id: &PartyId,
+        value: &[u8],
+    ) -> Result<VerifiedEntry, EntryError> {
         let height = self
             .last
             .as_ref()
             .ok_or(EntryError::NoTrustedHeader)?
             .height;
-        let Some(value) = self.verify_value(&registry_key(id), value, proof)? else {
-            return Ok(None);
-        };
         let entry: RegistryEntry =
             serde_json::from_slice(value).map_err(|_| EntryError::Malformed)?;
         if &entry.id != id {
@@ -363,7 +375,7 @@ impl LightClient {
         if !entry.is_well_formed() {
             return Err(EntryError::Malformed);
         }
-        Ok(Some(VerifiedEntry { entry, height }))
+        Ok(VerifiedEntry { entry, height })
     }
 
     /// Checks that a served state value (or its claimed absence) is what `proof` proves for

@@ -18,7 +18,7 @@
 
 use super::block::CertifiedHeader;
 use super::merkle::Hash;
-use super::state::StateProof;
+use super::state::{PrefixProof, StateProof};
 use crate::keys::PartyId;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -105,15 +105,41 @@ pub struct LookupEntry {
     pub value: Option<String>,
 }
 
-/// The answer to `GET /v1/directory/{role}`: every registered ID of the role, sorted.
+/// The answer to `GET /v1/directory/{role}`: the role's directory head (its tree's root and
+/// size, a [`DirectoryHead`](super::machine::DirectoryHead)), proven under the header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DirectoryPage {
-    /// The role's registered IDs on this page, sorted.
-    pub ids: Vec<PartyId>,
-    /// Where the next page starts (`?after=` this ID), when there are more.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<PartyId>,
+pub struct DirectoryAnswer {
+    /// The certified header whose state root the proof is under.
+    pub header: CertifiedHeader,
+    /// The head's JSON and proof (absent: the role has no registered ID).
+    pub head: ProvenValue,
+}
+
+/// The answer to `GET /v1/directory/{role}/bucket/{bits}/{prefix}`: every registered ID of the
+/// role whose directory key starts with the prefix, with its registry entry, and the proof
+/// that these are all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketAnswer {
+    /// The certified header whose state root the head's proof is under.
+    pub header: CertifiedHeader,
+    /// The role's directory head and its state proof.
+    pub head: ProvenValue,
+    /// The bucket's proof under the head's root.
+    pub proof: PrefixProof,
+    /// The bucket's IDs and registry entries, by directory key.
+    pub entries: Vec<BucketEntry>,
+}
+
+/// One ID of a bucket: `value` is its registry entry's JSON exactly as the state stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketEntry {
+    /// The registered ID.
+    pub id: PartyId,
+    /// Its registry entry's JSON.
+    pub value: String,
 }
 
 /// A state value (its JSON exactly as the state stores it) or its absence (`null`), with its
@@ -469,14 +495,6 @@ mod tests {
                 .unwrap(),
             ),
             (
-                json!({"ids": [PartyId::new("hospital:a").unwrap(), id.clone()]}),
-                serde_json::to_vec(&roundtrip(&DirectoryPage {
-                    ids: vec![PartyId::new("hospital:a").unwrap(), id.clone()],
-                    next: None,
-                }))
-                .unwrap(),
-            ),
-            (
                 json!({"next": 41}),
                 serde_json::to_vec(&roundtrip(&SequenceAnswer { next: 41 })).unwrap(),
             ),
@@ -657,7 +675,7 @@ mod tests {
         }
         refused::<SubmitResponse>(br#"{"id":"x","status":"accepted"}"#);
         refused::<LookupRequest>(br#"{"ids":["a"],"k":1}"#);
-        refused::<DirectoryPage>(br#"{"ids":["a"],"next_page":null}"#);
+        refused::<BucketEntry>(br#"{"id":"hospital:a","value":"{}","proof":null}"#);
         refused::<SequenceAnswer>(br#"{"next":1,"id":"a"}"#);
         refused::<HealthAnswer>(br#"{"height":1,"id":"node:0","status":"ok","version":"1"}"#);
         refused::<BlockAccepted>(br#"{"height":1,"hash":"00"}"#);
@@ -803,8 +821,12 @@ mod tests {
         ] {
             refused::<LookupRequest>(bytes);
         }
-        for bytes in [&br#"{"ids":["bad id"]}"#[..], br#"{"ids":[""]}"#] {
-            refused::<DirectoryPage>(bytes);
+        for bytes in [
+            &br#"{"id":"bad id","value":"{}"}"#[..],
+            br#"{"id":"","value":"{}"}"#,
+            br#"{"id":"hospital:a","value":null}"#,
+        ] {
+            refused::<BucketEntry>(bytes);
         }
         for bytes in [
             &br#"{"next":-1}"#[..],
