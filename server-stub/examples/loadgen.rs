@@ -10,10 +10,11 @@
 //! will send (fresh ES256 keys; one shared RSA-2048 encryption key, since RSA key generation
 //! is slow and the state machine does not compare encryption keys), and then measures:
 //!
-//! 1. k = 10 registry lookups/s against one node (`POST /v1/registry/lookup`, `--concurrency`
-//!    in flight, `--secs` seconds), for 10 IDs registered (and committed on every node) just
-//!    before. One answer is first decoded with `ledger::wire` and verified from genesis as a
-//!    thin client would, and again after the load;
+//! 1. k = 10 bucket lookups/s against one node (`GET /v1/directory/hospital/bucket`: the
+//!    bucket a thin client asks for a k = 10 lookup among the 10 hospitals registered, and
+//!    committed on every node, just before; `--concurrency` in flight, `--secs` seconds). One
+//!    answer is first decoded with `ledger::wire` and verified from genesis as a thin client
+//!    would (header, directory head, bucket proof, entries), and again after the load;
 //! 2. committed transactions/s: `--txs` admissions of fresh institutions (each approved by
 //!    the council's threshold of nodes),
 //!    submitted round-robin to the five nodes (`--submit-concurrency` in flight, at most
@@ -31,13 +32,12 @@ use anyhow::{Context as _, Result, ensure};
 use clap::Parser;
 use emrshare_core::keys::{DecryptionKey, PartyId, RsaBits, SigningKey};
 use emrshare_core::ledger::block::{CertifiedBlock, Genesis};
-use emrshare_core::ledger::machine::registry_key;
-use emrshare_core::ledger::state::value_hash;
 use emrshare_core::ledger::tx::{Role, Transaction, TxBody};
-use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_core::ledger::verify::LightClient;
 use emrshare_core::ledger::wire::{
-    ErrorBody, HealthAnswer, LookupRequest, LookupResponse, SubmitRequest, SubmitResponse,
+    BucketAnswer, ErrorBody, HealthAnswer, SubmitRequest, SubmitResponse,
 };
+use emrshare_core::lookup::{LookupPlan, QuerySize, verify_answers};
 use emrshare_core::{b64, content_hash, strict_json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -673,40 +673,34 @@ async fn commit_phase(
     })
 }
 
-/// One lookup, decoded with the wire types and verified from genesis as a thin client would.
+/// One bucket lookup, decoded with the wire types and verified from genesis as a thin client
+/// would: how many of `ids` it proves registered, and the answer's bytes.
 async fn verified_lookup(
     http: &reqwest::Client,
     c: &Consortium,
     node: usize,
     ids: &[PartyId],
-    body: &axum::body::Bytes,
+    plan: &LookupPlan,
 ) -> Result<(usize, usize)> {
-    let reply = http
-        .post(c.url(node, "/v1/registry/lookup"))
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await?;
+    let reply = http.get(c.url(node, &plan.path())).send().await?;
     ensure!(reply.status().as_u16() == 200, "lookup: {}", reply.status());
     let bytes = reply.bytes().await?;
-    let answer: LookupResponse = strict_json::parse(&bytes)?;
-    let mut client = LightClient::new(&c.genesis.chain_id, c.genesis.validators.clone())?;
-    let verdict = client.verify_header(&answer.header);
-    ensure!(verdict == Verdict::Success, "header refused: {verdict:?}");
-    ensure!(answer.entries.len() == ids.len(), "wrong number of entries");
-    let mut present = 0;
-    for (entry, id) in answer.entries.iter().zip(ids) {
-        ensure!(&entry.id == id, "entries out of order");
-        let proven = client
-            .verify_state(&registry_key(id), &entry.proof)
-            .map_err(|e| anyhow::anyhow!("proof of {id}: {e}"))?;
-        ensure!(
-            proven == entry.value.as_ref().map(|v| value_hash(v.as_bytes())),
-            "value of {id} does not match its proof"
-        );
-        present += usize::from(proven.is_some());
-    }
+    let answer: BucketAnswer = strict_json::parse(&bytes)?;
+    let client = LightClient::new(&c.genesis.chain_id, c.genesis.validators.clone())?;
+    let outcome = verify_answers(&client, plan, vec![(c.url(node, ""), Ok(answer))])?;
+    let present = ids.iter().filter(|id| outcome.bucket.contains(id)).count();
     Ok((present, bytes.len()))
+}
+
+/// The plan of a k = 10 lookup of the first of `ids` among the registered hospitals (10: a
+/// bucket of the whole directory, as a client would ask).
+fn lookup_plan(ids: &[PartyId]) -> Result<LookupPlan> {
+    Ok(LookupPlan::new(
+        &ids[0],
+        Role::Hospital,
+        ids.len() as u64,
+        QuerySize::K(K),
+    )?)
 }
 
 /// Submits the lookup IDs' registrations and waits (60 s at most) until every node proves
@@ -730,7 +724,7 @@ async fn register_lookup_ids(
         );
     }
     let ids: Vec<PartyId> = txs.iter().map(|t| t.party.clone()).collect();
-    let body: axum::body::Bytes = serde_json::to_vec(&LookupRequest::new(&ids))?.into();
+    let plan = lookup_plan(&ids)?;
     let until = Instant::now() + Duration::from_secs(60);
     'wait: loop {
         ensure!(
@@ -739,7 +733,7 @@ async fn register_lookup_ids(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
         for node in 0..c.ports.len() {
-            match verified_lookup(http, c, node, &ids, &body).await {
+            match verified_lookup(http, c, node, &ids, &plan).await {
                 Ok((present, _)) if present == ids.len() => {}
                 _ => continue 'wait,
             }
@@ -766,28 +760,19 @@ async fn lookup_phase(
     ids: Vec<PartyId>,
 ) -> Result<LookupReport> {
     let node = args.lookup_node.unwrap_or(args.nodes - 1);
-    let body: axum::body::Bytes = serde_json::to_vec(&LookupRequest::new(&ids))?.into();
-    let (present, bytes_per_answer) = verified_lookup(http, c, node, &ids, &body).await?;
+    let plan = lookup_plan(&ids)?;
+    let (present, bytes_per_answer) = verified_lookup(http, c, node, &ids, &plan).await?;
     let cpu_before = cpu_snapshot(c);
     let start = Instant::now();
     let end = start + Duration::from_secs(args.secs);
     let mut workers = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (http, url, body) = (
-            http.clone(),
-            c.url(node, "/v1/registry/lookup"),
-            body.clone(),
-        );
+        let (http, url) = (http.clone(), c.url(node, &plan.path()));
         workers.push(tokio::spawn(async move {
             let (mut ok, mut errors, mut latencies) = (0usize, 0usize, Vec::new());
             while Instant::now() < end {
                 let sent = Instant::now();
-                let reply = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
+                let reply = http.get(&url).send().await;
                 let good = match reply {
                     Ok(reply) => reply.status().as_u16() == 200 && reply.bytes().await.is_ok(),
                     Err(_) => false,
@@ -812,7 +797,7 @@ async fn lookup_phase(
     let elapsed = start.elapsed();
     let cpu = cpu_delta(&cpu_before, &cpu_snapshot(c));
     // The node still answers correctly after the load.
-    verified_lookup(http, c, node, &ids, &body).await?;
+    verified_lookup(http, c, node, &ids, &plan).await?;
     latencies_us.sort_unstable();
     Ok(LookupReport {
         node,
