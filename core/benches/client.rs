@@ -139,13 +139,16 @@ fn lookups(c: &mut Criterion) {
         let header = serde_json::to_vec(&parsed.header).unwrap().len();
         eprintln!(
             "{registry} IDs: L = {} bits, bucket of {} IDs, answer {} bytes = entries {entries} + \
-             header {header} + proofs {} (head proof {} B, bucket proof {} B on the wire as JSON)",
+             header {header} + proofs {} (head proof {} B, bucket proof {} B as JSON; {} B and \
+             {} B as binary hashes)",
             plan.bits(),
             parsed.entries.len(),
             bytes.len(),
             bytes.len() - entries - header,
             serde_json::to_vec(&parsed.head).unwrap().len(),
             serde_json::to_vec(&parsed.proof).unwrap().len(),
+            parsed.head.proof.encoded_len(),
+            parsed.proof.encoded_len(),
         );
         let answers: Vec<_> = (0..3)
             .map(|i| (format!("node-{i}"), Ok(parsed.clone())))

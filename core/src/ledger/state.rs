@@ -757,6 +757,26 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever a node sends as a bucket proof and entries, checking it never panics.
+        #[test]
+        fn any_bucket_proof_is_checked_without_panicking(
+            siblings in proptest::collection::vec(any::<[u8; 32]>().prop_map(Hash::new), 0..12),
+            leaf in proptest::option::of((any::<[u8; 32]>(), any::<[u8; 32]>())),
+            empty in any::<bool>(),
+            bits in 0usize..300,
+            prefix in any::<[u8; 32]>(),
+            entries in proptest::collection::vec((any::<[u8; 32]>(), any::<[u8; 32]>()), 0..6),
+        ) {
+            let terminal = match (leaf, empty) {
+                (Some((k, v)), _) => Some(Terminal::Leaf { key: Hash::new(k), value_hash: Hash::new(v) }),
+                (None, true) => Some(Terminal::Empty),
+                (None, false) => None,
+            };
+            let proof = PrefixProof { siblings, terminal };
+            let entries: Vec<_> = entries.into_iter().map(|(k, v)| (Hash::new(k), Hash::new(v))).collect();
+            let _ = proof.verify(&Hash::new([7; 32]), &Hash::new(prefix), bits, &entries);
+        }
+
         /// Every bucket of every tree verifies with exactly its entries; withholding one,
         /// adding one of the bucket's prefix that is not in the tree, or altering a value is
         /// caught.
