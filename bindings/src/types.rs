@@ -101,6 +101,9 @@ pub struct LookupReport {
     /// IDs of the bucket the target hid among (itself included): k or more, unless the
     /// bucket is weak.
     pub ids_asked: u32,
+    /// Registered IDs of the role, proven with the bucket (below 2k the bucket is all of
+    /// them).
+    pub registered: u64,
     /// Nodes whose answers verified.
     pub verified_by: Vec<String>,
     /// Nodes whose answers did not: each is evidence of a dishonest or broken node.
@@ -117,6 +120,7 @@ impl LookupReport {
             party_id: party_id.into(),
             role,
             ids_asked: asked as u32,
+            registered: o.registered,
             verified_by: o.verified_by.clone(),
             evidence: o
                 .evidence

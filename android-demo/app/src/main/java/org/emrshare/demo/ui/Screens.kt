@@ -81,7 +81,7 @@ fun RecordsScreen(vm: RecordsViewModel) {
                 when (val v = row.verification) {
                     is Verification.Verified -> Text(
                         "Verified: doctor's key proven at height ${v.doctorLookup.height} " +
-                            "(asked ${v.doctorLookup.idsAsked} IDs; verified by ${v.doctorLookup.verifiedBy.size} nodes, " +
+                            "(hid among ${v.doctorLookup.idsAsked} of ${v.doctorLookup.registered} IDs; verified by ${v.doctorLookup.verifiedBy.size} nodes, " +
                             "${v.doctorLookup.evidence.size} caught lying)",
                     )
                     is Verification.Rejected -> Text("Rejected: ${v.message}")
