@@ -257,26 +257,46 @@ impl<T: Transport> NodeClient<T> {
     }
 
     /// How many IDs of `role` are registered, proven under a certified header (asked of
-    /// nodes in turn until one answer verifies): what a lookup sizes its bucket from.
+    /// nodes in turn until one answer verifies): what a lookup sizes its bucket from. The
+    /// header is checked but not accepted as the newest trusted one, so a node a block behind
+    /// the one that answered here is still an honest answer to the bucket request that
+    /// follows (the lookup accepts the oldest verified header of its answers).
     pub async fn directory_size(&self, role: Role) -> Result<u64, NetError> {
         let request = HttpRequest::get(format!("/v1/directory/{}", role.as_str()));
-        self.verified(request, |trust, answer: DirectoryAnswer| {
-            verify_header(trust, &answer.header)?;
-            let head = trust
-                .verify_value(
-                    &directory_head_key(role),
-                    answer.head.value.as_deref().map(str::as_bytes),
-                    &answer.head.proof,
-                )
-                .map_err(NodeFault::Head)?;
-            match head {
-                None => Ok(0),
-                Some(bytes) => serde_json::from_slice::<DirectoryHead>(bytes)
-                    .map(|head| head.count)
-                    .map_err(|_| NodeFault::Head(EntryError::Malformed)),
+        let nodes = self.rotation();
+        let mut evidence = Vec::new();
+        let mut last = String::new();
+        for node in nodes.iter().cloned() {
+            let answer: DirectoryAnswer = match self.call_json(&node, request.clone()).await {
+                Ok(answer) => answer,
+                Err(NetError::Refused { status, message }) if status < 500 => {
+                    return Err(NetError::Refused { status, message });
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let current = self.trust().validators().hash();
+            if answer.header.header.validators_hash != current {
+                if let Err(fault) = self.follow_validator_changes(&node).await {
+                    evidence.push(NodeEvidence { node, fault });
+                    continue;
+                }
             }
-        })
-        .await
+            let mut trust = self.trust().clone();
+            match directory_count(&mut trust, role, &answer) {
+                Ok(count) => return Ok(count),
+                Err(fault) => evidence.push(NodeEvidence { node, fault }),
+            }
+        }
+        if evidence.is_empty() {
+            return Err(NetError::NoAnswer {
+                tried: nodes.len(),
+                last,
+            });
+        }
+        Err(NetError::Unverified(evidence))
     }
 
     /// Follows the changes of validator set that `node` lists, each checked under the set
@@ -774,6 +794,29 @@ fn verify_header(
     match trust.verify_header(header) {
         Verdict::Success => Ok(()),
         other => Err(NodeFault::Header(other)),
+    }
+}
+
+/// The size a role's directory head proves, checked under `trust` (which then holds the
+/// answer's header).
+fn directory_count(
+    trust: &mut LightClient,
+    role: Role,
+    answer: &DirectoryAnswer,
+) -> Result<u64, NodeFault> {
+    verify_header(trust, &answer.header)?;
+    let head = trust
+        .verify_value(
+            &directory_head_key(role),
+            answer.head.value.as_deref().map(str::as_bytes),
+            &answer.head.proof,
+        )
+        .map_err(NodeFault::Head)?;
+    match head {
+        None => Ok(0),
+        Some(bytes) => serde_json::from_slice::<DirectoryHead>(bytes)
+            .map(|head| head.count)
+            .map_err(|_| NodeFault::Head(EntryError::Malformed)),
     }
 }
 
