@@ -379,10 +379,18 @@ fn node_seeds() {
     seed(3, "lookup_answer", &lookup);
     seed(
         4,
-        "directory",
-        &DirectoryPage {
-            ids: vec![issuer.id.clone(), PartyId::new("node:0").unwrap()],
-            next: None,
+        "bucket",
+        &BucketAnswer {
+            header: certified.clone(),
+            head: ProvenValue {
+                proof: tree.prove(&ledger::keys()[1]),
+                value: Some(r#"{"root":"00","count":0}"#.into()),
+            },
+            proof: tree.prove_prefix(&ledger::keys()[0], 3),
+            entries: vec![BucketEntry {
+                id: issuer.id.clone(),
+                value: "{}".into(),
+            }],
         },
     );
     seed(

@@ -21,13 +21,13 @@ mod ledger;
 use emrshare_core::keys::{PartyId, SigningKey};
 use emrshare_core::ledger::bft::{ConsensusProposal, ConsensusVote, Evidence, Signed};
 use emrshare_core::ledger::block::{CertifiedBlock, CertifiedHeader, Genesis, Validator, ValidatorSet};
-use emrshare_core::ledger::machine::registry_key;
+use emrshare_core::ledger::machine::{directory_key, registry_key};
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::state::{value_hash, StateTree};
 use emrshare_core::ledger::tx::SignedTransaction;
 use emrshare_core::ledger::verify::{LightClient, Verdict};
 use emrshare_core::ledger::wire::{
-    BlobStored, BlockAccepted, DirectoryPage, ErrorBody, GrantAnswer, HealthAnswer, LookupRequest,
+    BlobStored, BlockAccepted, BucketAnswer, ErrorBody, GrantAnswer, HealthAnswer, LookupRequest,
     LookupResponse, SequenceAnswer, SubmitRequest, SubmitResponse,
 };
 use emrshare_core::strict_json;
@@ -142,7 +142,21 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         4 => {
-            decode::<DirectoryPage>(rest);
+            // A bucket answer, checked as a thin client would (the proof against the head it
+            // names, for the prefix of its first entry): never a panic, whatever the bytes.
+            let Some(answer) = decode::<BucketAnswer>(rest) else {
+                return;
+            };
+            never_accepted(&answer.header);
+            let leaves: Vec<_> = answer
+                .entries
+                .iter()
+                .map(|e| (directory_key(&e.id), value_hash(e.value.as_bytes())))
+                .collect();
+            let prefix = leaves.first().map(|(key, _)| *key).unwrap_or_default();
+            let bits = answer.proof.siblings.len();
+            let root = answer.header.header.state_root;
+            let _ = answer.proof.verify(&root, &prefix, bits, &leaves);
         }
         5 => {
             if let Some(answer) = decode::<GrantAnswer>(rest) {
