@@ -16,7 +16,7 @@ use emrshare_core::ledger::machine::{
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::state::state_key;
 use emrshare_core::ledger::tx::{Role, SignedTransaction};
-use emrshare_core::ledger::verify::{EntryError, LightClient, Verdict};
+use emrshare_core::ledger::verify::{LightClient, Verdict};
 use emrshare_core::ledger::wire::{
     BucketAnswer, DirectoryAnswer, ErrorBody, GrantAnswer, IndexAnswer, LookupRequest,
     LookupResponse, SequenceAnswer, SubmitRequest, SubmitResponse, ValidatorsAnswer,
@@ -812,12 +812,9 @@ fn directory_count(
             &answer.head.proof,
         )
         .map_err(NodeFault::Head)?;
-    match head {
-        None => Ok(0),
-        Some(bytes) => serde_json::from_slice::<DirectoryHead>(bytes)
-            .map(|head| head.count)
-            .map_err(|_| NodeFault::Head(EntryError::Malformed)),
-    }
+    DirectoryHead::from_proven(head)
+        .map(|head| head.count)
+        .map_err(NodeFault::Head)
 }
 
 /// Percent-encodes what is not a URL path's unreserved character.

@@ -20,7 +20,7 @@ use crate::hash::Hash;
 use crate::keys::PartyId;
 use crate::ledger::block::CertifiedHeader;
 use crate::ledger::machine::{DirectoryHead, directory_head_key, directory_key};
-use crate::ledger::state::{EMPTY, PrefixProofError, StateKey, value_hash};
+use crate::ledger::state::{PrefixProofError, StateKey, value_hash};
 use crate::ledger::tx::Role;
 use crate::ledger::verify::{EntryError, LightClient, Verdict, VerifiedEntry};
 use crate::ledger::wire::BucketAnswer;
@@ -273,15 +273,7 @@ fn verify_one(
             &answer.head.proof,
         )
         .map_err(NodeFault::Head)?;
-    let head: DirectoryHead = match head {
-        Some(bytes) => {
-            serde_json::from_slice(bytes).map_err(|_| NodeFault::Head(EntryError::Malformed))?
-        }
-        None => DirectoryHead {
-            root: EMPTY,
-            count: 0,
-        },
-    };
+    let head = DirectoryHead::from_proven(head).map_err(NodeFault::Head)?;
     let mut entries = Vec::with_capacity(answer.entries.len());
     let mut leaves = Vec::with_capacity(answer.entries.len());
     for e in &answer.entries {

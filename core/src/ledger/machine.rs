@@ -296,6 +296,22 @@ pub struct DirectoryHead {
     pub count: u64,
 }
 
+impl DirectoryHead {
+    /// The head a verified state value shows: its JSON, or for a proven absence the empty
+    /// directory (no ID of the role registered yet).
+    pub fn from_proven(value: Option<&[u8]>) -> Result<Self, super::verify::EntryError> {
+        match value {
+            None => Ok(Self {
+                root: super::state::EMPTY,
+                count: 0,
+            }),
+            Some(bytes) => {
+                serde_json::from_slice(bytes).map_err(|_| super::verify::EntryError::Malformed)
+            }
+        }
+    }
+}
+
 /// One bucket of a role's directory: every ID whose [`directory_key`] starts with a prefix,
 /// with its registry entry as stored, and the proof of the bucket under the head's root.
 #[derive(Debug, Clone)]

@@ -38,6 +38,19 @@ pub fn leaf_hash(key: &StateKey, value_hash: &Hash) -> Hash {
     Hash::sha256(&input)
 }
 
+/// The root reached from `hash` at depth `siblings.len()` up the path of `path`'s bits, one
+/// sibling per level (the shared last step of membership and bucket proofs).
+fn climb(mut hash: Hash, siblings: &[Hash], path: &StateKey) -> Hash {
+    for (d, sibling) in siblings.iter().enumerate().rev() {
+        hash = if bit(path, d) {
+            node_hash(sibling, &hash)
+        } else {
+            node_hash(&hash, sibling)
+        };
+    }
+    hash
+}
+
 fn bit(key: &StateKey, depth: usize) -> bool {
     key[depth / 8] & (0x80 >> (depth % 8)) != 0
 }
@@ -326,7 +339,7 @@ impl StateProof {
         if depth > 256 {
             return Err(StateProofError::TooDeep);
         }
-        let (mut hash, found) = match &self.terminal {
+        let (hash, found) = match &self.terminal {
             Terminal::Empty => (EMPTY, None),
             Terminal::Leaf {
                 key: leaf_key,
@@ -343,14 +356,7 @@ impl StateProof {
                 )
             }
         };
-        for (d, sibling) in self.siblings.iter().enumerate().rev() {
-            hash = if bit(key, d) {
-                node_hash(sibling, &hash)
-            } else {
-                node_hash(&hash, sibling)
-            };
-        }
-        if &hash != root {
+        if &climb(hash, &self.siblings, key) != root {
             return Err(StateProofError::RootMismatch);
         }
         Ok(found)
@@ -446,7 +452,7 @@ impl PrefixProof {
             return Err(PrefixProofError::StrayEntry);
         }
         let depth = self.siblings.len();
-        let mut hash = match (&self.terminal, depth.cmp(&bits)) {
+        let hash = match (&self.terminal, depth.cmp(&bits)) {
             (None, std::cmp::Ordering::Equal) => subtree_hash(&sorted, bits),
             (Some(Terminal::Empty), std::cmp::Ordering::Less) if sorted.is_empty() => EMPTY,
             (Some(Terminal::Leaf { key, value_hash }), std::cmp::Ordering::Less)
@@ -469,14 +475,7 @@ impl PrefixProof {
             }
             _ => return Err(PrefixProofError::Shape),
         };
-        for (d, sibling) in self.siblings.iter().enumerate().rev() {
-            hash = if bit(prefix, d) {
-                node_hash(sibling, &hash)
-            } else {
-                node_hash(&hash, sibling)
-            };
-        }
-        if &hash != root {
+        if &climb(hash, &self.siblings, prefix) != root {
             return Err(PrefixProofError::RootMismatch);
         }
         Ok(())
