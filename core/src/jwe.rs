@@ -147,6 +147,18 @@ impl Envelope {
         Self::seal_to_keys(plaintext, &[(None, key)], content_type)
     }
 
+    /// Encrypts `plaintext` to several keys without naming any (a record stored on the
+    /// nodes, and its shared versions: nothing in them says whose they are).
+    pub fn seal_unnamed_to(
+        plaintext: &[u8],
+        keys: &[&EncryptionKey],
+        content_type: Option<&str>,
+    ) -> Result<Self, JweError> {
+        let unnamed: Vec<(Option<&str>, &EncryptionKey)> =
+            keys.iter().map(|k| (None, *k)).collect();
+        Self::seal_to_keys(plaintext, &unnamed, content_type)
+    }
+
     fn seal_to_keys(
         plaintext: &[u8],
         recipients: &[(Option<&str>, &EncryptionKey)],
@@ -320,13 +332,31 @@ impl Envelope {
         holder: &PrivateKeySet,
         new: Recipient,
     ) -> Result<(), JweError> {
+        self.add_recipient_named(holder, Some(new.kid), new.key)
+    }
+
+    /// [`add_recipient`](Self::add_recipient) without naming the new reader.
+    pub fn add_unnamed_recipient(
+        &mut self,
+        holder: &PrivateKeySet,
+        new: &EncryptionKey,
+    ) -> Result<(), JweError> {
+        self.add_recipient_named(holder, None, new)
+    }
+
+    fn add_recipient_named(
+        &mut self,
+        holder: &PrivateKeySet,
+        kid: Option<&str>,
+        key: &EncryptionKey,
+    ) -> Result<(), JweError> {
         if self.recipients.len() >= MAX_RECIPIENTS {
             return Err(JweError::TooManyRecipients);
         }
         let cek = self.unwrap_cek(&holder.decryption, Some(&holder.id.encryption_kid()));
         a256cbc_hs512::decrypt(&cek, &self.iv, &self.aad(), &self.ciphertext, &self.tag)
             .map_err(|_| JweError::Decrypt)?;
-        let encrypted_key = new.key.wrap_key(cek.as_ref()).map_err(|_| JweError::Wrap)?;
+        let encrypted_key = key.wrap_key(cek.as_ref()).map_err(|_| JweError::Wrap)?;
         // The new reader needs its own alg and kid, so no shared layer may hold them. The
         // unprotected header is not authenticated: fold it into every recipient. The protected
         // one is: moving alg/kid out of it changes the AAD, so recompute the tag.
@@ -345,8 +375,12 @@ impl Envelope {
                 b64::encode(serde_json::to_vec(&self.protected).expect("header serializes"));
             self.tag = a256cbc_hs512::retag(&cek, &self.iv, &self.aad(), &self.ciphertext);
         }
+        let mut new_header = header(&[("alg", ALG)]);
+        if let Some(kid) = kid {
+            new_header.insert("kid".into(), kid.into());
+        }
         self.recipients.push(RecipientEntry {
-            header: Some(header(&[("alg", ALG), ("kid", new.kid)])),
+            header: Some(new_header),
             encrypted_key,
         });
         Ok(())

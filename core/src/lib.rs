@@ -41,6 +41,8 @@ pub mod keys;
 pub mod ledger;
 pub mod lookup;
 pub mod record;
+pub mod record_account;
+pub mod sealed;
 pub mod strict_json;
 pub mod voucher;
 

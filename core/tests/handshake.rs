@@ -23,7 +23,7 @@ use emrshare_core::jwe::Envelope;
 use emrshare_core::jws;
 use emrshare_core::keys::{PublicKeySet, SigningKey};
 use emrshare_core::ledger::testkit::Registry;
-use emrshare_core::ledger::tx::{Action, Outcome, Role, TxBody};
+use emrshare_core::ledger::tx::Role;
 use emrshare_core::record::{Ceas, Record};
 use emrshare_core::{PrivateKeySet, b64, content_hash};
 use serde_json::{Value, json};
@@ -333,32 +333,6 @@ fn a_full_handshake_shares_a_verified_key_bound_record() {
     );
     let debug = format!("{shared:?}");
     assert!(debug.contains("[redacted]") && !debug.contains(&b64::encode(GRANT)));
-}
-
-#[test]
-fn the_access_log_of_a_shared_record_is_accepted_by_the_ledger() {
-    let mut reg = registry();
-    let run = honest_run(&reg);
-    let TxBody::AccessLog {
-        accessor,
-        record_id,
-        action,
-        at,
-        outcome,
-        grant_id,
-    } = run.shared.access_log()
-    else {
-        panic!("not an access log");
-    };
-    assert_eq!(accessor, insurer().id);
-    assert_eq!(record_id, run.shared.record().record_id());
-    assert_eq!(
-        (action, at, outcome, grant_id),
-        (Action::Read, NOW, Outcome::Granted, None)
-    );
-    // Committed in a block of about the access's time (a log commits within its window).
-    reg.set_time(NOW);
-    reg.submit(insurer(), run.shared.access_log());
 }
 
 #[test]

@@ -98,7 +98,7 @@ use crate::hazmat::{self, EcdhP256Public, EcdhP256Secret, aes256_gcm};
 use crate::jwe::Envelope;
 use crate::jws::{self, JwsError};
 use crate::keys::{PartyId, PrivateKeySet, PublicKeySet};
-use crate::ledger::tx::{Action, Outcome, Role, TxBody};
+use crate::ledger::tx::Role;
 use crate::ledger::verify::VerifiedEntry;
 use crate::record::MAX_PARTS;
 use crate::{b64, strict_json};

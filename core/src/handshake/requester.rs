@@ -411,19 +411,6 @@ impl SharedRecord {
     pub fn content_key_grant(&self) -> Option<&[u8]> {
         self.content_key_grant.as_ref().map(|g| g.0.as_slice())
     }
-
-    /// The AccessLog transaction body for this exchange; the requester (the accessor) signs
-    /// and submits it.
-    pub fn access_log(&self) -> TxBody {
-        TxBody::AccessLog {
-            accessor: self.requester.clone(),
-            record_id: self.record.record_id().into(),
-            action: Action::Read,
-            at: self.received_at,
-            outcome: Outcome::Granted,
-            grant_id: None,
-        }
-    }
 }
 
 impl fmt::Debug for SharedRecord {

@@ -259,11 +259,12 @@ impl SigningKey {
 
     /// The private EC JWK (with `d`), named `kid` if given. Holds the secret.
     pub fn to_jwk(&self, kid: Option<String>) -> Jwk {
-        let d = self.scalar();
+        let d = self.to_scalar();
         Jwk::ec_private(self.public.x(), self.public.y(), &d, kid)
     }
 
-    fn scalar(&self) -> Zeroizing<Vec<u8>> {
+    /// The private scalar `d` (32 bytes big-endian). Holds the secret.
+    pub fn to_scalar(&self) -> Zeroizing<Vec<u8>> {
         let bin = self
             .pair
             .private_key()

@@ -13,6 +13,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 const SALT: &[u8] = b"emrshare/v1/transaction-key";
+const SECRET_SALT: &[u8] = b"emrshare/v1/secret";
 
 /// A patient's master secret: 32 random bytes, zeroized on drop, never printed.
 pub struct MasterSecret(Zeroizing<[u8; 32]>);
@@ -49,6 +50,18 @@ impl MasterSecret {
         }
         unreachable!("256 consecutive out-of-range HKDF outputs")
     }
+
+    /// A 256-bit symmetric secret for one context (e.g. the key that seals a record's index
+    /// entry): `HKDF-SHA256(salt = another label, ikm = master, info = context)`, so it is
+    /// independent of every signing key derived from the same master.
+    pub fn derive_secret(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SECRET_SALT).extract(self.0.as_ref());
+        let mut secret = Zeroizing::new([0u8; 32]);
+        prk.expand(&[context.as_bytes()], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(secret.as_mut()))
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        secret
+    }
 }
 
 impl fmt::Debug for MasterSecret {
@@ -83,6 +96,24 @@ mod tests {
         }
         let other = MasterSecret::from_bytes([8; 32]).derive_transaction_key("grant/1");
         assert_ne!(other.verifying_key(), &keys[0]);
+    }
+
+    #[test]
+    fn secrets_are_deterministic_per_context_and_not_the_signing_scalar() {
+        let m = MasterSecret::from_bytes([7; 32]);
+        assert_eq!(*m.derive_secret("record/0"), *m.derive_secret("record/0"));
+        assert_ne!(*m.derive_secret("record/0"), *m.derive_secret("record/1"));
+        let other = MasterSecret::from_bytes([8; 32]);
+        assert_ne!(
+            *m.derive_secret("record/0"),
+            *other.derive_secret("record/0")
+        );
+        // Another salt: the secret for a context is not the key derived for it.
+        let key = m.derive_transaction_key("record/0").to_pkcs8();
+        assert!(
+            !key.windows(32)
+                .any(|w| w == m.derive_secret("record/0").as_ref())
+        );
     }
 
     #[test]

@@ -280,6 +280,10 @@ pub struct Genesis {
     /// key and `t = floor(2n/3) + 1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governance: Option<super::governance::Council>,
+    /// The nodes' record voucher keys (RFC 9474 RSA, [`crate::voucher`]): a record's
+    /// account opens only with a voucher one of them signed for a registered patient.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_voucher_keys: Vec<crate::keys::Jwk>,
 }
 
 impl Genesis {

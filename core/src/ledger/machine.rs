@@ -11,11 +11,14 @@
 //! - `governance/used/<proposal id>`: proposal IDs already applied (replay protection);
 //! - `voucher/spent/<hash>`: patients' registration vouchers already used;
 //! - `sequence/<id>`: the last sequence number used by the sender (replay protection);
-//! - `grant/<grant id>`: a grant (grantor, grantee, record, parts, actions, not-after, revoked);
-//! - `index_head/<patient>`: the hash of the patient's latest index entry (each entry links
-//!   the previous one, so a node cannot hide one);
-//! - `crumbs/<patient>/<department>`: the heights of the blocks holding the patient's entries
-//!   of that department (MedBlock bread crumbs);
+//! - `record/<record id>`: a record's account ([`RecordEntry`]: its key, its sealed index
+//!   entry, how many grants and logs it has), opened by the record's own key; nothing in it
+//!   names the patient;
+//! - `grant/<grant id>`: a grant as a capability ([`GrantEntry`]: its record's account, blob,
+//!   the commitment to its key, actions, expiry, sealed details, revocation);
+//! - `log/<record id>/<n>`: the record's n-th access log ([`LogEntry`], details sealed);
+//! - `records/issuers`: the consortium nodes' record voucher keys (from genesis);
+//! - `voucher/spent/<hash>`: registration and record vouchers already used;
 //! - `consensus/members`: the consortium members with their consensus keys and credit
 //!   scores (see [`dpos`](super::dpos));
 //! - `evidence/<accused>/<height>/<round>/<step>`: equivocation evidence already punished.
@@ -63,9 +66,6 @@ pub enum ApplyError {
     /// A RevokeGrant or AccessLog names a grant that does not exist.
     #[error("unknown grant")]
     UnknownGrant,
-    /// An UploadIndex whose `previous` is not the patient's index head.
-    #[error("index entry does not link the patient's previous entry")]
-    BrokenIndexChain,
     /// Misbehaviour evidence that does not prove an unpunished equivocation (why, fixed text).
     #[error("misbehaviour evidence refused: {0}")]
     Evidence(&'static str),
@@ -75,6 +75,9 @@ pub enum ApplyError {
     /// A patient registration whose voucher is missing, invalid or spent (why, fixed text).
     #[error("registration voucher refused: {0}")]
     Voucher(&'static str),
+    /// A record's account opened with a voucher that is invalid or spent (why, fixed text).
+    #[error("record voucher refused: {0}")]
+    RecordVoucher(&'static str),
     /// The transaction is malformed, or its signature or a key it carries is invalid.
     #[error(transparent)]
     Tx(#[from] TxError),
@@ -238,31 +241,84 @@ impl RegistryEntry {
     }
 }
 
-/// A standing grant (BPDS data sharing).
+/// A record's account (DESIGN section 6): opened by the record's own key, which then signs
+/// its grants and revocations. Nothing in it names the patient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordEntry {
+    /// The record's public ES256 key (the account's ID is its thumbprint).
+    pub signing_jwk: Jwk,
+    /// The record's index entry, sealed under a secret only the patient derives.
+    pub entry: String,
+    /// The height of the block that opened the account.
+    pub height: u64,
+    /// How many grants the account made.
+    pub grants: u64,
+    /// How many access logs the record has (at `log/<record id>/0..logs`).
+    pub logs: u64,
+}
+
+/// The most grants one record's account makes (each shares a version of the record).
+pub const MAX_GRANTS_PER_RECORD: u64 = 1024;
+
+/// A grant as a capability (BPDS data sharing, DESIGN section 6): what the chain enforces
+/// (blob, key commitment, actions, expiry, revocation) in clear; who the grantee is and
+/// which parts it gets only in `details`, sealed to the grantee.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantEntry {
-    /// The party that granted access (the sender of the Grant).
-    pub grantor: PartyId,
-    /// The registered party granted access.
-    pub grantee: PartyId,
-    /// The record shared: its blob address (hex).
-    pub record_id: String,
-    /// The parts of the record shared; empty for the whole record.
-    pub parts: Vec<String>,
-    /// What the grantee may do.
+    /// The record's account that granted access (the sender of the Grant).
+    pub record: PartyId,
+    /// The version of the record shared: its blob address.
+    pub blob: Hash,
+    /// SHA-256 of the thumbprint of the key that signs accesses under the grant.
+    pub grant_key: Hash,
+    /// What the grant allows.
     pub actions: Vec<Action>,
     /// Last time the grant allows an access, Unix seconds (inclusive).
     pub not_after: u64,
-    /// Whether the grantor revoked the grant.
-    pub revoked: bool,
+    /// The details, sealed to the grantee (a compact JWE without `kid`).
+    pub details: String,
+    /// The block time from which the grant is revoked, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
 }
 
 impl GrantEntry {
-    /// Whether the grant lets its grantee do `action` at time `now`.
+    /// Whether the grant lets its key holder do `action` at time `now`.
     pub fn allows(&self, action: Action, now: u64) -> bool {
-        !self.revoked && now <= self.not_after && self.actions.contains(&action)
+        self.revoked_at.is_none() && now <= self.not_after && self.actions.contains(&action)
     }
+
+    /// Whether the grant covered `action` at time `at` (revoked after it, or not at all).
+    pub fn covered(&self, action: Action, at: u64) -> bool {
+        self.revoked_at.is_none_or(|revoked| at <= revoked)
+            && at <= self.not_after
+            && self.actions.contains(&action)
+    }
+
+    /// Whether `key` is the grant's key (its thumbprint hashes to the commitment).
+    pub fn is_key(&self, key_thumbprint: &str) -> bool {
+        Hash::sha256(key_thumbprint.as_bytes()) == self.grant_key
+    }
+}
+
+/// One access to a record, at `log/<record id>/<n>`: in clear only the grant it was made
+/// under, the action and the time; who accessed it and why are sealed to the patient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntry {
+    /// The grant the access was made under (none: a handshake the patient logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+    /// What the accessor did.
+    pub action: Action,
+    /// When the access happened, as logged (Unix seconds).
+    pub at: u64,
+    /// The height of the block that committed the log.
+    pub height: u64,
+    /// The sealed [`LogDetails`](crate::account::LogDetails).
+    pub details: String,
 }
 
 /// The state: the authenticated map, plus the values it commits to, plus each role's
@@ -348,7 +404,31 @@ impl LedgerState {
     /// The state at genesis: the consortium members with their initial credit, and the
     /// council genesis names (by default every validator, `t = floor(2n/3) + 1`).
     pub fn from_genesis(genesis: &Genesis) -> Self {
-        Self::with_council(&genesis.validators.validators, &genesis.council())
+        let mut state = Self::with_council(&genesis.validators.validators, &genesis.council());
+        state.put(record_issuers_key(), &genesis.record_voucher_keys);
+        state
+    }
+
+    /// Names the nodes' record voucher keys as a genesis would (a test chain built without
+    /// a [`Genesis`]).
+    #[cfg(any(test, feature = "testkit"))]
+    pub(crate) fn set_record_issuers(&mut self, keys: &[Jwk]) {
+        self.put(record_issuers_key(), &keys);
+    }
+
+    /// The record voucher keys of the consortium's nodes (genesis names them).
+    pub fn record_issuers(&self) -> Vec<Jwk> {
+        self.get(&record_issuers_key()).unwrap_or_default()
+    }
+
+    /// The account of the record `record` (its ID: the thumbprint of the record's key).
+    pub fn record(&self, record: &PartyId) -> Option<RecordEntry> {
+        self.get(&record_key(record))
+    }
+
+    /// The `n`-th access log of the record `record`.
+    pub fn log(&self, record: &PartyId, n: u64) -> Option<LogEntry> {
+        self.get(&log_key(record, n))
     }
 
     fn with_council(validators: &[Validator], council: &Council) -> Self {
@@ -466,25 +546,13 @@ impl LedgerState {
 
     /// The grant with ID `grant_id`, if there is one.
     pub fn grant(&self, grant_id: &str) -> Option<GrantEntry> {
-        self.get(&state_key("grant", grant_id))
-    }
-
-    /// The ID of `patient`'s newest UploadIndex transaction (its index head), if any.
-    pub fn index_head(&self, patient: &PartyId) -> Option<Hash> {
-        self.get::<String>(&index_head_key(patient))
-            .and_then(|hex| Hash::from_hex(&hex))
+        self.get(&grant_key(grant_id))
     }
 
     /// The sequence number the sender's next transaction must carry.
     pub fn next_sequence(&self, sender: &PartyId) -> u64 {
         self.get::<u64>(&state_key("sequence", sender.as_str()))
             .map_or(0, |last| last + 1)
-    }
-
-    /// The heights of the blocks holding `patient`'s index entries of `department`, ascending.
-    pub fn crumbs(&self, patient: &PartyId, department: &str) -> Vec<u64> {
-        self.get(&crumbs_key(patient, department))
-            .unwrap_or_default()
     }
 
     /// Every registered ID of a role, sorted.
@@ -618,14 +686,46 @@ impl LedgerState {
             ));
         }
         if let Some(key) = signed.self_signing_key()? {
-            if self.registry_entry(&tx.sender).is_some() {
+            if self.registry_entry(&tx.sender).is_some() || self.record(&tx.sender).is_some() {
                 return Err(ApplyError::AlreadyRegistered(tx.sender.clone()));
             }
+            // A grant's key signs only its grant's logs: the state holds its commitment.
+            if let TxBody::AccessLog { grant_id, .. } = &tx.body {
+                let grant = grant_id
+                    .as_deref()
+                    .and_then(|g| self.grant(g))
+                    .ok_or(ApplyError::UnknownGrant)?;
+                if !grant.is_key(tx.sender.as_str()) {
+                    return Err(ApplyError::NotAllowed(
+                        "an access under a grant is signed by the grant's key",
+                    ));
+                }
+            }
             return Ok(key);
+        }
+        // A record's account signs its grants, revocations and the accesses it allows.
+        if let Some(record) = self.record(&tx.sender) {
+            if !matches!(
+                tx.body,
+                TxBody::Grant { .. } | TxBody::RevokeGrant { .. } | TxBody::AccessLog { .. }
+            ) {
+                return Err(ApplyError::NotAllowed(
+                    "a record's key signs only its grants, revocations and access logs",
+                ));
+            }
+            return Ok(VerifyingKey::from_jwk(&record.signing_jwk).map_err(TxError::from)?);
         }
         if let Some(entry) = self.registry_entry(&tx.sender) {
             if !entry.is_active(ctx.now) {
                 return Err(ApplyError::InactiveSender(tx.sender.clone()));
+            }
+            if matches!(
+                tx.body,
+                TxBody::Grant { .. } | TxBody::RevokeGrant { .. } | TxBody::AccessLog { .. }
+            ) {
+                return Err(ApplyError::NotAllowed(
+                    "grants and access logs are signed by a record's or a grant's key, never a registered one",
+                ));
             }
             return Ok(VerifyingKey::from_jwk(entry.signing_jwk()).map_err(TxError::from)?);
         }
@@ -854,66 +954,102 @@ impl LedgerState {
                 }
                 self.change_status(id, *status, ctx)?;
             }
-            TxBody::UploadIndex {
-                department,
-                previous,
-                ..
+            TxBody::OpenRecord {
+                signing_jwk,
+                voucher,
+                entry,
             } => {
-                if *previous != self.index_head(sender) {
-                    return Err(ApplyError::BrokenIndexChain);
+                if entry.len() > crate::sealed::MAX_SEALED_CHARS {
+                    return Err(ApplyError::NotAllowed("a sealed index entry is too long"));
                 }
-                self.put(index_head_key(sender), &tx_id.to_hex());
-                let mut crumbs = self.crumbs(sender, department);
-                if crumbs.last() != Some(&ctx.height) {
-                    crumbs.push(ctx.height);
+                let spent = voucher
+                    .spent_hash()
+                    .map_err(|_| ApplyError::RecordVoucher("malformed voucher"))?;
+                if self.voucher_spent(&spent) {
+                    return Err(ApplyError::RecordVoucher("voucher already used"));
                 }
-                self.put(crumbs_key(sender, department), &crumbs);
+                let verifies = self.record_issuers().iter().any(|jwk| {
+                    crate::voucher::VoucherKey::from_jwk(jwk)
+                        .is_ok_and(|key| key.verify(ctx.chain_id, sender, voucher).is_ok())
+                });
+                if !verifies {
+                    return Err(ApplyError::RecordVoucher(
+                        "the voucher verifies under no node's record voucher key",
+                    ));
+                }
+                self.put(voucher_key(&spent), &true);
+                self.put(
+                    record_key(sender),
+                    &RecordEntry {
+                        signing_jwk: signing_jwk.clone(),
+                        entry: entry.clone(),
+                        height: ctx.height,
+                        grants: 0,
+                        logs: 0,
+                    },
+                );
             }
             TxBody::Grant {
                 grant_id,
-                grantee,
-                record_id,
-                parts,
+                blob,
+                grant_key: key_commitment,
                 actions,
                 not_after,
+                details,
             } => {
-                let key = state_key("grant", grant_id);
+                let key = grant_key(grant_id);
                 if self.values.contains_key(&key) {
                     return Err(ApplyError::NotAllowed("grant ID already used"));
                 }
-                if self.registry_entry(grantee).is_none() {
-                    return Err(ApplyError::UnknownSender(grantee.clone()));
+                if grant_id.is_empty() || grant_id.len() > 128 {
+                    return Err(ApplyError::NotAllowed("a grant ID has 1 to 128 bytes"));
                 }
+                if actions.is_empty() || *not_after < ctx.now {
+                    return Err(ApplyError::NotAllowed(
+                        "a grant allows some action until a time to come",
+                    ));
+                }
+                let mut record = self.record(sender).ok_or(ApplyError::NotAllowed(
+                    "a grant is made by a record's account",
+                ))?;
+                if record.grants >= MAX_GRANTS_PER_RECORD {
+                    return Err(ApplyError::NotAllowed("the record has made all its grants"));
+                }
+                record.grants += 1;
+                self.put(record_key(sender), &record);
                 let grant = GrantEntry {
-                    grantor: sender.clone(),
-                    grantee: grantee.clone(),
-                    record_id: record_id.clone(),
-                    parts: parts.clone(),
+                    record: sender.clone(),
+                    blob: *blob,
+                    grant_key: *key_commitment,
                     actions: actions.clone(),
                     not_after: *not_after,
-                    revoked: false,
+                    details: details.clone(),
+                    revoked_at: None,
                 };
                 self.put(key, &grant);
             }
             TxBody::RevokeGrant { grant_id } => {
                 let mut grant = self.grant(grant_id).ok_or(ApplyError::UnknownGrant)?;
-                if &grant.grantor != sender {
-                    return Err(ApplyError::NotAllowed("only the grantor revokes a grant"));
+                if &grant.record != sender {
+                    return Err(ApplyError::NotAllowed(
+                        "only the record's account that made a grant revokes it",
+                    ));
                 }
-                grant.revoked = true;
-                self.put(state_key("grant", grant_id), &grant);
+                if grant.revoked_at.is_none() {
+                    grant.revoked_at = Some(ctx.now);
+                    self.put(grant_key(grant_id), &grant);
+                }
             }
             TxBody::AccessLog {
-                accessor,
-                record_id,
+                grant_id,
+                grant_jwk,
                 action,
                 at,
-                grant_id,
-                ..
+                details,
             } => {
-                if accessor != sender {
+                if grant_id.is_some() != grant_jwk.is_some() {
                     return Err(ApplyError::NotAllowed(
-                        "an access is logged by its accessor",
+                        "an access under a grant carries the grant's key, and only then",
                     ));
                 }
                 if *at > ctx.now + MAX_CLOCK_SKEW_S
@@ -923,21 +1059,40 @@ impl LedgerState {
                         "an access is logged within its window of the block time",
                     ));
                 }
-                // A log naming a grant names one to the accessor, for that record, allowing
-                // that action at the time of the access. Revocation after the access does
-                // not erase it: the read happened and stays on the record.
-                if let Some(grant_id) = grant_id {
-                    let grant = self.grant(grant_id).ok_or(ApplyError::UnknownGrant)?;
-                    if &grant.grantee != accessor
-                        || &grant.record_id != record_id
-                        || !grant.actions.contains(action)
-                        || *at > grant.not_after
-                    {
-                        return Err(ApplyError::NotAllowed(
-                            "the named grant does not cover this access",
-                        ));
-                    }
+                if details.len() > crate::sealed::MAX_SEALED_CHARS {
+                    return Err(ApplyError::NotAllowed("sealed log details are too long"));
                 }
+                // Under a grant (its key signed, checked in `sender_key`), the grant covered
+                // the access when it happened: a revocation after the access does not erase
+                // it, the read happened and stays on the record. Without one, the record's
+                // own account logs an access it allowed (a handshake).
+                let record = match grant_id {
+                    Some(grant_id) => {
+                        let grant = self.grant(grant_id).ok_or(ApplyError::UnknownGrant)?;
+                        if !grant.covered(*action, *at) {
+                            return Err(ApplyError::NotAllowed(
+                                "the named grant does not cover this access",
+                            ));
+                        }
+                        grant.record
+                    }
+                    None => sender.clone(),
+                };
+                let mut entry = self
+                    .record(&record)
+                    .ok_or(ApplyError::NotAllowed("an access is logged on a record"))?;
+                self.put(
+                    log_key(&record, entry.logs),
+                    &LogEntry {
+                        grant_id: grant_id.clone(),
+                        action: *action,
+                        at: *at,
+                        height: ctx.height,
+                        details: details.clone(),
+                    },
+                );
+                entry.logs += 1;
+                self.put(record_key(&record), &entry);
             }
             TxBody::Misbehaviour { accused, evidence } => {
                 let key = self.check_equivocation(accused, evidence, ctx)?;
@@ -1261,21 +1416,30 @@ pub fn prefix_range(prefix: &StateKey, bits: usize) -> (StateKey, StateKey) {
     (Hash::new(low), Hash::new(high))
 }
 
-/// The state key of `patient`'s index head.
-pub fn index_head_key(patient: &PartyId) -> StateKey {
-    state_key("index_head", patient.as_str())
+/// The state key of a record's account.
+pub fn record_key(record: &PartyId) -> StateKey {
+    state_key("record", record.as_str())
 }
 
-/// The state key of `patient`'s bread crumbs for `department`.
-pub fn crumbs_key(patient: &PartyId, department: &str) -> StateKey {
-    state_key("crumbs", &format!("{patient}/{department}"))
+/// The state key of a record's `n`-th access log.
+pub fn log_key(record: &PartyId, n: u64) -> StateKey {
+    state_key("log", &format!("{record}/{n}"))
+}
+
+/// The state key of a grant.
+pub fn grant_key(grant_id: &str) -> StateKey {
+    state_key("grant", grant_id)
+}
+
+fn record_issuers_key() -> StateKey {
+    state_key("records", "issuers")
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::bft::{ConsensusVote, Evidence, Signed, VoteKind};
     use super::super::governance::{Approval, GovAction, Proposal};
-    use super::super::tx::{Outcome, Transaction};
+    use super::super::tx::Transaction;
     use super::*;
     use crate::keys::SigningKey;
 
@@ -1467,14 +1631,6 @@ mod tests {
                 valid_until: 10_000,
             })
         }
-
-        /// The way `role` joins: patients with a voucher, institutions by admission.
-        fn enrol(&self, party: &mut Party, role: Role) -> SignedTransaction {
-            match role {
-                Role::Patient => self.register_patient(party),
-                role => self.admit(party, role),
-            }
-        }
     }
 
     #[test]
@@ -1580,73 +1736,6 @@ mod tests {
     }
 
     #[test]
-    fn grants_are_made_checked_and_revoked_by_their_grantor_only() {
-        let (mut state, gov) = world();
-        let mut patient = Party::patient();
-        let mut insurer = Party::new("insurer:acme");
-        state
-            .apply(&gov.register_patient(&mut patient), ctx(1))
-            .unwrap();
-        state
-            .apply(&gov.admit(&mut insurer, Role::Insurer), ctx(1))
-            .unwrap();
-        let grant = patient.tx(TxBody::Grant {
-            grant_id: "g1".into(),
-            grantee: insurer.id.clone(),
-            record_id: "rec-1".into(),
-            parts: vec!["prescription".into()],
-            actions: vec![Action::Read],
-            not_after: NOW + 100,
-        });
-        state.apply(&grant, ctx(2)).unwrap();
-        let g = state.grant("g1").unwrap();
-        assert!(g.allows(Action::Read, NOW));
-        assert!(!g.allows(Action::Copy, NOW));
-        assert!(!g.allows(Action::Read, NOW + 101));
-        let hijack = insurer.tx(TxBody::RevokeGrant {
-            grant_id: "g1".into(),
-        });
-        assert!(matches!(
-            state.apply(&hijack, ctx(3)),
-            Err(ApplyError::NotAllowed(_))
-        ));
-        insurer.next -= 1;
-        state
-            .apply(
-                &patient.tx(TxBody::RevokeGrant {
-                    grant_id: "g1".into(),
-                }),
-                ctx(3),
-            )
-            .unwrap();
-        assert!(!state.grant("g1").unwrap().allows(Action::Read, NOW));
-        let log = insurer.tx(TxBody::AccessLog {
-            accessor: insurer.id.clone(),
-            record_id: "rec-1".into(),
-            action: Action::Read,
-            at: NOW,
-            outcome: Outcome::Refused,
-            grant_id: Some("g1".into()),
-        });
-        state.apply(&log, ctx(4)).unwrap();
-        let on_behalf = insurer.tx(TxBody::AccessLog {
-            accessor: patient.id.clone(),
-            record_id: "rec-1".into(),
-            action: Action::Read,
-            at: NOW,
-            outcome: Outcome::Granted,
-            grant_id: None,
-        });
-        assert!(matches!(
-            state.apply(&on_behalf, ctx(4)),
-            Err(ApplyError::NotAllowed(_))
-        ));
-    }
-
-    /// Squatting: a patient ID that is not the registered key's thumbprint, a victim's
-    /// thumbprint taken as an institution, an institution name without a namespace, and a
-    /// consortium member's ID are all refused.
-    #[test]
     fn ids_cannot_be_squatted() {
         let (mut state, gov) = world();
         let victim = Party::patient();
@@ -1686,125 +1775,6 @@ mod tests {
     /// An AccessLog naming a grant commits only if the grant is to the accessor, for that
     /// record and action, and the access was within the grant's time; any log commits only
     /// within its window of the block time.
-    #[test]
-    fn access_logs_name_only_grants_that_cover_them() {
-        let (mut state, gov) = world();
-        let mut patient = Party::patient();
-        let mut insurer = Party::new("insurer:acme");
-        let mut other = Party::new("insurer:other");
-        for (party, role) in [
-            (&mut patient, Role::Patient),
-            (&mut insurer, Role::Insurer),
-            (&mut other, Role::Insurer),
-        ] {
-            state.apply(&gov.enrol(party, role), ctx(1)).unwrap();
-        }
-        let grant = patient.tx(TxBody::Grant {
-            grant_id: "g1".into(),
-            grantee: insurer.id.clone(),
-            record_id: "rec-1".into(),
-            parts: vec![],
-            actions: vec![Action::Read],
-            not_after: NOW + 100,
-        });
-        state.apply(&grant, ctx(2)).unwrap();
-        let log = |party: &mut Party, record: &str, action: Action, at: u64, grant: &str| {
-            party.tx(TxBody::AccessLog {
-                accessor: party.id.clone(),
-                record_id: record.into(),
-                action,
-                at,
-                outcome: Outcome::Granted,
-                grant_id: Some(grant.into()),
-            })
-        };
-        let refused = [
-            log(&mut other, "rec-1", Action::Read, NOW, "g1"),
-            log(&mut insurer, "rec-2", Action::Read, NOW, "g1"),
-            log(&mut insurer, "rec-1", Action::Copy, NOW, "g1"),
-            log(&mut insurer, "rec-1", Action::Read, NOW + 101, "g1"),
-            log(&mut insurer, "rec-1", Action::Read, NOW, "g-none"),
-            log(
-                &mut insurer,
-                "rec-1",
-                Action::Read,
-                NOW + MAX_CLOCK_SKEW_S + 1,
-                "g1",
-            ),
-        ];
-        for tx in &refused {
-            let root = state.root();
-            assert!(
-                state.apply(tx, ctx(3)).is_err(),
-                "{:?}",
-                tx.transaction().body
-            );
-            assert_eq!(state.root(), root);
-            if tx.transaction().sender == other.id {
-                other.next -= 1;
-            } else {
-                insurer.next -= 1;
-            }
-        }
-        let stale = log(&mut insurer, "rec-1", Action::Read, NOW, "g1");
-        let late = Context {
-            chain_id: CHAIN,
-            height: 3,
-            now: NOW + ACCESS_LOG_WINDOW_S + 1,
-        };
-        assert!(state.apply(&stale, late).is_err());
-        insurer.next -= 1;
-        state
-            .apply(&log(&mut insurer, "rec-1", Action::Read, NOW, "g1"), ctx(3))
-            .unwrap();
-    }
-
-    #[test]
-    fn index_entries_chain_and_leave_bread_crumbs() {
-        let (mut state, gov) = world();
-        let mut patient = Party::patient();
-        state
-            .apply(&gov.register_patient(&mut patient), ctx(1))
-            .unwrap();
-        let first = patient.tx(TxBody::UploadIndex {
-            department: "cardiology".into(),
-            entry_jwe: "jwe-1".into(),
-            previous: None,
-        });
-        state.apply(&first, ctx(5)).unwrap();
-        assert_eq!(state.index_head(&patient.id), Some(first.id()));
-        // An entry that does not link the head (a node hiding the first) is refused.
-        let unlinked = patient.tx(TxBody::UploadIndex {
-            department: "cardiology".into(),
-            entry_jwe: "jwe-2".into(),
-            previous: None,
-        });
-        assert!(matches!(
-            state.apply(&unlinked, ctx(6)),
-            Err(ApplyError::BrokenIndexChain)
-        ));
-        patient.next -= 1;
-        let second = patient.tx(TxBody::UploadIndex {
-            department: "cardiology".into(),
-            entry_jwe: "jwe-2".into(),
-            previous: Some(first.id()),
-        });
-        state.apply(&second, ctx(7)).unwrap();
-        let third = patient.tx(TxBody::UploadIndex {
-            department: "radiology".into(),
-            entry_jwe: "jwe-3".into(),
-            previous: Some(second.id()),
-        });
-        state.apply(&third, ctx(7)).unwrap();
-        assert_eq!(state.crumbs(&patient.id, "cardiology"), vec![5, 7]);
-        assert_eq!(state.crumbs(&patient.id, "radiology"), vec![7]);
-        let (value, proof) = state.get_with_proof(&crumbs_key(&patient.id, "cardiology"));
-        assert_eq!(
-            proof.verify(&state.root(), &crumbs_key(&patient.id, "cardiology")),
-            Ok(Some(value_hash(value.unwrap())))
-        );
-    }
-
     #[test]
     fn revoked_or_expired_senders_cannot_act() {
         let (mut state, gov) = world();
@@ -2678,8 +2648,8 @@ mod tests {
         );
         assert!(entry.keys_at(NOW - 1).is_none());
         // The old key signs nothing more; the new one does.
-        let old = patient.tx(TxBody::RevokeGrant {
-            grant_id: "g".into(),
+        let old = patient.tx(TxBody::RevokeIdentity {
+            id: patient.id.clone(),
         });
         assert!(matches!(
             state.apply(&old, at(4, NOW + 20)),
@@ -2687,15 +2657,10 @@ mod tests {
         ));
         patient.next -= 1;
         patient.key = new_key;
-        let grant = patient.tx(TxBody::Grant {
-            grant_id: "g1".into(),
-            grantee: gov.hospital.id.clone(),
-            record_id: "rec".into(),
-            parts: vec![],
-            actions: vec![Action::Read],
-            not_after: NOW + 100,
+        let revoke = patient.tx(TxBody::RevokeIdentity {
+            id: patient.id.clone(),
         });
-        state.apply(&grant, at(4, NOW + 20)).unwrap();
+        state.apply(&revoke, at(4, NOW + 20)).unwrap();
         // The proven entry's ID is still self-certifying (its first key).
         assert!(entry.is_well_formed());
     }

@@ -57,7 +57,8 @@ impl TestChain {
                 credit: 100,
             })
             .collect();
-        let state = LedgerState::genesis(&validators);
+        let mut state = LedgerState::genesis(&validators);
+        state.set_record_issuers(&[record_voucher_key().public().unwrap().to_jwk()]);
         Self {
             validator_keys,
             set: ValidatorSet {
@@ -386,6 +387,22 @@ pub fn voucher_key(i: usize) -> &'static VoucherSecretKey {
             VoucherSecretKey::generate(2048).unwrap(),
         ]
     })[i]
+}
+
+/// The nodes' record voucher key of every [`TestChain`].
+pub fn record_voucher_key() -> &'static VoucherSecretKey {
+    static KEY: OnceLock<VoucherSecretKey> = OnceLock::new();
+    KEY.get_or_init(|| VoucherSecretKey::generate(2048).unwrap())
+}
+
+/// The transaction that opens the account of `record` on a [`TestChain`], filed with
+/// `entry`, with a record voucher of the chain's nodes.
+pub fn open_record(
+    record: &crate::record_account::RecordKeys,
+    entry: &crate::record_account::IndexEntry,
+) -> SignedTransaction {
+    let voucher = voucher(record_voucher_key(), CHAIN, record.id());
+    record.open_account(CHAIN, voucher, entry)
 }
 
 /// A voucher for `patient` on `chain` from hospital key `key`, the whole blind protocol.

@@ -162,55 +162,66 @@ pub enum TxBody {
         /// Its new status.
         status: Status,
     },
-    /// BPDS eq. 3-4: the index {url, hash of ciphertext, time} as a JWE to the patient, a
-    /// department tag for bread crumbs, and the link to the patient's previous entry.
-    UploadIndex {
-        /// The department tag the entry is filed under (bread crumbs).
-        department: String,
-        /// The sealed [`IndexEntry`](crate::account::IndexEntry), a compact JWE to the patient.
-        entry_jwe: String,
-        /// The ID of the patient's previous UploadIndex (its index head), or `None` for the first.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        previous: Option<Hash>,
+    /// A patient opens the account of one of its records (DESIGN section 6): the sender is
+    /// the record's own key (derived from the patient's master secret,
+    /// [`crate::keys::txkeys`]), never the patient's registered key, so a chain reader cannot
+    /// link two records of one patient. It carries a one-use record voucher of a consortium
+    /// node (a blind signature, [`crate::voucher`]: the node saw which registered patient
+    /// asked, not for which record) and the record's index entry, sealed under a secret only
+    /// the patient derives ([`crate::sealed`]).
+    OpenRecord {
+        /// The record's public ES256 key: the sender is its thumbprint.
+        signing_jwk: Jwk,
+        /// A record voucher of a consortium node for the sender's ID.
+        voucher: Voucher,
+        /// The sealed [`IndexEntry`](crate::account::IndexEntry).
+        entry: String,
     },
-    /// The sender (the grantor) grants a registered party access to one stored record.
+    /// A record's account (the sender) grants access to a version of the record, as a
+    /// capability: the chain holds a commitment to the grant's own key, its blob, actions
+    /// and expiry; who the grantee is and which parts it gets are in `details`, sealed to the
+    /// grantee's registered key without naming it.
     Grant {
         /// The grant's ID; one already used on the chain is refused.
         grant_id: String,
-        /// The registered party granted access.
-        grantee: PartyId,
-        /// The record shared: its blob address (SHA-256 of the stored envelope, hex).
-        record_id: String,
-        /// The parts of the record shared; empty for the whole record.
-        parts: Vec<String>,
-        /// What the grantee may do.
+        /// The version of the record shared: its blob address.
+        blob: Hash,
+        /// SHA-256 of the thumbprint of the grant's public key: an access log under the grant
+        /// is signed by that key.
+        grant_key: Hash,
+        /// What the grant allows.
         actions: Vec<Action>,
         /// Last time the grant allows an access, Unix seconds (inclusive).
         not_after: u64,
+        /// The [`GrantDetails`](crate::account::GrantDetails), a compact JWE to the grantee
+        /// with no `kid`.
+        details: String,
     },
-    /// The grantor revokes one of its grants.
+    /// The record's account (the sender) revokes one of its grants.
     RevokeGrant {
         /// The grant revoked.
         grant_id: String,
     },
-    /// An access to a record. A fetch of a blob through a grant is authorised by the
-    /// accessor's own signed AccessLog naming the grant, which the node then commits.
+    /// An access to a record, its details sealed to the record's owner. Under a grant, the
+    /// sender is the grant's key (its thumbprint, committed in the grant) and a node serves
+    /// the grant's blob only against it; without one, the sender is the record's account
+    /// logging an access it allowed itself (a handshake).
     AccessLog {
-        /// Who accessed the record: the sender.
-        accessor: PartyId,
-        /// The record accessed: its blob address (hex) or, for a handshake, its `emr_id`.
-        record_id: String,
+        /// The grant the access was made under.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant_id: Option<String>,
+        /// The grant's public key, which signs (with `grant_id` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grant_jwk: Option<Jwk>,
         /// What the accessor did.
         action: Action,
         /// When the access happened, Unix seconds: at most
         /// [`ACCESS_LOG_WINDOW_S`](super::machine::ACCESS_LOG_WINDOW_S) before the block time, and
         /// at most [`MAX_CLOCK_SKEW_S`](super::machine::MAX_CLOCK_SKEW_S) after it.
         at: u64,
-        /// Whether the access was granted.
-        outcome: Outcome,
-        /// The grant the access was made under, if any: it must cover this access.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        grant_id: Option<String>,
+        /// The [`LogDetails`](crate::account::LogDetails), sealed under the grant's (or the
+        /// record's) log secret, which only the patient and the grantee hold.
+        details: String,
     },
     /// Evidence of misbehaviour: a validator signed two conflicting consensus messages.
     Misbehaviour {
@@ -246,16 +257,19 @@ impl TxBody {
             Self::RevokeIdentity { .. }
             | Self::SetDoctorStatus { .. }
             | Self::RevokeGrant { .. }
-            | Self::AccessLog { .. }
             | Self::CreditUpdate { .. } => 2 * 1024,
-            Self::Grant { .. } => 8 * 1024,
-            Self::UploadIndex { .. } | Self::Misbehaviour { .. } => 24 * 1024,
+            // A grant key, and sealed details (a log's or an index entry's few hundred bytes).
+            Self::AccessLog { .. } => 4 * 1024,
+            // A voucher (RSA-4096 at most) and a sealed index entry; sealed details to an
+            // RSA-4096 key.
+            Self::OpenRecord { .. } | Self::Grant { .. } => 8 * 1024,
+            Self::Misbehaviour { .. } => 24 * 1024,
         }
     }
 }
 
 /// The names under which a transaction body carries keys, at any depth.
-const KEY_MEMBERS: [&str; 3] = ["signing_jwk", "encryption_jwk", "voucher_key"];
+const KEY_MEMBERS: [&str; 4] = ["signing_jwk", "encryption_jwk", "voucher_key", "grant_jwk"];
 
 /// Checks every key a body carries, at any depth (a governance proposal nests them).
 fn check_keys_in(value: &serde_json::Value, depth: usize) -> Result<(), TxError> {
@@ -369,13 +383,14 @@ impl SignedTransaction {
         Ok(&self.tx)
     }
 
-    /// For a RegisterIdentity, or a governance admission, the key it registers is the key
-    /// that must have signed it (proof of possession).
+    /// For a RegisterIdentity, a governance admission or an OpenRecord, the key it registers
+    /// is the key that must have signed it (proof of possession); for an AccessLog under a
+    /// grant, the grant key it carries (whose commitment the state checks).
     pub fn self_signing_key(&self) -> Result<Option<VerifyingKey>, TxError> {
         let (id, signing_jwk) = match &self.tx.body {
             TxBody::RegisterIdentity {
                 id, signing_jwk, ..
-            } => (id, signing_jwk),
+            } => (id.as_str(), signing_jwk),
             TxBody::Govern {
                 proposal:
                     Proposal {
@@ -386,10 +401,23 @@ impl SignedTransaction {
                         ..
                     },
                 ..
-            } => (id, signing_jwk),
+            } => (id.as_str(), signing_jwk),
+            TxBody::OpenRecord { signing_jwk, .. }
+            | TxBody::AccessLog {
+                grant_jwk: Some(signing_jwk),
+                ..
+            } => {
+                let key = VerifyingKey::from_jwk(signing_jwk)?;
+                if key.thumbprint() != self.tx.sender.as_str() {
+                    return Err(TxError::Invalid(
+                        "a record's or grant's key signs as its own thumbprint",
+                    ));
+                }
+                return Ok(Some(key));
+            }
             _ => return Ok(None),
         };
-        if id != &self.tx.sender {
+        if id != self.tx.sender.as_str() {
             return Err(TxError::Invalid(
                 "a registration or admission must be sent by the ID it registers",
             ));
@@ -598,7 +626,7 @@ mod tests {
             serde_json::json!({"chain_id": "c", "sender": "a", "sequence": -1, "body": {"type": "revoke_grant", "grant_id": "g"}}),
             serde_json::json!({"chain_id": "c", "sender": "bad id", "sequence": 0, "body": {"type": "revoke_grant", "grant_id": "g"}}),
             serde_json::json!({"chain_id": "c", "sender": "a", "sequence": 0, "extra": 1, "body": {"type": "revoke_grant", "grant_id": "g"}}),
-            serde_json::json!({"chain_id": "c", "sender": "a", "sequence": 0, "body": {"type": "upload_index", "department": "d", "entry_jwe": "x", "previous": "zz"}}),
+            serde_json::json!({"chain_id": "c", "sender": "a", "sequence": 0, "body": {"type": "grant", "grant_id": "g", "blob": "zz", "grant_key": "00", "actions": [], "not_after": 0, "details": "x"}}),
         ] {
             assert!(
                 SignedTransaction::parse(&jws::sign(&key, &h, &payload)).is_err(),

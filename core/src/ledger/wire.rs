@@ -165,18 +165,69 @@ pub struct GrantAnswer {
     pub header: CertifiedHeader,
 }
 
-/// The answer to `GET /v1/index/{patient}?department=D`: the hash of the patient's latest
-/// index entry and the bread crumbs of that department (heights of the blocks holding the
-/// patient's entries), each proven under the node's latest certified header.
+/// The most access logs one answer to `GET /v1/records/{record}` carries (ask again
+/// `?from=` the next one).
+pub const MAX_LOGS_PER_ANSWER: u64 = 256;
+
+/// The answer to `GET /v1/records/{record}?from=N`: the record's account (or its absence)
+/// and its access logs `N..` (at most [`MAX_LOGS_PER_ANSWER`]), each proven under the node's
+/// latest certified header. The phone reads its index and audit log from these, never
+/// from blocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IndexAnswer {
-    /// The department's bread crumbs (a JSON array of heights), or their absence, proven.
-    pub crumbs: ProvenValue,
-    /// The patient's index head (the hex ID of its newest UploadIndex), or its absence, proven.
-    pub head: ProvenValue,
-    /// The certified header both proofs are under.
+pub struct RecordAnswer {
+    /// The certified header every proof is under.
     pub header: CertifiedHeader,
+    /// The record's [`LogEntry`](super::machine::LogEntry) JSON values from `from` on, proven.
+    #[serde(deserialize_with = "at_most_logs")]
+    pub logs: Vec<ProvenValue>,
+    /// The [`RecordEntry`](super::machine::RecordEntry) JSON, or its absence, proven.
+    pub record: ProvenValue,
+}
+
+fn at_most_logs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ProvenValue>, D::Error> {
+    let logs = Vec::<ProvenValue>::deserialize(d)?;
+    if logs.len() as u64 > MAX_LOGS_PER_ANSWER {
+        return Err(serde::de::Error::custom("too many logs in one answer"));
+    }
+    Ok(logs)
+}
+
+/// The `typ` of a registered patient's request for a record voucher.
+pub const RECORD_VOUCHER_REQUEST_TYP: &str = "emr-record-voucher+jwt";
+
+/// What a registered patient signs to ask a node for a record voucher (the payload of
+/// [`RecordVoucherRequest::request`]): the blinded message ([`crate::voucher::blind`] for
+/// the record's account ID) and the time. The node sees who asks, never for which record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordVoucherClaims {
+    /// The blinded message, base64url.
+    pub blinded: String,
+    /// Unix seconds.
+    pub iat: u64,
+    /// The patient asking: registered, active.
+    pub iss: PartyId,
+}
+
+/// The body of `POST /v1/record-vouchers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordVoucherRequest {
+    /// A compact JWS (ES256, typ [`RECORD_VOUCHER_REQUEST_TYP`]) of [`RecordVoucherClaims`],
+    /// by the patient's registered key.
+    pub request: String,
+}
+
+/// The answer to `POST /v1/record-vouchers`: the node's blind signature, and which of
+/// genesis's record voucher keys made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordVoucherAnswer {
+    /// The blind signature, base64url.
+    pub blind_signature: String,
+    /// The index of the node's key in genesis's `record_voucher_keys`.
+    pub key: u32,
 }
 
 /// The answer to `GET /v1/validators`: the validator set of the next block, the members
