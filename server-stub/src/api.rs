@@ -12,14 +12,14 @@ use emrshare_core::Hash;
 use emrshare_core::keys::PartyId;
 
 use emrshare_core::ledger::machine::{
-    crumbs_key, directory_head_key, index_head_key, registry_key,
+    directory_head_key, grant_key, log_key, record_key, registry_key,
 };
-use emrshare_core::ledger::state::{StateKey, state_key};
+use emrshare_core::ledger::state::StateKey;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::{
-    BlobStored, DirectoryAnswer, ErrorBody, GrantAnswer, HealthAnswer, IndexAnswer, LookupEntry,
-    LookupRequest, LookupResponse, ProvenValue, RelayAccepted, RelayRequest, SequenceAnswer,
-    SubmitRequest, SubmitResponse, ValidatorsAnswer,
+    BlobStored, DirectoryAnswer, ErrorBody, GrantAnswer, HealthAnswer, LookupEntry, LookupRequest,
+    LookupResponse, MAX_LOGS_PER_ANSWER, ProvenValue, RecordAnswer, RelayAccepted, RelayRequest,
+    SequenceAnswer, SubmitRequest, SubmitResponse, ValidatorsAnswer,
 };
 use emrshare_core::strict_json;
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,8 @@ pub fn router(node: Shared) -> Router {
         .route("/v1/directory/{role}/bucket/{prefix}", get(bucket))
         .route("/v1/grants/{grant_id}", get(grant))
         .route("/v1/validators", get(validators))
-        .route("/v1/index/{patient}", get(index))
+        .route("/v1/records/{record}", get(record))
+        .route("/v1/record-vouchers", post(record_voucher))
         // Consortium routes: the sender's token is checked before the body is read
         // (proposals and blocks up to max_block_bytes, relays up to max_body_bytes).
         .route("/v1/consensus/tx", post(relayed_tx))
@@ -138,8 +139,7 @@ fn admit_error(e: &AdmitError) -> Response {
             | ApplyError::NotAllowed(_)
             | ApplyError::Governance(_)
             | ApplyError::Voucher(_),
-        )
-        | AdmitError::NotReadable(_) => StatusCode::FORBIDDEN,
+        ) => StatusCode::FORBIDDEN,
         AdmitError::Refused(ApplyError::Sequence { .. } | ApplyError::AlreadyRegistered(_))
         | AdmitError::SequenceTaken { .. }
         | AdmitError::SequenceGap { .. } => StatusCode::CONFLICT,
@@ -419,38 +419,62 @@ async fn grant(State(node): State<Shared>, Path(grant_id): Path<String>) -> Resp
     let Some((header, state)) = snapshot else {
         return error(StatusCode::NOT_FOUND, "no block yet");
     };
-    let grant = proven(&state, &state_key("grant", &grant_id));
+    let grant = proven(&state, &grant_key(&grant_id));
     Json(GrantAnswer { grant, header }).into_response()
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IndexQuery {
-    department: String,
+struct RecordQuery {
+    #[serde(default)]
+    from: u64,
 }
 
-/// A patient's index head and the bread crumbs of one department, with proofs.
-async fn index(
+/// A record's account and its access logs from `from` on (at most [`MAX_LOGS_PER_ANSWER`]),
+/// each with its proof: how a phone reads its index and audit log without the chain.
+async fn record(
     State(node): State<Shared>,
-    Path(patient): Path<String>,
-    Query(query): Query<IndexQuery>,
+    Path(record): Path<String>,
+    Query(query): Query<RecordQuery>,
 ) -> Response {
-    let Ok(patient) = PartyId::new(patient) else {
-        return error(StatusCode::BAD_REQUEST, "invalid patient ID");
+    let Ok(record) = PartyId::new(record) else {
+        return error(StatusCode::BAD_REQUEST, "invalid record account ID");
     };
-    if query.department.is_empty() || query.department.chars().count() > 64 {
-        return error(StatusCode::BAD_REQUEST, "department is 1 to 64 characters");
-    }
     let snapshot = node.chain.lock().await.snapshot();
     let Some((header, state)) = snapshot else {
         return error(StatusCode::NOT_FOUND, "no block yet");
     };
-    Json(IndexAnswer {
-        crumbs: proven(&state, &crumbs_key(&patient, &query.department)),
-        head: proven(&state, &index_head_key(&patient)),
+    let logs = state.record(&record).map_or(0, |r| r.logs);
+    let end = logs.min(query.from.saturating_add(MAX_LOGS_PER_ANSWER));
+    sorted_json(&RecordAnswer {
+        record: proven(&state, &record_key(&record)),
+        logs: (query.from..end)
+            .map(|n| proven(&state, &log_key(&record, n)))
+            .collect(),
         header,
     })
-    .into_response()
+}
+
+/// A record voucher for a registered patient (its blinded message signed), within its
+/// daily quota.
+async fn record_voucher(State(node): State<Shared>, body: Bytes) -> Response {
+    use crate::record_vouchers::VoucherRefusal;
+    let Some(issuer) = &node.record_vouchers else {
+        return error(StatusCode::NOT_FOUND, VoucherRefusal::NotIssuer);
+    };
+    let state = node.chain.lock().await.state().clone();
+    match issuer.issue(&state, &body, crate::node::now_ms() / 1000) {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => {
+            let status = match e {
+                VoucherRefusal::Malformed(_) => StatusCode::BAD_REQUEST,
+                VoucherRefusal::Forbidden(_) => StatusCode::FORBIDDEN,
+                VoucherRefusal::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
+                VoucherRefusal::NotIssuer => StatusCode::NOT_FOUND,
+            };
+            error(status, e)
+        }
+    }
 }
 
 /// The validator set of the next block, the members' credit, and every change of set so far

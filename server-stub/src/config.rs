@@ -28,6 +28,10 @@ pub struct NodeConfig {
     /// node serves plain HTTP (loopback demos and tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// The node's record voucher key (RFC 9474 RSA, PKCS#8 DER, owner-only), whose public
+    /// half genesis lists: with it the node issues record vouchers to registered patients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_voucher_key_file: Option<PathBuf>,
 }
 
 /// The `[tls]` section: PEM files; relative paths are relative to the config file's folder.
@@ -90,6 +94,9 @@ pub struct Limits {
     pub mempool_max_age_ms: u64,
     /// Blob uploads streamed to disk at once; more are refused with 503.
     pub max_concurrent_uploads: usize,
+    /// Record vouchers one patient gets from this node per UTC day (each opens one
+    /// record's account); more are refused with 429.
+    pub record_vouchers_per_day: u32,
 }
 
 /// Room in a proposal or block body for what is not transactions (header, signatures, votes,
@@ -168,6 +175,7 @@ impl Default for Limits {
             max_pending_per_sender: 32,
             mempool_max_age_ms: 10 * 60 * 1000,
             max_concurrent_uploads: 16,
+            record_vouchers_per_day: 64,
             max_connections: 512,
             header_read_timeout_ms: 5_000,
             idle_timeout_ms: 30_000,
@@ -252,6 +260,9 @@ impl NodeConfig {
         resolve(&mut config.data_dir);
         resolve(&mut config.key_file);
         resolve(&mut config.genesis_file);
+        if let Some(file) = &mut config.record_voucher_key_file {
+            resolve(file);
+        }
         if let Some(tls) = &mut config.tls {
             resolve(&mut tls.cert_file);
             resolve(&mut tls.key_file);

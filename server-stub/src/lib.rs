@@ -16,6 +16,7 @@ pub mod mempool;
 pub mod node;
 pub mod peers;
 pub mod provision;
+pub mod record_vouchers;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -7,12 +7,12 @@ use crate::chain::{Chain, ChainError};
 use crate::config::{NodeConfig, Peer};
 use crate::mempool::{Mempool, MempoolLimits, RoomError};
 use crate::store::Store;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use emrshare_core::PrivateKeySet;
 use emrshare_core::ledger::block::CertifiedBlock;
 use emrshare_core::ledger::machine::{ApplyError, SignatureCache};
 use emrshare_core::ledger::merkle::Hash;
-use emrshare_core::ledger::tx::{SignedTransaction, Transaction, TxBody, TxError};
+use emrshare_core::ledger::tx::{SignedTransaction, TxBody, TxError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -34,6 +34,8 @@ pub struct Node {
     pub uploads: tokio::sync::Semaphore,
     /// What the node knows of its peers: their genesis, height, reachability.
     pub peers: crate::peers::Peers,
+    /// The node's record voucher issuer, if genesis lists its key.
+    pub record_vouchers: Option<crate::record_vouchers::RecordVoucherIssuer>,
 }
 
 /// Why a transaction is not admitted. Nothing is stored, relayed or acknowledged before
@@ -57,8 +59,6 @@ pub enum AdmitError {
     SequenceGap { expected: u64, got: u64 },
     #[error(transparent)]
     NoRoom(#[from] RoomError),
-    #[error("not allowed: {0}")]
-    NotReadable(&'static str),
     #[error("the store failed: {0}")]
     Store(String),
 }
@@ -162,6 +162,32 @@ impl Node {
         let store = Arc::new(Store::open(&config.data_dir)?);
         store.check_genesis(&genesis.hash(), &config.genesis_file, &config.data_dir)?;
         let peers = crate::peers::Peers::new(&genesis, &config.peers);
+        let record_vouchers = match &config.record_voucher_key_file {
+            None => None,
+            Some(file) => {
+                let der = std::fs::read(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let key = emrshare_core::voucher::VoucherSecretKey::from_pkcs8(&der)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let public = key.public().map_err(|e| anyhow::anyhow!("{e}"))?.to_jwk();
+                let index = genesis
+                    .record_voucher_keys
+                    .iter()
+                    .position(|k| *k == public)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "record voucher key {} is not in genesis {}",
+                            file.display(),
+                            config.genesis_file.display()
+                        )
+                    })?;
+                Some(crate::record_vouchers::RecordVoucherIssuer::new(
+                    key,
+                    index as u32,
+                    config.limits.record_vouchers_per_day,
+                ))
+            }
+        };
         let mut chain = Chain::new(genesis);
         // Recovery: replay every stored certified block through the same checks.
         for block in store.blocks()? {
@@ -195,6 +221,7 @@ impl Node {
             store,
             http,
             peers,
+            record_vouchers,
         });
         node.restore_mempool(stored_mempool)?;
         Ok(node)
@@ -419,7 +446,6 @@ impl Node {
         // Who must have signed it: a stranger (no registration, not a member) stops here,
         // whatever its sequence number says.
         self.check_signature(view, &tx)?;
-        self.check_log_names_readable_blob(t)?;
         let mut pool = self.pool();
         if pool.contains(&id) {
             return Ok(());
@@ -457,30 +483,6 @@ impl Node {
             .map_err(AdmitError::Refused)?;
         pool.insert(tx, now_ms());
         Ok(())
-    }
-
-    /// An AccessLog that names no grant and a blob this node holds must be by its owner:
-    /// nobody logs (fake) reads of another party's blob.
-    fn check_log_names_readable_blob(&self, tx: &Transaction) -> Result<(), AdmitError> {
-        let TxBody::AccessLog {
-            accessor,
-            record_id,
-            grant_id: None,
-            ..
-        } = &tx.body
-        else {
-            return Ok(());
-        };
-        let Some(hash) = Hash::from_hex(record_id) else {
-            return Ok(());
-        };
-        match self.store.blob_owner(&hash) {
-            Ok(Some(owner)) if owner != accessor.as_str() => Err(AdmitError::NotReadable(
-                "an access log without a grant names a blob of another party",
-            )),
-            Ok(_) => Ok(()),
-            Err(e) => Err(AdmitError::Store(e.to_string())),
-        }
     }
 
     /// Stores reserved transactions durably (one commit for all), then queues them for the
@@ -751,14 +753,14 @@ impl Node {
     }
 }
 
-pub use emrshare_core::account::BLOB_CLAIM_TYP;
+pub use emrshare_core::record_account::BLOB_CLAIM_TYP;
 /// How far the time in a claim or access log may be from the node's clock, in seconds.
 const MAX_SKEW_S: u64 = 300;
 
 impl Node {
     /// Checks an upload before any of its body is read: a length within the limit, a claim
-    /// signed by the registered, active party it names as owner, for this blob, fresh, and
-    /// no other owner in force. Returns the owner.
+    /// signed by the record's account it names as owner (opened on chain with a node's
+    /// record voucher), for this blob, fresh, and no other owner in force. Returns the owner.
     pub async fn check_upload(
         &self,
         hash: Hash,
@@ -774,21 +776,18 @@ impl Node {
         let unauthorized = |e: &dyn std::fmt::Display| BlobError::Unauthorized(e.to_string());
         let payload =
             emrshare_core::jws::unverified_payload(claim).map_err(|e| unauthorized(&e))?;
-        let claimed: emrshare_core::account::BlobClaim =
+        let claimed: emrshare_core::record_account::BlobClaim =
             emrshare_core::strict_json::from_value(payload)
                 .map_err(|e| unauthorized(&format!("claim: {e}")))?;
         let owner = claimed.owner.clone();
-        let entry = self
+        let record = self
             .chain
             .lock()
             .await
             .state()
-            .registry_entry(&owner)
-            .ok_or_else(|| BlobError::Forbidden("owner is not registered".into()))?;
-        if !entry.is_active(now_ms() / 1000) {
-            return Err(BlobError::Forbidden("owner is not active".into()));
-        }
-        let key = VerifyingKey::from_jwk(entry.signing_jwk())
+            .record(&owner)
+            .ok_or_else(|| BlobError::Forbidden("owner is not an open record's account".into()))?;
+        let key = VerifyingKey::from_jwk(&record.signing_jwk)
             .map_err(|e| BlobError::Storage(e.to_string()))?;
         emrshare_core::jws::verify(claim, &key, BLOB_CLAIM_TYP).map_err(|e| unauthorized(&e))?;
         if claimed.blob != hash || claimed.iat.abs_diff(now_ms() / 1000) > MAX_SKEW_S {
@@ -852,8 +851,9 @@ impl Node {
         Ok(())
     }
 
-    /// Serves a blob to the party whose own signed AccessLog authorises the read: the
-    /// owner, or the grantee of a live grant for this blob. The log must be new here, take
+    /// Serves a blob to whoever holds a key its signed AccessLog proves: the record's
+    /// account that owns it, or the key of a live grant of this blob (the chain holds its
+    /// commitment; the node never learns who the grantee is). The log must be new here, take
     /// the sender's next sequence number, and pass every check of admission: it is then
     /// pending (so it commits), and it serves one read only.
     pub async fn get_blob(
@@ -861,30 +861,22 @@ impl Node {
         hash: Hash,
         access: &str,
     ) -> Result<Vec<u8>, BlobError> {
-        use emrshare_core::ledger::tx::{Action, Outcome};
+        use emrshare_core::ledger::tx::Action;
         let unauthorized = |e: &dyn std::fmt::Display| BlobError::Unauthorized(e.to_string());
         let tx = SignedTransaction::parse(access).map_err(|e| unauthorized(&e))?;
         let TxBody::AccessLog {
-            accessor,
-            record_id,
             action,
             at,
-            outcome,
             grant_id,
+            ..
         } = &tx.transaction().body
         else {
             return Err(unauthorized(&"access must be an AccessLog transaction"));
         };
+        let accessor = &tx.transaction().sender;
         let now = now_ms() / 1000;
-        let hex = hash.to_hex();
-        if *record_id != hex
-            || *action != Action::Read
-            || *outcome != Outcome::Granted
-            || at.abs_diff(now) > MAX_SKEW_S
-        {
-            return Err(unauthorized(
-                &"access log is for another blob, action or time",
-            ));
+        if *action != Action::Read || at.abs_diff(now) > MAX_SKEW_S {
+            return Err(unauthorized(&"access log is for another action or time"));
         }
         let owner = self
             .store
@@ -906,9 +898,9 @@ impl Node {
                     .state()
                     .grant(grant_id)
                     .ok_or_else(|| BlobError::Forbidden("no such grant".into()))?;
-                if &grant.grantee != accessor
-                    || grant.record_id != hex
-                    || grant.grantor.as_str() != owner
+                // That the log is signed by the grant's own key, admission checks below.
+                if grant.blob != hash
+                    || grant.record.as_str() != owner
                     || !grant.allows(Action::Read, now)
                 {
                     return Err(BlobError::Forbidden(

@@ -119,6 +119,16 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
     // Governance: every node is a council member with its consensus key, and an action
     // needs floor(2n/3) + 1 of them (more than two thirds).
     let council = Council::of_validators(&validators);
+    // Each node issues record vouchers under its own key, which genesis lists.
+    let voucher_keys = (0..options.nodes)
+        .map(|_| emrshare_core::voucher::VoucherSecretKey::generate(2048))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("record voucher key: {e}"))?;
+    let record_voucher_keys = voucher_keys
+        .iter()
+        .map(|k| k.public().map(|p| p.to_jwk()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("record voucher key: {e}"))?;
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
@@ -137,6 +147,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
         },
         start_ms,
         governance: Some(council),
+        record_voucher_keys,
     };
     std::fs::write(&genesis_path, serde_json::to_string_pretty(&genesis)?)
         .with_context(|| format!("cannot write {}", genesis_path.display()))?;
@@ -161,6 +172,10 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(&node_dir)
             .with_context(|| format!("cannot create {}", node_dir.display()))?;
         write_private(&node_dir.join("node.key.json"), key.to_json().as_bytes())?;
+        let voucher_der = voucher_keys[i]
+            .to_pkcs8()
+            .map_err(|e| anyhow::anyhow!("record voucher key: {e}"))?;
+        write_private(&node_dir.join("record-voucher.pk8"), &voucher_der)?;
         let tls = match &ca {
             Some(ca) => {
                 let (cert_pem, key_pem) = ca.issue(key.id.as_str())?;
@@ -191,6 +206,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<Vec<PathBuf>> {
                 .collect(),
             limits: Limits::default(),
             tls,
+            record_voucher_key_file: Some("record-voucher.pk8".into()),
         };
         let path = node_dir.join("config.toml");
         std::fs::write(&path, toml::to_string_pretty(&config)?)
