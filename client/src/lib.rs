@@ -29,7 +29,9 @@ pub mod transport;
 pub use error::{ClientError, Result};
 pub use party::{LookedUp, Party, PartySettings};
 
-pub use node::{ClientConfig, NetError, NodeClient, VerifiedBlock, VerifiedGrant, VerifiedIndex};
+pub use node::{
+    ClientConfig, NetError, NodeClient, VerifiedBlock, VerifiedGrant, VerifiedRecordAccount,
+};
 pub use transport::{
     Alteration, Behaviour, HttpRequest, HttpResponse, HttpTransport, LyingTransport, Method,
     TlsTrust, Transport, TransportError,

@@ -11,15 +11,16 @@ use crate::transport::{HttpRequest, HttpTransport, Method, Transport};
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::block::Genesis;
 use emrshare_core::ledger::machine::{
-    DirectoryHead, GrantEntry, crumbs_key, directory_head_key, index_head_key,
+    DirectoryHead, GrantEntry, LogEntry, RecordEntry, directory_head_key, grant_key, log_key,
+    record_key,
 };
 use emrshare_core::ledger::merkle::Hash;
-use emrshare_core::ledger::state::state_key;
 use emrshare_core::ledger::tx::{Role, SignedTransaction};
 use emrshare_core::ledger::verify::{LightClient, Verdict};
 use emrshare_core::ledger::wire::{
-    BucketAnswer, DirectoryAnswer, ErrorBody, GrantAnswer, IndexAnswer, LookupRequest,
-    LookupResponse, SequenceAnswer, SubmitRequest, SubmitResponse, ValidatorsAnswer,
+    BucketAnswer, DirectoryAnswer, ErrorBody, GrantAnswer, LookupRequest, LookupResponse,
+    RecordAnswer, RecordVoucherAnswer, RecordVoucherRequest, SequenceAnswer, SubmitRequest,
+    SubmitResponse, ValidatorsAnswer,
 };
 use emrshare_core::lookup::{LookupError, LookupOutcome, LookupPlan, NodeEvidence, NodeFault};
 use emrshare_core::strict_json;
@@ -109,14 +110,14 @@ pub struct VerifiedGrant {
     pub height: u64,
 }
 
-/// A patient's index head and one department's bread crumbs, proven.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedIndex {
-    /// The ID of the patient's newest UploadIndex transaction, or `None` if it has none.
-    pub head: Option<Hash>,
-    /// The heights of the blocks holding the department's index entries (empty if none).
-    pub crumbs: Vec<u64>,
-    /// The height of the certified header both are proven under.
+/// A record's account and some of its access logs, proven.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedRecordAccount {
+    /// The account, or `None` where the chain proves it is not open.
+    pub record: Option<RecordEntry>,
+    /// Its access logs from the one asked for on, in order.
+    pub logs: Vec<LogEntry>,
+    /// The height of the certified header every proof is under.
     pub height: u64,
 }
 
@@ -432,7 +433,7 @@ impl<T: Transport> NodeClient<T> {
         let request = HttpRequest::get(format!("/v1/grants/{}", path_segment(grant_id)));
         self.verified(request, |trust, answer: GrantAnswer| {
             verify_header(trust, &answer.header)?;
-            let key = state_key("grant", grant_id);
+            let key = grant_key(grant_id);
             let value = trust
                 .verify_value(
                     &key,
@@ -455,54 +456,73 @@ impl<T: Transport> NodeClient<T> {
         .await
     }
 
-    /// A patient's index head and a department's bread crumbs, proven.
-    pub async fn index(
+    /// A record's account and its access logs `from..` (as many as one answer holds), each
+    /// proven: a node can neither hide the account, nor a log below the count the proven
+    /// account states, nor show one it does not hold.
+    pub async fn record_account(
         &self,
-        patient: &PartyId,
-        department: &str,
-    ) -> Result<VerifiedIndex, NetError> {
-        let request = HttpRequest::get(format!(
-            "/v1/index/{patient}?department={}",
-            path_segment(department)
-        ));
-        self.verified(request, |trust, answer: IndexAnswer| {
+        record: &PartyId,
+        from: u64,
+    ) -> Result<VerifiedRecordAccount, NetError> {
+        let request = HttpRequest::get(format!("/v1/records/{record}?from={from}"));
+        self.verified(request, |trust, answer: RecordAnswer| {
             verify_header(trust, &answer.header)?;
             let fault = |error| NodeFault::Entry {
-                id: patient.clone(),
+                id: record.clone(),
                 error,
             };
-            let head = trust
+            let malformed = || NodeFault::Malformed("a value of another shape".into());
+            let entry = trust
                 .verify_value(
-                    &index_head_key(patient),
-                    answer.head.value.as_deref().map(str::as_bytes),
-                    &answer.head.proof,
+                    &record_key(record),
+                    answer.record.value.as_deref().map(str::as_bytes),
+                    &answer.record.proof,
                 )
                 .map_err(fault)?
-                .map(|v| {
-                    serde_json::from_slice::<String>(v)
-                        .ok()
-                        .and_then(|h| Hash::from_hex(&h))
-                })
-                .map(|h| h.ok_or(NodeFault::Malformed("a value of another shape".into())))
-                .transpose()?;
-            let crumbs = trust
-                .verify_value(
-                    &crumbs_key(patient, department),
-                    answer.crumbs.value.as_deref().map(str::as_bytes),
-                    &answer.crumbs.proof,
-                )
-                .map_err(fault)?
-                .map(serde_json::from_slice::<Vec<u64>>)
+                .map(serde_json::from_slice::<RecordEntry>)
                 .transpose()
-                .map_err(|_| NodeFault::Malformed("a value of another shape".into()))?
-                .unwrap_or_default();
-            Ok(VerifiedIndex {
-                head,
-                crumbs,
+                .map_err(|_| malformed())?;
+            let count = entry.as_ref().map_or(0, |e| e.logs);
+            let expected = count
+                .saturating_sub(from)
+                .min(emrshare_core::ledger::wire::MAX_LOGS_PER_ANSWER);
+            if answer.logs.len() as u64 != expected {
+                return Err(NodeFault::Malformed(
+                    "an answer with more or fewer logs than the account states".into(),
+                ));
+            }
+            let mut logs = Vec::with_capacity(answer.logs.len());
+            for (n, proven) in (from..).zip(&answer.logs) {
+                let value = trust
+                    .verify_value(
+                        &log_key(record, n),
+                        proven.value.as_deref().map(str::as_bytes),
+                        &proven.proof,
+                    )
+                    .map_err(fault)?
+                    .ok_or_else(malformed)?;
+                logs.push(serde_json::from_slice::<LogEntry>(value).map_err(|_| malformed())?);
+            }
+            Ok(VerifiedRecordAccount {
+                record: entry,
+                logs,
                 height: answer.header.header.height,
             })
         })
         .await
+    }
+
+    /// Asks a node for a record voucher: `request` is the patient's signed
+    /// [`RecordVoucherRequest`] (the nodes in turn, until one signs). The answer is not
+    /// trusted: the caller finalizes the blind signature under the genesis key it names,
+    /// which checks it.
+    pub async fn record_voucher(
+        &self,
+        request: &RecordVoucherRequest,
+    ) -> Result<RecordVoucherAnswer, NetError> {
+        let body = serde_json::to_vec(request).expect("requests serialize");
+        self.first_answer(HttpRequest::post_json("/v1/record-vouchers", body))
+            .await
     }
 
     /// Asks nodes in turn until one answer passes `verify` (under a copy of the client's
