@@ -583,6 +583,7 @@ mod tests {
             timeouts: Timeouts::default(),
             start_ms: START_MS,
             governance: None,
+            record_voucher_keys: Vec::new(),
         };
         Consortium {
             chain: Chain::new(genesis),

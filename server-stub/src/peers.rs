@@ -264,6 +264,7 @@ mod tests {
             timeouts: Default::default(),
             start_ms: 1,
             governance: None,
+            record_voucher_keys: Vec::new(),
         }
     }
 

@@ -86,7 +86,15 @@ impl RecordVoucherIssuer {
         if claims.iat.abs_diff(now) > MAX_SKEW_S {
             return Err(VoucherRefusal::Forbidden("the request is stale"));
         }
-        let blinded = b64::decode(&claims.blinded).map_err(|e| malformed(&e))?;
+        if claims.blinded.len() > 64 {
+            return Err(VoucherRefusal::Malformed(
+                "more than 64 blinded messages".into(),
+            ));
+        }
+        let blinded = claims.blinded.get(self.index as usize).ok_or_else(|| {
+            VoucherRefusal::Malformed("no message blinded for this node's key".into())
+        })?;
+        let blinded = b64::decode(blinded).map_err(|e| malformed(&e))?;
         let day = now / 86_400;
         {
             let mut issued = self.issued.lock().unwrap_or_else(|p| p.into_inner());
@@ -104,5 +112,120 @@ impl RecordVoucherIssuer {
             blind_signature: b64::encode(&signature),
             key: self.index,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emrshare_core::PrivateKeySet;
+    use emrshare_core::ledger::testkit::{CHAIN, TestChain, record_voucher_key};
+    use emrshare_core::voucher::{self, VoucherSecretKey};
+
+    fn issuer(per_day: u32) -> RecordVoucherIssuer {
+        let der = record_voucher_key().to_pkcs8().unwrap();
+        RecordVoucherIssuer::new(VoucherSecretKey::from_pkcs8(&der).unwrap(), 0, per_day)
+    }
+
+    fn request(keys: &PrivateKeySet, blinded: Vec<String>, iat: u64) -> Vec<u8> {
+        let claims = serde_json::to_value(RecordVoucherClaims {
+            blinded,
+            iat,
+            iss: keys.id.clone(),
+        })
+        .unwrap();
+        let jws = jws::sign(
+            &keys.signing,
+            &jws::Header::es256(RECORD_VOUCHER_REQUEST_TYP, None),
+            &claims,
+        );
+        serde_json::to_vec(&RecordVoucherRequest { request: jws }).unwrap()
+    }
+
+    #[test]
+    fn a_registered_patient_gets_a_voucher_that_opens_its_record() {
+        let mut chain = TestChain::new();
+        let patient = chain.register(None, Role::Patient);
+        let record = PartyId::new("record-account-id").unwrap();
+        let public = record_voucher_key().public().unwrap();
+        let (pending, blinded) = voucher::blind(&public, CHAIN, &record).unwrap();
+        let answer = issuer(2)
+            .issue(
+                &chain.state,
+                &request(&patient, vec![b64::encode(&blinded)], chain.now),
+                chain.now,
+            )
+            .unwrap();
+        assert_eq!(answer.key, 0);
+        let signature = b64::decode(&answer.blind_signature).unwrap();
+        let voucher = pending.finalize(&signature).unwrap();
+        assert!(public.verify(CHAIN, &record, &voucher).is_ok());
+    }
+
+    #[test]
+    fn strangers_other_roles_forgeries_stale_requests_and_the_over_quota_get_nothing() {
+        let mut chain = TestChain::new();
+        let patient = chain.register(None, Role::Patient);
+        let insurer = chain.register(Some("insurer:acme"), Role::Insurer);
+        let stranger = PrivateKeySet::generate(None, emrshare_core::keys::RsaBits::B2048);
+        let public = record_voucher_key().public().unwrap();
+        let record = PartyId::new("record-account-id").unwrap();
+        let blinded = || {
+            let (_, b) = voucher::blind(&public, CHAIN, &record).unwrap();
+            vec![b64::encode(&b)]
+        };
+        let now = chain.now;
+        let issuer = issuer(2);
+        let refused = |body: Vec<u8>| issuer.issue(&chain.state, &body, now).unwrap_err();
+        assert!(matches!(
+            refused(request(&stranger, blinded(), now)),
+            VoucherRefusal::Forbidden(_)
+        ));
+        assert!(matches!(
+            refused(request(&insurer, blinded(), now)),
+            VoucherRefusal::Forbidden(_)
+        ));
+        assert!(matches!(
+            refused(request(&patient, blinded(), now - 301)),
+            VoucherRefusal::Forbidden(_)
+        ));
+        // Signed by another key than the patient's registered one.
+        let mut impostor = PrivateKeySet::generate(None, emrshare_core::keys::RsaBits::B2048);
+        impostor.id = patient.id.clone();
+        assert!(matches!(
+            refused(request(&impostor, blinded(), now)),
+            VoucherRefusal::Forbidden(_)
+        ));
+        // Malformed: not JSON, no message for this node's key, too many messages.
+        assert!(matches!(
+            refused(b"{}".to_vec()),
+            VoucherRefusal::Malformed(_)
+        ));
+        assert!(matches!(
+            refused(request(&patient, vec![], now)),
+            VoucherRefusal::Malformed(_)
+        ));
+        assert!(matches!(
+            refused(request(&patient, vec!["AA".into(); 65], now)),
+            VoucherRefusal::Malformed(_)
+        ));
+        // None of the refusals counted: the quota of two is whole, then spent.
+        for _ in 0..2 {
+            issuer
+                .issue(&chain.state, &request(&patient, blinded(), now), now)
+                .unwrap();
+        }
+        assert!(matches!(
+            refused(request(&patient, blinded(), now)),
+            VoucherRefusal::Quota(2)
+        ));
+        // A new day, a new quota.
+        issuer
+            .issue(
+                &chain.state,
+                &request(&patient, blinded(), now + 86_400),
+                now + 86_400,
+            )
+            .unwrap();
     }
 }

@@ -197,13 +197,15 @@ fn at_most_logs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ProvenValu
 pub const RECORD_VOUCHER_REQUEST_TYP: &str = "emr-record-voucher+jwt";
 
 /// What a registered patient signs to ask a node for a record voucher (the payload of
-/// [`RecordVoucherRequest::request`]): the blinded message ([`crate::voucher::blind`] for
-/// the record's account ID) and the time. The node sees who asks, never for which record.
+/// [`RecordVoucherRequest::request`]): the message ([`crate::voucher::blind`] for the
+/// record's account ID) blinded once under each of genesis's record voucher keys, in
+/// genesis order, so whichever node answers signs the one blinded for its key; and the
+/// time. The node sees who asks, never for which record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordVoucherClaims {
-    /// The blinded message, base64url.
-    pub blinded: String,
+    /// The blinded messages, base64url, one per record voucher key of genesis (at most 64).
+    pub blinded: Vec<String>,
     /// Unix seconds.
     pub iat: u64,
     /// The patient asking: registered, active.
