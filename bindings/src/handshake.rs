@@ -1,7 +1,7 @@
 //! Answering an institution's request (DESIGN 8; BPDST 4.2.4 steps 1-7) at the FFI edge:
 //! mutual authentication of requester and patient against the registry (both looked up
 //! k-anonymously), a forward-secret session key, and the chosen parts of a record sent under
-//! it, ending in the requester's AccessLog on chain.
+//! it, ending in the patient's AccessLog on chain, sealed in the record's own account.
 //!
 //! ```text
 //! Requester                                   PatientWallet
@@ -11,7 +11,8 @@
 //!                                         <-  accept() -> m1
 //! receive_m1(m1) -> m2                      ->
 //!                                         <-  send_record(m2, sd_jwt, disclose) -> m3
-//! receive_record(m3, doctor_role) -> SharedRecordInfo (verified, AccessLog committed)
+//! receive_record(m3, doctor_role) -> SharedRecordInfo     log_access()
+//!   (verified)                                   (sealed AccessLog in the record's account)
 //! ```
 //!
 //! The app carries the four messages (text: a compact JWS, then JSON) over whatever channel
@@ -82,6 +83,11 @@ enum PatientStep {
     Verified(Box<VerifiedRequest>),
     /// M1 is sent; M2 is awaited.
     AwaitingM2(Box<PatientAwaitingM2>),
+    /// M3 is sent; the exchange is to be logged in the record's account.
+    Sent {
+        /// The record's `emr_id`.
+        record_id: String,
+    },
 }
 
 /// A request the patient received, signed by the requester's registered key, recent, and
@@ -147,6 +153,33 @@ impl IncomingRequest {
             self.send_record_inner(&m2, &sd_jwt, &disclose),
         )
     }
+
+    /// After [`send_record`](Self::send_record): logs the exchange on chain, in the shared
+    /// record's own account, sealed to the patient (who asked, the record, the purpose); no
+    /// requester ID appears on chain. The record must be stored. Ends the handshake.
+    pub async fn log_access(&self) -> Result<()> {
+        let record_id = take_at(&self.step, "log access", |step| match step {
+            PatientStep::Sent { record_id } => Ok(record_id),
+            other => Err(other),
+        });
+        let party = self.party.clone();
+        let requester = self.summary.requester_id.clone();
+        let purpose = self.summary.purpose.clone();
+        on_runtime(async move {
+            let record_id = record_id?;
+            let requester =
+                emrshare_core::PartyId::new(requester).map_err(crate::error::from_key_input)?;
+            log_result(
+                "log access",
+                party
+                    .inner
+                    .log_shared_record(&record_id, &requester, &purpose)
+                    .await
+                    .map_err(from_client),
+            )
+        })
+        .await
+    }
 }
 
 impl IncomingRequest {
@@ -185,6 +218,9 @@ impl IncomingRequest {
                 session.send_record(&record, &keep, None, keys, now())
             })
             .map_err(from_handshake)?;
+        if let Some(record_id) = emrshare_client::records::emr_id_of(&record) {
+            put(&self.step, PatientStep::Sent { record_id });
+        }
         text(m3)
     }
 }
@@ -213,9 +249,6 @@ pub struct SharedRecordInfo {
     /// The transcript hash (hex): both sides derive the same; names this handshake.
     pub session_id: String,
     pub doctor_lookup: LookupReport,
-    /// The sequence number of our AccessLog for this record, committed before the record was
-    /// handed over (BPDST step 7): the patient sees it in the audit log.
-    pub access_log_sequence: u64,
 }
 
 enum RequesterStep {
@@ -329,11 +362,7 @@ impl OutgoingRequest {
             .accept_record(*awaiting, m3.as_bytes())
             .await
             .map_err(from_client)?;
-        let (shared, doctor_lookup, access_log_sequence) = (
-            accepted.shared,
-            lookup_report(&accepted.issuer),
-            accepted.access_log_sequence,
-        );
+        let (shared, doctor_lookup) = (accepted.shared, lookup_report(&accepted.issuer));
         Ok(SharedRecordInfo {
             record: shared.record().into(),
             patient_id: shared.patient().to_string(),
@@ -341,7 +370,6 @@ impl OutgoingRequest {
             requested_parts: shared.requested_parts().to_vec(),
             session_id: emrshare_core::hash::to_hex(shared.session_id()),
             doctor_lookup,
-            access_log_sequence,
         })
     }
 }

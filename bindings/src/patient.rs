@@ -318,14 +318,14 @@ impl PatientWallet {
             .await
     }
 
-    /// The patient's index entries, read from verified blocks and opened with its key.
+    /// The patient's index: each of its records' accounts, proven, its entry opened.
     pub async fn indexed_records(&self) -> Result<Vec<IndexedRecord>> {
         let party = self.party.clone();
         on_runtime(async move { log_result("index", indexed(&party).await) }).await
     }
 
-    /// Every logged access to the patient's blobs (those of its index entries and grants),
-    /// from blocks verified from genesis: who, what, when, under which grant.
+    /// Every logged access to the patient's records, proven under each record's account and
+    /// opened with its secrets: who, what, when, why, under which grant.
     pub async fn audit_log(&self) -> Result<Vec<AccessEvent>> {
         let party = self.party.clone();
         on_runtime(async move { log_result("audit log", audit(&party).await) }).await
@@ -380,7 +380,7 @@ async fn store(
         department: stored.department,
         envelope: stored.envelope,
         index_height: stored.index_height,
-        crumbs: stored.crumbs,
+        account_id: stored.account.to_string(),
     })
 }
 
@@ -404,11 +404,7 @@ async fn grant(
         )
         .await
         .map_err(from_client)?;
-    Ok(GrantInfo::new(
-        &proven.grant_id,
-        &proven.grant,
-        proven.height,
-    ))
+    Ok(GrantInfo::new(&proven))
 }
 
 pub(crate) async fn proven_grant(party: &Party, grant_id: &str) -> Result<Option<GrantInfo>> {
@@ -417,16 +413,12 @@ pub(crate) async fn proven_grant(party: &Party, grant_id: &str) -> Result<Option
         .proven_grant(grant_id)
         .await
         .map_err(from_client)?;
-    Ok(proven.map(|p| GrantInfo::new(&p.grant_id, &p.grant, p.height)))
+    Ok(proven.as_ref().map(GrantInfo::new))
 }
 
 async fn revoke(party: &Party, grant_id: &str) -> Result<GrantInfo> {
     let proven = party.inner.revoke(grant_id).await.map_err(from_client)?;
-    Ok(GrantInfo::new(
-        &proven.grant_id,
-        &proven.grant,
-        proven.height,
-    ))
+    Ok(GrantInfo::new(&proven))
 }
 
 async fn indexed(party: &Party) -> Result<Vec<IndexedRecord>> {
@@ -450,8 +442,9 @@ async fn audit(party: &Party) -> Result<Vec<AccessEvent>> {
         .into_iter()
         .map(|e| AccessEvent {
             height: e.height,
-            accessor_id: e.accessor.to_string(),
+            accessor_id: e.accessor.map(|a| a.to_string()),
             record_id: e.record_id,
+            purpose: e.purpose,
             action: e.action.into(),
             at: e.at,
             outcome: e.outcome.into(),

@@ -112,11 +112,7 @@ async fn fetch(party: &Party, grant_id: &str, doctor_role: PartyRole) -> Result<
         })?;
     Ok(FetchedRecord {
         record: (&fetched.record).into(),
-        grant: GrantInfo::new(
-            &fetched.grant.grant_id,
-            &fetched.grant.grant,
-            fetched.grant.height,
-        ),
+        grant: GrantInfo::new(&fetched.grant),
         doctor_lookup: lookup_report(&fetched.doctor),
     })
 }

@@ -2,7 +2,6 @@
 //! Enums. Plain data, copied across; nothing here holds a secret.
 
 use emrshare_core::ces::VerifiedRecord;
-use emrshare_core::ledger::machine::GrantEntry;
 use emrshare_core::ledger::tx::{Action, Outcome, Role};
 use emrshare_core::lookup::{LookupOutcome, NodeFault};
 
@@ -211,10 +210,10 @@ pub struct StoredRecord {
     pub department: String,
     /// The stored envelope (JWE sealed to the patient): what `grant` takes.
     pub envelope: String,
-    /// Height of the header proving the index head is this entry.
+    /// Height of the header proving the record's account (and its index entry).
     pub index_height: u64,
-    /// Heights of the blocks holding this patient's entries for the department.
-    pub crumbs: Vec<u64>,
+    /// The record's account on chain: nothing in it names the patient.
+    pub account_id: String,
 }
 
 /// Steps of storing a record, reported to an [`crate::UploadProgress`].
@@ -256,30 +255,34 @@ pub struct GrantInfo {
 }
 
 impl GrantInfo {
-    pub(crate) fn new(grant_id: &str, entry: &GrantEntry, height: u64) -> Self {
+    pub(crate) fn new(proven: &emrshare_client::records::ProvenGrant) -> Self {
+        let (entry, details) = (&proven.grant, &proven.details);
         Self {
-            grant_id: grant_id.into(),
-            grantor_id: entry.grantor.to_string(),
-            grantee_id: entry.grantee.to_string(),
-            blob: entry.record_id.clone(),
-            parts: entry.parts.clone(),
+            grant_id: proven.grant_id.clone(),
+            grantor_id: details.patient.to_string(),
+            grantee_id: details.grantee.to_string(),
+            blob: entry.blob.to_hex(),
+            parts: details.parts.clone(),
             actions: entry.actions.iter().map(|a| (*a).into()).collect(),
             not_after: entry.not_after,
-            revoked: entry.revoked,
+            revoked: entry.revoked_at.is_some(),
             active: entry.allows(Action::Read, crate::now()),
-            height,
+            height: proven.height,
         }
     }
 }
 
-/// One logged access to a patient's blob, from a verified block.
+/// One logged access to a patient's record, proven under the record's account.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct AccessEvent {
     pub height: u64,
-    pub accessor_id: String,
-    /// What was accessed, as the AccessLog names it: a blob's address (hex) for a fetch, the
-    /// record's ID for a record shared in a handshake.
-    pub record_id: String,
+    /// Who accessed it (null: the log's sealed details did not open).
+    pub accessor_id: Option<String>,
+    /// What was accessed, as the sealed log names it: a blob's address (hex) for a fetch,
+    /// the record's ID for a record shared in a handshake.
+    pub record_id: Option<String>,
+    /// Why, as the accessor said (a handshake's purpose).
+    pub purpose: Option<String>,
     pub action: GrantAction,
     pub at: u64,
     pub outcome: AccessOutcome,

@@ -1,7 +1,8 @@
 //! End-to-end latency of the request-and-share story (DESIGN section 1, story 2) on loopback:
 //! a 5-node consortium in this process over HTTP; the insurer asks, the patient looks it up
 //! k-anonymously (k = 10, n = 3), the insurer looks the patient and the doctor up, M1, M2, M3,
-//! the insurer verifies the record; then its AccessLog is committed. Prints the median and the
+//! the insurer verifies the record; then the patient's AccessLog (sealed, in the record's own
+//! account) is committed. Prints the median and the
 //! 95th percentile of `--runs` runs (default 30), for "record verified" and "access logged".
 //!
 //!     cargo run --release -p emrshare-cli --example share_latency -- --runs 30
@@ -12,11 +13,13 @@ use emrshare_client::{ClientConfig, HttpTransport, NodeClient, TlsTrust};
 use emrshare_core::account::Account;
 use emrshare_core::ces::{self, IssueOptions};
 use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
+use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits};
-use emrshare_core::ledger::tx::Role;
+use emrshare_core::ledger::tx::{Action, Outcome, Role};
 use emrshare_core::ledger::verify::VerifiedEntry;
 use emrshare_core::lookup::{LookupPlan, QuerySize};
 use emrshare_core::record::{Ceas, Record};
+use emrshare_core::record_account::{IndexEntry, LogDetails, RecordKeys, request_record_voucher};
 use emrshare_core::voucher::VoucherSecretKey;
 use emrshare_core::{PrivateKeySet, SdJwt};
 use std::time::{Duration, Instant};
@@ -126,6 +129,30 @@ async fn main() -> Result<()> {
         },
     )?;
     let record = SdJwt::parse(&record.serialize())?;
+    // The record's own account, where the patient logs each exchange.
+    let account = RecordKeys::derive(&MasterSecret::generate(), 0);
+    let (pending, request) = request_record_voucher(
+        (patient.id(), &patient.keys().signing),
+        &chain,
+        &consortium.genesis.record_voucher_keys,
+        account.id(),
+        now(),
+    )?;
+    let voucher = pending.finalize(&client.record_voucher(&request).await?)?;
+    let entry = IndexEntry {
+        format: IndexEntry::FORMAT.into(),
+        location: "emrshare:blob/none".into(),
+        blob: emrshare_core::content_hash(b"none"),
+        time: now(),
+        department: "general".into(),
+        record_id: None,
+    };
+    let open = account.open_account(&chain, voucher, &entry);
+    client.submit(&open).await?;
+    client
+        .wait_sequence(account.id(), 0, Duration::from_secs(30))
+        .await?;
+    let mut log_sequence = 1;
     let config = HandshakeConfig::default();
     let (mut verified, mut logged) = (Vec::new(), Vec::new());
     let mut answered = AnsweredRequests::default();
@@ -153,15 +180,18 @@ async fn main() -> Result<()> {
         // A hospital issued the record: it is its own hospital.
         let shared = issuer.verify_record(&entry, &entry, now())?;
         verified.push(started.elapsed());
-        let log = insurer.sign(shared.access_log());
+        let details = LogDetails {
+            accessor: insurer.id().clone(),
+            record_id: shared.record().record_id().into(),
+            purpose: Some(shared.purpose().into()),
+            outcome: Outcome::Granted,
+        };
+        let log = account.log_access(&chain, log_sequence, Action::Read, now(), &details);
         client.submit(&log).await?;
         client
-            .wait_sequence(
-                insurer.id(),
-                log.transaction().sequence,
-                Duration::from_secs(20),
-            )
+            .wait_sequence(account.id(), log_sequence, Duration::from_secs(20))
             .await?;
+        log_sequence += 1;
         logged.push(started.elapsed());
     }
     consortium.stop().await?;

@@ -546,7 +546,7 @@ async fn governance<T: Transport>(
     refused(
         "the expelled insurer's next transaction",
         p.insurer
-            .commit(|a| Ok((a.revoke_grant("grant-none"), ())))
+            .commit(|a| Ok((a.sign(TxBody::RevokeIdentity { id: a.id().clone() }), ())))
             .await,
     )?;
     let t = Instant::now();
@@ -562,7 +562,7 @@ async fn governance<T: Transport>(
     )?;
     let log = p.patient.audit_log().await?;
     ensure!(
-        log.iter().any(|e| e.accessor == p.insurer.id()),
+        log.iter().any(|e| e.accessor == Some(p.insurer.id())),
         "the insurer's past accesses vanished from the audit log"
     );
     step(
@@ -603,20 +603,21 @@ async fn visit<T: Transport>(world: &World<T>, p: &Parties<T>) -> Result<(Stored
         .patient
         .store_record(&received.sd_jwt, "cardiology", &|_, _| {})
         .await?;
-    ensure!(!stored.crumbs.is_empty(), "no bread crumb for the entry");
     step(
         t,
         "patient",
         format_args!(
-            "stores the ciphertext ({} bytes) on {} nodes at sha-256 {}, commits the index entry (sealed to itself, linked to the previous one)",
+            "opens record {}'s own account (a node's blind record voucher, the index entry sealed to itself), then stores the ciphertext ({} bytes, naming no reader) on {} nodes at sha-256 {}",
+            stored.record,
             stored.envelope.len(),
             world.config.n,
             &stored.blob.to_hex()[..16]
         ),
     );
     note(format_args!(
-        "proven under the header at height {}: index head = this entry, cardiology bread crumbs at heights {:?}",
-        stored.index_height, stored.crumbs
+        "proven under the header at height {}: account {}… (its key derives from the patient's master secret; nothing on chain names the patient)",
+        stored.index_height,
+        &stored.account.as_str()[..12]
     ));
     Ok((stored, received.sd_jwt))
 }
@@ -744,10 +745,18 @@ async fn share<T: Transport>(world: &World<T>, p: &Parties<T>, received: &SdJwt)
     );
 
     let t = Instant::now();
-    p.insurer
-        .commit(|account| Ok((account.sign(shared.access_log()), ())))
+    p.patient
+        .log_shared_record(
+            shared.record().record_id(),
+            &p.insurer.id(),
+            shared.purpose(),
+        )
         .await?;
-    step(t, "insurer", "logs the access on chain (AccessLog)");
+    step(
+        t,
+        "patient",
+        "logs the exchange in the record's own account, sealed to itself (no requester ID on chain)",
+    );
 
     // What must fail, fails.
     let replay_target = p
@@ -851,9 +860,15 @@ async fn standing_grant<T: Transport>(
         note(format_args!(
             "height {:>4}  {} {:?} {} at {} ({:?}{})",
             event.height,
-            event.accessor,
+            event
+                .accessor
+                .as_ref()
+                .map_or("(sealed log did not open)", |a| a.as_str()),
             event.action,
-            &event.record_id[..16.min(event.record_id.len())],
+            event
+                .record_id
+                .as_deref()
+                .map_or("", |r| &r[..16.min(r.len())]),
             event.at,
             event.outcome,
             event
@@ -864,7 +879,7 @@ async fn standing_grant<T: Transport>(
         ));
     }
     ensure!(
-        log.iter().any(|e| e.accessor == p.insurer.id()
+        log.iter().any(|e| e.accessor == Some(p.insurer.id())
             && e.grant_id.as_deref() == Some(grant.grant_id.as_str())),
         "the audit log misses the insurer's access"
     );

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, ensure};
 use clap::{Args, Subcommand};
 use emrshare_client::{ClientConfig, HttpTransport, NodeClient, Party, PartySettings, TlsTrust};
 use emrshare_core::keys::PartyId;
+use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::voucher::VoucherSecretKey;
 use std::path::{Path, PathBuf};
@@ -230,7 +231,42 @@ pub(crate) fn party(
         k: k.0,
         commit_timeout: Duration::from_secs(30),
     };
-    Ok(Party::new(consortium.client(asked)?, keys, settings))
+    let patient = keys.public().is_self_certifying();
+    let party = Party::new(consortium.client(asked)?, keys, settings);
+    // A patient's records' accounts derive from its master secret, kept beside its key.
+    Ok(if patient {
+        party.with_master_secret(master_secret(key)?)
+    } else {
+        party
+    })
+}
+
+/// Where a patient's master secret (32 bytes, owner-only) is kept: beside its key file,
+/// `<key file>.master`. Its records' accounts derive from it: losing it loses the way to
+/// them.
+pub fn master_secret_file(patient_key: &Path) -> PathBuf {
+    let mut name = patient_key.as_os_str().to_owned();
+    name.push(".master");
+    PathBuf::from(name)
+}
+
+/// The patient's master secret, made (and kept) the first time it is needed.
+fn master_secret(patient_key: &Path) -> Result<MasterSecret> {
+    let path = master_secret_file(patient_key);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+                anyhow::anyhow!("{} is not a 32-byte master secret", path.display())
+            })?;
+            Ok(MasterSecret::from_bytes(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let master = MasterSecret::generate();
+            files::write_private_file(&path, master.to_bytes().as_ref(), false)?;
+            Ok(master)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// A party for commands that look no other party up (register, revoke, audit, governance):
@@ -408,7 +444,7 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                     .await?;
                 crate::say!(
                     "{}",
-                    serde_json::json!({"grant": proven.grant_id, "blob": proven.grant.record_id})
+                    serde_json::json!({"grant": proven.grant_id, "blob": proven.grant.blob})
                 );
                 Ok(())
             }
@@ -429,7 +465,8 @@ pub fn patient(command: PatientCommand) -> Result<()> {
                         "{}",
                         serde_json::json!({
                             "height": event.height, "accessor": event.accessor,
-                            "record": event.record_id, "action": event.action, "at": event.at,
+                            "record": event.record_id, "purpose": event.purpose,
+                            "action": event.action, "at": event.at,
                             "outcome": event.outcome, "grant": event.grant_id,
                         })
                     );

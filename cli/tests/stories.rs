@@ -10,12 +10,16 @@ use emrshare_client::{Behaviour, ClientConfig, LyingTransport, NetError, NodeCli
 use emrshare_core::PrivateKeySet;
 use emrshare_core::account::{Account, share_envelope};
 use emrshare_core::jwe::Envelope;
+use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits, SigningKey};
 use emrshare_core::ledger::machine::directory_key;
 use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, TxBody};
 use emrshare_core::ledger::verify::{InvalidReason, Verdict};
 use emrshare_core::ledger::wire::BucketAnswer;
 use emrshare_core::lookup::{LookupError, LookupPlan, NodeFault, QuerySize};
+use emrshare_core::record_account::{
+    BLOB_CLAIM_TYP, GrantCapability, IndexEntry, RecordKeys, request_record_voucher,
+};
 use emrshare_core::voucher::VoucherSecretKey;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -326,11 +330,32 @@ async fn every_lookup_of_one_target_asks_the_same_bucket_and_gets_all_of_it() {
     s.consortium.stop().await.unwrap();
 }
 
+/// Submits `tx` and waits until its sender's sequence number shows it committed.
+async fn committed(s: &Setup, tx: &SignedTransaction) {
+    s.client.submit(tx).await.unwrap();
+    let t = tx.transaction();
+    s.client
+        .wait_sequence(&t.sender, t.sequence, Duration::from_secs(20))
+        .await
+        .unwrap();
+}
+
+/// Insurer `index`'s capability for `grant_id`, from the proven grant.
+async fn capability(s: &Setup, index: usize, grant_id: &str) -> GrantCapability {
+    let grant = s.client.grant(grant_id).await.unwrap().grant.unwrap();
+    GrantCapability::open(s.insurers[index].keys(), grant_id, &grant).unwrap()
+}
+
+/// What the nodes enforce of grants as capabilities: only the grant's own key fetches,
+/// only while the grant lives (not expired, not revoked); a blob is taken only from an
+/// open record's account, and a record's account opens only with a node's voucher, given
+/// only to a registered patient.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_grants_and_revoked_requesters_are_refused() {
-    let mut s = setup().await;
+async fn capabilities_fetch_only_while_live_and_only_with_their_own_key() {
+    let s = setup().await;
     let chain = s.consortium.genesis.chain_id.clone();
-    let mut patient = Account::new(PrivateKeySet::generate(None, RsaBits::B2048), &chain, 0);
+    let issuers = s.consortium.genesis.record_voucher_keys.clone();
+    let patient = PrivateKeySet::generate(None, RsaBits::B2048);
     // A hospital admitted with its voucher key, whose voucher the patient registers with.
     let vouchers = VoucherSecretKey::generate(2048).unwrap();
     let mut hospital = Account::new(
@@ -347,23 +372,70 @@ async fn expired_grants_and_revoked_requesters_are_refused() {
             Some(&vouchers.public().unwrap()),
         )
         .unwrap();
-    s.client.submit(&admission).await.unwrap();
-    s.client
-        .wait_sequence(hospital.id(), 0, Duration::from_secs(20))
+    committed(&s, &admission).await;
+    let record = RecordKeys::derive(&MasterSecret::generate(), 0);
+    // Before registering, the patient gets no record voucher.
+    let (_, early) = request_record_voucher(
+        (&patient.id, &patient.signing),
+        &chain,
+        &issuers,
+        record.id(),
+        now(),
+    )
+    .unwrap();
+    match s.client.record_voucher(&early).await {
+        Err(NetError::Refused { status: 403, .. }) => {}
+        other => panic!("an unregistered party must get no record voucher: {other:?}"),
+    }
+    let voucher = voucher_for(&vouchers, &chain, &patient.id).unwrap();
+    let mut registered = Account::new(patient, &chain, 0);
+    committed(&s, &registered.register_patient(voucher, 0, now() + 3600)).await;
+    let patient = registered.keys();
+    let envelope =
+        Envelope::seal_unnamed_to(b"a record", &[&patient.public().encryption], None).unwrap();
+    // A blob under a claim of the patient's registered key (not a record's account) is
+    // refused before it is stored.
+    let own_claim = {
+        let payload = serde_json::json!({
+            "blob": emrshare_core::content_hash(envelope.serialize().as_bytes()),
+            "owner": patient.id, "iat": now(),
+        });
+        emrshare_core::jws::sign(
+            &patient.signing,
+            &emrshare_core::jws::Header::es256(BLOB_CLAIM_TYP, None),
+            &payload,
+        )
+    };
+    match s
+        .client
+        .put_blob(envelope.serialize().as_bytes(), &own_claim)
         .await
+    {
+        Err(NetError::Refused { status: 403, .. }) => {}
+        other => panic!("a blob outside a record's account must be refused: {other:?}"),
+    }
+    let (pending, request) = request_record_voucher(
+        (&patient.id, &patient.signing),
+        &chain,
+        &issuers,
+        record.id(),
+        now(),
+    )
+    .unwrap();
+    let voucher = pending
+        .finalize(&s.client.record_voucher(&request).await.unwrap())
         .unwrap();
-    let voucher = voucher_for(&vouchers, &chain, patient.id()).unwrap();
-    s.client
-        .submit(&patient.register_patient(voucher, 0, now() + 3600))
-        .await
-        .unwrap();
-    s.client
-        .wait_sequence(patient.id(), 0, Duration::from_secs(20))
-        .await
-        .unwrap();
-    let envelope = Envelope::seal_to(b"a record", &[&patient.keys().public()], None).unwrap();
+    let entry = IndexEntry {
+        format: IndexEntry::FORMAT.into(),
+        location: "emrshare:blob/x".into(),
+        blob: emrshare_core::content_hash(b"x"),
+        time: now(),
+        department: "cardiology".into(),
+        record_id: None,
+    };
+    committed(&s, &record.open_account(&chain, voucher, &entry)).await;
     let mut granted = Vec::new();
-    // insurer 0 gets a grant that expires at once; insurer 3 a live one, then is revoked.
+    // insurer 0 gets a grant that expires at once; insurer 3 a live one, later revoked.
     for (index, not_after) in [(0usize, now() + 1), (3, now() + 3600)] {
         let grantee = s
             .client
@@ -372,31 +444,52 @@ async fn expired_grants_and_revoked_requesters_are_refused() {
             .unwrap()
             .target
             .unwrap();
-        let shared = share_envelope(&envelope, patient.keys(), &grantee).unwrap();
+        let shared = share_envelope(&envelope, patient, &grantee).unwrap();
         let bytes = shared.serialize().into_bytes();
-        let claim = patient.blob_claim(&emrshare_core::content_hash(&bytes), now());
+        let claim = record.blob_claim(&emrshare_core::content_hash(&bytes), now());
         let blob = s.client.put_blob(&bytes, &claim).await.unwrap();
-        let (grant_id, tx) = patient.grant(&grantee, &blob, &[], &[Action::Read], not_after);
-        s.client.submit(&tx).await.unwrap();
-        s.client
-            .wait_sequence(
-                patient.id(),
-                tx.transaction().sequence,
-                Duration::from_secs(20),
+        let sequence = s.client.next_sequence(record.id()).await.unwrap();
+        let grantee_keys = grantee.public_keys().unwrap();
+        let (grant_id, tx) = record
+            .grant(
+                &chain,
+                sequence,
+                (&patient.id, &patient.public().encryption),
+                (&grantee_keys.id, &grantee_keys.encryption),
+                &blob,
+                None,
+                &[],
+                &[Action::Read],
+                not_after,
             )
-            .await
             .unwrap();
+        committed(&s, &tx).await;
         granted.push((index, blob, grant_id));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (i, blob, grant) = &granted[0];
-    let access = s.insurers[*i].access_log(blob, Some(grant), now());
+    let expired = capability(&s, *i, grant).await;
+    let access = expired.access_log(&chain, 0, blob, now());
     match s.client.get_blob(blob, &access).await {
         Err(NetError::Refused { status: 403, .. }) => {}
         other => panic!("an expired grant must be refused: {other:?}"),
     }
     let (i, blob, grant) = &granted[1];
-    let access = s.insurers[*i].access_log(blob, Some(grant), now());
+    let live = capability(&s, *i, grant).await;
+    // The expired grant's key presenting the live grant: its key is not the committed one.
+    let mut crossed = expired
+        .access_log(&chain, 0, blob, now())
+        .transaction()
+        .clone();
+    if let TxBody::AccessLog { grant_id, .. } = &mut crossed.body {
+        *grant_id = Some(grant.clone());
+    }
+    let crossed = crossed.sign(&SigningKey::generate());
+    match s.client.get_blob(blob, &crossed).await {
+        Err(NetError::Refused { status, .. }) => assert!(status == 401 || status == 403),
+        other => panic!("another key must not fetch under a grant: {other:?}"),
+    }
+    let access = live.access_log(&chain, 0, blob, now());
     let fetched = s.client.get_blob(blob, &access).await.unwrap();
     assert_eq!(
         &*Envelope::parse(&fetched)
@@ -405,31 +498,21 @@ async fn expired_grants_and_revoked_requesters_are_refused() {
             .unwrap(),
         b"a record"
     );
-    s.client
-        .wait_sequence(
-            s.insurers[*i].id(),
-            access.transaction().sequence,
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap();
-    let id = s.insurers[*i].id().clone();
-    let revoke = s.insurers[*i].sign(TxBody::RevokeIdentity { id });
-    s.client.submit(&revoke).await.unwrap();
-    s.client
-        .wait_sequence(
-            s.insurers[*i].id(),
-            revoke.transaction().sequence,
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap();
-    let access: SignedTransaction = s.insurers[*i].access_log(blob, Some(grant), now());
+    committed(&s, &access).await;
+    // The access is logged under the record, sealed: the record's keys open who it was.
+    let found = s.client.record_account(record.id(), 0).await.unwrap();
+    assert_eq!(found.logs.len(), 1);
+    assert_eq!(
+        record.open_log(&found.logs[0]).unwrap().accessor,
+        *s.insurers[*i].id()
+    );
+    // The record's account revokes; the capability fetches no more.
+    let sequence = s.client.next_sequence(record.id()).await.unwrap();
+    committed(&s, &record.revoke(&chain, sequence, grant)).await;
+    let access = live.access_log(&chain, 1, blob, now());
     match s.client.get_blob(blob, &access).await {
-        Err(NetError::Refused { status, message }) => {
-            assert!(status == 401 || status == 403, "{status} {message}")
-        }
-        other => panic!("a revoked requester must be refused: {other:?}"),
+        Err(NetError::Refused { status: 403, .. }) => {}
+        other => panic!("a revoked grant must be refused: {other:?}"),
     }
     s.consortium.stop().await.unwrap();
 }

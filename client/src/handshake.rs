@@ -2,8 +2,9 @@
 //! that need the consortium, written once. The patient reads a request (the requester looked
 //! up and its signature checked before anything of the request is shown); the requester
 //! authenticates the patient from M1 (the patient looked up), then accepts the record from
-//! M3 (its issuer looked up and checked, and the access logged on chain before the record is
-//! handed over). The other steps are core's, with the party's keys.
+//! M3 (its issuer looked up and checked). The patient logs the exchange in the record's own
+//! account, sealed to itself ([`Party::log_shared_record`]): no requester ID follows a
+//! lookup on chain. The other steps are core's, with the party's keys.
 
 use crate::error::{ClientError, Result};
 use crate::party::{LookedUp, Party, now};
@@ -17,15 +18,13 @@ use emrshare_core::ledger::tx::Role;
 /// The roles a request may come from.
 pub const REQUESTER_ROLES: &[Role] = &[Role::Hospital, Role::Insurer, Role::Researcher];
 
-/// A record accepted at the end of a handshake: verified, and its access logged on chain.
+/// A record accepted at the end of a handshake, verified.
 #[derive(Debug)]
 pub struct AcceptedRecord {
     /// The record shared in M3, verified and bound to this session's patient.
     pub shared: SharedRecord,
     /// The record's issuer (a doctor or hospital), looked up k-anonymously.
     pub issuer: LookedUp,
-    /// The sequence number of the committed AccessLog.
-    pub access_log_sequence: u64,
 }
 
 impl<T: Transport> Party<T> {
@@ -66,9 +65,8 @@ impl<T: Transport> Party<T> {
 
     /// The requester opens M3 and accepts the record: its issuer's and its hospital's registry
     /// entries (a doctor and its hospital, or a hospital, active when it issued the record,
-    /// its key then in force), the patient's binding to this session,
-    /// and the record being the authenticated patient's; then commits its AccessLog, and
-    /// only then hands the record over.
+    /// its key then in force), the patient's binding to this session, and the record being
+    /// the authenticated patient's.
     pub async fn accept_record(
         &self,
         awaiting: RequesterAwaitingM3,
@@ -83,18 +81,6 @@ impl<T: Transport> Party<T> {
                 "the record belongs to another patient than the one authenticated",
             ));
         }
-        let log = shared.access_log();
-        let access_log_sequence = self
-            .commit(|account| {
-                let tx = account.sign(log);
-                let sequence = tx.transaction().sequence;
-                Ok((tx, sequence))
-            })
-            .await?;
-        Ok(AcceptedRecord {
-            shared,
-            issuer,
-            access_log_sequence,
-        })
+        Ok(AcceptedRecord { shared, issuer })
     }
 }

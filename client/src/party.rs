@@ -7,10 +7,12 @@ use crate::transport::{HttpTransport, Transport};
 use crate::{NetError, NodeClient};
 use emrshare_core::account::Account;
 use emrshare_core::keys::PartyId;
+use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::ledger::governance::{Approval, GovAction, Proposal};
-use emrshare_core::ledger::tx::{Role, SignedTransaction, TxBody};
+use emrshare_core::ledger::tx::{Role, SignedTransaction};
 use emrshare_core::ledger::verify::VerifiedEntry;
 use emrshare_core::lookup::{LookupOutcome, LookupPlan, QuerySize};
+use emrshare_core::record_account::RecordKeys;
 use emrshare_core::voucher::{self, PendingVoucher, Voucher, VoucherKey};
 use emrshare_core::{PrivateKeySet, PublicKeySet};
 use std::sync::Mutex;
@@ -60,6 +62,14 @@ pub struct Party<T: Transport = HttpTransport> {
     /// sign nothing any more, but open what was sealed to them (stored records, index
     /// entries).
     retired: Mutex<Vec<PrivateKeySet>>,
+    /// A patient's master secret, from which each of its records' accounts derives
+    /// ([`RecordKeys`]); `None` for every other role.
+    master: Option<MasterSecret>,
+    /// Which of the patient's records holds which blob (its own version, and the versions it
+    /// shared), as far as this party has seen: saves walking the index for every grant.
+    records: Mutex<std::collections::BTreeMap<emrshare_core::Hash, u64>>,
+    /// Serialises the opening of record accounts (each takes the next free number).
+    opening: tokio::sync::Mutex<()>,
 }
 
 /// The roles the council admits (every other role joins another way: a patient with a
@@ -84,7 +94,57 @@ impl<T: Transport> Party<T> {
             settings,
             writes: tokio::sync::Mutex::new(()),
             retired: Mutex::new(Vec::new()),
+            master: None,
+            records: Mutex::new(std::collections::BTreeMap::new()),
+            opening: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The party with a patient's master secret: the one its records' accounts derive
+    /// from. A patient without one can register and look up, not store or share records.
+    pub fn with_master_secret(mut self, master: MasterSecret) -> Self {
+        self.master = Some(master);
+        self
+    }
+
+    /// Held while a record's account is found free and opened.
+    pub(crate) async fn opening_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.opening.lock().await
+    }
+
+    /// The keys of this patient's `n`-th record.
+    pub(crate) fn record_keys(&self, n: u64) -> Result<RecordKeys> {
+        let master = self.master.as_ref().ok_or(ClientError::Invalid(
+            "only a patient with its master secret keeps records on the chain",
+        ))?;
+        Ok(RecordKeys::derive(master, n))
+    }
+
+    /// Notes that the patient's `n`-th record holds `blob`.
+    pub(crate) fn remember_record(&self, blob: emrshare_core::Hash, n: u64) {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(blob, n);
+    }
+
+    /// Which record holds `blob`, if this party has seen it.
+    pub(crate) fn remembered_record(&self, blob: &emrshare_core::Hash) -> Option<u64> {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(blob)
+            .copied()
+    }
+
+    /// The most records this party has seen, as a first guess at the next free one.
+    pub(crate) fn remembered_records(&self) -> u64 {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .max()
+            .map_or(0, |n| n + 1)
     }
 
     /// Adds keys this party used before a rotation (newest first), so that what was sealed
@@ -182,6 +242,28 @@ impl<T: Transport> Party<T> {
         self.client.submit(&tx).await?;
         self.client
             .wait_sequence(&id, tx.transaction().sequence, self.settings.commit_timeout)
+            .await
+            .map_err(|e| match e {
+                NetError::NoAnswer { tried: 0, .. } => ClientError::Timeout,
+                other => other.into(),
+            })?;
+        Ok(extra)
+    }
+
+    /// Signs with `sender`'s next sequence number on chain (a record's account, a grant's
+    /// key: accounts that are not this party's registered one), submits and waits until it
+    /// is committed; writes of this party stay one at a time.
+    pub async fn commit_as<R>(
+        &self,
+        sender: &PartyId,
+        make: impl FnOnce(u64) -> Result<(SignedTransaction, R)>,
+    ) -> Result<R> {
+        let _writing = self.writes.lock().await;
+        let next = self.client.next_sequence(sender).await?;
+        let (tx, extra) = make(next)?;
+        self.client.submit(&tx).await?;
+        self.client
+            .wait_sequence(sender, next, self.settings.commit_timeout)
             .await
             .map_err(|e| match e {
                 NetError::NoAnswer { tried: 0, .. } => ClientError::Timeout,
@@ -394,22 +476,5 @@ impl<T: Transport> Party<T> {
             asked: outcome.bucket.len(),
             outcome,
         })
-    }
-
-    /// The transactions of every block up to the newest certified header, each block
-    /// verified from genesis: (height, sender, body). An audit's basis.
-    pub async fn verified_txs(&self) -> Result<Vec<(u64, PartyId, TxBody)>> {
-        let height = self.client.latest_header().await?.header.height;
-        let blocks = self.client.verified_blocks(height).await?;
-        Ok(blocks
-            .into_iter()
-            .flat_map(|b| {
-                let height = b.header.height;
-                b.txs.into_iter().map(move |tx| {
-                    let t = tx.transaction();
-                    (height, t.sender.clone(), t.body.clone())
-                })
-            })
-            .collect())
     }
 }

@@ -12,14 +12,21 @@ use crate::error::{ClientError, Result};
 use crate::party::{LookedUp, Party, now};
 use crate::transport::Transport;
 use emrshare_core::PublicKeySet;
-use emrshare_core::account::{open_index_entry, share_envelope};
+use emrshare_core::account::share_envelope;
 use emrshare_core::ces::{self, IssueOptions, KeyBindingRequirement, SdJwt, VerifiedRecord};
 use emrshare_core::jwe::{Envelope, MAX_ENVELOPE_BYTES};
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::machine::GrantEntry;
 use emrshare_core::ledger::merkle::Hash;
-use emrshare_core::ledger::tx::{Action, Role, TxBody};
+use emrshare_core::ledger::tx::{Action, Outcome, Role};
 use emrshare_core::record::{Ceas, Record};
+use emrshare_core::record_account::{
+    GrantCapability, GrantDetails, IndexEntry, LogDetails, RecordKeys, request_record_voucher,
+};
+use emrshare_core::voucher::Voucher;
+
+/// Asks a record's account without its logs (the first log past any account's).
+const NO_LOGS: u64 = u64::MAX;
 
 /// Decoy digests added to every record: they hide how many parts were made disclosable.
 const DECOYS: usize = 2;
@@ -49,10 +56,13 @@ pub struct StoredRecord {
     pub department: String,
     /// The stored envelope, sealed to the patient (JWE, compact when possible).
     pub envelope: String,
-    /// The height of the certified header the new index entry is proven under.
+    /// The height of the certified header the record's account is proven under.
     pub index_height: u64,
-    /// The department's bread crumbs, proven, with this entry's block among them.
-    pub crumbs: Vec<u64>,
+    /// Which of the patient's records this is (its account derives from the master secret
+    /// and this number).
+    pub record: u64,
+    /// The record's account ID on chain (it names nothing of the patient).
+    pub account: PartyId,
 }
 
 /// Where an upload is (for progress reports).
@@ -60,12 +70,13 @@ pub struct StoredRecord {
 pub enum UploadStage {
     /// The record is sealed to the patient.
     Sealed,
-    /// The envelope is stored on at least one node.
-    Uploaded,
-    /// The UploadIndex transaction is signed and about to be submitted.
+    /// The record's account (its index entry sealed in it) is about to be submitted.
     IndexSubmitted,
-    /// The index entry is committed and proven as the patient's index head.
+    /// The record's account is committed and proven.
     Committed,
+    /// The envelope is stored on at least one node (the last stage: a node takes a blob
+    /// only from an open account).
+    Uploaded,
 }
 
 /// A grant as proven on chain.
@@ -75,6 +86,8 @@ pub struct ProvenGrant {
     pub grant_id: String,
     /// The grant as the chain holds it.
     pub grant: GrantEntry,
+    /// Its details (patient, grantee, parts), opened with this party's keys.
+    pub details: GrantDetails,
     /// The height of the certified header it is proven under.
     pub height: u64,
 }
@@ -92,25 +105,29 @@ pub struct IndexedRecord {
     pub location: String,
     /// When the entry was made, Unix seconds.
     pub time: u64,
-    /// The height of the verified block holding the entry.
+    /// The height of the block that opened the record's account.
     pub height: u64,
+    /// Which of the patient's records this is.
+    pub record: u64,
 }
 
 /// One logged access to a patient's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessEvent {
-    /// The height of the verified block holding the AccessLog.
+    /// The height of the block that committed the AccessLog.
     pub height: u64,
-    /// Who accessed the record.
-    pub accessor: PartyId,
+    /// Who accessed the record (`None`: the log's sealed details did not open).
+    pub accessor: Option<PartyId>,
     /// The record accessed: its blob address (hex), or its `emr_id` for a handshake.
-    pub record_id: String,
+    pub record_id: Option<String>,
+    /// Why, as the accessor said (a handshake's purpose).
+    pub purpose: Option<String>,
     /// What the accessor did.
     pub action: Action,
     /// When, Unix seconds, as the accessor logged it.
     pub at: u64,
     /// Whether the access was granted.
-    pub outcome: emrshare_core::ledger::tx::Outcome,
+    pub outcome: Outcome,
     /// The grant the access was made under, if any.
     pub grant_id: Option<String>,
 }
@@ -126,6 +143,26 @@ pub struct FetchedRecord {
     pub grant: ProvenGrant,
     /// The issuer's verified lookup (a doctor or hospital, active when it issued the record).
     pub doctor: LookedUp,
+}
+
+/// The claims of a record's issuer-signed JWT, unverified (what it says of itself).
+fn claims(sd_jwt: &SdJwt) -> Result<serde_json::Value> {
+    emrshare_core::jws::unverified_payload(sd_jwt.serialize().split('~').next().unwrap_or(""))
+        .map_err(|_| ClientError::Invalid("not a record"))
+}
+
+/// The `emr_id` a record's issuer JWT names, unverified (what it says of itself).
+pub fn emr_id_of(sd_jwt: &SdJwt) -> Option<String> {
+    claims(sd_jwt).ok().as_ref().and_then(emr_id)
+}
+
+/// A record's `emr_id`, if its claims name one.
+fn emr_id(claims: &serde_json::Value) -> Option<String> {
+    claims
+        .get("emr_id")
+        .and_then(|v| v.as_str())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
 }
 
 fn open_record<T: Transport>(party: &Party<T>, sealed: &[u8]) -> Result<SdJwt> {
@@ -265,9 +302,11 @@ impl<T: Transport> Party<T> {
         })
     }
 
-    /// Stores a received record: sealed to the patient, the ciphertext on up to n nodes, and
-    /// an index entry (sealed, linked to the previous one) committed on chain and read back
-    /// proven. `progress` hears of each stage.
+    /// Stores a received record in an account of its own (DESIGN section 6): the envelope
+    /// sealed to the patient without naming it; the record's account opened on chain with a
+    /// node's record voucher and the index entry sealed in it, then read back proven; then
+    /// the envelope stored on up to n nodes under the account's claim. Nothing on chain or
+    /// on the nodes names the patient. `progress` hears of each stage.
     pub async fn store_record(
         &self,
         sd_jwt: &SdJwt,
@@ -280,80 +319,128 @@ impl<T: Transport> Party<T> {
             ));
         }
         let id = self.id();
-        let payload = emrshare_core::jws::unverified_payload(
-            sd_jwt.serialize().split('~').next().unwrap_or(""),
-        )
-        .map_err(|_| ClientError::Invalid("not a record"))?;
+        let payload = claims(sd_jwt)?;
         // Only a record issued to this patient is stored.
         if payload.get("sub").and_then(|v| v.as_str()) != Some(id.as_str()) {
             return Err(ClientError::Invalid("the record is not this patient's"));
         }
-        let record_id = payload
-            .get("emr_id")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let record_id = emr_id(&payload).unwrap_or_default();
         let own = self.with_keys(|k| k.public());
-        let envelope = Envelope::seal_to(
+        let envelope = Envelope::seal_unnamed_to(
             sd_jwt.serialize().as_bytes(),
-            &[&own],
+            &[&own.encryption],
             Some(ces::SD_JWT_TYP),
         )
         .map_err(ClientError::Seal)?;
         let bytes = envelope.serialize().into_bytes();
         let total = bytes.len() as u64;
         progress(UploadStage::Sealed, total);
-        let blob = self.put_blob(&bytes).await?;
-        progress(UploadStage::Uploaded, total);
-        let previous = self.client().index(&id, department).await?.head;
-        let location = format!("emrshare:blob/{}", blob.to_hex());
-        let tx_id = self
-            .commit(|account| {
-                let tx = account
-                    .upload_index(
-                        department,
-                        &location,
-                        &blob,
-                        Some(&record_id),
-                        now(),
-                        previous,
-                    )
-                    .map_err(ClientError::Seal)?;
-                let tx_id = tx.id();
-                progress(UploadStage::IndexSubmitted, total);
-                Ok((tx, tx_id))
-            })
+        let blob = emrshare_core::content_hash(&bytes);
+        let entry = IndexEntry {
+            format: IndexEntry::FORMAT.into(),
+            location: format!("emrshare:blob/{}", blob.to_hex()),
+            blob,
+            time: now(),
+            department: department.into(),
+            record_id: (!record_id.is_empty()).then(|| record_id.clone()),
+        };
+        let (record, index_height) = self
+            .open_record_account(&entry, || progress(UploadStage::IndexSubmitted, total))
             .await?;
-        let proven = self.proven_index_head(&id, department, tx_id).await?;
         progress(UploadStage::Committed, total);
+        self.put_record_blob(&record, &bytes).await?;
+        progress(UploadStage::Uploaded, total);
         Ok(StoredRecord {
             record_id,
             blob,
             department: department.into(),
             envelope: envelope.serialize(),
-            index_height: proven.height,
-            crumbs: proven.crumbs,
+            index_height,
+            record: record.n(),
+            account: record.id().clone(),
         })
     }
 
-    /// The index of `department`, proven, once its head is `expected`.
-    async fn proven_index_head(
+    /// Opens the account of this patient's next record with `entry` sealed in it (the first
+    /// record the chain proves unopened); returns its keys and the height it is proven at.
+    async fn open_record_account(
         &self,
-        id: &PartyId,
-        department: &str,
-        expected: Hash,
-    ) -> Result<crate::VerifiedIndex> {
-        self.once_proven("the chain does not show the new index entry", || async {
-            let proven = self.client().index(id, department).await?;
-            Ok((proven.head == Some(expected)).then_some(proven))
+        entry: &IndexEntry,
+        submitted: impl Fn(),
+    ) -> Result<(RecordKeys, u64)> {
+        let _opening = self.opening_lock().await;
+        let chain = self.client().config().genesis.chain_id.clone();
+        let mut n = self.remembered_records();
+        let record = loop {
+            let record = self.record_keys(n)?;
+            let found = self.client().record_account(record.id(), NO_LOGS).await?;
+            if found.record.is_none() {
+                break record;
+            }
+            n += 1;
+        };
+        let voucher = self.record_voucher(record.id()).await?;
+        let open = record.open_account(&chain, voucher, entry);
+        submitted();
+        self.commit_as(record.id(), |sequence| {
+            if sequence != 0 {
+                return Err(ClientError::Unverified(
+                    "the record's account was opened by another device",
+                ));
+            }
+            Ok((open, ()))
         })
-        .await
+        .await?;
+        let height = self
+            .once_proven("the chain does not show the record's account", || async {
+                let found = self.client().record_account(record.id(), NO_LOGS).await?;
+                Ok(found.record.is_some().then_some(found.height))
+            })
+            .await?;
+        self.remember_record(entry.blob, n);
+        Ok((record, height))
     }
 
-    /// What `read` proves once it shows a write just committed: a node may answer from a
-    /// height before the block that committed it (the commit was seen at another node, and
-    /// validators apply a decided block each in its own time), so it is asked again until it
-    /// shows, within the commit timeout; `missing` names what never showed.
+    /// A node's record voucher for the account `record`: asked with this patient's
+    /// registered key, unblinded (and so checked) under the genesis key the answer names.
+    async fn record_voucher(&self, record: &PartyId) -> Result<Voucher> {
+        let genesis = &self.client().config().genesis;
+        let (pending, request) = self.with_keys(|k| {
+            request_record_voucher(
+                (&k.id, &k.signing),
+                &genesis.chain_id,
+                &genesis.record_voucher_keys,
+                record,
+                now(),
+            )
+        })?;
+        let answer = self.client().record_voucher(&request).await?;
+        Ok(pending.finalize(&answer)?)
+    }
+
+    /// Uploads bytes under `record`'s claim; returns their address.
+    async fn put_record_blob(&self, record: &RecordKeys, bytes: &[u8]) -> Result<Hash> {
+        let hash = emrshare_core::content_hash(bytes);
+        let claim = record.blob_claim(&hash, now());
+        let stored = self.client().put_blob(bytes, &claim).await?;
+        self.remember_record(hash, record.n());
+        Ok(stored)
+    }
+
+    /// The keys of this patient's record that holds `blob` (its stored version or one it
+    /// shared), from memory or from the proven index.
+    async fn record_holding(&self, blob: &Hash) -> Result<RecordKeys> {
+        if self.remembered_record(blob).is_none() {
+            self.indexed_records().await?;
+        }
+        let n = self.remembered_record(blob).ok_or(ClientError::Invalid(
+            "this patient stored no record in that envelope",
+        ))?;
+        self.record_keys(n)
+    }
+
+    /// What a node answers between a write and the block that commits it: asked again until
+    /// it shows the write, within the commit timeout; `missing` names what never showed.
     async fn once_proven<V, F, Fut>(&self, missing: &'static str, mut read: F) -> Result<V>
     where
         F: FnMut() -> Fut,
@@ -371,19 +458,12 @@ impl<T: Transport> Party<T> {
         }
     }
 
-    /// Uploads bytes with this party's claim; returns their address.
-    pub async fn put_blob(&self, bytes: &[u8]) -> Result<Hash> {
-        let hash = emrshare_core::content_hash(bytes);
-        let claim = self.with_account(|a| a.blob_claim(&hash, now()));
-        Ok(self.client().put_blob(bytes, &claim).await?)
-    }
-
     /// Grants `grantee` (looked up among `grantee_role`) read access for `valid_seconds` to
-    /// the record in `envelope` (a [`StoredRecord`]'s). With no `parts`, the whole record:
-    /// its content key is wrapped to the grantee (the content is not re-encrypted). With
-    /// parts, only those (and the mandatory ones) are extracted and sealed to patient and
-    /// grantee, so a grant of parts shares only those parts. Either version is stored as its
-    /// own blob.
+    /// the record in `envelope` (a [`StoredRecord`]'s), from the record's own account. With
+    /// no `parts`, the whole record: its content key is wrapped to the grantee (the content
+    /// is not re-encrypted). With parts, only those (and the mandatory ones) are extracted
+    /// and sealed to patient and grantee. Either version is stored as its own blob, naming
+    /// no reader; on chain the grant shows neither the grantee nor the parts.
     pub async fn grant(
         &self,
         envelope: &str,
@@ -396,32 +476,50 @@ impl<T: Transport> Party<T> {
             return Err(ClientError::Invalid("a grant lasts 1 second to 10 years"));
         }
         let stored = Envelope::parse(envelope.as_bytes()).map_err(ClientError::Open)?;
+        let record = self
+            .record_holding(&emrshare_core::content_hash(envelope.as_bytes()))
+            .await?;
         let grantee = self.look_up(grantee, grantee_role).await?.entry;
+        let grantee_keys = grantee
+            .public_keys()
+            .map_err(|_| ClientError::Unverified("the grantee's registered keys are invalid"))?;
+        let own = self.with_keys(|k| k.public());
+        let opened = open_record(self, envelope.as_bytes())?;
+        let record_id = emr_id(&claims(&opened)?);
         let shared = if parts.is_empty() {
             self.try_keys(|k| share_envelope(&stored, k, &grantee))
                 .map_err(ClientError::Open)?
         } else {
-            let record = open_record(self, envelope.as_bytes())?;
+            let record = opened;
             let keep: Vec<&str> = parts.iter().map(String::as_str).collect();
             let extracted = record.extract(&keep)?;
-            let grantee_keys = grantee.public_keys().map_err(|_| {
-                ClientError::Unverified("the grantee's registered keys are invalid")
-            })?;
-            let own = self.with_keys(|k| k.public());
-            Envelope::seal_to(
+            Envelope::seal_unnamed_to(
                 extracted.serialize().as_bytes(),
-                &[&own, &grantee_keys],
+                &[&own.encryption, &grantee_keys.encryption],
                 Some(ces::SD_JWT_TYP),
             )
             .map_err(ClientError::Seal)?
         };
-        let blob = self.put_blob(shared.serialize().as_bytes()).await?;
+        let blob = self
+            .put_record_blob(&record, shared.serialize().as_bytes())
+            .await?;
+        let chain = self.client().config().genesis.chain_id.clone();
         let not_after = now() + valid_seconds;
         let grant_id = self
-            .commit(|account| {
-                let names: Vec<&str> = parts.iter().map(String::as_str).collect();
-                let (grant_id, tx) =
-                    account.grant(&grantee, &blob, &names, &[Action::Read], not_after);
+            .commit_as(record.id(), |sequence| {
+                let (grant_id, tx) = record
+                    .grant(
+                        &chain,
+                        sequence,
+                        (&own.id, &own.encryption),
+                        (&grantee_keys.id, &grantee_keys.encryption),
+                        &blob,
+                        record_id.as_deref(),
+                        parts,
+                        &[Action::Read],
+                        not_after,
+                    )
+                    .map_err(|_| ClientError::Invalid("cannot seal the grant's details"))?;
                 Ok((tx, grant_id))
             })
             .await?;
@@ -431,66 +529,89 @@ impl<T: Transport> Party<T> {
         .await
     }
 
-    /// Revokes a grant; returns it as proven revoked on chain.
+    /// Revokes one of this patient's grants, from its record's account; returns it as
+    /// proven revoked on chain.
     pub async fn revoke(&self, grant_id: &str) -> Result<ProvenGrant> {
-        self.commit(|account| Ok((account.revoke_grant(grant_id), ())))
-            .await?;
+        let proven = self
+            .proven_grant(grant_id)
+            .await?
+            .ok_or(ClientError::Unverified("the chain proves no such grant"))?;
+        let record = self.record_holding(&proven.grant.blob).await?;
+        if record.id() != &proven.grant.record {
+            return Err(ClientError::Invalid("the grant is not this patient's"));
+        }
+        let chain = self.client().config().genesis.chain_id.clone();
+        self.commit_as(record.id(), |sequence| {
+            Ok((record.revoke(&chain, sequence, grant_id), ()))
+        })
+        .await?;
         self.once_proven("the chain does not show the grant revoked", || async {
             let proven = self
                 .proven_grant(grant_id)
                 .await?
                 .ok_or(ClientError::Unverified("the grant is not on chain"))?;
-            Ok(proven.grant.revoked.then_some(proven))
+            Ok(proven.grant.revoked_at.is_some().then_some(proven))
         })
         .await
     }
 
-    /// A grant as proven on chain now (none if the chain proves there is no such grant).
+    /// A grant as proven on chain now, its details opened with this party's keys (its
+    /// patient's or its grantee's); none if the chain proves there is no such grant.
     pub async fn proven_grant(&self, grant_id: &str) -> Result<Option<ProvenGrant>> {
         if grant_id.is_empty() || grant_id.len() > 128 {
             return Err(ClientError::Invalid("not a grant ID"));
         }
         let proven = self.client().grant(grant_id).await?;
-        Ok(proven.grant.map(|grant| ProvenGrant {
+        let Some(grant) = proven.grant else {
+            return Ok(None);
+        };
+        let details = self
+            .try_keys(|k| GrantDetails::open(k, grant_id, &grant))
+            .map_err(|_| ClientError::Invalid("the grant is neither to nor from this party"))?;
+        Ok(Some(ProvenGrant {
             grant_id: grant_id.to_owned(),
             grant,
+            details,
             height: proven.height,
         }))
     }
 
     /// Fetches the blob a grant names, under that grant: the grant is checked on chain
-    /// (proven, to this party, live), the fetch carries this party's signed access log
-    /// (which the node commits: the patient sees it in the audit log), the envelope is
-    /// opened, and the record verified against its issuer's registry entry and checked to
-    /// be the granting patient's.
+    /// (proven, live, its details this party's to open), the fetch carries an access log
+    /// signed by the grant's own key (which the node commits, sealed to the patient), the
+    /// envelope is opened, and the record verified against its issuer's registry entry and
+    /// checked to be the granting patient's.
     pub async fn fetch_granted(&self, grant_id: &str) -> Result<FetchedRecord> {
         let grant = self
             .proven_grant(grant_id)
             .await?
             .ok_or(ClientError::Unverified("the chain proves no such grant"))?;
-        if grant.grant.grantee != self.id() {
-            return Err(ClientError::Invalid("the grant is for another party"));
-        }
+        let capability = self
+            .try_keys(|k| GrantCapability::open(k, grant_id, &grant.grant))
+            .map_err(|_| ClientError::Invalid("the grant is for another party"))?;
         if !grant.grant.allows(Action::Read, now()) {
             return Err(ClientError::Unverified(
                 "the grant is revoked or expired on chain",
             ));
         }
-        let blob = Hash::from_hex(&grant.grant.record_id)
-            .ok_or(ClientError::Unverified("malformed grant"))?;
+        let chain = self.client().config().genesis.chain_id.clone();
+        let blob = grant.grant.blob;
+        let key_id = capability.key_id().clone();
         let bytes = {
             let _writing = self.write_lock().await;
-            let access = self
-                .sign_next(|account| account.access_log(&blob, Some(grant_id), now()))
-                .await?;
+            let next = self.client().next_sequence(&key_id).await?;
+            let access = capability.access_log(&chain, next, &blob, now());
             let bytes = self.client().get_blob(&blob, &access).await?;
-            // The node commits the access log; the next write must come after it.
-            self.wait_committed(access.transaction().sequence).await?;
+            // The node commits the access log; the next fetch must come after it.
+            self.client()
+                .wait_sequence(&key_id, next, self.settings().commit_timeout)
+                .await
+                .map_err(|_| ClientError::Timeout)?;
             bytes
         };
         let sd_jwt = open_record(self, &bytes)?;
         let (record, doctor) = verify_issued(self, &sd_jwt, None, None).await?;
-        if record.patient() != grant.grant.grantor.as_str() {
+        if record.patient() != grant.details.patient.as_str() {
             return Err(ClientError::Unverified(
                 "the record belongs to another patient than the grantor",
             ));
@@ -532,80 +653,102 @@ impl<T: Transport> Party<T> {
         Ok((record, doctor, patient))
     }
 
-    /// The patient's index entries, read from verified blocks and opened with its key.
+    /// The patient's index: its records' accounts, 0, 1, 2, ... until the chain proves one
+    /// unopened, each proven and its sealed entry opened. Nothing is replayed from blocks,
+    /// and a node can hide no record (an absence is proven, and records are numbered).
     pub async fn indexed_records(&self) -> Result<Vec<IndexedRecord>> {
-        let id = self.id();
         let mut out = Vec::new();
-        for (height, sender, body) in self.verified_txs().await? {
-            if sender != id {
-                continue;
-            }
-            if let TxBody::UploadIndex {
-                department,
-                entry_jwe,
-                ..
-            } = body
-            {
-                if let Ok(entry) = self.try_keys(|k| open_index_entry(k, &entry_jwe)) {
-                    out.push(IndexedRecord {
-                        blob: entry.blob,
-                        record_id: entry.record_id,
-                        department,
-                        location: entry.location,
-                        time: entry.time,
-                        height,
-                    });
-                }
-            }
+        for n in 0.. {
+            let record = self.record_keys(n)?;
+            let found = self.client().record_account(record.id(), NO_LOGS).await?;
+            let Some(account) = found.record else {
+                break;
+            };
+            let entry = record
+                .open_entry(&account.entry)
+                .map_err(|_| ClientError::Unverified("a record's index entry does not open"))?;
+            self.remember_record(entry.blob, n);
+            out.push(IndexedRecord {
+                blob: entry.blob,
+                record_id: entry.record_id,
+                department: entry.department,
+                location: entry.location,
+                time: entry.time,
+                height: account.height,
+                record: n,
+            });
         }
         Ok(out)
     }
 
-    /// Every logged access to the patient's records (its index entries' blobs and record
-    /// IDs, and its grants' blobs), from blocks verified from genesis.
+    /// Every logged access to the patient's records: each record's access logs, proven
+    /// under its account (whose proven count says how many there are) and opened with the
+    /// record's secrets. A log this patient cannot open (sealed wrongly by a grantee) is
+    /// listed with what the chain shows in clear, its accessor unknown.
     pub async fn audit_log(&self) -> Result<Vec<AccessEvent>> {
-        let id = self.id();
-        let txs = self.verified_txs().await?;
-        let mut mine = std::collections::BTreeSet::new();
-        for (_, sender, body) in &txs {
-            if *sender != id {
-                continue;
-            }
-            match body {
-                TxBody::UploadIndex { entry_jwe, .. } => {
-                    if let Ok(entry) = self.try_keys(|k| open_index_entry(k, entry_jwe)) {
-                        mine.insert(entry.blob.to_hex());
-                        // A record shared in a handshake is logged by its ID.
-                        mine.extend(entry.record_id);
-                    }
+        let mut events = Vec::new();
+        for n in 0.. {
+            let record = self.record_keys(n)?;
+            let mut from = 0;
+            loop {
+                let found = self.client().record_account(record.id(), from).await?;
+                let Some(account) = found.record else {
+                    return Ok(events);
+                };
+                for log in &found.logs {
+                    let details = record.open_log(log).ok();
+                    events.push(AccessEvent {
+                        height: log.height,
+                        accessor: details.as_ref().map(|d| d.accessor.clone()),
+                        record_id: details.as_ref().map(|d| d.record_id.clone()),
+                        purpose: details.as_ref().and_then(|d| d.purpose.clone()),
+                        action: log.action,
+                        at: log.at,
+                        outcome: details.as_ref().map_or(Outcome::Granted, |d| d.outcome),
+                        grant_id: log.grant_id.clone(),
+                    });
                 }
-                TxBody::Grant { record_id, .. } => {
-                    mine.insert(record_id.clone());
+                from += found.logs.len() as u64;
+                if found.logs.is_empty() || from >= account.logs {
+                    break;
                 }
-                _ => {}
             }
         }
-        Ok(txs
+        Ok(events)
+    }
+
+    /// Logs on chain, in the record's own account and sealed to the patient, that
+    /// `requester` received the record `record_id` (its `emr_id`) in a handshake for
+    /// `purpose`. The record must be stored (it has an account to log in).
+    pub async fn log_shared_record(
+        &self,
+        record_id: &str,
+        requester: &PartyId,
+        purpose: &str,
+    ) -> Result<()> {
+        let n = self
+            .indexed_records()
+            .await?
             .into_iter()
-            .filter_map(|(height, _, body)| match body {
-                TxBody::AccessLog {
-                    accessor,
-                    record_id,
-                    action,
-                    at,
-                    outcome,
-                    grant_id,
-                } if mine.contains(&record_id) => Some(AccessEvent {
-                    height,
-                    accessor,
-                    record_id,
-                    action,
-                    at,
-                    outcome,
-                    grant_id,
-                }),
-                _ => None,
-            })
-            .collect())
+            .find(|r| r.record_id.as_deref() == Some(record_id))
+            .map(|r| r.record)
+            .ok_or(ClientError::Invalid(
+                "the record shared is not stored: store it first, so that its accesses are logged",
+            ))?;
+        let record = self.record_keys(n)?;
+        let chain = self.client().config().genesis.chain_id.clone();
+        let details = LogDetails {
+            accessor: requester.clone(),
+            record_id: record_id.into(),
+            purpose: Some(purpose.into()),
+            outcome: Outcome::Granted,
+        };
+        self.commit_as(record.id(), |sequence| {
+            Ok((
+                record.log_access(&chain, sequence, Action::Read, now(), &details),
+                (),
+            ))
+        })
+        .await
     }
 }

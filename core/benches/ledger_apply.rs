@@ -1,6 +1,6 @@
 //! Block apply: `LedgerState::apply` over a block of 100 and 1000 signed transactions
-//! (admissions of new institutions, each with a council approval, Grant by registered parties, and a half-and-half mix) on
-//! a state of 10^4 registered identities. Transactions are signed before any timing; each
+//! (admissions of new institutions, each with a council approval, Grant by records' accounts, and a half-and-half mix) on
+//! a state of 10^4 registered identities and 10^4 records' accounts. Transactions are signed before any timing; each
 //! iteration applies the block to a fresh clone of the base state (the clone is not timed).
 //! Throughput is in transactions, so criterion prints transactions per second.
 //!
@@ -11,10 +11,11 @@
 #![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use emrshare_core::Hash;
 use emrshare_core::keys::{DecryptionKey, Jwk, PartyId, RsaBits, SigningKey};
 use emrshare_core::ledger::block::Validator;
 use emrshare_core::ledger::governance::{GovAction, Proposal};
-use emrshare_core::ledger::machine::{Context, LedgerState};
+use emrshare_core::ledger::machine::{Context, LedgerState, RecordEntry};
 use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, Transaction, TxBody};
 use std::hint::black_box;
 use std::time::Duration;
@@ -79,21 +80,32 @@ fn registration(party: &Party, encryption_jwk: &Jwk) -> SignedTransaction {
     .sign(&party.key)
 }
 
-fn grant(from: &Party, to: &Party, n: usize) -> SignedTransaction {
+/// A grant by a record's account (a capability: a key commitment, sealed details of a
+/// realistic size).
+fn grant(from: &Party, n: usize) -> SignedTransaction {
     Transaction {
         chain_id: CHAIN.into(),
         sender: from.id.clone(),
-        sequence: 1,
+        sequence: 0,
         body: TxBody::Grant {
             grant_id: format!("grant-{n}"),
-            grantee: to.id.clone(),
-            record_id: format!("record-{n}"),
-            parts: vec!["prescription".into(), "examination".into()],
+            blob: Hash::sha256(&n.to_be_bytes()),
+            grant_key: Hash::sha256(format!("key-{n}").as_bytes()),
             actions: vec![Action::Read],
             not_after: u64::MAX,
+            details: "d".repeat(1200),
         },
     }
     .sign(&from.key)
+}
+
+/// A record's account: its ID is its key's thumbprint.
+fn record_account() -> Party {
+    let key = SigningKey::generate();
+    Party {
+        id: PartyId::new(key.verifying_key().thumbprint()).unwrap(),
+        key,
+    }
 }
 
 fn party(name: String) -> Party {
@@ -124,6 +136,21 @@ fn fixture() -> Fixture {
         base.apply(&registration(p, &encryption_jwk), ctx(1))
             .expect("base registration applies");
     }
+    // As many records' accounts, opened without vouchers (the bench times grants, not
+    // openings).
+    let records: Vec<Party> = (0..IDENTITIES).map(|_| record_account()).collect();
+    for r in &records {
+        base.put_record_unchecked(
+            &r.id,
+            &RecordEntry {
+                signing_jwk: r.key.verifying_key().to_jwk(None),
+                entry: "e".repeat(300),
+                height: 1,
+                grants: 0,
+                logs: 0,
+            },
+        );
+    }
     let mut blocks = Vec::new();
     let mut next_sender = 0;
     let mut next_new = 0;
@@ -137,10 +164,9 @@ fn fixture() -> Fixture {
                     _ => i % 2 == 1,
                 };
                 if is_grant {
-                    // Distinct senders per block (each has sequence 1 next in the base state).
-                    let from = &parties[next_sender % IDENTITIES];
-                    let to = &parties[(next_sender * 7919 + 1) % IDENTITIES];
-                    txs.push(grant(from, to, next_sender));
+                    // Distinct senders per block (each has sequence 0 next in the base state).
+                    let from = &records[next_sender % IDENTITIES];
+                    txs.push(grant(from, next_sender));
                     next_sender += 1;
                 } else {
                     txs.push(registration(

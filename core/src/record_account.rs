@@ -19,8 +19,11 @@ use crate::keys::txkeys::MasterSecret;
 use crate::keys::{EncryptionKey, Jwk, PartyId, PrivateKeySet, SigningKey, VerifyingKey};
 use crate::ledger::machine::{GrantEntry, LogEntry};
 use crate::ledger::tx::{Action, Outcome, SignedTransaction, Transaction, TxBody};
+use crate::ledger::wire::{
+    RECORD_VOUCHER_REQUEST_TYP, RecordVoucherAnswer, RecordVoucherClaims, RecordVoucherRequest,
+};
 use crate::sealed::{self, SealedError};
-use crate::voucher::Voucher;
+use crate::voucher::{Voucher, VoucherError, VoucherKey};
 use crate::{Hash, b64, hazmat, jws, strict_json};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -92,6 +95,45 @@ pub struct GrantDetails {
     pub grant_key: String,
     /// The secret the grantee seals its access logs under, base64url.
     pub log_secret: String,
+}
+
+impl GrantDetails {
+    /// Opens the details of the grant `grant_id` (as the chain holds it) with the keys of
+    /// its grantee or its patient: they must name this grant, and hold the key the chain
+    /// committed to.
+    pub fn open(
+        keys: &PrivateKeySet,
+        grant_id: &str,
+        grant: &GrantEntry,
+    ) -> Result<Self, RecordAccountError> {
+        let envelope = Envelope::parse(grant.details.as_bytes())?;
+        if envelope.content_type() != Some(GRANT_DETAILS_CTY) {
+            return Err(RecordAccountError::Invalid("not a grant's details"));
+        }
+        let plaintext = envelope.open(keys)?;
+        let details: GrantDetails = strict_json::parse(&plaintext)
+            .map_err(|_| RecordAccountError::Invalid("malformed grant details"))?;
+        if details.grant_id != grant_id {
+            return Err(RecordAccountError::Invalid(
+                "the details are of another grant",
+            ));
+        }
+        if grant_key_commitment(details.signing_key()?.verifying_key()) != grant.grant_key {
+            return Err(RecordAccountError::Invalid(
+                "the grant's key is not the one the chain holds",
+            ));
+        }
+        Ok(details)
+    }
+
+    fn signing_key(&self) -> Result<SigningKey, RecordAccountError> {
+        let scalar = Zeroizing::new(
+            b64::decode(&self.grant_key)
+                .map_err(|_| RecordAccountError::Invalid("malformed grant key"))?,
+        );
+        SigningKey::from_scalar(&scalar)
+            .map_err(|_| RecordAccountError::Invalid("malformed grant key"))
+    }
 }
 
 /// What an access log says in private, sealed under the grant's (or the record's) log
@@ -209,7 +251,9 @@ impl RecordKeys {
         }
     }
 
-    fn grant_signing_key(&self, grant_id: &str) -> SigningKey {
+    /// The key of this record's grant `grant_id` (the patient's copy of what the grantee
+    /// holds).
+    pub fn grant_signing_key(&self, grant_id: &str) -> SigningKey {
         self.secrets
             .derive_transaction_key(&format!("grant/{grant_id}"))
     }
@@ -269,13 +313,15 @@ impl RecordKeys {
 
     /// A grant to `grantee` (its registered, verified keys) of `actions` on the version of
     /// the record stored at `blob` until `not_after`, as the record's account's transaction
-    /// number `sequence`; returns the grant's fresh random ID and the transaction.
+    /// number `sequence`; the details are sealed to the grantee and to `patient` (its ID
+    /// and current encryption key), neither named. Returns the grant's fresh random ID and
+    /// the transaction.
     #[allow(clippy::too_many_arguments)]
     pub fn grant(
         &self,
         chain_id: &str,
         sequence: u64,
-        patient: &PartyId,
+        patient: (&PartyId, &EncryptionKey),
         grantee: (&PartyId, &EncryptionKey),
         blob: &Hash,
         record_id: Option<&str>,
@@ -287,19 +333,19 @@ impl RecordKeys {
         let grant_key = self.grant_signing_key(&grant_id);
         let details = GrantDetails {
             grant_id: grant_id.clone(),
-            patient: patient.clone(),
+            patient: patient.0.clone(),
             grantee: grantee.0.clone(),
             record_id: record_id.map(str::to_owned),
             parts: parts.to_vec(),
             grant_key: b64::encode(grant_key.to_scalar().as_slice()),
             log_secret: b64::encode(self.log_secret(Some(&grant_id)).as_slice()),
         };
-        let sealed = Envelope::seal_unnamed(
+        let sealed = Envelope::seal_unnamed_to(
             &Zeroizing::new(serde_json::to_vec(&details).expect("details serialize")),
-            grantee.1,
+            &[grantee.1, patient.1],
             Some(GRANT_DETAILS_CTY),
         )?
-        .to_compact()?;
+        .serialize();
         let tx = sign(
             &self.key,
             chain_id,
@@ -404,29 +450,13 @@ impl GrantCapability {
         grant_id: &str,
         grant: &GrantEntry,
     ) -> Result<Self, RecordAccountError> {
-        let envelope = Envelope::parse(grant.details.as_bytes())?;
-        if envelope.content_type() != Some(GRANT_DETAILS_CTY) {
-            return Err(RecordAccountError::Invalid("not a grant's details"));
-        }
-        let plaintext = envelope.open(keys)?;
-        let details: GrantDetails = strict_json::parse(&plaintext)
-            .map_err(|_| RecordAccountError::Invalid("malformed grant details"))?;
-        if details.grant_id != grant_id || details.grantee != keys.id {
+        let details = GrantDetails::open(keys, grant_id, grant)?;
+        if details.grantee != keys.id {
             return Err(RecordAccountError::Invalid(
-                "the details are of another grant or grantee",
+                "the grant is for another grantee",
             ));
         }
-        let scalar = Zeroizing::new(
-            b64::decode(&details.grant_key)
-                .map_err(|_| RecordAccountError::Invalid("malformed grant key"))?,
-        );
-        let key = SigningKey::from_scalar(&scalar)
-            .map_err(|_| RecordAccountError::Invalid("malformed grant key"))?;
-        if grant_key_commitment(key.verifying_key()) != grant.grant_key {
-            return Err(RecordAccountError::Invalid(
-                "the grant's key is not the one the chain holds",
-            ));
-        }
+        let key = details.signing_key()?;
         let log_secret = Zeroizing::new(
             b64::decode_array::<32>(&details.log_secret)
                 .map_err(|_| RecordAccountError::Invalid("malformed log secret"))?,
@@ -483,6 +513,68 @@ impl GrantCapability {
                 details: sealed::seal(&self.log_secret, &context, &plaintext),
             },
         )
+    }
+}
+
+/// A record voucher being asked for: the message blinded under each of genesis's record
+/// voucher keys, kept until the node's answer is unblinded.
+pub struct PendingRecordVoucher(Vec<crate::voucher::PendingVoucher>);
+
+impl std::fmt::Debug for PendingRecordVoucher {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("PendingRecordVoucher([redacted])")
+    }
+}
+
+/// A registered patient's request for a record voucher for the account `record`: the
+/// voucher message blinded under every key of `issuers` (genesis's record voucher keys, in
+/// order), signed with the patient's registered key (`patient`: its ID and signing key) at
+/// `now`.
+pub fn request_record_voucher(
+    patient: (&PartyId, &SigningKey),
+    chain_id: &str,
+    issuers: &[Jwk],
+    record: &PartyId,
+    now: u64,
+) -> Result<(PendingRecordVoucher, RecordVoucherRequest), VoucherError> {
+    if issuers.is_empty() {
+        return Err(VoucherError::Key("genesis names no record voucher keys"));
+    }
+    let mut pending = Vec::new();
+    let mut blinded = Vec::new();
+    for jwk in issuers {
+        let key = VoucherKey::from_jwk(jwk)?;
+        let (waiting, message) = crate::voucher::blind(&key, chain_id, record)?;
+        pending.push(waiting);
+        blinded.push(b64::encode(&message));
+    }
+    let claims = serde_json::to_value(RecordVoucherClaims {
+        blinded,
+        iat: now,
+        iss: patient.0.clone(),
+    })
+    .expect("claims serialize");
+    let request = jws::sign(
+        patient.1,
+        &jws::Header::es256(RECORD_VOUCHER_REQUEST_TYP, None),
+        &claims,
+    );
+    Ok((
+        PendingRecordVoucher(pending),
+        RecordVoucherRequest { request },
+    ))
+}
+
+impl PendingRecordVoucher {
+    /// Unblinds a node's answer under the key it names (which checks it).
+    pub fn finalize(self, answer: &RecordVoucherAnswer) -> Result<Voucher, VoucherError> {
+        let signature = b64::decode(&answer.blind_signature)
+            .map_err(|_| VoucherError::Malformed("blind signature encoding"))?;
+        self.0
+            .into_iter()
+            .nth(answer.key as usize)
+            .ok_or(VoucherError::Malformed("a key genesis does not name"))?
+            .finalize(&signature)
     }
 }
 

@@ -10,7 +10,9 @@ use emrshare_core::ledger::testkit::{
     CHAIN, TestChain, open_record, record_voucher_key, voucher, voucher_key,
 };
 use emrshare_core::ledger::tx::{Action, Outcome, Role, Transaction, TxBody};
-use emrshare_core::record_account::{GrantCapability, IndexEntry, LogDetails, RecordKeys};
+use emrshare_core::record_account::{
+    GrantCapability, GrantDetails, IndexEntry, LogDetails, RecordKeys,
+};
 use emrshare_core::{PartyId, PrivateKeySet};
 
 fn entry(n: u64) -> IndexEntry {
@@ -55,7 +57,7 @@ impl World {
             .grant(
                 CHAIN,
                 sequence,
-                &self.patient.id,
+                (&self.patient.id, &self.patient.public().encryption),
                 (&self.insurer.id, &self.insurer.public().encryption),
                 &Hash::sha256(b"shared"),
                 Some("emr-0"),
@@ -177,7 +179,11 @@ fn a_grant_is_a_capability_only_its_grantee_opens() {
     let capability = GrantCapability::open(&w.insurer, &grant_id, &grant).unwrap();
     assert_eq!(capability.details().patient, w.patient.id);
     assert_eq!(capability.details().parts, ["prescription"]);
-    // Nobody else does, not even the patient's registered keys (it re-derives instead).
+    // The patient opens the details too (it shows its grants), but holds no capability.
+    let details = GrantDetails::open(&w.patient, &grant_id, &grant).unwrap();
+    assert_eq!(details.grantee, w.insurer.id);
+    assert!(GrantCapability::open(&w.patient, &grant_id, &grant).is_err());
+    // Nobody else does.
     let stranger =
         PrivateKeySet::generate(Some(PartyId::new("insurer:other").unwrap()), RsaBits::B2048);
     assert!(GrantCapability::open(&stranger, &grant_id, &grant).is_err());
@@ -200,12 +206,13 @@ fn grants_are_refused_when_expired_reused_or_made_by_another_account() {
     let record = w.opened(0);
     let grant_id = w.grant(&record, 1, 5_000);
     let insurer = (&w.insurer.id, &w.insurer.public().encryption);
+    let patient = (&w.patient.id, &w.patient.public().encryption);
     let make = |sequence, not_after, actions: &[Action]| {
         record
             .grant(
                 CHAIN,
                 sequence,
-                &w.patient.id,
+                patient,
                 insurer,
                 &Hash::sha256(b"x"),
                 None,

@@ -635,6 +635,59 @@ impl Consortium {
     }
 }
 
+impl Consortium {
+    /// Opens the account of `patient`'s record `n` (derived from `master`): a record
+    /// voucher from node 2 for the registered patient (`id`, `key`), the account opened at
+    /// node 0, and waited for until node 0 shows it.
+    pub fn open_record(
+        &self,
+        id: &PartyId,
+        key: &SigningKey,
+        master: &emrshare_core::keys::txkeys::MasterSecret,
+        n: u64,
+    ) -> emrshare_core::record_account::RecordKeys {
+        use emrshare_core::record_account::{IndexEntry, RecordKeys, request_record_voucher};
+        let record = RecordKeys::derive(master, n);
+        let genesis: emrshare_core::ledger::block::Genesis =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("genesis.json")).unwrap())
+                .unwrap();
+        let (pending, request) = request_record_voucher(
+            (id, key),
+            CHAIN_ID,
+            &genesis.record_voucher_keys,
+            record.id(),
+            now_s(),
+        )
+        .unwrap();
+        let (status, answer) = self.post(
+            2,
+            "/v1/record-vouchers",
+            &serde_json::to_vec(&request).unwrap(),
+        );
+        assert_eq!(status, 200, "record voucher: {answer}");
+        let answer = serde_json::from_value(answer).unwrap();
+        let voucher = pending.finalize(&answer).unwrap();
+        let entry = IndexEntry {
+            format: IndexEntry::FORMAT.into(),
+            location: format!("emrshare:blob/{n}"),
+            blob: emrshare_core::content_hash(&n.to_be_bytes()),
+            time: now_s(),
+            department: "general".into(),
+            record_id: None,
+        };
+        submit(
+            self,
+            0,
+            record.open_account(CHAIN_ID, voucher, &entry).as_jws(),
+        );
+        self.wait_until(Duration::from_secs(30), |c| {
+            c.get(0, &format!("/v1/sequence/{}", record.id()))
+                .is_some_and(|s| s["next"] == 1)
+        });
+        record
+    }
+}
+
 pub const CHAIN_ID: &str = "test-chain";
 
 /// A hospital's admission by the council.

@@ -8,7 +8,7 @@ use emrshare_node::testkit::now_s;
 
 use emrshare_core::Hash;
 use emrshare_core::keys::{PartyId, SigningKey};
-use emrshare_core::ledger::tx::{Action, Outcome, Role, SignedTransaction, Transaction, TxBody};
+use emrshare_core::ledger::tx::{Action, Role, SignedTransaction, Transaction, TxBody};
 use serde_json::{Value, json};
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -71,14 +71,25 @@ impl Actor {
         jws
     }
 
-    fn access_log(&self, accessor: &PartyId, hash: &str, grant_id: Option<&str>) -> TxBody {
+    /// An access log with this party's own key: under `grant_id`, carrying the key as the
+    /// grant's (the chain checks it against the grant's commitment).
+    fn access_log(&self, grant_id: Option<&str>) -> TxBody {
         TxBody::AccessLog {
-            accessor: accessor.clone(),
-            record_id: hash.into(),
+            grant_id: grant_id.map(str::to_owned),
+            grant_jwk: grant_id.map(|_| self.key.verifying_key().to_jwk(None)),
             action: Action::Read,
             at: now_s(),
-            outcome: Outcome::Granted,
-            grant_id: grant_id.map(str::to_owned),
+            details: "sealed".into(),
+        }
+    }
+
+    /// A record's account (or a grant's key) as an actor: its ID is its key's thumbprint,
+    /// and its next transaction is `next`.
+    fn of_key(key: SigningKey, next: u64) -> Self {
+        Self {
+            id: PartyId::new(key.verifying_key().thumbprint()).unwrap(),
+            key,
+            next: Cell::new(next),
         }
     }
 
@@ -168,36 +179,62 @@ fn registered(c: &Consortium, ids: &[&PartyId]) {
     });
 }
 
-/// Points 1, 2 and 9 (fake logs): a keyless stranger naming the owner as accessor, a forged
-/// owner's log, a revoked grantee, a log ahead of the sender's sequence, one log used twice
-/// or two logs sharing a sequence number: none is served. Every read that is served ends on
-/// the chain, one log per read.
+/// A grant of the blob `hash` by `record`'s account to the holder of `grant_key`, as the
+/// account's next transaction (the chain sees only the key's commitment).
+fn grant_to(record: &Actor, grant_id: &str, hash: &str, grant_key: &SigningKey) -> String {
+    record.tx(TxBody::Grant {
+        grant_id: grant_id.into(),
+        blob: Hash::from_hex(hash).unwrap(),
+        grant_key: emrshare_core::record_account::grant_key_commitment(grant_key.verifying_key()),
+        actions: vec![Action::Read],
+        not_after: now_s() + 3600,
+        details: "sealed to the grantee".into(),
+    })
+}
+
+/// A registered patient and the account of its first record, as actors.
+fn patient_with_record(c: &Consortium) -> (Actor, Actor) {
+    let patient = Actor::patient();
+    patient.register(c, 0, Role::Patient);
+    registered(c, &[&patient.id]);
+    let master = emrshare_core::keys::txkeys::MasterSecret::generate();
+    let record = c.open_record(&patient.id, &patient.key, &master, 0);
+    let key = SigningKey::from_pkcs8(&record.signing_key().to_pkcs8()).unwrap();
+    (patient, Actor::of_key(key, 1))
+}
+
+/// Points 1, 2 and 9 (fake logs): a keyless stranger, a forged owner's log, a registered
+/// party with no grant or someone else's grant, a revoked grant, a log ahead of the
+/// sender's sequence, one log used twice or two logs sharing a sequence number: none is
+/// served. Every read that is served ends on the chain, one log per read.
 #[test]
 fn outsiders_and_revoked_grantees_get_no_blob_and_every_served_read_is_logged() {
     let c = Consortium::start();
-    let patient = Actor::patient();
-    let insurer = Actor::named("insurer:acme");
     let stranger = Actor::named("insurer:stranger");
-    patient.register(&c, 0, Role::Patient);
-    insurer.register(&c, 1, Role::Insurer);
     stranger.register(&c, 2, Role::Insurer);
-    registered(&c, &[&patient.id, &insurer.id, &stranger.id]);
+    let (patient, record) = patient_with_record(&c);
+    registered(&c, &[&stranger.id]);
 
     let blob = b"a JWE ciphertext, opaque to the node".to_vec();
     let hash = emrshare_core::content_hash(&blob).to_hex();
-    assert_eq!(put_blob(&c, 0, &patient, &blob), 201);
+    assert_eq!(
+        put_blob(&c, 0, &patient, &blob),
+        403,
+        "a registered key owns no blob"
+    );
+    assert_eq!(put_blob(&c, 0, &record, &blob), 201);
 
-    // A keyless outsider: an unregistered sender, the owner as accessor, a zero signature.
+    // A keyless outsider: an unregistered sender, a zero signature.
     let ghost = Actor::named("hospital:ghost");
-    let body = patient.access_log(&patient.id, &hash, None);
+    let body = record.access_log(None);
     let unsigned = ghost.signed(1, body.clone());
     let (head, _) = unsigned.rsplit_once('.').unwrap();
     let zero_signature = format!("{head}.{}", emrshare_core::b64::encode([0u8; 64]));
     let mut refused = vec![("zero-signed log of a stranger", zero_signature)];
-    // The owner's ID as sender too, signed by another key.
+    // The owner's account as sender, signed by another key.
     let forged = Transaction {
         chain_id: CHAIN.into(),
-        sender: patient.id.clone(),
+        sender: record.id.clone(),
         sequence: 1,
         body: body.clone(),
     }
@@ -205,16 +242,13 @@ fn outsiders_and_revoked_grantees_get_no_blob_and_every_served_read_is_logged() 
     .as_jws()
     .to_owned();
     refused.push(("the owner's log signed by another key", forged));
-    // A registered party naming the owner as accessor (no grant needed for the owner).
+    // The patient's registered key (it owns nothing: its records do).
     refused.push((
-        "the owner named as accessor by another party",
-        stranger.signed(1, stranger.access_log(&patient.id, &hash, None)),
+        "the patient's registered key",
+        patient.signed(1, patient.access_log(None)),
     ));
-    // A registered party with no grant, and naming another's grant.
-    refused.push((
-        "no grant",
-        stranger.signed(1, stranger.access_log(&stranger.id, &hash, None)),
-    ));
+    // A registered party with no grant.
+    refused.push(("no grant", stranger.signed(1, stranger.access_log(None))));
     for (what, access) in &refused {
         let (status, bytes) = get_blob(&c, 0, &hash, access);
         assert!((400..500).contains(&status), "{what}: {status}");
@@ -223,27 +257,24 @@ fn outsiders_and_revoked_grantees_get_no_blob_and_every_served_read_is_logged() 
     // Nothing of theirs is pending anywhere.
     assert_eq!(c.metric(0, "emrshare_mempool_transactions"), 0);
 
-    let grant = patient.tx(TxBody::Grant {
-        grant_id: "g-1".into(),
-        grantee: insurer.id.clone(),
-        record_id: hash.clone(),
-        parts: vec!["examination".into()],
-        actions: vec![Action::Read],
-        not_after: now_s() + 3600,
-    });
+    let grant_key = SigningKey::generate();
+    let grant = grant_to(&record, "g-1", &hash, &grant_key);
     submit(&c, 0, &grant);
     wait_committed(&c, 0, &grant);
+    // Someone else's key presented as the grant's.
+    let other = Actor::of_key(SigningKey::generate(), 0);
     let (status, _) = get_blob(
         &c,
         0,
         &hash,
-        &stranger.signed(1, stranger.access_log(&stranger.id, &hash, Some("g-1"))),
+        &other.signed(0, other.access_log(Some("g-1"))),
     );
-    assert_eq!(status, 403, "someone else's grant");
+    assert_eq!(status, 403, "someone else's key under the grant");
 
-    // The grantee reads: each served read takes a fresh log with the next sequence number.
+    // The grant's key reads: each served read takes a fresh log with the next sequence.
+    let grantee = Actor::of_key(grant_key, 0);
     let mut served = 0;
-    let first = insurer.tx(insurer.access_log(&insurer.id, &hash, Some("g-1")));
+    let first = grantee.tx(grantee.access_log(Some("g-1")));
     assert_eq!(get_blob(&c, 0, &hash, &first), (200, blob.clone()));
     served += 1;
     // The same log again, at any node: refused (one read per log).
@@ -256,62 +287,47 @@ fn outsiders_and_revoked_grantees_get_no_blob_and_every_served_read_is_logged() 
         assert_ne!(bytes, blob);
     }
     // A second log under the same sequence number: refused.
-    let twin = insurer.signed(
-        insurer.next.get() - 1,
-        TxBody::AccessLog {
-            accessor: insurer.id.clone(),
-            record_id: hash.clone(),
-            action: Action::Read,
-            at: now_s() + 1,
-            outcome: Outcome::Granted,
-            grant_id: Some("g-1".into()),
-        },
-    );
+    let mut twin = grantee.access_log(Some("g-1"));
+    if let TxBody::AccessLog { at, .. } = &mut twin {
+        *at += 1;
+    }
+    let twin = grantee.signed(grantee.next.get() - 1, twin);
     assert_eq!(
         get_blob(&c, 0, &hash, &twin).0,
         409,
         "shared sequence number"
     );
     // A log far ahead of the sender's sequence can never commit: refused.
-    let ahead = insurer.signed(
-        insurer.next.get() + 1000,
-        insurer.access_log(&insurer.id, &hash, Some("g-1")),
-    );
+    let ahead = grantee.signed(grantee.next.get() + 1000, grantee.access_log(Some("g-1")));
     assert_eq!(get_blob(&c, 0, &hash, &ahead).0, 409, "sequence +1000");
     // Several reads in a row (pending logs, each following the one before) are all served.
     for _ in 0..4 {
-        let log = insurer.tx(insurer.access_log(&insurer.id, &hash, Some("g-1")));
+        let log = grantee.tx(grantee.access_log(Some("g-1")));
         assert_eq!(get_blob(&c, 0, &hash, &log).0, 200);
         served += 1;
     }
-    // A log of a read that never happened, naming the patient's blob without a grant, does
-    // not enter the chain either.
-    let fake = insurer.signed(
-        insurer.next.get(),
-        insurer.access_log(&insurer.id, &hash, None),
-    );
+    // A registered party's log does not enter the chain either: only records' and grants'
+    // keys log.
+    let fake = stranger.signed(stranger.next.get(), stranger.access_log(None));
     let (status, _) = c.post(0, "/v1/tx", json!({"jws": fake}).to_string().as_bytes());
-    assert_eq!(status, 403, "a fake log naming another's blob");
+    assert_eq!(status, 403, "a registered key's log");
 
-    // Revoked: the grantee's next read is refused.
-    let revoke = patient.tx(TxBody::RevokeGrant {
+    // Revoked: the grant's next read is refused.
+    let revoke = record.tx(TxBody::RevokeGrant {
         grant_id: "g-1".into(),
     });
     submit(&c, 0, &revoke);
     wait_committed(&c, 0, &revoke);
-    let after = insurer.signed(
-        insurer.next.get(),
-        insurer.access_log(&insurer.id, &hash, Some("g-1")),
-    );
+    let after = grantee.signed(grantee.next.get(), grantee.access_log(Some("g-1")));
     let (status, bytes) = get_blob(&c, 0, &hash, &after);
-    assert_eq!(status, 403, "revoked grantee");
+    assert_eq!(status, 403, "revoked grant");
     assert_ne!(bytes, blob);
 
     // Every served read is on the chain: one committed log each, on every node.
     c.wait_until(Duration::from_secs(30), |c| {
-        access_logs_by(c, 4, &insurer.id) == served
+        access_logs_by(c, 4, &grantee.id) == served
     });
-    assert_eq!(access_logs_by(&c, 0, &insurer.id), served);
+    assert_eq!(access_logs_by(&c, 0, &grantee.id), served);
     assert_eq!(access_logs_by(&c, 0, &stranger.id), 0);
 }
 
@@ -327,10 +343,13 @@ fn junk_is_refused_before_it_is_stored_and_honest_traffic_commits() {
     let junk_count = 800;
     for i in 0..junk_count {
         let stranger = Actor::named(&format!("insurer:junk-{i}"));
-        let padded = TxBody::UploadIndex {
-            department: "d".into(),
-            entry_jwe: "x".repeat(15_000),
-            previous: None,
+        let padded = TxBody::Grant {
+            grant_id: format!("junk-{i}"),
+            blob: Hash::sha256(b"junk"),
+            grant_key: Hash::sha256(b"junk"),
+            actions: vec![Action::Read],
+            not_after: u64::MAX,
+            details: "x".repeat(7_000),
         };
         let (status, reply) = c.post(
             i % 5,
@@ -346,28 +365,26 @@ fn junk_is_refused_before_it_is_stored_and_honest_traffic_commits() {
         assert_eq!(c.metric(i, "emrshare_mempool_transactions"), 0, "node {i}");
     }
 
-    // A registered sender: no gap, no second transaction per sequence number, and at most
-    // its window of pending transactions.
-    let patient = Actor::patient();
-    patient.register(&c, 0, Role::Patient);
-    registered(&c, &[&patient.id]);
-    let index = |previous: Option<Hash>, i: usize| TxBody::UploadIndex {
-        department: "cardiology".into(),
-        entry_jwe: format!("entry-{i}"),
-        previous,
+    // A known sender (a record's account): no gap, no second transaction per sequence
+    // number, and at most its window of pending transactions.
+    let (_, record) = patient_with_record(&c);
+    let log = |i: usize| TxBody::AccessLog {
+        grant_id: None,
+        grant_jwk: None,
+        action: Action::Read,
+        at: now_s(),
+        details: format!("log-{i}"),
     };
-    let gap = patient.signed(5, index(None, 0));
+    let gap = record.signed(5, log(0));
     let (status, _) = c.post(0, "/v1/tx", json!({"jws": gap}).to_string().as_bytes());
     assert_eq!(status, 409, "a gap in the sequence");
-    let mut previous = None;
     let mut last = String::new();
     let mut statuses = Vec::new();
     for i in 0..40 {
-        let jws = patient.signed(1 + i as u64, index(previous, i));
+        let jws = record.signed(1 + i as u64, log(i));
         let (status, _) = c.post(0, "/v1/tx", json!({"jws": jws}).to_string().as_bytes());
         statuses.push(status);
         if status == 202 {
-            previous = Some(SignedTransaction::parse(&jws).unwrap().id());
             last = jws;
         } else {
             break;
@@ -404,22 +421,21 @@ fn blocks_fit_their_byte_budget_and_what_an_auditor_acknowledges_commits() {
         .unwrap()
         .to_owned();
     let auditor: usize = auditor.strip_prefix("node:").unwrap().parse().unwrap();
-    let patient = Actor::patient();
-    patient.register(&c, auditor, Role::Patient);
-    registered(&c, &[&patient.id]);
-    let mut previous = None;
+    let (_, record) = patient_with_record(&c);
     let mut txs = Vec::new();
-    for i in 0..60 {
-        let jws = patient.tx(TxBody::UploadIndex {
-            department: "radiology".into(),
-            entry_jwe: format!("{i:04}{}", "e".repeat(15_000)),
-            previous,
+    for i in 0..150 {
+        let jws = record.tx(TxBody::Grant {
+            grant_id: format!("g-{i}"),
+            blob: Hash::sha256(&(i as u64).to_be_bytes()),
+            grant_key: Hash::sha256(b"key"),
+            actions: vec![Action::Read],
+            not_after: u64::MAX,
+            details: format!("{i:04}{}", "e".repeat(7_000)),
         });
         submit(&c, auditor, &jws);
-        previous = Some(SignedTransaction::parse(&jws).unwrap().id());
         txs.push(jws);
     }
-    // 60 x 20 KB is three blocks' worth: all commit.
+    // 150 x 8 KB is three blocks' worth: all commit.
     for jws in &txs {
         wait_committed(&c, auditor, jws);
     }
@@ -448,9 +464,7 @@ fn blocks_fit_their_byte_budget_and_what_an_auditor_acknowledges_commits() {
 #[test]
 fn concurrent_uploads_store_exactly_their_bytes() {
     let c = Consortium::start();
-    let patient = Actor::patient();
-    patient.register(&c, 0, Role::Patient);
-    registered(&c, &[&patient.id]);
+    let (_, patient) = patient_with_record(&c);
     // 16 blobs of 64 KiB whose addresses share their first byte (one folder).
     let mut blobs = Vec::new();
     let mut seed = 0u64;
@@ -474,7 +488,7 @@ fn concurrent_uploads_store_exactly_their_bytes() {
     });
     for blob in &blobs {
         let hash = emrshare_core::content_hash(blob).to_hex();
-        let log = patient.tx(patient.access_log(&patient.id, &hash, None));
+        let log = patient.tx(patient.access_log(None));
         let (status, bytes) = get_blob(&c, 0, &hash, &log);
         assert_eq!(status, 200);
         assert_eq!(&bytes, blob, "blob {hash} holds other bytes");
@@ -515,9 +529,7 @@ fn stalled_request(c: &Consortium, head: &str, sent: usize) -> std::net::TcpStre
 #[test]
 fn stranger_bodies_are_refused_unread_and_stalled_uploads_hold_no_memory() {
     let c = Consortium::start();
-    let patient = Actor::patient();
-    patient.register(&c, 0, Role::Patient);
-    registered(&c, &[&patient.id]);
+    let (_, patient) = patient_with_record(&c);
     let rss_before = c.rss_kib(0);
 
     // Strangers: a 60 MiB relay without a token, an upload without a claim: answered at

@@ -256,112 +256,83 @@ fn stopping_under_a_third_of_the_power_slows_nothing_and_over_a_third_halts_safe
     }
 }
 
-/// A party that numbers its own transactions, as a client does (the chain's next sequence
-/// does not count its transactions still in flight).
-struct Actor {
-    id: PartyId,
-    key: SigningKey,
-    next: std::cell::Cell<Option<u64>>,
-}
-
-impl Actor {
-    fn tx(&self, c: &Consortium, node: usize, body: TxBody) -> String {
-        let next = self.next.get().unwrap_or_else(|| {
-            c.get(node, &format!("/v1/sequence/{}", self.id)).unwrap()["next"]
-                .as_u64()
-                .unwrap()
-        });
-        self.next.set(Some(next + 1));
-        Transaction {
-            chain_id: "test-chain".into(),
-            sender: self.id.clone(),
-            sequence: next,
-            body,
-        }
-        .sign(&self.key)
-        .as_jws()
-        .to_owned()
-    }
-
-    fn access_log(&self, c: &Consortium, hash: &str, grant_id: Option<&str>) -> String {
-        use emrshare_core::ledger::tx::{Action, Outcome};
-        let body = TxBody::AccessLog {
-            accessor: self.id.clone(),
-            record_id: hash.into(),
-            action: Action::Read,
-            at: now_s(),
-            outcome: Outcome::Granted,
-            grant_id: grant_id.map(str::to_owned),
-        };
-        self.tx(c, 0, body)
-    }
-
-    /// Fetches with a fresh access log; a refused fetch's log never reaches the chain, so its
-    /// sequence number is given back.
-    fn fetch(
-        &self,
-        c: &Consortium,
-        node: usize,
-        hash: &str,
-        grant_id: Option<&str>,
-    ) -> reqwest::blocking::Response {
-        let access = self.access_log(c, hash, grant_id);
-        let reply = c
-            .http
-            .get(c.url(node, &format!("/v1/blobs/{hash}")))
-            .header("x-emr-access", access)
-            .send()
-            .unwrap();
-        if !reply.status().is_success() {
-            self.next.set(self.next.get().map(|n| n - 1));
-        }
-        reply
-    }
-}
-
-/// DESIGN story 3 at the node: a patient stores a ciphertext and grants an insurer read
-/// access; the insurer fetches it with its own signed access log, which lands on chain; the
-/// patient revokes; further fetches fail.
+/// DESIGN story 3 at the node, on the private ledger: a registered patient gets a node's
+/// record voucher and opens a record's account; the account stores a ciphertext and grants
+/// a capability; the grant's key fetches, and its sealed access log lands on chain under the
+/// record; the account revokes; further fetches fail. Nobody else stores or reads.
 #[test]
 fn blobs_are_served_only_under_a_live_grant_and_every_fetch_is_logged() {
-    use emrshare_core::ledger::tx::Action;
+    use emrshare_core::keys::RsaBits;
+    use emrshare_core::keys::txkeys::MasterSecret;
+    use emrshare_core::ledger::tx::{Action, SignedTransaction};
+    use emrshare_core::ledger::wire::RecordVoucherAnswer;
+    use emrshare_core::record_account::{
+        GrantCapability, IndexEntry, RecordKeys, request_record_voucher,
+    };
+    use emrshare_core::{PrivateKeySet, strict_json};
     let c = Consortium::start();
-    let patient_key = SigningKey::generate();
-    let patient = Actor {
-        id: PartyId::new(patient_key.verifying_key().to_jwk(None).thumbprint()).unwrap(),
-        key: patient_key,
-        next: Default::default(),
-    };
-    let insurer = Actor {
-        id: PartyId::new("insurer:acme").unwrap(),
-        key: SigningKey::generate(),
-        next: Default::default(),
-    };
+    let chain = "test-chain";
+    let mut patient = PrivateKeySet::generate(None, RsaBits::B2048);
+    patient.id = PartyId::new(patient.signing.verifying_key().thumbprint()).unwrap();
+    let insurer =
+        PrivateKeySet::generate(Some(PartyId::new("insurer:acme").unwrap()), RsaBits::B2048);
     submit(
         &c,
         0,
-        &registration_as(&c, patient.id.as_str(), &patient.key, Role::Patient),
+        &registration_as(&c, patient.id.as_str(), &patient.signing, Role::Patient),
     );
     submit(
         &c,
         1,
-        &registration_as(&c, insurer.id.as_str(), &insurer.key, Role::Insurer),
+        &registration_as(&c, "insurer:acme", &insurer.signing, Role::Insurer),
     );
     c.wait_until(Duration::from_secs(20), |c| {
         verified_lookup(c, 0, patient.id.as_str()) == Some(true)
             && verified_lookup(c, 0, "insurer:acme") == Some(true)
     });
+    let genesis: emrshare_core::ledger::block::Genesis =
+        serde_json::from_slice(&std::fs::read(c.dir.path().join("genesis.json")).unwrap()).unwrap();
+    let record = RecordKeys::derive(&MasterSecret::generate(), 0);
+    let voucher_for = |who: &PrivateKeySet| {
+        let (pending, request) = request_record_voucher(
+            (&who.id, &who.signing),
+            chain,
+            &genesis.record_voucher_keys,
+            record.id(),
+            now_s(),
+        )
+        .unwrap();
+        let (status, answer) = c.post(
+            2,
+            "/v1/record-vouchers",
+            &serde_json::to_vec(&request).unwrap(),
+        );
+        (status, pending, answer)
+    };
+    // An institution gets no record voucher; the patient does.
+    assert_eq!(voucher_for(&insurer).0, 403);
+    let (status, pending, answer) = voucher_for(&patient);
+    assert_eq!(status, 200, "{answer}");
+    let answer: RecordVoucherAnswer = strict_json::parse(answer.to_string().as_bytes()).unwrap();
+    let voucher = pending.finalize(&answer).unwrap();
+    let entry = IndexEntry {
+        format: IndexEntry::FORMAT.into(),
+        location: "emrshare:blob/x".into(),
+        blob: emrshare_core::content_hash(b"x"),
+        time: now_s(),
+        department: "general".into(),
+        record_id: None,
+    };
+    submit(&c, 0, record.open_account(chain, voucher, &entry).as_jws());
+    let next = |id: &PartyId| {
+        c.get(0, &format!("/v1/sequence/{id}")).unwrap()["next"]
+            .as_u64()
+            .unwrap()
+    };
+    c.wait_until(Duration::from_secs(20), |_| next(record.id()) == 1);
 
     let blob = b"a JWE ciphertext, opaque to the node".to_vec();
-    let hash = emrshare_core::content_hash(&blob).to_hex();
-    let claim = |who: &Actor, body_hash: &str| {
-        let payload = json!({"blob": body_hash, "owner": who.id.as_str(), "iat": now_s()});
-        emrshare_core::jws::sign(
-            &who.key,
-            &emrshare_core::jws::Header::es256("emr-blob+jwt", None),
-            &payload,
-        )
-    };
+    let hash = emrshare_core::content_hash(&blob);
     let put = |body: &[u8], claim: String| {
         c.http
             .put(c.url(0, &format!("/v1/blobs/{hash}")))
@@ -372,85 +343,103 @@ fn blobs_are_served_only_under_a_live_grant_and_every_fetch_is_logged() {
             .status()
             .as_u16()
     };
+    let registered_claim = {
+        let payload = json!({"blob": hash, "owner": patient.id.as_str(), "iat": now_s()});
+        emrshare_core::jws::sign(
+            &patient.signing,
+            &emrshare_core::jws::Header::es256("emr-blob+jwt", None),
+            &payload,
+        )
+    };
     assert_eq!(
-        put(b"other bytes", claim(&patient, &hash)),
+        put(&blob, registered_claim),
+        403,
+        "a registered key owns no blob"
+    );
+    let claim = || record.blob_claim(&hash, now_s());
+    assert_eq!(
+        put(b"other bytes", claim()),
         400,
         "body must hash to its address"
     );
-    assert_eq!(
-        put(&blob, claim(&patient, &hash).replace('.', ".x")),
-        401,
-        "forged claim"
-    );
-    assert_eq!(put(&blob, claim(&patient, &hash)), 201);
-    assert_eq!(
-        put(&blob, claim(&insurer, &hash)),
-        409,
-        "a blob keeps its owner"
-    );
+    assert_eq!(put(&blob, claim().replace('.', ".x")), 401, "forged claim");
+    assert_eq!(put(&blob, claim()), 201);
 
-    // The owner reads; the insurer, without a grant, does not.
-    assert_eq!(
-        patient.fetch(&c, 0, &hash, None).bytes().unwrap().to_vec(),
-        blob
-    );
-    assert_eq!(insurer.fetch(&c, 0, &hash, None).status().as_u16(), 403);
-    assert_eq!(
-        insurer.fetch(&c, 0, &hash, Some("g-1")).status().as_u16(),
-        403
-    );
-
-    let grant = TxBody::Grant {
-        grant_id: "g-1".into(),
-        grantee: insurer.id.clone(),
-        record_id: hash.clone(),
-        parts: vec!["examination".into()],
-        actions: vec![Action::Read],
-        not_after: now_s() + 3600,
+    let fetch = |access: &SignedTransaction| {
+        c.http
+            .get(c.url(0, &format!("/v1/blobs/{hash}")))
+            .header("x-emr-access", access.as_jws())
+            .send()
+            .unwrap()
     };
-    submit(&c, 0, &patient.tx(&c, 0, grant));
+    // The insurer, with its registered key and no grant, reads nothing.
+    let no_grant = Transaction {
+        chain_id: chain.into(),
+        sender: insurer.id.clone(),
+        sequence: next(&insurer.id),
+        body: TxBody::AccessLog {
+            grant_id: None,
+            grant_jwk: None,
+            action: Action::Read,
+            at: now_s(),
+            details: "sealed".into(),
+        },
+    }
+    .sign(&insurer.signing);
+    assert_eq!(fetch(&no_grant).status().as_u16(), 403);
+
+    let (grant_id, grant) = record
+        .grant(
+            chain,
+            next(record.id()),
+            (&patient.id, &patient.public().encryption),
+            (&insurer.id, &insurer.public().encryption),
+            &hash,
+            None,
+            &["examination".into()],
+            &[Action::Read],
+            now_s() + 3600,
+        )
+        .unwrap();
+    submit(&c, 0, grant.as_jws());
+    let grant_path = format!("/v1/grants/{grant_id}");
     c.wait_until(Duration::from_secs(20), |c| {
-        c.get(0, "/v1/grants/g-1")
+        c.get(0, &grant_path)
             .is_some_and(|g| g["grant"]["value"].is_string())
     });
-    let fetched = insurer.fetch(&c, 0, &hash, Some("g-1"));
+    let entry = c.get(0, &grant_path).unwrap()["grant"]["value"]
+        .as_str()
+        .map(|v| serde_json::from_str(v).unwrap())
+        .unwrap();
+    let capability = GrantCapability::open(&insurer, &grant_id, &entry).unwrap();
+    let access = capability.access_log(chain, next(capability.key_id()), &hash, now_s());
+    let fetched = fetch(&access);
     assert_eq!(fetched.status().as_u16(), 200);
     assert_eq!(fetched.bytes().unwrap().to_vec(), blob);
-    // The insurer's access log is committed.
+    // The access log is committed under the record, naming nobody in clear.
     c.wait_until(Duration::from_secs(20), |c| {
-        (1..=c.height(0)).any(|h| {
-            let block = c.get(0, &format!("/v1/blocks/{h}")).unwrap();
-            block["txs"].as_array().unwrap().iter().any(|t| {
-                let tx = emrshare_core::ledger::tx::SignedTransaction::parse(t.as_str().unwrap())
-                    .unwrap();
-                tx.transaction().sender == insurer.id
-                    && matches!(tx.transaction().body, TxBody::AccessLog { .. })
-            })
-        })
+        c.get(0, &format!("/v1/records/{}", record.id()))
+            .is_some_and(|r| r["logs"].as_array().is_some_and(|l| l.len() == 1))
     });
+    let logs = c.get(0, &format!("/v1/records/{}", record.id())).unwrap();
+    assert!(!logs.to_string().contains("insurer:acme"));
+    // The same log read twice serves nothing more.
+    assert_ne!(fetch(&access).status().as_u16(), 200);
 
     submit(
         &c,
         0,
-        &patient.tx(
-            &c,
-            0,
-            TxBody::RevokeGrant {
-                grant_id: "g-1".into(),
-            },
-        ),
+        record.revoke(chain, next(record.id()), &grant_id).as_jws(),
     );
     c.wait_until(Duration::from_secs(20), |c| {
-        c.get(0, "/v1/grants/g-1").is_some_and(|g| {
+        c.get(0, &grant_path).is_some_and(|g| {
             g["grant"]["value"]
                 .as_str()
-                .is_some_and(|v| v.contains(r#""revoked":true"#))
+                .is_some_and(|v| v.contains("revoked_at"))
         })
     });
-    assert_eq!(
-        insurer.fetch(&c, 0, &hash, Some("g-1")).status().as_u16(),
-        403
-    );
+    let after = capability.access_log(chain, next(capability.key_id()), &hash, now_s());
+    assert_eq!(fetch(&after).status().as_u16(), 403);
     assert_eq!(
         c.http
             .get(c.url(0, &format!("/v1/blobs/{hash}")))
