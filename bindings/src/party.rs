@@ -81,7 +81,14 @@ impl Party {
             master,
             retired,
         } = secrets;
+        let patient = keys.public().is_self_certifying();
         let inner = emrshare_client::Party::new(client, keys, settings);
+        // A patient's records' accounts derive from its master secret.
+        let inner = if patient {
+            inner.with_master_secret(MasterSecret::from_bytes(*master.to_bytes()))
+        } else {
+            inner
+        };
         for old in retired {
             inner.add_retired_keys(old);
         }

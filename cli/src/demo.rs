@@ -18,6 +18,7 @@ use emrshare_client::{
     PartySettings, TlsTrust, Transport,
 };
 use emrshare_core::handshake::{AnsweredRequests, HandshakeConfig, PatientStart, RequesterStart};
+use emrshare_core::keys::txkeys::MasterSecret;
 use emrshare_core::keys::{PartyId, RsaBits};
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::BucketAnswer;
@@ -112,7 +113,14 @@ impl<T: Transport> World<T> {
             k: Some(self.k),
             commit_timeout: Duration::from_secs(30),
         };
-        Ok(Party::new(client, keys, settings))
+        let patient = keys.public().is_self_certifying();
+        let party = Party::new(client, keys, settings);
+        // The patient's records' accounts derive from its master secret.
+        Ok(if patient {
+            party.with_master_secret(MasterSecret::generate())
+        } else {
+            party
+        })
     }
 
     fn describe(&self, found: &LookedUp) {

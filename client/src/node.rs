@@ -492,7 +492,9 @@ impl<T: Transport> NodeClient<T> {
                 ));
             }
             let mut logs = Vec::with_capacity(answer.logs.len());
-            for (n, proven) in (from..).zip(&answer.logs) {
+            for (i, proven) in answer.logs.iter().enumerate() {
+                // Below the proven count, so no overflow.
+                let n = from + i as u64;
                 let value = trust
                     .verify_value(
                         &log_key(record, n),

@@ -428,15 +428,38 @@ impl<T: Transport> Party<T> {
     }
 
     /// The keys of this patient's record that holds `blob` (its stored version or one it
-    /// shared), from memory or from the proven index.
-    async fn record_holding(&self, blob: &Hash) -> Result<RecordKeys> {
-        if self.remembered_record(blob).is_none() {
-            self.indexed_records().await?;
+    /// shared), from memory or from the proven index; failing that, the stored record whose
+    /// `emr_id` is `record_id` (the envelope given is another copy of it, e.g. the doctor's).
+    async fn record_holding(&self, blob: &Hash, record_id: Option<&str>) -> Result<RecordKeys> {
+        if let Some(n) = self.remembered_record(blob) {
+            return self.record_keys(n);
         }
-        let n = self.remembered_record(blob).ok_or(ClientError::Invalid(
-            "this patient stored no record in that envelope",
-        ))?;
+        let index = self.indexed_records().await?;
+        let n = self
+            .remembered_record(blob)
+            .or_else(|| {
+                index
+                    .iter()
+                    .find(|r| record_id.is_some() && r.record_id.as_deref() == record_id)
+                    .map(|r| r.record)
+            })
+            .ok_or(ClientError::Invalid(
+                "this patient stored no such record: store it first",
+            ))?;
         self.record_keys(n)
+    }
+
+    /// The keys of this patient's record whose account is `account`.
+    async fn record_with_account(&self, account: &PartyId) -> Result<RecordKeys> {
+        for indexed in self.indexed_records().await? {
+            let record = self.record_keys(indexed.record)?;
+            if record.id() == account {
+                return Ok(record);
+            }
+        }
+        Err(ClientError::Invalid(
+            "the grant is not from this patient's records",
+        ))
     }
 
     /// What a node answers between a write and the block that commits it: asked again until
@@ -476,25 +499,34 @@ impl<T: Transport> Party<T> {
             return Err(ClientError::Invalid("a grant lasts 1 second to 10 years"));
         }
         let stored = Envelope::parse(envelope.as_bytes()).map_err(ClientError::Open)?;
+        let opened = open_record(self, envelope.as_bytes())?;
+        let record_id = emr_id(&claims(&opened)?);
         let record = self
-            .record_holding(&emrshare_core::content_hash(envelope.as_bytes()))
+            .record_holding(
+                &emrshare_core::content_hash(envelope.as_bytes()),
+                record_id.as_deref(),
+            )
             .await?;
         let grantee = self.look_up(grantee, grantee_role).await?.entry;
         let grantee_keys = grantee
             .public_keys()
             .map_err(|_| ClientError::Unverified("the grantee's registered keys are invalid"))?;
         let own = self.with_keys(|k| k.public());
-        let opened = open_record(self, envelope.as_bytes())?;
-        let record_id = emr_id(&claims(&opened)?);
-        let shared = if parts.is_empty() {
+        let names_nobody = stored.recipient_kids().iter().all(Option::is_none);
+        let shared = if parts.is_empty() && names_nobody {
+            // The stored version: its content key wrapped to the grantee too, unnamed.
             self.try_keys(|k| share_envelope(&stored, k, &grantee))
                 .map_err(ClientError::Open)?
         } else {
-            let record = opened;
-            let keep: Vec<&str> = parts.iter().map(String::as_str).collect();
-            let extracted = record.extract(&keep)?;
+            // Parts, or a copy that names its reader (the doctor's): sealed anew, unnamed.
+            let shared = if parts.is_empty() {
+                opened
+            } else {
+                let keep: Vec<&str> = parts.iter().map(String::as_str).collect();
+                opened.extract(&keep)?
+            };
             Envelope::seal_unnamed_to(
-                extracted.serialize().as_bytes(),
+                shared.serialize().as_bytes(),
                 &[&own.encryption, &grantee_keys.encryption],
                 Some(ces::SD_JWT_TYP),
             )
@@ -536,10 +568,7 @@ impl<T: Transport> Party<T> {
             .proven_grant(grant_id)
             .await?
             .ok_or(ClientError::Unverified("the chain proves no such grant"))?;
-        let record = self.record_holding(&proven.grant.blob).await?;
-        if record.id() != &proven.grant.record {
-            return Err(ClientError::Invalid("the grant is not this patient's"));
-        }
+        let record = self.record_with_account(&proven.grant.record).await?;
         let chain = self.client().config().genesis.chain_id.clone();
         self.commit_as(record.id(), |sequence| {
             Ok((record.revoke(&chain, sequence, grant_id), ()))
@@ -567,7 +596,7 @@ impl<T: Transport> Party<T> {
         };
         let details = self
             .try_keys(|k| GrantDetails::open(k, grant_id, &grant))
-            .map_err(|_| ClientError::Invalid("the grant is neither to nor from this party"))?;
+            .map_err(|_| ClientError::Invalid("the grant is for another party: its details do not open with this party's keys"))?;
         Ok(Some(ProvenGrant {
             grant_id: grant_id.to_owned(),
             grant,
