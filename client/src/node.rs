@@ -11,8 +11,7 @@ use crate::transport::{HttpRequest, HttpTransport, Method, Transport};
 use emrshare_core::keys::PartyId;
 use emrshare_core::ledger::block::Genesis;
 use emrshare_core::ledger::machine::{
-    DirectoryHead, GrantEntry, LogEntry, RecordEntry, directory_head_key, grant_key, log_key,
-    record_key,
+    DirectoryHead, GrantEntry, LogEntry, RecordEntry, directory_head_key, grant_key,
 };
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::tx::{Role, SignedTransaction};
@@ -23,6 +22,7 @@ use emrshare_core::ledger::wire::{
     SubmitResponse, ValidatorsAnswer,
 };
 use emrshare_core::lookup::{LookupError, LookupOutcome, LookupPlan, NodeEvidence, NodeFault};
+use emrshare_core::record_account::verify_record_answer;
 use emrshare_core::strict_json;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
@@ -467,47 +467,10 @@ impl<T: Transport> NodeClient<T> {
         let request = HttpRequest::get(format!("/v1/records/{record}?from={from}"));
         self.verified(request, |trust, answer: RecordAnswer| {
             verify_header(trust, &answer.header)?;
-            let fault = |error| NodeFault::Entry {
-                id: record.clone(),
-                error,
-            };
-            let malformed = || NodeFault::Malformed("a value of another shape".into());
-            let entry = trust
-                .verify_value(
-                    &record_key(record),
-                    answer.record.value.as_deref().map(str::as_bytes),
-                    &answer.record.proof,
-                )
-                .map_err(fault)?
-                .map(serde_json::from_slice::<RecordEntry>)
-                .transpose()
-                .map_err(|_| malformed())?;
-            let count = entry.as_ref().map_or(0, |e| e.logs);
-            let expected = count
-                .saturating_sub(from)
-                .min(emrshare_core::ledger::wire::MAX_LOGS_PER_ANSWER);
-            if answer.logs.len() as u64 != expected {
-                return Err(NodeFault::Malformed(
-                    "an answer with more or fewer logs than the account states".into(),
-                ));
-            }
-            let mut logs = Vec::with_capacity(answer.logs.len());
-            for (i, proven) in answer.logs.iter().enumerate() {
-                // Below the proven count, so no overflow.
-                let n = from + i as u64;
-                let value = trust
-                    .verify_value(
-                        &log_key(record, n),
-                        proven.value.as_deref().map(str::as_bytes),
-                        &proven.proof,
-                    )
-                    .map_err(fault)?
-                    .ok_or_else(malformed)?;
-                logs.push(serde_json::from_slice::<LogEntry>(value).map_err(|_| malformed())?);
-            }
+            let proven = verify_record_answer(trust, record, from, &answer)?;
             Ok(VerifiedRecordAccount {
-                record: entry,
-                logs,
+                record: proven.record,
+                logs: proven.logs,
                 height: answer.header.header.height,
             })
         })

@@ -2,7 +2,8 @@
 //! IDs of a role: the client's CPU to verify n = 3 nodes' answers at k = 10 (the header already
 //! accepted, the common case; the certificate check alone is the baseline in the same run), the
 //! node's CPU to make one answer (bucket, proofs, JSON), and the bytes of an answer beyond its
-//! entries (printed once per size). Registry entries are written without admitting each party
+//! entries (printed once per size); and a patient's audit of one record (its account and 10
+//! logs, proven and opened) on a state of 10^5 registered parties. Registry entries are written without admitting each party
 //! (the testkit's bulk path): what is measured is the lookup, not admission.
 #![allow(clippy::unwrap_used)] // tests and benches fail loudly on a broken fixture
 #![allow(missing_docs)] // criterion_group! defines a pub fn it cannot document
@@ -25,6 +26,13 @@ struct Setup {
     ids: Vec<PartyId>,
     client: LightClient,
     header: CertifiedHeader,
+    signers: Vec<(PartyId, SigningKey)>,
+}
+
+/// `header` certified again by the setup's signers (after its state root changed).
+fn resign(s: &Setup, header: Header) -> CertifiedHeader {
+    let signers: Vec<_> = s.signers.iter().map(|(id, key)| (id, key)).collect();
+    certify(header, 0, &signers)
 }
 
 fn setup(registry: usize) -> Setup {
@@ -97,6 +105,7 @@ fn setup(registry: usize) -> Setup {
         state,
         ids,
         header,
+        signers: auditors.into_iter().take(2).collect(),
     }
 }
 
@@ -167,5 +176,97 @@ fn lookups(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookups);
+/// A patient's audit of one record (DESIGN section 6): its account and 10 access logs,
+/// proven under a certified header, on a state of 10^5 registered parties, the logs opened
+/// with the record's secrets; with the header's certificate checked too (the phone's usual
+/// case: a new header), and as the node's CPU to make the answer.
+fn audit(c: &mut Criterion) {
+    use emrshare_core::keys::txkeys::MasterSecret;
+    use emrshare_core::ledger::machine::{Context, RecordEntry};
+    use emrshare_core::ledger::tx::{Action, Outcome};
+    use emrshare_core::record_account::{LogDetails, RecordKeys, verify_record_answer};
+    let mut s = setup(100_000);
+    let record = RecordKeys::derive(&MasterSecret::generate(), 0);
+    s.state.put_record_unchecked(
+        record.id(),
+        &RecordEntry {
+            signing_jwk: record.signing_key().verifying_key().to_jwk(None),
+            entry: "e".repeat(400),
+            height: 1,
+            grants: 0,
+            logs: 0,
+        },
+    );
+    let details = LogDetails {
+        accessor: PartyId::new("insurer:0000007").unwrap(),
+        record_id: "emr-1".into(),
+        purpose: Some("claim 2026-117".into()),
+        outcome: Outcome::Granted,
+    };
+    let ctx = Context {
+        chain_id: "bench",
+        height: 2,
+        now: 1_000,
+    };
+    for n in 0..10 {
+        let log = record.log_access("bench", n, Action::Read, 1_000, &details);
+        s.state.apply(&log, ctx).unwrap();
+    }
+    let mut header = s.header.header.clone();
+    header.state_root = s.state.root();
+    let header = resign(&s, header);
+    let answer = s.state.record_answer(header.clone(), record.id(), 0);
+    let mut cached = s.client.clone();
+    assert_eq!(cached.verify_header(&header), Verdict::Success);
+    let bytes = serde_json::to_vec(&answer).unwrap();
+    eprintln!(
+        "audit of one record with 10 logs at 10^5 registered parties: answer {} bytes",
+        bytes.len()
+    );
+    let mut group = c.benchmark_group("audit_one_record_10_logs_1e5_parties");
+    group
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    group.bench_function("client: verify and open, header accepted", |b| {
+        b.iter(|| {
+            let parsed: emrshare_core::ledger::wire::RecordAnswer =
+                serde_json::from_slice(&bytes).unwrap();
+            let proven = verify_record_answer(&cached, record.id(), 0, &parsed).unwrap();
+            black_box(
+                proven
+                    .logs
+                    .iter()
+                    .map(|l| record.open_log(l).unwrap())
+                    .count(),
+            )
+        })
+    });
+    group.bench_function("client: with the header's certificate checked", |b| {
+        b.iter(|| {
+            let mut trust = s.client.clone();
+            let parsed: emrshare_core::ledger::wire::RecordAnswer =
+                serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(trust.verify_header(&parsed.header), Verdict::Success);
+            let proven = verify_record_answer(&trust, record.id(), 0, &parsed).unwrap();
+            black_box(
+                proven
+                    .logs
+                    .iter()
+                    .map(|l| record.open_log(l).unwrap())
+                    .count(),
+            )
+        })
+    });
+    group.bench_function("node: make one answer", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::to_vec(&s.state.record_answer(header.clone(), record.id(), 0)).unwrap(),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lookups, audit);
 criterion_main!(benches);

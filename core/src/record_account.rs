@@ -17,11 +17,14 @@
 use crate::jwe::{Envelope, JweError};
 use crate::keys::txkeys::MasterSecret;
 use crate::keys::{EncryptionKey, Jwk, PartyId, PrivateKeySet, SigningKey, VerifyingKey};
-use crate::ledger::machine::{GrantEntry, LogEntry};
+use crate::ledger::machine::{GrantEntry, LogEntry, RecordEntry, log_key, record_key};
 use crate::ledger::tx::{Action, Outcome, SignedTransaction, Transaction, TxBody};
+use crate::ledger::verify::LightClient;
+use crate::ledger::wire::{MAX_LOGS_PER_ANSWER, RecordAnswer};
 use crate::ledger::wire::{
     RECORD_VOUCHER_REQUEST_TYP, RecordVoucherAnswer, RecordVoucherClaims, RecordVoucherRequest,
 };
+use crate::lookup::NodeFault;
 use crate::sealed::{self, SealedError};
 use crate::voucher::{Voucher, VoucherError, VoucherKey};
 use crate::{Hash, b64, hazmat, jws, strict_json};
@@ -576,6 +579,68 @@ impl PendingRecordVoucher {
             .ok_or(VoucherError::Malformed("a key genesis does not name"))?
             .finalize(&signature)
     }
+}
+
+/// A record's account and some of its access logs, as an answer proves them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvenRecord {
+    /// The account, or `None` where the state proves it is not open.
+    pub record: Option<RecordEntry>,
+    /// Its access logs from the one asked for on, in order.
+    pub logs: Vec<LogEntry>,
+}
+
+/// Checks a node's answer for the account `record` and its logs from `from` on, under
+/// `trust`'s last header (the caller accepted the answer's header): the account's proof,
+/// then exactly as many logs as the proven account states from `from` (at most
+/// [`MAX_LOGS_PER_ANSWER`]), each proven at its place. A node can neither hide the account
+/// nor a log below its count, nor show one the state does not hold.
+pub fn verify_record_answer(
+    trust: &LightClient,
+    record: &PartyId,
+    from: u64,
+    answer: &RecordAnswer,
+) -> Result<ProvenRecord, NodeFault> {
+    let fault = |error| NodeFault::Entry {
+        id: record.clone(),
+        error,
+    };
+    let malformed = || NodeFault::Malformed("a value of another shape".into());
+    let entry = trust
+        .verify_value(
+            &record_key(record),
+            answer.record.value.as_deref().map(str::as_bytes),
+            &answer.record.proof,
+        )
+        .map_err(fault)?
+        .map(serde_json::from_slice::<RecordEntry>)
+        .transpose()
+        .map_err(|_| malformed())?;
+    let count = entry.as_ref().map_or(0, |e| e.logs);
+    let expected = count.saturating_sub(from).min(MAX_LOGS_PER_ANSWER);
+    if answer.logs.len() as u64 != expected {
+        return Err(NodeFault::Malformed(
+            "an answer with more or fewer logs than the account states".into(),
+        ));
+    }
+    let mut logs = Vec::with_capacity(answer.logs.len());
+    for (i, proven) in answer.logs.iter().enumerate() {
+        // Below the proven count, so no overflow.
+        let n = from + i as u64;
+        let value = trust
+            .verify_value(
+                &log_key(record, n),
+                proven.value.as_deref().map(str::as_bytes),
+                &proven.proof,
+            )
+            .map_err(fault)?
+            .ok_or_else(malformed)?;
+        logs.push(serde_json::from_slice::<LogEntry>(value).map_err(|_| malformed())?);
+    }
+    Ok(ProvenRecord {
+        record: entry,
+        logs,
+    })
 }
 
 /// The public JWK a record's account or a grant key registers (for tests and tools).

@@ -11,7 +11,7 @@ use emrshare_core::ledger::testkit::{
 };
 use emrshare_core::ledger::tx::{Action, Outcome, Role, Transaction, TxBody};
 use emrshare_core::record_account::{
-    GrantCapability, GrantDetails, IndexEntry, LogDetails, RecordKeys,
+    GrantCapability, GrantDetails, IndexEntry, LogDetails, RecordKeys, verify_record_answer,
 };
 use emrshare_core::{PartyId, PrivateKeySet};
 
@@ -336,4 +336,87 @@ fn signing_key_of(w: &World, grant_id: &str) -> emrshare_core::keys::SigningKey 
     let capability = GrantCapability::open(&w.insurer, grant_id, &grant).unwrap();
     let scalar = emrshare_core::b64::decode(&capability.details().grant_key).unwrap();
     emrshare_core::keys::SigningKey::from_scalar(&scalar).unwrap()
+}
+
+#[test]
+fn a_record_answer_proves_the_account_and_every_log_and_a_lying_node_is_caught() {
+    let mut w = world();
+    let record = w.opened(0);
+    let grant_id = w.grant(&record, 1, 5_000);
+    let grant = w.chain.state.grant(&grant_id).unwrap();
+    let capability = GrantCapability::open(&w.insurer, &grant_id, &grant).unwrap();
+    let blob = Hash::sha256(b"shared");
+    for n in 0..3 {
+        w.chain
+            .apply(&[capability.access_log(CHAIN, n, &blob, w.chain.now)]);
+    }
+    let mut trust = w.chain.client();
+    let honest = w.chain.record_answer(record.id(), 0);
+    assert!(matches!(
+        trust.verify_header(&honest.header),
+        emrshare_core::ledger::verify::Verdict::Success
+    ));
+    let proven = verify_record_answer(&trust, record.id(), 0, &honest).unwrap();
+    assert_eq!(proven.record.unwrap().logs, 3);
+    assert_eq!(proven.logs.len(), 3);
+    assert!(
+        proven
+            .logs
+            .iter()
+            .all(|l| record.open_log(l).unwrap().accessor == w.insurer.id)
+    );
+    // From the middle on: the rest.
+    let tail = w.chain.record_answer(record.id(), 2);
+    assert_eq!(
+        verify_record_answer(&trust, record.id(), 2, &tail)
+            .unwrap()
+            .logs
+            .len(),
+        1
+    );
+    // A log withheld, one added twice, one altered, logs shifted, the account denied.
+    let mut withheld = honest.clone();
+    withheld.logs.pop();
+    let mut doubled = honest.clone();
+    doubled.logs.push(doubled.logs[0].clone());
+    let mut altered = honest.clone();
+    altered.logs[1].value = altered.logs[1]
+        .value
+        .as_ref()
+        .map(|v| v.replace("\"read\"", "\"copy\""));
+    let mut shifted = honest.clone();
+    shifted.logs.swap(0, 1);
+    let mut denied = honest.clone();
+    denied.record.value = None;
+    denied.logs.clear();
+    for (what, lie) in [
+        ("withheld", withheld),
+        ("doubled", doubled),
+        ("altered", altered),
+        ("shifted", shifted),
+        ("denied", denied),
+    ] {
+        assert!(
+            verify_record_answer(&trust, record.id(), 0, &lie).is_err(),
+            "{what}"
+        );
+    }
+    // Another record's answer for this one.
+    let other = w.opened(1);
+    let theirs = w.chain.record_answer(other.id(), 0);
+    trust.verify_header(&theirs.header);
+    assert!(verify_record_answer(&trust, record.id(), 0, &theirs).is_err());
+    // An unopened record's proven absence is an answer: no account, no logs.
+    let unopened = RecordKeys::derive(&w.master, 7);
+    let absent = w.chain.record_answer(unopened.id(), 0);
+    let proven = verify_record_answer(&trust, unopened.id(), 0, &absent).unwrap();
+    assert!(proven.record.is_none() && proven.logs.is_empty());
+    // A `from` past every log (the index asks so): no logs, no overflow.
+    let none = w.chain.record_answer(record.id(), u64::MAX);
+    assert!(
+        verify_record_answer(&trust, record.id(), u64::MAX, &none)
+            .unwrap()
+            .logs
+            .is_empty()
+    );
 }

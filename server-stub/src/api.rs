@@ -11,15 +11,13 @@ use axum::{Json, Router};
 use emrshare_core::Hash;
 use emrshare_core::keys::PartyId;
 
-use emrshare_core::ledger::machine::{
-    directory_head_key, grant_key, log_key, record_key, registry_key,
-};
+use emrshare_core::ledger::machine::{directory_head_key, grant_key, registry_key};
 use emrshare_core::ledger::state::StateKey;
 use emrshare_core::ledger::tx::Role;
 use emrshare_core::ledger::wire::{
     BlobStored, DirectoryAnswer, ErrorBody, GrantAnswer, HealthAnswer, LookupEntry, LookupRequest,
-    LookupResponse, MAX_LOGS_PER_ANSWER, ProvenValue, RecordAnswer, RelayAccepted, RelayRequest,
-    SequenceAnswer, SubmitRequest, SubmitResponse, ValidatorsAnswer,
+    LookupResponse, ProvenValue, RelayAccepted, RelayRequest, SequenceAnswer, SubmitRequest,
+    SubmitResponse, ValidatorsAnswer,
 };
 use emrshare_core::strict_json;
 use serde::{Deserialize, Serialize};
@@ -444,15 +442,7 @@ async fn record(
     let Some((header, state)) = snapshot else {
         return error(StatusCode::NOT_FOUND, "no block yet");
     };
-    let logs = state.record(&record).map_or(0, |r| r.logs);
-    let end = logs.min(query.from.saturating_add(MAX_LOGS_PER_ANSWER));
-    sorted_json(&RecordAnswer {
-        record: proven(&state, &record_key(&record)),
-        logs: (query.from..end)
-            .map(|n| proven(&state, &log_key(&record, n)))
-            .collect(),
-        header,
-    })
+    sorted_json(&state.record_answer(header, &record, query.from))
 }
 
 /// A record voucher for a registered patient (its blinded message signed), within its

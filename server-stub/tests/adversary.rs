@@ -349,7 +349,7 @@ fn junk_is_refused_before_it_is_stored_and_honest_traffic_commits() {
             grant_key: Hash::sha256(b"junk"),
             actions: vec![Action::Read],
             not_after: u64::MAX,
-            details: "x".repeat(7_000),
+            details: "x".repeat(5_000),
         };
         let (status, reply) = c.post(
             i % 5,
@@ -430,12 +430,12 @@ fn blocks_fit_their_byte_budget_and_what_an_auditor_acknowledges_commits() {
             grant_key: Hash::sha256(b"key"),
             actions: vec![Action::Read],
             not_after: u64::MAX,
-            details: format!("{i:04}{}", "e".repeat(7_000)),
+            details: format!("{i:04}{}", "e".repeat(5_000)),
         });
         submit(&c, auditor, &jws);
         txs.push(jws);
     }
-    // 150 x 8 KB is three blocks' worth: all commit.
+    // 150 x 7 KB is three blocks' worth: all commit.
     for jws in &txs {
         wait_committed(&c, auditor, jws);
     }

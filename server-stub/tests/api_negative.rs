@@ -257,11 +257,12 @@ fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-const JSON_ROUTES: [&str; 4] = [
+const JSON_ROUTES: [&str; 5] = [
     "/v1/tx",
     "/v1/consensus/tx",
     "/v1/consensus/txs",
     "/v1/registry/lookup",
+    "/v1/record-vouchers",
 ];
 
 #[test]
@@ -587,25 +588,23 @@ fn bad_path_parameters_get_400() {
     }
     for id in ["bad%20id", "%FF", long_id.as_str(), "a%2Fb"] {
         node.refused(
-            &format!("index {id}"),
-            node.request(
-                Method::GET,
-                &format!("/v1/index/{id}?department=cardiology"),
-            ),
+            &format!("record {id}"),
+            node.request(Method::GET, &format!("/v1/records/{id}")),
             400,
         );
     }
-    let long_department = "d".repeat(65);
     for query in [
-        "",
-        "?department=",
-        &format!("?department={long_department}"),
-        "?dept=cardiology",
-        "?department=a&other=b",
+        "?from=",
+        "?from=x",
+        "?from=-1",
+        "?from=1.5",
+        "?from=18446744073709551616",
+        "?form=1",
+        "?from=1&other=b",
     ] {
         node.refused(
-            &format!("index query {query:?}"),
-            node.request(Method::GET, &format!("/v1/index/patient-x{query}")),
+            &format!("record query {query:?}"),
+            node.request(Method::GET, &format!("/v1/records/record-x{query}")),
             400,
         );
     }
@@ -666,6 +665,8 @@ fn bad_path_parameters_get_400() {
         "/v1/directory/hospital/bucket",
         "/v1/sequence/hospital:a",
         "/v1/grants/g-1",
+        "/v1/records/record-x",
+        "/v1/records/record-x?from=18446744073709551615",
     ] {
         let status = node
             .http
@@ -717,6 +718,8 @@ fn unknown_paths_get_404_and_wrong_methods_405() {
         (Method::PATCH, "/v1/registry/lookup"),
         (Method::DELETE, "/v1/directory/hospital"),
         (Method::POST, "/v1/grants/g-1"),
+        (Method::POST, "/v1/records/record-x"),
+        (Method::GET, "/v1/record-vouchers"),
         (Method::GET, "/v1/consensus/tx"),
         (Method::POST, &blob),
         (Method::DELETE, &blob),

@@ -60,6 +60,11 @@ fn a_validator_that_signs_twice_is_proven_penalised_and_evicted_without_a_fork()
         twin_dir.join("node.key.json"),
     )
     .unwrap();
+    std::fs::copy(
+        c.dir.path().join("node-0/record-voucher.pk8"),
+        twin_dir.join("record-voucher.pk8"),
+    )
+    .unwrap();
     std::fs::copy(c.config(0), twin_dir.join("config.toml")).unwrap();
     let twin_port = free_ports(2);
     edit_config(&twin_dir.join("config.toml"), |t| {

@@ -128,6 +128,25 @@ fn a_missing_key_file_is_named() {
 }
 
 #[test]
+fn a_missing_damaged_or_foreign_record_voucher_key_is_named() {
+    let c = Provisioned::init(2, "faults-chain");
+    let key = c.node_dir(0).join("record-voucher.pk8");
+    let original = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    run_fails(&c.config(0), &[&s(&key), "No such file"]);
+    std::fs::write(&key, b"not a key").unwrap();
+    run_fails(&c.config(0), &[&s(&key)]);
+    // A valid key that genesis does not list.
+    let foreign = emrshare_core::voucher::VoucherSecretKey::generate(2048)
+        .unwrap()
+        .to_pkcs8()
+        .unwrap();
+    std::fs::write(&key, &*foreign).unwrap();
+    run_fails(&c.config(0), &[&s(&key), "not in genesis"]);
+    std::fs::write(&key, &original).unwrap();
+}
+
+#[test]
 fn a_missing_or_damaged_genesis_file_is_named() {
     let c = Provisioned::init(2, "faults-chain");
     let genesis = c.dir.path().join("genesis.json");

@@ -219,12 +219,12 @@ class StoriesTest {
     fun `the record is stored on the nodes and indexed on chain, with progress`() = runBlocking {
         val events = records.store(recordId, "cardiology")
         assertEquals(
-            listOf(UploadStage.SEALED, UploadStage.UPLOADED, UploadStage.INDEX_SUBMITTED, UploadStage.COMMITTED),
+            listOf(UploadStage.SEALED, UploadStage.INDEX_SUBMITTED, UploadStage.COMMITTED, UploadStage.UPLOADED),
             events.map { it.stage },
         )
         val stored = repo.record(recordId)!!.stored!!
         assertEquals(64, stored.blob.length)
-        assertTrue(stored.indexHeight > 0u && stored.crumbs.isNotEmpty())
+        assertTrue(stored.indexHeight > 0u && stored.accountId.isNotEmpty() && stored.accountId != repo.walletOrNull()!!.patientId())
         val index = repo.walletOrNull()!!.indexedRecords()
         assertTrue(index.any { it.blob == stored.blob && it.recordId == recordId && it.department == "cardiology" })
     }
@@ -376,10 +376,14 @@ class StoriesTest {
         assertEquals(64, shared.sessionId.length)
         val answered = vm.state.value as RequestState.Answered
         assertEquals(setOf("gender", "age", "medical_history", "examination"), answered.disclosed)
+        assertTrue(answered.logged, "the patient logged the exchange in the record's account")
         val audit = AuditViewModel(repo).refresh()
         assertTrue(
-            audit.any { it.accessorId == "insurer:acme-health" && it.grantId == null && it.recordId == recordId },
-            "the insurer's AccessLog is in the patient's audit log",
+            audit.any {
+                it.accessorId == "insurer:acme-health" && it.grantId == null && it.recordId == recordId &&
+                    it.purpose == "claim 2026-117"
+            },
+            "the exchange is in the patient's audit log, with its purpose",
         )
     }
 

@@ -461,6 +461,7 @@ fn node_seeds() {
         timeouts: Timeouts::default(),
         start_ms: NOW * 1000,
         governance: None,
+        record_voucher_keys: Vec::new(),
     };
     seed(15, "genesis", &genesis);
     seed(

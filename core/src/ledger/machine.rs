@@ -602,6 +602,31 @@ impl LedgerState {
         })
     }
 
+    /// A node's whole answer to a record's request under `header` (whose state this is):
+    /// the account (or its absence) and its logs from `from` on, at most
+    /// [`MAX_LOGS_PER_ANSWER`](super::wire::MAX_LOGS_PER_ANSWER), each with its proof.
+    pub fn record_answer(
+        &self,
+        header: super::block::CertifiedHeader,
+        record: &PartyId,
+        from: u64,
+    ) -> super::wire::RecordAnswer {
+        let proven = |key: &StateKey| {
+            let (value, proof) = self.get_with_proof(key);
+            super::wire::ProvenValue {
+                proof,
+                value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+            }
+        };
+        let logs = self.record(record).map_or(0, |r| r.logs);
+        let end = logs.min(from.saturating_add(super::wire::MAX_LOGS_PER_ANSWER));
+        super::wire::RecordAnswer {
+            header,
+            logs: (from..end).map(|n| proven(&log_key(record, n))).collect(),
+            record: proven(&record_key(record)),
+        }
+    }
+
     /// The bucket of `role`'s directory under the first `bits` bits of `prefix`, or `None`
     /// when it holds more than `limit` IDs (a longer prefix must be asked for).
     pub fn bucket(

@@ -330,6 +330,13 @@ impl TestChain {
             .unwrap()
     }
 
+    /// A node's answer for the account `record` and its logs from `from` on, under a header
+    /// certified by validators 0, 1 and 2.
+    pub fn record_answer(&self, record: &PartyId, from: u64) -> crate::ledger::wire::RecordAnswer {
+        self.state
+            .record_answer(self.header(&[0, 1, 2]), record, from)
+    }
+
     /// An honest node's answer to a lookup of `ids`.
     pub fn lookup(&self, ids: &[PartyId]) -> LookupResponse {
         LookupResponse {

@@ -206,6 +206,8 @@ public final class RequestModel: ObservableObject {
         do {
             let m2 = try await channel.exchange(m1: try incoming.accept())
             try await channel.finish(m3: try incoming.sendRecord(m2: m2, sdJwt: entry.received.sdJwt, disclose: Array(chosen.subtracting(mandatory))))
+            // The patient logs the exchange in the record's own account, sealed to itself.
+            try? await incoming.logAccess()
             state = .answered(r, disclosed: chosen.union(mandatory))
             handshake = nil
             return true

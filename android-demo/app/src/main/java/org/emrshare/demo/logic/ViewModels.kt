@@ -204,7 +204,8 @@ sealed interface RequestState {
     /** Mutual authentication and the encrypted answer are under way. */
     data class Sharing(val request: RequestSummary) : RequestState
     /** The chosen parts went to the authenticated requester, bound to this session. */
-    data class Answered(val request: RequestSummary, val disclosed: Set<String>) : RequestState
+    /** M3 went out; [logged]: the exchange is logged in the record's account on chain. */
+    data class Answered(val request: RequestSummary, val disclosed: Set<String>, val logged: Boolean = true) : RequestState
     data class Refused(val message: String) : RequestState
 }
 
@@ -247,7 +248,9 @@ class RequestViewModel(private val repo: WalletRepository) {
         return try {
             val m2 = channel.exchange(s.handshake.accept())
             channel.finish(s.handshake.sendRecord(m2, record.received.sdJwt, (s.chosenParts - mandatory).toList()))
-            _state.value = RequestState.Answered(s.request, s.chosenParts + mandatory)
+            // The patient logs the exchange in the record's own account, sealed to itself.
+            val logged = try { s.handshake.logAccess(); true } catch (e: EmrshareException) { false }
+            _state.value = RequestState.Answered(s.request, s.chosenParts + mandatory, logged)
             true
         } catch (e: EmrshareException) {
             _state.value = RequestState.Refused(describe(e))

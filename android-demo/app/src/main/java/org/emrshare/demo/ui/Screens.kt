@@ -149,7 +149,7 @@ fun RequestScreen(vm: RequestViewModel) {
                 Button(onClick = { channel.deliver(answer) }) { Text("Continue") }
             }
             is RequestState.Answered -> {
-                Text("Sent to ${s.request.requesterId}, encrypted for this session (disclosed: ${s.disclosed.joinToString()}). Show it the last message:")
+                Text("Sent to ${s.request.requesterId}, encrypted for this session (disclosed: ${s.disclosed.joinToString()}; ${if (s.logged) "logged in the record's account" else "not logged: store the record first"}). Show it the last message:")
                 SelectionContainer { Text(outgoing.orEmpty()) }
                 Button(onClick = { vm.decline() }) { Text("Done") }
             }
@@ -201,7 +201,7 @@ fun AuditScreen(vm: AuditViewModel) {
         LazyColumn {
             items(events) { e ->
                 HorizontalDivider()
-                Text("height ${e.height}: ${e.accessorId} ${e.action} ${e.recordId.take(12)}… (${e.outcome}${e.grantId?.let { ", $it" } ?: ""})")
+                Text("height ${e.height}: ${e.accessorId ?: "(sealed log did not open)"} ${e.action} ${e.recordId?.take(12) ?: ""}… (${e.outcome}${e.grantId?.let { ", $it" } ?: ""}${e.purpose?.let { ", $it" } ?: ""})")
             }
         }
     }
