@@ -152,11 +152,11 @@ async fn main() -> Result<()> {
     client
         .wait_sequence(account.id(), 0, Duration::from_secs(30))
         .await?;
-    let mut log_sequence = 1;
     let config = HandshakeConfig::default();
     let (mut verified, mut logged) = (Vec::new(), Vec::new());
     let mut answered = AnsweredRequests::default();
-    for _ in 0..runs {
+    // The account's first transaction opened it: the logs follow.
+    for log_sequence in 1..=runs as u64 {
         let started = Instant::now();
         let (insurer_waiting, request) = RequesterStart::new(config).send_request(
             insurer.keys(),
@@ -191,7 +191,6 @@ async fn main() -> Result<()> {
         client
             .wait_sequence(account.id(), log_sequence, Duration::from_secs(20))
             .await?;
-        log_sequence += 1;
         logged.push(started.elapsed());
     }
     consortium.stop().await?;

@@ -9,6 +9,7 @@
 //! record's account from another record of the same patient, and the plaintexts that must
 //! stay sealed. Meanwhile the nodes enforced the grants, and each patient's own index and
 //! audit log, read with proofs, are complete.
+#![allow(clippy::unwrap_used)] // tests fail loudly on a broken fixture
 
 use emrshare_cli::consortium::{LocalConsortium, council_approvals};
 use emrshare_cli::memory::MemoryTransport;

@@ -238,7 +238,7 @@ fn audit(c: &mut Criterion) {
                     .logs
                     .iter()
                     .map(|l| record.open_log(l).unwrap())
-                    .count(),
+                    .collect::<Vec<_>>(),
             )
         })
     });
@@ -254,7 +254,7 @@ fn audit(c: &mut Criterion) {
                     .logs
                     .iter()
                     .map(|l| record.open_log(l).unwrap())
-                    .count(),
+                    .collect::<Vec<_>>(),
             )
         })
     });
