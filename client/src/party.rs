@@ -239,15 +239,21 @@ impl<T: Transport> Party<T> {
             account.set_next_sequence(next);
             make(&mut account)?
         };
-        self.client.submit(&tx).await?;
+        self.submit_and_wait(&tx).await?;
+        Ok(extra)
+    }
+
+    /// Submits `tx` and waits until its sender's sequence number shows it committed.
+    async fn submit_and_wait(&self, tx: &SignedTransaction) -> Result<()> {
+        let t = tx.transaction();
+        self.client.submit(tx).await?;
         self.client
-            .wait_sequence(&id, tx.transaction().sequence, self.settings.commit_timeout)
+            .wait_sequence(&t.sender, t.sequence, self.settings.commit_timeout)
             .await
             .map_err(|e| match e {
                 NetError::NoAnswer { tried: 0, .. } => ClientError::Timeout,
                 other => other.into(),
-            })?;
-        Ok(extra)
+            })
     }
 
     /// Signs with `sender`'s next sequence number on chain (a record's account, a grant's
@@ -261,14 +267,7 @@ impl<T: Transport> Party<T> {
         let _writing = self.writes.lock().await;
         let next = self.client.next_sequence(sender).await?;
         let (tx, extra) = make(next)?;
-        self.client.submit(&tx).await?;
-        self.client
-            .wait_sequence(sender, next, self.settings.commit_timeout)
-            .await
-            .map_err(|e| match e {
-                NetError::NoAnswer { tried: 0, .. } => ClientError::Timeout,
-                other => other.into(),
-            })?;
+        self.submit_and_wait(&tx).await?;
         Ok(extra)
     }
 

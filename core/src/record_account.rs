@@ -203,6 +203,32 @@ fn sign(
     .sign(key)
 }
 
+/// An AccessLog signed by `key` as `sender`'s transaction `sequence` on `chain_id`: under
+/// `grant_id` (carrying the key as the grant's) or the record's own; `details` sealed under
+/// `secret` for `context`.
+fn access_log(
+    key: &SigningKey,
+    (chain_id, sender, sequence): (&str, &PartyId, u64),
+    grant_id: Option<&str>,
+    (action, at): (Action, u64),
+    (secret, context, details): (&[u8; 32], &str, &LogDetails),
+) -> SignedTransaction {
+    let plaintext = serde_json::to_vec(details).expect("details serialize");
+    sign(
+        key,
+        chain_id,
+        sender,
+        sequence,
+        TxBody::AccessLog {
+            grant_id: grant_id.map(str::to_owned),
+            grant_jwk: grant_id.map(|_| key.verifying_key().to_jwk(None)),
+            action,
+            at,
+            details: sealed::seal(secret, context, &plaintext),
+        },
+    )
+}
+
 fn thumbprint_id(key: &VerifyingKey) -> PartyId {
     PartyId::new(key.thumbprint()).expect("a thumbprint is a valid party ID")
 }
@@ -389,19 +415,12 @@ impl RecordKeys {
         at: u64,
         details: &LogDetails,
     ) -> SignedTransaction {
-        let plaintext = serde_json::to_vec(details).expect("details serialize");
-        sign(
+        access_log(
             &self.key,
-            chain_id,
-            &self.id,
-            sequence,
-            TxBody::AccessLog {
-                grant_id: None,
-                grant_jwk: None,
-                action,
-                at,
-                details: sealed::seal(&self.log_secret(None), &self.log_context(None), &plaintext),
-            },
+            (chain_id, &self.id, sequence),
+            None,
+            (action, at),
+            (&self.log_secret(None), &self.log_context(None), details),
         )
     }
 
@@ -499,22 +518,15 @@ impl GrantCapability {
             purpose: None,
             outcome: Outcome::Granted,
         };
-        let plaintext = serde_json::to_vec(&details).expect("details serialize");
         // The record's account is not known to the grantee: the context names the grant,
         // which the chain ties to the record.
         let context = grant_log_context(&self.details.grant_id);
-        sign(
+        access_log(
             &self.key,
-            chain_id,
-            &self.id,
-            sequence,
-            TxBody::AccessLog {
-                grant_id: Some(self.details.grant_id.clone()),
-                grant_jwk: Some(self.key.verifying_key().to_jwk(None)),
-                action: Action::Read,
-                at,
-                details: sealed::seal(&self.log_secret, &context, &plaintext),
-            },
+            (chain_id, &self.id, sequence),
+            Some(&self.details.grant_id),
+            (Action::Read, at),
+            (&self.log_secret, &context, &details),
         )
     }
 }

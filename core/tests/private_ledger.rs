@@ -53,6 +53,12 @@ impl World {
         record
     }
 
+    /// The insurer's capability for `grant_id`, from the grant as the chain holds it.
+    fn capability(&self, grant_id: &str) -> GrantCapability {
+        let grant = self.chain.state.grant(grant_id).unwrap();
+        GrantCapability::open(&self.insurer, grant_id, &grant).unwrap()
+    }
+
     fn grant(&mut self, record: &RecordKeys, sequence: u64, not_after: u64) -> String {
         let (grant_id, tx) = record
             .grant(
@@ -242,8 +248,7 @@ fn accesses_are_logged_by_the_grant_key_under_the_record_sealed_to_the_patient()
     let mut w = world();
     let record = w.opened(0);
     let grant_id = w.grant(&record, 1, 5_000);
-    let grant = w.chain.state.grant(&grant_id).unwrap();
-    let capability = GrantCapability::open(&w.insurer, &grant_id, &grant).unwrap();
+    let capability = w.capability(&grant_id);
     let blob = Hash::sha256(b"shared");
     w.chain
         .apply(&[capability.access_log(CHAIN, 0, &blob, w.chain.now)]);
@@ -280,10 +285,7 @@ fn logs_need_the_grants_own_key_and_its_cover_at_the_time() {
     let record = w.opened(0);
     let first = w.grant(&record, 1, 5_000);
     let second = w.grant(&record, 2, 5_000);
-    let open = |w: &World, id: &str| {
-        GrantCapability::open(&w.insurer, id, &w.chain.state.grant(id).unwrap()).unwrap()
-    };
-    let (first_cap, second_cap) = (open(&w, &first), open(&w, &second));
+    let (first_cap, second_cap) = (w.capability(&first), w.capability(&second));
     let blob = Hash::sha256(b"shared");
     // The second grant's key logging under the first grant: its thumbprint is not the
     // first's commitment.
@@ -297,7 +299,7 @@ fn logs_need_the_grants_own_key_and_its_cover_at_the_time() {
     *grant_id = Some(first.clone());
     let refused = w
         .chain
-        .try_apply(&[crossed.sign(&signing_key_of(&w, &second))])
+        .try_apply(&[crossed.sign(&record.grant_signing_key(&second))])
         .unwrap_err();
     assert!(refused.contains("grant's key"), "{refused}");
     // Outside the log window, or after the grant's end.
@@ -331,21 +333,12 @@ fn logs_need_the_grants_own_key_and_its_cover_at_the_time() {
     assert!(refused.contains("grant's key"), "{refused}");
 }
 
-/// The second grant's signing key, recovered the way its grantee holds it.
-fn signing_key_of(w: &World, grant_id: &str) -> emrshare_core::keys::SigningKey {
-    let grant = w.chain.state.grant(grant_id).unwrap();
-    let capability = GrantCapability::open(&w.insurer, grant_id, &grant).unwrap();
-    let scalar = emrshare_core::b64::decode(&capability.details().grant_key).unwrap();
-    emrshare_core::keys::SigningKey::from_scalar(&scalar).unwrap()
-}
-
 #[test]
 fn a_record_answer_proves_the_account_and_every_log_and_a_lying_node_is_caught() {
     let mut w = world();
     let record = w.opened(0);
     let grant_id = w.grant(&record, 1, 5_000);
-    let grant = w.chain.state.grant(&grant_id).unwrap();
-    let capability = GrantCapability::open(&w.insurer, &grant_id, &grant).unwrap();
+    let capability = w.capability(&grant_id);
     let blob = Hash::sha256(b"shared");
     for n in 0..3 {
         w.chain

@@ -262,14 +262,11 @@ fn stopping_under_a_third_of_the_power_slows_nothing_and_over_a_third_halts_safe
 /// record; the account revokes; further fetches fail. Nobody else stores or reads.
 #[test]
 fn blobs_are_served_only_under_a_live_grant_and_every_fetch_is_logged() {
+    use emrshare_core::PrivateKeySet;
     use emrshare_core::keys::RsaBits;
     use emrshare_core::keys::txkeys::MasterSecret;
     use emrshare_core::ledger::tx::{Action, SignedTransaction};
-    use emrshare_core::ledger::wire::RecordVoucherAnswer;
-    use emrshare_core::record_account::{
-        GrantCapability, IndexEntry, RecordKeys, request_record_voucher,
-    };
-    use emrshare_core::{PrivateKeySet, strict_json};
+    use emrshare_core::record_account::{GrantCapability, request_record_voucher};
     let c = Consortium::start();
     let chain = "test-chain";
     let mut patient = PrivateKeySet::generate(None, RsaBits::B2048);
@@ -290,40 +287,24 @@ fn blobs_are_served_only_under_a_live_grant_and_every_fetch_is_logged() {
         verified_lookup(c, 0, patient.id.as_str()) == Some(true)
             && verified_lookup(c, 0, "insurer:acme") == Some(true)
     });
+    // An institution gets no record voucher; the patient does, and opens its record.
     let genesis: emrshare_core::ledger::block::Genesis =
         serde_json::from_slice(&std::fs::read(c.dir.path().join("genesis.json")).unwrap()).unwrap();
-    let record = RecordKeys::derive(&MasterSecret::generate(), 0);
-    let voucher_for = |who: &PrivateKeySet| {
-        let (pending, request) = request_record_voucher(
-            (&who.id, &who.signing),
-            chain,
-            &genesis.record_voucher_keys,
-            record.id(),
-            now_s(),
-        )
-        .unwrap();
-        let (status, answer) = c.post(
-            2,
-            "/v1/record-vouchers",
-            &serde_json::to_vec(&request).unwrap(),
-        );
-        (status, pending, answer)
-    };
-    // An institution gets no record voucher; the patient does.
-    assert_eq!(voucher_for(&insurer).0, 403);
-    let (status, pending, answer) = voucher_for(&patient);
-    assert_eq!(status, 200, "{answer}");
-    let answer: RecordVoucherAnswer = strict_json::parse(answer.to_string().as_bytes()).unwrap();
-    let voucher = pending.finalize(&answer).unwrap();
-    let entry = IndexEntry {
-        format: IndexEntry::FORMAT.into(),
-        location: "emrshare:blob/x".into(),
-        blob: emrshare_core::content_hash(b"x"),
-        time: now_s(),
-        department: "general".into(),
-        record_id: None,
-    };
-    submit(&c, 0, record.open_account(chain, voucher, &entry).as_jws());
+    let (_, request) = request_record_voucher(
+        (&insurer.id, &insurer.signing),
+        chain,
+        &genesis.record_voucher_keys,
+        &insurer.id,
+        now_s(),
+    )
+    .unwrap();
+    let (status, _) = c.post(
+        2,
+        "/v1/record-vouchers",
+        &serde_json::to_vec(&request).unwrap(),
+    );
+    assert_eq!(status, 403);
+    let record = c.open_record(&patient.id, &patient.signing, &MasterSecret::generate(), 0);
     let next = |id: &PartyId| {
         c.get(0, &format!("/v1/sequence/{id}")).unwrap()["next"]
             .as_u64()
