@@ -28,8 +28,10 @@ use emrshare_core::ledger::tx::SignedTransaction;
 use emrshare_core::ledger::verify::{LightClient, Verdict};
 use emrshare_core::ledger::wire::{
     BlobStored, BlockAccepted, BucketAnswer, ErrorBody, GrantAnswer, HealthAnswer, LookupRequest,
-    LookupResponse, SequenceAnswer, SubmitRequest, SubmitResponse,
+    LookupResponse, RecordAnswer, RecordVoucherAnswer, RecordVoucherRequest, SequenceAnswer,
+    SubmitRequest, SubmitResponse,
 };
+use emrshare_core::record_account::verify_record_answer;
 use emrshare_core::strict_json;
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -105,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 17 {
+    match mode % 20 {
         0 => {
             if let Some(submit) = decode::<SubmitRequest>(rest) {
                 parse_txs(std::slice::from_ref(&submit.jws));
@@ -203,6 +205,28 @@ fuzz_target!(|data: &[u8]| {
             if let Some(genesis) = decode::<Genesis>(rest) {
                 let _ = genesis.validators.check();
             }
+        }
+        17 => {
+            // A record's account and logs, checked as the phone checks them: no header of
+            // the input can be accepted, so every answer with something in it is refused,
+            // never with a panic.
+            if let Some(answer) = decode::<RecordAnswer>(rest) {
+                never_accepted(&answer.header);
+                let client = LightClient::new("fuzz-chain", validators().clone()).unwrap();
+                let record = PartyId::new("record-fuzz").unwrap();
+                for from in [0, 1, u64::MAX] {
+                    assert!(
+                        verify_record_answer(&client, &record, from, &answer).is_err(),
+                        "an answer verified with no trusted header"
+                    );
+                }
+            }
+        }
+        18 => {
+            decode::<RecordVoucherRequest>(rest);
+        }
+        19 => {
+            decode::<RecordVoucherAnswer>(rest);
         }
         _ => {
             // Misbehaviour evidence (the text a Misbehaviour transaction carries): nothing
