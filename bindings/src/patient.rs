@@ -20,7 +20,7 @@ pub struct PatientWallet {
     party: Arc<Party>,
 }
 
-/// An entry of the patient's index, read back from verified blocks.
+/// An entry of the patient's index: a record's account, proven, its sealed entry opened.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct IndexedRecord {
     pub blob: String,

@@ -860,7 +860,7 @@ async fn standing_grant<T: Transport>(
         t,
         "patient",
         format_args!(
-            "reads its audit log ({} accesses, from verified blocks)",
+            "reads its audit log ({} accesses, each record's logs proven under its account, no block replayed)",
             log.len()
         ),
     );

@@ -176,8 +176,8 @@ pub enum PatientCommand {
         #[command(flatten)]
         consortium: Consortium,
     },
-    /// Every logged access to the patient's records (those of its index entries and its
-    /// grants), from blocks verified from genesis; one JSON line each. A read logs in the
+    /// Every logged access to the patient's records: each record's access logs, proven under
+    /// its account and opened with its secrets; one JSON line each. A read logs in the
     /// block after it, so it shows a slot or two after the read.
     Audit {
         /// The patient's private key file (it opens the patient's index entries).

@@ -92,7 +92,7 @@ pub struct ProvenGrant {
     pub height: u64,
 }
 
-/// An entry of the patient's index, read back from verified blocks.
+/// An entry of the patient's index: a record's account, proven, its sealed entry opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedRecord {
     /// The stored envelope's address: SHA-256 of its bytes.

@@ -132,7 +132,7 @@ struct AuditView: View {
     @StateObject var model: AuditModel
     var body: some View {
         List {
-            Button("Read from verified blocks") { Task { try? await model.refresh() } }
+            Button("Read with proofs") { Task { try? await model.refresh() } }
             ForEach(model.events, id: \.height) { e in
                 Text("height \(e.height): \(e.accessorId) \(String(describing: e.action)) (\(String(describing: e.outcome)))")
             }

@@ -292,7 +292,7 @@ class GrantsViewModel(private val repo: WalletRepository) {
     }
 }
 
-/** The audit log: every logged access to the patient's records, from verified blocks. */
+/** The audit log: every logged access to the patient's records, proven per record. */
 class AuditViewModel(private val repo: WalletRepository) {
     private val _events = MutableStateFlow<List<AccessEvent>>(emptyList())
     val events: StateFlow<List<AccessEvent>> = _events.asStateFlow()

@@ -197,7 +197,7 @@ fun AuditScreen(vm: AuditViewModel) {
     val events by vm.events.collectAsState()
     val scope = rememberCoroutineScope()
     Column {
-        Button(onClick = { scope.launch { vm.refresh() } }) { Text("Read from verified blocks") }
+        Button(onClick = { scope.launch { vm.refresh() } }) { Text("Read with proofs") }
         LazyColumn {
             items(events) { e ->
                 HorizontalDivider()
