@@ -63,7 +63,10 @@ started=$SECONDS
 [ -f "$WORK/tests.jar" ] || fail "Kotlin compilation failed"
 echo "compiled in $((SECONDS - started)) s"
 
-# 4. A live consortium: 3 nodes in one process on loopback, bounded to 16 minutes (the tests
+# 4. A live consortium. The builds above leave gigabytes of writes in the page cache; flushed
+# now, they do not stall the nodes' fsyncs (one per block) while the tests run.
+sync
+# A live consortium: 3 nodes in one process on loopback, bounded to 16 minutes (the tests
 # take about 4; the bound leaves room for a loaded machine).
 step "starting a local consortium (emrshare local-consortium, 3 nodes)"
 rm -rf "$WORK/consortium"
@@ -101,7 +104,8 @@ for c in sorted(cases, key=lambda c: -float(c.get("time", 0)))[:5]:
     print(f"slow: {float(c.get('time', 0)):6.1f} s  {c.get('name')}")
 for c in cases:
     for bad in list(c.findall("failure")) + list(c.findall("error")):
-        print(f"FAILED: {c.get('name')}: {(bad.get('message') or '').strip()[:300]}")
+        kind = (bad.get('type') or '').rsplit('.', 1)[-1]
+        print(f"FAILED: {c.get('name')}: {kind}: {(bad.get('message') or '').strip()[:300]}")
 PY
 passed=$(sed -n 's/^\[ *\([0-9]*\) tests successful *\]$/\1/p' "$WORK/junit.out")
 failed=$(sed -n 's/^\[ *\([0-9]*\) tests failed *\]$/\1/p' "$WORK/junit.out")

@@ -130,7 +130,7 @@ impl<T: Transport> World<T> {
             "hid among {} of {} IDs (one proven bucket) at {} nodes; verified by {} (certificate of {} validators, height {})",
             found.asked,
             outcome.registered,
-            outcome.verified_by.len() + outcome.evidence.len(),
+            outcome.verified_by.len() + outcome.evidence.len() + outcome.lagging.len(),
             outcome.verified_by.join(", "),
             header.certificate.signatures.len(),
             header.header.height,

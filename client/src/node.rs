@@ -297,7 +297,7 @@ impl<T: Transport> NodeClient<T> {
                 last,
             });
         }
-        Err(NetError::Unverified(evidence))
+        Err(no_verified_answer(evidence, NetError::Unverified))
     }
 
     /// Follows the changes of validator set that `node` lists, each checked under the set
@@ -407,11 +407,16 @@ impl<T: Transport> NodeClient<T> {
             emrshare_core::lookup::verify_answers(&trust, plan, answers).map_err(|e| match e {
                 LookupError::NoVerifiedAnswer(mut more) => {
                     more.extend(evidence.iter().cloned());
-                    NetError::Lookup(LookupError::NoVerifiedAnswer(more))
+                    no_verified_answer(more, |more| {
+                        NetError::Lookup(LookupError::NoVerifiedAnswer(more))
+                    })
                 }
                 other => NetError::Lookup(other),
             })?;
-        outcome.evidence.append(evidence);
+        let (lagging, faults): (Vec<_>, Vec<_>) =
+            evidence.drain(..).partition(|e| e.fault.is_lag());
+        outcome.evidence.extend(faults);
+        outcome.lagging.extend(lagging);
         self.trust().verify_header(&outcome.oldest);
         Ok(outcome)
     }
@@ -491,12 +496,38 @@ impl<T: Transport> NodeClient<T> {
     }
 
     /// Asks nodes in turn until one answer passes `verify` (under a copy of the client's
-    /// trust, which then accepts that answer's header).
+    /// trust, which then accepts that answer's header). When no answer verifies and some
+    /// node was only behind (a header older than the trusted one: it has not applied the
+    /// latest block yet), asks again a little later, a few times.
     async fn verified<A: DeserializeOwned, R>(
         &self,
         request: HttpRequest,
         verify: impl Fn(&mut LightClient, A) -> Result<R, NodeFault>,
     ) -> Result<R, NetError> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let evidence = match self.verified_once(request.clone(), &verify).await? {
+                Ok(result) => return Ok(result),
+                Err(evidence) => evidence,
+            };
+            let behind = evidence
+                .iter()
+                .any(|e| matches!(e.fault, NodeFault::Header(_)) && e.fault.is_lag());
+            if !behind || pause > MAX_LAG_PAUSE || evidence.iter().any(|e| !e.fault.is_lag()) {
+                return Err(no_verified_answer(evidence, NetError::Unverified));
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+
+    /// One round of [`Self::verified`]: the result, or what each node did wrong (an error
+    /// status below 500 is the request's fault, not the node's, and ends the round).
+    async fn verified_once<A: DeserializeOwned, R>(
+        &self,
+        request: HttpRequest,
+        verify: &impl Fn(&mut LightClient, A) -> Result<R, NodeFault>,
+    ) -> Result<Result<R, Vec<NodeEvidence>>, NetError> {
         let mut evidence = Vec::new();
         for node in self.rotation() {
             let answer = match self.call_json::<A>(&node, request.clone()).await {
@@ -516,12 +547,12 @@ impl<T: Transport> NodeClient<T> {
             match verify(&mut trust, answer) {
                 Ok(result) => {
                     *self.trust() = trust;
-                    return Ok(result);
+                    return Ok(Ok(result));
                 }
                 Err(fault) => evidence.push(NodeEvidence { node, fault }),
             }
         }
-        Err(NetError::Unverified(evidence))
+        Ok(Err(evidence))
     }
 
     /// Stores a blob on up to n nodes (at least one must take it); `claim` is the owner's
@@ -770,6 +801,29 @@ impl<T: Transport> NodeClient<T> {
         }
         Ok(())
     }
+}
+
+/// The longest pause before asking nodes that were behind again (the pauses double from
+/// 100 ms: about 1.5 s in all, several blocks).
+const MAX_LAG_PAUSE: Duration = Duration::from_millis(800);
+
+/// What to report when no answer verified. Nodes that only lagged (no answer in time, or a
+/// header older than one already trusted) are unavailable, not dishonest: when every node
+/// did, no node answered; otherwise the rest is the evidence, made into an error by `faults`.
+fn no_verified_answer(
+    evidence: Vec<NodeEvidence>,
+    faults: impl FnOnce(Vec<NodeEvidence>) -> NetError,
+) -> NetError {
+    if evidence.iter().all(|e| e.fault.is_lag()) {
+        return NetError::NoAnswer {
+            tried: evidence.len(),
+            last: evidence
+                .last()
+                .map(|e| format!("{}: {}", e.node, e.fault))
+                .unwrap_or_default(),
+        };
+    }
+    faults(evidence.into_iter().filter(|e| !e.fault.is_lag()).collect())
 }
 
 fn verify_header(

@@ -207,6 +207,22 @@ pub enum NodeFault {
     },
 }
 
+impl NodeFault {
+    /// Whether an honest node can show this fault: it gave no usable answer in time, or its
+    /// answer is under a header older than one the client already trusts (it has not applied
+    /// the latest block yet; a replay of an old answer looks the same). Such an answer is
+    /// refused, but it is no evidence against the node.
+    pub fn is_lag(&self) -> bool {
+        matches!(
+            self,
+            NodeFault::NoAnswer(_)
+                | NodeFault::Header(Verdict::Invalid(
+                    crate::ledger::verify::InvalidReason::Stale { .. }
+                ))
+        )
+    }
+}
+
 /// A node whose answer failed verification: evidence of a dishonest or broken node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEvidence {
@@ -227,8 +243,11 @@ pub struct LookupOutcome {
     pub oldest: CertifiedHeader,
     /// Nodes whose answers verified.
     pub verified_by: Vec<String>,
-    /// Nodes whose answers did not.
+    /// Nodes whose answers did not verify for a reason no honest node gives: evidence.
     pub evidence: Vec<NodeEvidence>,
+    /// Nodes that gave no usable answer in time, or one under a header older than one the
+    /// client trusts ([`NodeFault::is_lag`]): refused, but not evidence.
+    pub lagging: Vec<NodeEvidence>,
     /// The IDs of the verified bucket: what the target hid among (the target included when it
     /// is registered in the role). Fewer than k is a weak bucket, for the caller to report.
     pub bucket: Vec<PartyId>,
@@ -344,12 +363,14 @@ pub fn verify_answers(
         .iter()
         .find(|e| e.id() == &plan.target)
         .cloned();
+    let (lagging, evidence) = evidence.into_iter().partition(|e| e.fault.is_lag());
     Ok(LookupOutcome {
         target,
         header: newest.header.clone(),
         oldest,
         verified_by: verified.iter().map(|v| v.node.clone()).collect(),
         evidence,
+        lagging,
         bucket: newest.entries.iter().map(|e| e.id().clone()).collect(),
         registered: newest.registered,
     })
@@ -530,8 +551,12 @@ mod tests {
             ("node-2", NodeFault::Header(Verdict::Invalid(_)))
         ));
         assert!(matches!(faults[3], ("node-3", NodeFault::Bucket(_))));
-        assert!(matches!(faults[4], ("node-4", NodeFault::NoAnswer(_))));
-        assert!(matches!(faults[5], ("node-5", NodeFault::Head(_))));
+        assert!(matches!(faults[4], ("node-5", NodeFault::Head(_))));
+        assert_eq!(faults.len(), 5);
+        // Silence is no evidence: node-4 is lagging.
+        assert_eq!(outcome.lagging.len(), 1);
+        assert_eq!(outcome.lagging[0].node, "node-4");
+        assert!(matches!(outcome.lagging[0].fault, NodeFault::NoAnswer(_)));
     }
 
     #[test]
@@ -601,5 +626,41 @@ mod tests {
             verify_answers(&client, &p, vec![]),
             Err(LookupError::NoVerifiedAnswer(_))
         ));
+    }
+
+    /// A node a block behind (or one that gave no answer) beside one that is up to date: its
+    /// answer is refused, not believed, and listed as lagging, not as evidence; a forged
+    /// answer in the same lookup is still evidence.
+    #[test]
+    fn a_node_behind_is_refused_but_is_no_evidence() {
+        let mut w = world();
+        let p = plan(&w, 4);
+        let old = w.chain.bucket_answer(&p);
+        w.chain.register(Some("insurer:late"), Role::Insurer);
+        let mut client = w.chain.client();
+        assert_eq!(
+            client.verify_header(&w.chain.header(&[0, 1, 2])),
+            Verdict::Success
+        );
+        let mut forged = w.chain.bucket_answer(&p);
+        forged.entries.pop();
+        let outcome = verify_answers(
+            &client,
+            &p,
+            vec![
+                ("behind".into(), Ok(old)),
+                ("silent".into(), Err("timed out".into())),
+                ("forged".into(), Ok(forged)),
+                ("fresh".into(), Ok(w.chain.bucket_answer(&p))),
+            ],
+        )
+        .unwrap();
+        assert_eq!(outcome.verified_by, ["fresh"]);
+        let names = |list: &[NodeEvidence]| list.iter().map(|e| e.node.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&outcome.lagging), ["behind", "silent"]);
+        assert_eq!(names(&outcome.evidence), ["forged"]);
+        assert!(matches!(outcome.evidence[0].fault, NodeFault::Bucket(_)));
+        assert!(!NodeFault::Malformed("x".into()).is_lag());
+        assert!(!NodeFault::Header(Verdict::NotEnoughTrust { power: 1, total: 3 }).is_lag());
     }
 }

@@ -555,24 +555,39 @@ impl Node {
         }
     }
 
-    /// Applies a certified block and stores it (store first: a crash in between replays it);
-    /// its transactions leave the mempool, and so does what can never apply any more.
+    /// Applies a certified block, then stores it before returning (the engine moves to the
+    /// next height only after that; a crash in between replays the block from a peer); its
+    /// transactions leave the mempool, and so does what can never apply any more.
+    ///
+    /// The write (an fsync) runs on a blocking thread after the chain is released: a disk
+    /// busy flushing other writes can stall an fsync for seconds, and neither the node's
+    /// readers nor the other tasks of the runtime wait for it.
     pub async fn accept_block(&self, block: &CertifiedBlock) -> Result<(), ChainError> {
-        let mut chain = self.chain.lock().await;
-        if block.header.height <= chain.height() {
-            return Ok(());
-        }
-        chain.apply(block)?;
-        let committed: Vec<Hash> = block
-            .txs
-            .iter()
-            .filter_map(|t| SignedTransaction::parse(t).ok())
-            .map(|t| t.id())
-            .collect();
-        self.pool().remove(&committed);
-        let failed = self.evict_stale(&chain);
-        if let Err(e) = self.store.put_block(block, &committed, &failed) {
-            tracing::error!("cannot store block {}: {e}", block.header.height);
+        let (committed, failed) = {
+            let mut chain = self.chain.lock().await;
+            if block.header.height <= chain.height() {
+                return Ok(());
+            }
+            chain.apply(block)?;
+            let committed: Vec<Hash> = block
+                .txs
+                .iter()
+                .filter_map(|t| SignedTransaction::parse(t).ok())
+                .map(|t| t.id())
+                .collect();
+            self.pool().remove(&committed);
+            (committed, self.evict_stale(&chain))
+        };
+        let store = Arc::clone(&self.store);
+        let height = block.header.height;
+        let stored = block.clone();
+        let written =
+            tokio::task::spawn_blocking(move || store.put_block(&stored, &committed, &failed))
+                .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("cannot store block {height}: {e}"),
+            Err(e) => tracing::error!("cannot store block {height}: {e}"),
         }
         Ok(())
     }

@@ -659,6 +659,13 @@ impl Consortium {
             now_s(),
         )
         .unwrap();
+        // The issuing node must know the patient registered: it may be a block behind the
+        // node the registration was confirmed on.
+        self.wait_until(Duration::from_secs(30), |c| {
+            c.get(2, &format!("/v1/sequence/{id}"))
+                .and_then(|s| s["next"].as_u64())
+                .is_some_and(|next| next >= 1)
+        });
         let (status, answer) = self.post(
             2,
             "/v1/record-vouchers",
@@ -680,9 +687,15 @@ impl Consortium {
             0,
             record.open_account(CHAIN_ID, voucher, &entry).as_jws(),
         );
+        // Every running node, not only the one submitted to: a test sends the account's next
+        // transaction to any node, and a node a block behind would refuse its sender.
         self.wait_until(Duration::from_secs(30), |c| {
-            c.get(0, &format!("/v1/sequence/{}", record.id()))
-                .is_some_and(|s| s["next"] == 1)
+            (0..c.children.len())
+                .filter(|&i| c.children[i].is_some())
+                .all(|i| {
+                    c.get(i, &format!("/v1/sequence/{}", record.id()))
+                        .is_some_and(|s| s["next"] == 1)
+                })
         });
         record
     }

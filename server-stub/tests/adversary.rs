@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::cell::Cell;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
-use testkit::{Consortium, registration_as, submit, verified_lookup};
+use testkit::{Consortium, NODES, registration_as, submit, verified_lookup};
 
 const CHAIN: &str = "test-chain";
 
@@ -174,8 +174,9 @@ fn access_logs_by(c: &Consortium, i: usize, sender: &PartyId) -> usize {
 
 fn registered(c: &Consortium, ids: &[&PartyId]) {
     c.wait_until(Duration::from_secs(30), |c| {
+        // On every node: a test may send the party's next transaction to any of them.
         ids.iter()
-            .all(|id| verified_lookup(c, 0, id.as_str()) == Some(true))
+            .all(|id| (0..NODES).all(|i| verified_lookup(c, i, id.as_str()) == Some(true)))
     });
 }
 
