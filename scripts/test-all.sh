@@ -35,7 +35,12 @@ suite() {
 
 suite "format (cargo fmt --check)" cargo fmt --all -- --check
 suite "lints (cargo clippy -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
-suite "unit, integration, property and KAT tests (cargo test)" cargo test --workspace --locked
+# Built first and flushed to disk: the tests that run nodes (each fsyncs every block) then do
+# not wait behind gigabytes of fresh build output being written back.
+built_then_tested() {
+  cargo test --workspace --locked --no-run && sync && cargo test --workspace --locked
+}
+suite "unit, integration, property and KAT tests (cargo test)" built_then_tested
 suite "the node's OpenAPI document as a contract (schemathesis, all checks, live node)" \
   scripts/test-openapi.sh
 suite "release build of the emrshare CLI" cargo build --release --locked -p emrshare-cli

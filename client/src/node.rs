@@ -15,7 +15,7 @@ use emrshare_core::ledger::machine::{
 };
 use emrshare_core::ledger::merkle::Hash;
 use emrshare_core::ledger::tx::{Role, SignedTransaction};
-use emrshare_core::ledger::verify::{LightClient, Verdict};
+use emrshare_core::ledger::verify::{InvalidReason, LightClient, Verdict};
 use emrshare_core::ledger::wire::{
     BucketAnswer, DirectoryAnswer, ErrorBody, GrantAnswer, LookupRequest, LookupResponse,
     RecordAnswer, RecordVoucherAnswer, RecordVoucherRequest, SequenceAnswer, SubmitRequest,
@@ -530,18 +530,32 @@ impl<T: Transport> NodeClient<T> {
     ) -> Result<Result<R, Vec<NodeEvidence>>, NetError> {
         let mut evidence = Vec::new();
         for node in self.rotation() {
-            let answer = match self.call_json::<A>(&node, request.clone()).await {
+            match self.verified_by(&node, &request, verify).await? {
+                Ok(result) => return Ok(Ok(result)),
+                Err(fault) => evidence.push(NodeEvidence { node, fault }),
+            }
+        }
+        Ok(Err(evidence))
+    }
+
+    /// `node`'s answer to `request`, verified. An answer under a validator set the client
+    /// does not know yet (the chain re-ranks its validators every cycle) makes the client
+    /// follow the changes that node lists, each checked under the set before it, and ask
+    /// again once.
+    async fn verified_by<A: DeserializeOwned, R>(
+        &self,
+        node: &str,
+        request: &HttpRequest,
+        verify: &impl Fn(&mut LightClient, A) -> Result<R, NodeFault>,
+    ) -> Result<Result<R, NodeFault>, NetError> {
+        let mut followed = false;
+        loop {
+            let answer = match self.call_json::<A>(node, request.clone()).await {
                 Ok(answer) => answer,
                 Err(NetError::Refused { status, message }) if status < 500 => {
                     return Err(NetError::Refused { status, message });
                 }
-                Err(e) => {
-                    evidence.push(NodeEvidence {
-                        node,
-                        fault: NodeFault::NoAnswer(e.to_string()),
-                    });
-                    continue;
-                }
+                Err(e) => return Ok(Err(NodeFault::NoAnswer(e.to_string()))),
             };
             let mut trust = self.trust().clone();
             match verify(&mut trust, answer) {
@@ -549,10 +563,17 @@ impl<T: Transport> NodeClient<T> {
                     *self.trust() = trust;
                     return Ok(Ok(result));
                 }
-                Err(fault) => evidence.push(NodeEvidence { node, fault }),
+                Err(NodeFault::Header(Verdict::Invalid(InvalidReason::WrongValidatorSet)))
+                    if !followed =>
+                {
+                    followed = true;
+                    if let Err(fault) = self.follow_validator_changes(node).await {
+                        return Ok(Err(fault));
+                    }
+                }
+                Err(fault) => return Ok(Err(fault)),
             }
         }
-        Ok(Err(evidence))
     }
 
     /// Stores a blob on up to n nodes (at least one must take it); `claim` is the owner's
