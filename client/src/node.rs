@@ -373,7 +373,10 @@ impl<T: Transport> NodeClient<T> {
                 .verify_lookup(plan, answers.clone(), &mut evidence)
                 .await
             {
-                Err(NetError::Lookup(LookupError::NoVerifiedAnswer(_))) if queue.len() > 0 => {}
+                // (No answer verified: every node lied, or every node was silent or behind.)
+                Err(
+                    NetError::Lookup(LookupError::NoVerifiedAnswer(_)) | NetError::NoAnswer { .. },
+                ) if queue.len() > 0 => {}
                 result => return result,
             }
         }
