@@ -230,27 +230,31 @@ async fn lying_nodes_are_caught_and_the_lookup_succeeds_from_honest_ones() {
     s.consortium.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_header_is_refused_once_the_client_has_seen_a_newer_one() {
-    let mut s = setup().await;
-    let nodes = s.consortium.urls.clone();
-    let plan = plan(&s, 1).await;
-    // Record node 0's answer now, then let the chain move on.
+/// Keeps the first answer `node` gives to a request whose path `wanted` matches (passing it on
+/// unchanged): an answer to replay once the chain has moved on.
+fn keep_first_answer(
+    s: &Setup,
+    node: &str,
+    wanted: fn(&str) -> bool,
+) -> Arc<Mutex<Option<Vec<u8>>>> {
     let recorded: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
     let keep = Arc::clone(&recorded);
     s.client.transport().set(
-        &nodes[0],
+        node,
         Behaviour::Alter(Arc::new(move |request, response| {
-            if is_bucket(&request.path) {
+            if wanted(&request.path) {
                 keep.lock()
                     .unwrap()
                     .get_or_insert_with(|| response.body.clone());
             }
         })),
     );
-    while recorded.lock().unwrap().is_none() {
-        s.client.lookup(&plan).await.unwrap();
-    }
+    recorded
+}
+
+/// Commits a transaction (insurer 5 revokes itself), so the chain moves past every answer
+/// kept before.
+async fn move_chain_on(s: &mut Setup) {
     let id = s.insurers[5].id().clone();
     let update = s.insurers[5].sign(TxBody::RevokeIdentity { id });
     s.client.submit(&update).await.unwrap();
@@ -258,6 +262,23 @@ async fn a_stale_header_is_refused_once_the_client_has_seen_a_newer_one() {
         .wait_sequence(s.insurers[5].id(), 1, Duration::from_secs(20))
         .await
         .unwrap();
+}
+
+fn is_entry(path: &str) -> bool {
+    path == "/v1/registry/lookup"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_header_is_refused_once_the_client_has_seen_a_newer_one() {
+    let mut s = setup().await;
+    let nodes = s.consortium.urls.clone();
+    let plan = plan(&s, 1).await;
+    // Record node 0's answer now, then let the chain move on.
+    let recorded = keep_first_answer(&s, &nodes[0], is_bucket);
+    while recorded.lock().unwrap().is_none() {
+        s.client.lookup(&plan).await.unwrap();
+    }
+    move_chain_on(&mut s).await;
     let before = s.client.trusted_height();
     while s.client.trusted_height() <= before {
         s.client.lookup(&plan).await.unwrap();
@@ -300,31 +321,13 @@ async fn nodes_behind_are_asked_again_and_silence_is_not_distrust() {
     let mut s = setup().await;
     let nodes = s.consortium.urls.clone();
     let target = s.insurers[1].id().clone();
-    let is_entry = |path: &str| path == "/v1/registry/lookup";
     // An answer under the current header, kept; then the chain and the client move on.
-    let recorded: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
-    let keep = Arc::clone(&recorded);
-    s.client.transport().set(
-        &nodes[0],
-        Behaviour::Alter(Arc::new(move |request, response| {
-            if is_entry(&request.path) {
-                keep.lock()
-                    .unwrap()
-                    .get_or_insert_with(|| response.body.clone());
-            }
-        })),
-    );
+    let recorded = keep_first_answer(&s, &nodes[0], is_entry);
     while recorded.lock().unwrap().is_none() {
         s.client.registry_entry(&target).await.unwrap();
     }
     let before = s.client.trusted_height();
-    let id = s.insurers[5].id().clone();
-    let update = s.insurers[5].sign(TxBody::RevokeIdentity { id });
-    s.client.submit(&update).await.unwrap();
-    s.client
-        .wait_sequence(s.insurers[5].id(), 1, Duration::from_secs(20))
-        .await
-        .unwrap();
+    move_chain_on(&mut s).await;
     while s.client.trusted_height() <= before {
         s.client.registry_entry(&target).await.unwrap();
     }

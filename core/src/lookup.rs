@@ -591,8 +591,9 @@ mod tests {
         assert!(matches!(evidence[0].fault, NodeFault::Entry { .. }));
     }
 
-    #[test]
-    fn stale_and_minority_headers_are_refused_and_all_liars_fail_closed() {
+    /// A world whose chain moved on (one more registration) after an answer was kept, and a
+    /// client that has accepted the newer header: the kept answer is now stale.
+    fn moved_on() -> (World, LookupPlan, BucketAnswer, LightClient) {
         let mut w = world();
         let p = plan(&w, 4);
         let old = w.chain.bucket_answer(&p);
@@ -602,6 +603,12 @@ mod tests {
             client.verify_header(&w.chain.header(&[0, 1, 2])),
             Verdict::Success
         );
+        (w, p, old, client)
+    }
+
+    #[test]
+    fn stale_and_minority_headers_are_refused_and_all_liars_fail_closed() {
+        let (w, p, old, client) = moved_on();
         let mut minority = w.chain.bucket_answer(&p);
         minority.header = w.chain.header(&[3]);
         let result = verify_answers(
@@ -633,15 +640,7 @@ mod tests {
     /// answer in the same lookup is still evidence.
     #[test]
     fn a_node_behind_is_refused_but_is_no_evidence() {
-        let mut w = world();
-        let p = plan(&w, 4);
-        let old = w.chain.bucket_answer(&p);
-        w.chain.register(Some("insurer:late"), Role::Insurer);
-        let mut client = w.chain.client();
-        assert_eq!(
-            client.verify_header(&w.chain.header(&[0, 1, 2])),
-            Verdict::Success
-        );
+        let (w, p, old, client) = moved_on();
         let mut forged = w.chain.bucket_answer(&p);
         forged.entries.pop();
         let outcome = verify_answers(
